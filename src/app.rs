@@ -1,0 +1,283 @@
+//! The application: shared state, the router with its layers, binding and graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use rand::RngCore as _;
+use tokio::net::TcpListener;
+use tower_http::{
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use tower_sessions::{SessionManagerLayer, cookie::SameSite};
+use url::Url;
+
+use crate::{
+    auth::{self, password::PasswordHasherPool, rate_limit, session_store},
+    billing::catalog::Catalog,
+    config::Config,
+    db::Db,
+    error::AppError,
+    web,
+};
+
+/// Body limit for `/api/` and forms (CONTRACT.md).
+pub const BODY_LIMIT: usize = 64 * 1024;
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+    /// The public URL (configured, or `http://127.0.0.1:<port>`).
+    pub base_url: Url,
+    /// Origins accepted by the Origin check.
+    pub allowed_origins: Arc<Vec<String>>,
+    /// argon2 on a bounded blocking pool.
+    pub hasher: PasswordHasherPool,
+    /// Plans.
+    pub catalog: Arc<Catalog>,
+    /// Page templates.
+    pub templates: Arc<minijinja::Environment<'static>>,
+    /// Key of the CSRF form tokens, shared by all instances through the database.
+    pub csrf_key: Arc<Vec<u8>>,
+}
+
+impl AppState {
+    /// True when the public URL is https (cookies get `Secure` and a name prefix).
+    pub fn https(&self) -> bool {
+        self.base_url.scheme() == "https"
+    }
+
+    /// The session cookie's name: `__Host-` on https, `__Secure-` when shared with subdomains.
+    pub fn session_cookie_name(&self) -> &'static str {
+        match (self.https(), self.config.cookie_domain.is_some()) {
+            (true, false) => "__Host-tollgate_session",
+            (true, true) => "__Secure-tollgate_session",
+            (false, _) => "tollgate_session",
+        }
+    }
+}
+
+/// A bound, migrated, ready-to-serve tollgate.
+pub struct App {
+    /// The state the router runs with.
+    pub state: AppState,
+    listener: TcpListener,
+}
+
+impl App {
+    /// Opens and migrates the database, binds `config.bind` and builds the state.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(config.database_url.expose()).await?;
+        db.migrate().await?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        let base_url = match &config.base_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://127.0.0.1:{port}/"))?,
+        };
+        let mut allowed_origins = vec![base_url.origin().ascii_serialization()];
+        allowed_origins.extend(config.allowed_origins.iter().cloned());
+        if config.mode == crate::config::Mode::Development {
+            allowed_origins.push(format!("http://localhost:{port}"));
+            allowed_origins.push(format!("http://127.0.0.1:{port}"));
+        }
+        let csrf_key = shared_secret(&db, "csrf_key").await?;
+        let state = AppState {
+            hasher: PasswordHasherPool::new(config.argon2),
+            config: Arc::new(config),
+            db,
+            base_url,
+            allowed_origins: Arc::new(allowed_origins),
+            catalog: Arc::new(Catalog::demo()),
+            templates: Arc::new(web::templates()),
+            csrf_key: Arc::new(csrf_key),
+        };
+        Ok(Self { state, listener })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let cleanup = tokio::spawn(cleanup_loop(self.state.db.clone()));
+        let router = build_router(self.state);
+        let result = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server failed");
+        cleanup.abort();
+        result
+    }
+}
+
+/// Reads a random key from `app_secrets`, creating it on first start. Every instance on one
+/// database gets the same key; the first writer wins a race.
+async fn shared_secret(db: &Db, name: &str) -> anyhow::Result<Vec<u8>> {
+    let mut fresh = [0u8; 32];
+    rand::rng().fill_bytes(&mut fresh);
+    sqlx::query(
+        "INSERT INTO app_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name)
+    .bind(hex::encode(fresh))
+    .execute(&db.pool)
+    .await?;
+    let (value,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
+        .bind(name)
+        .fetch_one(&db.pool)
+        .await?;
+    Ok(hex::decode(value)?)
+}
+
+/// Deletes expired sessions and stale rate-limit counters every ten minutes.
+async fn cleanup_loop(db: Db) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = session_store::delete_expired(&db).await {
+            tracing::warn!(error = %e, "session cleanup failed");
+        }
+        if let Err(e) = rate_limit::delete_stale(&db).await {
+            tracing::warn!(error = %e, "rate-limit cleanup failed");
+        }
+    }
+}
+
+/// Request ids: 64 random bits, hex.
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", rand::rng().next_u64());
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// The whole router with its layers.
+pub fn build_router(state: AppState) -> Router {
+    let session_layer =
+        SessionManagerLayer::new(session_store::DbSessionStore::new(state.db.clone()))
+            .with_name(state.session_cookie_name())
+            .with_secure(state.https())
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_path("/");
+    let session_layer = match &state.config.cookie_domain {
+        Some(domain) => session_layer.with_domain(domain.clone()),
+        None => session_layer,
+    };
+    Router::new()
+        .route("/healthz", get(|| async { StatusCode::OK }))
+        .route("/readyz", get(ready))
+        .merge(auth::router())
+        .merge(web::router(state.clone()))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            web::csrf::check_api,
+        ))
+        .layer(session_layer)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // The path only: query strings can carry tokens and never reach the logs.
+                tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.db.ping().await {
+        StatusCode::OK.into_response()
+    } else {
+        AppError::ServiceUnavailable.into_response()
+    }
+}
+
+async fn not_found(State(state): State<AppState>, request: Request) -> Response {
+    if request.uri().path().starts_with("/api/") {
+        AppError::NotFound.into_response()
+    } else {
+        web::error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "There is nothing at this address.",
+        )
+    }
+}
+
+/// Security headers on every response; `no-store` on everything but static assets, since pages
+/// and API answers carry account data.
+async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let is_static = request.uri().path().starts_with("/static/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if state.https() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    if !is_static {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}

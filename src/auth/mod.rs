@@ -1,0 +1,263 @@
+//! Password accounts and server-side sessions: register, log in, who am I, log out, change
+//! password.
+//!
+//! Sessions are tower-sessions records in the database ([`session_store`]). The session holds
+//! the user id, the time of sign-in (absolute timeout) and the time last seen (idle timeout,
+//! refreshed at most once a minute so that reads do not become writes). The id is rotated at every
+//! sign-in and privilege change; logout deletes the record server-side.
+
+pub mod password;
+pub mod rate_limit;
+pub mod session_store;
+pub mod users;
+
+use axum::{
+    Json, Router,
+    extract::{FromRef, FromRequestParts, State},
+    http::{StatusCode, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use tower_sessions::{Expiry, Session};
+
+use crate::{
+    app::AppState,
+    db,
+    error::{AppError, Result},
+    extract::ApiJson,
+    gate::Access,
+};
+use password::Verified;
+use rate_limit::ClientIp;
+use session_store::USER_ID_KEY;
+use users::{Email, User};
+
+const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+const SEEN_AT_KEY: &str = "seen_at";
+/// How stale `seen_at` may get before a request refreshes it (one write per minute at most).
+const SEEN_REFRESH_SECS: i64 = 60;
+
+/// The JSON routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/auth/password/change", post(change_password))
+        .route("/api/me", get(me))
+}
+
+/// The signed-in user of this request; rejects with 401 `unauthenticated`.
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    /// The user's row.
+    pub user: User,
+    /// The session, for handlers that rotate or end it.
+    pub session: Session,
+}
+
+impl<S> FromRequestParts<S> for CurrentUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let session = Session::from_request_parts(parts, &state)
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
+        current_user(&state, session)
+            .await?
+            .ok_or(AppError::Unauthenticated)
+    }
+}
+
+/// Loads the user of `session`, enforcing the idle and absolute timeouts.
+pub async fn current_user(state: &AppState, session: Session) -> Result<Option<CurrentUser>> {
+    let Some(user_id) = session.get::<String>(USER_ID_KEY).await? else {
+        return Ok(None);
+    };
+    let now = db::now();
+    let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await?.unwrap_or(0);
+    let seen_at = session.get::<i64>(SEEN_AT_KEY).await?.unwrap_or(0);
+    let config = &state.config;
+    if now - signed_in_at > config.session_absolute_secs as i64
+        || now - seen_at > config.session_idle_secs as i64
+    {
+        session.flush().await?;
+        return Ok(None);
+    }
+    let Some(user) = users::find_by_id(&state.db, &user_id).await? else {
+        // The account was deleted under this session.
+        session.flush().await?;
+        return Ok(None);
+    };
+    if now - seen_at > SEEN_REFRESH_SECS {
+        session.insert(SEEN_AT_KEY, now).await?;
+    }
+    Ok(Some(CurrentUser { user, session }))
+}
+
+/// Starts a signed-in session for `user` on a fresh session id.
+pub async fn sign_in(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    remember: bool,
+) -> Result<()> {
+    // A new id at every sign-in defeats session fixation.
+    session.cycle_id().await?;
+    session.clear().await;
+    let now = db::now();
+    session.insert(USER_ID_KEY, &user.id).await?;
+    session.insert(SIGNED_IN_AT_KEY, now).await?;
+    session.insert(SEEN_AT_KEY, now).await?;
+    session.set_expiry(Some(if remember {
+        // A persistent cookie that lives as long as the idle timeout, renewed with activity.
+        Expiry::OnInactivity(time::Duration::seconds(
+            state.config.session_idle_secs as i64,
+        ))
+    } else {
+        Expiry::OnSessionEnd
+    }));
+    session.save().await?;
+    Ok(())
+}
+
+/// The user JSON with the user's current access.
+pub fn user_json(state: &AppState, user: &User) -> Json<users::UserJson> {
+    Json(user.to_json(Access::without_subscription(&state.catalog)))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    email: String,
+    password: String,
+    #[serde(default)]
+    remember: bool,
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    email: String,
+    password: String,
+}
+
+/// Creates an account and signs it in.
+pub async fn register_user(
+    state: &AppState,
+    ip: ClientIp,
+    email: &str,
+    password: &str,
+) -> Result<User> {
+    rate_limit::hit(state, rate_limit::REGISTER_PER_IP, &ip.0.to_string()).await?;
+    let email = Email::parse(email)?;
+    let password = password::check_new_password(password, state.config.password_min_length)?;
+    let hash = state.hasher.hash(password).await?;
+    let user = users::insert_user(&state.db, &email, &hash).await?;
+    tracing::info!(user = %user.id, email = %email.masked(), "registered");
+    Ok(user)
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<Registration>,
+) -> Result<Response> {
+    let user = register_user(&state, ip, &body.email, &body.password).await?;
+    sign_in(&state, &session, &user, false).await?;
+    Ok((StatusCode::CREATED, user_json(&state, &user)).into_response())
+}
+
+/// Checks credentials with the same work and answer for an unknown email and a wrong password.
+pub async fn authenticate(
+    state: &AppState,
+    ip: ClientIp,
+    email: &str,
+    password: &str,
+) -> Result<User> {
+    rate_limit::hit(state, rate_limit::LOGIN_PER_IP, &ip.0.to_string()).await?;
+    let normalised = Email::parse(email)
+        .map(|e| e.normalised)
+        .unwrap_or_else(|_| email.trim().to_lowercase());
+    rate_limit::hit(state, rate_limit::LOGIN_PER_ACCOUNT, &normalised).await?;
+    let user = users::find_by_email(&state.db, &normalised).await?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    // With no user, `verify` hashes against a dummy so both paths cost the same.
+    match (state.hasher.verify(password, stored).await?, user) {
+        (Verified::Yes, Some(user)) => Ok(user),
+        (Verified::YesRehashed(hash), Some(user)) => {
+            users::set_password_hash(&state.db, &user.id, &hash).await?;
+            tracing::info!(user = %user.id, "password rehashed with current parameters");
+            Ok(user)
+        }
+        _ => Err(AppError::InvalidCredentials),
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response> {
+    let user = authenticate(&state, ip, &body.email, &body.password).await?;
+    sign_in(&state, &session, &user, body.remember).await?;
+    tracing::info!(user = %user.id, "signed in");
+    Ok(user_json(&state, &user).into_response())
+}
+
+async fn logout(session: Session) -> Result<StatusCode> {
+    // Deletes the record server-side and expires the cookie.
+    session.flush().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, current: CurrentUser) -> Json<users::UserJson> {
+    user_json(&state, &current.user)
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password of the signed-in user and ends their other sessions.
+pub async fn change_user_password(
+    state: &AppState,
+    current: &CurrentUser,
+    current_password: &str,
+    new_password: &str,
+) -> Result<()> {
+    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
+    let new_password =
+        password::check_new_password(new_password, state.config.password_min_length)?;
+    let stored = current.user.password_hash.as_deref();
+    if state.hasher.verify(current_password, stored).await? == Verified::No {
+        return Err(AppError::InvalidCredentials);
+    }
+    let hash = state.hasher.hash(new_password).await?;
+    users::set_password_hash(&state.db, &current.user.id, &hash).await?;
+    // A privilege change: new id for this session, every other session of the user ends.
+    current.session.cycle_id().await?;
+    current.session.save().await?;
+    let keep = current.session.id();
+    let ended =
+        session_store::end_user_sessions(&state.db, &current.user.id, keep.as_ref()).await?;
+    tracing::info!(user = %current.user.id, ended, "password changed");
+    Ok(())
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode> {
+    change_user_password(&state, &current, &body.current_password, &body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

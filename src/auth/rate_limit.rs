@@ -1,0 +1,206 @@
+//! Rate limits on credential endpoints, counted in the shared database so several instances
+//! enforce one limit, and the client address they are keyed on.
+//!
+//! Fixed windows: one atomic upsert per check (`ON CONFLICT … DO UPDATE … RETURNING`), no
+//! read-modify-write race. Windows expire by themselves, so the real user is never locked out for
+//! longer than one window. Subjects (addresses, emails) are stored only as hashes.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::{
+    extract::{ConnectInfo, FromRef, FromRequestParts},
+    http::request::Parts,
+};
+use sha2::{Digest, Sha256};
+
+use crate::{app::AppState, db, error::AppError};
+
+/// One limit: at most `max` hits per `window_secs`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limit {
+    /// Name used in the counter key and the README's table.
+    pub scope: &'static str,
+    /// Hits allowed per window.
+    pub max: i64,
+    /// Window length in seconds.
+    pub window_secs: i64,
+}
+
+/// Login attempts from one client address.
+pub const LOGIN_PER_IP: Limit = Limit {
+    scope: "login-ip",
+    max: 20,
+    window_secs: 60,
+};
+/// Login attempts for one account (any address), which slows credential stuffing of one user.
+pub const LOGIN_PER_ACCOUNT: Limit = Limit {
+    scope: "login-account",
+    max: 10,
+    window_secs: 300,
+};
+/// Registrations from one client address.
+pub const REGISTER_PER_IP: Limit = Limit {
+    scope: "register-ip",
+    max: 10,
+    window_secs: 3600,
+};
+/// Password changes (each verifies the current password) for one signed-in user.
+pub const PASSWORD_PER_USER: Limit = Limit {
+    scope: "password-user",
+    max: 10,
+    window_secs: 300,
+};
+
+/// Counts one hit for `subject` under `limit`; `Err(RateLimited)` once the window is full.
+pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), AppError> {
+    if !state.config.rate_limit {
+        return Ok(());
+    }
+    let now = db::now();
+    let window_start = now - now.rem_euclid(limit.window_secs);
+    let key = format!(
+        "{}:{}",
+        limit.scope,
+        hex::encode(&Sha256::digest(subject.as_bytes())[..16])
+    );
+    let (hits,): (i64,) = sqlx::query_as(
+        "INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, $2, 1) \
+         ON CONFLICT (key) DO UPDATE SET \
+           hits = CASE WHEN rate_limits.window_start = excluded.window_start \
+                       THEN rate_limits.hits + 1 ELSE 1 END, \
+           window_start = excluded.window_start \
+         RETURNING hits",
+    )
+    .bind(key)
+    .bind(window_start)
+    .fetch_one(&state.db.pool)
+    .await?;
+    if hits > limit.max {
+        tracing::info!(scope = limit.scope, "rate limited");
+        return Err(AppError::RateLimited(
+            (window_start + limit.window_secs - now).max(1) as u64,
+        ));
+    }
+    Ok(())
+}
+
+/// Deletes counters whose window is long over; run periodically.
+pub async fn delete_stale(db: &db::Db) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
+        .bind(db::now() - 86_400)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The client's address: the platform header when configured, `X-Forwarded-For` when the peer is
+/// a trusted proxy, else the peer itself. Anything else a client sends is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        Ok(ClientIp(client_ip(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+            state.config.client_ip_header.as_deref(),
+        )))
+    }
+}
+
+/// See [`ClientIp`].
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+    platform_header: Option<&str>,
+) -> IpAddr {
+    let header_ip = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    };
+    if let Some(ip) = platform_header.and_then(header_ip) {
+        return ip;
+    }
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    // Walk X-Forwarded-For from the right: the first hop not ours is the client.
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .copied()
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.2")]);
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted, None),
+            "203.0.113.7".parse::<IpAddr>().unwrap(),
+            "through trusted proxies, the first untrusted hop"
+        );
+        assert_eq!(
+            client_ip(stranger, &h, &trusted, None),
+            stranger,
+            "a direct client cannot spoof its address"
+        );
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.9")]);
+        assert_eq!(
+            client_ip(proxy, &spoof, &trusted, None),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "a client-prepended hop is ignored"
+        );
+    }
+
+    #[test]
+    fn the_platform_header_wins_when_configured() {
+        let h = headers(&[("fly-client-ip", "203.0.113.8")]);
+        let peer: IpAddr = "172.16.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &[], Some("fly-client-ip")),
+            "203.0.113.8".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_ip(peer, &h, &[], None), peer);
+    }
+}

@@ -1,0 +1,212 @@
+//! Users: the `Email` newtype, the queries on `users`, and the user JSON of CONTRACT.md.
+
+use rand::RngCore as _;
+use serde::Serialize;
+use unicode_normalization::UnicodeNormalization as _;
+
+use crate::{
+    db::{self, Db},
+    error::AppError,
+    gate::Access,
+};
+
+/// An email address as typed (trimmed) and its normalised form, which logins match on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    /// As typed, minus surrounding white space; shown back to the user.
+    pub display: String,
+    /// Trimmed, NFC, lower-cased: one account per normalised address.
+    pub normalised: String,
+}
+
+impl Email {
+    /// Parses an address: one `@`, a non-empty local part, a dotted domain, no spaces or control
+    /// characters, at most 254 bytes. Deliberately lenient beyond that; the verification email is
+    /// the real test.
+    pub fn parse(raw: &str) -> Result<Self, AppError> {
+        let display: String = raw.trim().nfc().collect();
+        let valid = display.len() <= 254
+            && display.split('@').count() == 2
+            && !display
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+            && display.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..")
+            });
+        if !valid {
+            return Err(AppError::InvalidEmail);
+        }
+        Ok(Self {
+            normalised: display.to_lowercase(),
+            display,
+        })
+    }
+
+    /// `j***@example.com`: for logs, which never hold full addresses.
+    pub fn masked(&self) -> String {
+        mask(&self.display)
+    }
+}
+
+/// Masks an address for logs.
+pub fn mask(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
+        }
+        None => "***".into(),
+    }
+}
+
+/// A row of `users`.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// Opaque id.
+    pub id: String,
+    /// As typed.
+    pub email: String,
+    /// PHC string; `None` for accounts without a password (future sign-in methods).
+    pub password_hash: Option<String>,
+    /// 0 or 1.
+    pub email_verified: i64,
+}
+
+/// The user JSON of CONTRACT.md.
+#[derive(Debug, Serialize)]
+pub struct UserJson {
+    /// Opaque id.
+    pub id: String,
+    /// As typed.
+    pub email: String,
+    /// Whether the address was proven.
+    pub email_verified: bool,
+    /// What the user's subscriptions entitle them to.
+    pub access: Access,
+}
+
+impl User {
+    /// The JSON shape clients see.
+    pub fn to_json(&self, access: Access) -> UserJson {
+        UserJson {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            email_verified: self.email_verified != 0,
+            access,
+        }
+    }
+}
+
+/// A new opaque id with 128 random bits.
+pub fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+const USER_COLUMNS: &str = "SELECT id, email, password_hash, email_verified FROM users";
+
+type UserRow = (String, String, Option<String>, i64);
+
+fn from_row((id, email, password_hash, email_verified): UserRow) -> User {
+    User {
+        id,
+        email,
+        password_hash,
+        email_verified,
+    }
+}
+
+/// Inserts a user; `EmailTaken` when the normalised address already has an account.
+pub async fn insert_user(db: &Db, email: &Email, password_hash: &str) -> Result<User, AppError> {
+    let id = new_id("usr");
+    let now = db::now();
+    let result = sqlx::query(
+        "INSERT INTO users (id, email, email_norm, password_hash, email_verified, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 0, $5, $5)",
+    )
+    .bind(&id)
+    .bind(&email.display)
+    .bind(&email.normalised)
+    .bind(password_hash)
+    .bind(now)
+    .execute(&db.pool)
+    .await;
+    match result {
+        Ok(_) => Ok(User {
+            id,
+            email: email.display.clone(),
+            password_hash: Some(password_hash.to_owned()),
+            email_verified: 0,
+        }),
+        // The unique constraint on email_norm is the guard against concurrent duplicates.
+        Err(e) if db::is_unique_violation(&e) => Err(AppError::EmailTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The user with this normalised address.
+pub async fn find_by_email(db: &Db, email_norm: &str) -> Result<Option<User>, AppError> {
+    let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE email_norm = $1"));
+    let row: Option<UserRow> = sqlx::query_as(sql)
+        .bind(email_norm)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(from_row))
+}
+
+/// The user with this id.
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
+    let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = $1"));
+    let row: Option<UserRow> = sqlx::query_as(sql)
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(from_row))
+}
+
+/// Replaces the password hash.
+pub async fn set_password_hash(db: &Db, id: &str, hash: &str) -> Result<(), AppError> {
+    sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+        .bind(hash)
+        .bind(db::now())
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_normalise_and_validate() {
+        let e = Email::parse("  Ann.Lee@Example.COM ").unwrap();
+        assert_eq!(e.display, "Ann.Lee@Example.COM");
+        assert_eq!(e.normalised, "ann.lee@example.com");
+        // NFC: a decomposed é equals the composed one.
+        assert_eq!(
+            Email::parse("e\u{301}@x.io").unwrap().normalised,
+            Email::parse("\u{e9}@x.io").unwrap().normalised
+        );
+        for bad in [
+            "",
+            "plain",
+            "a@b",
+            "a@@b.io",
+            "a b@c.io",
+            "@c.io",
+            "a@.io",
+            "a@c..io",
+            "a@c.io\r\nBcc: x@y.io",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert_eq!(e.masked(), "A***@Example.COM");
+    }
+}

@@ -1,0 +1,3 @@
+//! Billing: the plan catalog now; Stripe customers, Checkout, the portal and webhooks next.
+
+pub mod catalog;

@@ -1,0 +1,185 @@
+//! Storage: one pool for SQLite or PostgreSQL, chosen at run time from `DATABASE_URL`.
+//!
+//! tollgate keeps **one set of portable SQL** for both engines and talks to them through sqlx's
+//! `Any` driver. The rules that keep SQL portable (see the README's architecture section):
+//! columns are `TEXT` or `BIGINT` only (booleans are `0`/`1`, times are Unix seconds), ids are
+//! opaque random strings, parameters are written `$1, $2, …` (SQLite accepts them too), upserts use
+//! `ON CONFLICT … DO UPDATE`, and `RETURNING` is allowed (SQLite ≥ 3.35).
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::{
+    AnyPool, Executor as _, SqlSafeStr as _,
+    any::AnyPoolOptions,
+    migrate::{Migration, MigrationType, Migrator},
+    sqlite::SqliteConnectOptions,
+};
+
+/// Which engine a [`Db`] talks to; a few statements differ (pragmas, locking hints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded default.
+    Sqlite,
+    /// The production and multi-instance engine.
+    Postgres,
+}
+
+/// The shared pool and its engine.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// The pool every query goes through.
+    pub pool: AnyPool,
+    /// The engine behind it.
+    pub engine: Engine,
+}
+
+/// The embedded migrations, in order. One change each; never edited once released.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "users", include_str!("../migrations/0001_users.sql")),
+    (
+        2,
+        "sessions",
+        include_str!("../migrations/0002_sessions.sql"),
+    ),
+    (
+        3,
+        "rate limits",
+        include_str!("../migrations/0003_rate_limits.sql"),
+    ),
+    (
+        4,
+        "app secrets",
+        include_str!("../migrations/0004_app_secrets.sql"),
+    ),
+];
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    (*name).into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+impl Db {
+    /// Opens the pool. A SQLite file is created if missing, in WAL mode with foreign keys on and a
+    /// busy timeout, so concurrent writers wait instead of failing.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
+        let url = match engine {
+            Engine::Sqlite => sqlite_url(url)?,
+            Engine::Postgres => url.to_owned(),
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(match engine {
+                Engine::Sqlite => 8,
+                Engine::Postgres => 16,
+            })
+            .min_connections(0)
+            // Fail fast when the database is gone, so /readyz and requests answer 503 promptly.
+            .acquire_timeout(Duration::from_secs(3));
+        let options = if engine == Engine::Sqlite {
+            options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options
+            .connect(&url)
+            .await
+            .context("cannot open the database")?;
+        Ok(Self { pool, engine })
+    }
+
+    /// Applies every embedded migration that has not run yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migrator()
+            .run(&self.pool)
+            .await
+            .context("cannot apply migrations")
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// Normalises a `sqlite:` URL so the file is created on first run.
+fn sqlite_url(url: &str) -> anyhow::Result<String> {
+    // Validate with the SQLite driver's own parser before handing the string to `Any`.
+    SqliteConnectOptions::from_str(url).context("DATABASE_URL is not a valid sqlite URL")?;
+    if url.contains("mode=") || url.contains(":memory:") {
+        return Ok(url.to_owned());
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}mode=rwc"))
+}
+
+/// True for failures that mean "the database cannot be reached" rather than a bug.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            // PostgreSQL: the database was dropped, the server is shutting down, or connections
+            // were terminated (classes 08, 57P, 3D000).
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || code.starts_with("57P") || code == "3D000"
+        }
+        _ => false,
+    }
+}
+
+/// True when `err` is a unique-constraint violation (SQLite or PostgreSQL).
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// Seconds since the Unix epoch: the one time format in the database.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        assert_eq!(
+            sqlite_url("sqlite://tollgate.db").unwrap(),
+            "sqlite://tollgate.db?mode=rwc"
+        );
+        assert_eq!(
+            sqlite_url("sqlite://x.db?mode=ro").unwrap(),
+            "sqlite://x.db?mode=ro"
+        );
+    }
+}

@@ -1,0 +1,142 @@
+//! The one error type of tollgate's HTTP layer, and the policy on what a client may see.
+//!
+//! Client variants carry a stable `error` code from CONTRACT.md; clients branch on it alone.
+//! Internal variants answer `500 {"error":"internal"}` and are logged once here, inside the
+//! request's span (which carries the request id). Their text never reaches the client: no SQL, no
+//! stack trace, no secret. A database that cannot be reached is a 503 `service_unavailable`, so
+//! Stripe and load balancers retry instead of giving up.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+
+/// `Result` with [`AppError`].
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the body is not JSON or not an object.
+    #[error("the request body is not a JSON object")]
+    InvalidJson,
+    /// 400: a field is missing, of the wrong type or has a bad value.
+    #[error("the field `{0}` is missing or has a bad value")]
+    InvalidField(String),
+    /// 400: not an email address.
+    #[error("that is not a valid email address")]
+    InvalidEmail,
+    /// 400: shorter than the configured minimum.
+    #[error("the password must have at least {0} characters")]
+    PasswordTooShort(usize),
+    /// 400: on the common-passwords blocklist.
+    #[error("that password is too common; choose another")]
+    PasswordTooCommon,
+    /// 400: above 1024 bytes.
+    #[error("the password must be at most 1024 bytes")]
+    PasswordTooLong,
+    /// 401: no session, or an expired one.
+    #[error("you need to sign in")]
+    Unauthenticated,
+    /// 401: a failed login, whatever the reason.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    /// 403: CSRF check failed.
+    #[error("the request failed the cross-site request check")]
+    CsrfFailed,
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 409: registration of an address that has an account.
+    #[error("an account with that email already exists")]
+    EmailTaken,
+    /// 413.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// 429 with `Retry-After` seconds.
+    #[error("too many attempts; try again later")]
+    RateLimited(u64),
+    /// 503: the database cannot be reached; nothing was changed.
+    #[error("the service is temporarily unavailable")]
+    ServiceUnavailable,
+    /// 500: a bug or an unexpected failure. Logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// The HTTP status and the stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use AppError::*;
+        match self {
+            InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json"),
+            InvalidField(_) => (StatusCode::BAD_REQUEST, "invalid_field"),
+            InvalidEmail => (StatusCode::BAD_REQUEST, "invalid_email"),
+            PasswordTooShort(_) => (StatusCode::BAD_REQUEST, "password_too_short"),
+            PasswordTooCommon => (StatusCode::BAD_REQUEST, "password_too_common"),
+            PasswordTooLong => (StatusCode::BAD_REQUEST, "password_too_long"),
+            Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
+            NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The message people read: the variant's text, except for internal errors.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) => "something went wrong on our side".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            AppError::ServiceUnavailable
+        } else {
+            AppError::Internal(err.into())
+        }
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(err: tower_sessions::session::Error) -> Self {
+        // The store maps an unreachable database to a backend error; answer 503 rather than 500.
+        tracing::warn!(error = %err, "session store failed");
+        AppError::ServiceUnavailable
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let AppError::Internal(err) = &self {
+            // Logged once, here, inside the request span; the client sees only "internal".
+            tracing::error!(error = ?err, "internal error");
+        }
+        let mut body = json!({"error": code, "message": self.public_message()});
+        match &self {
+            AppError::InvalidField(field) => body["field"] = Value::String(field.clone()),
+            AppError::PasswordTooShort(min) => body["min_length"] = json!(min),
+            _ => {}
+        }
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::RateLimited(secs) = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs.max(1).to_string()).expect("digits"),
+            );
+        }
+        response
+    }
+}

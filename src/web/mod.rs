@@ -1,0 +1,470 @@
+//! Server-rendered HTML pages (templates in `templates/`), usable without JavaScript.
+//!
+//! Forms post back to the page's own path with a CSRF token ([`csrf`]); failures re-render the
+//! form with a readable message and the right status, successes redirect (303). Messages never
+//! reveal whether an account exists (registration's "already has an account" is the documented
+//! exception).
+
+pub mod csrf;
+
+use std::collections::HashMap;
+
+use axum::{
+    Extension, Router,
+    body::Bytes,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode, header},
+    middleware,
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::get,
+};
+use minijinja::{Environment, Value, context};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::{
+    app::AppState,
+    auth::{self, CurrentUser, rate_limit::ClientIp},
+    error::AppError,
+    gate::Access,
+};
+use csrf::CsrfToken;
+
+/// The page routes, with the CSRF cookie middleware.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(show_home))
+        .route("/signup", get(show_signup).post(submit_signup))
+        .route("/login", get(show_login).post(submit_login))
+        .route("/logout", axum::routing::post(submit_logout))
+        .route("/account", get(show_account))
+        .route(
+            "/account/password",
+            axum::routing::post(submit_password_change),
+        )
+        .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
+        .route("/static/style.css", get(stylesheet))
+}
+
+/// Loads the templates, compiled into the binary.
+pub fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, source) in [
+        ("base.html", include_str!("../../templates/base.html")),
+        ("home.html", include_str!("../../templates/home.html")),
+        ("signup.html", include_str!("../../templates/signup.html")),
+        ("login.html", include_str!("../../templates/login.html")),
+        ("account.html", include_str!("../../templates/account.html")),
+        ("error.html", include_str!("../../templates/error.html")),
+    ] {
+        env.add_template(name, source)
+            .expect("templates are checked by tests");
+    }
+    env
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../templates/style.css"),
+    )
+        .into_response()
+}
+
+/// Renders `name` with the common context (product name, signed-in email, CSRF token).
+fn render(
+    state: &AppState,
+    status: StatusCode,
+    name: &str,
+    user: Option<&CurrentUser>,
+    token: Option<&CsrfToken>,
+    extra: Value,
+) -> Response {
+    let ctx = context! {
+        product_name => &state.config.product_name,
+        user_email => user.map(|u| u.user.email.clone()),
+        csrf_token => token.map(|t| t.0.clone()),
+        ..extra
+    };
+    match state
+        .templates
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+    {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => AppError::Internal(anyhow::anyhow!("template {name}: {e}")).into_response(),
+    }
+}
+
+/// A readable error page in the site's look.
+pub fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
+    render(
+        state,
+        status,
+        "error.html",
+        None,
+        None,
+        context! { status => status.as_u16(), message },
+    )
+}
+
+/// `next` only ever points inside this site.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n
+        }
+        _ => "/account",
+    }
+}
+
+/// A form body after the CSRF and Origin checks; `Err` is the ready 403 page.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response itself, returned at once"
+)]
+fn checked_form<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, Response> {
+    let fields: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    let token = fields.get(csrf::FIELD).map(String::as_str).unwrap_or("");
+    if !csrf::origin_allowed(state, headers) || !csrf::form_token_valid(state, headers, token) {
+        return Err(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "This form has expired or did not come from this site. Go back, reload the page and try again.",
+        ));
+    }
+    serde_urlencoded::from_bytes(body).map_err(|_| {
+        error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "The form was incomplete. Go back and try again.",
+        )
+    })
+}
+
+async fn page_user(state: &AppState, session: Session) -> Result<Option<CurrentUser>, Response> {
+    auth::current_user(state, session)
+        .await
+        .map_err(|e| error_response(state, e))
+}
+
+/// The page for an error that is not about the form's fields.
+fn error_response(state: &AppState, err: AppError) -> Response {
+    let (status, _) = err.status_and_code();
+    let mut response = error_page(state, status, &err.public_message());
+    if let AppError::RateLimited(secs) = err
+        && let Ok(v) = secs.to_string().parse()
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+async fn show_home(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    session: Session,
+) -> Response {
+    let user = match page_user(&state, session).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    render(
+        &state,
+        StatusCode::OK,
+        "home.html",
+        user.as_ref(),
+        Some(&token),
+        context! {},
+    )
+}
+
+#[derive(Deserialize, Default)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn show_signup(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    render(
+        &state,
+        StatusCode::OK,
+        "signup.html",
+        None,
+        Some(&token),
+        context! { next => safe_next(q.next.as_deref()), min_length => state.config.password_min_length },
+    )
+}
+
+#[derive(Deserialize)]
+struct SignupForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn submit_signup(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: SignupForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let next = safe_next(form.next.as_deref()).to_owned();
+    let result = async {
+        let user = auth::register_user(&state, ip, &form.email, &form.password).await?;
+        auth::sign_in(&state, &session, &user, false).await
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to(&next).into_response(),
+        Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
+            error_response(&state, err)
+        }
+        Err(err) => {
+            let (status, _) = err.status_and_code();
+            render(
+                &state,
+                status,
+                "signup.html",
+                None,
+                Some(&token),
+                context! {
+                    error => err.public_message(),
+                    email => form.email,
+                    next,
+                    min_length => state.config.password_min_length,
+                },
+            )
+        }
+    }
+}
+
+async fn show_login(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    render(
+        &state,
+        StatusCode::OK,
+        "login.html",
+        None,
+        Some(&token),
+        context! { next => safe_next(q.next.as_deref()) },
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    remember: Option<String>,
+    next: Option<String>,
+}
+
+async fn submit_login(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: LoginForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let next = safe_next(form.next.as_deref()).to_owned();
+    let result = async {
+        let user = auth::authenticate(&state, ip, &form.email, &form.password).await?;
+        auth::sign_in(&state, &session, &user, form.remember.is_some()).await
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to(&next).into_response(),
+        Err(err @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
+            let (status, _) = err.status_and_code();
+            let mut response = render(
+                &state,
+                status,
+                "login.html",
+                None,
+                Some(&token),
+                context! { error => err.public_message(), email => form.email, next },
+            );
+            if let AppError::RateLimited(secs) = err
+                && let Ok(v) = secs.to_string().parse()
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+        Err(err) => error_response(&state, err),
+    }
+}
+
+async fn submit_logout(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct Empty {}
+    if let Err(r) = checked_form::<Empty>(&state, &headers, &body) {
+        return r;
+    }
+    match session.flush().await {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => error_response(&state, e.into()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct AccountQuery {
+    notice: Option<String>,
+}
+
+async fn show_account(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    Query(q): Query<AccountQuery>,
+    session: Session,
+) -> Response {
+    let user = match page_user(&state, session).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+        Err(r) => return r,
+    };
+    // Notices are fixed texts chosen by code, never echoed from the URL.
+    let notice = match q.notice.as_deref() {
+        Some("password_changed") => {
+            Some("Your password was changed. Other sessions were signed out.")
+        }
+        _ => None,
+    };
+    account_page(&state, StatusCode::OK, &user, &token, notice, None)
+}
+
+fn account_page(
+    state: &AppState,
+    status: StatusCode,
+    user: &CurrentUser,
+    token: &CsrfToken,
+    notice: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let access = Access::without_subscription(&state.catalog);
+    render(
+        state,
+        status,
+        "account.html",
+        Some(user),
+        Some(token),
+        context! {
+            email_verified => user.user.email_verified != 0,
+            access,
+            notice,
+            error,
+            min_length => state.config.password_min_length,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn submit_password_change(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: PasswordForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let user = match page_user(&state, session).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+        Err(r) => return r,
+    };
+    match auth::change_user_password(&state, &user, &form.current_password, &form.new_password)
+        .await
+    {
+        Ok(()) => Redirect::to("/account?notice=password_changed").into_response(),
+        Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
+            error_response(&state, err)
+        }
+        Err(err) => {
+            let (status, _) = err.status_and_code();
+            account_page(
+                &state,
+                status,
+                &user,
+                &token,
+                None,
+                Some(err.public_message()),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        for (input, expected) in [
+            (Some("/billing"), "/billing"),
+            (Some("/a?b=c"), "/a?b=c"),
+            (Some("//evil.example"), "/account"),
+            (Some("/\\evil.example"), "/account"),
+            (Some("https://evil.example"), "/account"),
+            (Some("javascript:alert(1)"), "/account"),
+            (None, "/account"),
+        ] {
+            assert_eq!(safe_next(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn every_template_compiles() {
+        let env = templates();
+        for name in [
+            "home.html",
+            "signup.html",
+            "login.html",
+            "account.html",
+            "error.html",
+        ] {
+            env.get_template(name).expect(name);
+        }
+    }
+}
