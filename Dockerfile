@@ -1,0 +1,21 @@
+# Multi-stage build: compile with the Rust toolchain, run on a small Debian image as non-root.
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+COPY templates ./templates
+COPY webhooks ./webhooks
+RUN cargo build --release --locked --bin tollgate
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /data --create-home tollgate
+COPY --from=build /src/target/release/tollgate /usr/local/bin/tollgate
+USER tollgate
+WORKDIR /data
+ENV TOLLGATE_BIND=0.0.0.0:8080
+EXPOSE 8080
+CMD ["tollgate", "serve"]

@@ -1,0 +1,170 @@
+//! The binary: start-up refusals, check-config, migrate, user create.
+
+use std::process::Stdio;
+
+use serde_json::json;
+use tokio::{io::AsyncWriteExt as _, process::Command};
+
+use crate::helpers::{PASSWORD, TestApp, TestDb, client};
+
+fn tollgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    // Start from a clean slate: nothing from the developer's environment or a .env file.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[tokio::test]
+async fn production_mode_refuses_to_start_and_names_what_is_missing() {
+    let out = tollgate()
+        .env("TOLLGATE_ENV", "production")
+        .env("TOLLGATE_BASE_URL", "http://insecure.example")
+        .output()
+        .await
+        .unwrap();
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in [
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SMTP_URL",
+        "TOLLGATE_BASE_URL",
+    ] {
+        assert!(stderr.contains(name), "{name} not named in: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_with_exit_2_naming_it() {
+    for (name, value) in [
+        ("TOLLGATE_BIND", "nonsense"),
+        ("TOLLGATE_PASSWORD_MIN_LENGTH", "zero"),
+        ("STRIPE_WEBHOOK_TOLERANCE_SECS", "0"),
+        ("TOLLGATE_BIND", "0.0.0.0:3000"),
+    ] {
+        let out = tollgate().env(name, value).output().await.unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(name),
+            "{name}={value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_config_prints_settings_with_secrets_masked() {
+    let out = tollgate()
+        .arg("check-config")
+        .env("STRIPE_SECRET_KEY", "sk_test_do_not_print_me")
+        .env(
+            "DATABASE_URL",
+            "postgres://tg:hunter2secret@db.internal/tollgate",
+        )
+        .env("TOLLGATE_PRODUCT_NAME", "Acme")
+        .output()
+        .await
+        .unwrap();
+
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("TOLLGATE_PRODUCT_NAME=Acme"), "{stdout}");
+    assert!(stdout.contains("STRIPE_SECRET_KEY=(set)"), "{stdout}");
+    assert!(
+        !stdout.contains("do_not_print_me") && !stdout.contains("hunter2secret"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_then_user_create_makes_an_account_that_can_log_in() {
+    let db = std::sync::Arc::new(TestDb::new().await);
+    let migrate = tollgate()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+
+    let mut create = tollgate()
+        .args(["user", "create", "--email", "admin@example.com"])
+        .env("DATABASE_URL", &db.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    create
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .await
+        .unwrap();
+    let out = create.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(PASSWORD),
+        "the password is never echoed"
+    );
+
+    let app = TestApp::builder().on_db(db).spawn().await;
+    let login = app
+        .post_json_with(
+            &client(),
+            "/api/auth/login",
+            &json!({"email": "admin@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+}
+
+#[tokio::test]
+async fn serve_prints_its_url_and_stops_gracefully_on_sigterm() {
+    let db = TestDb::new().await;
+    let mut child = tollgate()
+        .env("DATABASE_URL", &db.url)
+        .env("TOLLGATE_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line),
+    )
+    .await
+    .expect("prints its URL")
+    .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let ready = client().get(format!("{url}readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}

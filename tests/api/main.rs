@@ -1,0 +1,10 @@
+//! Black-box tests over HTTP: the real app on a random port with a fresh database per test.
+//! The engine is SQLite unless `TEST_DATABASE_URL` points at PostgreSQL (see helpers.rs).
+
+mod accounts;
+mod cli;
+mod deploy;
+mod helpers;
+mod hygiene;
+mod pages;
+mod sessions;

@@ -1,0 +1,225 @@
+//! The HTML pages: sign-up, log-in, account, log-out, with CSRF-protected forms.
+
+use crate::helpers::{PASSWORD, client, spawn_app};
+
+#[tokio::test]
+async fn signup_form_creates_the_account_and_lands_on_the_account_page() {
+    let app = spawn_app().await;
+    let browser = client();
+    let token = app.csrf_token(&browser, "/signup").await;
+
+    let response = browser
+        .post(app.url("/signup"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", "ann@example.com"),
+            ("password", PASSWORD),
+            ("next", "/account"),
+        ])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/account");
+    let account = browser.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(account.status(), 200);
+    let html = account.text().await.unwrap();
+    assert!(html.contains("ann@example.com"));
+    assert!(html.contains("<html lang=\"en\">"));
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_csrf_token_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let browser = client();
+    let token = app.csrf_token(&browser, "/signup").await;
+    let cases = [
+        (None, None, "no token"),
+        (Some("0000.0000"), None, "a forged token"),
+        (
+            Some(token.as_str()),
+            Some("https://evil.example"),
+            "a foreign Origin",
+        ),
+    ];
+    for (submitted, origin, why) in cases {
+        let mut fields = vec![("email", "ann@example.com"), ("password", PASSWORD)];
+        if let Some(t) = submitted {
+            fields.push(("csrf_token", t));
+        }
+        let mut request = browser.post(app.url("/signup")).form(&fields);
+        if let Some(o) = origin {
+            request = request.header("origin", o);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "{why}");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("did not come from this site"),
+            "{why}"
+        );
+    }
+    // A token from another browser (without the matching cookie) fails too.
+    let stranger = client();
+    let response = stranger
+        .post(app.url("/signup"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", "ann@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "token without its cookie");
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn anonymous_page_views_create_no_session_rows() {
+    let app = spawn_app().await;
+    for page in ["/", "/login", "/signup"] {
+        assert_eq!(app.get(page).await.status(), 200, "{page}");
+    }
+    assert_eq!(app.count("sessions").await, 0);
+}
+
+#[tokio::test]
+async fn login_page_shows_one_message_for_every_failure_and_follows_a_local_next() {
+    let app = spawn_app().await;
+    app.register_with(&client(), "ann@example.com", PASSWORD)
+        .await;
+    let browser = client();
+    let token = app.csrf_token(&browser, "/login").await;
+
+    let mut pages = Vec::new();
+    for (email, password) in [
+        ("ann@example.com", "wrong password"),
+        ("nobody@example.com", PASSWORD),
+    ] {
+        let response = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("email", email),
+                ("password", password),
+                ("next", "/account"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("wrong email or password"));
+        pages.push(html.replace(email, "EMAIL"));
+    }
+    assert_eq!(pages[0], pages[1], "no difference but the echoed address");
+
+    for (next, expected) in [("/account", "/account"), ("//evil.example/x", "/account")] {
+        let response = client_login(&app, next).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(response.headers()["location"], expected, "next={next}");
+    }
+}
+
+async fn client_login(app: &crate::helpers::TestApp, next: &str) -> reqwest::Response {
+    let browser = client();
+    let token = app.csrf_token(&browser, "/login").await;
+    browser
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", "ann@example.com"),
+            ("password", PASSWORD),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn account_page_requires_login_and_logout_is_a_post() {
+    let app = spawn_app().await;
+    let anonymous = app.get("/account").await;
+    assert_eq!(anonymous.status(), 303);
+    assert_eq!(anonymous.headers()["location"], "/login?next=/account");
+
+    let browser = client();
+    app.register_with(&browser, "ann@example.com", PASSWORD)
+        .await;
+    let get_logout = browser.get(app.url("/logout")).send().await.unwrap();
+    assert_eq!(get_logout.status(), 405, "a GET never signs out");
+    assert_eq!(
+        browser
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let token = app.csrf_token(&browser, "/account").await;
+    let logout = browser
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 303);
+    assert_eq!(
+        browser
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn password_change_form_reports_errors_readably() {
+    let app = spawn_app().await;
+    let browser = client();
+    app.register_with(&browser, "ann@example.com", PASSWORD)
+        .await;
+    let token = app.csrf_token(&browser, "/account").await;
+
+    let short = browser
+        .post(app.url("/account/password"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("current_password", PASSWORD),
+            ("new_password", "short"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(short.status(), 400);
+    assert!(
+        short
+            .text()
+            .await
+            .unwrap()
+            .contains("at least 8 characters")
+    );
+
+    let ok = browser
+        .post(app.url("/account/password"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("current_password", PASSWORD),
+            ("new_password", "another fine passphrase"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 303);
+    assert_eq!(ok.headers()["location"], "/account?notice=password_changed");
+}
