@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tower_http::{
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     timeout::TimeoutLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 use tower_sessions::{SessionManagerLayer, cookie::SameSite};
 use url::Url;
@@ -222,7 +222,8 @@ pub fn build_router(state: AppState) -> Router {
                     .unwrap_or("-");
                 // The path only: query strings can carry tokens and never reach the logs.
                 tracing::info_span!("request", id, method = %req.method(), path = req.uri().path())
-            }),
+            })
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .with_state(state)

@@ -215,18 +215,7 @@ async fn a_session_past_its_absolute_lifetime_is_refused() {
     assert_eq!(app.get("/api/me").await.status(), 200);
 
     // Age the session by moving its sign-in time back, as the passage of time would.
-    let (id_hash, data): (String, String) = sqlx::query_as("SELECT id_hash, data FROM sessions")
-        .fetch_one(&app.state.db.pool)
-        .await
-        .unwrap();
-    let mut data: serde_json::Value = serde_json::from_str(&data).unwrap();
-    data["signed_in_at"] = json!(data["signed_in_at"].as_i64().unwrap() - 10);
-    sqlx::query("UPDATE sessions SET data = $1 WHERE id_hash = $2")
-        .bind(data.to_string())
-        .bind(id_hash)
-        .execute(&app.state.db.pool)
-        .await
-        .unwrap();
+    age_session(&app, "signed_in_at", 10).await;
 
     assert_eq!(app.get("/api/me").await.status(), 401);
     assert_eq!(
@@ -234,4 +223,35 @@ async fn a_session_past_its_absolute_lifetime_is_refused() {
         0,
         "the expired session is deleted"
     );
+}
+
+#[tokio::test]
+async fn a_session_idle_for_longer_than_the_idle_timeout_is_refused() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_SESSION_IDLE_SECS", "5")
+        .spawn()
+        .await;
+    app.register("ann@example.com", PASSWORD).await;
+    assert_eq!(app.get("/api/me").await.status(), 200);
+
+    // Move "last seen" back past the idle timeout, as an idle browser would.
+    age_session(&app, "seen_at", 6).await;
+
+    assert_eq!(app.get("/api/me").await.status(), 401);
+}
+
+/// Moves the timestamp `key` of the app's only session `secs` seconds into the past.
+async fn age_session(app: &TestApp, key: &str, secs: i64) {
+    let (id_hash, data): (String, String) = sqlx::query_as("SELECT id_hash, data FROM sessions")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let mut data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    data[key] = json!(data[key].as_i64().unwrap() - secs);
+    sqlx::query("UPDATE sessions SET data = $1 WHERE id_hash = $2")
+        .bind(data.to_string())
+        .bind(id_hash)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
 }
