@@ -132,13 +132,15 @@ async fn migrate_then_user_create_makes_an_account_that_can_log_in() {
 }
 
 #[tokio::test]
-async fn serve_prints_its_url_and_stops_gracefully_on_sigterm() {
+async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() {
     let db = TestDb::new().await;
     let mut child = tollgate()
         .env("DATABASE_URL", &db.url)
         .env("TOLLGATE_BIND", "127.0.0.1:0")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
@@ -155,6 +157,28 @@ async fn serve_prints_its_url_and_stops_gracefully_on_sigterm() {
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
     let ready = client().get(format!("{url}readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
+    let http = client();
+    let secret_password = "a very secret passphrase 42";
+    let register = http
+        .post(format!("{url}api/auth/register"))
+        .header("content-type", "application/json")
+        .body(json!({"email": "logcheck@example.com", "password": secret_password}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 201);
+    let cookie = crate::helpers::session_cookie(register.headers()).unwrap();
+    let cookie_value = cookie.split_once('=').unwrap().1.to_owned();
+    let failed = http
+        .post(format!("{url}api/auth/login?token=query-secret-123"))
+        .header("content-type", "application/json")
+        .body(
+            json!({"email": "logcheck@example.com", "password": "wrong but secret 99"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 401);
 
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
@@ -167,4 +191,22 @@ async fn serve_prints_its_url_and_stops_gracefully_on_sigterm() {
         .expect("exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
+
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    assert!(
+        logs.contains("\"path\":\"/api/auth/register\""),
+        "requests are logged: {logs}"
+    );
+    for secret in [
+        secret_password,
+        "wrong but secret 99",
+        cookie_value.as_str(),
+        "query-secret-123",
+        "logcheck@example.com",
+    ] {
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+    }
 }
