@@ -23,7 +23,8 @@ use url::Url;
 
 use crate::{
     auth::{self, password::PasswordHasherPool, rate_limit, session_store},
-    billing::catalog::Catalog,
+    billing::{self, catalog::Catalog, stripe::StripeApi},
+    clock::Clock,
     config::Config,
     db::Db,
     error::AppError,
@@ -47,8 +48,12 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<String>>,
     /// argon2 on a bounded blocking pool.
     pub hasher: PasswordHasherPool,
-    /// Plans.
+    /// Plans, with prices resolved to Stripe ids.
     pub catalog: Arc<Catalog>,
+    /// The clock (shared with the simulator in development).
+    pub clock: Clock,
+    /// Stripe (or the simulator).
+    pub stripe: StripeApi,
     /// Page templates.
     pub templates: Arc<minijinja::Environment<'static>>,
     /// Key of the CSRF form tokens, shared by all instances through the database.
@@ -98,13 +103,19 @@ impl App {
             allowed_origins.push(format!("http://127.0.0.1:{port}"));
         }
         let csrf_key = shared_secret(&db, "csrf_key").await?;
+        let clock = Clock::new();
+        let mut catalog = Catalog::load(config.plans_path.as_deref())?;
+        let webhook_url = format!("{}webhooks/stripe", base_url);
+        let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
         let state = AppState {
             hasher: PasswordHasherPool::new(config.argon2),
             config: Arc::new(config),
             db,
             base_url,
             allowed_origins: Arc::new(allowed_origins),
-            catalog: Arc::new(Catalog::demo()),
+            catalog: Arc::new(catalog),
+            clock,
+            stripe,
             templates: Arc::new(web::templates()),
             csrf_key: Arc::new(csrf_key),
         };
@@ -196,6 +207,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
         .merge(auth::router())
+        .merge(billing::router())
         .merge(web::router(state.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

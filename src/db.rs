@@ -52,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "app secrets",
         include_str!("../migrations/0004_app_secrets.sql"),
     ),
+    (5, "billing", include_str!("../migrations/0005_billing.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -170,6 +171,28 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        let mut files: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".sql"))
+                .collect();
+        files.sort();
+        assert_eq!(
+            files.len(),
+            MIGRATIONS.len(),
+            "a migration file is missing from MIGRATIONS"
+        );
+        for (file, (version, _, _)) in files.iter().zip(MIGRATIONS) {
+            assert!(
+                file.starts_with(&format!("{version:04}_")),
+                "{file} out of order"
+            );
+        }
+    }
 
     #[test]
     fn sqlite_urls_get_create_mode() {

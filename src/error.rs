@@ -37,6 +37,12 @@ pub enum AppError {
     /// 400: above 1024 bytes.
     #[error("the password must be at most 1024 bytes")]
     PasswordTooLong,
+    /// 400: a plan that is not in the catalog, is free, or has no price for the interval.
+    #[error("there is no such paid plan for that interval")]
+    UnknownPlan,
+    /// 400: a webhook signature that is missing, malformed, wrong or outside the tolerance.
+    #[error("the webhook signature is missing, invalid or too old")]
+    SignatureInvalid,
     /// 401: no session, or an expired one.
     #[error("you need to sign in")]
     Unauthenticated,
@@ -46,12 +52,21 @@ pub enum AppError {
     /// 403: CSRF check failed.
     #[error("the request failed the cross-site request check")]
     CsrfFailed,
+    /// 403: Checkout needs a verified email (when configured).
+    #[error("verify your email address before subscribing")]
+    EmailUnverified,
     /// 404.
     #[error("not found")]
     NotFound,
     /// 409: registration of an address that has an account.
     #[error("an account with that email already exists")]
     EmailTaken,
+    /// 409: the user has a subscription that is not canceled; plan changes go through the portal.
+    #[error("you already have a subscription; manage it in the billing portal")]
+    AlreadySubscribed,
+    /// 409: the user never started a checkout, so there is no customer to manage.
+    #[error("there is no billing account yet; subscribe to a plan first")]
+    NoCustomer,
     /// 413.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -61,6 +76,9 @@ pub enum AppError {
     /// 503: the database cannot be reached; nothing was changed.
     #[error("the service is temporarily unavailable")]
     ServiceUnavailable,
+    /// 503: Stripe cannot be reached (after retries); nothing was changed.
+    #[error("the payment provider is temporarily unavailable; try again in a moment")]
+    PaymentProviderUnavailable,
     /// 500: a bug or an unexpected failure. Logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -77,14 +95,23 @@ impl AppError {
             PasswordTooShort(_) => (StatusCode::BAD_REQUEST, "password_too_short"),
             PasswordTooCommon => (StatusCode::BAD_REQUEST, "password_too_common"),
             PasswordTooLong => (StatusCode::BAD_REQUEST, "password_too_long"),
+            UnknownPlan => (StatusCode::BAD_REQUEST, "unknown_plan"),
+            SignatureInvalid => (StatusCode::BAD_REQUEST, "signature_invalid"),
             Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
+            EmailUnverified => (StatusCode::FORBIDDEN, "email_unverified"),
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AlreadySubscribed => (StatusCode::CONFLICT, "already_subscribed"),
+            NoCustomer => (StatusCode::CONFLICT, "no_customer"),
             EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+            PaymentProviderUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment_provider_unavailable",
+            ),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

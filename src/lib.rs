@@ -9,11 +9,13 @@ pub mod app;
 pub mod auth;
 pub mod billing;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod gate;
+pub mod sim;
 pub mod telemetry;
 pub mod web;
 

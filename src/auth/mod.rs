@@ -26,7 +26,7 @@ use crate::{
     db,
     error::{AppError, Result},
     extract::ApiJson,
-    gate::Access,
+    gate,
 };
 use password::Verified;
 use rate_limit::ClientIp;
@@ -128,8 +128,8 @@ pub async fn sign_in(
 }
 
 /// The user JSON with the user's current access.
-pub fn user_json(state: &AppState, user: &User) -> Json<users::UserJson> {
-    Json(user.to_json(Access::without_subscription(&state.catalog)))
+pub async fn user_json(state: &AppState, user: &User) -> Result<Json<users::UserJson>> {
+    Ok(Json(user.to_json(gate::access_for(state, &user.id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -170,7 +170,7 @@ async fn register(
 ) -> Result<Response> {
     let user = register_user(&state, ip, &body.email, &body.password).await?;
     sign_in(&state, &session, &user, false).await?;
-    Ok((StatusCode::CREATED, user_json(&state, &user)).into_response())
+    Ok((StatusCode::CREATED, user_json(&state, &user).await?).into_response())
 }
 
 /// Checks credentials with the same work and answer for an unknown email and a wrong password.
@@ -208,7 +208,7 @@ async fn login(
     let user = authenticate(&state, ip, &body.email, &body.password).await?;
     sign_in(&state, &session, &user, body.remember).await?;
     tracing::info!(user = %user.id, "signed in");
-    Ok(user_json(&state, &user).into_response())
+    Ok(user_json(&state, &user).await?.into_response())
 }
 
 async fn logout(session: Session) -> Result<StatusCode> {
@@ -217,8 +217,8 @@ async fn logout(session: Session) -> Result<StatusCode> {
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(state): State<AppState>, current: CurrentUser) -> Json<users::UserJson> {
-    user_json(&state, &current.user)
+async fn me(State(state): State<AppState>, current: CurrentUser) -> Result<Json<users::UserJson>> {
+    user_json(&state, &current.user).await
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,68 @@
-//! The plan catalog: plans with tiers and features (CONTRACT.md, "The catalog file").
+//! The plan catalog (CONTRACT.md, "The catalog file"): plans with tiers, features, trials and
+//! prices per interval, legacy prices, and the forward-auth rules.
 //!
-//! Only the demo catalog exists so far; loading `TOLLGATE_PLANS` and prices arrive with the
-//! billing work. Access decisions read plans from here, never from hard-coded ids.
+//! It is read once at start-up from `TOLLGATE_PLANS` (or `plans.toml`, or the demo catalog) and
+//! validated with errors that name the plan and field: unknown intervals or keys, duplicate ids or
+//! tiers, two free plans, rules naming unknown plans or features. Prices are resolved to Stripe
+//! price ids at start-up (created in the simulator, or looked up by key in Stripe), after which the
+//! catalog never changes. Access decisions read plans from here, never from hard-coded ids.
 
-use serde::Serialize;
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// A billing interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// Monthly.
+    Month,
+    /// Yearly.
+    Year,
+}
+
+impl Interval {
+    /// `month` or `year`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Month => "month",
+            Interval::Year => "year",
+        }
+    }
+
+    /// Parses `month` / `year`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "month" => Some(Interval::Month),
+            "year" => Some(Interval::Year),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A price of a plan for one interval.
+#[derive(Clone, Debug, Serialize)]
+pub struct Price {
+    /// What the catalog file says: a Stripe price id, a lookup key, or nothing (simulator).
+    #[serde(skip)]
+    pub reference: Option<String>,
+    /// The Stripe price id, once resolved at start-up.
+    #[serde(skip)]
+    pub stripe_id: String,
+    /// Minor units, for display and for the simulator.
+    pub amount: i64,
+    /// ISO currency, lower case.
+    pub currency: String,
+}
 
 /// One plan.
 #[derive(Clone, Debug, Serialize)]
@@ -16,39 +75,376 @@ pub struct Plan {
     pub tier: i64,
     /// Features of this plan; they do not carry over between plans.
     pub features: Vec<String>,
-    /// Whether the plan has no price (at most one free plan).
+    /// Trial granted to a user's first subscription.
+    pub trial_days: Option<u32>,
+    /// Prices by interval; empty for the free plan.
+    pub prices: BTreeMap<Interval, Price>,
+    /// Older Stripe prices that still map to this plan; never offered.
     #[serde(skip)]
-    pub free: bool,
+    pub legacy_prices: Vec<String>,
 }
 
-/// All plans, ordered by tier.
+impl Plan {
+    /// A plan without prices is the free plan.
+    pub fn is_free(&self) -> bool {
+        self.prices.is_empty()
+    }
+}
+
+/// What a forward-auth rule requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// Anyone.
+    Public,
+    /// Any signed-in user.
+    Login,
+    /// At least this plan's tier.
+    Plan(String),
+    /// This feature.
+    Feature(String),
+}
+
+/// A forward-auth rule: a path prefix and what it requires. First match wins.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// Path prefix.
+    pub path: String,
+    /// Requirement.
+    pub requires: Requirement,
+}
+
+/// All plans, ordered by tier, and the rules.
 #[derive(Clone, Debug)]
 pub struct Catalog {
-    /// The plans.
+    /// The plans, ascending tier.
     pub plans: Vec<Plan>,
+    /// Forward-auth rules in file order.
+    pub rules: Vec<Rule>,
 }
 
+/// A catalog that cannot be used, with a message naming the plan and field.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CatalogError(pub String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    plans: Vec<PlanSpec>,
+    #[serde(default)]
+    rules: Vec<RuleSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanSpec {
+    id: String,
+    name: String,
+    tier: i64,
+    #[serde(default)]
+    features: Vec<String>,
+    trial_days: Option<u32>,
+    #[serde(default)]
+    legacy_prices: Vec<String>,
+    #[serde(default)]
+    prices: BTreeMap<String, PriceSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceSpec {
+    price: Option<String>,
+    amount: i64,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    path: String,
+    plan: Option<String>,
+    feature: Option<String>,
+    public: Option<bool>,
+    login: Option<bool>,
+}
+
+/// The demo catalog of CONTRACT.md, in the catalog file format.
+pub const DEMO: &str = r#"
+[[plans]]
+id = "free"
+name = "Free"
+tier = 0
+features = ["projects"]
+
+[[plans]]
+id = "pro"
+name = "Pro"
+tier = 1
+features = ["projects", "export"]
+trial_days = 14
+
+[plans.prices.month]
+amount = 1900
+currency = "usd"
+
+[plans.prices.year]
+amount = 19000
+currency = "usd"
+
+[[plans]]
+id = "team"
+name = "Team"
+tier = 2
+features = ["projects", "export", "audit"]
+
+[plans.prices.month]
+amount = 4900
+currency = "usd"
+
+[plans.prices.year]
+amount = 49000
+currency = "usd"
+
+[[rules]]
+path = "/pro/"
+plan = "pro"
+
+[[rules]]
+path = "/team/"
+plan = "team"
+
+[[rules]]
+path = "/export/"
+feature = "export"
+
+[[rules]]
+path = "/public/"
+public = true
+"#;
+
 impl Catalog {
-    /// The demo catalog of CONTRACT.md: `free`, `pro` and `team`.
+    /// The demo catalog.
     pub fn demo() -> Self {
-        let plan = |id: &str, name: &str, tier, features: &[&str], free| Plan {
-            id: id.into(),
-            name: name.into(),
-            tier,
-            features: features.iter().map(|f| f.to_string()).collect(),
-            free,
+        Self::parse(DEMO).expect("the demo catalog is valid")
+    }
+
+    /// Loads `path`; `None` means `plans.toml` if present, else the demo catalog.
+    pub fn load(path: Option<&str>) -> Result<Self, CatalogError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_owned(), true),
+            None => ("plans.toml".to_owned(), false),
         };
-        Self {
-            plans: vec![
-                plan("free", "Free", 0, &["projects"], true),
-                plan("pro", "Pro", 1, &["projects", "export"], false),
-                plan("team", "Team", 2, &["projects", "export", "audit"], false),
-            ],
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text).map_err(|e| CatalogError(format!("{path}: {e}"))),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::demo()),
+            Err(e) => Err(CatalogError(format!("cannot read {path}: {e}"))),
         }
+    }
+
+    /// Parses and validates catalog text.
+    pub fn parse(text: &str) -> Result<Self, CatalogError> {
+        let spec: FileSpec = toml::from_str(text).map_err(|e| CatalogError(e.to_string()))?;
+        let mut plans = Vec::new();
+        let (mut ids, mut tiers) = (HashSet::new(), HashSet::new());
+        for p in spec.plans {
+            let at = format!("plan `{}`", p.id);
+            if p.id.is_empty()
+                || !p
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+            {
+                return Err(CatalogError(format!(
+                    "{at}: id must be lower-case letters, digits, `-` or `_`"
+                )));
+            }
+            if !ids.insert(p.id.clone()) {
+                return Err(CatalogError(format!("{at}: duplicate id")));
+            }
+            if !tiers.insert(p.tier) {
+                return Err(CatalogError(format!("{at}: duplicate tier {}", p.tier)));
+            }
+            let mut prices = BTreeMap::new();
+            for (interval, price) in p.prices {
+                let parsed = Interval::parse(&interval).ok_or_else(|| {
+                    CatalogError(format!(
+                        "{at}: unknown interval `{interval}` (use `month` or `year`)"
+                    ))
+                })?;
+                if price.amount < 0 {
+                    return Err(CatalogError(format!("{at}: {interval} amount is negative")));
+                }
+                if price.currency.len() != 3
+                    || !price.currency.chars().all(|c| c.is_ascii_alphabetic())
+                {
+                    return Err(CatalogError(format!(
+                        "{at}: {interval} currency must be a three-letter code"
+                    )));
+                }
+                prices.insert(
+                    parsed,
+                    Price {
+                        reference: price.price.filter(|s| !s.is_empty()),
+                        stripe_id: String::new(),
+                        amount: price.amount,
+                        currency: price.currency.to_ascii_lowercase(),
+                    },
+                );
+            }
+            plans.push(Plan {
+                id: p.id,
+                name: p.name,
+                tier: p.tier,
+                features: p.features,
+                trial_days: p.trial_days.filter(|d| *d > 0),
+                prices,
+                legacy_prices: p.legacy_prices,
+            });
+        }
+        if plans.iter().filter(|p| p.is_free()).count() > 1 {
+            return Err(CatalogError(
+                "more than one free plan (a plan without prices); at most one is allowed".into(),
+            ));
+        }
+        plans.sort_by_key(|p| p.tier);
+        let features: HashSet<&str> = plans
+            .iter()
+            .flat_map(|p| p.features.iter().map(String::as_str))
+            .collect();
+        let mut rules = Vec::new();
+        for r in spec.rules {
+            let at = format!("rule `{}`", r.path);
+            if !r.path.starts_with('/') {
+                return Err(CatalogError(format!("{at}: path must start with `/`")));
+            }
+            let requires = match (r.plan, r.feature, r.public, r.login) {
+                (Some(plan), None, None, None) => {
+                    if !ids.contains(&plan) {
+                        return Err(CatalogError(format!("{at}: unknown plan `{plan}`")));
+                    }
+                    Requirement::Plan(plan)
+                }
+                (None, Some(feature), None, None) => {
+                    if !features.contains(feature.as_str()) {
+                        return Err(CatalogError(format!("{at}: unknown feature `{feature}`")));
+                    }
+                    Requirement::Feature(feature)
+                }
+                (None, None, Some(true), None) => Requirement::Public,
+                (None, None, None, Some(true)) => Requirement::Login,
+                _ => {
+                    return Err(CatalogError(format!(
+                        "{at}: needs exactly one of plan, feature, public = true, login = true"
+                    )));
+                }
+            };
+            rules.push(Rule {
+                path: r.path,
+                requires,
+            });
+        }
+        Ok(Self { plans, rules })
     }
 
     /// The plan a user without a subscription has, if the catalog has one.
     pub fn free_plan(&self) -> Option<&Plan> {
-        self.plans.iter().find(|p| p.free)
+        self.plans.iter().find(|p| p.is_free())
+    }
+
+    /// The plan with this id.
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.id == id)
+    }
+
+    /// The plan a Stripe price id belongs to (current or legacy prices).
+    pub fn plan_for_price(&self, stripe_price: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| {
+            p.prices
+                .values()
+                .any(|price| price.stripe_id == stripe_price)
+                || p.legacy_prices.iter().any(|l| l == stripe_price)
+        })
+    }
+
+    /// Every price with its plan's name and interval, to resolve Stripe ids at start-up.
+    pub fn prices_mut(&mut self) -> impl Iterator<Item = (&str, Interval, &mut Price)> {
+        self.plans.iter_mut().flat_map(|p| {
+            let name = p.name.as_str();
+            p.prices
+                .iter_mut()
+                .map(move |(interval, price)| (name, *interval, price))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_catalog_matches_the_contract() {
+        let c = Catalog::demo();
+        let ids: Vec<_> = c.plans.iter().map(|p| (p.id.as_str(), p.tier)).collect();
+        assert_eq!(ids, [("free", 0), ("pro", 1), ("team", 2)]);
+        assert_eq!(c.free_plan().unwrap().id, "free");
+        assert_eq!(c.plan("pro").unwrap().trial_days, Some(14));
+        assert_eq!(
+            c.plan("team").unwrap().features,
+            ["projects", "export", "audit"]
+        );
+        assert_eq!(c.plan("pro").unwrap().prices.len(), 2);
+    }
+
+    #[test]
+    fn invalid_catalogs_are_refused_with_a_named_reason() {
+        let plan = |id: &str, tier: i64, prices: &str| {
+            format!("[[plans]]\nid = \"{id}\"\nname = \"X\"\ntier = {tier}\n{prices}\n")
+        };
+        let paid = "[plans.prices.month]\namount = 100\ncurrency = \"usd\"\n";
+        let cases = [
+            (plan("a", 0, "") + &plan("a", 1, paid), "duplicate id"),
+            (plan("a", 0, "") + &plan("b", 0, paid), "duplicate tier"),
+            (
+                plan("a", 0, "") + &plan("b", 1, ""),
+                "more than one free plan",
+            ),
+            (
+                plan(
+                    "a",
+                    1,
+                    "[plans.prices.week]\namount = 1\ncurrency = \"usd\"\n",
+                ),
+                "unknown interval `week`",
+            ),
+            (plan("a", 0, "trail_days = 3"), "unknown field"),
+            (
+                plan("a", 0, "") + "[[rules]]\npath = \"/x/\"\nplan = \"gold\"\n",
+                "unknown plan `gold`",
+            ),
+            (
+                plan("a", 0, "") + "[[rules]]\npath = \"/x/\"\nplan = \"a\"\npublic = true\n",
+                "exactly one of",
+            ),
+            (plan("A B", 0, ""), "id must be"),
+        ];
+        for (text, expected) in cases {
+            let err = Catalog::parse(&text).expect_err(expected).to_string();
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_prices_map_to_their_plan() {
+        let mut c = Catalog::parse(
+            "[[plans]]\nid = \"pro\"\nname = \"Pro\"\ntier = 1\nlegacy_prices = [\"price_old\"]\n[plans.prices.month]\nprice = \"price_new\"\namount = 1\ncurrency = \"usd\"\n",
+        )
+        .unwrap();
+        for (_, _, price) in c.prices_mut() {
+            price.stripe_id = price.reference.clone().unwrap();
+        }
+        assert_eq!(c.plan_for_price("price_old").unwrap().id, "pro");
+        assert_eq!(c.plan_for_price("price_new").unwrap().id, "pro");
+        assert!(c.plan_for_price("price_other").is_none());
     }
 }

@@ -1,11 +1,35 @@
 //! Access: what a user's subscriptions entitle them to, computed in one place.
 //!
-//! Until subscriptions exist every user holds the catalog's free plan (or no access when the
-//! catalog has none); the full policy table arrives with the gating work.
+//! | subscription | access |
+//! |---|---|
+//! | `active`, `trialing` | the subscribed plan |
+//! | `active`/`trialing` with cancel at period end or `cancel_at` | the plan until that time, then free |
+//! | `past_due` | the plan for `TOLLGATE_PAST_DUE_GRACE_SECS` from the start of the past-due episode, then free |
+//! | `incomplete`, `incomplete_expired`, `canceled`, `unpaid`, `paused`, anything unknown | free |
+//! | several subscriptions | the highest access wins |
+//! | none | the free plan (no access when the catalog has none) |
 
 use serde::Serialize;
 
-use crate::billing::catalog::Catalog;
+use crate::{
+    app::AppState,
+    billing::{
+        catalog::Catalog,
+        subscriptions::{self, Row},
+    },
+    error::AppError,
+};
+
+/// The access of `user_id` now.
+pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppError> {
+    let subs = subscriptions::for_user(&state.db, user_id).await?;
+    Ok(Access::compute(
+        &state.catalog,
+        &subs,
+        state.clock.now(),
+        state.config.past_due_grace_secs as i64,
+    ))
+}
 
 /// The `access` object of CONTRACT.md's user JSON.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -24,26 +48,222 @@ pub struct Access {
     pub reason: String,
 }
 
+/// RFC 3339 in UTC.
+pub fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn date(ts: i64) -> String {
+    rfc3339(ts).get(..10).unwrap_or_default().to_owned()
+}
+
 impl Access {
     /// Access of a user with no subscription: the free plan.
     pub fn without_subscription(catalog: &Catalog) -> Self {
+        Self::free(catalog, "none", "no subscription".into())
+    }
+
+    fn free(catalog: &Catalog, status: &str, why: String) -> Self {
         match catalog.free_plan() {
             Some(plan) => Self {
                 plan: Some(plan.id.clone()),
                 tier: Some(plan.tier),
                 features: plan.features.clone(),
-                status: "none".into(),
+                status: status.into(),
                 until: None,
-                reason: format!("no subscription: {} plan", plan.name),
+                reason: format!("{why}: {} plan", plan.name),
             },
             None => Self {
                 plan: None,
                 tier: None,
                 features: vec![],
-                status: "none".into(),
+                status: status.into(),
                 until: None,
-                reason: "no subscription and no free plan".into(),
+                reason: format!("{why}: no access"),
             },
         }
+    }
+
+    /// The access one subscription gives at `now`.
+    fn of(catalog: &Catalog, sub: &Row, now: i64, grace_secs: i64) -> Self {
+        let Some(plan) = sub.plan_id.as_deref().and_then(|p| catalog.plan(p)) else {
+            return Self::free(
+                catalog,
+                &sub.status,
+                format!("{} on an unknown price", sub.status),
+            );
+        };
+        let paid = |until: Option<i64>, reason: String| Self {
+            plan: Some(plan.id.clone()),
+            tier: Some(plan.tier),
+            features: plan.features.clone(),
+            status: sub.status.clone(),
+            until: until.map(rfc3339),
+            reason,
+        };
+        match sub.status.as_str() {
+            "active" | "trialing" => {
+                let ends = if sub.cancel_at_period_end {
+                    sub.cancel_at.or(sub.current_period_end)
+                } else {
+                    sub.cancel_at
+                };
+                match ends {
+                    Some(end) if now >= end => Self::free(
+                        catalog,
+                        &sub.status,
+                        format!("{} canceled on {}", plan.name, date(end)),
+                    ),
+                    Some(end) => paid(
+                        Some(end),
+                        format!("{}, cancels on {}", sub.status, date(end)),
+                    ),
+                    None if sub.status == "trialing" => {
+                        let end = sub.trial_end.or(sub.current_period_end);
+                        paid(
+                            end,
+                            format!("trialing until {}", end.map(date).unwrap_or_default()),
+                        )
+                    }
+                    None => paid(
+                        sub.current_period_end,
+                        format!(
+                            "active, renews on {}",
+                            sub.current_period_end.map(date).unwrap_or_default()
+                        ),
+                    ),
+                }
+            }
+            "past_due" => {
+                let since = sub.past_due_since.unwrap_or(now);
+                let end = since + grace_secs;
+                if grace_secs > 0 && now < end {
+                    paid(Some(end), format!("past_due, grace until {}", date(end)))
+                } else {
+                    Self::free(catalog, "past_due", "past_due, grace period over".into())
+                }
+            }
+            other => Self::free(catalog, other, other.to_owned()),
+        }
+    }
+
+    /// The highest access among `subs` at `now` (the free plan when none grants more).
+    pub fn compute(catalog: &Catalog, subs: &[Row], now: i64, grace_secs: i64) -> Self {
+        let mut best = Self::without_subscription(catalog);
+        for sub in subs {
+            let access = Self::of(catalog, sub, now, grace_secs);
+            let better = match (access.tier, best.tier) {
+                (Some(a), Some(b)) => a > b || (a == b && best.status == "none"),
+                (Some(_), None) => true,
+                _ => false,
+            };
+            // A subscription that grants no more than free still explains itself when it is the
+            // only thing the user has.
+            if better || (best.status == "none" && access.tier == best.tier) {
+                best = access;
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str, plan: &str) -> Row {
+        Row {
+            id: "sub_1".into(),
+            status: status.into(),
+            plan_id: Some(plan.into()),
+            current_period_end: Some(1_000),
+            cancel_at_period_end: false,
+            cancel_at: None,
+            trial_end: None,
+            past_due_since: None,
+        }
+    }
+
+    #[test]
+    fn the_policy_table() {
+        let c = Catalog::demo();
+        let grace = 100;
+        let cancels = Row {
+            cancel_at_period_end: true,
+            cancel_at: Some(1_000),
+            ..row("active", "pro")
+        };
+        let past_due = Row {
+            past_due_since: Some(400),
+            ..row("past_due", "pro")
+        };
+        let cases: Vec<(&str, Vec<Row>, i64, Option<&str>)> = vec![
+            ("none", vec![], 500, Some("free")),
+            ("active", vec![row("active", "pro")], 500, Some("pro")),
+            ("trialing", vec![row("trialing", "team")], 500, Some("team")),
+            ("cancel before end", vec![cancels.clone()], 999, Some("pro")),
+            ("cancel after end", vec![cancels], 1_000, Some("free")),
+            (
+                "past_due in grace",
+                vec![past_due.clone()],
+                450,
+                Some("pro"),
+            ),
+            ("past_due after grace", vec![past_due], 500, Some("free")),
+            (
+                "incomplete",
+                vec![row("incomplete", "pro")],
+                500,
+                Some("free"),
+            ),
+            (
+                "incomplete_expired",
+                vec![row("incomplete_expired", "pro")],
+                500,
+                Some("free"),
+            ),
+            ("canceled", vec![row("canceled", "pro")], 500, Some("free")),
+            ("unpaid", vec![row("unpaid", "pro")], 500, Some("free")),
+            ("paused", vec![row("paused", "pro")], 500, Some("free")),
+            (
+                "unknown",
+                vec![row("something_new", "pro")],
+                500,
+                Some("free"),
+            ),
+            (
+                "highest wins",
+                vec![
+                    row("active", "pro"),
+                    row("active", "team"),
+                    row("canceled", "team"),
+                ],
+                500,
+                Some("team"),
+            ),
+        ];
+        for (why, subs, now, plan) in cases {
+            let access = Access::compute(&c, &subs, now, grace);
+            assert_eq!(access.plan.as_deref(), plan, "{why}: {access:?}");
+        }
+    }
+
+    #[test]
+    fn grace_zero_turns_grace_off() {
+        let c = Catalog::demo();
+        let past_due = Row {
+            past_due_since: Some(400),
+            ..row("past_due", "pro")
+        };
+        assert_eq!(
+            Access::compute(&c, &[past_due], 400, 0).plan.as_deref(),
+            Some("free")
+        );
     }
 }

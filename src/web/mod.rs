@@ -5,6 +5,7 @@
 //! reveal whether an account exists (registration's "already has an account" is the documented
 //! exception).
 
+mod billing;
 pub mod csrf;
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use crate::{
     app::AppState,
     auth::{self, CurrentUser, rate_limit::ClientIp},
     error::AppError,
-    gate::Access,
+    gate,
 };
 use csrf::CsrfToken;
 
@@ -42,6 +43,17 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/account/password",
             axum::routing::post(submit_password_change),
         )
+        .route("/pricing", get(billing::show_pricing))
+        .route("/billing", get(billing::show_billing))
+        .route(
+            "/billing/checkout",
+            axum::routing::post(billing::submit_checkout),
+        )
+        .route(
+            "/billing/portal",
+            axum::routing::post(billing::submit_portal),
+        )
+        .route("/billing/success", get(billing::show_success))
         .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
         .route("/static/style.css", get(stylesheet))
 }
@@ -56,6 +68,9 @@ pub fn templates() -> Environment<'static> {
         ("login.html", include_str!("../../templates/login.html")),
         ("account.html", include_str!("../../templates/account.html")),
         ("error.html", include_str!("../../templates/error.html")),
+        ("pricing.html", include_str!("../../templates/pricing.html")),
+        ("billing.html", include_str!("../../templates/billing.html")),
+        ("success.html", include_str!("../../templates/success.html")),
     ] {
         env.add_template(name, source)
             .expect("templates are checked by tests");
@@ -196,18 +211,37 @@ struct NextQuery {
     next: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+struct SignupQuery {
+    next: Option<String>,
+    plan: Option<String>,
+    interval: Option<String>,
+}
+
 async fn show_signup(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
-    Query(q): Query<NextQuery>,
+    Query(q): Query<SignupQuery>,
 ) -> Response {
+    // A paid plan chosen while signed out: sign-up leads straight into Checkout.
+    let plan = q
+        .plan
+        .as_deref()
+        .and_then(|p| state.catalog.plan(p))
+        .filter(|p| !p.is_free());
     render(
         &state,
         StatusCode::OK,
         "signup.html",
         None,
         Some(&token),
-        context! { next => safe_next(q.next.as_deref()), min_length => state.config.password_min_length },
+        context! {
+            next => safe_next(q.next.as_deref()),
+            min_length => state.config.password_min_length,
+            plan => plan.map(|p| p.id.clone()),
+            plan_name => plan.map(|p| p.name.clone()),
+            interval => q.interval.as_deref().filter(|i| *i == "year").unwrap_or("month"),
+        },
     )
 }
 
@@ -216,6 +250,8 @@ struct SignupForm {
     email: String,
     password: String,
     next: Option<String>,
+    plan: Option<String>,
+    interval: Option<String>,
 }
 
 async fn submit_signup(
@@ -233,11 +269,18 @@ async fn submit_signup(
     let next = safe_next(form.next.as_deref()).to_owned();
     let result = async {
         let user = auth::register_user(&state, ip, &form.email, &form.password).await?;
-        auth::sign_in(&state, &session, &user, false).await
+        auth::sign_in(&state, &session, &user, false).await?;
+        Ok(user)
     }
     .await;
     match result {
-        Ok(()) => Redirect::to(&next).into_response(),
+        Ok(user) => match form.plan.as_deref().filter(|p| !p.is_empty()) {
+            Some(plan) => {
+                let interval = form.interval.as_deref().unwrap_or("month");
+                billing::checkout_redirect(&state, &user, plan, interval).await
+            }
+            None => Redirect::to(&next).into_response(),
+        },
         Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
             error_response(&state, err)
         }
@@ -254,6 +297,8 @@ async fn submit_signup(
                     email => form.email,
                     next,
                     min_length => state.config.password_min_length,
+                    plan => form.plan,
+                    interval => form.interval,
                 },
             )
         }
@@ -364,10 +409,10 @@ async fn show_account(
         }
         _ => None,
     };
-    account_page(&state, StatusCode::OK, &user, &token, notice, None)
+    account_page(&state, StatusCode::OK, &user, &token, notice, None).await
 }
 
-fn account_page(
+async fn account_page(
     state: &AppState,
     status: StatusCode,
     user: &CurrentUser,
@@ -375,7 +420,10 @@ fn account_page(
     notice: Option<&str>,
     error: Option<String>,
 ) -> Response {
-    let access = Access::without_subscription(&state.catalog);
+    let access = match gate::access_for(state, &user.user.id).await {
+        Ok(a) => a,
+        Err(e) => return error_response(state, e),
+    };
     render(
         state,
         status,
@@ -431,6 +479,7 @@ async fn submit_password_change(
                 None,
                 Some(err.public_message()),
             )
+            .await
         }
     }
 }

@@ -1,0 +1,257 @@
+//! Paid sign-up through Stripe Checkout, the customer portal, and pulling a subscription's
+//! state from Stripe (the success page and webhook ties).
+//!
+//! Checkout rules: the price comes from the catalog only (a client names a plan and an interval,
+//! never a price); a user with any subscription that is not `canceled` or `incomplete_expired` gets
+//! 409 `already_subscribed` (plan changes go through the portal); while the user's Checkout Session
+//! for the same plan and interval is open, the same session is returned, and an open session for
+//! another choice is expired first, so two sessions can never both complete; a trial is granted
+//! only when the user has never had a subscription.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use stripe::StripeRequest as _;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
+    ExpireCheckoutSession, RetrieveCheckoutSession,
+};
+
+use crate::{
+    app::AppState,
+    auth::users::{User, new_id},
+    billing::{
+        catalog::Interval,
+        customers::{self, USER_METADATA_KEY},
+        stripe::{idempotent, retrying},
+        subscriptions::{self, Applied, Snapshot},
+    },
+    db,
+    error::AppError,
+};
+
+/// The answer of `POST /api/billing/checkout` and `/portal`.
+#[derive(Debug, Serialize)]
+pub struct RedirectUrl {
+    /// Where to send the browser.
+    pub url: String,
+}
+
+/// Creates (or returns the open) Checkout Session for `plan_id` / `interval`.
+pub async fn start_checkout(
+    state: &AppState,
+    user: &User,
+    plan_id: &str,
+    interval: &str,
+) -> Result<RedirectUrl, AppError> {
+    let interval = Interval::parse(interval).ok_or(AppError::InvalidField("interval".into()))?;
+    let plan = state
+        .catalog
+        .plan(plan_id)
+        .filter(|p| !p.is_free())
+        .ok_or(AppError::UnknownPlan)?;
+    let price = plan.prices.get(&interval).ok_or(AppError::UnknownPlan)?;
+    if state.config.require_verified_for_checkout && user.email_verified == 0 {
+        return Err(AppError::EmailUnverified);
+    }
+    let subs = subscriptions::for_user(&state.db, &user.id).await?;
+    if subs.iter().any(|s| !subscriptions::is_terminal(&s.status)) {
+        return Err(AppError::AlreadySubscribed);
+    }
+    let now = state.clock.now();
+    let open: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, plan_id, price_interval, stripe_session_id, url FROM checkout_attempts \
+         WHERE user_id = $1 AND status = 'open' AND expires_at > $2",
+    )
+    .bind(&user.id)
+    .bind(now)
+    .fetch_all(&state.db.pool)
+    .await?;
+    for (attempt, open_plan, open_interval, session, url) in open {
+        if open_plan == plan.id
+            && open_interval == interval.as_str()
+            && let Some(url) = url
+        {
+            return Ok(RedirectUrl { url });
+        }
+        // Another choice is open: expire it so it can never complete alongside the new one.
+        if let Some(session) = session {
+            let request = ExpireCheckoutSession::new(session.as_str());
+            let expired = retrying(|| {
+                request
+                    .customize()
+                    .request_strategy(idempotent(&format!("{attempt}_expire")))
+                    .send(&state.stripe.client)
+            })
+            .await;
+            if let Err(AppError::PaymentProviderUnavailable) = expired {
+                return Err(AppError::PaymentProviderUnavailable);
+            }
+        }
+        sqlx::query("UPDATE checkout_attempts SET status = 'expired' WHERE id = $1")
+            .bind(&attempt)
+            .execute(&state.db.pool)
+            .await?;
+    }
+    let customer = customers::ensure_customer(state, user).await?;
+    // Trials go only to a user's first subscription.
+    let trial_days = plan.trial_days.filter(|_| subs.is_empty());
+    let attempt = new_id("chk");
+    sqlx::query(
+        "INSERT INTO checkout_attempts (id, user_id, plan_id, price_interval, status, created_at) \
+         VALUES ($1, $2, $3, $4, 'creating', $5)",
+    )
+    .bind(&attempt)
+    .bind(&user.id)
+    .bind(&plan.id)
+    .bind(interval.as_str())
+    .bind(db::now())
+    .execute(&state.db.pool)
+    .await?;
+    let base = state.base_url.as_str().trim_end_matches('/');
+    let metadata = HashMap::from([
+        (USER_METADATA_KEY.to_owned(), user.id.clone()),
+        ("tollgate_plan".to_owned(), plan.id.clone()),
+    ]);
+    let mut line = CreateCheckoutSessionLineItems::new();
+    line.price = Some(price.stripe_id.clone());
+    line.quantity = Some(1);
+    let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
+    subscription_data.trial_period_days = trial_days;
+    subscription_data.metadata = Some(metadata.clone());
+    let request = CreateCheckoutSession::new()
+        .mode(stripe_checkout::CheckoutSessionMode::Subscription)
+        .customer(customer.as_str())
+        .client_reference_id(user.id.as_str())
+        .line_items(vec![line])
+        .subscription_data(subscription_data)
+        .metadata(metadata)
+        .success_url(format!(
+            "{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
+        ))
+        .cancel_url(format!("{base}/pricing?canceled=1"));
+    let created = retrying(|| {
+        request
+            .customize()
+            .request_strategy(idempotent(&attempt))
+            .send(&state.stripe.client)
+    })
+    .await;
+    let session = match created {
+        Ok(s) => s,
+        Err(e) => {
+            sqlx::query("DELETE FROM checkout_attempts WHERE id = $1")
+                .bind(&attempt)
+                .execute(&state.db.pool)
+                .await?;
+            return Err(e);
+        }
+    };
+    let url = session
+        .url
+        .clone()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("Checkout Session without a URL")))?;
+    sqlx::query(
+        "UPDATE checkout_attempts SET stripe_session_id = $1, url = $2, status = 'open', expires_at = $3 \
+         WHERE id = $4",
+    )
+    .bind(session.id.as_str())
+    .bind(&url)
+    .bind(session.expires_at)
+    .bind(&attempt)
+    .execute(&state.db.pool)
+    .await?;
+    tracing::info!(user = %user.id, plan = %plan.id, %interval, "checkout session created");
+    Ok(RedirectUrl { url })
+}
+
+/// A Billing Portal session for the user's own customer.
+pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
+    let customer = customers::customer_of(state, &user.id)
+        .await?
+        .ok_or(AppError::NoCustomer)?;
+    let return_url = format!("{}billing", state.base_url);
+    let request = stripe_billing::billing_portal_session::CreateBillingPortalSession::new()
+        .customer(customer.as_str())
+        .return_url(return_url.as_str());
+    let key = new_id("idem_portal");
+    let session = retrying(|| {
+        request
+            .customize()
+            .request_strategy(idempotent(&key))
+            .send(&state.stripe.client)
+    })
+    .await?;
+    Ok(RedirectUrl { url: session.url })
+}
+
+/// Fetches a subscription from Stripe and applies it as the current state (stamped now).
+pub async fn sync_subscription(
+    state: &AppState,
+    subscription_id: &str,
+) -> Result<Applied, AppError> {
+    let request = stripe_billing::subscription::RetrieveSubscription::new(subscription_id);
+    let fetched = retrying(|| request.send(&state.stripe.client)).await?;
+    let snap = Snapshot::from_stripe(&fetched);
+    let mut tx = state.db.pool.begin().await?;
+    let Some(user) = customers::user_of(&mut tx, &snap.customer).await? else {
+        tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
+        return Ok(Applied::Stale);
+    };
+    let applied = subscriptions::apply(
+        &mut tx,
+        state.db.engine,
+        &state.catalog,
+        &snap,
+        &user,
+        state.clock.now(),
+        true,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// What the success page found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CheckoutOutcome {
+    /// The session completed; its subscription was applied.
+    Completed,
+    /// Still open or not paid.
+    Pending,
+    /// Not this user's session: nothing was granted.
+    NotYours,
+}
+
+/// The success page's pull: retrieves the Checkout Session and its subscription from Stripe and
+/// applies them through the same code path as the webhook. Idempotent.
+pub async fn complete_from_success_page(
+    state: &AppState,
+    user: &User,
+    session_id: &str,
+) -> Result<CheckoutOutcome, AppError> {
+    if !session_id.starts_with("cs_") || session_id.len() > 255 {
+        return Ok(CheckoutOutcome::NotYours);
+    }
+    let request = RetrieveCheckoutSession::new(session_id);
+    let session = match retrying(|| request.send(&state.stripe.client)).await {
+        Ok(s) => s,
+        Err(AppError::Internal(_)) => return Ok(CheckoutOutcome::NotYours),
+        Err(e) => return Err(e),
+    };
+    let mine = customers::customer_of(state, &user.id).await?;
+    let session_customer = session.customer.as_ref().map(|c| c.id().to_string());
+    // Another user's session id grants nothing.
+    if mine.is_none() || session_customer != mine {
+        return Ok(CheckoutOutcome::NotYours);
+    }
+    let Some(subscription) = session.subscription.as_ref().map(|s| s.id().to_string()) else {
+        return Ok(CheckoutOutcome::Pending);
+    };
+    sync_subscription(state, &subscription).await?;
+    sqlx::query("UPDATE checkout_attempts SET status = 'complete' WHERE stripe_session_id = $1")
+        .bind(session_id)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(CheckoutOutcome::Completed)
+}

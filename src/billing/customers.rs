@@ -1,0 +1,115 @@
+//! One Stripe customer per user, created lazily at the first checkout.
+//!
+//! The mapping row is claimed in the database (unique `user_id`) with the idempotency key of the
+//! one creation attempt *before* Stripe is called. Concurrent requests for the same user read the
+//! same key, so Stripe (and the simulator) answer them all with the same customer: never two
+//! customers. If Stripe cannot be reached the unfinished claim is removed again, leaving no local
+//! change.
+
+use std::collections::HashMap;
+
+use stripe::StripeRequest as _;
+
+use crate::{
+    app::AppState,
+    auth::users::{User, new_id},
+    billing::stripe::{idempotent, retrying},
+    db,
+    error::AppError,
+};
+
+/// The metadata key that names the tollgate user on Stripe objects.
+pub const USER_METADATA_KEY: &str = "tollgate_user_id";
+
+/// The user's Stripe customer id, if one exists (and was not deleted).
+pub async fn customer_of(state: &AppState, user_id: &str) -> Result<Option<String>, AppError> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1 AND deleted = 0",
+    )
+    .bind(user_id)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    Ok(row.and_then(|r| r.0))
+}
+
+/// The user a Stripe customer belongs to; `None` for unknown and deleted customers (orphans).
+pub async fn user_of(
+    conn: &mut sqlx::AnyConnection,
+    customer: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT user_id FROM billing_customers WHERE stripe_customer_id = $1 AND deleted = 0",
+    )
+    .bind(customer)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.and_then(|r| r.0))
+}
+
+/// The user's customer, created in Stripe on first use.
+pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, AppError> {
+    let now = db::now();
+    // Claim the mapping first; a concurrent request finds this row and its key.
+    sqlx::query(
+        "INSERT INTO billing_customers (id, user_id, idempotency_key, deleted, created_at, updated_at) \
+         VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(new_id("bc"))
+    .bind(&user.id)
+    .bind(new_id("idem_customer"))
+    .bind(now)
+    .execute(&state.db.pool)
+    .await?;
+    let (existing, key): (Option<String>, String) = sqlx::query_as(
+        "SELECT stripe_customer_id, idempotency_key FROM billing_customers WHERE user_id = $1",
+    )
+    .bind(&user.id)
+    .fetch_one(&state.db.pool)
+    .await?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let metadata = HashMap::from([(USER_METADATA_KEY.to_owned(), user.id.clone())]);
+    let request = stripe_core::customer::CreateCustomer::new()
+        .email(user.email.clone())
+        .metadata(metadata);
+    let created = retrying(|| {
+        request
+            .customize()
+            .request_strategy(idempotent(&key))
+            .send(&state.stripe.client)
+    })
+    .await;
+    let customer = match created {
+        Ok(c) => c,
+        Err(e) => {
+            // Nothing half-done: drop the unfinished claim (a finished one is kept).
+            sqlx::query(
+                "DELETE FROM billing_customers WHERE user_id = $1 AND stripe_customer_id IS NULL \
+                 AND idempotency_key = $2",
+            )
+            .bind(&user.id)
+            .bind(&key)
+            .execute(&state.db.pool)
+            .await?;
+            return Err(e);
+        }
+    };
+    let id = customer.id.to_string();
+    sqlx::query(
+        "INSERT INTO billing_customers (id, user_id, stripe_customer_id, idempotency_key, deleted, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 0, $5, $5) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+           stripe_customer_id = COALESCE(billing_customers.stripe_customer_id, excluded.stripe_customer_id), \
+           updated_at = excluded.updated_at",
+    )
+    .bind(new_id("bc"))
+    .bind(&user.id)
+    .bind(&id)
+    .bind(&key)
+    .bind(db::now())
+    .execute(&state.db.pool)
+    .await?;
+    tracing::info!(user = %user.id, customer = %id, "Stripe customer ready");
+    Ok(customer_of(state, &user.id).await?.unwrap_or(id))
+}

@@ -1,0 +1,188 @@
+//! The Stripe client: the real async-stripe client, pointed at Stripe, at `STRIPE_API_BASE`, or at
+//! the built-in simulator, with bounded retries.
+//!
+//! Every creating call carries an idempotency key that names one attempt: it is generated and
+//! stored before the call and reused only when that same attempt is retried (Stripe keeps keys for
+//! 24 hours). Retries: 3 attempts, 200 ms then 400 ms apart, on 429, 5xx, timeouts and network
+//! errors; other Stripe errors are not retried. When Stripe cannot be reached the caller answers
+//! 503 `payment_provider_unavailable` with nothing half-done locally.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::Context as _;
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError};
+
+use crate::{
+    billing::catalog::Catalog,
+    clock::Clock,
+    config::{Config, Mode, Secret},
+    error::AppError,
+    sim::Simulator,
+};
+
+/// The client and, in development without keys, the simulator behind it.
+#[derive(Clone)]
+pub struct StripeApi {
+    /// The async-stripe client.
+    pub client: Client,
+    /// The in-process simulator, when tollgate runs one.
+    pub sim: Option<Simulator>,
+    /// Accepted webhook signing secrets (configured, or generated for the simulator).
+    pub webhook_secrets: Vec<Secret>,
+}
+
+impl StripeApi {
+    /// Connects to Stripe as configured, starting the simulator in development without keys, and
+    /// resolves the catalog's prices to Stripe price ids.
+    pub async fn connect(
+        config: &Config,
+        clock: &Clock,
+        catalog: &mut Catalog,
+        webhook_url: &str,
+    ) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(10);
+        let simulated = config.stripe_secret_key.is_none()
+            && config.stripe_api_base.is_none()
+            && config.mode == Mode::Development;
+        if simulated {
+            let sim = Simulator::start(clock.clone(), "127.0.0.1:0".parse()?).await?;
+            // Never a constant: a fresh secret at every start unless one is configured.
+            let secret = config
+                .stripe_webhook_secrets
+                .first()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
+            sim.set_webhook(webhook_url.to_owned(), secret.clone());
+            for (name, interval, price) in catalog.prices_mut() {
+                price.stripe_id = sim.seed_price(
+                    name,
+                    interval.as_str(),
+                    price.amount,
+                    &price.currency,
+                    price.reference.as_deref(),
+                );
+            }
+            let client = ClientBuilder::new("sk_test_simulator")
+                .url(sim.base_url())
+                .timeout(timeout)
+                .build()
+                .context("stripe client")?;
+            tracing::info!(url = sim.base_url(), "Stripe simulator running");
+            return Ok(Self {
+                client,
+                sim: Some(sim),
+                webhook_secrets: vec![Secret::new(secret)],
+            });
+        }
+        let key = config
+            .stripe_secret_key
+            .as_ref()
+            .map(|k| k.expose().to_owned())
+            .unwrap_or_else(|| "sk_test_unset".into());
+        let mut builder = ClientBuilder::new(key).timeout(timeout);
+        if let Some(base) = &config.stripe_api_base {
+            builder = builder.url(base.as_str());
+        }
+        let client = builder.build().context("stripe client")?;
+        let api = Self {
+            client,
+            sim: None,
+            webhook_secrets: config.stripe_webhook_secrets.clone(),
+        };
+        api.resolve_prices(catalog).await?;
+        Ok(api)
+    }
+
+    /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up.
+    async fn resolve_prices(&self, catalog: &mut Catalog) -> anyhow::Result<()> {
+        let mut keys = Vec::new();
+        for (name, interval, price) in catalog.prices_mut() {
+            match price.reference.clone() {
+                Some(r) if r.starts_with("price_") => price.stripe_id = r,
+                Some(r) => keys.push(r),
+                None => anyhow::bail!(
+                    "TOLLGATE_PLANS: plan `{name}` {interval} price needs `price` (a Stripe price id or lookup key) when Stripe keys are set"
+                ),
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let request = stripe_product::price::ListPrice::new()
+            .lookup_keys(keys.clone())
+            .limit(100);
+        let found = retrying(|| request.send(&self.client)).await.map_err(|_| {
+            anyhow::anyhow!("cannot look up the catalog's price lookup keys in Stripe")
+        })?;
+        for (name, interval, price) in catalog.prices_mut() {
+            if price.stripe_id.is_empty() {
+                let key = price.reference.clone().unwrap_or_default();
+                let hit = found
+                    .data
+                    .iter()
+                    .find(|p| p.lookup_key.as_deref() == Some(key.as_str()))
+                    .with_context(|| {
+                        format!("plan `{name}` {interval}: no Stripe price has lookup key `{key}`")
+                    })?;
+                price.stripe_id = hit.id.to_string();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The request strategy for one attempt identified by `key`.
+pub fn idempotent(key: &str) -> RequestStrategy {
+    RequestStrategy::Idempotent(IdempotencyKey::new(key).expect("non-empty key"))
+}
+
+fn retryable(err: &StripeError) -> bool {
+    match err {
+        StripeError::Stripe(_, status) => *status == 429 || *status >= 500,
+        StripeError::ClientError(_) | StripeError::Timeout => true,
+        StripeError::JSONDeserialize(_) | StripeError::ConfigError(_) => false,
+    }
+}
+
+/// Runs `call` up to three times with backoff on transient failures. Exhausted retries become
+/// 503 `payment_provider_unavailable`; a Stripe error that retrying cannot fix is internal.
+pub async fn retrying<T, F, Fut>(mut call: F) -> Result<T, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StripeError>>,
+{
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1..=3 {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retryable(&e) && attempt < 3 => {
+                tracing::warn!(error = %short(&e), attempt, "Stripe call failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) if retryable(&e) => {
+                tracing::warn!(error = %short(&e), "Stripe unavailable");
+                return Err(AppError::PaymentProviderUnavailable);
+            }
+            Err(e) => {
+                return Err(AppError::Internal(anyhow::anyhow!(
+                    "Stripe refused a call: {}",
+                    short(&e)
+                )));
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// A one-line description of a Stripe error (no request bodies, no keys).
+fn short(err: &StripeError) -> String {
+    match err {
+        StripeError::Stripe(api, status) => format!(
+            "{status} {}: {}",
+            api.code.as_ref().map(|c| c.as_str()).unwrap_or("-"),
+            api.message.as_deref().unwrap_or("")
+        ),
+        other => other.to_string(),
+    }
+}

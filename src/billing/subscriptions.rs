@@ -1,0 +1,334 @@
+//! The subscription-state table: one row per Stripe subscription, following Stripe whatever
+//! order, how often and how late its events arrive.
+//!
+//! Ordering rule: every state carries the Stripe timestamp it reflects (`stripe_updated`, from
+//! `event.created`, or "now" for a state fetched from Stripe). A newer state replaces an older
+//! one; an older state is recorded and dropped. `event.created` has one-second resolution, so equal
+//! stamps tie: then, and only then, the caller re-fetches the subscription from Stripe and applies
+//! that (the authority) instead of guessing. A terminal state (`canceled`, `incomplete_expired`)
+//! is never left for an older or equal one.
+
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::{Any, Transaction};
+
+use crate::{billing::catalog::Catalog, db};
+
+/// The fields of a Stripe subscription tollgate keeps. Parsed from any API version: unknown
+/// fields are ignored and only `id`, `customer` and `status` are required.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `sub_…`.
+    pub id: String,
+    /// `cus_…`.
+    pub customer: String,
+    /// Stripe's status, kept as sent (unknown statuses grant nothing).
+    pub status: String,
+    /// The first item's price.
+    pub price_id: Option<String>,
+    /// The first item's quantity.
+    pub quantity: i64,
+    /// End of the current period (the item's, or the subscription's in older API versions).
+    pub current_period_end: Option<i64>,
+    /// Whether it cancels at the period end.
+    pub cancel_at_period_end: bool,
+    /// When it is scheduled to cancel.
+    pub cancel_at: Option<i64>,
+    /// End of the trial.
+    pub trial_end: Option<i64>,
+    /// When it was canceled.
+    pub canceled_at: Option<i64>,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawSubscription {
+    id: String,
+    customer: Value,
+    status: String,
+    #[serde(default)]
+    items: Option<RawItems>,
+    #[serde(default)]
+    current_period_end: Option<i64>,
+    #[serde(default)]
+    cancel_at_period_end: Option<bool>,
+    #[serde(default)]
+    cancel_at: Option<i64>,
+    #[serde(default)]
+    trial_end: Option<i64>,
+    #[serde(default)]
+    canceled_at: Option<i64>,
+    #[serde(default)]
+    ended_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawItems {
+    #[serde(default)]
+    data: Vec<RawItem>,
+}
+
+#[derive(Deserialize)]
+struct RawItem {
+    #[serde(default)]
+    price: Option<Value>,
+    #[serde(default)]
+    quantity: Option<i64>,
+    #[serde(default)]
+    current_period_end: Option<i64>,
+}
+
+/// An id that may be expanded into an object.
+pub fn id_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl Snapshot {
+    /// Reads a subscription object (from an event or from the API).
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let raw: RawSubscription = serde_json::from_value(v.clone()).ok()?;
+        let item = raw.items.as_ref().and_then(|i| i.data.first());
+        Some(Self {
+            id: raw.id,
+            customer: id_of(&raw.customer)?,
+            status: raw.status,
+            price_id: item.and_then(|i| i.price.as_ref()).and_then(id_of),
+            quantity: item.and_then(|i| i.quantity).unwrap_or(1),
+            current_period_end: item
+                .and_then(|i| i.current_period_end)
+                .or(raw.current_period_end),
+            cancel_at_period_end: raw.cancel_at_period_end.unwrap_or(false),
+            cancel_at: raw.cancel_at,
+            trial_end: raw.trial_end,
+            canceled_at: raw.canceled_at,
+            ended_at: raw.ended_at,
+        })
+    }
+
+    /// Converts the typed object async-stripe returns.
+    pub fn from_stripe(s: &stripe_billing::Subscription) -> Self {
+        let item = s.items.data.first();
+        Self {
+            id: s.id.to_string(),
+            customer: s.customer.id().to_string(),
+            status: s.status.as_str().to_owned(),
+            price_id: item.map(|i| i.price.id.to_string()),
+            quantity: item.and_then(|i| i.quantity).map_or(1, |q| q as i64),
+            current_period_end: item.map(|i| i.current_period_end),
+            cancel_at_period_end: s.cancel_at_period_end,
+            cancel_at: s.cancel_at,
+            trial_end: s.trial_end,
+            canceled_at: s.canceled_at,
+            ended_at: s.ended_at,
+        }
+    }
+}
+
+/// A status that never changes again.
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, "canceled" | "incomplete_expired")
+}
+
+/// What applying a state did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Inserted or replaced the row.
+    Applied,
+    /// Older than (or a terminal row's equal to) what the row holds: dropped.
+    Stale,
+    /// Same timestamp as the row: the caller should re-fetch from Stripe and apply with `force`.
+    Tie,
+}
+
+/// Applies `snap`, stamped `stamp`, for `user_id`. With `force` (a state fetched from Stripe) a
+/// tie is applied instead of reported.
+pub async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    engine: db::Engine,
+    catalog: &Catalog,
+    snap: &Snapshot,
+    user_id: &str,
+    stamp: i64,
+    force: bool,
+) -> sqlx::Result<Applied> {
+    let select = match engine {
+        // Row lock: concurrent appliers of the same subscription on PostgreSQL queue here.
+        db::Engine::Postgres => {
+            "SELECT status, stripe_updated, past_due_since FROM subscriptions WHERE id = $1 FOR UPDATE"
+        }
+        // SQLite serialises writers; the event insert already took the write lock.
+        db::Engine::Sqlite => {
+            "SELECT status, stripe_updated, past_due_since FROM subscriptions WHERE id = $1"
+        }
+    };
+    let current: Option<(String, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+        .bind(&snap.id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let past_due_since = match &current {
+        Some((status, updated, since)) => {
+            if is_terminal(status) && stamp <= *updated {
+                return Ok(Applied::Stale);
+            }
+            if stamp < *updated {
+                return Ok(Applied::Stale);
+            }
+            if stamp == *updated && !force {
+                return Ok(Applied::Tie);
+            }
+            since.filter(|_| snap.status == "past_due")
+        }
+        None => None,
+    };
+    // The past-due episode starts at the first sign of it and ends when the subscription recovers.
+    let past_due_since = match snap.status.as_str() {
+        "past_due" => Some(past_due_since.unwrap_or(stamp)),
+        _ => None,
+    };
+    let plan = snap
+        .price_id
+        .as_deref()
+        .and_then(|p| catalog.plan_for_price(p))
+        .map(|p| p.id.clone());
+    let now = db::now();
+    sqlx::query(
+        "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
+           current_period_end, cancel_at_period_end, cancel_at, trial_end, canceled_at, ended_at, \
+           past_due_since, stripe_updated, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, customer_id = excluded.customer_id, \
+           status = excluded.status, plan_id = excluded.plan_id, price_id = excluded.price_id, \
+           quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
+           cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, \
+           trial_end = excluded.trial_end, canceled_at = excluded.canceled_at, \
+           ended_at = excluded.ended_at, past_due_since = excluded.past_due_since, \
+           stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at",
+    )
+    .bind(&snap.id)
+    .bind(user_id)
+    .bind(&snap.customer)
+    .bind(&snap.status)
+    .bind(plan)
+    .bind(&snap.price_id)
+    .bind(snap.quantity)
+    .bind(snap.current_period_end)
+    .bind(i64::from(snap.cancel_at_period_end))
+    .bind(snap.cancel_at)
+    .bind(snap.trial_end)
+    .bind(snap.canceled_at)
+    .bind(snap.ended_at)
+    .bind(past_due_since)
+    .bind(stamp)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Applied::Applied)
+}
+
+/// Marks the start of a past-due episode (first failed payment), if not already marked.
+pub async fn mark_payment_failed(
+    tx: &mut Transaction<'static, Any>,
+    subscription: &str,
+    at: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query(
+        "UPDATE subscriptions SET past_due_since = COALESCE(past_due_since, $1), updated_at = $2 \
+         WHERE id = $3 AND status NOT IN ('canceled', 'incomplete_expired')",
+    )
+    .bind(at)
+    .bind(db::now())
+    .bind(subscription)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A row of the table, as access decisions and pages need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// `sub_…`.
+    pub id: String,
+    /// Stripe status.
+    pub status: String,
+    /// Catalog plan, when the price maps to one.
+    pub plan_id: Option<String>,
+    /// End of the current period.
+    pub current_period_end: Option<i64>,
+    /// 0 or 1.
+    pub cancel_at_period_end: bool,
+    /// Scheduled cancellation.
+    pub cancel_at: Option<i64>,
+    /// Trial end.
+    pub trial_end: Option<i64>,
+    /// Start of the current past-due episode.
+    pub past_due_since: Option<i64>,
+}
+
+type RowTuple = (
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The subscriptions of a user.
+pub async fn for_user(db: &db::Db, user_id: &str) -> sqlx::Result<Vec<Row>> {
+    let rows: Vec<RowTuple> = sqlx::query_as(
+        "SELECT id, status, plan_id, current_period_end, cancel_at_period_end, cancel_at, \
+         trial_end, past_due_since FROM subscriptions WHERE user_id = $1 ORDER BY created_at",
+    )
+    .bind(user_id)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Row {
+            id: r.0,
+            status: r.1,
+            plan_id: r.2,
+            current_period_end: r.3,
+            cancel_at_period_end: r.4 != 0,
+            cancel_at: r.5,
+            trial_end: r.6,
+            past_due_since: r.7,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn snapshots_read_current_and_older_api_shapes() {
+        let current = json!({
+            "id": "sub_1", "customer": "cus_1", "status": "active", "cancel_at_period_end": false,
+            "items": {"data": [{"price": {"id": "price_1"}, "quantity": 2, "current_period_end": 200}]},
+            "some_future_field": {"nested": true}
+        });
+        let snap = Snapshot::from_json(&current).unwrap();
+        assert_eq!(snap.price_id.as_deref(), Some("price_1"));
+        assert_eq!(snap.quantity, 2);
+        assert_eq!(snap.current_period_end, Some(200));
+
+        let older = json!({
+            "id": "sub_1", "customer": {"id": "cus_1", "object": "customer"}, "status": "brand_new_status",
+            "current_period_end": 100, "items": {"data": [{"price": "price_1"}]}
+        });
+        let snap = Snapshot::from_json(&older).unwrap();
+        assert_eq!(snap.customer, "cus_1");
+        assert_eq!(snap.status, "brand_new_status");
+        assert_eq!(snap.current_period_end, Some(100));
+        assert!(Snapshot::from_json(&json!({"id": "sub_1"})).is_none());
+    }
+}

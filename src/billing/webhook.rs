@@ -1,0 +1,354 @@
+//! `POST /webhooks/stripe`: verify, store once, apply — in one transaction, before the 2xx.
+//!
+//! Verification is tollgate's own, over the raw body: every `v1` signature of the
+//! `Stripe-Signature` header is checked against every configured secret (rotation) in constant
+//! time, the timestamp must be within the tolerance in both directions, `v0` is ignored. Anything
+//! else is 400 `signature_invalid` with nothing stored.
+//!
+//! Events are parsed into tollgate's own minimal structs that ignore unknown fields, so a Stripe
+//! API version change cannot break ingestion; unknown event types and statuses are acknowledged,
+//! recorded and grant nothing. The event id is the primary key of `stripe_events`: inserting it is
+//! what makes delivery exactly-once across instances (a concurrent duplicate waits on the key and
+//! then finds it). Events for customers mapped to no user are recorded as orphans.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+
+use crate::{
+    app::AppState,
+    billing::{
+        checkout, customers,
+        subscriptions::{self, Applied, Snapshot, id_of},
+    },
+    config::Secret,
+    db,
+    error::AppError,
+};
+
+/// Checks a `Stripe-Signature` header against `secrets` at time `now`.
+pub fn verify(header: &str, body: &[u8], secrets: &[Secret], tolerance: u64, now: i64) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", sig)) => signatures.push(sig),
+            _ => {}
+        }
+    }
+    let Some(t) = timestamp else { return false };
+    if signatures.is_empty() || now.abs_diff(t) > tolerance {
+        return false;
+    }
+    secrets.iter().any(|secret| {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("any key length");
+        mac.update(t.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let expected = hex::encode(mac.finalize().into_bytes());
+        signatures
+            .iter()
+            .any(|sig| bool::from(expected.as_bytes().ct_eq(sig.as_bytes())))
+    })
+}
+
+#[derive(Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: i64,
+    data: EventData,
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    object: Value,
+}
+
+/// The handler.
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let now = state.clock.now();
+    if !verify(
+        signature,
+        &body,
+        &state.stripe.webhook_secrets,
+        state.config.stripe_webhook_tolerance_secs,
+        now,
+    ) {
+        tracing::warn!("webhook with an invalid signature refused");
+        return AppError::SignatureInvalid.into_response();
+    }
+    let Ok(event) = serde_json::from_slice::<Event>(&body) else {
+        return AppError::InvalidJson.into_response();
+    };
+    match ingest(&state, &event).await {
+        Ok(outcome) => (
+            StatusCode::OK,
+            Json(json!({"received": true, "outcome": outcome})),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The customer an event is about, when it names one.
+fn customer_of_event(event: &Event) -> Option<String> {
+    let o = &event.data.object;
+    if event.kind.starts_with("customer.") && !event.kind.starts_with("customer.subscription.") {
+        return o.get("id").and_then(id_of);
+    }
+    o.get("customer").and_then(id_of)
+}
+
+async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppError> {
+    let customer = customer_of_event(event);
+    let mut tx = state.db.pool.begin().await?;
+    // The event id is the key: a duplicate (or a concurrent delivery to another instance) stops here.
+    let inserted = sqlx::query(
+        "INSERT INTO stripe_events (id, type, created, customer_id, outcome, received_at) \
+         VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .bind(event.created)
+    .bind(&customer)
+    .bind(db::now())
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        tx.commit().await?;
+        return Ok("duplicate");
+    }
+    let mut refetch = None;
+    let outcome = apply(state, &mut tx, event, customer.as_deref(), &mut refetch).await?;
+    sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
+        .bind(outcome)
+        .bind(&event.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if let Some(subscription) = refetch {
+        // A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot
+        // be reached the event stays recorded; the next event or `stripe sync` repairs the row.
+        if let Err(e) = checkout::sync_subscription(state, &subscription).await {
+            tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook");
+        }
+    }
+    Ok(outcome)
+}
+
+/// Applies one stored event inside the transaction. Sets `refetch` when the subscription must
+/// be pulled from Stripe after commit.
+async fn apply(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event: &Event,
+    customer: Option<&str>,
+    refetch: &mut Option<String>,
+) -> Result<&'static str, AppError> {
+    let object = &event.data.object;
+    let user = match customer {
+        Some(c) => customers::user_of(tx, c).await?,
+        None => None,
+    };
+    match event.kind.as_str() {
+        // https://docs.stripe.com/api/events/types#event_types-customer.subscription.updated
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted"
+        | "customer.subscription.paused"
+        | "customer.subscription.resumed"
+        | "customer.subscription.trial_will_end"
+        | "customer.subscription.pending_update_applied"
+        | "customer.subscription.pending_update_expired" => {
+            let Some(snap) = Snapshot::from_json(object) else {
+                return Ok("ignored");
+            };
+            let Some(user) = user else {
+                return Ok("orphan");
+            };
+            let applied = subscriptions::apply(
+                tx,
+                state.db.engine,
+                &state.catalog,
+                &snap,
+                &user,
+                event.created,
+                false,
+            )
+            .await?;
+            Ok(match applied {
+                Applied::Applied => "applied",
+                Applied::Stale => "stale",
+                Applied::Tie => {
+                    *refetch = Some(snap.id);
+                    "refetched"
+                }
+            })
+        }
+        // https://docs.stripe.com/api/events/types#event_types-checkout.session.completed
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            let Some(user) = user else {
+                return Ok("orphan");
+            };
+            let reference = object.get("client_reference_id").and_then(Value::as_str);
+            if reference.is_some_and(|r| r != user) {
+                // Never attach to a guess: the customer and the reference disagree.
+                tracing::warn!(event = %event.id, "checkout session reference does not match its customer");
+                return Ok("orphan");
+            }
+            if let Some(session) = object.get("id").and_then(Value::as_str) {
+                sqlx::query(
+                    "UPDATE checkout_attempts SET status = 'complete' WHERE stripe_session_id = $1",
+                )
+                .bind(session)
+                .execute(&mut **tx)
+                .await?;
+            }
+            *refetch = object.get("subscription").and_then(id_of);
+            Ok("applied")
+        }
+        // https://docs.stripe.com/api/events/types#event_types-checkout.session.expired
+        "checkout.session.expired" => {
+            if let Some(session) = object.get("id").and_then(Value::as_str) {
+                sqlx::query(
+                    "UPDATE checkout_attempts SET status = 'expired' WHERE stripe_session_id = $1",
+                )
+                .bind(session)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok("applied")
+        }
+        // https://docs.stripe.com/api/events/types#event_types-invoice.payment_failed
+        "invoice.payment_failed" | "invoice.payment_action_required" => {
+            if user.is_none() {
+                return Ok("orphan");
+            }
+            match invoice_subscription(object) {
+                Some(sub) => {
+                    subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
+                    Ok("applied")
+                }
+                None => Ok("ignored"),
+            }
+        }
+        // https://docs.stripe.com/api/events/types#event_types-invoice.paid
+        "invoice.paid" | "invoice.payment_succeeded" => {
+            // Renewal state arrives with customer.subscription.updated; this is recorded.
+            Ok(if user.is_some() { "recorded" } else { "orphan" })
+        }
+        // https://docs.stripe.com/api/events/types#event_types-customer.updated
+        "customer.updated" => {
+            // Stripe never changes the login identity: the user's email is not touched.
+            Ok(if user.is_some() { "recorded" } else { "orphan" })
+        }
+        // https://docs.stripe.com/api/events/types#event_types-customer.deleted
+        "customer.deleted" => {
+            let Some(customer) = customer else {
+                return Ok("ignored");
+            };
+            sqlx::query(
+                "UPDATE billing_customers SET deleted = 1, updated_at = $1 WHERE stripe_customer_id = $2",
+            )
+            .bind(db::now())
+            .bind(customer)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
+                 stripe_updated = CASE WHEN stripe_updated > $1 THEN stripe_updated ELSE $1 END, \
+                 updated_at = $2 WHERE customer_id = $3",
+            )
+            .bind(event.created)
+            .bind(db::now())
+            .bind(customer)
+            .execute(&mut **tx)
+            .await?;
+            Ok("applied")
+        }
+        _ => Ok("ignored"),
+    }
+}
+
+/// The subscription an invoice belongs to, in current (`parent.subscription_details`) and older
+/// (`subscription`) API versions.
+fn invoice_subscription(invoice: &Value) -> Option<String> {
+    invoice
+        .pointer("/parent/subscription_details/subscription")
+        .and_then(id_of)
+        .or_else(|| invoice.get("subscription").and_then(id_of))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::delivery::sign;
+
+    #[test]
+    fn signatures_are_checked_against_every_secret_and_every_v1() {
+        let secrets = [Secret::new("whsec_old"), Secret::new("whsec_new")];
+        let body = br#"{"id":"evt_1"}"#;
+        let good = sign("whsec_new", 1_000, body);
+        assert!(verify(&good, body, &secrets, 300, 1_000));
+        let v1 = good.split_once(",v1=").unwrap().1;
+        let several = format!("t=1000,v1={},v0=ignored,v1={v1}", "0".repeat(64));
+        assert!(
+            verify(&several, body, &secrets, 300, 1_000),
+            "any v1 may match"
+        );
+        let cases = [
+            ("", "missing"),
+            ("garbage", "malformed"),
+            ("t=1000", "no v1"),
+            ("v1=abc", "no timestamp"),
+        ];
+        for (header, why) in cases {
+            assert!(!verify(header, body, &secrets, 300, 1_000), "{why}");
+        }
+        assert!(
+            !verify(
+                &sign("whsec_other", 1_000, body),
+                body,
+                &secrets,
+                300,
+                1_000
+            ),
+            "wrong secret"
+        );
+        assert!(
+            !verify(&good, br#"{"id":"evt_2"}"#, &secrets, 300, 1_000),
+            "altered body"
+        );
+        assert!(!verify(&good, body, &secrets, 300, 1_301), "stale");
+        assert!(!verify(&good, body, &secrets, 300, 699), "from the future");
+        assert!(
+            verify(&good, body, &secrets, 300, 1_300),
+            "at the edge of the tolerance"
+        );
+    }
+
+    #[test]
+    fn invoices_name_their_subscription_in_both_shapes() {
+        let current = json!({"parent": {"subscription_details": {"subscription": "sub_1"}}});
+        let older = json!({"subscription": "sub_2"});
+        assert_eq!(invoice_subscription(&current).as_deref(), Some("sub_1"));
+        assert_eq!(invoice_subscription(&older).as_deref(), Some("sub_2"));
+    }
+}

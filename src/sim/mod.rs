@@ -1,0 +1,1076 @@
+//! The built-in Stripe simulator: a stateful, in-memory implementation of the part of Stripe's
+//! HTTP API that tollgate uses, with hosted Checkout and portal pages, signed webhook delivery with
+//! retries, a test clock and a chaos switch.
+//!
+//! It speaks Stripe's wire format (form-encoded requests with bracketed keys, JSON objects shaped
+//! like Stripe's own examples, Stripe's error envelope, `Idempotency-Key` replay), so the real
+//! async-stripe client and tollgate's real webhook verifier run against it. It only exists in
+//! development without Stripe keys, or alone as `tollgate stripe-sim`. Its control endpoints live
+//! under `/_sim/`.
+//!
+//! Simplifications, documented for people reading test results: months are 30 days and years 365;
+//! a subscription has one item; a failing card fails every charge until it is fixed, and a
+//! subscription that fails three renewal attempts in a row is canceled.
+
+pub mod delivery;
+mod objects;
+mod pages;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+pub use objects::new_id;
+
+/// A running simulator.
+#[derive(Clone)]
+pub struct Simulator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<SimState>,
+    clock: Clock,
+    base_url: String,
+    delivery: delivery::Deliverer,
+}
+
+#[derive(Default)]
+struct SimState {
+    customers: BTreeMap<String, Value>,
+    products: BTreeMap<String, Value>,
+    prices: BTreeMap<String, Value>,
+    checkout_sessions: BTreeMap<String, CheckoutState>,
+    portal_sessions: BTreeMap<String, Value>,
+    subscriptions: BTreeMap<String, SubState>,
+    invoices: BTreeMap<String, Value>,
+    events: Vec<Value>,
+    idempotency: HashMap<String, (StatusCode, Value)>,
+    failing_customers: HashSet<String>,
+    outage: bool,
+    requests: u64,
+}
+
+struct CheckoutState {
+    object: Value,
+    price: String,
+    quantity: i64,
+    trial_days: Option<i64>,
+    subscription_metadata: Value,
+}
+
+struct SubState {
+    object: Value,
+    failed_attempts: u32,
+    trial_will_end_sent: bool,
+}
+
+type ApiResult = Result<(StatusCode, Value), (StatusCode, Value)>;
+
+fn stripe_error(
+    status: StatusCode,
+    kind: &str,
+    message: String,
+    code: Option<&str>,
+) -> (StatusCode, Value) {
+    (
+        status,
+        json!({"error": {"type": kind, "message": message, "code": code}}),
+    )
+}
+
+fn missing(what: &str, id: &str) -> (StatusCode, Value) {
+    stripe_error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!("No such {what}: '{id}'"),
+        Some("resource_missing"),
+    )
+}
+
+fn bad_param(param: &str) -> (StatusCode, Value) {
+    stripe_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        format!("Missing or invalid parameter: {param}"),
+        Some("parameter_missing"),
+    )
+}
+
+/// Form fields with bracketed keys, as Stripe clients send them.
+type Form = HashMap<String, String>;
+
+fn form(body: &[u8]) -> Form {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// `metadata[k]=v` (under `prefix`) as a JSON object.
+fn metadata(form: &Form, prefix: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    let head = format!("{prefix}[");
+    for (k, v) in form {
+        if let Some(rest) = k.strip_prefix(&head).and_then(|r| r.strip_suffix(']'))
+            && !rest.contains('[')
+        {
+            out.insert(rest.to_owned(), json!(v));
+        }
+    }
+    Value::Object(out)
+}
+
+fn list(url: &str, data: Vec<Value>) -> Value {
+    json!({"object": "list", "data": data, "has_more": false, "url": url})
+}
+
+impl Simulator {
+    /// Binds `addr`, serves the simulator there and starts webhook delivery.
+    pub async fn start(clock: Clock, addr: SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let base_url = format!("http://{}/", listener.local_addr()?);
+        let sim = Simulator {
+            inner: Arc::new(Inner {
+                state: Mutex::new(SimState::default()),
+                clock: clock.clone(),
+                base_url,
+                delivery: delivery::Deliverer::start(clock),
+            }),
+        };
+        let router = sim.router();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "stripe simulator stopped");
+            }
+        });
+        Ok(sim)
+    }
+
+    /// The simulator's base URL (`http://127.0.0.1:<port>/`): the Stripe API base and the host of
+    /// the hosted pages.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The clock shared with tollgate.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Where signed events go, and the secret they are signed with.
+    pub fn set_webhook(&self, url: String, secret: String) {
+        self.inner.delivery.set_target(url, secret);
+    }
+
+    /// Creates a product and a recurring price for a catalog entry and returns the price id. A
+    /// `reference` that looks like a price id is used as the id; otherwise it is the lookup key.
+    pub fn seed_price(
+        &self,
+        product_name: &str,
+        interval: &str,
+        amount: i64,
+        currency: &str,
+        reference: Option<&str>,
+    ) -> String {
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let product_id = new_id("prod");
+        state.products.insert(
+            product_id.clone(),
+            objects::product(&product_id, product_name, now),
+        );
+        let (id, lookup) = match reference {
+            Some(r) if r.starts_with("price_") => (r.to_owned(), None),
+            Some(r) => (new_id("price"), Some(r)),
+            None => (new_id("price"), None),
+        };
+        let price = objects::price(&id, &product_id, amount, currency, interval, lookup, now);
+        state.prices.insert(id.clone(), price);
+        id
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an event and hands it to delivery.
+    fn emit(
+        &self,
+        state: &mut SimState,
+        kind: &str,
+        object: Value,
+        previous: Option<Value>,
+        created: i64,
+    ) {
+        let event = objects::event(kind, object, previous, created);
+        state.events.push(event.clone());
+        self.inner.delivery.send(event);
+    }
+
+    fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/customers", post(create_customer))
+            .route("/v1/customers/search", get(search_customers))
+            .route(
+                "/v1/customers/{id}",
+                get(retrieve_customer)
+                    .post(update_customer)
+                    .delete(delete_customer),
+            )
+            .route("/v1/prices", get(list_prices))
+            .route("/v1/checkout/sessions", post(create_checkout_session))
+            .route("/v1/checkout/sessions/{id}", get(retrieve_checkout_session))
+            .route(
+                "/v1/checkout/sessions/{id}/expire",
+                post(expire_checkout_session),
+            )
+            .route("/v1/billing_portal/sessions", post(create_portal_session))
+            .route("/v1/subscriptions", get(list_subscriptions))
+            .route(
+                "/v1/subscriptions/{id}",
+                get(retrieve_subscription)
+                    .post(update_subscription)
+                    .delete(cancel_subscription),
+            )
+            .route("/v1/invoices", get(list_invoices))
+            .merge(pages::router())
+            .merge(control_router())
+            .with_state(self.clone())
+    }
+
+    /// Runs one API call: outage check, authentication, idempotent replay, then `op` under the
+    /// state lock.
+    fn api(
+        &self,
+        headers: &HeaderMap,
+        idempotent: bool,
+        op: impl FnOnce(&Simulator, &mut SimState, i64) -> ApiResult,
+    ) -> Response {
+        let authorised = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer sk_") || v.starts_with("Bearer rk_"));
+        let mut state = self.lock();
+        state.requests += 1;
+        if state.outage {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": {"type": "api_error", "message": "The simulator is in a simulated outage."}})),
+            )
+                .into_response();
+        }
+        if !authorised {
+            let (s, v) = stripe_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "Invalid API Key provided".into(),
+                None,
+            );
+            return (s, Json(v)).into_response();
+        }
+        let key = idempotent
+            .then(|| headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
+            .flatten()
+            .map(str::to_owned);
+        if let Some((status, body)) = key.as_ref().and_then(|k| state.idempotency.get(k)) {
+            let mut response = (*status, Json(body.clone())).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", "true".parse().expect("static"));
+            return response;
+        }
+        let now = self.inner.clock.now();
+        let (status, body) = op(self, &mut state, now).unwrap_or_else(|e| e);
+        if let Some(k) = key {
+            state.idempotency.insert(k, (status, body.clone()));
+        }
+        (status, Json(body)).into_response()
+    }
+
+    /// Number of API requests served (tests check that nothing called Stripe).
+    pub fn request_count(&self) -> u64 {
+        self.lock().requests
+    }
+
+    /// Completes a Checkout Session as if the customer paid (or started a trial).
+    fn complete_checkout(&self, state: &mut SimState, id: &str, now: i64) -> Result<Value, String> {
+        let session = state
+            .checkout_sessions
+            .get(id)
+            .ok_or("unknown checkout session")?;
+        if session.object["status"] != "open" {
+            return Err("this checkout session is no longer open".into());
+        }
+        let customer = session.object["customer"]
+            .as_str()
+            .ok_or("no customer")?
+            .to_owned();
+        let price = state
+            .prices
+            .get(&session.price)
+            .ok_or("unknown price")?
+            .clone();
+        let interval = price["recurring"]["interval"]
+            .as_str()
+            .unwrap_or("month")
+            .to_owned();
+        let amount = price["unit_amount"].as_i64().unwrap_or(0) * session.quantity;
+        let currency = price["currency"].as_str().unwrap_or("usd").to_owned();
+        let trial = session.trial_days.map(|d| (now, now + d * 86_400));
+        let period = match trial {
+            Some(t) => t,
+            None => (now, now + objects::interval_secs(&interval)),
+        };
+        let sub_id = new_id("sub");
+        let status = if trial.is_some() {
+            "trialing"
+        } else {
+            "active"
+        };
+        let mut subscription = objects::subscription(
+            &sub_id,
+            &customer,
+            &price,
+            session.quantity,
+            status,
+            period,
+            trial,
+            session.subscription_metadata.clone(),
+            now,
+        );
+        let invoice = objects::invoice(
+            &customer,
+            &sub_id,
+            if trial.is_some() { 0 } else { amount },
+            &currency,
+            period,
+            true,
+            "subscription_create",
+            now,
+        );
+        subscription["latest_invoice"] = invoice["id"].clone();
+        let session = state.checkout_sessions.get_mut(id).expect("checked above");
+        session.object["status"] = json!("complete");
+        session.object["payment_status"] = json!(if trial.is_some() {
+            "no_payment_required"
+        } else {
+            "paid"
+        });
+        session.object["subscription"] = json!(sub_id);
+        session.object["invoice"] = invoice["id"].clone();
+        let completed = session.object.clone();
+        state.invoices.insert(
+            invoice["id"].as_str().unwrap_or_default().to_owned(),
+            invoice.clone(),
+        );
+        state.subscriptions.insert(
+            sub_id,
+            SubState {
+                object: subscription.clone(),
+                failed_attempts: 0,
+                trial_will_end_sent: false,
+            },
+        );
+        self.emit(
+            state,
+            "checkout.session.completed",
+            completed.clone(),
+            None,
+            now,
+        );
+        self.emit(
+            state,
+            "customer.subscription.created",
+            subscription,
+            None,
+            now,
+        );
+        self.emit(state, "invoice.paid", invoice, None, now);
+        Ok(completed)
+    }
+
+    /// Moves the test clock forward and runs everything that became due: trial ends, renewals
+    /// (paid or failed), retries of past-due subscriptions, cancellations at period end.
+    pub fn advance_clock(&self, seconds: i64) {
+        self.inner.clock.advance(seconds);
+        let now = self.inner.clock.now();
+        let mut state = self.lock();
+        let ids: Vec<String> = state.subscriptions.keys().cloned().collect();
+        for id in ids {
+            self.run_subscription(&mut state, &id, now);
+        }
+    }
+
+    fn run_subscription(&self, state: &mut SimState, id: &str, now: i64) {
+        // Bounded: a long jump still ends, one billing period per loop.
+        for _ in 0..400 {
+            let Some(sub) = state.subscriptions.get(id) else {
+                return;
+            };
+            let object = &sub.object;
+            let status = object["status"].as_str().unwrap_or("").to_owned();
+            if matches!(status.as_str(), "canceled" | "incomplete_expired") {
+                return;
+            }
+            let period_end = object["items"]["data"][0]["current_period_end"]
+                .as_i64()
+                .unwrap_or(i64::MAX);
+            let trial_end = object["trial_end"].as_i64();
+            if status == "trialing"
+                && !sub.trial_will_end_sent
+                && let Some(t) = trial_end
+                && now >= t - 3 * 86_400
+            {
+                let at = (t - 3 * 86_400).max(object["created"].as_i64().unwrap_or(0));
+                let snapshot = object.clone();
+                state
+                    .subscriptions
+                    .get_mut(id)
+                    .expect("present")
+                    .trial_will_end_sent = true;
+                self.emit(
+                    state,
+                    "customer.subscription.trial_will_end",
+                    snapshot,
+                    None,
+                    at,
+                );
+                continue;
+            }
+            if period_end > now {
+                return;
+            }
+            let sub = state.subscriptions.get(id).expect("present");
+            let object = sub.object.clone();
+            let customer = object["customer"].as_str().unwrap_or("").to_owned();
+            if object["cancel_at_period_end"] == json!(true) {
+                let mut next = object.clone();
+                next["status"] = json!("canceled");
+                next["ended_at"] = json!(period_end);
+                next["canceled_at"] = json!(next["canceled_at"].as_i64().unwrap_or(period_end));
+                state.subscriptions.get_mut(id).expect("present").object = next.clone();
+                self.emit(
+                    state,
+                    "customer.subscription.deleted",
+                    next,
+                    None,
+                    period_end,
+                );
+                return;
+            }
+            // A charge at the period boundary: trial end, renewal, or a retry while past due.
+            let price = object["items"]["data"][0]["price"].clone();
+            let interval = price["recurring"]["interval"]
+                .as_str()
+                .unwrap_or("month")
+                .to_owned();
+            let quantity = object["items"]["data"][0]["quantity"].as_i64().unwrap_or(1);
+            let amount = price["unit_amount"].as_i64().unwrap_or(0) * quantity;
+            let currency = price["currency"].as_str().unwrap_or("usd").to_owned();
+            let next_period = (period_end, period_end + objects::interval_secs(&interval));
+            let fails = state.failing_customers.contains(&customer);
+            let invoice = objects::invoice(
+                &customer,
+                id,
+                amount,
+                &currency,
+                next_period,
+                !fails,
+                "subscription_cycle",
+                period_end,
+            );
+            state.invoices.insert(
+                invoice["id"].as_str().unwrap_or_default().to_owned(),
+                invoice.clone(),
+            );
+            let mut next = object.clone();
+            next["latest_invoice"] = invoice["id"].clone();
+            next["items"]["data"][0]["current_period_start"] = json!(next_period.0);
+            next["items"]["data"][0]["current_period_end"] = json!(next_period.1);
+            let sub = state.subscriptions.get_mut(id).expect("present");
+            let previous_status = status.clone();
+            if fails {
+                sub.failed_attempts += 1;
+                if sub.failed_attempts >= 3 {
+                    next["status"] = json!("canceled");
+                    next["canceled_at"] = json!(period_end);
+                    next["ended_at"] = json!(period_end);
+                    sub.object = next.clone();
+                    self.emit(state, "invoice.payment_failed", invoice, None, period_end);
+                    self.emit(
+                        state,
+                        "customer.subscription.deleted",
+                        next,
+                        None,
+                        period_end,
+                    );
+                    return;
+                }
+                next["status"] = json!("past_due");
+                sub.object = next.clone();
+                self.emit(state, "invoice.payment_failed", invoice, None, period_end);
+            } else {
+                sub.failed_attempts = 0;
+                next["status"] = json!("active");
+                sub.object = next.clone();
+                self.emit(state, "invoice.paid", invoice, None, period_end);
+            }
+            let previous = json!({
+                "status": previous_status,
+                "items": {"data": [{"current_period_end": period_end}]},
+            });
+            self.emit(
+                state,
+                "customer.subscription.updated",
+                next,
+                Some(previous),
+                period_end,
+            );
+        }
+    }
+
+    /// Applies a portal action to a subscription and emits the matching event.
+    fn portal_action(
+        &self,
+        state: &mut SimState,
+        sub_id: &str,
+        action: &str,
+        price: Option<&str>,
+        now: i64,
+    ) -> Result<(), String> {
+        let sub = state
+            .subscriptions
+            .get(sub_id)
+            .ok_or("unknown subscription")?;
+        let mut next = sub.object.clone();
+        if matches!(
+            next["status"].as_str(),
+            Some("canceled" | "incomplete_expired")
+        ) {
+            return Err("this subscription has ended".into());
+        }
+        let period_end = next["items"]["data"][0]["current_period_end"].clone();
+        let (kind, previous) = match action {
+            "cancel_at_period_end" => {
+                next["cancel_at_period_end"] = json!(true);
+                next["cancel_at"] = period_end;
+                next["canceled_at"] = json!(now);
+                (
+                    "customer.subscription.updated",
+                    json!({"cancel_at_period_end": false, "cancel_at": null}),
+                )
+            }
+            "resume" => {
+                next["cancel_at_period_end"] = json!(false);
+                next["cancel_at"] = Value::Null;
+                next["canceled_at"] = Value::Null;
+                (
+                    "customer.subscription.updated",
+                    json!({"cancel_at_period_end": true}),
+                )
+            }
+            "cancel_now" => {
+                next["status"] = json!("canceled");
+                next["canceled_at"] = json!(now);
+                next["ended_at"] = json!(now);
+                ("customer.subscription.deleted", json!({}))
+            }
+            "switch" => {
+                let price_id = price.ok_or("no price chosen")?;
+                let new_price = state.prices.get(price_id).ok_or("unknown price")?.clone();
+                let old_price = next["items"]["data"][0]["price"]["id"].clone();
+                let item = &mut next["items"]["data"][0];
+                let quantity = item["quantity"].as_i64().unwrap_or(1);
+                let period = (
+                    item["current_period_start"].as_i64().unwrap_or(now),
+                    item["current_period_end"].as_i64().unwrap_or(now),
+                );
+                *item = objects::subscription_item(sub_id, &new_price, quantity, period, now);
+                (
+                    "customer.subscription.updated",
+                    json!({"items": {"data": [{"price": {"id": old_price}}]}}),
+                )
+            }
+            _ => return Err("unknown action".into()),
+        };
+        state.subscriptions.get_mut(sub_id).expect("present").object = next.clone();
+        self.emit(state, kind, next, Some(previous), now);
+        Ok(())
+    }
+}
+
+// --- API handlers -------------------------------------------------------------------------
+
+async fn create_customer(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |_, state, now| {
+        let id = new_id("cus");
+        let c = objects::customer(
+            &id,
+            f.get("email").map(String::as_str),
+            metadata(&f, "metadata"),
+            now,
+        );
+        state.customers.insert(id, c.clone());
+        Ok((StatusCode::OK, c))
+    })
+}
+
+async fn retrieve_customer(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, false, |_, state, _| {
+        state
+            .customers
+            .get(&id)
+            .cloned()
+            .map(|c| (StatusCode::OK, c))
+            .ok_or_else(|| missing("customer", &id))
+    })
+}
+
+async fn update_customer(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |sim, state, now| {
+        let customer = state
+            .customers
+            .get_mut(&id)
+            .ok_or_else(|| missing("customer", &id))?;
+        let mut previous = json!({});
+        if let Some(email) = f.get("email") {
+            previous["email"] = customer["email"].clone();
+            customer["email"] = json!(email);
+        }
+        let meta = metadata(&f, "metadata");
+        if let Some(m) = meta.as_object().filter(|m| !m.is_empty()) {
+            for (k, v) in m {
+                customer["metadata"][k] = v.clone();
+            }
+        }
+        let c = customer.clone();
+        sim.emit(state, "customer.updated", c.clone(), Some(previous), now);
+        Ok((StatusCode::OK, c))
+    })
+}
+
+async fn delete_customer(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, true, |sim, state, now| {
+        let customer = state
+            .customers
+            .remove(&id)
+            .ok_or_else(|| missing("customer", &id))?;
+        let subs: Vec<String> = state
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.object["customer"] == json!(id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sub in subs {
+            let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
+        }
+        sim.emit(state, "customer.deleted", customer, None, now);
+        Ok((
+            StatusCode::OK,
+            json!({"id": id, "object": "customer", "deleted": true}),
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    query: String,
+}
+
+async fn search_customers(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    // Supports the one query shape tollgate uses: metadata['key']:'value'.
+    let wanted = q
+        .query
+        .strip_prefix("metadata['")
+        .and_then(|r| r.split_once("']:'"))
+        .map(|(k, v)| (k.to_owned(), v.trim_end_matches('\'').to_owned()));
+    sim.api(&headers, false, |_, state, _| {
+        let (key, value) = wanted.clone().ok_or_else(|| bad_param("query"))?;
+        let data: Vec<Value> = state
+            .customers
+            .values()
+            .filter(|c| c["metadata"][&key] == json!(value))
+            .cloned()
+            .collect();
+        Ok((
+            StatusCode::OK,
+            json!({"object": "search_result", "data": data, "has_more": false, "next_page": null, "url": "/v1/customers/search"}),
+        ))
+    })
+}
+
+async fn list_prices(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let keys: Vec<String> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("lookup_keys"))
+            .map(|(_, v)| v)
+            .collect();
+    sim.api(&headers, false, |_, state, _| {
+        let data = state
+            .prices
+            .values()
+            .filter(|p| {
+                keys.is_empty()
+                    || p["lookup_key"]
+                        .as_str()
+                        .is_some_and(|k| keys.iter().any(|w| w == k))
+            })
+            .cloned()
+            .collect();
+        Ok((StatusCode::OK, list("/v1/prices", data)))
+    })
+}
+
+async fn create_checkout_session(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |sim, state, now| {
+        if f.get("mode").map(String::as_str) != Some("subscription") {
+            return Err(bad_param("mode"));
+        }
+        let price_id = f
+            .get("line_items[0][price]")
+            .ok_or_else(|| bad_param("line_items[0][price]"))?;
+        let price = state
+            .prices
+            .get(price_id)
+            .ok_or_else(|| missing("price", price_id))?
+            .clone();
+        let quantity: i64 = f
+            .get("line_items[0][quantity]")
+            .and_then(|q| q.parse().ok())
+            .unwrap_or(1);
+        let customer = f.get("customer").cloned();
+        if let Some(c) = &customer
+            && !state.customers.contains_key(c)
+        {
+            return Err(missing("customer", c));
+        }
+        let success_url = f
+            .get("success_url")
+            .ok_or_else(|| bad_param("success_url"))?;
+        let cancel_url = f.get("cancel_url").cloned().unwrap_or_default();
+        let id = format!("cs_test_{}", &new_id("x")[2..]);
+        let url = format!("{}checkout/{id}", sim.base_url());
+        let session = objects::checkout_session(
+            &id,
+            customer.as_deref(),
+            f.get("client_reference_id").map(String::as_str),
+            success_url,
+            &cancel_url,
+            &url,
+            price["unit_amount"].as_i64().unwrap_or(0) * quantity,
+            price["currency"].as_str().unwrap_or("usd"),
+            metadata(&f, "metadata"),
+            now,
+        );
+        state.checkout_sessions.insert(
+            id,
+            CheckoutState {
+                object: session.clone(),
+                price: price_id.clone(),
+                quantity,
+                trial_days: f
+                    .get("subscription_data[trial_period_days]")
+                    .and_then(|d| d.parse().ok())
+                    .filter(|d| *d > 0),
+                subscription_metadata: metadata(&f, "subscription_data[metadata]"),
+            },
+        );
+        Ok((StatusCode::OK, session))
+    })
+}
+
+async fn retrieve_checkout_session(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, false, |_, state, _| {
+        state
+            .checkout_sessions
+            .get(&id)
+            .map(|s| (StatusCode::OK, s.object.clone()))
+            .ok_or_else(|| missing("checkout.session", &id))
+    })
+}
+
+async fn expire_checkout_session(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, true, |sim, state, now| {
+        let session = state
+            .checkout_sessions
+            .get_mut(&id)
+            .ok_or_else(|| missing("checkout.session", &id))?;
+        if session.object["status"] != "open" {
+            return Err(stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "Only open sessions can be expired.".into(),
+                None,
+            ));
+        }
+        session.object["status"] = json!("expired");
+        let object = session.object.clone();
+        sim.emit(state, "checkout.session.expired", object.clone(), None, now);
+        Ok((StatusCode::OK, object))
+    })
+}
+
+async fn create_portal_session(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |sim, state, now| {
+        let customer = f.get("customer").ok_or_else(|| bad_param("customer"))?;
+        if !state.customers.contains_key(customer) {
+            return Err(missing("customer", customer));
+        }
+        let id = new_id("bps");
+        let url = format!("{}portal/{id}", sim.base_url());
+        let session = objects::portal_session(
+            &id,
+            customer,
+            f.get("return_url").map(String::as_str).unwrap_or(""),
+            &url,
+            now,
+        );
+        state.portal_sessions.insert(id, session.clone());
+        Ok((StatusCode::OK, session))
+    })
+}
+
+async fn list_subscriptions(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params: HashMap<String, String> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    sim.api(&headers, false, |_, state, _| {
+        let status = params.get("status").map(String::as_str).unwrap_or("");
+        let data = state
+            .subscriptions
+            .values()
+            .map(|s| &s.object)
+            .filter(|s| {
+                params
+                    .get("customer")
+                    .is_none_or(|c| s["customer"] == json!(c))
+            })
+            .filter(|s| match status {
+                "all" => true,
+                "" => s["status"] != "canceled" && s["status"] != "incomplete_expired",
+                wanted => s["status"] == json!(wanted),
+            })
+            .cloned()
+            .collect();
+        Ok((StatusCode::OK, list("/v1/subscriptions", data)))
+    })
+}
+
+async fn retrieve_subscription(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, false, |_, state, _| {
+        state
+            .subscriptions
+            .get(&id)
+            .map(|s| (StatusCode::OK, s.object.clone()))
+            .ok_or_else(|| missing("subscription", &id))
+    })
+}
+
+async fn update_subscription(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |sim, state, now| {
+        if !state.subscriptions.contains_key(&id) {
+            return Err(missing("subscription", &id));
+        }
+        let action = match (
+            f.get("cancel_at_period_end").map(String::as_str),
+            f.get("items[0][price]"),
+        ) {
+            (Some("true"), _) => ("cancel_at_period_end", None),
+            (Some("false"), _) => ("resume", None),
+            (_, Some(price)) => ("switch", Some(price.as_str())),
+            _ => return Err(bad_param("cancel_at_period_end")),
+        };
+        sim.portal_action(state, &id, action.0, action.1, now)
+            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
+        Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
+    })
+}
+
+async fn cancel_subscription(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, true, |sim, state, now| {
+        if !state.subscriptions.contains_key(&id) {
+            return Err(missing("subscription", &id));
+        }
+        sim.portal_action(state, &id, "cancel_now", None, now)
+            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
+        Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
+    })
+}
+
+async fn list_invoices(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params: HashMap<String, String> =
+        serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    sim.api(&headers, false, |_, state, _| {
+        let mut data: Vec<Value> = state
+            .invoices
+            .values()
+            .filter(|i| {
+                params
+                    .get("customer")
+                    .is_none_or(|c| i["customer"] == json!(c))
+            })
+            .cloned()
+            .collect();
+        data.sort_by_key(|i| std::cmp::Reverse(i["created"].as_i64()));
+        let limit = params
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(10);
+        data.truncate(limit);
+        Ok((StatusCode::OK, list("/v1/invoices", data)))
+    })
+}
+
+// --- control endpoints (tests and the dev UI only) ------------------------------------------
+
+fn control_router() -> Router<Simulator> {
+    Router::new()
+        .route("/_sim/clock", get(show_clock))
+        .route("/_sim/clock/advance", post(advance))
+        .route("/_sim/customers/{id}/card", post(set_card))
+        .route("/_sim/outage", post(set_outage))
+        .route("/_sim/chaos", post(set_chaos))
+        .route("/_sim/events", get(list_events))
+}
+
+async fn show_clock(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"now": sim.clock().now(), "offset": sim.clock().offset()}))
+}
+
+#[derive(Deserialize)]
+struct Advance {
+    seconds: i64,
+}
+
+async fn advance(State(sim): State<Simulator>, Json(a): Json<Advance>) -> Json<Value> {
+    sim.advance_clock(a.seconds);
+    Json(json!({"now": sim.clock().now()}))
+}
+
+#[derive(Deserialize)]
+struct Card {
+    failing: bool,
+}
+
+async fn set_card(
+    State(sim): State<Simulator>,
+    Path(id): Path<String>,
+    Json(c): Json<Card>,
+) -> StatusCode {
+    let mut state = sim.lock();
+    if c.failing {
+        state.failing_customers.insert(id);
+    } else {
+        state.failing_customers.remove(&id);
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Outage {
+    on: bool,
+}
+
+async fn set_outage(State(sim): State<Simulator>, Json(o): Json<Outage>) -> StatusCode {
+    sim.lock().outage = o.on;
+    StatusCode::NO_CONTENT
+}
+
+async fn set_chaos(State(sim): State<Simulator>, Json(c): Json<delivery::Chaos>) -> StatusCode {
+    sim.inner.delivery.set_chaos(c);
+    StatusCode::NO_CONTENT
+}
+
+async fn list_events(State(sim): State<Simulator>) -> Json<Value> {
+    Json(json!({"data": sim.lock().events.clone()}))
+}
