@@ -28,6 +28,9 @@ CREATE TABLE checkout_attempts (
     created_at          BIGINT NOT NULL
 );
 CREATE INDEX checkout_attempts_user ON checkout_attempts (user_id, status);
+-- At most one live attempt per user: concurrent checkouts share it instead of racing.
+CREATE UNIQUE INDEX checkout_attempts_one_live ON checkout_attempts (user_id)
+    WHERE status IN ('creating', 'open');
 
 -- The subscription-state table: one row per Stripe subscription, following Stripe.
 -- stripe_updated is the Stripe timestamp (event.created) of the state the row reflects; an older

@@ -58,46 +58,14 @@ pub async fn start_checkout(
     if subs.iter().any(|s| !subscriptions::is_terminal(&s.status)) {
         return Err(AppError::AlreadySubscribed);
     }
-    let now = state.clock.now();
-    let open: Vec<(String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT id, plan_id, price_interval, stripe_session_id, url FROM checkout_attempts \
-         WHERE user_id = $1 AND status = 'open' AND expires_at > $2",
-    )
-    .bind(&user.id)
-    .bind(now)
-    .fetch_all(&state.db.pool)
-    .await?;
-    for (attempt, open_plan, open_interval, session, url) in open {
-        if open_plan == plan.id
-            && open_interval == interval.as_str()
-            && let Some(url) = url
-        {
-            return Ok(RedirectUrl { url });
-        }
-        // Another choice is open: expire it so it can never complete alongside the new one.
-        if let Some(session) = session {
-            let request = ExpireCheckoutSession::new(session.as_str());
-            let expired = retrying(|| {
-                request
-                    .customize()
-                    .request_strategy(idempotent(&format!("{attempt}_expire")))
-                    .send(&state.stripe.client)
-            })
-            .await;
-            if let Err(AppError::PaymentProviderUnavailable) = expired {
-                return Err(AppError::PaymentProviderUnavailable);
-            }
-        }
-        sqlx::query("UPDATE checkout_attempts SET status = 'expired' WHERE id = $1")
-            .bind(&attempt)
-            .execute(&state.db.pool)
-            .await?;
+    if let Some(url) = settle_live_attempts(state, user, &plan.id, interval).await? {
+        return Ok(RedirectUrl { url });
     }
     let customer = customers::ensure_customer(state, user).await?;
     // Trials go only to a user's first subscription.
     let trial_days = plan.trial_days.filter(|_| subs.is_empty());
     let attempt = new_id("chk");
-    sqlx::query(
+    let claimed = sqlx::query(
         "INSERT INTO checkout_attempts (id, user_id, plan_id, price_interval, status, created_at) \
          VALUES ($1, $2, $3, $4, 'creating', $5)",
     )
@@ -107,7 +75,18 @@ pub async fn start_checkout(
     .bind(interval.as_str())
     .bind(db::now())
     .execute(&state.db.pool)
-    .await?;
+    .await;
+    match claimed {
+        Ok(_) => {}
+        // A concurrent request holds the one live attempt: share its session.
+        Err(e) if db::is_unique_violation(&e) => {
+            return match settle_live_attempts(state, user, &plan.id, interval).await? {
+                Some(url) => Ok(RedirectUrl { url }),
+                None => Err(AppError::PaymentProviderUnavailable),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    }
     let base = state.base_url.as_str().trim_end_matches('/');
     let metadata = HashMap::from([
         (USER_METADATA_KEY.to_owned(), user.id.clone()),
@@ -163,6 +142,76 @@ pub async fn start_checkout(
     .await?;
     tracing::info!(user = %user.id, plan = %plan.id, %interval, "checkout session created");
     Ok(RedirectUrl { url })
+}
+
+/// A row of `checkout_attempts`: id, status, plan, interval, session id, URL, expiry.
+type LiveAttempt = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// Deals with the user's live attempts: returns the URL of an open session for the same choice,
+/// waits (up to 5 s) for one being created concurrently, and expires any other so that two
+/// sessions can never both complete.
+async fn settle_live_attempts(
+    state: &AppState,
+    user: &User,
+    plan_id: &str,
+    interval: Interval,
+) -> Result<Option<String>, AppError> {
+    for _ in 0..50 {
+        let live: Vec<LiveAttempt> = sqlx::query_as(
+            "SELECT id, status, plan_id, price_interval, stripe_session_id, url, expires_at \
+                 FROM checkout_attempts WHERE user_id = $1 AND status IN ('creating', 'open')",
+        )
+        .bind(&user.id)
+        .fetch_all(&state.db.pool)
+        .await?;
+        let Some((attempt, status, open_plan, open_interval, session, url, expires)) =
+            live.into_iter().next()
+        else {
+            return Ok(None);
+        };
+        if status == "creating" {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        let still_open = expires.is_some_and(|e| e > state.clock.now() + 60);
+        if still_open && open_plan == plan_id && open_interval == interval.as_str() {
+            return Ok(url);
+        }
+        if let Some(session) = session.filter(|_| still_open) {
+            let request = ExpireCheckoutSession::new(session.as_str());
+            let expired = retrying(|| {
+                request
+                    .customize()
+                    .request_strategy(idempotent(&format!("{attempt}_expire")))
+                    .send(&state.stripe.client)
+            })
+            .await;
+            // Unreachable Stripe: keep the old session rather than risk two live ones.
+            if let Err(AppError::PaymentProviderUnavailable) = expired {
+                return Err(AppError::PaymentProviderUnavailable);
+            }
+        }
+        sqlx::query("UPDATE checkout_attempts SET status = 'expired' WHERE id = $1")
+            .bind(&attempt)
+            .execute(&state.db.pool)
+            .await?;
+    }
+    // An attempt stuck in 'creating' for 5 s died with its process: retire it.
+    sqlx::query(
+        "UPDATE checkout_attempts SET status = 'failed' WHERE user_id = $1 AND status = 'creating'",
+    )
+    .bind(&user.id)
+    .execute(&state.db.pool)
+    .await?;
+    Ok(None)
 }
 
 /// A Billing Portal session for the user's own customer.

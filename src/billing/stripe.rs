@@ -68,10 +68,15 @@ impl StripeApi {
                 .build()
                 .context("stripe client")?;
             tracing::info!(url = sim.base_url(), "Stripe simulator running");
+            let webhook_secrets = if config.stripe_webhook_secrets.is_empty() {
+                vec![Secret::new(secret)]
+            } else {
+                config.stripe_webhook_secrets.clone()
+            };
             return Ok(Self {
                 client,
                 sim: Some(sim),
-                webhook_secrets: vec![Secret::new(secret)],
+                webhook_secrets,
             });
         }
         let key = config

@@ -1,0 +1,958 @@
+//! Billing against the built-in Stripe simulator, through the real async-stripe client and the
+//! real webhook endpoint: checkout, trials, renewals, failed payments, cancellation, the portal,
+//! signatures, duplicates, ordering, orphans and outages.
+
+use std::time::Duration;
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use tollgate::sim::delivery::sign;
+
+use crate::helpers::{PASSWORD, TestApp, client, spawn_app};
+
+impl TestApp {
+    /// The simulator's base URL (`http://127.0.0.1:<port>/`).
+    pub fn sim_url(&self, path: &str) -> String {
+        let sim = self
+            .state
+            .stripe
+            .sim
+            .as_ref()
+            .expect("tests run with the simulator");
+        format!("{}{}", sim.base_url(), path.trim_start_matches('/'))
+    }
+
+    /// Registers a fresh user on a new client and returns the client.
+    pub async fn user(&self, email: &str) -> Client {
+        let c = client();
+        self.register_with(&c, email, PASSWORD).await;
+        c
+    }
+
+    /// `POST /api/billing/checkout` and the Checkout URL.
+    pub async fn checkout(&self, c: &Client, plan: &str, interval: &str) -> String {
+        let r = self
+            .post_json_with(
+                c,
+                "/api/billing/checkout",
+                &json!({"plan": plan, "interval": interval}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "checkout for {plan}/{interval}");
+        r.json::<Value>().await.unwrap()["url"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Pays on the simulator's hosted Checkout page; returns the success URL it redirects to.
+    pub async fn pay(&self, checkout_url: &str) -> String {
+        let r = client()
+            .post(checkout_url)
+            .form(&[("action", "pay")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "payment accepted");
+        r.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    /// A user on `plan`, paid through Checkout, once the webhooks have landed.
+    pub async fn subscriber(&self, email: &str, plan: &str) -> Client {
+        let c = self.user(email).await;
+        let url = self.checkout(&c, plan, "month").await;
+        self.pay(&url).await;
+        self.wait_for_plan(&c, Some(plan)).await;
+        c
+    }
+
+    /// `/api/me` of `c`.
+    pub async fn me(&self, c: &Client) -> Value {
+        c.get(self.url("/api/me"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/api/me` until the access plan is `plan` (10 s deadline).
+    pub async fn wait_for_plan(&self, c: &Client, plan: Option<&str>) -> Value {
+        self.wait_for(
+            c,
+            |me| me["access"]["plan"].as_str() == plan,
+            &format!("plan {plan:?}"),
+        )
+        .await
+    }
+
+    /// Polls `/api/me` until `done` holds (10 s deadline).
+    pub async fn wait_for(&self, c: &Client, done: impl Fn(&Value) -> bool, what: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let me = self.me(c).await;
+            if done(&me) {
+                return me;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {me}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Moves the simulator's test clock (and tollgate's) forward.
+    pub async fn advance(&self, seconds: i64) {
+        let r = client()
+            .post(self.sim_url("/_sim/clock/advance"))
+            .json(&json!({"seconds": seconds}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Posts a webhook body signed with `secret` at time `t`.
+    pub async fn post_webhook(&self, body: &str, signature: Option<String>) -> reqwest::Response {
+        let mut r = client()
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(s) = signature {
+            r = r.header("stripe-signature", s);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// Signs `event` with the app's webhook secret at the app's now and posts it.
+    pub async fn deliver(&self, event: &Value) -> Value {
+        let body = event.to_string();
+        let secret = self.state.stripe.webhook_secrets[0].expose().to_owned();
+        let r = self
+            .post_webhook(
+                &body,
+                Some(sign(&secret, self.state.clock.now(), body.as_bytes())),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "webhook accepted");
+        r.json().await.unwrap()
+    }
+
+    /// The Stripe customer of the user registered as `email`.
+    pub async fn customer_of(&self, email: &str) -> Option<String> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT c.stripe_customer_id FROM billing_customers c JOIN users u ON u.id = c.user_id \
+             WHERE u.email_norm = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.state.db.pool)
+        .await
+        .unwrap();
+        row.and_then(|r| r.0)
+    }
+}
+
+#[tokio::test]
+async fn paid_checkout_with_a_trial_makes_the_user_pro() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    assert_eq!(app.me(&c).await["access"]["plan"], "free");
+
+    let url = app.checkout(&c, "pro", "month").await;
+    assert!(url.starts_with(&app.sim_url("/checkout/cs_test_")), "{url}");
+    let page = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("14-day free trial"),
+        "first subscription gets the trial"
+    );
+    let success = app.pay(&url).await;
+    assert!(
+        success.starts_with(&app.url("/billing/success?session_id=cs_test_")),
+        "{success}"
+    );
+
+    let me = app.wait_for_plan(&c, Some("pro")).await;
+    assert_eq!(me["access"]["status"], "trialing");
+    assert_eq!(me["access"]["tier"], 1);
+    assert_eq!(me["access"]["features"], json!(["projects", "export"]));
+    assert!(me["access"]["until"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn a_plan_without_a_trial_is_active_at_once() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let me = app.me(&c).await;
+    assert_eq!(me["access"]["status"], "active");
+    assert_eq!(me["access"]["tier"], 2);
+}
+
+#[tokio::test]
+async fn the_success_page_applies_the_subscription_even_without_webhooks() {
+    let app = spawn_app().await;
+    // Webhooks go nowhere: only the success page can tell tollgate.
+    let sim = app.state.stripe.sim.as_ref().unwrap();
+    sim.set_webhook(
+        "http://127.0.0.1:9/unreachable".into(),
+        "whsec_nowhere".into(),
+    );
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    let success = app.pay(&url).await;
+
+    let page = c.get(&success).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Welcome to Team"));
+    assert_eq!(app.me(&c).await["access"]["plan"], "team");
+
+    // Idempotent: a reload changes nothing.
+    let again = c.get(&success).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.count("subscriptions").await, 1);
+}
+
+#[tokio::test]
+async fn another_users_checkout_session_grants_nothing() {
+    let app = spawn_app().await;
+    let payer = app.user("payer@example.com").await;
+    let url = app.checkout(&payer, "team", "month").await;
+    let success = app.pay(&url).await;
+    let thief = app.user("thief@example.com").await;
+
+    let page = thief.get(&success).send().await.unwrap();
+
+    assert_eq!(page.status(), 404);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("does not belong to your account")
+    );
+    assert_eq!(app.me(&thief).await["access"]["plan"], "free");
+}
+
+#[tokio::test]
+async fn checkout_refuses_unknown_plans_and_bad_intervals() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let cases = [
+        (
+            json!({"plan": "gold", "interval": "month"}),
+            "unknown_plan",
+            "not in the catalog",
+        ),
+        (
+            json!({"plan": "free", "interval": "month"}),
+            "unknown_plan",
+            "the free plan",
+        ),
+        (
+            json!({"plan": "pro", "interval": "week"}),
+            "invalid_field",
+            "no such interval",
+        ),
+        (json!({"plan": "pro"}), "invalid_field", "missing interval"),
+        (
+            json!({"plan": "pro", "interval": "month", "price": "price_attacker"}),
+            "",
+            "a price field is ignored",
+        ),
+    ];
+    for (body, code, why) in cases {
+        let r = app.post_json_with(&c, "/api/billing/checkout", &body).await;
+        if code.is_empty() {
+            assert_eq!(r.status(), 200, "{why}");
+            continue;
+        }
+        assert_eq!(r.status(), 400, "{why}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], code, "{why}");
+    }
+    let anonymous = app
+        .post_json_with(
+            &client(),
+            "/api/billing/checkout",
+            &json!({"plan": "pro", "interval": "month"}),
+        )
+        .await;
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn an_open_session_is_reused_and_a_subscriber_cannot_check_out_again() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let first = app.checkout(&c, "pro", "month").await;
+    assert_eq!(
+        app.checkout(&c, "pro", "month").await,
+        first,
+        "same open session"
+    );
+
+    let other = app.checkout(&c, "pro", "year").await;
+    assert_ne!(other, first, "another choice gets a new session");
+    let old = client()
+        .post(&first)
+        .form(&[("action", "pay")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.status(),
+        400,
+        "the earlier session was expired and cannot complete"
+    );
+
+    app.pay(&other).await;
+    app.wait_for_plan(&c, Some("pro")).await;
+    let again = app
+        .post_json_with(
+            &c,
+            "/api/billing/checkout",
+            &json!({"plan": "team", "interval": "month"}),
+        )
+        .await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(
+        again.json::<Value>().await.unwrap()["error"],
+        "already_subscribed"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_checkouts_for_one_user_create_one_customer_and_one_session() {
+    let app = spawn_app().await;
+    let c = app.user("race@example.com").await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (c, url) = (c.clone(), app.url("/api/billing/checkout"));
+        set.spawn(async move {
+            let r = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(json!({"plan": "pro", "interval": "month"}).to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()["url"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+    }
+    let urls = set.join_all().await;
+
+    assert!(urls.iter().all(|u| *u == urls[0]), "one session: {urls:?}");
+    let customer = app
+        .customer_of("race@example.com")
+        .await
+        .expect("a customer");
+    let search = client()
+        .get(app.sim_url("/v1/customers/search"))
+        .bearer_auth("sk_test_x")
+        .query(&[(
+            "query",
+            format!(
+                "metadata['tollgate_user_id']:'{}'",
+                app.me(&c).await["id"].as_str().unwrap()
+            ),
+        )])
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        search["data"].as_array().unwrap().len(),
+        1,
+        "Stripe has one customer"
+    );
+    assert_eq!(search["data"][0]["id"], customer);
+}
+
+#[tokio::test]
+async fn stripe_down_during_checkout_is_a_clear_503_with_no_local_change() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    client()
+        .post(app.sim_url("/_sim/outage"))
+        .json(&json!({"on": true}))
+        .send()
+        .await
+        .unwrap();
+
+    let r = app
+        .post_json_with(
+            &c,
+            "/api/billing/checkout",
+            &json!({"plan": "pro", "interval": "month"}),
+        )
+        .await;
+
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "payment_provider_unavailable"
+    );
+    assert_eq!(app.count("billing_customers").await, 0);
+    assert_eq!(app.count("checkout_attempts").await, 0);
+
+    client()
+        .post(app.sim_url("/_sim/outage"))
+        .json(&json!({"on": false}))
+        .send()
+        .await
+        .unwrap();
+    app.checkout(&c, "pro", "month").await;
+}
+
+#[tokio::test]
+async fn the_portal_needs_a_customer_and_opens_for_the_users_own() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let none = app
+        .post_json_with(&c, "/api/billing/portal", &json!({}))
+        .await;
+    assert_eq!(none.status(), 409);
+    assert_eq!(none.json::<Value>().await.unwrap()["error"], "no_customer");
+
+    let c = app.subscriber("bob@example.com", "team").await;
+    let r = app
+        .post_json_with(&c, "/api/billing/portal", &json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let url = r.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Cancel at period end"));
+}
+
+/// Clicks a portal action for the only subscription of the user behind `c`.
+async fn portal_action(app: &TestApp, c: &Client, action: &str, price: Option<&str>) {
+    let r = app
+        .post_json_with(c, "/api/billing/portal", &json!({}))
+        .await;
+    let url = r.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (sub,): (String,) = sqlx::query_as("SELECT id FROM subscriptions WHERE user_id = $1")
+        .bind(app.me(c).await["id"].as_str().unwrap())
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let mut form = vec![("subscription", sub.as_str()), ("action", action)];
+    if let Some(p) = price {
+        form.push(("price", p));
+    }
+    let r = client().post(&url).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303, "portal {action}");
+}
+
+#[tokio::test]
+async fn cancel_at_period_end_keeps_the_plan_until_the_clock_passes_the_end() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+
+    portal_action(&app, &c, "cancel_at_period_end", None).await;
+    let me = app
+        .wait_for(
+            &c,
+            |m| {
+                m["access"]["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("cancels")
+            },
+            "cancel",
+        )
+        .await;
+    assert_eq!(
+        me["access"]["plan"], "team",
+        "still team until the period ends"
+    );
+
+    app.advance(31 * 86_400).await;
+
+    // Free at once by the clock, then canceled when Stripe's event lands.
+    assert_eq!(app.me(&c).await["access"]["plan"], "free");
+    let me = app
+        .wait_for(&c, |m| m["access"]["status"] == "canceled", "canceled")
+        .await;
+    assert_eq!(me["access"]["plan"], "free");
+}
+
+#[tokio::test]
+async fn cancel_now_and_a_plan_switch_in_the_portal_follow_through() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let pro_month = app
+        .state
+        .catalog
+        .plan("pro")
+        .unwrap()
+        .prices
+        .values()
+        .next()
+        .unwrap()
+        .stripe_id
+        .clone();
+
+    portal_action(&app, &c, "switch", Some(&pro_month)).await;
+    app.wait_for_plan(&c, Some("pro")).await;
+
+    portal_action(&app, &c, "cancel_now", None).await;
+    let me = app.wait_for_plan(&c, Some("free")).await;
+    assert_eq!(me["access"]["status"], "canceled");
+}
+
+#[tokio::test]
+async fn renewals_failed_payments_grace_and_recovery() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_PAST_DUE_GRACE_SECS", "259200")
+        .spawn()
+        .await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let until = app.me(&c).await["access"]["until"].clone();
+
+    // A paid renewal moves the period on.
+    app.advance(31 * 86_400).await;
+    app.wait_for(
+        &c,
+        |m| m["access"]["until"] != until && m["access"]["status"] == "active",
+        "renewal",
+    )
+    .await;
+
+    // The card starts failing: the next renewal makes the subscription past_due, in grace.
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let card = |failing: bool| {
+        client()
+            .post(app.sim_url(&format!("/_sim/customers/{customer}/card")))
+            .json(&json!({"failing": failing}))
+            .send()
+    };
+    card(true).await.unwrap();
+    app.advance(30 * 86_400).await;
+    let me = app
+        .wait_for(&c, |m| m["access"]["status"] == "past_due", "past_due")
+        .await;
+    assert_eq!(me["access"]["plan"], "team", "inside the grace period");
+    assert!(
+        me["access"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("grace until")
+    );
+
+    // Past the grace period (3 days) the plan is gone, with nothing else happening.
+    app.advance(4 * 86_400).await;
+    assert_eq!(app.me(&c).await["access"]["plan"], "free");
+
+    // The card is fixed; the next attempt succeeds and the plan is back.
+    card(false).await.unwrap();
+    app.advance(30 * 86_400).await;
+    let me = app
+        .wait_for(&c, |m| m["access"]["status"] == "active", "recovery")
+        .await;
+    assert_eq!(me["access"]["plan"], "team");
+}
+
+#[tokio::test]
+async fn a_trial_is_granted_only_to_the_first_subscription() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    portal_action(&app, &c, "cancel_now", None).await;
+    app.wait_for_plan(&c, Some("free")).await;
+
+    let url = app.checkout(&c, "pro", "month").await;
+    let page = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("free trial"), "no second trial");
+    app.pay(&url).await;
+    let me = app.wait_for_plan(&c, Some("pro")).await;
+    assert_eq!(me["access"]["status"], "active");
+}
+
+#[tokio::test]
+async fn webhook_signatures_are_verified_and_bad_ones_store_nothing() {
+    let app = TestApp::builder()
+        .with("STRIPE_WEBHOOK_SECRET", "whsec_current,whsec_previous")
+        .spawn()
+        .await;
+    let body = json!({"id": "evt_sig", "type": "ping.test", "created": app.state.clock.now(), "data": {"object": {}}}).to_string();
+    let now = app.state.clock.now();
+    let good = sign("whsec_current", now, body.as_bytes());
+    let cases: Vec<(Option<String>, &str, &str)> = vec![
+        (None, &body, "missing header"),
+        (Some("nonsense".into()), &body, "malformed header"),
+        (
+            Some(sign("whsec_wrong", now, body.as_bytes())),
+            &body,
+            "wrong secret",
+        ),
+        (
+            Some(good.clone()),
+            "{\"id\":\"evt_sig\",\"type\":\"x\"}",
+            "altered body",
+        ),
+        (
+            Some(sign("whsec_current", now - 301, body.as_bytes())),
+            &body,
+            "stale timestamp",
+        ),
+        (
+            Some(sign("whsec_current", now + 301, body.as_bytes())),
+            &body,
+            "future timestamp",
+        ),
+    ];
+    for (header, payload, why) in cases {
+        let r = app.post_webhook(payload, header).await;
+        assert_eq!(r.status(), 400, "{why}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "signature_invalid",
+            "{why}"
+        );
+    }
+    assert_eq!(app.count("stripe_events").await, 0, "nothing stored");
+
+    let rotated = app
+        .post_webhook(&body, Some(sign("whsec_previous", now, body.as_bytes())))
+        .await;
+    assert_eq!(rotated.status(), 200, "every configured secret is accepted");
+    let v1 = good.split_once(",v1=").unwrap().1;
+    let several = format!("t={now},v1={},v1={v1}", "0".repeat(64));
+    let r = app
+        .post_webhook(&body.replace("evt_sig", "evt_sig2"), Some(several.clone()))
+        .await;
+    assert_eq!(r.status(), 400, "a v1 for another body does not help");
+    let r = app
+        .post_webhook(
+            &body,
+            Some(format!("t={now},v1={},v1={v1}", "0".repeat(64))),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "any matching v1 among several");
+}
+
+#[tokio::test]
+async fn duplicates_unknown_types_orphans_and_oversized_bodies() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let unknown = json!({"id": "evt_u", "type": "radar.early_fraud_warning.created", "created": now, "data": {"object": {}}});
+    assert_eq!(app.deliver(&unknown).await["outcome"], "ignored");
+    assert_eq!(app.deliver(&unknown).await["outcome"], "duplicate");
+
+    let orphan = json!({"id": "evt_o", "type": "customer.subscription.updated", "created": now, "data": {"object": {
+        "id": "sub_orphan", "customer": "cus_nobody", "status": "active",
+        "items": {"data": [{"price": {"id": "price_x"}, "current_period_end": now + 100}]}
+    }}});
+    assert_eq!(app.deliver(&orphan).await["outcome"], "orphan");
+    assert_eq!(
+        app.count("subscriptions").await,
+        0,
+        "never attached to a guess"
+    );
+    assert_eq!(app.count("stripe_events").await, 2);
+
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let r = app.post_webhook(&huge, Some("t=1,v1=00".into())).await;
+    assert_eq!(r.status(), 413);
+}
+
+/// The events of one subscription's life, oldest first, for a customer mapped to a user.
+fn life_of(sub: &str, customer: &str, price: &str, t0: i64) -> Vec<Value> {
+    let state = |status: &str, cancel: bool, end: i64| {
+        json!({"id": sub, "object": "subscription", "customer": customer, "status": status,
+               "cancel_at_period_end": cancel, "cancel_at": if cancel { json!(end) } else { Value::Null },
+               "items": {"data": [{"price": {"id": price}, "quantity": 1, "current_period_end": end}]}})
+    };
+    let event = |n: usize, kind: &str, object: Value| {
+        json!({"id": format!("evt_{sub}_{n}"), "object": "event", "type": kind, "created": t0 + n as i64 * 10,
+               "data": {"object": object}})
+    };
+    vec![
+        event(
+            0,
+            "customer.subscription.created",
+            state("trialing", false, t0 + 100),
+        ),
+        event(
+            1,
+            "customer.subscription.updated",
+            state("active", false, t0 + 200),
+        ),
+        event(
+            2,
+            "invoice.payment_failed",
+            json!({"id": "in_1", "customer": customer, "parent": {"subscription_details": {"subscription": sub}}}),
+        ),
+        event(
+            3,
+            "customer.subscription.updated",
+            state("past_due", false, t0 + 300),
+        ),
+        event(
+            4,
+            "customer.subscription.updated",
+            state("active", true, t0 + 400),
+        ),
+        event(
+            5,
+            "customer.subscription.deleted",
+            state("canceled", true, t0 + 400),
+        ),
+    ]
+}
+
+async fn row_of(app: &TestApp, sub: &str) -> Value {
+    let row: (String, Option<String>, Option<i64>, i64, Option<i64>, i64) = sqlx::query_as(
+        "SELECT status, plan_id, current_period_end, cancel_at_period_end, past_due_since, stripe_updated \
+         FROM subscriptions WHERE id = $1",
+    )
+    .bind(sub)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    json!([row.0, row.1, row.2, row.3, row.4, row.5])
+}
+
+/// Maps a fresh user to `customer`, as a finished checkout would have.
+async fn map_customer(app: &TestApp, email: &str, customer: &str) {
+    let c = app.user(email).await;
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    sqlx::query(
+        "INSERT INTO billing_customers (id, user_id, stripe_customer_id, idempotency_key, deleted, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 0, 0, 0)",
+    )
+    .bind(format!("bc_{customer}"))
+    .bind(user)
+    .bind(customer)
+    .bind(format!("key_{customer}"))
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn shuffled_duplicated_and_late_streams_converge_to_the_in_order_row() {
+    let app = spawn_app().await;
+    let price = app
+        .state
+        .catalog
+        .plan("pro")
+        .unwrap()
+        .prices
+        .values()
+        .next()
+        .unwrap()
+        .stripe_id
+        .clone();
+    let t0 = app.state.clock.now() - 1_000;
+    map_customer(&app, "inorder@example.com", "cus_inorder").await;
+    for event in life_of("sub_inorder", "cus_inorder", &price, t0) {
+        app.deliver(&event).await;
+    }
+    let expected = row_of(&app, "sub_inorder").await;
+    assert_eq!(expected[0], "canceled");
+
+    // A small deterministic generator: permutations with duplicates, no external crate.
+    let mut seed: u64 = 0x5eed_1234_abcd_ef01;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for round in 0..12 {
+        let (sub, customer) = (format!("sub_r{round}"), format!("cus_r{round}"));
+        map_customer(&app, &format!("r{round}@example.com"), &customer).await;
+        let mut stream = life_of(&sub, &customer, &price, t0);
+        for _ in 0..3 {
+            let dup = stream[next(stream.len())].clone();
+            stream.push(dup);
+        }
+        for i in (1..stream.len()).rev() {
+            stream.swap(i, next(i + 1));
+        }
+        for event in &stream {
+            app.deliver(event).await;
+        }
+        let mut got = row_of(&app, &sub).await;
+        let mut want = expected.clone();
+        // past_due_since depends on which failure sign arrived first; the terminal state clears it.
+        got[4] = Value::Null;
+        want[4] = Value::Null;
+        assert_eq!(
+            got,
+            want,
+            "round {round}: {:?}",
+            stream.iter().map(|e| e["id"].clone()).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_apply_each_event_once() {
+    let first = spawn_app().await;
+    let second = TestApp::builder()
+        .on_db(first.db.clone())
+        .with(
+            "STRIPE_WEBHOOK_SECRET",
+            first.state.stripe.webhook_secrets[0].expose(),
+        )
+        .spawn()
+        .await;
+    let price = first
+        .state
+        .catalog
+        .plan("pro")
+        .unwrap()
+        .prices
+        .values()
+        .next()
+        .unwrap()
+        .stripe_id
+        .clone();
+    map_customer(&first, "twice@example.com", "cus_twice").await;
+    let stream = life_of(
+        "sub_twice",
+        "cus_twice",
+        &price,
+        first.state.clock.now() - 1_000,
+    );
+
+    let mut set = tokio::task::JoinSet::new();
+    for event in stream.iter().chain(stream.iter()) {
+        for app in [
+            first.url("/webhooks/stripe"),
+            second.url("/webhooks/stripe"),
+        ] {
+            let body = event.to_string();
+            let sig = sign(
+                first.state.stripe.webhook_secrets[0].expose(),
+                first.state.clock.now(),
+                body.as_bytes(),
+            );
+            set.spawn(async move {
+                let r = client()
+                    .post(app)
+                    .header("stripe-signature", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            });
+        }
+    }
+    let outcomes = set.join_all().await;
+
+    let processed = outcomes.iter().filter(|o| *o != "duplicate").count();
+    assert_eq!(
+        processed,
+        stream.len(),
+        "each event processed exactly once: {outcomes:?}"
+    );
+    assert_eq!(first.count("stripe_events").await, stream.len() as i64);
+    assert_eq!(row_of(&first, "sub_twice").await[0], "canceled");
+}
+
+#[tokio::test]
+async fn customer_deleted_unmaps_the_customer_and_cancels_its_subscriptions() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+
+    let r = client()
+        .delete(app.sim_url(&format!("/v1/customers/{customer}")))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    app.wait_for_plan(&c, Some("free")).await;
+    let deleted: (i64,) =
+        sqlx::query_as("SELECT deleted FROM billing_customers WHERE stripe_customer_id = $1")
+            .bind(&customer)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(deleted.0, 1);
+    let none = app
+        .post_json_with(&c, "/api/billing/portal", &json!({}))
+        .await;
+    assert_eq!(none.status(), 409, "no customer any more");
+}
+
+#[tokio::test]
+async fn chaos_delivery_still_converges() {
+    let app = spawn_app().await;
+    client()
+        .post(app.sim_url("/_sim/chaos"))
+        .json(&json!({"duplicate": true, "reorder": true, "max_delay_ms": 30}))
+        .send()
+        .await
+        .unwrap();
+    let c = app.subscriber("ann@example.com", "team").await;
+    portal_action(&app, &c, "cancel_at_period_end", None).await;
+    app.advance(31 * 86_400).await;
+    let me = app
+        .wait_for(&c, |m| m["access"]["status"] == "canceled", "canceled")
+        .await;
+    assert_eq!(me["access"]["plan"], "free");
+}
+
+#[tokio::test]
+async fn plans_are_published_from_the_catalog() {
+    let app = spawn_app().await;
+    let plans: Value = app.get("/api/plans").await.json().await.unwrap();
+    let ids: Vec<&str> = plans["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["free", "pro", "team"]);
+    assert_eq!(
+        plans["plans"][1]["prices"]["month"],
+        json!({"amount": 1900, "currency": "usd"})
+    );
+    assert_eq!(plans["plans"][1]["trial_days"], 14);
+    assert!(
+        plans.to_string().find("price_").is_none(),
+        "Stripe price ids are not published"
+    );
+}
