@@ -61,6 +61,40 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Opens and migrates the database, loads the catalog and connects to Stripe (or starts the
+    /// simulator). `port` is the bound port, for the default base URL.
+    pub async fn build(config: Config, port: u16) -> anyhow::Result<Self> {
+        let db = Db::connect(config.database_url.expose()).await?;
+        db.migrate().await?;
+        let base_url = match &config.base_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://127.0.0.1:{port}/"))?,
+        };
+        let mut allowed_origins = vec![base_url.origin().ascii_serialization()];
+        allowed_origins.extend(config.allowed_origins.iter().cloned());
+        if config.mode == crate::config::Mode::Development {
+            allowed_origins.push(format!("http://localhost:{port}"));
+            allowed_origins.push(format!("http://127.0.0.1:{port}"));
+        }
+        let csrf_key = shared_secret(&db, "csrf_key").await?;
+        let clock = Clock::new();
+        let mut catalog = Catalog::load(config.plans_path.as_deref())?;
+        let webhook_url = format!("{base_url}webhooks/stripe");
+        let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
+        Ok(AppState {
+            hasher: PasswordHasherPool::new(config.argon2),
+            config: Arc::new(config),
+            db,
+            base_url,
+            allowed_origins: Arc::new(allowed_origins),
+            catalog: Arc::new(catalog),
+            clock,
+            stripe,
+            templates: Arc::new(web::templates()),
+            csrf_key: Arc::new(csrf_key),
+        })
+    }
+
     /// True when the public URL is https (cookies get `Secure` and a name prefix).
     pub fn https(&self) -> bool {
         self.base_url.scheme() == "https"
@@ -86,39 +120,11 @@ pub struct App {
 impl App {
     /// Opens and migrates the database, binds `config.bind` and builds the state.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = Db::connect(config.database_url.expose()).await?;
-        db.migrate().await?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let base_url = match &config.base_url {
-            Some(url) => url.clone(),
-            None => Url::parse(&format!("http://127.0.0.1:{port}/"))?,
-        };
-        let mut allowed_origins = vec![base_url.origin().ascii_serialization()];
-        allowed_origins.extend(config.allowed_origins.iter().cloned());
-        if config.mode == crate::config::Mode::Development {
-            allowed_origins.push(format!("http://localhost:{port}"));
-            allowed_origins.push(format!("http://127.0.0.1:{port}"));
-        }
-        let csrf_key = shared_secret(&db, "csrf_key").await?;
-        let clock = Clock::new();
-        let mut catalog = Catalog::load(config.plans_path.as_deref())?;
-        let webhook_url = format!("{}webhooks/stripe", base_url);
-        let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
-        let state = AppState {
-            hasher: PasswordHasherPool::new(config.argon2),
-            config: Arc::new(config),
-            db,
-            base_url,
-            allowed_origins: Arc::new(allowed_origins),
-            catalog: Arc::new(catalog),
-            clock,
-            stripe,
-            templates: Arc::new(web::templates()),
-            csrf_key: Arc::new(csrf_key),
-        };
+        let state = AppState::build(config, port).await?;
         Ok(Self { state, listener })
     }
 

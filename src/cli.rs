@@ -36,6 +36,30 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Stripe maintenance.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
+    /// Run the Stripe simulator alone (development), for tollgate started with STRIPE_API_BASE.
+    StripeSim {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        bind: std::net::SocketAddr,
+        /// Where to deliver signed events.
+        #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/stripe")]
+        webhook_url: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StripeCommand {
+    /// Compare the subscription-state table with Stripe and repair the differences.
+    Sync {
+        /// Only report the differences.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +89,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The catalog is configuration too: a bad file is a bad setting.
+    if let Err(e) = crate::billing::catalog::Catalog::load(config.plans_path.as_deref()) {
+        eprintln!("tollgate: bad setting TOLLGATE_PLANS: {e}");
+        return ExitCode::from(2);
+    }
     telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -86,6 +115,10 @@ pub fn main() -> ExitCode {
             Command::User {
                 command: UserCommand::Create { email },
             } => create_user(config, &email).await,
+            Command::Stripe {
+                command: StripeCommand::Sync { dry_run },
+            } => stripe_sync(config, dry_run).await,
+            Command::StripeSim { bind, webhook_url } => stripe_sim(config, bind, webhook_url).await,
         }
     });
     match result {
@@ -122,6 +155,63 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+async fn stripe_sync(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    if config.stripe_secret_key.is_none() {
+        anyhow::bail!(
+            "stripe sync needs STRIPE_SECRET_KEY (the simulator keeps no state between runs)"
+        );
+    }
+    let state = crate::app::AppState::build(config, 0).await?;
+    let report = crate::billing::sync::reconcile(&state, !dry_run)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    print!("{report}");
+    if dry_run {
+        println!("(dry run: nothing was changed)");
+    }
+    Ok(())
+}
+
+async fn stripe_sim(
+    config: Config,
+    bind: std::net::SocketAddr,
+    webhook_url: String,
+) -> anyhow::Result<()> {
+    if config.mode != crate::config::Mode::Development || !bind.ip().is_loopback() {
+        anyhow::bail!("the Stripe simulator only runs in development, on a loopback address");
+    }
+    let sim = crate::sim::Simulator::start(crate::clock::Clock::new(), bind).await?;
+    let secret = config
+        .stripe_webhook_secrets
+        .first()
+        .map(|s| s.expose().to_owned())
+        .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
+    sim.set_webhook(webhook_url.clone(), secret.clone());
+    let mut catalog = crate::billing::catalog::Catalog::load(config.plans_path.as_deref())?;
+    for (id, name, interval, price) in catalog.prices_mut() {
+        let key = price
+            .reference
+            .clone()
+            .unwrap_or_else(|| crate::billing::catalog::Catalog::default_lookup_key(id, interval));
+        sim.seed_price(
+            name,
+            interval.as_str(),
+            price.amount,
+            &price.currency,
+            Some(&key),
+        );
+    }
+    println!("Stripe simulator on {}", sim.base_url());
+    println!("Start tollgate with:");
+    println!(
+        "  STRIPE_API_BASE={} STRIPE_SECRET_KEY=sk_test_sim STRIPE_WEBHOOK_SECRET={secret} cargo run",
+        sim.base_url()
+    );
+    println!("Events go to {webhook_url}");
+    shutdown_signal().await;
+    Ok(())
 }
 
 async fn create_user(config: Config, email: &str) -> anyhow::Result<()> {

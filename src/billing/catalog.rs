@@ -367,14 +367,20 @@ impl Catalog {
         })
     }
 
-    /// Every price with its plan's name and interval, to resolve Stripe ids at start-up.
-    pub fn prices_mut(&mut self) -> impl Iterator<Item = (&str, Interval, &mut Price)> {
+    /// Every price with its plan's id and name and its interval, to resolve Stripe ids at
+    /// start-up.
+    pub fn prices_mut(&mut self) -> impl Iterator<Item = (&str, &str, Interval, &mut Price)> {
         self.plans.iter_mut().flat_map(|p| {
-            let name = p.name.as_str();
+            let (id, name) = (p.id.as_str(), p.name.as_str());
             p.prices
                 .iter_mut()
-                .map(move |(interval, price)| (name, *interval, price))
+                .map(move |(interval, price)| (id, name, *interval, price))
         })
+    }
+
+    /// The lookup key a standalone simulator gives a price the catalog does not name.
+    pub fn default_lookup_key(plan_id: &str, interval: Interval) -> String {
+        format!("{plan_id}_{interval}")
     }
 }
 
@@ -440,7 +446,7 @@ mod tests {
             "[[plans]]\nid = \"pro\"\nname = \"Pro\"\ntier = 1\nlegacy_prices = [\"price_old\"]\n[plans.prices.month]\nprice = \"price_new\"\namount = 1\ncurrency = \"usd\"\n",
         )
         .unwrap();
-        for (_, _, price) in c.prices_mut() {
+        for (_, _, _, price) in c.prices_mut() {
             price.stripe_id = price.reference.clone().unwrap();
         }
         assert_eq!(c.plan_for_price("price_old").unwrap().id, "pro");

@@ -53,7 +53,7 @@ impl StripeApi {
                 .map(|s| s.expose().to_owned())
                 .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
             sim.set_webhook(webhook_url.to_owned(), secret.clone());
-            for (name, interval, price) in catalog.prices_mut() {
+            for (_, name, interval, price) in catalog.prices_mut() {
                 price.stripe_id = sim.seed_price(
                     name,
                     interval.as_str(),
@@ -94,17 +94,23 @@ impl StripeApi {
             sim: None,
             webhook_secrets: config.stripe_webhook_secrets.clone(),
         };
-        api.resolve_prices(catalog).await?;
+        api.resolve_prices(catalog, config.mode).await?;
         Ok(api)
     }
 
     /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up.
-    async fn resolve_prices(&self, catalog: &mut Catalog) -> anyhow::Result<()> {
+    async fn resolve_prices(&self, catalog: &mut Catalog, mode: Mode) -> anyhow::Result<()> {
         let mut keys = Vec::new();
-        for (name, interval, price) in catalog.prices_mut() {
+        for (id, name, interval, price) in catalog.prices_mut() {
             match price.reference.clone() {
                 Some(r) if r.starts_with("price_") => price.stripe_id = r,
                 Some(r) => keys.push(r),
+                // A standalone `tollgate stripe-sim` seeds unnamed prices under this key.
+                None if mode == Mode::Development => {
+                    let key = Catalog::default_lookup_key(id, interval);
+                    price.reference = Some(key.clone());
+                    keys.push(key);
+                }
                 None => anyhow::bail!(
                     "TOLLGATE_PLANS: plan `{name}` {interval} price needs `price` (a Stripe price id or lookup key) when Stripe keys are set"
                 ),
@@ -119,7 +125,7 @@ impl StripeApi {
         let found = retrying(|| request.send(&self.client)).await.map_err(|_| {
             anyhow::anyhow!("cannot look up the catalog's price lookup keys in Stripe")
         })?;
-        for (name, interval, price) in catalog.prices_mut() {
+        for (_, name, interval, price) in catalog.prices_mut() {
             if price.stripe_id.is_empty() {
                 let key = price.reference.clone().unwrap_or_default();
                 let hit = found

@@ -145,8 +145,8 @@ pub enum Applied {
     Tie,
 }
 
-/// Applies `snap`, stamped `stamp`, for `user_id`. With `force` (a state fetched from Stripe) a
-/// tie is applied instead of reported.
+/// Applies `snap`, stamped `stamp`, for `user_id`. With `force` (a state just fetched from
+/// Stripe, the authority) it always applies, stamped no older than the row.
 pub async fn apply(
     tx: &mut Transaction<'static, Any>,
     engine: db::Engine,
@@ -170,15 +170,18 @@ pub async fn apply(
         .bind(&snap.id)
         .fetch_optional(&mut **tx)
         .await?;
+    let mut stamp = stamp;
     let past_due_since = match &current {
+        // A state fetched from Stripe is the authority: it replaces whatever the row holds.
+        Some((_, updated, since)) if force => {
+            stamp = stamp.max(*updated);
+            since.filter(|_| snap.status == "past_due")
+        }
         Some((status, updated, since)) => {
-            if is_terminal(status) && stamp <= *updated {
+            if stamp < *updated || (is_terminal(status) && stamp == *updated) {
                 return Ok(Applied::Stale);
             }
-            if stamp < *updated {
-                return Ok(Applied::Stale);
-            }
-            if stamp == *updated && !force {
+            if stamp == *updated {
                 return Ok(Applied::Tie);
             }
             since.filter(|_| snap.status == "past_due")

@@ -956,3 +956,70 @@ async fn plans_are_published_from_the_catalog() {
         "Stripe price ids are not published"
     );
 }
+
+#[tokio::test]
+async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    let (sub,): (String,) = sqlx::query_as("SELECT id FROM subscriptions WHERE user_id = $1")
+        .bind(&user)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let clean = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    assert!(clean.drifts.is_empty(), "{clean}");
+
+    // Drift: the local row says canceled, and a row Stripe never heard of appears.
+    sqlx::query("UPDATE subscriptions SET status = 'canceled' WHERE id = $1")
+        .bind(&sub)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    sqlx::query(
+        "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
+         cancel_at_period_end, stripe_updated, created_at, updated_at) \
+         VALUES ('sub_ghost', $1, $2, 'active', 'team', 'price_ghost', 1, 0, 1, 1, 1)",
+    )
+    .bind(&user)
+    .bind(&customer)
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        app.me(&c).await["access"]["plan"],
+        "team",
+        "the ghost grants team"
+    );
+
+    let dry = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, &str)> = dry
+        .drifts
+        .iter()
+        .map(|d| (d.kind, d.subject.as_str()))
+        .collect();
+    assert!(kinds.contains(&("stale", sub.as_str())), "{dry}");
+    assert!(kinds.contains(&("orphaned", "sub_ghost")), "{dry}");
+    assert_eq!(dry.repaired, 0);
+    assert_eq!(
+        row_of(&app, &sub).await[0],
+        "canceled",
+        "a dry run changes nothing"
+    );
+
+    let fixed = tollgate::billing::sync::reconcile(&app.state, true)
+        .await
+        .unwrap();
+    assert_eq!(fixed.repaired, 2, "{fixed}");
+    assert_eq!(row_of(&app, &sub).await[0], "active");
+    assert_eq!(row_of(&app, "sub_ghost").await[0], "canceled");
+    let after = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    assert!(after.drifts.is_empty(), "{after}");
+}

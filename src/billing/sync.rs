@@ -1,0 +1,192 @@
+//! `tollgate stripe sync [--dry-run]`: reconcile the subscription-state table with Stripe.
+//!
+//! For every mapped customer it lists the customer's subscriptions in Stripe and compares them
+//! with the local rows. Differences reported: `missing` (in Stripe, not here), `stale` (here, but
+//! different), `orphaned` (here, but not in Stripe), and `duplicate-customers` (more than one
+//! Stripe customer carries the user's id). Without `--dry-run`, missing and stale rows are
+//! replaced by Stripe's state and orphaned rows are marked canceled; duplicate customers are only
+//! reported, since merging them needs a person.
+
+use std::collections::{HashMap, HashSet};
+
+use stripe::StripeRequest as _;
+use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus};
+
+use crate::{
+    app::AppState,
+    billing::{
+        customers::USER_METADATA_KEY,
+        stripe::retrying,
+        subscriptions::{self, Snapshot},
+    },
+    db,
+    error::AppError,
+};
+
+/// One difference between tollgate and Stripe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// `missing`, `stale`, `orphaned` or `duplicate-customers`.
+    pub kind: &'static str,
+    /// The subscription (or user) concerned.
+    pub subject: String,
+    /// What differs, for people.
+    pub detail: String,
+}
+
+/// What a run found and did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every difference found.
+    pub drifts: Vec<Drift>,
+    /// How many were repaired.
+    pub repaired: usize,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for d in &self.drifts {
+            writeln!(f, "{:<20} {} {}", d.kind, d.subject, d.detail)?;
+        }
+        writeln!(
+            f,
+            "{} difference(s), {} repaired",
+            self.drifts.len(),
+            self.repaired
+        )
+    }
+}
+
+type LocalRow = (
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
+/// Compares (and with `repair`, fixes) every mapped customer's subscriptions.
+pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppError> {
+    let customers: Vec<(String, String)> = sqlx::query_as(
+        "SELECT stripe_customer_id, user_id FROM billing_customers \
+         WHERE deleted = 0 AND stripe_customer_id IS NOT NULL AND user_id IS NOT NULL",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut report = Report::default();
+    for (customer, user) in customers {
+        let remote = list_subscriptions(state, &customer).await?;
+        let local: Vec<LocalRow> = sqlx::query_as(
+            "SELECT id, status, price_id, current_period_end, cancel_at_period_end, cancel_at \
+             FROM subscriptions WHERE customer_id = $1",
+        )
+        .bind(&customer)
+        .fetch_all(&state.db.pool)
+        .await?;
+        let local: HashMap<String, LocalRow> =
+            local.into_iter().map(|r| (r.0.clone(), r)).collect();
+        let mut seen = HashSet::new();
+        for snap in &remote {
+            seen.insert(snap.id.clone());
+            let drift = match local.get(&snap.id) {
+                None => Some(Drift {
+                    kind: "missing",
+                    subject: snap.id.clone(),
+                    detail: format!("customer {customer}: Stripe says {}", snap.status),
+                }),
+                Some(row) => {
+                    let differs = row.1 != snap.status
+                        || row.2 != snap.price_id
+                        || row.3 != snap.current_period_end
+                        || (row.4 != 0) != snap.cancel_at_period_end
+                        || row.5 != snap.cancel_at;
+                    differs.then(|| Drift {
+                        kind: "stale",
+                        subject: snap.id.clone(),
+                        detail: format!("local status {} / Stripe {}", row.1, snap.status),
+                    })
+                }
+            };
+            if let Some(drift) = drift {
+                report.drifts.push(drift);
+                if repair {
+                    let mut tx = state.db.pool.begin().await?;
+                    subscriptions::apply(
+                        &mut tx,
+                        state.db.engine,
+                        &state.catalog,
+                        snap,
+                        &user,
+                        state.clock.now(),
+                        true,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    report.repaired += 1;
+                }
+            }
+        }
+        // A local row Stripe does not know that still grants something; once canceled it is inert.
+        let orphans = local
+            .values()
+            .filter(|r| !seen.contains(&r.0) && !subscriptions::is_terminal(&r.1))
+            .map(|r| &r.0);
+        for id in orphans {
+            report.drifts.push(Drift {
+                kind: "orphaned",
+                subject: id.clone(),
+                detail: format!("customer {customer}: not in Stripe"),
+            });
+            if repair {
+                sqlx::query(
+                    "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
+                     updated_at = $2 WHERE id = $3",
+                )
+                .bind(state.clock.now())
+                .bind(db::now())
+                .bind(id)
+                .execute(&state.db.pool)
+                .await?;
+                report.repaired += 1;
+            }
+        }
+        let found = search_customers(state, &user).await?;
+        if found.len() > 1 {
+            report.drifts.push(Drift {
+                kind: "duplicate-customers",
+                subject: user.clone(),
+                detail: found.join(", "),
+            });
+        }
+    }
+    Ok(report)
+}
+
+async fn list_subscriptions(state: &AppState, customer: &str) -> Result<Vec<Snapshot>, AppError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut request = ListSubscription::new()
+            .customer(customer)
+            .status(ListSubscriptionStatus::All)
+            .limit(100);
+        if let Some(a) = &after {
+            request = request.starting_after(a.as_str());
+        }
+        let page = retrying(|| request.send(&state.stripe.client)).await?;
+        out.extend(page.data.iter().map(Snapshot::from_stripe));
+        match (page.has_more, page.data.last()) {
+            (true, Some(last)) => after = Some(last.id.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+async fn search_customers(state: &AppState, user: &str) -> Result<Vec<String>, AppError> {
+    let request = stripe_core::customer::SearchCustomer::new(format!(
+        "metadata['{USER_METADATA_KEY}']:'{user}'"
+    ));
+    let found = retrying(|| request.customize().send(&state.stripe.client)).await?;
+    Ok(found.data.iter().map(|c| c.id.to_string()).collect())
+}
