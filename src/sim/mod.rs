@@ -1015,6 +1015,7 @@ async fn list_invoices(
 
 fn control_router() -> Router<Simulator> {
     Router::new()
+        .route("/_sim/", get(pages::show_dev_ui).post(pages::submit_dev_ui))
         .route("/_sim/clock", get(show_clock))
         .route("/_sim/clock/advance", post(advance))
         .route("/_sim/customers/{id}/card", post(set_card))

@@ -242,6 +242,7 @@ pub(super) async fn show_billing(
             status_words => status_words(&access),
             has_customer => customer.is_some(),
             error,
+            simulator_url => state.stripe.sim.as_ref().map(|s| s.base_url().to_owned()),
         },
     )
 }

@@ -744,8 +744,8 @@ async fn row_of(app: &TestApp, sub: &str) -> Value {
     json!([row.0, row.1, row.2, row.3, row.4, row.5])
 }
 
-/// Maps a fresh user to `customer`, as a finished checkout would have.
-async fn map_customer(app: &TestApp, email: &str, customer: &str) {
+/// Maps a fresh user to `customer`, as a finished checkout would have; returns the user id.
+async fn map_customer(app: &TestApp, email: &str, customer: &str) -> String {
     let c = app.user(email).await;
     let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
     sqlx::query(
@@ -753,12 +753,13 @@ async fn map_customer(app: &TestApp, email: &str, customer: &str) {
          VALUES ($1, $2, $3, $4, 0, 0, 0)",
     )
     .bind(format!("bc_{customer}"))
-    .bind(user)
+    .bind(&user)
     .bind(customer)
     .bind(format!("key_{customer}"))
     .execute(&app.state.db.pool)
     .await
     .unwrap();
+    user
 }
 
 #[tokio::test]
@@ -1022,4 +1023,84 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
         .await
         .unwrap();
     assert!(after.drifts.is_empty(), "{after}");
+}
+
+#[tokio::test]
+async fn every_recorded_event_is_accepted_and_applied() {
+    let app = spawn_app().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/webhooks");
+    let mut events: Vec<(String, Value)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    events.sort_by_key(|(_, e)| (e["created"].as_i64(), e["type"] == "customer.deleted"));
+    assert!(events.len() >= 13, "one file per handled type");
+    let mut customers: Vec<String> = events
+        .iter()
+        .filter_map(|(_, e)| {
+            let o = &e["data"]["object"];
+            o["customer"]
+                .as_str()
+                .or(o["id"].as_str().filter(|id| id.starts_with("cus_")))
+                .map(str::to_owned)
+        })
+        .collect();
+    customers.sort();
+    customers.dedup();
+    let mut users = std::collections::HashMap::new();
+    for (i, customer) in customers.iter().enumerate() {
+        let user = map_customer(&app, &format!("recorded{i}@example.com"), customer).await;
+        users.insert(customer.clone(), user);
+    }
+
+    for (name, event) in &mut events {
+        // Checkout names the user who started it: point it at the user mapped here.
+        if let Some(customer) = event["data"]["object"]["customer"]
+            .as_str()
+            .map(str::to_owned)
+            && event["data"]["object"].get("client_reference_id").is_some()
+        {
+            event["data"]["object"]["client_reference_id"] = json!(users[&customer]);
+        }
+        assert_eq!(&event["type"], name, "file name matches the type");
+        let outcome = app.deliver(event).await["outcome"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            ["applied", "recorded", "refetched", "stale"].contains(&outcome.as_str()),
+            "{name}: {outcome}"
+        );
+    }
+    assert!(app.count("subscriptions").await >= 1);
+}
+
+#[tokio::test]
+async fn the_simulator_dev_page_moves_the_shared_clock() {
+    let app = spawn_app().await;
+    let before = app.state.clock.now();
+    let page = client().get(app.sim_url("/_sim/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Simulated date"));
+
+    let r = client()
+        .post(app.sim_url("/_sim/"))
+        .form(&[("days", "31")])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(r.status(), 303);
+    assert!(
+        app.state.clock.now() - before >= 31 * 86_400,
+        "tollgate's clock moved too"
+    );
 }
