@@ -1104,3 +1104,48 @@ async fn the_simulator_dev_page_moves_the_shared_clock() {
         "tollgate's clock moved too"
     );
 }
+
+#[tokio::test]
+async fn webhooks_answer_5xx_when_the_database_is_down_so_stripe_retries() {
+    let app = spawn_app().await;
+    let event = json!({"id": "evt_db_down", "type": "invoice.paid", "created": app.state.clock.now(), "data": {"object": {}}});
+    let body = event.to_string();
+    let secret = app.state.stripe.webhook_secrets[0].expose().to_owned();
+    match app.db.engine() {
+        tollgate::db::Engine::Postgres => app.db.drop_now().await,
+        tollgate::db::Engine::Sqlite => app.state.db.pool.close().await,
+    }
+
+    let r = app
+        .post_webhook(
+            &body,
+            Some(sign(&secret, app.state.clock.now(), body.as_bytes())),
+        )
+        .await;
+
+    assert!(r.status().is_server_error(), "{}", r.status());
+}
+
+#[tokio::test]
+async fn checkout_can_require_a_verified_email() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT", "true")
+        .spawn()
+        .await;
+    let c = app.user("ann@example.com").await;
+
+    let r = app
+        .post_json_with(
+            &c,
+            "/api/billing/checkout",
+            &json!({"plan": "pro", "interval": "month"}),
+        )
+        .await;
+
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "email_unverified"
+    );
+    assert_eq!(app.count("billing_customers").await, 0);
+}
