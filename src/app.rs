@@ -198,6 +198,13 @@ impl MakeRequestId for RandomRequestId {
 
 /// The whole router with its layers.
 pub fn build_router(state: AppState) -> Router {
+    build_router_with(state, Router::new())
+}
+
+/// tollgate's router with an application's own routes merged in, under the same layers
+/// (sessions, CSRF, security headers), so the app's handlers can use tollgate's extractors and
+/// gate layers. This is how a Rust app embeds tollgate.
+pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Router {
     let session_layer =
         SessionManagerLayer::new(session_store::DbSessionStore::new(state.db.clone()))
             .with_name(state.session_cookie_name())
@@ -214,6 +221,8 @@ pub fn build_router(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .merge(auth::router())
         .merge(billing::router())
+        .merge(crate::gate::router(state.clone()))
+        .merge(app_routes)
         .merge(web::router(state.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

@@ -53,6 +53,8 @@ pub fn router() -> Router<AppState> {
 pub struct CurrentUser {
     /// The user's row.
     pub user: User,
+    /// What the user's subscriptions entitle them to, now.
+    pub access: gate::Access,
     /// The session, for handlers that rotate or end it.
     pub session: Session,
 }
@@ -90,7 +92,7 @@ pub async fn current_user(state: &AppState, session: Session) -> Result<Option<C
         session.flush().await?;
         return Ok(None);
     }
-    let Some(user) = users::find_by_id(&state.db, &user_id).await? else {
+    let Some((user, access)) = gate::load_member(state, &user_id).await? else {
         // The account was deleted under this session.
         session.flush().await?;
         return Ok(None);
@@ -98,7 +100,11 @@ pub async fn current_user(state: &AppState, session: Session) -> Result<Option<C
     if now - seen_at > SEEN_REFRESH_SECS {
         session.insert(SEEN_AT_KEY, now).await?;
     }
-    Ok(Some(CurrentUser { user, session }))
+    Ok(Some(CurrentUser {
+        user,
+        access,
+        session,
+    }))
 }
 
 /// Starts a signed-in session for `user` on a fresh session id.
@@ -217,8 +223,8 @@ async fn logout(session: Session) -> Result<StatusCode> {
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn me(State(state): State<AppState>, current: CurrentUser) -> Result<Json<users::UserJson>> {
-    user_json(&state, &current.user).await
+async fn me(current: CurrentUser) -> Json<users::UserJson> {
+    Json(current.user.to_json(current.access))
 }
 
 #[derive(Deserialize)]

@@ -9,16 +9,90 @@
 //! | several subscriptions | the highest access wins |
 //! | none | the free plan (no access when the catalog has none) |
 
+pub mod enforce;
+pub mod forward;
+
+use axum::{Extension, Json, Router, routing::get};
 use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use enforce::{
+    FeatureName, PlanName, RequireFeature, RequirePlan, require_feature, require_feature_page,
+    require_login, require_login_page, require_plan, require_plan_page,
+};
 
 use crate::{
     app::AppState,
+    auth::users::User,
     billing::{
         catalog::Catalog,
         subscriptions::{self, Row},
     },
     error::AppError,
 };
+
+type MemberRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// The user and their access in one database round trip (a `LEFT JOIN` of the user's
+/// subscriptions), so gating costs nothing beyond loading the signed-in user.
+pub async fn load_member(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Option<(User, Access)>, AppError> {
+    let rows: Vec<MemberRow> = sqlx::query_as(
+        "SELECT u.id, u.email, u.password_hash, u.email_verified, \
+                s.id, s.status, s.plan_id, s.current_period_end, s.cancel_at_period_end, \
+                s.cancel_at, s.trial_end, s.past_due_since \
+         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let user = User {
+        id: first.0.clone(),
+        email: first.1.clone(),
+        password_hash: first.2.clone(),
+        email_verified: first.3,
+    };
+    let subs: Vec<Row> = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(Row {
+                id: r.4?,
+                status: r.5?,
+                plan_id: r.6,
+                current_period_end: r.7,
+                cancel_at_period_end: r.8.unwrap_or(0) != 0,
+                cancel_at: r.9,
+                trial_end: r.10,
+                past_due_since: r.11,
+            })
+        })
+        .collect();
+    let access = Access::compute(
+        &state.catalog,
+        &subs,
+        state.clock.now(),
+        state.config.past_due_grace_secs as i64,
+    );
+    Ok(Some((user, access)))
+}
 
 /// The access of `user_id` now.
 pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppError> {
@@ -29,6 +103,35 @@ pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppEr
         state.clock.now(),
         state.config.past_due_grace_secs as i64,
     ))
+}
+
+/// Forward-auth and the demo routes that make gating visible (CONTRACT.md's sample routes).
+pub fn router(state: AppState) -> Router<AppState> {
+    let json = |need: &str| match need {
+        "free" => require_login(state.clone()),
+        "export" => require_feature(state.clone(), "export"),
+        plan => require_plan(state.clone(), plan),
+    };
+    let mut router = Router::new().route("/auth/forward", get(forward::forward_auth));
+    for need in ["free", "pro", "team", "export"] {
+        router = router.route(
+            &format!("/api/demo/{need}"),
+            get(demo_json).route_layer(json(need)),
+        );
+    }
+    router
+}
+
+async fn demo_json(
+    Extension(member): Extension<crate::auth::CurrentUser>,
+    uri: axum::http::Uri,
+) -> Json<Value> {
+    let area = uri.path().rsplit('/').next().unwrap_or("").to_owned();
+    Json(json!({
+        "area": area,
+        "message": format!("welcome to the {area} area"),
+        "plan": member.access.plan,
+    }))
 }
 
 /// The `access` object of CONTRACT.md's user JSON.

@@ -97,13 +97,7 @@ pub(super) async fn show_pricing(
         Ok(u) => u,
         Err(r) => return r,
     };
-    let current = match &user {
-        Some(u) => match gate::access_for(&state, &u.user.id).await {
-            Ok(a) => a.plan,
-            Err(e) => return error_response(&state, e),
-        },
-        None => None,
-    };
+    let current = user.as_ref().and_then(|u| u.access.plan.clone());
     let interval = q
         .interval
         .as_deref()
@@ -221,14 +215,12 @@ pub(super) async fn show_billing(
         Ok(None) => return Redirect::to("/login?next=/billing").into_response(),
         Err(r) => return r,
     };
-    let (access, customer) = match tokio::try_join!(
-        gate::access_for(&state, &user.user.id),
-        customers::customer_of(&state, &user.user.id)
-    ) {
-        Ok(v) => v,
+    let access = &user.access;
+    let customer = match customers::customer_of(&state, &user.user.id).await {
+        Ok(c) => c,
         Err(e) => return error_response(&state, e),
     };
-    let plan_name = plan_name(&state, &access);
+    let plan_name = plan_name(&state, access);
     let error = (q.notice.as_deref() == Some("already_subscribed"))
         .then_some("You already have a subscription. Change plans in the billing portal.");
     render(
@@ -239,7 +231,7 @@ pub(super) async fn show_billing(
         Some(&token),
         context! {
             plan_name,
-            status_words => status_words(&access),
+            status_words => status_words(access),
             has_customer => customer.is_some(),
             error,
             simulator_url => state.stripe.sim.as_ref().map(|s| s.base_url().to_owned()),

@@ -54,6 +54,22 @@ pub fn router(state: AppState) -> Router<AppState> {
             axum::routing::post(billing::submit_portal),
         )
         .route("/billing/success", get(billing::show_success))
+        .route(
+            "/demo/free",
+            get(show_demo).route_layer(gate::require_login_page(state.clone())),
+        )
+        .route(
+            "/demo/pro",
+            get(show_demo).route_layer(gate::require_plan_page(state.clone(), "pro")),
+        )
+        .route(
+            "/demo/team",
+            get(show_demo).route_layer(gate::require_plan_page(state.clone(), "team")),
+        )
+        .route(
+            "/demo/export",
+            get(show_demo).route_layer(gate::require_feature_page(state.clone(), "export")),
+        )
         .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
         .route("/static/style.css", get(stylesheet))
 }
@@ -71,6 +87,7 @@ pub fn templates() -> Environment<'static> {
         ("pricing.html", include_str!("../../templates/pricing.html")),
         ("billing.html", include_str!("../../templates/billing.html")),
         ("success.html", include_str!("../../templates/success.html")),
+        ("demo.html", include_str!("../../templates/demo.html")),
     ] {
         env.add_template(name, source)
             .expect("templates are checked by tests");
@@ -185,6 +202,23 @@ fn error_response(state: &AppState, err: AppError) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
+}
+
+async fn show_demo(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    Extension(member): Extension<CurrentUser>,
+    uri: axum::http::Uri,
+) -> Response {
+    let area = uri.path().rsplit('/').next().unwrap_or("").to_owned();
+    render(
+        &state,
+        StatusCode::OK,
+        "demo.html",
+        Some(&member),
+        Some(&token),
+        context! { area, plan => member.access.plan.clone() },
+    )
 }
 
 async fn show_home(
@@ -420,10 +454,7 @@ async fn account_page(
     notice: Option<&str>,
     error: Option<String>,
 ) -> Response {
-    let access = match gate::access_for(state, &user.user.id).await {
-        Ok(a) => a,
-        Err(e) => return error_response(state, e),
-    };
+    let access = &user.access;
     render(
         state,
         status,

@@ -1,0 +1,381 @@
+//! Enforcement for Rust apps: extractors and route layers that require a signed-in user, a
+//! minimum plan or a feature, answering as CONTRACT.md's "Gating" says.
+//!
+//! JSON routes: 401 `unauthenticated`, 403 `plan_required` / `feature_required` with
+//! `required_plan`/`required_feature`, `current_plan` and an absolute `upgrade_url`.
+//! HTML routes: 303 to `/login?next=<path>` without a session, 303 to `/pricing?required=<plan>`
+//! when the plan or feature is missing.
+//!
+//! ```ignore
+//! struct Pro;
+//! impl tollgate::gate::PlanName for Pro { const PLAN: &'static str = "pro"; }
+//!
+//! async fn reports(RequirePlan(member, ..): RequirePlan<Pro>) -> String { member.user.email }
+//!
+//! let routes = Router::new()
+//!     .route("/reports", get(reports))
+//!     .route("/export", get(export).route_layer(require_feature(state.clone(), "export")))
+//!     .route("/dashboard", get(page).route_layer(require_plan_page(state.clone(), "team")));
+//! ```
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::{
+    Json,
+    extract::{FromRef, FromRequestParts, Request},
+    http::{StatusCode, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+};
+use serde_json::json;
+use tower_sessions::Session;
+
+use crate::{
+    app::AppState,
+    auth::{self, CurrentUser},
+    error::AppError,
+};
+
+/// What a route requires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Any signed-in user.
+    Login,
+    /// At least this plan's tier.
+    Plan(String),
+    /// This feature.
+    Feature(String),
+}
+
+/// Why access was refused.
+#[derive(Debug)]
+pub enum Denied {
+    /// No (valid) session.
+    Unauthenticated,
+    /// The user's tier is below the plan's.
+    Plan {
+        /// The plan the route needs.
+        required: String,
+        /// The user's plan, if any.
+        current: Option<String>,
+    },
+    /// The user's plan lacks the feature.
+    Feature {
+        /// The feature the route needs.
+        required: String,
+        /// The lowest plan that has it, for the upgrade link.
+        upgrade_to: Option<String>,
+        /// The user's plan, if any.
+        current: Option<String>,
+    },
+    /// Something else failed (database down): answered as that error.
+    Error(AppError),
+}
+
+/// Checks `need` for `member` (or its absence).
+pub fn check(state: &AppState, member: Option<&CurrentUser>, need: &Need) -> Result<(), Denied> {
+    let Some(member) = member else {
+        return Err(Denied::Unauthenticated);
+    };
+    let access = &member.access;
+    match need {
+        Need::Login => Ok(()),
+        Need::Plan(plan) => {
+            // An unknown plan id in code is a bug; fail closed.
+            let required_tier = state.catalog.plan(plan).map_or(i64::MAX, |p| p.tier);
+            if access.tier.is_some_and(|t| t >= required_tier) {
+                Ok(())
+            } else {
+                Err(Denied::Plan {
+                    required: plan.clone(),
+                    current: access.plan.clone(),
+                })
+            }
+        }
+        Need::Feature(feature) => {
+            if access.features.iter().any(|f| f == feature) {
+                Ok(())
+            } else {
+                Err(Denied::Feature {
+                    required: feature.clone(),
+                    upgrade_to: state
+                        .catalog
+                        .plans
+                        .iter()
+                        .find(|p| p.features.contains(feature))
+                        .map(|p| p.id.clone()),
+                    current: access.plan.clone(),
+                })
+            }
+        }
+    }
+}
+
+/// The plan to offer for a denial (for the pricing link).
+fn upgrade_plan(denied: &Denied) -> Option<&str> {
+    match denied {
+        Denied::Plan { required, .. } => Some(required),
+        Denied::Feature { upgrade_to, .. } => upgrade_to.as_deref(),
+        _ => None,
+    }
+}
+
+/// The absolute pricing URL for a denial.
+pub fn upgrade_url(state: &AppState, denied: &Denied) -> String {
+    match upgrade_plan(denied) {
+        Some(plan) => format!("{}pricing?required={}", state.base_url, urlencode(plan)),
+        None => format!("{}pricing", state.base_url),
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Denied {
+    /// The JSON answer of CONTRACT.md.
+    pub fn json(self, state: &AppState) -> Response {
+        let upgrade = upgrade_url(state, &self);
+        match self {
+            Denied::Unauthenticated => AppError::Unauthenticated.into_response(),
+            Denied::Error(e) => e.into_response(),
+            Denied::Plan { required, current } => (
+                StatusCode::FORBIDDEN,
+                Json(json!({
+                    "error": "plan_required",
+                    "message": format!("this needs the {required} plan or higher"),
+                    "required_plan": required,
+                    "current_plan": current,
+                    "upgrade_url": upgrade,
+                })),
+            )
+                .into_response(),
+            Denied::Feature {
+                required, current, ..
+            } => (
+                StatusCode::FORBIDDEN,
+                Json(json!({
+                    "error": "feature_required",
+                    "message": format!("your plan does not include {required}"),
+                    "required_feature": required,
+                    "current_plan": current,
+                    "upgrade_url": upgrade,
+                })),
+            )
+                .into_response(),
+        }
+    }
+
+    /// The HTML answer: a redirect to log in (back to `path`) or to pricing.
+    pub fn page(self, state: &AppState, path: &str) -> Response {
+        match self {
+            Denied::Error(e) => {
+                crate::web::error_page(state, e.status_and_code().0, &e.public_message())
+            }
+            Denied::Unauthenticated => {
+                let next = crate::web::safe_next(Some(path));
+                Redirect::to(&format!("/login?next={}", urlencode(next))).into_response()
+            }
+            denied => {
+                let to = match upgrade_plan(&denied) {
+                    Some(plan) => format!("/pricing?required={}", urlencode(plan)),
+                    None => "/pricing".into(),
+                };
+                Redirect::to(&to).into_response()
+            }
+        }
+    }
+}
+
+/// Loads the signed-in member of a request, if any.
+pub async fn member(state: &AppState, parts: &mut Parts) -> Result<Option<CurrentUser>, Denied> {
+    let session = Session::from_request_parts(parts, state)
+        .await
+        .map_err(|_| Denied::Error(AppError::Internal(anyhow::anyhow!("session layer missing"))))?;
+    auth::current_user(state, session)
+        .await
+        .map_err(Denied::Error)
+}
+
+/// A plan id at the type level, for [`RequirePlan`].
+pub trait PlanName {
+    /// The catalog id.
+    const PLAN: &'static str;
+}
+
+/// A feature at the type level, for [`RequireFeature`].
+pub trait FeatureName {
+    /// The feature name.
+    const FEATURE: &'static str;
+}
+
+/// Extractor for JSON routes: the signed-in member, whose tier is at least `P`'s.
+pub struct RequirePlan<P>(pub CurrentUser, pub PhantomData<P>);
+
+/// Extractor for JSON routes: the signed-in member, whose plan has feature `F`.
+pub struct RequireFeature<F>(pub CurrentUser, pub PhantomData<F>);
+
+async fn extract(
+    parts: &mut Parts,
+    state: &AppState,
+    need: &Need,
+) -> Result<CurrentUser, Response> {
+    let member = member(state, parts).await.map_err(|d| d.json(state))?;
+    check(state, member.as_ref(), need).map_err(|d| d.json(state))?;
+    Ok(member.expect("checked above"))
+}
+
+impl<S, P> FromRequestParts<S> for RequirePlan<P>
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+    P: PlanName + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let member = extract(parts, &state, &Need::Plan(P::PLAN.into())).await?;
+        Ok(Self(member, PhantomData))
+    }
+}
+
+impl<S, F> FromRequestParts<S> for RequireFeature<F>
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+    F: FeatureName + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let member = extract(parts, &state, &Need::Feature(F::FEATURE.into())).await?;
+        Ok(Self(member, PhantomData))
+    }
+}
+
+#[derive(Clone)]
+struct Gate {
+    state: AppState,
+    need: Need,
+    page: bool,
+}
+
+impl Gate {
+    /// Runs the check; `Ok` carries the request on (with the member as an extension).
+    async fn admit(&self, request: Request) -> Result<Request, Response> {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let (mut parts, body) = request.into_parts();
+        let verdict = match member(&self.state, &mut parts).await {
+            Ok(m) => check(&self.state, m.as_ref(), &self.need).map(|()| m),
+            Err(d) => Err(d),
+        };
+        match verdict {
+            Ok(member) => {
+                if let Some(m) = member {
+                    // Handlers behind the layer can take `Extension<CurrentUser>`.
+                    parts.extensions.insert(m);
+                }
+                Ok(Request::from_parts(parts, body))
+            }
+            Err(denied) if self.page => Err(denied.page(&self.state, &path)),
+            Err(denied) => Err(denied.json(&self.state)),
+        }
+    }
+}
+
+/// A route layer that admits only requests meeting a [`Need`].
+#[derive(Clone)]
+pub struct GateLayer {
+    gate: Gate,
+}
+
+impl<S> tower::Layer<S> for GateLayer {
+    type Service = GateService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GateService {
+            inner,
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// The service of [`GateLayer`].
+#[derive(Clone)]
+pub struct GateService<S> {
+    inner: S,
+    gate: Gate,
+}
+
+impl<S> tower::Service<Request> for GateService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The ready service goes with this call; a fresh clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            match gate.admit(request).await {
+                Ok(request) => inner.call(request).await,
+                Err(response) => Ok(response),
+            }
+        })
+    }
+}
+
+fn layer(state: AppState, need: Need, page: bool) -> GateLayer {
+    GateLayer {
+        gate: Gate { state, need, page },
+    }
+}
+
+/// Route layer for JSON routes: any signed-in user.
+pub fn require_login(state: AppState) -> GateLayer {
+    layer(state, Need::Login, false)
+}
+
+/// Route layer for JSON routes: at least `plan`'s tier.
+pub fn require_plan(state: AppState, plan: &str) -> GateLayer {
+    layer(state, Need::Plan(plan.into()), false)
+}
+
+/// Route layer for JSON routes: `feature`.
+pub fn require_feature(state: AppState, feature: &str) -> GateLayer {
+    layer(state, Need::Feature(feature.into()), false)
+}
+
+/// Route layer for HTML routes: any signed-in user (else 303 to log in).
+pub fn require_login_page(state: AppState) -> GateLayer {
+    layer(state, Need::Login, true)
+}
+
+/// Route layer for HTML routes: at least `plan`'s tier (else 303 to log in or to pricing).
+pub fn require_plan_page(state: AppState, plan: &str) -> GateLayer {
+    layer(state, Need::Plan(plan.into()), true)
+}
+
+/// Route layer for HTML routes: `feature` (else 303 to log in or to pricing).
+pub fn require_feature_page(state: AppState, feature: &str) -> GateLayer {
+    layer(state, Need::Feature(feature.into()), true)
+}

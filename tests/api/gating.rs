@@ -1,0 +1,362 @@
+//! Plan-tier gating: the access policy × gated routes matrix for JSON and HTML, immediacy of
+//! changes across instances, and forward-auth decisions.
+
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, client, spawn_app};
+
+const GRACE: i64 = 3 * 86_400;
+
+/// A subscription state to put a user in: status, event time, extra subscription fields.
+type SubState<'a> = Option<(&'a str, i64, Value)>;
+
+/// A subscription event for `customer` in state `status` (plan `pro`), created at `created`.
+fn sub_event(
+    app: &TestApp,
+    n: &str,
+    customer: &str,
+    status: &str,
+    created: i64,
+    extra: Value,
+) -> Value {
+    let price = app
+        .state
+        .catalog
+        .plan("pro")
+        .unwrap()
+        .prices
+        .values()
+        .next()
+        .unwrap()
+        .stripe_id
+        .clone();
+    let now = app.state.clock.now();
+    let mut object = json!({
+        "id": format!("sub_{n}"), "object": "subscription", "customer": customer, "status": status,
+        "cancel_at_period_end": false,
+        "items": {"data": [{"price": {"id": price}, "quantity": 1, "current_period_end": now + 10 * 86_400}]}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        object[k] = v.clone();
+    }
+    json!({"id": format!("evt_{n}_{created}"), "object": "event", "type": "customer.subscription.updated",
+           "created": created, "data": {"object": object}})
+}
+
+/// A signed-in user whose (only) subscription is in `status`, set through a signed webhook.
+async fn user_in(app: &TestApp, n: &str, status: SubState<'_>) -> Client {
+    let c = app.user(&format!("{n}@example.com")).await;
+    if let Some((status, created, extra)) = status {
+        let customer = format!("cus_{n}");
+        let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+        sqlx::query(
+            "INSERT INTO billing_customers (id, user_id, stripe_customer_id, idempotency_key, deleted, created_at, updated_at) \
+             VALUES ($1, $2, $3, $1, 0, 0, 0)",
+        )
+        .bind(format!("bc_{n}"))
+        .bind(user)
+        .bind(&customer)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+        let outcome = app
+            .deliver(&sub_event(app, n, &customer, status, created, extra))
+            .await;
+        assert_eq!(outcome["outcome"], "applied", "{n}");
+    }
+    c
+}
+
+#[tokio::test]
+async fn every_status_against_every_gated_route_json_and_html() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_PAST_DUE_GRACE_SECS", &GRACE.to_string())
+        .spawn()
+        .await;
+    let now = app.state.clock.now();
+    // (name, subscription state, whether it grants pro)
+    let cases: Vec<(&str, SubState, bool)> = vec![
+        ("none", None, false),
+        (
+            "trialing",
+            Some(("trialing", now, json!({"trial_end": now + 86_400}))),
+            true,
+        ),
+        ("active", Some(("active", now, json!({}))), true),
+        (
+            "cancel_before_end",
+            Some((
+                "active",
+                now,
+                json!({"cancel_at_period_end": true, "cancel_at": now + 3_600}),
+            )),
+            true,
+        ),
+        (
+            "cancel_after_end",
+            Some((
+                "active",
+                now - 86_400,
+                json!({"cancel_at_period_end": true, "cancel_at": now - 10}),
+            )),
+            false,
+        ),
+        (
+            "past_due_in_grace",
+            Some(("past_due", now - 60, json!({}))),
+            true,
+        ),
+        (
+            "past_due_after_grace",
+            Some(("past_due", now - GRACE - 60, json!({}))),
+            false,
+        ),
+        ("incomplete", Some(("incomplete", now, json!({}))), false),
+        (
+            "incomplete_expired",
+            Some(("incomplete_expired", now, json!({}))),
+            false,
+        ),
+        ("canceled", Some(("canceled", now, json!({}))), false),
+        ("unpaid", Some(("unpaid", now, json!({}))), false),
+        ("paused", Some(("paused", now, json!({}))), false),
+        (
+            "unknown",
+            Some(("something_stripe_adds_later", now, json!({}))),
+            false,
+        ),
+    ];
+    for (name, state, pro) in cases {
+        let c = user_in(&app, name, state).await;
+        let me = app.me(&c).await;
+        assert_eq!(
+            me["access"]["plan"],
+            if pro { "pro" } else { "free" },
+            "{name}: {me}"
+        );
+        // (route, granted?, error code, required)
+        let routes = [
+            ("free", true, "", ""),
+            ("pro", pro, "plan_required", "pro"),
+            ("team", false, "plan_required", "team"),
+            ("export", pro, "feature_required", "export"),
+        ];
+        for (route, granted, code, required) in routes {
+            let r = c
+                .get(app.url(&format!("/api/demo/{route}")))
+                .send()
+                .await
+                .unwrap();
+            let page = c
+                .get(app.url(&format!("/demo/{route}")))
+                .send()
+                .await
+                .unwrap();
+            if granted {
+                assert_eq!(r.status(), 200, "{name} × /api/demo/{route}");
+                assert_eq!(page.status(), 200, "{name} × /demo/{route}");
+                continue;
+            }
+            assert_eq!(r.status(), 403, "{name} × /api/demo/{route}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], code, "{name} × {route}");
+            let field = if code == "plan_required" {
+                "required_plan"
+            } else {
+                "required_feature"
+            };
+            assert_eq!(body[field], required, "{name} × {route}");
+            let current = if pro { "pro" } else { "free" };
+            assert_eq!(body["current_plan"], current, "{name} × {route}");
+            let upgrade_plan = if route == "export" { "pro" } else { required };
+            assert_eq!(
+                body["upgrade_url"],
+                app.url(&format!("/pricing?required={upgrade_plan}")),
+                "{name} × {route}"
+            );
+            assert_eq!(page.status(), 303, "{name} × /demo/{route}");
+            assert_eq!(
+                page.headers()["location"],
+                format!("/pricing?required={upgrade_plan}"),
+                "{name} × /demo/{route}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn anonymous_requests_get_401_json_or_a_login_redirect() {
+    let app = spawn_app().await;
+    for route in ["free", "pro", "team", "export"] {
+        let r = app.get(&format!("/api/demo/{route}")).await;
+        assert_eq!(r.status(), 401, "{route}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthenticated");
+        let page = app.get(&format!("/demo/{route}?tab=1")).await;
+        assert_eq!(page.status(), 303);
+        assert_eq!(
+            page.headers()["location"],
+            format!("/login?next=%2Fdemo%2F{route}%3Ftab%3D1")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_downgrade_webhook_denies_the_very_next_request() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let c = user_in(&app, "downgrade", Some(("active", now - 5, json!({})))).await;
+    assert_eq!(
+        c.get(app.url("/api/demo/pro"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let event = sub_event(
+        &app,
+        "downgrade",
+        "cus_downgrade",
+        "canceled",
+        now,
+        json!({}),
+    );
+    assert_eq!(app.deliver(&event).await["outcome"], "applied");
+
+    assert_eq!(
+        c.get(app.url("/api/demo/pro"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn a_downgrade_on_one_instance_is_seen_by_another_at_once() {
+    let first = spawn_app().await;
+    let second = TestApp::builder()
+        .on_db(first.db.clone())
+        .with(
+            "STRIPE_WEBHOOK_SECRET",
+            first.state.stripe.webhook_secrets[0].expose(),
+        )
+        .spawn()
+        .await;
+    let now = first.state.clock.now();
+    let c = user_in(&first, "twoinst", Some(("active", now - 5, json!({})))).await;
+    assert_eq!(
+        c.get(second.url("/api/demo/pro"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let event = sub_event(&first, "twoinst", "cus_twoinst", "canceled", now, json!({}));
+    assert_eq!(first.deliver(&event).await["outcome"], "applied");
+
+    let r = c.get(second.url("/api/demo/pro")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "the other instance sees the downgrade on the next request"
+    );
+}
+
+/// Asks `/auth/forward` about `uri` with `c`'s cookies.
+async fn forward(app: &TestApp, c: &Client, header: &str, uri: &str) -> reqwest::Response {
+    c.get(app.url("/auth/forward"))
+        .header(header, uri)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forward_auth_decides_by_the_catalog_rules() {
+    let app = spawn_app().await;
+    let anonymous = client();
+    let free = app.user("free@example.com").await;
+    let now = app.state.clock.now();
+    let pro = user_in(&app, "fwdpro", Some(("active", now, json!({})))).await;
+
+    // Anonymous: 401 with a login URL that returns to the page.
+    let r = forward(&app, &anonymous, "x-forwarded-uri", "/pro/report?id=7").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["x-tollgate-login-url"],
+        app.url("/login?next=%2Fpro%2Freport%3Fid%3D7").as_str()
+    );
+    // Public paths pass without a session.
+    assert_eq!(
+        forward(&app, &anonymous, "x-forwarded-uri", "/public/logo.png")
+            .await
+            .status(),
+        200
+    );
+    // Unmatched paths need a login.
+    assert_eq!(
+        forward(&app, &anonymous, "x-forwarded-uri", "/anything")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        forward(&app, &free, "x-forwarded-uri", "/anything")
+            .await
+            .status(),
+        200
+    );
+
+    // A free user on a pro path: 403 with an upgrade URL.
+    let r = forward(&app, &free, "x-forwarded-uri", "/pro/report").await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()["x-tollgate-upgrade-url"],
+        app.url("/pricing?required=pro").as_str()
+    );
+    let r = forward(&app, &free, "x-original-uri", "/export/csv").await;
+    assert_eq!(
+        r.status(),
+        403,
+        "X-Original-URI when X-Forwarded-Uri is absent; a feature rule"
+    );
+    // Dot segments and encodings cannot smuggle a pro path under a public prefix.
+    for sneaky in [
+        "/public/../pro/report",
+        "/public/%2e%2e/pro/report",
+        "//pro/report",
+    ] {
+        assert_eq!(
+            forward(&app, &free, "x-forwarded-uri", sneaky)
+                .await
+                .status(),
+            403,
+            "{sneaky}"
+        );
+    }
+
+    // A pro user: 200 with the identity headers.
+    let r = forward(&app, &pro, "x-forwarded-uri", "/pro/report").await;
+    assert_eq!(r.status(), 200);
+    let me = app.me(&pro).await;
+    assert_eq!(
+        r.headers()["x-tollgate-user-id"],
+        me["id"].as_str().unwrap()
+    );
+    assert_eq!(r.headers()["x-tollgate-email"], "fwdpro%40example.com");
+    assert_eq!(r.headers()["x-tollgate-plan"], "pro");
+    assert_eq!(r.headers()["x-tollgate-tier"], "1");
+    // The team area stays closed to pro.
+    assert_eq!(
+        forward(&app, &pro, "x-forwarded-uri", "/team/x")
+            .await
+            .status(),
+        403
+    );
+}
