@@ -115,13 +115,26 @@ pub async fn forward_auth(
         )
             .into_response();
     };
-    // `next` keeps the query string; the login page only ever follows local paths.
+    // `next` keeps the query string. Across sibling hosts (TOLLGATE_COOKIE_DOMAIN) it is absolute,
+    // so signing in on tollgate's host returns to the app's; the login page checks the host.
     let query = raw.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let next = if query.is_empty() {
+    let mut next = if query.is_empty() {
         path.clone()
     } else {
         format!("{path}?{query}")
     };
+    let forwarded_host = headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok());
+    if let (Some(_), Some(host)) = (state.config.cookie_domain.as_deref(), forwarded_host)
+        && Some(host) != state.base_url.host_str()
+    {
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(state.base_url.scheme());
+        next = format!("{scheme}://{host}{next}");
+    }
     let rule = state
         .catalog
         .rules

@@ -143,6 +143,24 @@ pub fn error_page(state: &AppState, status: StatusCode, message: &str) -> Respon
     )
 }
 
+/// `next` only ever points inside this site — or, with `TOLLGATE_COOKIE_DOMAIN`, to a sibling
+/// host under that domain (forward-auth across subdomains), on the base URL's scheme.
+pub fn safe_next_for<'a>(state: &AppState, next: Option<&'a str>) -> &'a str {
+    if let (Some(domain), Some(n)) = (state.config.cookie_domain.as_deref(), next)
+        && let Ok(url) = url::Url::parse(n)
+        && url.scheme() == state.base_url.scheme()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.host_str().is_some_and(|h| {
+            let domain = domain.trim_start_matches('.');
+            h == domain || h.ends_with(&format!(".{domain}"))
+        })
+    {
+        return n;
+    }
+    safe_next(next)
+}
+
 /// `next` only ever points inside this site.
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -270,7 +288,7 @@ async fn show_signup(
         None,
         Some(&token),
         context! {
-            next => safe_next(q.next.as_deref()),
+            next => safe_next_for(&state, q.next.as_deref()),
             min_length => state.config.password_min_length,
             plan => plan.map(|p| p.id.clone()),
             plan_name => plan.map(|p| p.name.clone()),
@@ -300,7 +318,7 @@ async fn submit_signup(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let next = safe_next(form.next.as_deref()).to_owned();
+    let next = safe_next_for(&state, form.next.as_deref()).to_owned();
     let result = async {
         let user = auth::register_user(&state, ip, &form.email, &form.password).await?;
         auth::sign_in(&state, &session, &user, false).await?;
@@ -350,7 +368,7 @@ async fn show_login(
         "login.html",
         None,
         Some(&token),
-        context! { next => safe_next(q.next.as_deref()) },
+        context! { next => safe_next_for(&state, q.next.as_deref()) },
     )
 }
 
@@ -374,7 +392,7 @@ async fn submit_login(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let next = safe_next(form.next.as_deref()).to_owned();
+    let next = safe_next_for(&state, form.next.as_deref()).to_owned();
     let result = async {
         let user = auth::authenticate(&state, ip, &form.email, &form.password).await?;
         auth::sign_in(&state, &session, &user, form.remember.is_some()).await

@@ -360,3 +360,52 @@ async fn forward_auth_decides_by_the_catalog_rules() {
         403
     );
 }
+
+#[tokio::test]
+async fn across_sibling_hosts_login_returns_to_the_apps_host_and_nowhere_else() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_COOKIE_DOMAIN", "example.test")
+        .spawn()
+        .await;
+    let r = client()
+        .get(app.url("/auth/forward"))
+        .header("x-forwarded-uri", "/pro/report")
+        .header("x-forwarded-host", "app.example.test")
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["x-tollgate-login-url"],
+        app.url("/login?next=http%3A%2F%2Fapp.example.test%2Fpro%2Freport")
+            .as_str()
+    );
+
+    app.user("ann@example.com").await;
+    for (next, expected) in [
+        (
+            "http://app.example.test/pro/report",
+            "http://app.example.test/pro/report",
+        ),
+        ("http://evil.test/pro", "/account"),
+        ("http://example.test.evil.test/", "/account"),
+        ("https://app.example.test/", "/account"),
+    ] {
+        let browser = client();
+        let token = app.csrf_token(&browser, "/login").await;
+        let r = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("email", "ann@example.com"),
+                ("password", crate::helpers::PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{next}");
+        assert_eq!(r.headers()["location"], expected, "{next}");
+    }
+}
