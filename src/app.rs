@@ -54,8 +54,12 @@ pub struct AppState {
     pub clock: Clock,
     /// Stripe (or the simulator).
     pub stripe: StripeApi,
-    /// Page templates.
+    /// Page and email templates.
     pub templates: Arc<minijinja::Environment<'static>>,
+    /// How email leaves (SMTP, or the development mailbox).
+    pub mail_transport: crate::email::Transport,
+    /// Wakes the outbox worker when a message is queued.
+    pub mail_wakeup: Arc<tokio::sync::Notify>,
     /// Key of the CSRF form tokens, shared by all instances through the database.
     pub csrf_key: Arc<Vec<u8>>,
 }
@@ -81,6 +85,8 @@ impl AppState {
         let mut catalog = Catalog::load(config.plans_path.as_deref())?;
         let webhook_url = format!("{base_url}webhooks/stripe");
         let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
+        let mail_transport =
+            crate::email::Transport::from_config(config.smtp_url.as_ref().map(|s| s.expose()))?;
         Ok(AppState {
             hasher: PasswordHasherPool::new(config.argon2),
             config: Arc::new(config),
@@ -91,6 +97,8 @@ impl AppState {
             clock,
             stripe,
             templates: Arc::new(web::templates()),
+            mail_transport,
+            mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             csrf_key: Arc::new(csrf_key),
         })
     }
@@ -139,6 +147,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let cleanup = tokio::spawn(cleanup_loop(self.state.db.clone()));
+        let mailer = tokio::spawn(crate::email::worker(
+            self.state.clone(),
+            self.state.mail_transport.clone(),
+        ));
         let router = build_router(self.state);
         let result = axum::serve(
             self.listener,
@@ -148,6 +160,7 @@ impl App {
         .await
         .context("server failed");
         cleanup.abort();
+        mailer.abort();
         result
     }
 }
@@ -181,6 +194,9 @@ async fn cleanup_loop(db: Db) {
         }
         if let Err(e) = rate_limit::delete_stale(&db).await {
             tracing::warn!(error = %e, "rate-limit cleanup failed");
+        }
+        if let Err(e) = crate::email::tokens::delete_stale(&db).await {
+            tracing::warn!(error = %e, "email token cleanup failed");
         }
     }
 }
@@ -220,6 +236,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
         .merge(auth::router())
+        .merge(auth::email_flows::router())
         .merge(billing::router())
         .merge(crate::gate::router(state.clone()))
         .merge(app_routes)

@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0004_app_secrets.sql"),
     ),
     (5, "billing", include_str!("../migrations/0005_billing.sql")),
+    (6, "email", include_str!("../migrations/0006_email.sql")),
 ];
 
 fn migrator() -> Migrator {

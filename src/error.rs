@@ -40,6 +40,10 @@ pub enum AppError {
     /// 400: a plan that is not in the catalog, is free, or has no price for the interval.
     #[error("there is no such paid plan for that interval")]
     UnknownPlan,
+    /// 400: an email token or code that is wrong, used, expired, for another purpose or for an
+    /// old address — one answer for all.
+    #[error("this link or code is invalid or has expired; request a new one")]
+    TokenInvalid,
     /// 400: a webhook signature that is missing, malformed, wrong or outside the tolerance.
     #[error("the webhook signature is missing, invalid or too old")]
     SignatureInvalid,
@@ -97,6 +101,7 @@ impl AppError {
             PasswordTooLong => (StatusCode::BAD_REQUEST, "password_too_long"),
             UnknownPlan => (StatusCode::BAD_REQUEST, "unknown_plan"),
             SignatureInvalid => (StatusCode::BAD_REQUEST, "signature_invalid"),
+            TokenInvalid => (StatusCode::BAD_REQUEST, "token_invalid"),
             Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
             CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),

@@ -6,6 +6,7 @@
 //! refreshed at most once a minute so that reads do not become writes). The id is rotated at every
 //! sign-in and privilege change; logout deletes the record server-side.
 
+pub mod email_flows;
 pub mod password;
 pub mod rate_limit;
 pub mod session_store;
@@ -163,9 +164,29 @@ pub async fn register_user(
     let email = Email::parse(email)?;
     let password = password::check_new_password(password, state.config.password_min_length)?;
     let hash = state.hasher.hash(password).await?;
-    let user = users::insert_user(&state.db, &email, &hash).await?;
+    // The account and its verification email commit together.
+    let mut tx = state.db.pool.begin().await?;
+    let user = users::insert_user_on(&mut tx, &email, &hash).await?;
+    email_flows::send_verification(state, &mut tx, &user).await?;
+    tx.commit().await?;
+    state.mail_wakeup.notify_one();
     tracing::info!(user = %user.id, email = %email.masked(), "registered");
     Ok(user)
+}
+
+/// Registration in privacy mode: validated like any other, then the same answer for every
+/// address (see [`email_flows::register_privately`]).
+pub async fn register_private(
+    state: &AppState,
+    ip: ClientIp,
+    email: &str,
+    password: &str,
+) -> Result<()> {
+    rate_limit::hit(state, rate_limit::REGISTER_PER_IP, &ip.0.to_string()).await?;
+    let email = Email::parse(email)?;
+    let password = password::check_new_password(password, state.config.password_min_length)?;
+    let hash = state.hasher.hash(password).await?;
+    email_flows::register_privately(state, &email, &hash).await
 }
 
 async fn register(
@@ -174,6 +195,10 @@ async fn register(
     session: Session,
     ApiJson(body): ApiJson<Registration>,
 ) -> Result<Response> {
+    if state.config.registration_privacy {
+        register_private(&state, ip, &body.email, &body.password).await?;
+        return Ok(email_flows::check_your_email());
+    }
     let user = register_user(&state, ip, &body.email, &body.password).await?;
     sign_in(&state, &session, &user, false).await?;
     Ok((StatusCode::CREATED, user_json(&state, &user).await?).into_response())
@@ -194,7 +219,11 @@ pub async fn authenticate(
     let user = users::find_by_email(&state.db, &normalised).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     // With no user, `verify` hashes against a dummy so both paths cost the same.
-    match (state.hasher.verify(password, stored).await?, user) {
+    let verified = state.hasher.verify(password, stored).await?;
+    // In privacy mode an unverified account cannot sign in by password: its password may be a
+    // stranger's pre-registration.
+    let user = user.filter(|u| !state.config.registration_privacy || u.email_verified != 0);
+    match (verified, user) {
         (Verified::Yes, Some(user)) => Ok(user),
         (Verified::YesRehashed(hash), Some(user)) => {
             users::set_password_hash(&state.db, &user.id, &hash).await?;
@@ -248,7 +277,11 @@ pub async fn change_user_password(
         return Err(AppError::InvalidCredentials);
     }
     let hash = state.hasher.hash(new_password).await?;
-    users::set_password_hash(&state.db, &current.user.id, &hash).await?;
+    let mut tx = state.db.pool.begin().await?;
+    users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;
+    // Outstanding reset and sign-in links die with the old password.
+    crate::email::tokens::invalidate_all(&mut tx, &current.user.id, state.clock.now()).await?;
+    tx.commit().await?;
     // A privilege change: new id for this session, every other session of the user ends.
     current.session.cycle_id().await?;
     current.session.save().await?;

@@ -51,6 +51,25 @@ pub const PASSWORD_PER_USER: Limit = Limit {
     window_secs: 300,
 };
 
+/// Email-sending requests (verification, reset, magic link, email change) for one address.
+pub const EMAIL_PER_ADDRESS: Limit = Limit {
+    scope: "email-address",
+    max: 5,
+    window_secs: 3600,
+};
+/// Email-sending requests from one client address.
+pub const EMAIL_PER_IP: Limit = Limit {
+    scope: "email-ip",
+    max: 30,
+    window_secs: 3600,
+};
+/// Token and code submissions from one client address.
+pub const TOKEN_PER_IP: Limit = Limit {
+    scope: "token-ip",
+    max: 30,
+    window_secs: 300,
+};
+
 /// Counts one hit for `subject` under `limit`; `Err(RateLimited)` once the window is full.
 pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), AppError> {
     if !state.config.rate_limit {

@@ -124,11 +124,20 @@ impl SessionStore for DbSessionStore {
 
 /// Ends every session of `user_id` except `keep` (the caller's own, when it stays signed in).
 pub async fn end_user_sessions(db: &Db, user_id: &str, keep: Option<&Id>) -> sqlx::Result<u64> {
+    end_user_sessions_on(&mut *db.pool.acquire().await?, user_id, keep).await
+}
+
+/// [`end_user_sessions`] on a connection (inside a transaction).
+pub async fn end_user_sessions_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    keep: Option<&Id>,
+) -> sqlx::Result<u64> {
     let keep = keep.map(hash_id).unwrap_or_default();
     let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
         .bind(user_id)
         .bind(keep)
-        .execute(&db.pool)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected())
 }

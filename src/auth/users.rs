@@ -2,6 +2,7 @@
 
 use rand::RngCore as _;
 use serde::Serialize;
+use sqlx::AnyConnection;
 use unicode_normalization::UnicodeNormalization as _;
 
 use crate::{
@@ -123,6 +124,15 @@ fn from_row((id, email, password_hash, email_verified): UserRow) -> User {
 
 /// Inserts a user; `EmailTaken` when the normalised address already has an account.
 pub async fn insert_user(db: &Db, email: &Email, password_hash: &str) -> Result<User, AppError> {
+    insert_user_on(&mut *db.pool.acquire().await?, email, password_hash).await
+}
+
+/// [`insert_user`] on a connection (inside a transaction).
+pub async fn insert_user_on(
+    conn: &mut AnyConnection,
+    email: &Email,
+    password_hash: &str,
+) -> Result<User, AppError> {
     let id = new_id("usr");
     let now = db::now();
     let result = sqlx::query(
@@ -134,7 +144,7 @@ pub async fn insert_user(db: &Db, email: &Email, password_hash: &str) -> Result<
     .bind(&email.normalised)
     .bind(password_hash)
     .bind(now)
-    .execute(&db.pool)
+    .execute(conn)
     .await;
     match result {
         Ok(_) => Ok(User {
@@ -151,31 +161,45 @@ pub async fn insert_user(db: &Db, email: &Email, password_hash: &str) -> Result<
 
 /// The user with this normalised address.
 pub async fn find_by_email(db: &Db, email_norm: &str) -> Result<Option<User>, AppError> {
+    find_by_email_on(&mut *db.pool.acquire().await?, email_norm).await
+}
+
+/// [`find_by_email`] on a connection.
+pub async fn find_by_email_on(
+    conn: &mut AnyConnection,
+    email_norm: &str,
+) -> Result<Option<User>, AppError> {
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE email_norm = $1"));
     let row: Option<UserRow> = sqlx::query_as(sql)
         .bind(email_norm)
-        .fetch_optional(&db.pool)
+        .fetch_optional(conn)
         .await?;
     Ok(row.map(from_row))
 }
 
-/// The user with this id.
-pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
+/// The user with this id, on a connection.
+pub async fn find_by_id_on(conn: &mut AnyConnection, id: &str) -> Result<Option<User>, AppError> {
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = $1"));
-    let row: Option<UserRow> = sqlx::query_as(sql)
-        .bind(id)
-        .fetch_optional(&db.pool)
-        .await?;
+    let row: Option<UserRow> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
     Ok(row.map(from_row))
 }
 
 /// Replaces the password hash.
 pub async fn set_password_hash(db: &Db, id: &str, hash: &str) -> Result<(), AppError> {
+    set_password_hash_on(&mut *db.pool.acquire().await?, id, hash).await
+}
+
+/// [`set_password_hash`] on a connection.
+pub async fn set_password_hash_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    hash: &str,
+) -> Result<(), AppError> {
     sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(hash)
         .bind(db::now())
         .bind(id)
-        .execute(&db.pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

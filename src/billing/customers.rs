@@ -113,3 +113,29 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
     tracing::info!(user = %user.id, customer = %id, "Stripe customer ready");
     Ok(customer_of(state, &user.id).await?.unwrap_or(id))
 }
+
+/// Makes the Stripe customer's email follow the user's (best effort: a failure is logged and the
+/// next change or `stripe sync` catches up). Stripe never changes the login identity.
+pub async fn sync_email(state: &AppState, user: &User) {
+    let customer = match customer_of(state, &user.id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the customer to sync its email");
+            return;
+        }
+    };
+    let request =
+        stripe_core::customer::UpdateCustomer::new(customer.as_str()).email(user.email.clone());
+    let key = new_id("idem_email");
+    let result = retrying(|| {
+        request
+            .customize()
+            .request_strategy(idempotent(&key))
+            .send(&state.stripe.client)
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, customer, "Stripe customer email not updated");
+    }
+}

@@ -183,6 +183,17 @@ async fn apply(
             let Some(user) = user else {
                 return Ok("orphan");
             };
+            if event.kind == "customer.subscription.trial_will_end" {
+                notify(
+                    state,
+                    tx,
+                    &user,
+                    event,
+                    snap.price_id.as_deref(),
+                    snap.trial_end,
+                )
+                .await?;
+            }
             let applied = subscriptions::apply(
                 tx,
                 state.db.engine,
@@ -238,11 +249,14 @@ async fn apply(
         }
         // https://docs.stripe.com/api/events/types#event_types-invoice.payment_failed
         "invoice.payment_failed" | "invoice.payment_action_required" => {
-            if user.is_none() {
+            let Some(user) = user else {
                 return Ok("orphan");
-            }
+            };
             match invoice_subscription(object) {
                 Some(sub) => {
+                    if event.kind == "invoice.payment_failed" {
+                        notify(state, tx, &user, event, None, None).await?;
+                    }
                     subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
                     Ok("applied")
                 }
@@ -285,6 +299,48 @@ async fn apply(
         }
         _ => Ok("ignored"),
     }
+}
+
+/// Queues the billing notice of `event` for `user_id`, once per Stripe event id.
+async fn notify(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    event: &Event,
+    price_id: Option<&str>,
+    trial_end: Option<i64>,
+) -> Result<(), AppError> {
+    let Some(user) = crate::auth::users::find_by_id_on(tx, user_id).await? else {
+        return Ok(());
+    };
+    let (kind, context) = match event.kind.as_str() {
+        "customer.subscription.trial_will_end" => {
+            let plan = price_id
+                .and_then(|p| state.catalog.plan_for_price(p))
+                .map_or("your".to_owned(), |p| p.name.clone());
+            let trial_end = trial_end
+                .map(|t| crate::gate::rfc3339(t).chars().take(10).collect::<String>())
+                .unwrap_or_default();
+            (
+                "trial_will_end",
+                minijinja::context! { plan_name => plan, trial_end },
+            )
+        }
+        _ => ("payment_failed", minijinja::context! {}),
+    };
+    crate::email::enqueue(
+        state,
+        tx,
+        crate::email::Outgoing {
+            kind,
+            to: &user.email,
+            context,
+            dedupe_key: Some(format!("{kind}:{}", event.id)),
+        },
+    )
+    .await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
 }
 
 /// The subscription an invoice belongs to, in current (`parent.subscription_details`) and older

@@ -7,6 +7,7 @@
 
 mod billing;
 pub mod csrf;
+mod email_pages;
 
 use std::collections::HashMap;
 
@@ -55,6 +56,44 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/billing/success", get(billing::show_success))
         .route(
+            "/verify-email",
+            get(email_pages::show_verify).post(email_pages::submit_verify),
+        )
+        .route(
+            "/reset-password",
+            get(email_pages::show_reset).post(email_pages::submit_reset),
+        )
+        .route(
+            "/magic",
+            get(email_pages::show_magic).post(email_pages::submit_magic),
+        )
+        .route(
+            "/magic/code",
+            axum::routing::post(email_pages::submit_magic_code),
+        )
+        .route(
+            "/magic-link",
+            axum::routing::post(email_pages::submit_magic_request),
+        )
+        .route(
+            "/confirm-email",
+            get(email_pages::show_confirm_email).post(email_pages::submit_confirm_email),
+        )
+        .route(
+            "/forgot-password",
+            get(email_pages::show_forgot).post(email_pages::submit_forgot),
+        )
+        .route(
+            "/account/verify",
+            axum::routing::post(email_pages::submit_resend_verification),
+        )
+        .route(
+            "/account/email",
+            axum::routing::post(email_pages::submit_email_change),
+        )
+        .route("/dev/mailbox", get(email_pages::show_mailbox))
+        .route("/dev/mailbox.json", get(email_pages::mailbox_json))
+        .route(
             "/demo/free",
             get(show_demo).route_layer(gate::require_login_page(state.clone())),
         )
@@ -88,7 +127,23 @@ pub fn templates() -> Environment<'static> {
         ("billing.html", include_str!("../../templates/billing.html")),
         ("success.html", include_str!("../../templates/success.html")),
         ("demo.html", include_str!("../../templates/demo.html")),
+        (
+            "email/layout.html",
+            include_str!("../../templates/email/layout.html"),
+        ),
+        ("confirm.html", include_str!("../../templates/confirm.html")),
+        (
+            "check_email.html",
+            include_str!("../../templates/check_email.html"),
+        ),
+        ("forgot.html", include_str!("../../templates/forgot.html")),
+        ("mailbox.html", include_str!("../../templates/mailbox.html")),
     ] {
+        env.add_template(name, source)
+            .expect("templates are checked by tests");
+    }
+    // Email templates: `<kind>.txt` (first line is the subject) and `<kind>.html`.
+    for (name, source) in crate::email::TEMPLATES {
         env.add_template(name, source)
             .expect("templates are checked by tests");
     }
@@ -261,6 +316,7 @@ async fn show_home(
 #[derive(Deserialize, Default)]
 struct NextQuery {
     next: Option<String>,
+    notice: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -368,7 +424,12 @@ async fn show_login(
         "login.html",
         None,
         Some(&token),
-        context! { next => safe_next_for(&state, q.next.as_deref()) },
+        context! {
+            next => safe_next_for(&state, q.next.as_deref()),
+            // Fixed texts chosen by code, never echoed from the URL.
+            notice => (q.notice.as_deref() == Some("password_reset"))
+                .then_some("Your password was changed. Sign in with the new one."),
+        },
     )
 }
 
@@ -459,6 +520,10 @@ async fn show_account(
         Some("password_changed") => {
             Some("Your password was changed. Other sessions were signed out.")
         }
+        Some("email_verified") => Some("Your email address is confirmed."),
+        Some("verification_sent") => Some("We sent a new confirmation link to your address."),
+        Some("email_change_sent") => Some("We sent a confirmation link to the new address."),
+        Some("email_changed") => Some("Your email address was changed."),
         _ => None,
     };
     account_page(&state, StatusCode::OK, &user, &token, notice, None).await

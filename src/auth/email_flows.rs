@@ -1,0 +1,574 @@
+//! Email flows: verification, password reset, magic-link sign-in (link or one-time code), email
+//! change, and registration in privacy mode.
+//!
+//! Request routes (forgot password, magic link) answer the same `202 check_your_email` whether or
+//! not the address has an account, and do the work after answering, so neither the body nor the
+//! timing tells. Links open pages whose GET only shows a confirmation form; its POST acts, so link
+//! scanners that prefetch GETs use nothing up. Consuming a magic link or code, or completing a
+//! reset, proves the address and marks it verified.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::AnyConnection;
+use tower_sessions::Session;
+
+use super::{
+    CurrentUser, password, rate_limit,
+    rate_limit::ClientIp,
+    session_store, sign_in,
+    users::{self, Email, User},
+};
+use crate::{
+    app::AppState,
+    db,
+    email::{
+        self, Outgoing,
+        tokens::{self, Purpose},
+    },
+    error::{AppError, Result},
+    extract::ApiJson,
+};
+
+/// The JSON routes of the email flows.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/auth/verify-email/request",
+            post(request_verification_route),
+        )
+        .route("/api/auth/verify-email", post(verify_email_route))
+        .route("/api/auth/password/forgot", post(forgot_password_route))
+        .route("/api/auth/password/reset", post(reset_password_route))
+        .route("/api/auth/magic-link", post(request_magic_link_route))
+        .route("/api/auth/magic-link/consume", post(consume_magic_route))
+        .route("/api/auth/email/change", post(request_email_change_route))
+        .route("/api/auth/email/confirm", post(confirm_email_change_route))
+}
+
+/// The one answer of every request route.
+pub fn check_your_email() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "check_your_email"})),
+    )
+        .into_response()
+}
+
+fn link(state: &AppState, page: &str, token: &str) -> String {
+    format!("{}{page}?token={token}", state.base_url)
+}
+
+/// Queues a verification link for `user` (inside the caller's transaction).
+pub async fn send_verification(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user: &User,
+) -> Result<()> {
+    let email = Email::parse(&user.email)?;
+    let now = state.clock.now();
+    let issued = tokens::issue(
+        conn,
+        &user.id,
+        Purpose::Verify,
+        &email.normalised,
+        None,
+        state.config.token_ttl_verify_secs,
+        now,
+    )
+    .await?;
+    email::enqueue(
+        state,
+        conn,
+        Outgoing {
+            kind: "verify",
+            to: &user.email,
+            context: minijinja::context! { link => link(state, "verify-email", &issued.token) },
+            dedupe_key: None,
+        },
+    )
+    .await
+}
+
+fn hours(secs: u64) -> String {
+    match secs {
+        s if s % 3600 == 0 && s >= 3600 => {
+            format!("{} hour{}", s / 3600, if s == 3600 { "" } else { "s" })
+        }
+        s => format!("{} minutes", s.div_ceil(60)),
+    }
+}
+
+/// Rate limits of the request routes: per address and per client address.
+async fn limit_requests(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+    rate_limit::hit(state, rate_limit::EMAIL_PER_IP, &ip.0.to_string()).await?;
+    let normalised = Email::parse(address)
+        .map(|e| e.normalised)
+        .unwrap_or_else(|_| address.trim().to_lowercase());
+    rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await
+}
+
+/// Runs `work` after the answer has gone, so existing and unknown addresses take the same time.
+fn in_background<F>(work: F)
+where
+    F: Future<Output = Result<()>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = work.await {
+            tracing::warn!(error = %e, "email request failed");
+        }
+    });
+}
+
+/// New verification link for the signed-in user.
+pub async fn request_verification(state: &AppState, ip: ClientIp, user: &User) -> Result<()> {
+    limit_requests(state, ip, &user.email).await?;
+    let mut tx = state.db.pool.begin().await?;
+    send_verification(state, &mut tx, user).await?;
+    tx.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+async fn request_verification_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    current: CurrentUser,
+) -> Result<Response> {
+    request_verification(&state, ip, &current.user).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// Loads the token's user and checks the token was sent to the user's current address.
+async fn bound_user(conn: &mut AnyConnection, consumed: &tokens::Consumed) -> Result<User> {
+    let user = users::find_by_id_on(conn, &consumed.user_id)
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    let current = Email::parse(&user.email).map_err(|_| AppError::TokenInvalid)?;
+    if current.normalised != consumed.email_norm {
+        // Sent to an address the user no longer has.
+        return Err(AppError::TokenInvalid);
+    }
+    Ok(user)
+}
+
+async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> {
+    sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
+        .bind(db::now())
+        .bind(&user.id)
+        .execute(conn)
+        .await?;
+    user.email_verified = 1;
+    Ok(())
+}
+
+/// Confirms an address with a verification token.
+pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
+    let mut tx = state.db.pool.begin().await?;
+    let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
+    let mut user = bound_user(&mut tx, &consumed).await?;
+    mark_verified(&mut tx, &mut user).await?;
+    tx.commit().await?;
+    tracing::info!(user = %user.id, "email verified");
+    Ok(user)
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: String,
+}
+
+async fn verify_email_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response> {
+    rate_limit::hit(&state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    let user = verify_email(&state, &body.token).await?;
+    // In privacy mode the verification link is how a new account signs in.
+    if state.config.registration_privacy {
+        sign_in(&state, &session, &user, false).await?;
+    }
+    Ok(super::user_json(&state, &user).await?.into_response())
+}
+
+#[derive(Deserialize)]
+struct EmailBody {
+    email: String,
+}
+
+/// Queues a reset link if the address has an account; answers nothing either way.
+pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+    limit_requests(state, ip, address).await?;
+    let (state, address) = (state.clone(), address.to_owned());
+    in_background(async move {
+        let Ok(email) = Email::parse(&address) else {
+            return Ok(());
+        };
+        let Some(user) = users::find_by_email(&state.db, &email.normalised).await? else {
+            return Ok(());
+        };
+        let mut tx = state.db.pool.begin().await?;
+        let issued = tokens::issue(
+            &mut tx,
+            &user.id,
+            Purpose::Reset,
+            &email.normalised,
+            None,
+            state.config.token_ttl_reset_secs,
+            state.clock.now(),
+        )
+        .await?;
+        email::enqueue(
+            &state,
+            &mut tx,
+            Outgoing {
+                kind: "reset",
+                to: &user.email,
+                context: minijinja::context! {
+                    link => link(&state, "reset-password", &issued.token),
+                    valid_for => hours(state.config.token_ttl_reset_secs),
+                },
+                dedupe_key: None,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        state.mail_wakeup.notify_one();
+        Ok(())
+    });
+    Ok(())
+}
+
+async fn forgot_password_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response> {
+    forgot_password(&state, ip, &body.email).await?;
+    Ok(check_your_email())
+}
+
+/// Sets a new password with a reset token: all sessions end, the address counts as verified,
+/// and a notice goes out. Does not sign in.
+pub async fn reset_password(
+    state: &AppState,
+    ip: ClientIp,
+    token: &str,
+    new_password: &str,
+) -> Result<()> {
+    rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    // The policy is checked before the token is used, so a too-short password does not burn it.
+    let normalised = password::check_new_password(new_password, state.config.password_min_length)?;
+    let hash = state.hasher.hash(normalised).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    let consumed = tokens::consume(&mut tx, token, Purpose::Reset, now).await?;
+    let mut user = bound_user(&mut tx, &consumed).await?;
+    users::set_password_hash_on(&mut tx, &user.id, &hash).await?;
+    mark_verified(&mut tx, &mut user).await?;
+    tokens::invalidate_all(&mut tx, &user.id, now).await?;
+    session_store::end_user_sessions_on(&mut tx, &user.id, None).await?;
+    email::enqueue(
+        state,
+        &mut tx,
+        Outgoing {
+            kind: "password_changed",
+            to: &user.email,
+            context: minijinja::context! {},
+            dedupe_key: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_wakeup.notify_one();
+    tracing::info!(user = %user.id, "password reset");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ResetBody {
+    token: String,
+    password: String,
+}
+
+async fn reset_password_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<StatusCode> {
+    reset_password(&state, ip, &body.token, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Queues a magic link (with a one-time code) if the address has an account. Never creates one.
+pub async fn request_magic_link(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+    limit_requests(state, ip, address).await?;
+    let (state, address) = (state.clone(), address.to_owned());
+    in_background(async move {
+        let Ok(email) = Email::parse(&address) else {
+            return Ok(());
+        };
+        let Some(user) = users::find_by_email(&state.db, &email.normalised).await? else {
+            return Ok(());
+        };
+        let mut tx = state.db.pool.begin().await?;
+        queue_magic_link(&state, &mut tx, &user, "magic").await?;
+        tx.commit().await?;
+        state.mail_wakeup.notify_one();
+        Ok(())
+    });
+    Ok(())
+}
+
+/// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
+/// sign up" notice of privacy mode) with them.
+async fn queue_magic_link(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user: &User,
+    kind: &str,
+) -> Result<()> {
+    let email = Email::parse(&user.email)?;
+    let issued = tokens::issue(
+        conn,
+        &user.id,
+        Purpose::Magic,
+        &email.normalised,
+        None,
+        state.config.token_ttl_magic_secs,
+        state.clock.now(),
+    )
+    .await?;
+    email::enqueue(
+        state,
+        conn,
+        Outgoing {
+            kind,
+            to: &user.email,
+            context: minijinja::context! {
+                link => link(state, "magic", &issued.token),
+                code => issued.code,
+                valid_for => hours(state.config.token_ttl_magic_secs),
+            },
+            dedupe_key: None,
+        },
+    )
+    .await
+}
+
+async fn request_magic_link_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response> {
+    request_magic_link(&state, ip, &body.email).await?;
+    Ok(check_your_email())
+}
+
+/// Signs in with a magic-link token, or with the address and its one-time code.
+pub async fn consume_magic(
+    state: &AppState,
+    ip: ClientIp,
+    token: Option<&str>,
+    email_and_code: Option<(&str, &str)>,
+) -> Result<User> {
+    rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    let consumed = match (token, email_and_code) {
+        (Some(token), _) => tokens::consume(&mut tx, token, Purpose::Magic, now).await?,
+        (None, Some((address, code))) => {
+            let email = Email::parse(address).map_err(|_| AppError::TokenInvalid)?;
+            let user = users::find_by_email_on(&mut tx, &email.normalised)
+                .await?
+                .ok_or(AppError::TokenInvalid)?;
+            match tokens::consume_code(&mut tx, &user.id, code, now).await {
+                Ok(consumed) => consumed,
+                Err(e) => {
+                    // Keep the count of wrong tries.
+                    tx.commit().await?;
+                    return Err(e);
+                }
+            }
+        }
+        (None, None) => return Err(AppError::TokenInvalid),
+    };
+    let mut user = bound_user(&mut tx, &consumed).await?;
+    mark_verified(&mut tx, &mut user).await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+#[derive(Deserialize)]
+struct MagicBody {
+    token: Option<String>,
+    email: Option<String>,
+    code: Option<String>,
+}
+
+async fn consume_magic_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<MagicBody>,
+) -> Result<Response> {
+    let pair = body.email.as_deref().zip(body.code.as_deref());
+    let user = consume_magic(&state, ip, body.token.as_deref(), pair).await?;
+    sign_in(&state, &session, &user, false).await?;
+    tracing::info!(user = %user.id, "signed in by magic link");
+    Ok(super::user_json(&state, &user).await?.into_response())
+}
+
+/// Starts an email change: checks the password, sends a link to the new address and a notice to
+/// the old one.
+pub async fn request_email_change(
+    state: &AppState,
+    ip: ClientIp,
+    current: &CurrentUser,
+    current_password: &str,
+    new_email: &str,
+) -> Result<()> {
+    limit_requests(state, ip, &current.user.email).await?;
+    let stored = current.user.password_hash.as_deref();
+    if state.hasher.verify(current_password, stored).await? == password::Verified::No {
+        return Err(AppError::InvalidCredentials);
+    }
+    let new = Email::parse(new_email)?;
+    if users::find_by_email(&state.db, &new.normalised)
+        .await?
+        .is_some()
+    {
+        return Err(AppError::EmailTaken);
+    }
+    let mut tx = state.db.pool.begin().await?;
+    let issued = tokens::issue(
+        &mut tx,
+        &current.user.id,
+        Purpose::EmailChange,
+        &new.normalised,
+        Some(&new.display),
+        state.config.token_ttl_verify_secs,
+        state.clock.now(),
+    )
+    .await?;
+    email::enqueue(
+        state,
+        &mut tx,
+        Outgoing {
+            kind: "email_change",
+            to: &new.display,
+            context: minijinja::context! { link => link(state, "confirm-email", &issued.token) },
+            dedupe_key: None,
+        },
+    )
+    .await?;
+    email::enqueue(
+        state,
+        &mut tx,
+        Outgoing {
+            kind: "email_change_notice",
+            to: &current.user.email,
+            context: minijinja::context! { new_email => users::mask(&new.display) },
+            dedupe_key: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct EmailChangeBody {
+    password: String,
+    new_email: String,
+}
+
+async fn request_email_change_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    current: CurrentUser,
+    ApiJson(body): ApiJson<EmailChangeBody>,
+) -> Result<StatusCode> {
+    request_email_change(&state, ip, &current, &body.password, &body.new_email).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
+/// Stripe customer's email follows.
+pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -> Result<User> {
+    rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.pool.begin().await?;
+    let consumed = tokens::consume(&mut tx, token, Purpose::EmailChange, now).await?;
+    let new_display = consumed.new_email.clone().ok_or(AppError::TokenInvalid)?;
+    let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    let changed = sqlx::query(
+        "UPDATE users SET email = $1, email_norm = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
+    )
+    .bind(&new_display)
+    .bind(&consumed.email_norm)
+    .bind(db::now())
+    .bind(&user.id)
+    .execute(&mut *tx)
+    .await;
+    match changed {
+        Ok(_) => {}
+        Err(e) if db::is_unique_violation(&e) => return Err(AppError::EmailTaken),
+        Err(e) => return Err(e.into()),
+    }
+    tokens::invalidate_all(&mut tx, &user.id, now).await?;
+    tx.commit().await?;
+    user.email = new_display;
+    user.email_verified = 1;
+    crate::billing::customers::sync_email(state, &user).await;
+    tracing::info!(user = %user.id, "email changed");
+    Ok(user)
+}
+
+async fn confirm_email_change_route(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response> {
+    let user = confirm_email_change(&state, ip, &body.token).await?;
+    Ok(super::user_json(&state, &user).await?.into_response())
+}
+
+/// Registration in privacy mode: the same answer for every address. A new address gets an
+/// unverified account and its verification link; an unverified one gets its pending password
+/// replaced and a new link (nobody can pre-register someone else's address); an owner gets a
+/// "someone tried to sign up — here is a sign-in link" email.
+pub async fn register_privately(
+    state: &AppState,
+    email: &Email,
+    password_hash: &str,
+) -> Result<()> {
+    let mut tx = state.db.pool.begin().await?;
+    match users::find_by_email_on(&mut tx, &email.normalised).await? {
+        None => {
+            let user = users::insert_user_on(&mut tx, email, password_hash).await?;
+            send_verification(state, &mut tx, &user).await?;
+        }
+        Some(user) if user.email_verified == 0 => {
+            users::set_password_hash_on(&mut tx, &user.id, password_hash).await?;
+            // Links sent for the replaced registration stop working.
+            tokens::invalidate_all(&mut tx, &user.id, state.clock.now()).await?;
+            send_verification(state, &mut tx, &user).await?;
+        }
+        Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
+    }
+    tx.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}

@@ -1,0 +1,489 @@
+//! Pages of the email flows. Every link in an email opens a page whose GET only shows a
+//! confirmation form (link scanners that prefetch change nothing); its POST acts. Also the forgot
+//! password and magic-link request forms, and the development mailbox.
+
+use axum::{
+    Extension, Json,
+    body::Bytes,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use super::{checked_form, csrf::CsrfToken, error_response, page_user, render};
+use crate::{
+    app::AppState,
+    auth::{self, email_flows, rate_limit::ClientIp},
+    config::Mode,
+    error::AppError,
+};
+
+#[derive(Deserialize, Default)]
+pub(super) struct TokenQuery {
+    token: Option<String>,
+}
+
+/// A confirmation page for a link.
+struct Confirm {
+    heading: &'static str,
+    text: &'static str,
+    action: &'static str,
+    button: &'static str,
+    ask_password: bool,
+}
+
+const VERIFY: Confirm = Confirm {
+    heading: "Confirm your email address",
+    text: "Press the button to confirm this address.",
+    action: "/verify-email",
+    button: "Confirm my address",
+    ask_password: false,
+};
+const RESET: Confirm = Confirm {
+    heading: "Choose a new password",
+    text: "All your sessions will be signed out.",
+    action: "/reset-password",
+    button: "Set the new password",
+    ask_password: true,
+};
+const MAGIC: Confirm = Confirm {
+    heading: "Sign in",
+    text: "Press the button to sign in.",
+    action: "/magic",
+    button: "Sign me in",
+    ask_password: false,
+};
+const CHANGE: Confirm = Confirm {
+    heading: "Confirm your new email address",
+    text: "Press the button to make this the address of your account.",
+    action: "/confirm-email",
+    button: "Confirm the new address",
+    ask_password: false,
+};
+
+fn confirm_page(
+    state: &AppState,
+    token: &CsrfToken,
+    page: &Confirm,
+    link_token: Option<&str>,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    render(
+        state,
+        status,
+        "confirm.html",
+        None,
+        Some(token),
+        context! {
+            heading => page.heading,
+            text => page.text,
+            action => page.action,
+            button => page.button,
+            ask_password => page.ask_password,
+            token => link_token.filter(|t| !t.is_empty()),
+            min_length => state.config.password_min_length,
+            error,
+        },
+    )
+}
+
+macro_rules! show {
+    ($name:ident, $page:expr) => {
+        pub(super) async fn $name(
+            State(state): State<AppState>,
+            Extension(token): Extension<CsrfToken>,
+            Query(q): Query<TokenQuery>,
+        ) -> Response {
+            confirm_page(
+                &state,
+                &token,
+                &$page,
+                q.token.as_deref(),
+                StatusCode::OK,
+                None,
+            )
+        }
+    };
+}
+
+show!(show_verify, VERIFY);
+show!(show_reset, RESET);
+show!(show_magic, MAGIC);
+show!(show_confirm_email, CHANGE);
+
+#[derive(Deserialize)]
+struct TokenForm {
+    token: String,
+    password: Option<String>,
+}
+
+/// A failed link: the same generic message, the form gone.
+fn link_failed(state: &AppState, token: &CsrfToken, page: &Confirm, err: AppError) -> Response {
+    match err {
+        AppError::TokenInvalid
+        | AppError::PasswordTooShort(_)
+        | AppError::PasswordTooCommon
+        | AppError::PasswordTooLong
+        | AppError::EmailTaken
+        | AppError::RateLimited(_) => {
+            let (status, _) = err.status_and_code();
+            confirm_page(state, token, page, None, status, Some(err.public_message()))
+        }
+        other => error_response(state, other),
+    }
+}
+
+pub(super) async fn submit_verify(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: TokenForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = async {
+        auth::rate_limit::hit(&state, auth::rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+        let user = email_flows::verify_email(&state, &form.token).await?;
+        if state.config.registration_privacy {
+            auth::sign_in(&state, &session, &user, false).await?;
+        }
+        Ok::<_, AppError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/account?notice=email_verified").into_response(),
+        Err(e) => link_failed(&state, &token, &VERIFY, e),
+    }
+}
+
+pub(super) async fn submit_reset(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: TokenForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let password = form.password.unwrap_or_default();
+    match email_flows::reset_password(&state, ip, &form.token, &password).await {
+        Ok(()) => Redirect::to("/login?notice=password_reset").into_response(),
+        // A password the policy refuses keeps the form (the token was not used).
+        Err(
+            e @ (AppError::PasswordTooShort(_)
+            | AppError::PasswordTooCommon
+            | AppError::PasswordTooLong),
+        ) => {
+            let (status, _) = e.status_and_code();
+            confirm_page(
+                &state,
+                &token,
+                &RESET,
+                Some(&form.token),
+                status,
+                Some(e.public_message()),
+            )
+        }
+        Err(e) => link_failed(&state, &token, &RESET, e),
+    }
+}
+
+pub(super) async fn submit_magic(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: TokenForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = async {
+        let user = email_flows::consume_magic(&state, ip, Some(&form.token), None).await?;
+        auth::sign_in(&state, &session, &user, false).await
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(e) => link_failed(&state, &token, &MAGIC, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    email: String,
+    code: String,
+}
+
+pub(super) async fn submit_magic_code(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: CodeForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = async {
+        let user =
+            email_flows::consume_magic(&state, ip, None, Some((&form.email, &form.code))).await?;
+        auth::sign_in(&state, &session, &user, false).await
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(e @ (AppError::TokenInvalid | AppError::RateLimited(_))) => {
+            let (status, _) = e.status_and_code();
+            render(
+                &state,
+                status,
+                "check_email.html",
+                None,
+                Some(&token),
+                context! { code_form => true, email => form.email, error => e.public_message() },
+            )
+        }
+        Err(e) => error_response(&state, e),
+    }
+}
+
+pub(super) async fn submit_confirm_email(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: TokenForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match email_flows::confirm_email_change(&state, ip, &form.token).await {
+        Ok(_) => Redirect::to("/account?notice=email_changed").into_response(),
+        Err(e) => link_failed(&state, &token, &CHANGE, e),
+    }
+}
+
+pub(super) async fn show_forgot(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+) -> Response {
+    render(
+        &state,
+        StatusCode::OK,
+        "forgot.html",
+        None,
+        Some(&token),
+        context! {},
+    )
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    email: String,
+}
+
+/// The request forms: the same page whether or not the address has an account.
+async fn email_request(
+    state: &AppState,
+    token: &CsrfToken,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    body: &Bytes,
+    magic: bool,
+) -> Response {
+    let form: EmailForm = match checked_form(state, headers, body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = if magic {
+        email_flows::request_magic_link(state, ip, &form.email).await
+    } else {
+        email_flows::forgot_password(state, ip, &form.email).await
+    };
+    match result {
+        Ok(()) => render(
+            state,
+            StatusCode::OK,
+            "check_email.html",
+            None,
+            Some(token),
+            context! { code_form => magic, email => form.email },
+        ),
+        Err(e) => error_response(state, e),
+    }
+}
+
+pub(super) async fn submit_forgot(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    email_request(&state, &token, ip, &headers, &body, false).await
+}
+
+pub(super) async fn submit_magic_request(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    email_request(&state, &token, ip, &headers, &body, true).await
+}
+
+pub(super) async fn submit_resend_verification(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    #[derive(Deserialize)]
+    struct Empty {}
+    if let Err(r) = checked_form::<Empty>(&state, &headers, &body) {
+        return r;
+    }
+    let user = match page_user(&state, session).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+        Err(r) => return r,
+    };
+    match email_flows::request_verification(&state, ip, &user.user).await {
+        Ok(()) => Redirect::to("/account?notice=verification_sent").into_response(),
+        Err(e) => error_response(&state, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct EmailChangeForm {
+    new_email: String,
+    password: String,
+}
+
+pub(super) async fn submit_email_change(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    ip: ClientIp,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: EmailChangeForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let user = match page_user(&state, session).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+        Err(r) => return r,
+    };
+    match email_flows::request_email_change(&state, ip, &user, &form.password, &form.new_email)
+        .await
+    {
+        Ok(()) => Redirect::to("/account?notice=email_change_sent").into_response(),
+        Err(e @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
+            error_response(&state, e)
+        }
+        Err(e) => {
+            let (status, _) = e.status_and_code();
+            super::account_page(
+                &state,
+                status,
+                &user,
+                &token,
+                None,
+                Some(e.public_message()),
+            )
+            .await
+        }
+    }
+}
+
+/// True where the development mailbox may exist: development mode, no SMTP, no real Stripe keys,
+/// and a base URL that is not https.
+pub fn mailbox_enabled(state: &AppState) -> bool {
+    state.config.mode == Mode::Development
+        && matches!(state.mail_transport, crate::email::Transport::Mailbox)
+        && state.config.stripe_secret_key.is_none()
+        && !state.https()
+}
+
+#[derive(Serialize)]
+struct MailboxMessage {
+    to: String,
+    subject: String,
+    text: String,
+    html: String,
+    status: String,
+}
+
+async fn mailbox_messages(state: &AppState) -> Result<Vec<MailboxMessage>, AppError> {
+    let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT recipient, subject, text_body, html_body, status FROM outbox \
+         ORDER BY created_at DESC, id DESC LIMIT 100",
+    )
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(to, subject, text, html, status)| MailboxMessage {
+            to,
+            subject,
+            text,
+            html,
+            status,
+        })
+        .collect())
+}
+
+pub(super) async fn show_mailbox(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+) -> Response {
+    if !mailbox_enabled(&state) {
+        return super::error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "There is nothing at this address.",
+        );
+    }
+    match mailbox_messages(&state).await {
+        Ok(messages) => render(
+            &state,
+            StatusCode::OK,
+            "mailbox.html",
+            None,
+            Some(&token),
+            context! { messages },
+        ),
+        Err(e) => error_response(&state, e),
+    }
+}
+
+pub(super) async fn mailbox_json(State(state): State<AppState>) -> Response {
+    if !mailbox_enabled(&state) {
+        return AppError::NotFound.into_response();
+    }
+    match mailbox_messages(&state).await {
+        Ok(messages) => Json(serde_json::json!({ "messages": messages })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,668 @@
+//! Email flows end to end: lettre speaks real SMTP over TCP to a sink on loopback, and the tests
+//! read what it received.
+
+use reqwest::Client;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{PASSWORD, TestApp, client},
+    smtp::SmtpSink,
+};
+
+async fn app_with_mail(extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let mut builder = TestApp::builder().with("SMTP_URL", &sink.url());
+    for (k, v) in extra {
+        builder = builder.with(k, v);
+    }
+    (builder.spawn().await, sink)
+}
+
+async fn post(app: &TestApp, c: &Client, path: &str, body: Value) -> reqwest::Response {
+    app.post_json_with(c, path, &body).await
+}
+
+async fn error_of(r: reqwest::Response) -> String {
+    r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn registration_sends_a_verification_link_whose_get_changes_nothing() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = app.user("ann@example.com").await;
+    let mail = sink.wait_for("ann@example.com", 1).await;
+    assert!(mail.subject().contains("Confirm your email address"));
+    let link = mail.link("verify-email");
+    assert!(link.starts_with(&app.url("/verify-email?token=")), "{link}");
+
+    // Opening the link shows a form and changes nothing.
+    let page = client().get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Confirm my address"));
+    assert_eq!(app.me(&c).await["email_verified"], false);
+
+    let token = mail.token("verify-email");
+    let r = post(&app, &c, "/api/auth/verify-email", json!({"token": token})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["email_verified"], true);
+    let again = post(&app, &c, "/api/auth/verify-email", json!({"token": token})).await;
+    assert_eq!(again.status(), 400);
+    assert_eq!(error_of(again).await, "token_invalid");
+
+    let resend = post(&app, &c, "/api/auth/verify-email/request", json!({})).await;
+    assert_eq!(resend.status(), 202);
+    sink.wait_for("ann@example.com", 2).await;
+}
+
+#[tokio::test]
+async fn password_reset_ends_sessions_does_not_sign_in_and_sends_a_notice() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = app.user("ann@example.com").await;
+    sink.wait_for("ann@example.com", 1).await;
+
+    let known = post(
+        &app,
+        &client(),
+        "/api/auth/password/forgot",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let unknown = post(
+        &app,
+        &client(),
+        "/api/auth/password/forgot",
+        json!({"email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!(known.status(), 202);
+    assert_eq!(unknown.status(), 202);
+    assert_eq!(
+        known.bytes().await.unwrap(),
+        unknown.bytes().await.unwrap(),
+        "byte-identical"
+    );
+
+    let mail = sink.wait_for("ann@example.com", 2).await;
+    let token = mail.token("reset-password");
+    assert!(sink.to("nobody@example.com").is_empty());
+
+    // A refused password keeps the token usable.
+    let short = post(
+        &app,
+        &client(),
+        "/api/auth/password/reset",
+        json!({"token": token, "password": "short"}),
+    )
+    .await;
+    assert_eq!(error_of(short).await, "password_too_short");
+    let reset = post(
+        &app,
+        &client(),
+        "/api/auth/password/reset",
+        json!({"token": token, "password": "a fresh new passphrase"}),
+    )
+    .await;
+    assert_eq!(reset.status(), 204);
+    assert!(reset.headers().get("set-cookie").is_none(), "no sign-in");
+
+    assert_eq!(
+        c.get(app.url("/api/me")).send().await.unwrap().status(),
+        401,
+        "sessions ended"
+    );
+    let login = post(
+        &app,
+        &client(),
+        "/api/auth/login",
+        json!({"email": "ann@example.com", "password": "a fresh new passphrase"}),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+    assert_eq!(
+        login.json::<Value>().await.unwrap()["email_verified"],
+        true,
+        "a reset proves the address"
+    );
+    let notice = sink.wait_for("ann@example.com", 3).await;
+    assert!(notice.subject().contains("password was changed"));
+    let reuse = post(
+        &app,
+        &client(),
+        "/api/auth/password/reset",
+        json!({"token": token, "password": "yet another passphrase"}),
+    )
+    .await;
+    assert_eq!(error_of(reuse).await, "token_invalid");
+}
+
+#[tokio::test]
+async fn magic_links_sign_in_once_and_codes_die_after_five_wrong_tries() {
+    let (app, sink) = app_with_mail(&[]).await;
+    app.user("ann@example.com").await;
+    sink.wait_for("ann@example.com", 1).await;
+
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let mail = sink.wait_for("ann@example.com", 2).await;
+    let token = mail.token("magic");
+    // A link scanner's GET uses nothing up.
+    assert_eq!(
+        client()
+            .get(mail.link("magic"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let browser = client();
+    let r = post(
+        &app,
+        &browser,
+        "/api/auth/magic-link/consume",
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("set-cookie").is_some());
+    assert_eq!(app.me(&browser).await["email"], "ann@example.com");
+    let again = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link/consume",
+        json!({"token": token}),
+    )
+    .await;
+    assert_eq!(error_of(again).await, "token_invalid");
+
+    // The code: five wrong tries kill it, even for the right one after.
+    post(
+        &app,
+        &client(),
+        "/api/auth/magic-link",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let mail = sink.wait_for("ann@example.com", 3).await;
+    let code = mail.code();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let r = post(
+            &app,
+            &client(),
+            "/api/auth/magic-link/consume",
+            json!({"email": "ann@example.com", "code": wrong}),
+        )
+        .await;
+        assert_eq!(error_of(r).await, "token_invalid");
+    }
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link/consume",
+        json!({"email": "ann@example.com", "code": code}),
+    )
+    .await;
+    assert_eq!(
+        error_of(r).await,
+        "token_invalid",
+        "dead after five wrong codes"
+    );
+
+    post(
+        &app,
+        &client(),
+        "/api/auth/magic-link",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let mail = sink.wait_for("ann@example.com", 4).await;
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link/consume",
+        json!({"email": "ANN@example.com", "code": mail.code()}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "a right code signs in");
+}
+
+#[tokio::test]
+async fn magic_links_never_create_accounts_and_answer_alike() {
+    let (app, sink) = app_with_mail(&[]).await;
+    app.user("ann@example.com").await;
+    let known = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let unknown = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link",
+        json!({"email": "new@example.com"}),
+    )
+    .await;
+    assert_eq!(known.bytes().await.unwrap(), unknown.bytes().await.unwrap());
+    sink.wait_for("ann@example.com", 2).await;
+    assert_eq!(app.count("users").await, 1);
+    assert!(sink.to("new@example.com").is_empty());
+}
+
+#[tokio::test]
+async fn tokens_are_refused_when_tampered_expired_misused_or_for_an_old_address() {
+    let (app, sink) = app_with_mail(&[("TOLLGATE_TOKEN_TTL_MAGIC_SECS", "60")]).await;
+    let c = app.user("ann@example.com").await;
+    let verify = sink
+        .wait_for("ann@example.com", 1)
+        .await
+        .token("verify-email");
+    post(
+        &app,
+        &client(),
+        "/api/auth/password/forgot",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let reset = sink
+        .wait_for("ann@example.com", 2)
+        .await
+        .token("reset-password");
+
+    let cases = [
+        (
+            "/api/auth/magic-link/consume",
+            json!({"token": reset}),
+            "a reset token as a magic link",
+        ),
+        (
+            "/api/auth/verify-email",
+            json!({"token": format!("{reset}x")}),
+            "tampered",
+        ),
+        ("/api/auth/verify-email", json!({"token": ""}), "empty"),
+        (
+            "/api/auth/email/confirm",
+            json!({"token": verify}),
+            "a verify token as an email change",
+        ),
+    ];
+    for (path, body, why) in cases {
+        let r = post(&app, &client(), path, body).await;
+        assert_eq!(r.status(), 400, "{why}");
+        assert_eq!(error_of(r).await, "token_invalid", "{why}");
+    }
+
+    // Expiry, moved by the shared clock.
+    post(
+        &app,
+        &client(),
+        "/api/auth/magic-link",
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let magic = sink.wait_for("ann@example.com", 3).await.token("magic");
+    app.state.clock.advance(61);
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/magic-link/consume",
+        json!({"token": magic}),
+    )
+    .await;
+    assert_eq!(error_of(r).await, "token_invalid", "expired");
+
+    // An email change kills tokens sent to the old address.
+    let change = post(
+        &app,
+        &c,
+        "/api/auth/email/change",
+        json!({"password": PASSWORD, "new_email": "ann@new.example"}),
+    )
+    .await;
+    assert_eq!(change.status(), 202);
+    let confirm = sink
+        .wait_for("ann@new.example", 1)
+        .await
+        .token("confirm-email");
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/email/confirm",
+        json!({"token": confirm}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/verify-email",
+        json!({"token": verify}),
+    )
+    .await;
+    assert_eq!(
+        error_of(r).await,
+        "token_invalid",
+        "a token for the old address"
+    );
+}
+
+#[tokio::test]
+async fn email_change_needs_the_password_confirms_the_new_address_and_tells_the_old() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    app.user("taken@example.com").await;
+
+    let wrong = post(
+        &app,
+        &c,
+        "/api/auth/email/change",
+        json!({"password": "nope nope nope", "new_email": "ann@new.example"}),
+    )
+    .await;
+    assert_eq!(wrong.status(), 401);
+    let taken = post(
+        &app,
+        &c,
+        "/api/auth/email/change",
+        json!({"password": PASSWORD, "new_email": "TAKEN@example.com"}),
+    )
+    .await;
+    assert_eq!(taken.status(), 409);
+    assert_eq!(error_of(taken).await, "email_taken");
+    let bad = post(
+        &app,
+        &c,
+        "/api/auth/email/change",
+        json!({"password": PASSWORD, "new_email": "not-an-address"}),
+    )
+    .await;
+    assert_eq!(error_of(bad).await, "invalid_email");
+
+    let ok = post(
+        &app,
+        &c,
+        "/api/auth/email/change",
+        json!({"password": PASSWORD, "new_email": "Ann@New.example"}),
+    )
+    .await;
+    assert_eq!(ok.status(), 202);
+    let link = sink.wait_for("Ann@New.example", 1).await;
+    let notice = sink.wait_for("ann@example.com", 2).await;
+    assert!(notice.subject().contains("is being changed"));
+    assert!(
+        !notice.text().contains("Ann@New.example"),
+        "the notice masks the new address"
+    );
+    assert_eq!(
+        app.me(&c).await["email"],
+        "ann@example.com",
+        "nothing changes before confirmation"
+    );
+
+    let r = post(
+        &app,
+        &client(),
+        "/api/auth/email/confirm",
+        json!({"token": link.token("confirm-email")}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let me = app.me(&c).await;
+    assert_eq!(me["email"], "Ann@New.example");
+    assert_eq!(me["email_verified"], true);
+
+    // The Stripe customer's email follows.
+    let customer = app.customer_of("ann@new.example").await.unwrap();
+    let stripe: Value = client()
+        .get(app.sim_url(&format!("/v1/customers/{customer}")))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stripe["email"], "Ann@New.example");
+}
+
+#[tokio::test]
+async fn mail_committed_while_the_relay_is_down_arrives_once_after_a_restart() {
+    let mut sink = SmtpSink::start().await;
+    let first = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .spawn()
+        .await;
+    sink.stop();
+    first.user("ann@example.com").await;
+    // The worker has tried and failed at least once.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM outbox")
+            .fetch_one(&first.state.db.pool)
+            .await
+            .unwrap();
+        if attempts > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never tried"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let db = first.db.clone();
+    drop(first);
+
+    sink.restart().await;
+    let second = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .on_db(db)
+        .spawn()
+        .await;
+    sink.wait_for("ann@example.com", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.to("ann@example.com").len(), 1, "sent once");
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM outbox")
+        .fetch_one(&second.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
+}
+
+#[tokio::test]
+async fn two_instances_send_each_message_once() {
+    let sink = SmtpSink::start().await;
+    let first = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .spawn()
+        .await;
+    let second = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .on_db(first.db.clone())
+        .spawn()
+        .await;
+    for i in 0..10 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.user(&format!("u{i}@example.com")).await;
+    }
+    for i in 0..10 {
+        sink.wait_for(&format!("u{i}@example.com"), 1).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sink.mails.lock().unwrap().len(), 10, "no message twice");
+}
+
+#[tokio::test]
+async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
+    let (app, sink) = app_with_mail(&[("TOLLGATE_REGISTRATION_PRIVACY", "true")]).await;
+    let register = |email: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let c = client();
+            let r = post(
+                app,
+                &c,
+                "/api/auth/register",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+            (c, r)
+        }
+    };
+
+    let (_, new) = register("ann@example.com", PASSWORD).await;
+    assert_eq!(new.status(), 202);
+    assert!(new.headers().get("set-cookie").is_none(), "no session");
+    let new_body = new.bytes().await.unwrap();
+    let verify = sink.wait_for("ann@example.com", 1).await;
+
+    // Unverified: password sign-in is refused like a wrong password.
+    let login = post(
+        &app,
+        &client(),
+        "/api/auth/login",
+        json!({"email": "ann@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(login.status(), 401);
+
+    // A second registration of the unverified address replaces the pending password.
+    let (_, again) = register("ann@example.com", "the real owner's passphrase").await;
+    assert_eq!(again.bytes().await.unwrap(), new_body, "same answer");
+    let second = sink.wait_for("ann@example.com", 2).await;
+    assert_eq!(app.count("users").await, 1);
+
+    // The verification POST signs in, with the newest password in force.
+    let browser = client();
+    let r = post(
+        &app,
+        &browser,
+        "/api/auth/verify-email",
+        json!({"token": second.token("verify-email")}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.me(&browser).await["email_verified"], true);
+    let stale = post(
+        &app,
+        &client(),
+        "/api/auth/verify-email",
+        json!({"token": verify.token("verify-email")}),
+    )
+    .await;
+    assert_eq!(
+        stale.status(),
+        400,
+        "the link of the replaced registration is dead"
+    );
+    let login = post(
+        &app,
+        &client(),
+        "/api/auth/login",
+        json!({"email": "ann@example.com", "password": "the real owner's passphrase"}),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+
+    // A verified owner: same answer, and a sign-in link instead of an account.
+    let (_, taken) = register("ann@example.com", "an attacker's passphrase").await;
+    assert_eq!(taken.status(), 202);
+    assert_eq!(taken.bytes().await.unwrap(), new_body);
+    let warning = sink.wait_for("ann@example.com", 3).await;
+    assert!(warning.subject().contains("tried to sign up"));
+    assert!(warning.link("magic").contains("/magic?token="));
+    let attacker = post(
+        &app,
+        &client(),
+        "/api/auth/login",
+        json!({"email": "ann@example.com", "password": "an attacker's passphrase"}),
+    )
+    .await;
+    assert_eq!(attacker.status(), 401);
+}
+
+#[tokio::test]
+async fn billing_notices_are_sent_once_per_stripe_event() {
+    let (app, sink) = app_with_mail(&[]).await;
+    app.subscriber("ann@example.com", "pro").await;
+    app.advance(12 * 86_400).await;
+    let notice = sink.wait_for("ann@example.com", 2).await;
+    assert!(
+        notice.subject().contains("trial ends on"),
+        "{}",
+        notice.subject()
+    );
+
+    // Delivering the same event again sends nothing more.
+    let events: Value = client()
+        .get(app.sim_url("/_sim/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "customer.subscription.trial_will_end")
+        .unwrap()
+        .clone();
+    assert_eq!(app.deliver(&event).await["outcome"], "duplicate");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.to("ann@example.com").len(), 2);
+
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    client()
+        .post(app.sim_url(&format!("/_sim/customers/{customer}/card")))
+        .json(&json!({"failing": true}))
+        .send()
+        .await
+        .unwrap();
+    app.advance(3 * 86_400).await;
+    let failed = sink.wait_for("ann@example.com", 3).await;
+    assert!(failed.text().contains("could not charge your card"));
+}
+
+#[tokio::test]
+async fn the_development_mailbox_lists_mail_only_without_smtp() {
+    let app = TestApp::builder().spawn().await;
+    app.user("ann@example.com").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let listed = loop {
+        let r: Value = app.get("/dev/mailbox.json").await.json().await.unwrap();
+        if r["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed["messages"][0]["to"], "ann@example.com");
+    assert!(
+        listed["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("/verify-email?token=")
+    );
+    let page = app.get("/dev/mailbox").await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Confirm my address"));
+
+    let (with_smtp, _sink) = app_with_mail(&[]).await;
+    assert_eq!(with_smtp.get("/dev/mailbox").await.status(), 404);
+    assert_eq!(with_smtp.get("/dev/mailbox.json").await.status(), 404);
+}
