@@ -237,6 +237,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
         .route("/readyz", get(ready))
         .merge(auth::router())
         .merge(auth::email_flows::router())
+        .merge(auth::delete::router())
         .merge(billing::router())
         .merge(crate::gate::router(state.clone()))
         .merge(app_routes)

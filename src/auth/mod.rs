@@ -6,6 +6,7 @@
 //! refreshed at most once a minute so that reads do not become writes). The id is rotated at every
 //! sign-in and privilege change; logout deletes the record server-side.
 
+pub mod delete;
 pub mod email_flows;
 pub mod password;
 pub mod rate_limit;

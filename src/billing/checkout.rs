@@ -304,3 +304,43 @@ pub async fn complete_from_success_page(
         .await?;
     Ok(CheckoutOutcome::Completed)
 }
+
+/// One line of the billing page's invoice list.
+#[derive(Debug, Serialize)]
+pub struct InvoiceLine {
+    /// Invoice number.
+    pub number: String,
+    /// Date (YYYY-MM-DD).
+    pub date: String,
+    /// Amount, formatted.
+    pub amount: String,
+    /// Stripe's status (`paid`, `open`, …).
+    pub status: String,
+    /// Stripe's hosted page, when it has one.
+    pub url: Option<String>,
+}
+
+/// The customer's last invoices, newest first (empty when Stripe has none or cannot be reached:
+/// the billing page still renders).
+pub async fn recent_invoices(state: &AppState, customer: &str) -> Vec<InvoiceLine> {
+    let request = stripe_billing::invoice::ListInvoice::new()
+        .customer(customer)
+        .limit(5);
+    let Ok(list) = retrying(|| request.send(&state.stripe.client)).await else {
+        return Vec::new();
+    };
+    list.data
+        .iter()
+        .map(|i| InvoiceLine {
+            number: i.number.clone().unwrap_or_default(),
+            date: crate::gate::rfc3339(i.created).chars().take(10).collect(),
+            amount: crate::billing::money(i.total, &i.currency.to_string()),
+            status: i
+                .status
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            url: i.hosted_invoice_url.clone(),
+        })
+        .collect()
+}

@@ -20,6 +20,22 @@ use serde_json::{Value, json};
 use crate::{app::AppState, auth::CurrentUser, error::Result, extract::ApiJson};
 use checkout::RedirectUrl;
 
+/// `1900` `usd` → `$19.00`-style text without a locale database: `19.00 USD`.
+pub fn money(amount: i64, currency: &str) -> String {
+    let symbol = match currency {
+        "usd" => "$",
+        "eur" => "€",
+        "gbp" => "£",
+        _ => "",
+    };
+    let value = format!("{}.{:02}", amount / 100, amount % 100);
+    if symbol.is_empty() {
+        format!("{value} {}", currency.to_uppercase())
+    } else {
+        format!("{symbol}{value}")
+    }
+}
+
 /// Body limit of `/webhooks/stripe` (CONTRACT.md).
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 

@@ -29,22 +29,6 @@ use crate::{
     gate::{self, Access},
 };
 
-/// `1900` `usd` → `$19.00`-style text without a locale database: `19.00 USD`.
-pub fn money(amount: i64, currency: &str) -> String {
-    let symbol = match currency {
-        "usd" => "$",
-        "eur" => "€",
-        "gbp" => "£",
-        _ => "",
-    };
-    let value = format!("{}.{:02}", amount / 100, amount % 100);
-    if symbol.is_empty() {
-        format!("{value} {}", currency.to_uppercase())
-    } else {
-        format!("{symbol}{value}")
-    }
-}
-
 /// A plan's status in words, for people.
 pub fn status_words(access: &Access) -> String {
     let date = |s: &Option<String>| {
@@ -116,7 +100,7 @@ pub(super) async fn show_pricing(
             price: p
                 .prices
                 .get(&interval)
-                .map(|pr| money(pr.amount, &pr.currency)),
+                .map(|pr| crate::billing::money(pr.amount, &pr.currency)),
         })
         .collect();
     let notice = if q.canceled.is_some() {
@@ -220,6 +204,10 @@ pub(super) async fn show_billing(
         Ok(c) => c,
         Err(e) => return error_response(&state, e),
     };
+    let invoices = match &customer {
+        Some(c) => checkout::recent_invoices(&state, c).await,
+        None => Vec::new(),
+    };
     let plan_name = plan_name(&state, access);
     let error = (q.notice.as_deref() == Some("already_subscribed"))
         .then_some("You already have a subscription. Change plans in the billing portal.");
@@ -233,6 +221,7 @@ pub(super) async fn show_billing(
             plan_name,
             status_words => status_words(access),
             has_customer => customer.is_some(),
+            invoices,
             error,
             simulator_url => state.stripe.sim.as_ref().map(|s| s.base_url().to_owned()),
         },

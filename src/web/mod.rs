@@ -91,6 +91,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/account/email",
             axum::routing::post(email_pages::submit_email_change),
         )
+        .route(
+            "/account/delete",
+            axum::routing::post(submit_delete_account),
+        )
         .route("/dev/mailbox", get(email_pages::show_mailbox))
         .route("/dev/mailbox.json", get(email_pages::mailbox_json))
         .route(
@@ -275,6 +279,45 @@ fn error_response(state: &AppState, err: AppError) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    password: String,
+}
+
+async fn submit_delete_account(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    session: Session,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: DeleteForm = match checked_form(&state, &headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let user = match page_user(&state, session).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+        Err(r) => return r,
+    };
+    match auth::delete::delete_account(&state, &user, &form.password).await {
+        Ok(()) => Redirect::to("/?notice=account_deleted").into_response(),
+        Err(e @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
+            let (status, _) = e.status_and_code();
+            account_page(
+                &state,
+                status,
+                &user,
+                &token,
+                None,
+                Some(e.public_message()),
+            )
+            .await
+        }
+        Err(e) => error_response(&state, e),
+    }
 }
 
 async fn show_demo(

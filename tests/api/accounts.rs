@@ -396,3 +396,69 @@ async fn login_is_rate_limited_with_retry_after() {
         .await;
     assert_eq!(other.status(), 401);
 }
+
+#[tokio::test]
+async fn deleting_an_account_cancels_the_subscription_and_frees_the_address() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let (sub,): (String,) = sqlx::query_as("SELECT id FROM subscriptions")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+
+    let wrong = app
+        .post_json_with(
+            &c,
+            "/api/account/delete",
+            &json!({"password": "not it at all"}),
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        app.count("users").await,
+        1,
+        "a wrong password changes nothing"
+    );
+
+    let r = app
+        .post_json_with(&c, "/api/account/delete", &json!({"password": PASSWORD}))
+        .await;
+    assert_eq!(r.status(), 204);
+
+    assert_eq!(
+        c.get(app.url("/api/me")).send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(app.count("users").await, 0);
+    assert_eq!(app.count("sessions").await, 0);
+    let stripe: Value = client()
+        .get(app.sim_url(&format!("/v1/subscriptions/{sub}")))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stripe["status"], "canceled", "canceled in Stripe at once");
+    let (deleted, user): (i64, Option<String>) = sqlx::query_as(
+        "SELECT deleted, user_id FROM billing_customers WHERE stripe_customer_id = $1",
+    )
+    .bind(&customer)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (deleted, user),
+        (1, None),
+        "the customer is kept, marked deleted"
+    );
+
+    // Later events for the customer are orphans, and the address can sign up again.
+    let event = json!({"id": "evt_after_delete", "type": "customer.subscription.updated", "created": app.state.clock.now() + 5,
+        "data": {"object": {"id": sub, "customer": customer, "status": "active"}}});
+    assert_eq!(app.deliver(&event).await["outcome"], "orphan");
+    app.register_with(&client(), "ann@example.com", PASSWORD)
+        .await;
+}

@@ -1,0 +1,98 @@
+//! Account deletion: after the password is re-entered, every live subscription is canceled in
+//! Stripe at once, then the user's personal data is removed (the user row and, through it,
+//! sessions, tokens and checkout attempts; queued email to the address). The Stripe customer's
+//! mapping is kept, marked deleted and detached, so later events for it are recorded as orphans.
+//! The address is free for a new sign-up. If Stripe cannot be reached, nothing is changed (503).
+
+use axum::{Router, extract::State, http::StatusCode, routing::post};
+use serde::Deserialize;
+use stripe::StripeRequest as _;
+
+use super::{CurrentUser, password::Verified, rate_limit};
+use crate::{
+    app::AppState,
+    billing::{
+        stripe::{idempotent, retrying},
+        subscriptions,
+    },
+    db,
+    error::{AppError, Result},
+    extract::ApiJson,
+};
+
+/// The route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/account/delete", post(delete_account_route))
+}
+
+/// Deletes the signed-in user's account.
+pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &str) -> Result<()> {
+    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
+    if state
+        .hasher
+        .verify(password, current.user.password_hash.as_deref())
+        .await?
+        == Verified::No
+    {
+        return Err(AppError::InvalidCredentials);
+    }
+    let user = &current.user;
+    for sub in subscriptions::for_user(&state.db, &user.id).await? {
+        if subscriptions::is_terminal(&sub.status) {
+            continue;
+        }
+        let request = stripe_billing::subscription::CancelSubscription::new(sub.id.as_str());
+        let key = format!("delete_{}_{}", user.id, sub.id);
+        retrying(|| {
+            request
+                .customize()
+                .request_strategy(idempotent(&key))
+                .send(&state.stripe.client)
+        })
+        .await?;
+        sqlx::query(
+            "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
+             updated_at = $2 WHERE id = $3",
+        )
+        .bind(state.clock.now())
+        .bind(db::now())
+        .bind(&sub.id)
+        .execute(&state.db.pool)
+        .await?;
+    }
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query(
+        "UPDATE billing_customers SET deleted = 1, user_id = NULL, updated_at = $1 WHERE user_id = $2",
+    )
+    .bind(db::now())
+    .bind(&user.id)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM outbox WHERE recipient = $1 AND status = 'pending'")
+        .bind(&user.email)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    // The row (and with it every session) is gone; drop this session's state too.
+    current.session.flush().await?;
+    tracing::info!(user = %user.id, "account deleted");
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    password: String,
+}
+
+async fn delete_account_route(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    ApiJson(body): ApiJson<DeleteBody>,
+) -> Result<StatusCode> {
+    delete_account(&state, &current, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
