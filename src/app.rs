@@ -313,7 +313,9 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // `same-origin`: no Referer (so no token in a link's URL) leaves the site, while browsers
+        // keep sending a real Origin on our own form posts (`no-referrer` makes it "null").
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if state.https() {

@@ -39,10 +39,10 @@ pub fn status_words(access: &Access) -> String {
     };
     match access.status.as_str() {
         "none" => "No subscription".into(),
-        "trialing" => format!("Free trial until {}", date(&access.until)),
-        "active" if access.reason.contains("cancels") => {
+        "active" | "trialing" if access.reason.contains("cancels") => {
             format!("Cancels on {}", date(&access.until))
         }
+        "trialing" => format!("Free trial until {}", date(&access.until)),
         "active" => format!("Renews on {}", date(&access.until)),
         "past_due" if access.until.is_some() => format!(
             "Payment failed — update your card by {}",

@@ -1,0 +1,179 @@
+// End-to-end scenarios of tollgate in headless Chromium, against a running tollgate with the
+// built-in Stripe simulator and the development mailbox.
+//
+//   node scenarios.mjs http://127.0.0.1:<port>/
+//
+// Screenshots of the key pages go to $E2E_SCREENSHOTS (default ./screenshots). The last line is
+// "N passed, N failed"; the exit code is non-zero when a scenario failed.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = (process.argv[2] || 'http://127.0.0.1:3000/').replace(/\/?$/, '/');
+const shots = process.env.E2E_SCREENSHOTS || join(import.meta.dirname, 'screenshots');
+mkdirSync(shots, { recursive: true });
+const url = (path) => new URL(path.replace(/^\//, ''), base).toString();
+const password = 'correct horse battery staple';
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: [
+    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1024, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  return page;
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+/** Reloads `path` until its text contains `text` (webhooks arrive asynchronously). */
+async function waitForText(page, path, text, tries = 100) {
+  for (let i = 0; i < tries; i++) {
+    await page.goto(url(path));
+    if ((await page.textContent('body')).includes(text)) return;
+    await page.waitForTimeout(100);
+  }
+  assert.fail(`${path} never showed "${text}"`);
+}
+
+/** The newest link to `path` in the development mailbox. */
+async function mailboxLink(page, path) {
+  for (let i = 0; i < 100; i++) {
+    await page.goto(url('dev/mailbox'));
+    const href = await page.evaluate(
+      (p) => [...document.querySelectorAll('a')].map((a) => a.href).find((h) => h.includes(p)),
+      `/${path}?token=`,
+    );
+    if (href) return href;
+    await page.waitForTimeout(100);
+  }
+  assert.fail(`no ${path} link in the mailbox`);
+}
+
+async function signUpForPlan(page, email, plan) {
+  await page.goto(url('pricing'));
+  await page.click(`a:has-text("Choose ${plan}")`);
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('button:has-text("Create account")');
+  await page.waitForURL(/\/checkout\//);
+}
+
+const state = {};
+
+const scenarios = {
+  async 'pricing → Pro → sign up → Checkout → success shows Pro → the pro page opens'() {
+    const page = await newPage();
+    await page.goto(url('pricing'));
+    assert.match(await page.textContent('main'), /\$19\.00/);
+    await shot(page, 'pricing');
+    state.email = `pro-${Date.now()}@example.com`;
+    await signUpForPlan(page, state.email, 'Pro');
+    await shot(page, 'checkout');
+    await page.click('button:has-text("Subscribe")');
+    await page.waitForURL(/\/billing\/success/);
+    assert.match(await page.textContent('main'), /Welcome to Pro/);
+    await shot(page, 'success');
+    await page.goto(url('demo/pro'));
+    assert.match(await page.textContent('main'), /The pro area/);
+    await page.goto(url('account'));
+    await shot(page, 'account');
+    state.proPage = page;
+  },
+
+  async 'log out, then log in with a magic link from the mailbox'() {
+    const page = state.proPage;
+    await page.click('button:has-text("Sign out")');
+    await page.goto(url('login'));
+    await page.fill('#magic-email', state.email);
+    await page.click('button:has-text("Email me a sign-in link")');
+    assert.match(await page.textContent('main'), /Check your email/);
+    const link = await mailboxLink(page, 'magic');
+    await shot(page, 'mailbox');
+    await page.goto(link);
+    await page.click('button:has-text("Sign me in")');
+    await page.waitForURL(/\/account/);
+    assert.match(await page.textContent('main'), new RegExp(state.email.replace('.', '\\.')));
+  },
+
+  async 'billing → portal → cancel at period end → advance the clock → the pro page asks to upgrade'() {
+    const page = state.proPage;
+    await page.goto(url('billing'));
+    await page.click('button:has-text("Manage subscription")');
+    await page.waitForURL(/\/portal\//);
+    await shot(page, 'portal');
+    await page.click('button:has-text("Cancel at period end")');
+    await page.waitForURL(/\/portal\//);
+    await waitForText(page, 'billing', 'Cancels on');
+    await shot(page, 'billing');
+    const simulator = await page.getAttribute('a:has-text("Open the simulator")', 'href');
+    await page.goto(simulator);
+    await page.click('button:has-text("Advance 31 days")');
+    await page.goto(url('demo/pro'));
+    await page.waitForURL(/\/pricing\?required=pro/);
+    assert.match(await page.textContent('main'), /needs the Pro plan/);
+    await shot(page, 'upgrade-prompt');
+  },
+
+  async 'a declined card leaves the user on free with a clear message'() {
+    const page = await newPage();
+    await signUpForPlan(page, `declined-${Date.now()}@example.com`, 'Team');
+    await page.click('button:has-text("declined")');
+    assert.match(await page.textContent('body'), /Your card was declined/);
+    await shot(page, 'declined');
+    await page.click('a:has-text("Cancel and go back")');
+    await page.waitForURL(/\/pricing\?canceled=1/);
+    assert.match(await page.textContent('main'), /Checkout was canceled/);
+    await page.goto(url('billing'));
+    assert.match(await page.textContent('main'), /No subscription/);
+  },
+
+  async 'forgot password → link from the mailbox → new password → old sessions are gone'() {
+    const old = state.proPage;
+    await old.goto(url('account'));
+    assert.match(old.url(), /\/account/);
+    const page = await newPage();
+    await page.goto(url('login'));
+    await page.click('a:has-text("Forgot your password?")');
+    await page.fill('#email', state.email);
+    await page.click('button:has-text("Send the link")');
+    const link = await mailboxLink(page, 'reset-password');
+    await page.goto(link);
+    await page.fill('#password', 'a brand new passphrase here');
+    await shot(page, 'reset');
+    await page.click('button:has-text("Set the new password")');
+    await page.waitForURL(/\/login\?notice=password_reset/);
+    await old.goto(url('account'));
+    await old.waitForURL(/\/login/);
+    await page.fill('#email', state.email);
+    await page.fill('#password', 'a brand new passphrase here');
+    await page.click('form[action="/login"] button:has-text("Sign in")');
+    await page.waitForURL(/\/account/);
+  },
+};
+
+let passed = 0;
+let failed = 0;
+for (const [name, run] of Object.entries(scenarios)) {
+  try {
+    await run();
+    passed++;
+    console.log(`ok - ${name}`);
+  } catch (e) {
+    failed++;
+    console.log(`not ok - ${name}\n  ${String(e && e.stack || e).split('\n').join('\n  ')}`);
+  }
+}
+await browser.close();
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
