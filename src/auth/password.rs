@@ -5,17 +5,22 @@
 //! composition rules, no trimming or truncation, NFKC normalisation so the same password typed on
 //! two keyboards matches, and a blocklist of the 10,000 most common passwords.
 //!
-//! Hashing is argon2id with OWASP's parameters by default, as PHC strings. It runs on the blocking
-//! pool behind a semaphore sized to the cores: a flood of logins queues here instead of spawning
-//! unbounded 19 MiB hashes or stalling the async workers.
+//! Hashing is argon2id with OWASP's parameters by default, as PHC strings. It runs on one thread
+//! per core, each reusing its own argon2 memory: a flood of logins queues here instead of
+//! spawning unbounded 19 MiB hashes, stalling the async workers or bloating the allocator.
 
-use std::{collections::HashSet, sync::Arc, sync::OnceLock};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, OnceLock},
+};
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
-use tokio::sync::{OnceCell, Semaphore};
+use rand::RngCore as _;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::OnceCell;
 use unicode_normalization::UnicodeNormalization as _;
 
 use crate::{config::Argon2Params, error::AppError};
@@ -65,51 +70,85 @@ pub enum Verified {
     YesRehashed(String),
 }
 
-/// Hashes and verifies passwords off the async workers, a bounded number at a time.
+/// Work for a hashing thread; it gets that thread's reusable argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Hashes and verifies passwords on a fixed set of threads, one per core.
+///
+/// Why not `spawn_blocking`: every new blocking thread makes glibc's allocator grow a new arena,
+/// and each argon2 call allocates its 19 MiB afresh, so a login flood left hundreds of MiB resident
+/// after it ended. Here the threads are few and fixed, each keeps one block buffer and reuses it
+/// for every hash, and the queue in front of them is the bound on concurrent work.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
-    permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     dummy: Arc<OnceCell<String>>,
 }
 
 impl PasswordHasherPool {
-    /// A pool for `params`, running at most one hash per core at once.
+    /// A pool for `params`, with one hashing thread per core.
     pub fn new(params: Argon2Params) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..cores {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || {
+                    let mut memory: Vec<Block> = Vec::new();
+                    loop {
+                        let job = {
+                            let Ok(queue) = queue.lock() else { return };
+                            match queue.recv() {
+                                Ok(job) => job,
+                                // Every pool handle is gone: the thread ends.
+                                Err(_) => return,
+                            }
+                        };
+                        job(&mut memory);
+                    }
+                })
+                .expect("spawn an argon2 thread");
+        }
         Self {
             params: Params::new(params.m_kib, params.t, params.p, None)
                 .expect("argon2 parameters are validated by Config"),
-            permits: Arc::new(Semaphore::new(cores)),
+            jobs,
             dummy: Arc::new(OnceCell::new()),
         }
     }
 
-    fn argon2(params: Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-    }
-
-    async fn blocking<T: Send + 'static>(
+    async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AppError::Internal(e.into()))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |memory| {
+                let _ = tx.send(work(memory));
+            }))
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("argon2 threads are gone")))?;
+        rx.await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("argon2 job dropped")))
     }
 
     /// Hashes an already-normalised password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String, AppError> {
         let params = self.params.clone();
-        self.blocking(move || {
-            Self::argon2(params)
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
+        self.run(move |memory| {
+            let mut salt = [0u8; 16];
+            rand::rng().fill_bytes(&mut salt);
+            let output = compute(&params, password.as_bytes(), &salt, memory)?;
+            let phc = PasswordHash {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: ParamsString::try_from(&params)?,
+                salt: Some(Salt::new(&salt)?),
+                hash: Some(Output::new(&output)?),
+            };
+            Ok::<_, argon2::password_hash::Error>(phc.to_string())
         })
         .await?
         .map_err(|e| AppError::Internal(anyhow::anyhow!("argon2 hash failed: {e}")))
@@ -134,18 +173,23 @@ impl PasswordHasherPool {
         let again = password.clone();
         let current = self.params.clone();
         let (ok, stale) = self
-            .blocking(move || {
+            .run(move |memory| {
                 let Ok(parsed) = PasswordHash::new(&phc) else {
                     return (false, false);
                 };
-                let stale = Params::try_from(&parsed).map_or(true, |p| {
-                    p.m_cost() != current.m_cost()
-                        || p.t_cost() != current.t_cost()
-                        || p.p_cost() != current.p_cost()
-                }) || parsed.algorithm.as_str() != "argon2id";
-                let ok = Self::argon2(current)
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok();
+                let Ok(params) = Params::try_from(&parsed) else {
+                    return (false, false);
+                };
+                let stale = params.m_cost() != current.m_cost()
+                    || params.t_cost() != current.t_cost()
+                    || params.p_cost() != current.p_cost()
+                    || parsed.algorithm.as_str() != "argon2id";
+                let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
+                    return (false, false);
+                };
+                let ok = parsed.algorithm.as_str() == "argon2id"
+                    && compute(&params, password.as_bytes(), salt.as_ref(), memory)
+                        .is_ok_and(|out| bool::from(out.as_slice().ct_eq(expected.as_bytes())));
                 (ok, stale)
             })
             .await?;
@@ -159,6 +203,25 @@ impl PasswordHasherPool {
         }
         Ok(Verified::Yes)
     }
+}
+
+/// argon2id of `password` into a 32-byte output, in `memory` (grown once, then reused).
+fn compute(
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    memory: &mut Vec<Block>,
+) -> Result<Vec<u8>, argon2::password_hash::Error> {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let needed = params.block_count();
+    if memory.len() < needed {
+        memory.resize(needed, Block::default());
+    }
+    let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    argon
+        .hash_password_into_with_memory(password, salt, &mut output, &mut memory[..needed])
+        .map_err(|_| argon2::password_hash::Error::Crypto)?;
+    Ok(output)
 }
 
 #[cfg(test)]
