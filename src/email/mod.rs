@@ -103,8 +103,13 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Longest lease a sender holds on a message.
+/// Longest lease a sender holds on a claimed batch: longer than the batch can take to send
+/// (`CLAIM_BATCH` × the SMTP timeout), so no other instance takes a message still being sent.
 const LEASE_SECS: i64 = 60;
+/// Messages claimed at once.
+const CLAIM_BATCH: i64 = 5;
+/// SMTP timeout per message.
+const SMTP_TIMEOUT_SECS: u64 = 10;
 /// Attempts before a message is given up.
 const MAX_ATTEMPTS: i64 = 12;
 
@@ -125,7 +130,7 @@ impl Transport {
             Some(url) => Ok(Transport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .context("SMTP_URL is not a valid smtp:// or smtps:// URL")?
-                    .timeout(Some(Duration::from_secs(15)))
+                    .timeout(Some(Duration::from_secs(SMTP_TIMEOUT_SECS)))
                     .build(),
             )),
             None => Ok(Transport::Mailbox),
@@ -238,7 +243,7 @@ async fn deliver(state: &AppState, transport: &Transport, m: &Claimed) -> anyhow
 
 /// Sends what is due once; returns how many messages were handled.
 pub async fn send_due(state: &AppState, transport: &Transport) -> sqlx::Result<usize> {
-    let batch = claim(state, 20).await?;
+    let batch = claim(state, CLAIM_BATCH).await?;
     for m in &batch {
         match deliver(state, transport, m).await {
             Ok(()) => {
@@ -285,3 +290,6 @@ pub async fn worker(state: AppState, transport: Transport) {
         let _ = tokio::time::timeout(Duration::from_secs(1), state.mail_wakeup.notified()).await;
     }
 }
+
+// A claimed batch must be sent (or given up) before its lease ends.
+const _: () = assert!(CLAIM_BATCH * (SMTP_TIMEOUT_SECS as i64) < LEASE_SECS);

@@ -17,7 +17,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::{checked_form, csrf::CsrfToken, error_response, page_user, render};
+use super::{NoFields, csrf::CsrfToken, error_response, member, member_form, page_user, render};
 use crate::{
     app::AppState,
     billing::{
@@ -133,15 +133,11 @@ pub(super) async fn submit_checkout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: CheckoutForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/pricing").into_response(),
-        Err(r) => return r,
-    };
+    let (form, user): (CheckoutForm, _) =
+        match member_form(&state, session, &headers, &body, "/pricing").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     checkout_redirect(&state, &user.user, &form.plan, &form.interval).await
 }
 
@@ -167,14 +163,9 @@ pub(super) async fn submit_portal(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    #[derive(Deserialize)]
-    struct Empty {}
-    if let Err(r) = checked_form::<Empty>(&state, &headers, &body) {
-        return r;
-    }
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/billing").into_response(),
+    let (NoFields {}, user) = match member_form(&state, session, &headers, &body, "/billing").await
+    {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match checkout::open_portal(&state, &user.user).await {
@@ -194,9 +185,8 @@ pub(super) async fn show_billing(
     Query(q): Query<BillingQuery>,
     session: Session,
 ) -> Response {
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/billing").into_response(),
+    let user = match member(&state, session, "/billing").await {
+        Ok(u) => u,
         Err(r) => return r,
     };
     let access = &user.access;
@@ -247,9 +237,8 @@ pub(super) async fn show_success(
     Query(q): Query<SuccessQuery>,
     session: Session,
 ) -> Response {
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/billing").into_response(),
+    let user = match member(&state, session, "/billing").await {
+        Ok(u) => u,
         Err(r) => return r,
     };
     let outcome = match checkout::complete_from_success_page(

@@ -13,7 +13,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::{checked_form, csrf::CsrfToken, error_response, page_user, render};
+use super::{NoFields, checked_form, csrf::CsrfToken, error_response, member_form, render};
 use crate::{
     app::AppState,
     auth::{self, email_flows, rate_limit::ClientIp},
@@ -356,14 +356,9 @@ pub(super) async fn submit_resend_verification(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    #[derive(Deserialize)]
-    struct Empty {}
-    if let Err(r) = checked_form::<Empty>(&state, &headers, &body) {
-        return r;
-    }
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+    let (NoFields {}, user) = match member_form(&state, session, &headers, &body, "/account").await
+    {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match email_flows::request_verification(&state, ip, &user.user).await {
@@ -386,15 +381,11 @@ pub(super) async fn submit_email_change(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: EmailChangeForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
-        Err(r) => return r,
-    };
+    let (form, user): (EmailChangeForm, _) =
+        match member_form(&state, session, &headers, &body, "/account").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     match email_flows::request_email_change(&state, ip, &user, &form.password, &form.new_email)
         .await
     {

@@ -263,6 +263,32 @@ fn checked_form<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A form with no fields besides the CSRF token.
+#[derive(Deserialize)]
+pub(super) struct NoFields {}
+
+/// The signed-in member of a page that needs one, or the redirect to log in and come back to
+/// `back`.
+async fn member(state: &AppState, session: Session, back: &str) -> Result<CurrentUser, Response> {
+    match page_user(state, session).await? {
+        Some(u) => Ok(u),
+        None => Err(Redirect::to(&format!("/login?next={back}")).into_response()),
+    }
+}
+
+/// A form post by a signed-in member: the CSRF-checked form and the member, or the ready answer
+/// (the 403 page, or the redirect to log in and come back to `back`).
+async fn member_form<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    session: Session,
+    headers: &HeaderMap,
+    body: &Bytes,
+    back: &str,
+) -> Result<(T, CurrentUser), Response> {
+    let form = checked_form(state, headers, body)?;
+    Ok((form, member(state, session, back).await?))
+}
+
 async fn page_user(state: &AppState, session: Session) -> Result<Option<CurrentUser>, Response> {
     auth::current_user(state, session)
         .await
@@ -293,15 +319,11 @@ async fn submit_delete_account(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: DeleteForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
-        Err(r) => return r,
-    };
+    let (form, user): (DeleteForm, _) =
+        match member_form(&state, session, &headers, &body, "/account").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     match auth::delete::delete_account(&state, &user, &form.password).await {
         Ok(()) => Redirect::to("/?notice=account_deleted").into_response(),
         Err(e @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
@@ -553,9 +575,8 @@ async fn show_account(
     Query(q): Query<AccountQuery>,
     session: Session,
 ) -> Response {
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
+    let user = match member(&state, session, "/account").await {
+        Ok(u) => u,
         Err(r) => return r,
     };
     // Notices are fixed texts chosen by code, never echoed from the URL.
@@ -610,15 +631,11 @@ async fn submit_password_change(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: PasswordForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let user = match page_user(&state, session).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Redirect::to("/login?next=/account").into_response(),
-        Err(r) => return r,
-    };
+    let (form, user): (PasswordForm, _) =
+        match member_form(&state, session, &headers, &body, "/account").await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
     match auth::change_user_password(&state, &user, &form.current_password, &form.new_password)
         .await
     {

@@ -447,14 +447,15 @@ async fn mail_committed_while_the_relay_is_down_arrives_once_after_a_restart() {
         .await;
     sink.stop();
     first.user("ann@example.com").await;
-    // The worker has tried and failed at least once.
+    // The worker has tried, failed and released the message (no send in flight).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let (attempts,): (i64,) = sqlx::query_as("SELECT attempts FROM outbox")
-            .fetch_one(&first.state.db.pool)
-            .await
-            .unwrap();
-        if attempts > 0 {
+        let (attempts, locked): (i64, Option<i64>) =
+            sqlx::query_as("SELECT attempts, locked_until FROM outbox")
+                .fetch_one(&first.state.db.pool)
+                .await
+                .unwrap();
+        if attempts > 0 && locked.is_none() {
             break;
         }
         assert!(

@@ -152,7 +152,13 @@ impl SmtpSink {
 
     /// Waits (10 s at most) until `n` messages to `address` arrived; returns the newest.
     pub async fn wait_for(&self, address: &str, n: usize) -> Mail {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        self.wait_for_within(address, n, Duration::from_secs(10))
+            .await
+    }
+
+    /// [`SmtpSink::wait_for`] with another deadline.
+    pub async fn wait_for_within(&self, address: &str, n: usize, limit: Duration) -> Mail {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let got = self.to(address);
             if got.len() >= n {
