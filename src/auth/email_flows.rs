@@ -131,8 +131,7 @@ pub async fn request_verification(state: &AppState, ip: ClientIp, user: &User) -
     limit_requests(state, ip, &user.email).await?;
     let mut tx = state.db.pool.begin().await?;
     send_verification(state, &mut tx, user).await?;
-    tx.commit().await?;
-    state.mail_wakeup.notify_one();
+    email::commit_and_wake(state, tx).await?;
     Ok(())
 }
 
@@ -240,8 +239,7 @@ pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> R
             },
         )
         .await?;
-        tx.commit().await?;
-        state.mail_wakeup.notify_one();
+        email::commit_and_wake(&state, tx).await?;
         Ok(())
     });
     Ok(())
@@ -287,8 +285,7 @@ pub async fn reset_password(
         },
     )
     .await?;
-    tx.commit().await?;
-    state.mail_wakeup.notify_one();
+    email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "password reset");
     Ok(())
 }
@@ -321,8 +318,7 @@ pub async fn request_magic_link(state: &AppState, ip: ClientIp, address: &str) -
         };
         let mut tx = state.db.pool.begin().await?;
         queue_magic_link(&state, &mut tx, &user, "magic").await?;
-        tx.commit().await?;
-        state.mail_wakeup.notify_one();
+        email::commit_and_wake(&state, tx).await?;
         Ok(())
     });
     Ok(())
@@ -481,8 +477,7 @@ pub async fn request_email_change(
         },
     )
     .await?;
-    tx.commit().await?;
-    state.mail_wakeup.notify_one();
+    email::commit_and_wake(state, tx).await?;
     Ok(())
 }
 
@@ -568,7 +563,6 @@ pub async fn register_privately(
         }
         Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
     }
-    tx.commit().await?;
-    state.mail_wakeup.notify_one();
+    email::commit_and_wake(state, tx).await?;
     Ok(())
 }

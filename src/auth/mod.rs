@@ -169,8 +169,7 @@ pub async fn register_user(
     let mut tx = state.db.pool.begin().await?;
     let user = users::insert_user_on(&mut tx, &email, &hash).await?;
     email_flows::send_verification(state, &mut tx, &user).await?;
-    tx.commit().await?;
-    state.mail_wakeup.notify_one();
+    crate::email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, email = %email.masked(), "registered");
     Ok(user)
 }

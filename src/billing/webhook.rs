@@ -143,6 +143,8 @@ async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppErro
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    // A billing notice may have been queued: the worker sees it only now that it is committed.
+    state.mail_wakeup.notify_one();
     if let Some(subscription) = refetch {
         // A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot
         // be reached the event stays recorded; the next event or `stripe sync` repairs the row.
@@ -339,7 +341,6 @@ async fn notify(
         },
     )
     .await?;
-    state.mail_wakeup.notify_one();
     Ok(())
 }
 

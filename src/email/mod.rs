@@ -190,10 +190,12 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Queues one message in its own transaction.
-pub async fn enqueue_now(state: &AppState, msg: Outgoing<'_>) -> crate::Result<()> {
-    let mut tx = state.db.pool.begin().await?;
-    enqueue(state, &mut tx, msg).await?;
+/// Commits a transaction that queued messages, then wakes the worker (it only sees committed
+/// rows; without the wake-up it would find them within a second anyway).
+pub async fn commit_and_wake(
+    state: &AppState,
+    tx: sqlx::Transaction<'static, Any>,
+) -> crate::Result<()> {
     tx.commit().await?;
     state.mail_wakeup.notify_one();
     Ok(())

@@ -24,10 +24,7 @@ pub use enforce::{
 use crate::{
     app::AppState,
     auth::users::User,
-    billing::{
-        catalog::Catalog,
-        subscriptions::{self, Row},
-    },
+    billing::{catalog::Catalog, subscriptions::Row},
     error::AppError,
 };
 
@@ -94,15 +91,11 @@ pub async fn load_member(
     Ok(Some((user, access)))
 }
 
-/// The access of `user_id` now.
+/// The access of `user_id` now (free access for a user that no longer exists).
 pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppError> {
-    let subs = subscriptions::for_user(&state.db, user_id).await?;
-    Ok(Access::compute(
-        &state.catalog,
-        &subs,
-        state.clock.now(),
-        state.config.past_due_grace_secs as i64,
-    ))
+    Ok(load_member(state, user_id)
+        .await?
+        .map_or_else(|| Access::without_subscription(&state.catalog), |(_, a)| a))
 }
 
 /// Forward-auth and the demo routes that make gating visible (CONTRACT.md's sample routes).
