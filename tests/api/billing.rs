@@ -140,6 +140,23 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// Maps the user signed in on `c` to the Stripe customer `customer`, as a finished checkout
+    /// would have; returns the user id.
+    pub async fn map_customer_of(&self, c: &Client, customer: &str) -> String {
+        let user = self.me(c).await["id"].as_str().unwrap().to_owned();
+        sqlx::query(
+            "INSERT INTO billing_customers (id, user_id, stripe_customer_id, idempotency_key, deleted, created_at, updated_at) \
+             VALUES ($1, $2, $3, $1, 0, 0, 0)",
+        )
+        .bind(format!("bc_{customer}"))
+        .bind(&user)
+        .bind(customer)
+        .execute(&self.state.db.pool)
+        .await
+        .unwrap();
+        user
+    }
+
     /// The Stripe customer of the user registered as `email`.
     pub async fn customer_of(&self, email: &str) -> Option<String> {
         let row: Option<(Option<String>,)> = sqlx::query_as(
@@ -747,19 +764,7 @@ async fn row_of(app: &TestApp, sub: &str) -> Value {
 /// Maps a fresh user to `customer`, as a finished checkout would have; returns the user id.
 async fn map_customer(app: &TestApp, email: &str, customer: &str) -> String {
     let c = app.user(email).await;
-    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
-    sqlx::query(
-        "INSERT INTO billing_customers (id, user_id, stripe_customer_id, idempotency_key, deleted, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 0, 0, 0)",
-    )
-    .bind(format!("bc_{customer}"))
-    .bind(&user)
-    .bind(customer)
-    .bind(format!("key_{customer}"))
-    .execute(&app.state.db.pool)
-    .await
-    .unwrap();
-    user
+    app.map_customer_of(&c, customer).await
 }
 
 #[tokio::test]
@@ -1081,6 +1086,14 @@ async fn every_recorded_event_is_accepted_and_applied() {
         );
     }
     assert!(app.count("subscriptions").await >= 1);
+    // The recorded customer.updated changed the customer's email in Stripe; logins keep theirs.
+    let (changed,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM users WHERE email_norm NOT LIKE 'recorded%@example.com'",
+    )
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(changed, 0, "Stripe never changes a user's email");
 }
 
 #[tokio::test]

@@ -49,17 +49,7 @@ async fn user_in(app: &TestApp, n: &str, status: SubState<'_>) -> Client {
     let c = app.user(&format!("{n}@example.com")).await;
     if let Some((status, created, extra)) = status {
         let customer = format!("cus_{n}");
-        let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
-        sqlx::query(
-            "INSERT INTO billing_customers (id, user_id, stripe_customer_id, idempotency_key, deleted, created_at, updated_at) \
-             VALUES ($1, $2, $3, $1, 0, 0, 0)",
-        )
-        .bind(format!("bc_{n}"))
-        .bind(user)
-        .bind(&customer)
-        .execute(&app.state.db.pool)
-        .await
-        .unwrap();
+        app.map_customer_of(&c, &customer).await;
         let outcome = app
             .deliver(&sub_event(app, n, &customer, status, created, extra))
             .await;
