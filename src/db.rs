@@ -124,6 +124,17 @@ impl Db {
             .context("cannot apply migrations")
     }
 
+    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at
+    /// the start (waiting up to the busy timeout), because a deferred transaction that reads
+    /// first fails at once with "database is locked" when it later tries to write while another
+    /// connection writes. Every tollgate transaction writes.
+    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

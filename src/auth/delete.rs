@@ -60,7 +60,7 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
         .execute(&state.db.pool)
         .await?;
     }
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query(
         "UPDATE billing_customers SET deleted = 1, user_id = NULL, updated_at = $1 WHERE user_id = $2",
     )

@@ -129,7 +129,7 @@ where
 /// New verification link for the signed-in user.
 pub async fn request_verification(state: &AppState, ip: ClientIp, user: &User) -> Result<()> {
     limit_requests(state, ip, &user.email).await?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     send_verification(state, &mut tx, user).await?;
     email::commit_and_wake(state, tx).await?;
     Ok(())
@@ -169,7 +169,7 @@ async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> 
 
 /// Confirms an address with a verification token.
 pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
     mark_verified(&mut tx, &mut user).await?;
@@ -214,7 +214,7 @@ pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> R
         let Some(user) = users::find_by_email(&state.db, &email.normalised).await? else {
             return Ok(());
         };
-        let mut tx = state.db.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         let issued = tokens::issue(
             &mut tx,
             &user.id,
@@ -267,7 +267,7 @@ pub async fn reset_password(
     let normalised = password::check_new_password(new_password, state.config.password_min_length)?;
     let hash = state.hasher.hash(normalised).await?;
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::Reset, now).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
     users::set_password_hash_on(&mut tx, &user.id, &hash).await?;
@@ -316,7 +316,7 @@ pub async fn request_magic_link(state: &AppState, ip: ClientIp, address: &str) -
         let Some(user) = users::find_by_email(&state.db, &email.normalised).await? else {
             return Ok(());
         };
-        let mut tx = state.db.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         queue_magic_link(&state, &mut tx, &user, "magic").await?;
         email::commit_and_wake(&state, tx).await?;
         Ok(())
@@ -378,7 +378,7 @@ pub async fn consume_magic(
 ) -> Result<User> {
     rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let consumed = match (token, email_and_code) {
         (Some(token), _) => tokens::consume(&mut tx, token, Purpose::Magic, now).await?,
         (None, Some((address, code))) => {
@@ -444,7 +444,7 @@ pub async fn request_email_change(
     {
         return Err(AppError::EmailTaken);
     }
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let issued = tokens::issue(
         &mut tx,
         &current.user.id,
@@ -502,7 +502,7 @@ async fn request_email_change_route(
 pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -> Result<User> {
     rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
     let now = state.clock.now();
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::EmailChange, now).await?;
     let new_display = consumed.new_email.clone().ok_or(AppError::TokenInvalid)?;
     let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
@@ -549,7 +549,7 @@ pub async fn register_privately(
     email: &Email,
     password_hash: &str,
 ) -> Result<()> {
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     match users::find_by_email_on(&mut tx, &email.normalised).await? {
         None => {
             let user = users::insert_user_on(&mut tx, email, password_hash).await?;

@@ -166,7 +166,7 @@ pub async fn register_user(
     let password = password::check_new_password(password, state.config.password_min_length)?;
     let hash = state.hasher.hash(password).await?;
     // The account and its verification email commit together.
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let user = users::insert_user_on(&mut tx, &email, &hash).await?;
     email_flows::send_verification(state, &mut tx, &user).await?;
     crate::email::commit_and_wake(state, tx).await?;
@@ -277,7 +277,7 @@ pub async fn change_user_password(
         return Err(AppError::InvalidCredentials);
     }
     let hash = state.hasher.hash(new_password).await?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;
     // Outstanding reset and sign-in links die with the old password.
     crate::email::tokens::invalidate_all(&mut tx, &current.user.id, state.clock.now()).await?;

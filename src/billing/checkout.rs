@@ -242,7 +242,7 @@ pub async fn sync_subscription(
     let request = stripe_billing::subscription::RetrieveSubscription::new(subscription_id);
     let fetched = retrying(|| request.send(&state.stripe.client)).await?;
     let snap = Snapshot::from_stripe(&fetched);
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let Some(user) = customers::user_of(&mut tx, &snap.customer).await? else {
         tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
         return Ok(Applied::Stale);

@@ -111,7 +111,7 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
             if let Some(drift) = drift {
                 report.drifts.push(drift);
                 if repair {
-                    let mut tx = state.db.pool.begin().await?;
+                    let mut tx = state.db.begin().await?;
                     subscriptions::apply(
                         &mut tx,
                         state.db.engine,

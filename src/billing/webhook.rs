@@ -118,7 +118,7 @@ fn customer_of_event(event: &Event) -> Option<String> {
 
 async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppError> {
     let customer = customer_of_event(event);
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     // The event id is the key: a duplicate (or a concurrent delivery to another instance) stops here.
     let inserted = sqlx::query(
         "INSERT INTO stripe_events (id, type, created, customer_id, outcome, received_at) \
