@@ -166,28 +166,60 @@ pub async fn apply(
             "SELECT status, stripe_updated, past_due_since FROM subscriptions WHERE id = $1"
         }
     };
-    let current: Option<(String, i64, Option<i64>)> = sqlx::query_as(sqlx::AssertSqlSafe(select))
-        .bind(&snap.id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let mut stamp = stamp;
-    let past_due_since = match &current {
-        // A state fetched from Stripe is the authority: it replaces whatever the row holds.
-        Some((_, updated, since)) if force => {
-            stamp = stamp.max(*updated);
-            since.filter(|_| snap.status == "past_due")
-        }
-        Some((status, updated, since)) => {
-            if stamp < *updated || (is_terminal(status) && stamp == *updated) {
-                return Ok(Applied::Stale);
+    // A row that does not exist yet cannot be locked: two first states of one subscription may
+    // both see none. The first insert wins; the other finds the row on its second look and is
+    // ordered against it like any other state.
+    loop {
+        let current: Option<(String, i64, Option<i64>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(select))
+                .bind(&snap.id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let mut stamp = stamp;
+        let past_due_since = match &current {
+            // A state fetched from Stripe is the authority: it replaces whatever the row holds.
+            Some((_, updated, since)) if force => {
+                stamp = stamp.max(*updated);
+                since.filter(|_| snap.status == "past_due")
             }
-            if stamp == *updated {
-                return Ok(Applied::Tie);
+            Some((status, updated, since)) => {
+                if stamp < *updated || (is_terminal(status) && stamp == *updated) {
+                    return Ok(Applied::Stale);
+                }
+                if stamp == *updated {
+                    return Ok(Applied::Tie);
+                }
+                since.filter(|_| snap.status == "past_due")
             }
-            since.filter(|_| snap.status == "past_due")
+            None => None,
+        };
+        if write(
+            tx,
+            catalog,
+            snap,
+            user_id,
+            stamp,
+            past_due_since,
+            current.is_none(),
+        )
+        .await?
+        {
+            return Ok(Applied::Applied);
         }
-        None => None,
-    };
+    }
+}
+
+/// Writes the row: an insert that yields to a concurrent one (`false`) when `fresh`, else an
+/// upsert.
+async fn write(
+    tx: &mut Transaction<'static, Any>,
+    catalog: &Catalog,
+    snap: &Snapshot,
+    user_id: &str,
+    stamp: i64,
+    past_due_since: Option<i64>,
+    fresh: bool,
+) -> sqlx::Result<bool> {
     // The past-due episode starts at the first sign of it and ends when the subscription recovers.
     let past_due_since = match snap.status.as_str() {
         "past_due" => Some(past_due_since.unwrap_or(stamp)),
@@ -199,38 +231,42 @@ pub async fn apply(
         .and_then(|p| catalog.plan_for_price(p))
         .map(|p| p.id.clone());
     let now = db::now();
-    sqlx::query(
-        "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
-           current_period_end, cancel_at_period_end, cancel_at, trial_end, canceled_at, ended_at, \
-           past_due_since, stripe_updated, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
-         ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, customer_id = excluded.customer_id, \
+    const INSERT: &str = "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, \
+           price_id, quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
+           canceled_at, ended_at, past_due_since, stripe_updated, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) ";
+    const UPDATE: &str = "ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, customer_id = excluded.customer_id, \
            status = excluded.status, plan_id = excluded.plan_id, price_id = excluded.price_id, \
            quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
            cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, \
            trial_end = excluded.trial_end, canceled_at = excluded.canceled_at, \
            ended_at = excluded.ended_at, past_due_since = excluded.past_due_since, \
-           stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at",
-    )
-    .bind(&snap.id)
-    .bind(user_id)
-    .bind(&snap.customer)
-    .bind(&snap.status)
-    .bind(plan)
-    .bind(&snap.price_id)
-    .bind(snap.quantity)
-    .bind(snap.current_period_end)
-    .bind(i64::from(snap.cancel_at_period_end))
-    .bind(snap.cancel_at)
-    .bind(snap.trial_end)
-    .bind(snap.canceled_at)
-    .bind(snap.ended_at)
-    .bind(past_due_since)
-    .bind(stamp)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Applied::Applied)
+           stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at";
+    let sql = if fresh {
+        format!("{INSERT}ON CONFLICT (id) DO NOTHING")
+    } else {
+        format!("{INSERT}{UPDATE}")
+    };
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&snap.id)
+        .bind(user_id)
+        .bind(&snap.customer)
+        .bind(&snap.status)
+        .bind(plan)
+        .bind(&snap.price_id)
+        .bind(snap.quantity)
+        .bind(snap.current_period_end)
+        .bind(i64::from(snap.cancel_at_period_end))
+        .bind(snap.cancel_at)
+        .bind(snap.trial_end)
+        .bind(snap.canceled_at)
+        .bind(snap.ended_at)
+        .bind(past_due_since)
+        .bind(stamp)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Marks the start of a past-due episode (first failed payment), if not already marked.
