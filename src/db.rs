@@ -32,6 +32,8 @@ pub struct Db {
     pub pool: AnyPool,
     /// The engine behind it.
     pub engine: Engine,
+    /// This process's cache of sessions and members; writers forget what they change.
+    pub cache: std::sync::Arc<crate::cache::Cache>,
 }
 
 /// The embedded migrations, in order. One change each; never edited once released.
@@ -113,7 +115,11 @@ impl Db {
             .connect(&url)
             .await
             .context("cannot open the database")?;
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            cache: Default::default(),
+        })
     }
 
     /// Applies every embedded migration that has not run yet.
@@ -133,6 +139,19 @@ impl Db {
             Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Engine::Postgres => self.pool.begin().await,
         }
+    }
+
+    /// Commits `tx`, then forgets `user_id` in this process's cache (every write that changes a
+    /// user, their sessions or their subscriptions ends this way or calls
+    /// [`crate::cache::Cache::forget_user`] after its commit).
+    pub async fn commit_for(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        user_id: &str,
+    ) -> sqlx::Result<()> {
+        tx.commit().await?;
+        self.cache.forget_user(user_id);
+        Ok(())
     }
 
     /// True when the database answers a trivial query.

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod billing;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;

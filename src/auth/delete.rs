@@ -59,6 +59,7 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
         .bind(&sub.id)
         .execute(&state.db.pool)
         .await?;
+        state.db.cache.forget_user(&user.id);
     }
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -76,7 +77,7 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
         .bind(&user.id)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    state.db.commit_for(tx, &user.id).await?;
     // The row (and with it every session) is gone; drop this session's state too.
     current.session.flush().await?;
     tracing::info!(user = %user.id, "account deleted");

@@ -173,7 +173,7 @@ pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
     let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
     mark_verified(&mut tx, &mut user).await?;
-    tx.commit().await?;
+    state.db.commit_for(tx, &user.id).await?;
     tracing::info!(user = %user.id, "email verified");
     Ok(user)
 }
@@ -286,6 +286,7 @@ pub async fn reset_password(
     )
     .await?;
     email::commit_and_wake(state, tx).await?;
+    state.db.cache.forget_user(&user.id);
     tracing::info!(user = %user.id, "password reset");
     Ok(())
 }
@@ -399,7 +400,7 @@ pub async fn consume_magic(
     };
     let mut user = bound_user(&mut tx, &consumed).await?;
     mark_verified(&mut tx, &mut user).await?;
-    tx.commit().await?;
+    state.db.commit_for(tx, &user.id).await?;
     Ok(user)
 }
 
@@ -523,7 +524,7 @@ pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -
         Err(e) => return Err(e.into()),
     }
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
-    tx.commit().await?;
+    state.db.commit_for(tx, &user.id).await?;
     user.email = new_display;
     user.email_verified = 1;
     crate::billing::customers::sync_email(state, &user).await;
@@ -560,6 +561,9 @@ pub async fn register_privately(
             // Links sent for the replaced registration stop working.
             tokens::invalidate_all(&mut tx, &user.id, state.clock.now()).await?;
             send_verification(state, &mut tx, &user).await?;
+            email::commit_and_wake(state, tx).await?;
+            state.db.cache.forget_user(&user.id);
+            return Ok(());
         }
         Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
     }

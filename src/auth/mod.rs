@@ -281,7 +281,7 @@ pub async fn change_user_password(
     users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;
     // Outstanding reset and sign-in links die with the old password.
     crate::email::tokens::invalidate_all(&mut tx, &current.user.id, state.clock.now()).await?;
-    tx.commit().await?;
+    state.db.commit_for(tx, &current.user.id).await?;
     // A privilege change: new id for this session, every other session of the user ends.
     current.session.cycle_id().await?;
     current.session.save().await?;

@@ -89,10 +89,15 @@ impl SessionStore for DbSessionStore {
         .execute(&self.db.pool)
         .await
         .map_err(backend)?;
+        self.db.cache.forget_session(&record.id);
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        if let Some(record) = self.db.cache.session(id) {
+            return Ok((record.expiry_date.unix_timestamp() > db::now()).then_some(record));
+        }
+        let ticket = self.db.cache.ticket();
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id_hash = $1")
                 .bind(hash_id(id))
@@ -105,11 +110,13 @@ impl SessionStore for DbSessionStore {
         if expires_at <= db::now() {
             return Ok(None);
         }
-        Ok(Some(Record {
+        let record = Record {
             id: *id,
             data: serde_json::from_str(&data).map_err(backend)?,
             expiry_date: time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(backend)?,
-        }))
+        };
+        self.db.cache.put_session(ticket, &record, user_of(&record));
+        Ok(Some(record))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -118,16 +125,20 @@ impl SessionStore for DbSessionStore {
             .execute(&self.db.pool)
             .await
             .map_err(backend)?;
+        self.db.cache.forget_session(id);
         Ok(())
     }
 }
 
 /// Ends every session of `user_id` except `keep` (the caller's own, when it stays signed in).
 pub async fn end_user_sessions(db: &Db, user_id: &str, keep: Option<&Id>) -> sqlx::Result<u64> {
-    end_user_sessions_on(&mut *db.pool.acquire().await?, user_id, keep).await
+    let ended = end_user_sessions_on(&mut *db.pool.acquire().await?, user_id, keep).await?;
+    db.cache.forget_user(user_id);
+    Ok(ended)
 }
 
-/// [`end_user_sessions`] on a connection (inside a transaction).
+/// [`end_user_sessions`] on a connection (inside a transaction): the caller forgets the user
+/// in the cache after its commit.
 pub async fn end_user_sessions_on(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,

@@ -186,10 +186,13 @@ pub async fn find_by_id_on(conn: &mut AnyConnection, id: &str) -> Result<Option<
 
 /// Replaces the password hash.
 pub async fn set_password_hash(db: &Db, id: &str, hash: &str) -> Result<(), AppError> {
-    set_password_hash_on(&mut *db.pool.acquire().await?, id, hash).await
+    set_password_hash_on(&mut *db.pool.acquire().await?, id, hash).await?;
+    db.cache.forget_user(id);
+    Ok(())
 }
 
-/// [`set_password_hash`] on a connection.
+/// [`set_password_hash`] on a connection (inside a transaction): the caller forgets the user in
+/// the cache after its commit.
 pub async fn set_password_hash_on(
     conn: &mut AnyConnection,
     id: &str,

@@ -257,7 +257,7 @@ pub async fn sync_subscription(
         true,
     )
     .await?;
-    tx.commit().await?;
+    state.db.commit_for(tx, &user).await?;
     Ok(applied)
 }
 

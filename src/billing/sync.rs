@@ -122,7 +122,7 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                         true,
                     )
                     .await?;
-                    tx.commit().await?;
+                    state.db.commit_for(tx, &user).await?;
                     report.repaired += 1;
                 }
             }
@@ -148,6 +148,7 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                 .bind(id)
                 .execute(&state.db.pool)
                 .await?;
+                state.db.cache.forget_user(&user);
                 report.repaired += 1;
             }
         }

@@ -135,14 +135,29 @@ async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppErro
         tx.commit().await?;
         return Ok("duplicate");
     }
+    let user = match &customer {
+        Some(c) => customers::user_of(&mut tx, c).await?,
+        None => None,
+    };
     let mut refetch = None;
-    let outcome = apply(state, &mut tx, event, customer.as_deref(), &mut refetch).await?;
+    let outcome = apply(
+        state,
+        &mut tx,
+        event,
+        customer.as_deref(),
+        user.as_deref(),
+        &mut refetch,
+    )
+    .await?;
     sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
         .bind(outcome)
         .bind(&event.id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    if let Some(user) = &user {
+        state.db.cache.forget_user(user);
+    }
     // A billing notice may have been queued: the worker sees it only now that it is committed.
     state.mail_wakeup.notify_one();
     if let Some(subscription) = refetch {
@@ -162,13 +177,10 @@ async fn apply(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     event: &Event,
     customer: Option<&str>,
+    user: Option<&str>,
     refetch: &mut Option<String>,
 ) -> Result<&'static str, AppError> {
     let object = &event.data.object;
-    let user = match customer {
-        Some(c) => customers::user_of(tx, c).await?,
-        None => None,
-    };
     match event.kind.as_str() {
         // https://docs.stripe.com/api/events/types#event_types-customer.subscription.updated
         "customer.subscription.created"
@@ -189,7 +201,7 @@ async fn apply(
                 notify(
                     state,
                     tx,
-                    &user,
+                    user,
                     event,
                     snap.price_id.as_deref(),
                     snap.trial_end,
@@ -201,7 +213,7 @@ async fn apply(
                 state.db.engine,
                 &state.catalog,
                 &snap,
-                &user,
+                user,
                 event.created,
                 false,
             )
@@ -257,7 +269,7 @@ async fn apply(
             match invoice_subscription(object) {
                 Some(sub) => {
                     if event.kind == "invoice.payment_failed" {
-                        notify(state, tx, &user, event, None, None).await?;
+                        notify(state, tx, user, event, None, None).await?;
                     }
                     subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
                     Ok("applied")

@@ -12,6 +12,8 @@
 pub mod enforce;
 pub mod forward;
 
+use std::sync::Arc;
+
 use axum::{Extension, Json, Router, routing::get};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -25,6 +27,7 @@ use crate::{
     app::AppState,
     auth::users::User,
     billing::{catalog::Catalog, subscriptions::Row},
+    cache::Member,
     error::AppError,
 };
 
@@ -43,17 +46,41 @@ type MemberRow = (
     Option<i64>,
 );
 
-/// The user and their access in one database round trip (a `LEFT JOIN` of the user's
-/// subscriptions), so gating costs nothing beyond loading the signed-in user.
+/// The user and their access: from the cache, or in one database round trip (a `LEFT JOIN` of
+/// the user's subscriptions), so gating costs nothing beyond loading the signed-in user.
 pub async fn load_member(
     state: &AppState,
     user_id: &str,
 ) -> Result<Option<(User, Access)>, AppError> {
+    let cache = &state.db.cache;
+    let member = match cache.member(user_id) {
+        Some(member) => member,
+        None => {
+            let ticket = cache.ticket();
+            let Some(member) = query_member(state, user_id).await? else {
+                return Ok(None);
+            };
+            let member = Arc::new(member);
+            cache.put_member(ticket, member.clone());
+            member
+        }
+    };
+    let access = Access::compute(
+        &state.catalog,
+        &member.subscriptions,
+        state.clock.now(),
+        state.config.past_due_grace_secs as i64,
+    );
+    Ok(Some((member.user.clone(), access)))
+}
+
+async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>, AppError> {
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.password_hash, u.email_verified, \
                 s.id, s.status, s.plan_id, s.current_period_end, s.cancel_at_period_end, \
                 s.cancel_at, s.trial_end, s.past_due_since \
-         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1",
+         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
+         ORDER BY s.created_at",
     )
     .bind(user_id)
     .fetch_all(&state.db.pool)
@@ -67,7 +94,7 @@ pub async fn load_member(
         password_hash: first.2.clone(),
         email_verified: first.3,
     };
-    let subs: Vec<Row> = rows
+    let subscriptions = rows
         .into_iter()
         .filter_map(|r| {
             Some(Row {
@@ -82,13 +109,10 @@ pub async fn load_member(
             })
         })
         .collect();
-    let access = Access::compute(
-        &state.catalog,
-        &subs,
-        state.clock.now(),
-        state.config.past_due_grace_secs as i64,
-    );
-    Ok(Some((user, access)))
+    Ok(Some(Member {
+        user,
+        subscriptions,
+    }))
 }
 
 /// The access of `user_id` now (free access for a user that no longer exists).

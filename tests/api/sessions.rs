@@ -254,4 +254,7 @@ async fn age_session(app: &TestApp, key: &str, secs: i64) {
         .execute(&app.state.db.pool)
         .await
         .unwrap();
+    // An edit from outside the app, like another instance's: the app may serve its cached copy
+    // for up to the cache's lifetime.
+    tokio::time::sleep(tollgate::cache::TTL).await;
 }

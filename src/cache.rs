@@ -1,0 +1,239 @@
+//! The in-process cache of sessions and members (a user with their subscription rows), so that
+//! the session check and the access decision on a hot path cost no database round trip.
+//!
+//! Freshness (CONTRACT.md: after a change, the next request to the instance that made it sees it,
+//! and any instance within 1 second):
+//! - **This instance**: every write forgets what it changed *after its commit*. A load that was
+//!   running while something was forgotten may have read the old state, so a load is only stored
+//!   when no forget happened since it began (a global generation counter, checked under the lock).
+//! - **Other instances and processes** (PostgreSQL replicas, `tollgate stripe sync`, a second
+//!   process on one SQLite file): an entry lives at most [`TTL`], counted from the moment its load
+//!   began, so a change committed anywhere is seen everywhere within [`TTL`] < 1 s.
+//!
+//! Access itself is not cached: it depends on the clock (cancel-at and grace ends), so it is
+//! computed from the cached rows on every request.
+
+use std::{
+    borrow::Borrow,
+    collections::HashMap,
+    hash::Hash,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tower_sessions::session::{Id, Record};
+
+use crate::{auth::users::User, billing::subscriptions::Row};
+
+/// How long an entry may be served after its load began.
+pub const TTL: Duration = Duration::from_millis(500);
+
+/// Entries per shelf before expired ones are swept (and, if that frees nothing, all dropped).
+const MAX_ENTRIES: usize = 20_000;
+
+/// A user and their subscription rows, as the access decision needs them.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The user's row.
+    pub user: User,
+    /// The user's subscriptions.
+    pub subscriptions: Vec<Row>,
+}
+
+/// Taken before a load; the load is stored only if nothing was forgotten since.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    generation: u64,
+    at: Instant,
+}
+
+struct Shelf<K, V> {
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> Shelf<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
+        // A panic while holding the lock leaves a map that is still a valid cache.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        let entries = self.lock();
+        let (at, value) = entries.get(key)?;
+        (at.elapsed() < TTL).then(|| value.clone())
+    }
+
+    fn put(&self, generation: &AtomicU64, ticket: Ticket, key: K, value: V) {
+        let mut entries = self.lock();
+        if generation.load(Ordering::Acquire) != ticket.generation {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < TTL);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (ticket.at, value));
+    }
+}
+
+/// Sessions by id and members by user id.
+pub struct Cache {
+    generation: AtomicU64,
+    sessions: Shelf<Id, (Option<String>, Record)>,
+    members: Shelf<String, Arc<Member>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            sessions: Shelf::new(),
+            members: Shelf::new(),
+        }
+    }
+}
+
+impl Cache {
+    /// Take before reading the database for a later `put_*`.
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            generation: self.generation.load(Ordering::Acquire),
+            at: Instant::now(),
+        }
+    }
+
+    /// A cached session record (which may have expired by its own date: the caller checks).
+    pub fn session(&self, id: &Id) -> Option<Record> {
+        self.sessions.get(id).map(|(_, record)| record)
+    }
+
+    /// Stores a session record loaded under `ticket`, with the user it signs in.
+    pub fn put_session(&self, ticket: Ticket, record: &Record, user_id: Option<String>) {
+        self.sessions.put(
+            &self.generation,
+            ticket,
+            record.id,
+            (user_id, record.clone()),
+        );
+    }
+
+    /// A cached member.
+    pub fn member(&self, user_id: &str) -> Option<Arc<Member>> {
+        self.members.get(user_id)
+    }
+
+    /// Stores a member loaded under `ticket`.
+    pub fn put_member(&self, ticket: Ticket, member: Arc<Member>) {
+        self.members
+            .put(&self.generation, ticket, member.user.id.clone(), member);
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Forgets one session (after it was saved or deleted).
+    pub fn forget_session(&self, id: &Id) {
+        self.bump();
+        self.sessions.lock().remove(id);
+    }
+
+    /// Forgets a user, their subscriptions and every session of theirs (after a commit that
+    /// changed any of them).
+    pub fn forget_user(&self, user_id: &str) {
+        self.bump();
+        self.members.lock().remove(user_id);
+        self.sessions
+            .lock()
+            .retain(|_, (_, (uid, _))| uid.as_deref() != Some(user_id));
+    }
+
+    /// Forgets every member (after a change whose users are not known one by one).
+    pub fn forget_members(&self) {
+        self.bump();
+        self.members.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: &str, email: &str) -> Arc<Member> {
+        Arc::new(Member {
+            user: User {
+                id: id.into(),
+                email: email.into(),
+                password_hash: None,
+                email_verified: 0,
+            },
+            subscriptions: vec![],
+        })
+    }
+
+    #[test]
+    fn a_load_that_raced_with_a_forget_is_not_stored() {
+        let cache = Cache::default();
+        let before = cache.ticket();
+        cache.forget_user("u1");
+        cache.put_member(before, member("u1", "old@example.com"));
+        assert!(cache.member("u1").is_none(), "stale load stored");
+
+        let after = cache.ticket();
+        cache.put_member(after, member("u1", "new@example.com"));
+        assert_eq!(cache.member("u1").unwrap().user.email, "new@example.com");
+    }
+
+    #[test]
+    fn forgetting_a_user_drops_their_sessions_only() {
+        let cache = Cache::default();
+        let t = cache.ticket();
+        let mine = Record {
+            id: Id(1),
+            data: Default::default(),
+            expiry_date: time::OffsetDateTime::now_utc(),
+        };
+        let theirs = Record {
+            id: Id(2),
+            ..mine.clone()
+        };
+        cache.put_session(t, &mine, Some("u1".into()));
+        cache.put_session(t, &theirs, Some("u2".into()));
+        cache.forget_user("u1");
+        assert!(cache.session(&Id(1)).is_none());
+        assert!(cache.session(&Id(2)).is_some());
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl() {
+        let cache = Cache::default();
+        let old = Ticket {
+            generation: 0,
+            at: Instant::now() - TTL,
+        };
+        cache.put_member(old, member("u1", "a@example.com"));
+        assert!(cache.member("u1").is_none());
+    }
+}
