@@ -30,6 +30,10 @@ pub enum Engine {
 pub struct Db {
     /// The pool every query goes through.
     pub pool: AnyPool,
+    /// Where write transactions run: on SQLite a pool of one connection, so writers queue in
+    /// process (first come, first served) instead of sleeping in SQLite's busy handler; on
+    /// PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     /// The engine behind it.
     pub engine: Engine,
     /// This process's cache of sessions and members; writers forget what they change.
@@ -112,11 +116,21 @@ impl Db {
             options
         };
         let pool = options
+            .clone()
             .connect(&url)
             .await
             .context("cannot open the database")?;
+        let writer = match engine {
+            Engine::Sqlite => options
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .context("cannot open the database")?,
+            Engine::Postgres => pool.clone(),
+        };
         Ok(Self {
             pool,
+            writer,
             engine,
             cache: Default::default(),
         })
@@ -130,13 +144,14 @@ impl Db {
             .context("cannot apply migrations")
     }
 
-    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at
-    /// the start (waiting up to the busy timeout), because a deferred transaction that reads
+    /// Begins a write transaction. On SQLite it runs on the single writer connection and is
+    /// `BEGIN IMMEDIATE`: the write lock is taken at the start (a write outside a transaction
+    /// may hold it; then this waits up to the busy timeout), because a deferred transaction that reads
     /// first fails at once with "database is locked" when it later tries to write while another
     /// connection writes. Every tollgate transaction writes.
     pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
         match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Engine::Postgres => self.pool.begin().await,
         }
     }
@@ -152,6 +167,12 @@ impl Db {
         tx.commit().await?;
         self.cache.forget_user(user_id);
         Ok(())
+    }
+
+    /// Closes every connection (shutdown, or a test that takes the database away).
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// True when the database answers a trivial query.

@@ -249,7 +249,6 @@ pub async fn sync_subscription(
     };
     let applied = subscriptions::apply(
         &mut tx,
-        state.db.engine,
         &state.catalog,
         &snap,
         &user,

@@ -145,109 +145,60 @@ pub enum Applied {
     Tie,
 }
 
-/// Applies `snap`, stamped `stamp`, for `user_id`. With `force` (a state just fetched from
-/// Stripe, the authority) it always applies, stamped no older than the row.
+/// The upsert of one state. The ordering rule is the `WHERE` of its `DO UPDATE`, so the database
+/// applies it atomically against the latest committed row: on PostgreSQL concurrent appliers of
+/// one subscription queue on the row (an absent row included: the second insert waits for the
+/// first and is then ordered against it), and SQLite serialises writers anyway.
+macro_rules! upsert {
+    ($($tail:literal)?) => {
+        concat!(
+            "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, \
+               quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
+               canceled_at, ended_at, past_due_since, stripe_updated, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, \
+               customer_id = excluded.customer_id, status = excluded.status, \
+               plan_id = excluded.plan_id, price_id = excluded.price_id, \
+               quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
+               cancel_at_period_end = excluded.cancel_at_period_end, \
+               cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, \
+               canceled_at = excluded.canceled_at, ended_at = excluded.ended_at, \
+               past_due_since = CASE WHEN excluded.status = 'past_due' THEN \
+                 COALESCE(subscriptions.past_due_since, CASE \
+                   WHEN excluded.stripe_updated > subscriptions.stripe_updated \
+                   THEN excluded.stripe_updated ELSE subscriptions.stripe_updated END) \
+                 ELSE NULL END, \
+               stripe_updated = CASE WHEN excluded.stripe_updated > subscriptions.stripe_updated \
+                 THEN excluded.stripe_updated ELSE subscriptions.stripe_updated END, \
+               updated_at = excluded.updated_at"
+            $(, $tail)?
+        )
+    };
+}
+
+/// Applies `snap`, stamped `stamp`, for `user_id`, in one statement when it applies. With
+/// `force` (a state just fetched from Stripe, the authority) it always applies, stamped no older
+/// than the row. The past-due episode starts at the first sign of it (kept from the row, or this
+/// state's stamp) and ends when the subscription leaves `past_due`.
 pub async fn apply(
     tx: &mut Transaction<'static, Any>,
-    engine: db::Engine,
     catalog: &Catalog,
     snap: &Snapshot,
     user_id: &str,
     stamp: i64,
     force: bool,
 ) -> sqlx::Result<Applied> {
-    let select = match engine {
-        // Row lock: concurrent appliers of the same subscription on PostgreSQL queue here.
-        db::Engine::Postgres => {
-            "SELECT status, stripe_updated, past_due_since FROM subscriptions WHERE id = $1 FOR UPDATE"
-        }
-        // SQLite serialises writers; the event insert already took the write lock.
-        db::Engine::Sqlite => {
-            "SELECT status, stripe_updated, past_due_since FROM subscriptions WHERE id = $1"
-        }
-    };
-    // A row that does not exist yet cannot be locked: two first states of one subscription may
-    // both see none. The first insert wins; the other finds the row on its second look and is
-    // ordered against it like any other state.
-    loop {
-        let current: Option<(String, i64, Option<i64>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(select))
-                .bind(&snap.id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let mut stamp = stamp;
-        let past_due_since = match &current {
-            // A state fetched from Stripe is the authority: it replaces whatever the row holds.
-            Some((_, updated, since)) if force => {
-                stamp = stamp.max(*updated);
-                since.filter(|_| snap.status == "past_due")
-            }
-            Some((status, updated, since)) => {
-                if stamp < *updated || (is_terminal(status) && stamp == *updated) {
-                    return Ok(Applied::Stale);
-                }
-                if stamp == *updated {
-                    return Ok(Applied::Tie);
-                }
-                since.filter(|_| snap.status == "past_due")
-            }
-            None => None,
-        };
-        if write(
-            tx,
-            catalog,
-            snap,
-            user_id,
-            stamp,
-            past_due_since,
-            current.is_none(),
-        )
-        .await?
-        {
-            return Ok(Applied::Applied);
-        }
-    }
-}
-
-/// Writes the row: an insert that yields to a concurrent one (`false`) when `fresh`, else an
-/// upsert.
-async fn write(
-    tx: &mut Transaction<'static, Any>,
-    catalog: &Catalog,
-    snap: &Snapshot,
-    user_id: &str,
-    stamp: i64,
-    past_due_since: Option<i64>,
-    fresh: bool,
-) -> sqlx::Result<bool> {
-    // The past-due episode starts at the first sign of it and ends when the subscription recovers.
-    let past_due_since = match snap.status.as_str() {
-        "past_due" => Some(past_due_since.unwrap_or(stamp)),
-        _ => None,
+    let sql = if force {
+        upsert!()
+    } else {
+        upsert!(" WHERE excluded.stripe_updated > subscriptions.stripe_updated")
     };
     let plan = snap
         .price_id
         .as_deref()
         .and_then(|p| catalog.plan_for_price(p))
         .map(|p| p.id.clone());
-    let now = db::now();
-    const INSERT: &str = "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, \
-           price_id, quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
-           canceled_at, ended_at, past_due_since, stripe_updated, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) ";
-    const UPDATE: &str = "ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, customer_id = excluded.customer_id, \
-           status = excluded.status, plan_id = excluded.plan_id, price_id = excluded.price_id, \
-           quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
-           cancel_at_period_end = excluded.cancel_at_period_end, cancel_at = excluded.cancel_at, \
-           trial_end = excluded.trial_end, canceled_at = excluded.canceled_at, \
-           ended_at = excluded.ended_at, past_due_since = excluded.past_due_since, \
-           stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at";
-    let sql = if fresh {
-        format!("{INSERT}ON CONFLICT (id) DO NOTHING")
-    } else {
-        format!("{INSERT}{UPDATE}")
-    };
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let done = sqlx::query(sql)
         .bind(&snap.id)
         .bind(user_id)
         .bind(&snap.customer)
@@ -261,12 +212,25 @@ async fn write(
         .bind(snap.trial_end)
         .bind(snap.canceled_at)
         .bind(snap.ended_at)
-        .bind(past_due_since)
+        .bind((snap.status == "past_due").then_some(stamp))
         .bind(stamp)
-        .bind(now)
+        .bind(db::now())
         .execute(&mut **tx)
         .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() > 0 {
+        return Ok(Applied::Applied);
+    }
+    // Not newer than the row (the rare path): an equal stamp on a live row is a tie.
+    let (status, updated): (String, i64) =
+        sqlx::query_as("SELECT status, stripe_updated FROM subscriptions WHERE id = $1")
+            .bind(&snap.id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(if stamp == updated && !is_terminal(&status) {
+        Applied::Tie
+    } else {
+        Applied::Stale
+    })
 }
 
 /// Marks the start of a past-due episode (first failed payment), if not already marked.

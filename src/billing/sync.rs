@@ -114,7 +114,6 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                     let mut tx = state.db.begin().await?;
                     subscriptions::apply(
                         &mut tx,
-                        state.db.engine,
                         &state.catalog,
                         snap,
                         &user,

@@ -27,7 +27,7 @@ use subtle::ConstantTimeEq as _;
 use crate::{
     app::AppState,
     billing::{
-        checkout, customers,
+        checkout,
         subscriptions::{self, Applied, Snapshot, id_of},
     },
     config::Secret,
@@ -119,25 +119,25 @@ fn customer_of_event(event: &Event) -> Option<String> {
 async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppError> {
     let customer = customer_of_event(event);
     let mut tx = state.db.begin().await?;
-    // The event id is the key: a duplicate (or a concurrent delivery to another instance) stops here.
-    let inserted = sqlx::query(
+    // The event id is the key: a duplicate (or a concurrent delivery to another instance) stops
+    // here. The same statement finds the customer's user, and records the outcome as `applied`
+    // (corrected below, in the same transaction, when it is something else).
+    let inserted: Option<(Option<String>,)> = sqlx::query_as(
         "INSERT INTO stripe_events (id, type, created, customer_id, outcome, received_at) \
-         VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, 'applied', $5) ON CONFLICT (id) DO NOTHING \
+         RETURNING (SELECT user_id FROM billing_customers \
+                    WHERE stripe_customer_id = $4 AND deleted = 0)",
     )
     .bind(&event.id)
     .bind(&event.kind)
     .bind(event.created)
     .bind(&customer)
     .bind(db::now())
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    if inserted.rows_affected() == 0 {
+    let Some((user,)) = inserted else {
         tx.commit().await?;
         return Ok("duplicate");
-    }
-    let user = match &customer {
-        Some(c) => customers::user_of(&mut tx, c).await?,
-        None => None,
     };
     let mut refetch = None;
     let outcome = apply(
@@ -149,11 +149,13 @@ async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppErro
         &mut refetch,
     )
     .await?;
-    sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
-        .bind(outcome)
-        .bind(&event.id)
-        .execute(&mut *tx)
-        .await?;
+    if outcome != "applied" {
+        sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
+            .bind(outcome)
+            .bind(&event.id)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     if let Some(user) = &user {
         state.db.cache.forget_user(user);
@@ -208,16 +210,8 @@ async fn apply(
                 )
                 .await?;
             }
-            let applied = subscriptions::apply(
-                tx,
-                state.db.engine,
-                &state.catalog,
-                &snap,
-                user,
-                event.created,
-                false,
-            )
-            .await?;
+            let applied =
+                subscriptions::apply(tx, &state.catalog, &snap, user, event.created, false).await?;
             Ok(match applied {
                 Applied::Applied => "applied",
                 Applied::Stale => "stale",

@@ -1126,7 +1126,7 @@ async fn webhooks_answer_5xx_when_the_database_is_down_so_stripe_retries() {
     let secret = app.state.stripe.webhook_secrets[0].expose().to_owned();
     match app.db.engine() {
         tollgate::db::Engine::Postgres => app.db.drop_now().await,
-        tollgate::db::Engine::Sqlite => app.state.db.pool.close().await,
+        tollgate::db::Engine::Sqlite => app.state.db.close().await,
     }
 
     let r = app

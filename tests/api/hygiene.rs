@@ -119,7 +119,7 @@ async fn readiness_and_requests_answer_503_when_the_database_is_gone() {
         // Cut every connection and remove the database, as a failed server would.
         tollgate::db::Engine::Postgres => app.db.drop_now().await,
         // A SQLite file cannot vanish under an open handle; close the app's pool instead.
-        tollgate::db::Engine::Sqlite => app.state.db.pool.close().await,
+        tollgate::db::Engine::Sqlite => app.state.db.close().await,
     }
 
     assert_eq!(
