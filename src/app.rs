@@ -74,6 +74,8 @@ pub struct Shared {
     pub mail_wakeup: Arc<tokio::sync::Notify>,
     /// Key of the CSRF form tokens, shared by all instances through the database.
     pub csrf_key: Arc<Vec<u8>>,
+    /// Webhook events waiting for their group's commit (SQLite).
+    pub webhook_queue: billing::webhook::GroupCommit,
 }
 
 impl AppState {
@@ -112,6 +114,7 @@ impl AppState {
             mail_transport,
             mail_wakeup: Arc::new(tokio::sync::Notify::new()),
             csrf_key: Arc::new(csrf_key),
+            webhook_queue: Default::default(),
         })))
     }
 

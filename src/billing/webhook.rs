@@ -97,7 +97,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {
         return AppError::InvalidJson.into_response();
     };
-    match ingest(&state, &event).await {
+    match ingest(&state, event).await {
         Ok(outcome) => (
             StatusCode::OK,
             Json(json!({"received": true, "outcome": outcome})),
@@ -116,9 +116,47 @@ fn customer_of_event(event: &Event) -> Option<String> {
     o.get("customer").and_then(id_of)
 }
 
-async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppError> {
+/// What storing one event did, for the work that waits for its commit.
+struct Recorded {
+    outcome: &'static str,
+    user: Option<String>,
+    refetch: Option<String>,
+}
+
+async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError> {
+    let recorded = match state.db.engine {
+        // One writer: events queue and commit in groups (see [`GroupCommit`]).
+        db::Engine::Sqlite => GroupCommit::submit(state, event).await?,
+        // Concurrent writers: a transaction per event, ordered by the database.
+        db::Engine::Postgres => {
+            let mut tx = state.db.begin().await?;
+            let recorded = record(state, &mut tx, &event).await?;
+            tx.commit().await?;
+            recorded
+        }
+    };
+    if let Some(user) = &recorded.user {
+        state.db.cache.forget_user(user);
+    }
+    // A billing notice may have been queued: the worker sees it only now that it is committed.
+    state.mail_wakeup.notify_one();
+    if let Some(subscription) = recorded.refetch {
+        // A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot
+        // be reached the event stays recorded; the next event or `stripe sync` repairs the row.
+        if let Err(e) = checkout::sync_subscription(state, &subscription).await {
+            tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook");
+        }
+    }
+    Ok(recorded.outcome)
+}
+
+/// Stores and applies one event inside `tx`.
+async fn record(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event: &Event,
+) -> Result<Recorded, AppError> {
     let customer = customer_of_event(event);
-    let mut tx = state.db.begin().await?;
     // The event id is the key: a duplicate (or a concurrent delivery to another instance) stops
     // here. The same statement finds the customer's user, and records the outcome as `applied`
     // (corrected below, in the same transaction, when it is something else).
@@ -133,16 +171,19 @@ async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppErro
     .bind(event.created)
     .bind(&customer)
     .bind(db::now())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some((user,)) = inserted else {
-        tx.commit().await?;
-        return Ok("duplicate");
+        return Ok(Recorded {
+            outcome: "duplicate",
+            user: None,
+            refetch: None,
+        });
     };
     let mut refetch = None;
     let outcome = apply(
         state,
-        &mut tx,
+        tx,
         event,
         customer.as_deref(),
         user.as_deref(),
@@ -153,23 +194,107 @@ async fn ingest(state: &AppState, event: &Event) -> Result<&'static str, AppErro
         sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
             .bind(outcome)
             .bind(&event.id)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
     }
-    tx.commit().await?;
-    if let Some(user) = &user {
-        state.db.cache.forget_user(user);
+    Ok(Recorded {
+        outcome,
+        user,
+        refetch,
+    })
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Recorded, AppError>>;
+
+/// Group commit for SQLite, where writes are serial anyway: events that arrive while a
+/// transaction runs queue here, and the next transaction stores and applies all of them (up to
+/// 128) before one commit, so a burst pays one commit per group instead of one
+/// per event. Nobody waits for a group to fill: a lone event is a group of one. Each event still
+/// gets its 2xx only after the commit that holds it, and every event of a failed group is stored
+/// again alone, so one bad event fails only itself.
+#[derive(Default)]
+pub struct GroupCommit {
+    queue: std::sync::Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(Event, Reply)>,
+    draining: bool,
+}
+
+impl GroupCommit {
+    const MAX: usize = 128;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
-    // A billing notice may have been queued: the worker sees it only now that it is committed.
-    state.mail_wakeup.notify_one();
-    if let Some(subscription) = refetch {
-        // A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot
-        // be reached the event stays recorded; the next event or `stripe sync` repairs the row.
-        if let Err(e) = checkout::sync_subscription(state, &subscription).await {
-            tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook");
+
+    async fn submit(state: &AppState, event: Event) -> Result<Recorded, AppError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut queue = state.webhook_queue.lock();
+            queue.waiting.push((event, reply));
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            // Its own task: a client that hangs up must not stop the groups behind it.
+            tokio::spawn(Self::drain(state.clone()));
+        }
+        answer.await.map_err(|_| AppError::ServiceUnavailable)?
+    }
+
+    async fn drain(state: AppState) {
+        loop {
+            let group: Vec<(Event, Reply)> = {
+                let mut queue = state.webhook_queue.lock();
+                if queue.waiting.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let n = queue.waiting.len().min(Self::MAX);
+                queue.waiting.drain(..n).collect()
+            };
+            Self::commit_group(&state, group).await;
         }
     }
-    Ok(outcome)
+
+    async fn commit_group(state: &AppState, group: Vec<(Event, Reply)>) {
+        match Self::store(state, group.iter().map(|(event, _)| event)).await {
+            Ok(recorded) => {
+                for ((_, reply), recorded) in group.into_iter().zip(recorded) {
+                    let _ = reply.send(Ok(recorded));
+                }
+            }
+            // One bad event must not fail the events grouped with it: each alone, then.
+            Err(e) if group.len() > 1 => {
+                tracing::warn!(error = %e, events = group.len(), "webhook group failed; storing its events one by one");
+                for (event, reply) in group {
+                    let alone = Self::store(state, std::iter::once(&event)).await;
+                    let _ = reply.send(alone.map(|mut r| r.remove(0)));
+                }
+            }
+            Err(e) => {
+                if let Some((_, reply)) = group.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Stores and applies `events` in one transaction.
+    async fn store<'a>(
+        state: &AppState,
+        events: impl Iterator<Item = &'a Event>,
+    ) -> Result<Vec<Recorded>, AppError> {
+        let mut tx = state.db.begin().await?;
+        let mut recorded = Vec::new();
+        for event in events {
+            recorded.push(record(state, &mut tx, event).await?);
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
 }
 
 /// Applies one stored event inside the transaction. Sets `refetch` when the subscription must
