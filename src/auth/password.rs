@@ -73,16 +73,74 @@ pub enum Verified {
 /// Work for a hashing thread; it gets that thread's reusable argon2 memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
+/// How long a hashing thread keeps its argon2 memory with nothing to do. A flood keeps it (one
+/// allocation per thread for the whole flood); a quiet server gives it back within a second.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The jobs waiting for a hashing thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<(std::collections::VecDeque<Job>, bool)>,
+    ready: std::sync::Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<Job>, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        self.lock().0.push_back(job);
+        self.ready.notify_one();
+    }
+
+    /// The next job; frees `memory` once idle for [`IDLE_RELEASE`]; `None` once the pool is gone.
+    fn next(&self, memory: &mut Vec<Block>) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.0.pop_front() {
+                return Some(job);
+            }
+            if state.1 {
+                return None;
+            }
+            if memory.is_empty() {
+                state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            } else {
+                let (again, waited) = self
+                    .ready
+                    .wait_timeout(state, IDLE_RELEASE)
+                    .unwrap_or_else(|e| e.into_inner());
+                state = again;
+                if waited.timed_out() && state.0.is_empty() {
+                    *memory = Vec::new();
+                }
+            }
+        }
+    }
+}
+
+/// The pool handles' side of the queue: when the last handle goes, the threads end.
+struct Submit(Arc<Queue>);
+
+impl Drop for Submit {
+    fn drop(&mut self) {
+        self.0.lock().1 = true;
+        self.0.ready.notify_all();
+    }
+}
+
 /// Hashes and verifies passwords on a fixed set of threads, one per core.
 ///
 /// Why not `spawn_blocking`: every new blocking thread makes glibc's allocator grow a new arena,
 /// and each argon2 call allocates its 19 MiB afresh, so a login flood left hundreds of MiB resident
 /// after it ended. Here the threads are few and fixed, each keeps one block buffer and reuses it
-/// for every hash, and the queue in front of them is the bound on concurrent work.
+/// for every hash while there is work (given back after [`IDLE_RELEASE`] without), and the queue
+/// in front of them is the bound on concurrent work.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: Arc<Submit>,
     dummy: Arc<OnceCell<String>>,
 }
 
@@ -90,28 +148,20 @@ impl PasswordHasherPool {
     /// A pool for `params`, with one hashing thread per core.
     pub fn new(params: Argon2Params) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        let queue = Arc::new(Queue::default());
         for i in 0..cores {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
                     let mut memory: Vec<Block> = Vec::new();
-                    loop {
-                        let job = {
-                            let Ok(queue) = queue.lock() else { return };
-                            match queue.recv() {
-                                Ok(job) => job,
-                                // Every pool handle is gone: the thread ends.
-                                Err(_) => return,
-                            }
-                        };
+                    while let Some(job) = queue.next(&mut memory) {
                         job(&mut memory);
                     }
                 })
                 .expect("spawn an argon2 thread");
         }
+        let jobs = Arc::new(Submit(queue));
         Self {
             params: Params::new(params.m_kib, params.t, params.p, None)
                 .expect("argon2 parameters are validated by Config"),
@@ -125,11 +175,9 @@ impl PasswordHasherPool {
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, AppError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move |memory| {
-                let _ = tx.send(work(memory));
-            }))
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("argon2 threads are gone")))?;
+        self.jobs.0.push(Box::new(move |memory| {
+            let _ = tx.send(work(memory));
+        }));
         rx.await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("argon2 job dropped")))
     }
@@ -215,6 +263,15 @@ fn compute(
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let needed = params.block_count();
     if memory.len() < needed {
+        if memory.capacity() < needed {
+            // Reserve more than glibc's largest dynamic mmap threshold (32 MiB on 64-bit). A
+            // block that large is always mmapped and unmapped when freed, so idle threads really
+            // give it back; a 19 MiB one would raise the threshold when freed and come from an
+            // arena next time, which keeps it. Only the `needed` blocks are ever touched, so
+            // only they become resident.
+            let unmapped_floor = (33 << 20) / std::mem::size_of::<Block>();
+            *memory = Vec::with_capacity(needed.max(unmapped_floor));
+        }
         memory.resize(needed, Block::default());
     }
     let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
