@@ -82,3 +82,25 @@ with open(f"{work}/events.txt", "w") as out:
         body = json.dumps(event, separators=(",", ":"))
         mac = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
         out.write(f"t={now},v1={mac}\t{body}\n")
+
+
+# Duplicates: events stored once here, then replayed by the bench (Stripe redelivers often).
+dups = max(50, min(2000, count // 50))
+with open(f"{work}/dups.txt", "w") as out:
+    for i in range(dups):
+        event = {
+            "id": f"evt_dup_{now}_{i}", "object": "event", "type": "customer.subscription.updated",
+            "created": now, "livemode": False, "pending_webhooks": 1,
+            "data": {"object": {
+                "id": f"sub_dup_{now}_{i}", "object": "subscription", "customer": hooks_customer,
+                "status": "canceled", "cancel_at_period_end": False,
+                "items": {"data": [{"price": {"id": "price_bench"}, "quantity": 1, "current_period_end": now}]},
+            }},
+        }
+        body = json.dumps(event, separators=(",", ":"))
+        mac = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+        sig = f"t={now},v1={mac}"
+        req = urllib.request.Request(f"{base}/webhooks/stripe", data=body.encode(), headers={"stripe-signature": sig, "content-type": "application/json"})
+        answer = json.loads(opener.open(req).read())
+        assert answer["outcome"] == "applied", answer
+        out.write(f"{sig}\t{body}\n")
