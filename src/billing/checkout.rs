@@ -214,7 +214,8 @@ async fn settle_live_attempts(
     Ok(None)
 }
 
-/// A Billing Portal session for the user's own customer.
+/// A Billing Portal session for the user's own customer. A customer Stripe no longer knows (deleted
+/// there, its `customer.deleted` not applied yet) is `no_customer`, like one never created.
 pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
     let customer = customers::customer_of(state, &user.id)
         .await?
@@ -224,13 +225,19 @@ pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, A
         .customer(customer.as_str())
         .return_url(return_url.as_str());
     let key = new_id("idem_portal");
-    let session = retrying(|| {
-        request
+    let session = retrying(|| async {
+        match request
             .customize()
             .request_strategy(idempotent(&key))
             .send(&state.stripe.client)
+            .await
+        {
+            Err(e) if super::stripe::is_missing(&e) => Ok(None),
+            answer => answer.map(Some),
+        }
     })
-    .await?;
+    .await?
+    .ok_or(AppError::NoCustomer)?;
     Ok(RedirectUrl { url: session.url })
 }
 

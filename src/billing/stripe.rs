@@ -186,6 +186,12 @@ where
     unreachable!("the loop returns on its last attempt")
 }
 
+/// True when Stripe refused because an object named in the call does not exist (`resource_missing`).
+pub fn is_missing(err: &StripeError) -> bool {
+    matches!(err, StripeError::Stripe(api, _)
+        if api.code.as_ref().is_some_and(|c| c.as_str() == "resource_missing"))
+}
+
 /// A one-line description of a Stripe error (no request bodies, no keys).
 fn short(err: &StripeError) -> String {
     match err {
