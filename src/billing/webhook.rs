@@ -132,22 +132,31 @@ async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError
             let mut tx = state.db.begin().await?;
             let recorded = record(state, &mut tx, &event).await?;
             tx.commit().await?;
+            committed(state, &recorded);
             recorded
         }
     };
+    if let Some(subscription) = recorded.refetch {
+        refetch(state, &subscription).await;
+    }
+    Ok(recorded.outcome)
+}
+
+/// What follows every commit of an event at once, whoever waits for it: the user's cached
+/// access goes, and the mail worker looks for a billing notice the event may have queued.
+fn committed(state: &AppState, recorded: &Recorded) {
     if let Some(user) = &recorded.user {
         state.db.cache.forget_user(user);
     }
-    // A billing notice may have been queued: the worker sees it only now that it is committed.
     state.mail_wakeup.notify_one();
-    if let Some(subscription) = recorded.refetch {
-        // A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot
-        // be reached the event stays recorded; the next event or `stripe sync` repairs the row.
-        if let Err(e) = checkout::sync_subscription(state, &subscription).await {
-            tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook");
-        }
+}
+
+/// A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot be
+/// reached the event stays recorded; the next event or `stripe sync` repairs the row.
+async fn refetch(state: &AppState, subscription: &str) {
+    if let Err(e) = checkout::sync_subscription(state, subscription).await {
+        tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook");
     }
-    Ok(recorded.outcome)
 }
 
 /// Stores and applies one event inside `tx`.
@@ -245,6 +254,7 @@ impl GroupCommit {
     }
 
     async fn drain(state: AppState) {
+        let _unstick = Unstick(state.clone());
         loop {
             let group: Vec<(Event, Reply)> = {
                 let mut queue = state.webhook_queue.lock();
@@ -263,22 +273,41 @@ impl GroupCommit {
         match Self::store(state, group.iter().map(|(event, _)| event)).await {
             Ok(recorded) => {
                 for ((_, reply), recorded) in group.into_iter().zip(recorded) {
-                    let _ = reply.send(Ok(recorded));
+                    Self::answer(state, reply, Ok(recorded));
                 }
             }
-            // One bad event must not fail the events grouped with it: each alone, then.
-            Err(e) if group.len() > 1 => {
+            // One bad event must not fail the events grouped with it: each alone, then. Not when
+            // the database is unavailable: that fails them all alike, so all answer 503 now.
+            Err(e) if group.len() > 1 && !matches!(e, AppError::ServiceUnavailable) => {
                 tracing::warn!(error = %e, events = group.len(), "webhook group failed; storing its events one by one");
                 for (event, reply) in group {
                     let alone = Self::store(state, std::iter::once(&event)).await;
-                    let _ = reply.send(alone.map(|mut r| r.remove(0)));
+                    Self::answer(state, reply, alone.map(|mut r| r.remove(0)));
                 }
             }
             Err(e) => {
-                if let Some((_, reply)) = group.into_iter().next() {
+                let mut error = Some(e);
+                for (_, reply) in group {
+                    let e = error.take().unwrap_or(AppError::ServiceUnavailable);
                     let _ = reply.send(Err(e));
                 }
             }
+        }
+    }
+
+    /// Hands a committed event's result to its request. The post-commit work runs here, so it
+    /// happens even when that request is gone (Stripe hung up; its retry will be a duplicate).
+    fn answer(state: &AppState, reply: Reply, result: Result<Recorded, AppError>) {
+        if let Ok(recorded) = &result {
+            committed(state, recorded);
+        }
+        if let Err(Ok(Recorded {
+            refetch: Some(subscription),
+            ..
+        })) = reply.send(result)
+        {
+            let state = state.clone();
+            tokio::spawn(async move { refetch(&state, &subscription).await });
         }
     }
 
@@ -294,6 +323,20 @@ impl GroupCommit {
         }
         tx.commit().await?;
         Ok(recorded)
+    }
+}
+
+/// Should a drain task die (a panic), the queue must not stay "being drained" forever: the
+/// events still waiting are answered 503 (their replies dropped) and the next event starts anew.
+struct Unstick(AppState);
+
+impl Drop for Unstick {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.0.webhook_queue.lock();
+            queue.waiting.clear();
+            queue.draining = false;
+        }
     }
 }
 

@@ -260,8 +260,10 @@ async fn a_downgrade_is_seen_at_once_by_its_instance_and_within_a_second_by_anot
         403,
         "the instance that took the webhook sees the downgrade on the next request"
     );
-    // CONTRACT.md: any other instance within 1 second.
+    // CONTRACT.md: any other instance within 1 second (judged by when a request was sent, so a
+    // slow answer on a busy machine does not count against the instance).
     loop {
+        let sent = std::time::Instant::now();
         let status = c
             .get(second.url("/api/demo/pro"))
             .send()
@@ -273,7 +275,7 @@ async fn a_downgrade_is_seen_at_once_by_its_instance_and_within_a_second_by_anot
         }
         assert_eq!(status, 200);
         assert!(
-            delivered.elapsed() < std::time::Duration::from_secs(1),
+            sent.duration_since(delivered) < std::time::Duration::from_secs(1),
             "the other instance still grants pro a second after the webhook"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
