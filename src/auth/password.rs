@@ -156,7 +156,12 @@ impl PasswordHasherPool {
                 .spawn(move || {
                     let mut memory: Vec<Block> = Vec::new();
                     while let Some(job) = queue.next(&mut memory) {
-                        job(&mut memory);
+                        // A panicking job fails its own request (its reply is dropped); the
+                        // thread lives on, so the pool never ends up with nobody to hash.
+                        let run = std::panic::AssertUnwindSafe(|| job(&mut memory));
+                        if std::panic::catch_unwind(run).is_err() {
+                            memory = Vec::new();
+                        }
                     }
                 })
                 .expect("spawn an argon2 thread");
@@ -321,5 +326,31 @@ mod tests {
     fn nfkc_makes_compatibility_forms_equal() {
         assert_eq!(normalise("ｐａｓｓ"), "pass");
         assert_eq!(normalise("  a "), "  a ");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_threads_live_on() {
+        let pool = PasswordHasherPool::new(Argon2Params {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        });
+        // More panics than threads: were a panic to kill its thread, none would be left.
+        let limit = std::time::Duration::from_secs(10);
+        for _ in 0..8 {
+            let failed = pool.run(|_| -> () { panic!("deliberate panic in a test job") });
+            let failed = tokio::time::timeout(limit, failed)
+                .await
+                .expect("no hashing thread left");
+            assert!(failed.is_err());
+        }
+        let hash = tokio::time::timeout(limit, pool.hash("a fine password".into()))
+            .await
+            .expect("no hashing thread left")
+            .unwrap();
+        assert_eq!(
+            pool.verify("a fine password", Some(&hash)).await.unwrap(),
+            Verified::Yes
+        );
     }
 }
