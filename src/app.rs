@@ -51,29 +51,29 @@ impl std::ops::Deref for AppState {
 /// What [`AppState`] points to.
 pub struct Shared {
     /// Settings.
-    pub config: Arc<Config>,
+    pub config: Config,
     /// The database.
     pub db: Db,
     /// The public URL (configured, or `http://127.0.0.1:<port>`).
     pub base_url: Url,
     /// Origins accepted by the Origin check.
-    pub allowed_origins: Arc<Vec<String>>,
+    pub allowed_origins: Vec<String>,
     /// argon2 on a bounded blocking pool.
     pub hasher: PasswordHasherPool,
     /// Plans, with prices resolved to Stripe ids.
-    pub catalog: Arc<Catalog>,
+    pub catalog: Catalog,
     /// The clock (shared with the simulator in development).
     pub clock: Clock,
     /// Stripe (or the simulator).
     pub stripe: StripeApi,
     /// Page and email templates.
-    pub templates: Arc<minijinja::Environment<'static>>,
+    pub templates: minijinja::Environment<'static>,
     /// How email leaves (SMTP, or the development mailbox).
     pub mail_transport: crate::email::Transport,
     /// Wakes the outbox worker when a message is queued.
-    pub mail_wakeup: Arc<tokio::sync::Notify>,
+    pub mail_wakeup: tokio::sync::Notify,
     /// Key of the CSRF form tokens, shared by all instances through the database.
-    pub csrf_key: Arc<Vec<u8>>,
+    pub csrf_key: Vec<u8>,
     /// Webhook events waiting for their group's commit (SQLite).
     pub webhook_queue: billing::webhook::GroupCommit,
 }
@@ -96,24 +96,24 @@ impl AppState {
         }
         let csrf_key = shared_secret(&db, "csrf_key").await?;
         let clock = Clock::new();
-        let mut catalog = Catalog::load(config.plans_path.as_deref())?;
+        let mut catalog = config.catalog.clone();
         let webhook_url = format!("{base_url}webhooks/stripe");
         let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
         let mail_transport =
             crate::email::Transport::from_config(config.smtp_url.as_ref().map(|s| s.expose()))?;
         Ok(AppState(Arc::new(Shared {
             hasher: PasswordHasherPool::new(config.argon2),
-            config: Arc::new(config),
+            config,
             db,
             base_url,
-            allowed_origins: Arc::new(allowed_origins),
-            catalog: Arc::new(catalog),
+            allowed_origins,
+            catalog,
             clock,
             stripe,
-            templates: Arc::new(web::templates()),
+            templates: web::templates(),
             mail_transport,
-            mail_wakeup: Arc::new(tokio::sync::Notify::new()),
-            csrf_key: Arc::new(csrf_key),
+            mail_wakeup: tokio::sync::Notify::new(),
+            csrf_key,
             webhook_queue: Default::default(),
         })))
     }

@@ -169,12 +169,6 @@ impl Cache {
             .lock()
             .retain(|_, (_, (uid, _))| uid.as_deref() != Some(user_id));
     }
-
-    /// Forgets every member (after a change whose users are not known one by one).
-    pub fn forget_members(&self) {
-        self.bump();
-        self.members.lock().clear();
-    }
 }
 
 #[cfg(test)]

@@ -89,11 +89,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The catalog is configuration too: a bad file is a bad setting.
-    if let Err(e) = crate::billing::catalog::Catalog::load(config.plans_path.as_deref()) {
-        eprintln!("tollgate: bad setting TOLLGATE_PLANS: {e}");
-        return ExitCode::from(2);
-    }
     telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -189,7 +184,7 @@ async fn stripe_sim(
         .map(|s| s.expose().to_owned())
         .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
     sim.set_webhook(webhook_url.clone(), secret.clone());
-    let mut catalog = crate::billing::catalog::Catalog::load(config.plans_path.as_deref())?;
+    let mut catalog = config.catalog.clone();
     for (id, name, interval, price) in catalog.prices_mut() {
         let key = price
             .reference

@@ -93,6 +93,10 @@ pub struct Config {
     pub database_url: Secret,
     /// `TOLLGATE_PLANS`: catalog file path (used by the billing module).
     pub plans_path: Option<String>,
+    /// The catalog read from `plans_path` (or the demo catalog), validated: a bad file is a bad
+    /// setting. Its prices are not yet resolved to Stripe ids; the running app's are in
+    /// `AppState::catalog`.
+    pub catalog: crate::billing::catalog::Catalog,
     /// `STRIPE_SECRET_KEY`; `None` in development means the simulator.
     pub stripe_secret_key: Option<Secret>,
     /// `STRIPE_WEBHOOK_SECRET`: every configured secret is accepted (rotation).
@@ -283,13 +287,17 @@ impl Config {
                 "argon2 parameters out of range (memory must be at least 8 KiB per lane, passes at least 1)",
             ));
         }
+        let plans_path = get("TOLLGATE_PLANS");
+        let catalog = crate::billing::catalog::Catalog::load(plans_path.as_deref())
+            .map_err(|e| ConfigError::new("TOLLGATE_PLANS", e.to_string()))?;
         let config = Config {
             mode,
             bind,
             base_url,
             allowed_origins,
             database_url: Secret::new(database_url),
-            plans_path: get("TOLLGATE_PLANS"),
+            plans_path,
+            catalog,
             stripe_secret_key: get("STRIPE_SECRET_KEY").map(Secret::new),
             stripe_webhook_secrets,
             stripe_webhook_tolerance_secs,
