@@ -8,7 +8,7 @@ use axum::{Router, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
 use stripe::StripeRequest as _;
 
-use super::{CurrentUser, password::Verified, rate_limit};
+use super::{CurrentUser, confirm_password, rate_limit};
 use crate::{
     app::AppState,
     billing::{
@@ -16,7 +16,7 @@ use crate::{
         subscriptions,
     },
     db,
-    error::{AppError, Result},
+    error::Result,
     extract::ApiJson,
 };
 
@@ -28,15 +28,8 @@ pub fn router() -> Router<AppState> {
 /// Deletes the signed-in user's account.
 pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &str) -> Result<()> {
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
-    if state
-        .hasher
-        .verify(password, current.user.password_hash.as_deref())
-        .await?
-        == Verified::No
-    {
-        return Err(AppError::InvalidCredentials);
-    }
     let user = &current.user;
+    confirm_password(state, user, password).await?;
     for sub in subscriptions::for_user(&state.db, &user.id).await? {
         if subscriptions::is_terminal(&sub.status) {
             continue;
@@ -50,16 +43,7 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
                 .send(&state.stripe.client)
         })
         .await?;
-        sqlx::query(
-            "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
-             updated_at = $2 WHERE id = $3",
-        )
-        .bind(state.clock.now())
-        .bind(db::now())
-        .bind(&sub.id)
-        .execute(&state.db.pool)
-        .await?;
-        state.db.cache.forget_user(&user.id);
+        subscriptions::cancel_locally(&state.db, &sub.id, &user.id, state.clock.now()).await?;
     }
     let mut tx = state.db.begin().await?;
     sqlx::query(

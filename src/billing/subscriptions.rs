@@ -233,6 +233,22 @@ pub async fn apply(
     })
 }
 
+/// Marks a subscription of `user_id` canceled at `at` without waiting for Stripe's event (the
+/// account is being deleted, or Stripe does not know the subscription), and forgets the user.
+pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
+         updated_at = $2 WHERE id = $3",
+    )
+    .bind(at)
+    .bind(db::now())
+    .bind(id)
+    .execute(&db.pool)
+    .await?;
+    db.cache.forget_user(user_id);
+    Ok(())
+}
+
 /// Marks the start of a past-due episode (first failed payment), if not already marked.
 pub async fn mark_payment_failed(
     tx: &mut Transaction<'static, Any>,

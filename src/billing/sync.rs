@@ -19,7 +19,6 @@ use crate::{
         stripe::retrying,
         subscriptions::{self, Snapshot},
     },
-    db,
     error::AppError,
 };
 
@@ -138,16 +137,7 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                 detail: format!("customer {customer}: not in Stripe"),
             });
             if repair {
-                sqlx::query(
-                    "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
-                     updated_at = $2 WHERE id = $3",
-                )
-                .bind(state.clock.now())
-                .bind(db::now())
-                .bind(id)
-                .execute(&state.db.pool)
-                .await?;
-                state.db.cache.forget_user(&user);
+                subscriptions::cancel_locally(&state.db, id, &user, state.clock.now()).await?;
                 report.repaired += 1;
             }
         }
