@@ -107,10 +107,8 @@ fn hours(secs: u64) -> String {
 
 /// Rate limits of the request routes: per address and per client address.
 async fn limit_requests(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
-    rate_limit::hit(state, rate_limit::EMAIL_PER_IP, &ip.0.to_string()).await?;
-    let normalised = Email::parse(address)
-        .map(|e| e.normalised)
-        .unwrap_or_else(|_| address.trim().to_lowercase());
+    rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
+    let normalised = Email::normalise_lenient(address);
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await
 }
 
@@ -149,6 +147,11 @@ async fn bound_user(conn: &mut AnyConnection, consumed: &tokens::Consumed) -> Re
     let user = users::find_by_id_on(conn, &consumed.user_id)
         .await?
         .ok_or(AppError::TokenInvalid)?;
+    bound_to(user, consumed)
+}
+
+/// `user`, the token's, if the token was sent to the user's current address.
+fn bound_to(user: User, consumed: &tokens::Consumed) -> Result<User> {
     let current = Email::parse(&user.email).map_err(|_| AppError::TokenInvalid)?;
     if current.normalised != consumed.email_norm {
         // Sent to an address the user no longer has.
@@ -189,7 +192,7 @@ async fn verify_email_route(
     session: Session,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response> {
-    rate_limit::hit(&state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    rate_limit::hit_ip(&state, rate_limit::TOKEN_PER_IP, ip).await?;
     let user = verify_email(&state, &body.token).await?;
     // In privacy mode the verification link is how a new account signs in.
     if state.config.registration_privacy {
@@ -203,8 +206,21 @@ struct EmailBody {
     email: String,
 }
 
-/// Queues a reset link if the address has an account; answers nothing either way.
-pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+/// What a request route sends to an address that has an account.
+#[derive(Clone, Copy)]
+enum AccountMail {
+    Reset,
+    Magic,
+}
+
+/// The course of the request routes: rate limits, then (after the answer) `mail` is queued only
+/// if the address has an account.
+async fn mail_if_account(
+    state: &AppState,
+    ip: ClientIp,
+    address: &str,
+    mail: AccountMail,
+) -> Result<()> {
     limit_requests(state, ip, address).await?;
     let (state, address) = (state.clone(), address.to_owned());
     in_background(async move {
@@ -215,34 +231,52 @@ pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> R
             return Ok(());
         };
         let mut tx = state.db.begin().await?;
-        let issued = tokens::issue(
-            &mut tx,
-            &user.id,
-            Purpose::Reset,
-            &email.normalised,
-            None,
-            state.config.token_ttl_reset_secs,
-            state.clock.now(),
-        )
-        .await?;
-        email::enqueue(
-            &state,
-            &mut tx,
-            Outgoing {
-                kind: "reset",
-                to: &user.email,
-                context: minijinja::context! {
-                    link => link(&state, "reset-password", &issued.token),
-                    valid_for => hours(state.config.token_ttl_reset_secs),
-                },
-                dedupe_key: None,
-            },
-        )
-        .await?;
+        match mail {
+            AccountMail::Reset => queue_reset(&state, &mut tx, &user, &email.normalised).await?,
+            AccountMail::Magic => queue_magic_link(&state, &mut tx, &user, "magic").await?,
+        }
         email::commit_and_wake(&state, tx).await?;
         Ok(())
     });
     Ok(())
+}
+
+/// Queues a reset link if the address has an account; answers nothing either way.
+pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+    mail_if_account(state, ip, address, AccountMail::Reset).await
+}
+
+/// Issues a reset token (bound to `email_norm`) and queues its link.
+async fn queue_reset(
+    state: &AppState,
+    conn: &mut AnyConnection,
+    user: &User,
+    email_norm: &str,
+) -> Result<()> {
+    let issued = tokens::issue(
+        conn,
+        &user.id,
+        Purpose::Reset,
+        email_norm,
+        None,
+        state.config.token_ttl_reset_secs,
+        state.clock.now(),
+    )
+    .await?;
+    email::enqueue(
+        state,
+        conn,
+        Outgoing {
+            kind: "reset",
+            to: &user.email,
+            context: minijinja::context! {
+                link => link(state, "reset-password", &issued.token),
+                valid_for => hours(state.config.token_ttl_reset_secs),
+            },
+            dedupe_key: None,
+        },
+    )
+    .await
 }
 
 async fn forgot_password_route(
@@ -262,7 +296,7 @@ pub async fn reset_password(
     token: &str,
     new_password: &str,
 ) -> Result<()> {
-    rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     // The policy is checked before the token is used, so a too-short password does not burn it.
     let normalised = password::check_new_password(new_password, state.config.password_min_length)?;
     let hash = state.hasher.hash(normalised).await?;
@@ -308,21 +342,7 @@ async fn reset_password_route(
 
 /// Queues a magic link (with a one-time code) if the address has an account. Never creates one.
 pub async fn request_magic_link(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
-    limit_requests(state, ip, address).await?;
-    let (state, address) = (state.clone(), address.to_owned());
-    in_background(async move {
-        let Ok(email) = Email::parse(&address) else {
-            return Ok(());
-        };
-        let Some(user) = users::find_by_email(&state.db, &email.normalised).await? else {
-            return Ok(());
-        };
-        let mut tx = state.db.begin().await?;
-        queue_magic_link(&state, &mut tx, &user, "magic").await?;
-        email::commit_and_wake(&state, tx).await?;
-        Ok(())
-    });
-    Ok(())
+    mail_if_account(state, ip, address, AccountMail::Magic).await
 }
 
 /// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
@@ -377,28 +397,32 @@ pub async fn consume_magic(
     token: Option<&str>,
     email_and_code: Option<(&str, &str)>,
 ) -> Result<User> {
-    rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    let consumed = match (token, email_and_code) {
-        (Some(token), _) => tokens::consume(&mut tx, token, Purpose::Magic, now).await?,
+    let mut user = match (token, email_and_code) {
+        (Some(token), _) => {
+            let consumed = tokens::consume(&mut tx, token, Purpose::Magic, now).await?;
+            bound_user(&mut tx, &consumed).await?
+        }
         (None, Some((address, code))) => {
             let email = Email::parse(address).map_err(|_| AppError::TokenInvalid)?;
             let user = users::find_by_email_on(&mut tx, &email.normalised)
                 .await?
                 .ok_or(AppError::TokenInvalid)?;
-            match tokens::consume_code(&mut tx, &user.id, code, now).await {
+            let consumed = match tokens::consume_code(&mut tx, &user.id, code, now).await {
                 Ok(consumed) => consumed,
                 Err(e) => {
                     // Keep the count of wrong tries.
                     tx.commit().await?;
                     return Err(e);
                 }
-            }
+            };
+            // The user was read in this transaction: only the address binding is left to check.
+            bound_to(user, &consumed)?
         }
         (None, None) => return Err(AppError::TokenInvalid),
     };
-    let mut user = bound_user(&mut tx, &consumed).await?;
     mark_verified(&mut tx, &mut user).await?;
     state.db.commit_for(tx, &user.id).await?;
     Ok(user)
@@ -434,10 +458,7 @@ pub async fn request_email_change(
     new_email: &str,
 ) -> Result<()> {
     limit_requests(state, ip, &current.user.email).await?;
-    let stored = current.user.password_hash.as_deref();
-    if state.hasher.verify(current_password, stored).await? == password::Verified::No {
-        return Err(AppError::InvalidCredentials);
-    }
+    super::confirm_password(state, &current.user, current_password).await?;
     let new = Email::parse(new_email)?;
     if users::find_by_email(&state.db, &new.normalised)
         .await?
@@ -501,7 +522,7 @@ async fn request_email_change_route(
 /// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
 /// Stripe customer's email follows.
 pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -> Result<User> {
-    rate_limit::hit(state, rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::EmailChange, now).await?;
@@ -551,6 +572,8 @@ pub async fn register_privately(
     password_hash: &str,
 ) -> Result<()> {
     let mut tx = state.db.begin().await?;
+    // The pending account whose password is replaced: forgotten in the cache after the commit.
+    let mut replaced = None;
     match users::find_by_email_on(&mut tx, &email.normalised).await? {
         None => {
             let user = users::insert_user_on(&mut tx, email, password_hash).await?;
@@ -561,12 +584,13 @@ pub async fn register_privately(
             // Links sent for the replaced registration stop working.
             tokens::invalidate_all(&mut tx, &user.id, state.clock.now()).await?;
             send_verification(state, &mut tx, &user).await?;
-            email::commit_and_wake(state, tx).await?;
-            state.db.cache.forget_user(&user.id);
-            return Ok(());
+            replaced = Some(user.id);
         }
         Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
     }
     email::commit_and_wake(state, tx).await?;
+    if let Some(id) = replaced {
+        state.db.cache.forget_user(&id);
+    }
     Ok(())
 }

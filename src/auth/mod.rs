@@ -70,13 +70,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let session = Session::from_request_parts(parts, &state)
-            .await
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
-        current_user(&state, session)
+        request_user(&state, parts)
             .await?
             .ok_or(AppError::Unauthenticated)
     }
+}
+
+/// The signed-in user of a request, if any (see [`current_user`]).
+pub async fn request_user(state: &AppState, parts: &mut Parts) -> Result<Option<CurrentUser>> {
+    let session = Session::from_request_parts(parts, state)
+        .await
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
+    current_user(state, session).await
 }
 
 /// Loads the user of `session`, enforcing the idle and absolute timeouts.
@@ -154,6 +159,21 @@ struct Registration {
     password: String,
 }
 
+/// What every registration starts with: its rate limit, the address and the password checked,
+/// and the password hashed.
+async fn prepare_registration(
+    state: &AppState,
+    ip: ClientIp,
+    email: &str,
+    password: &str,
+) -> Result<(Email, String)> {
+    rate_limit::hit_ip(state, rate_limit::REGISTER_PER_IP, ip).await?;
+    let email = Email::parse(email)?;
+    let password = password::check_new_password(password, state.config.password_min_length)?;
+    let hash = state.hasher.hash(password).await?;
+    Ok((email, hash))
+}
+
 /// Creates an account and signs it in.
 pub async fn register_user(
     state: &AppState,
@@ -161,10 +181,7 @@ pub async fn register_user(
     email: &str,
     password: &str,
 ) -> Result<User> {
-    rate_limit::hit(state, rate_limit::REGISTER_PER_IP, &ip.0.to_string()).await?;
-    let email = Email::parse(email)?;
-    let password = password::check_new_password(password, state.config.password_min_length)?;
-    let hash = state.hasher.hash(password).await?;
+    let (email, hash) = prepare_registration(state, ip, email, password).await?;
     // The account and its verification email commit together.
     let mut tx = state.db.begin().await?;
     let user = users::insert_user_on(&mut tx, &email, &hash).await?;
@@ -182,10 +199,7 @@ pub async fn register_private(
     email: &str,
     password: &str,
 ) -> Result<()> {
-    rate_limit::hit(state, rate_limit::REGISTER_PER_IP, &ip.0.to_string()).await?;
-    let email = Email::parse(email)?;
-    let password = password::check_new_password(password, state.config.password_min_length)?;
-    let hash = state.hasher.hash(password).await?;
+    let (email, hash) = prepare_registration(state, ip, email, password).await?;
     email_flows::register_privately(state, &email, &hash).await
 }
 
@@ -211,10 +225,8 @@ pub async fn authenticate(
     email: &str,
     password: &str,
 ) -> Result<User> {
-    rate_limit::hit(state, rate_limit::LOGIN_PER_IP, &ip.0.to_string()).await?;
-    let normalised = Email::parse(email)
-        .map(|e| e.normalised)
-        .unwrap_or_else(|_| email.trim().to_lowercase());
+    rate_limit::hit_ip(state, rate_limit::LOGIN_PER_IP, ip).await?;
+    let normalised = Email::normalise_lenient(email);
     rate_limit::hit(state, rate_limit::LOGIN_PER_ACCOUNT, &normalised).await?;
     let user = users::find_by_email(&state.db, &normalised).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -232,6 +244,16 @@ pub async fn authenticate(
         }
         _ => Err(AppError::InvalidCredentials),
     }
+}
+
+/// Checks the signed-in `user`'s password again before a sensitive change; `InvalidCredentials`
+/// when it is wrong.
+async fn confirm_password(state: &AppState, user: &User, password: &str) -> Result<()> {
+    let stored = user.password_hash.as_deref();
+    if state.hasher.verify(password, stored).await? == Verified::No {
+        return Err(AppError::InvalidCredentials);
+    }
+    Ok(())
 }
 
 async fn login(
@@ -272,10 +294,7 @@ pub async fn change_user_password(
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
     let new_password =
         password::check_new_password(new_password, state.config.password_min_length)?;
-    let stored = current.user.password_hash.as_deref();
-    if state.hasher.verify(current_password, stored).await? == Verified::No {
-        return Err(AppError::InvalidCredentials);
-    }
+    confirm_password(state, &current.user, current_password).await?;
     let hash = state.hasher.hash(new_password).await?;
     let mut tx = state.db.begin().await?;
     users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;

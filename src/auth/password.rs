@@ -233,10 +233,10 @@ impl PasswordHasherPool {
                 let Ok(params) = Params::try_from(&parsed) else {
                     return (false, false);
                 };
+                // Only read when `ok`, which requires argon2id: the parameters are what can differ.
                 let stale = params.m_cost() != current.m_cost()
                     || params.t_cost() != current.t_cost()
-                    || params.p_cost() != current.p_cost()
-                    || parsed.algorithm.as_str() != "argon2id";
+                    || params.p_cost() != current.p_cost();
                 let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else {
                     return (false, false);
                 };

@@ -103,6 +103,11 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
     Ok(())
 }
 
+/// [`hit`] keyed on the client's address.
+pub async fn hit_ip(state: &AppState, limit: Limit, ip: ClientIp) -> Result<(), AppError> {
+    hit(state, limit, &ip.0.to_string()).await
+}
+
 /// Deletes counters whose window is long over; run periodically.
 pub async fn delete_stale(db: &db::Db) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")

@@ -48,6 +48,14 @@ impl Email {
         })
     }
 
+    /// The normalised form of `raw`, or its trimmed lower-case form when it is not a valid
+    /// address: the key logins and rate limits count under, whatever was typed.
+    pub fn normalise_lenient(raw: &str) -> String {
+        Self::parse(raw)
+            .map(|e| e.normalised)
+            .unwrap_or_else(|_| raw.trim().to_lowercase())
+    }
+
     /// `j***@example.com`: for logs, which never hold full addresses.
     pub fn masked(&self) -> String {
         mask(&self.display)

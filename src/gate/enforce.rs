@@ -23,6 +23,7 @@ use std::{
     future::Future,
     marker::PhantomData,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -33,7 +34,6 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use serde_json::json;
-use tower_sessions::Session;
 
 use crate::{
     app::AppState,
@@ -133,14 +133,19 @@ pub fn upgrade_url(state: &AppState, denied: &Denied) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
+/// Percent-encodes `s` for a query string.
+pub(super) fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl Denied {
     /// The JSON answer of CONTRACT.md.
     pub fn json(self, state: &AppState) -> Response {
-        let upgrade = upgrade_url(state, &self);
+        // Only the 403s carry the pricing URL.
+        let upgrade = match &self {
+            Denied::Plan { .. } | Denied::Feature { .. } => upgrade_url(state, &self),
+            Denied::Unauthenticated | Denied::Error(_) => String::new(),
+        };
         match self {
             Denied::Unauthenticated => AppError::Unauthenticated.into_response(),
             Denied::Error(e) => e.into_response(),
@@ -194,10 +199,7 @@ impl Denied {
 
 /// Loads the signed-in member of a request, if any.
 pub async fn member(state: &AppState, parts: &mut Parts) -> Result<Option<CurrentUser>, Denied> {
-    let session = Session::from_request_parts(parts, state)
-        .await
-        .map_err(|_| Denied::Error(AppError::Internal(anyhow::anyhow!("session layer missing"))))?;
-    auth::current_user(state, session)
+    auth::request_user(state, parts)
         .await
         .map_err(Denied::Error)
 }
@@ -260,7 +262,6 @@ where
     }
 }
 
-#[derive(Clone)]
 struct Gate {
     state: AppState,
     need: Need,
@@ -270,15 +271,10 @@ struct Gate {
 impl Gate {
     /// Runs the check; `Ok` carries the request on (with the member as an extension).
     async fn admit(&self, request: Request) -> Result<Request, Response> {
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/".to_owned(), |p| p.as_str().to_owned());
         let (mut parts, body) = request.into_parts();
-        let verdict = match member(&self.state, &mut parts).await {
-            Ok(m) => check(&self.state, m.as_ref(), &self.need).map(|()| m),
-            Err(d) => Err(d),
-        };
+        let verdict = member(&self.state, &mut parts)
+            .await
+            .and_then(|m| check(&self.state, m.as_ref(), &self.need).map(|()| m));
         match verdict {
             Ok(member) => {
                 if let Some(m) = member {
@@ -287,7 +283,10 @@ impl Gate {
                 }
                 Ok(Request::from_parts(parts, body))
             }
-            Err(denied) if self.page => Err(denied.page(&self.state, &path)),
+            Err(denied) if self.page => {
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                Err(denied.page(&self.state, path))
+            }
             Err(denied) => Err(denied.json(&self.state)),
         }
     }
@@ -296,7 +295,7 @@ impl Gate {
 /// A route layer that admits only requests meeting a [`Need`].
 #[derive(Clone)]
 pub struct GateLayer {
-    gate: Gate,
+    gate: Arc<Gate>,
 }
 
 impl<S> tower::Layer<S> for GateLayer {
@@ -314,7 +313,7 @@ impl<S> tower::Layer<S> for GateLayer {
 #[derive(Clone)]
 pub struct GateService<S> {
     inner: S,
-    gate: Gate,
+    gate: Arc<Gate>,
 }
 
 impl<S> tower::Service<Request> for GateService<S>
@@ -346,7 +345,7 @@ where
 
 fn layer(state: AppState, need: Need, page: bool) -> GateLayer {
     GateLayer {
-        gate: Gate { state, need, page },
+        gate: Arc::new(Gate { state, need, page }),
     }
 }
 

@@ -17,7 +17,7 @@ use axum::{
 use serde_json::json;
 use tower_sessions::Session;
 
-use super::enforce::{self, Denied, Need};
+use super::enforce::{self, Denied, Need, urlencode};
 use crate::{
     app::AppState,
     auth::{self, CurrentUser},
@@ -74,14 +74,10 @@ fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
     )
 }
 
-fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-fn identity(member: &CurrentUser) -> Vec<(HeaderName, HeaderValue)> {
-    vec![
+fn identity(member: &CurrentUser) -> [(HeaderName, HeaderValue); 4] {
+    [
         header("x-tollgate-user-id", &member.user.id),
-        header("x-tollgate-email", &encode(&member.user.email)),
+        header("x-tollgate-email", &urlencode(&member.user.email)),
         header(
             "x-tollgate-plan",
             member.access.plan.as_deref().unwrap_or(""),
@@ -115,26 +111,6 @@ pub async fn forward_auth(
         )
             .into_response();
     };
-    // `next` keeps the query string. Across sibling hosts (TOLLGATE_COOKIE_DOMAIN) it is absolute,
-    // so signing in on tollgate's host returns to the app's; the login page checks the host.
-    let query = raw.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let mut next = if query.is_empty() {
-        path.clone()
-    } else {
-        format!("{path}?{query}")
-    };
-    let forwarded_host = headers
-        .get("x-forwarded-host")
-        .and_then(|v| v.to_str().ok());
-    if let (Some(_), Some(host)) = (state.config.cookie_domain.as_deref(), forwarded_host)
-        && Some(host) != state.base_url.host_str()
-    {
-        let scheme = headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(state.base_url.scheme());
-        next = format!("{scheme}://{host}{next}");
-    }
     let rule = state
         .catalog
         .rules
@@ -156,7 +132,11 @@ pub async fn forward_auth(
     match enforce::check(&state, member.as_ref(), &need) {
         Ok(()) => granted(member.as_ref()),
         Err(Denied::Unauthenticated) => {
-            let login = format!("{}login?next={}", state.base_url, encode(&next));
+            let login = format!(
+                "{}login?next={}",
+                state.base_url,
+                urlencode(&next_url(&state, &headers, raw, &path))
+            );
             let mut response = Denied::Unauthenticated.json(&state);
             response.headers_mut().insert(
                 "x-tollgate-login-url",
@@ -175,10 +155,35 @@ pub async fn forward_auth(
     }
 }
 
+/// Where signing in returns to. It keeps the query string. Across sibling hosts
+/// (TOLLGATE_COOKIE_DOMAIN) it is absolute, so signing in on tollgate's host returns to the app's;
+/// the login page checks the host.
+fn next_url(state: &AppState, headers: &HeaderMap, raw: &str, path: &str) -> String {
+    let query = raw.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let next = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    };
+    let forwarded_host = headers
+        .get("x-forwarded-host")
+        .and_then(|v| v.to_str().ok());
+    if let (Some(_), Some(host)) = (state.config.cookie_domain.as_deref(), forwarded_host)
+        && Some(host) != state.base_url.host_str()
+    {
+        let scheme = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(state.base_url.scheme());
+        return format!("{scheme}://{host}{next}");
+    }
+    next
+}
+
 /// 200 with the identity headers of `member` (none for an anonymous visitor of a public path).
 fn granted(member: Option<&CurrentUser>) -> Response {
     let mut response = StatusCode::OK.into_response();
-    for (name, value) in member.map(identity).unwrap_or_default() {
+    for (name, value) in member.map(identity).into_iter().flatten() {
         response.headers_mut().insert(name, value);
     }
     response

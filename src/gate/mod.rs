@@ -52,26 +52,34 @@ pub async fn load_member(
     state: &AppState,
     user_id: &str,
 ) -> Result<Option<(User, Access)>, AppError> {
+    Ok(cached_member(state, user_id)
+        .await?
+        .map(|member| (member.user.clone(), access_of(state, &member))))
+}
+
+/// The member from the cache, else from the database (and then cached).
+async fn cached_member(state: &AppState, user_id: &str) -> Result<Option<Arc<Member>>, AppError> {
     let cache = &state.db.cache;
-    let member = match cache.member(user_id) {
-        Some(member) => member,
-        None => {
-            let ticket = cache.ticket();
-            let Some(member) = query_member(state, user_id).await? else {
-                return Ok(None);
-            };
-            let member = Arc::new(member);
-            cache.put_member(ticket, member.clone());
-            member
-        }
+    if let Some(member) = cache.member(user_id) {
+        return Ok(Some(member));
+    }
+    let ticket = cache.ticket();
+    let Some(member) = query_member(state, user_id).await? else {
+        return Ok(None);
     };
-    let access = Access::compute(
+    let member = Arc::new(member);
+    cache.put_member(ticket, member.clone());
+    Ok(Some(member))
+}
+
+/// The access `member`'s subscriptions give now.
+fn access_of(state: &AppState, member: &Member) -> Access {
+    Access::compute(
         &state.catalog,
         &member.subscriptions,
         state.clock.now(),
         state.config.past_due_grace_secs as i64,
-    );
-    Ok(Some((member.user.clone(), access)))
+    )
 }
 
 async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>, AppError> {
@@ -117,9 +125,10 @@ async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>,
 
 /// The access of `user_id` now (free access for a user that no longer exists).
 pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppError> {
-    Ok(load_member(state, user_id)
-        .await?
-        .map_or_else(|| Access::without_subscription(&state.catalog), |(_, a)| a))
+    Ok(match cached_member(state, user_id).await? {
+        Some(member) => access_of(state, &member),
+        None => Access::without_subscription(&state.catalog),
+    })
 }
 
 /// Forward-auth and the demo routes that make gating visible (CONTRACT.md's sample routes).
