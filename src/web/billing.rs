@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// A plan's status in words, for people.
-pub fn status_words(access: &Access) -> String {
+fn status_words(access: &Access) -> String {
     let date = |s: &Option<String>| {
         s.as_deref()
             .and_then(|d| d.get(..10))

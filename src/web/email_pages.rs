@@ -13,7 +13,9 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::{NoFields, checked_form, csrf::CsrfToken, error_response, member_form, render};
+use super::{
+    NoFields, account_error, checked_form, csrf::CsrfToken, error_response, member_form, render,
+};
 use crate::{
     app::AppState,
     auth::{self, email_flows, rate_limit::ClientIp},
@@ -198,6 +200,18 @@ pub(super) async fn submit_reset(
     }
 }
 
+/// Signs in with a magic link's token, or with the address and the code its email carried.
+async fn magic_sign_in(
+    state: &AppState,
+    ip: ClientIp,
+    session: &Session,
+    token: Option<&str>,
+    email_and_code: Option<(&str, &str)>,
+) -> Result<(), AppError> {
+    let user = email_flows::consume_magic(state, ip, token, email_and_code).await?;
+    auth::sign_in(state, session, &user, false).await
+}
+
 pub(super) async fn submit_magic(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
@@ -210,12 +224,7 @@ pub(super) async fn submit_magic(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let result = async {
-        let user = email_flows::consume_magic(&state, ip, Some(&form.token), None).await?;
-        auth::sign_in(&state, &session, &user, false).await
-    }
-    .await;
-    match result {
+    match magic_sign_in(&state, ip, &session, Some(&form.token), None).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e) => link_failed(&state, &token, &MAGIC, e),
     }
@@ -239,13 +248,7 @@ pub(super) async fn submit_magic_code(
         Ok(f) => f,
         Err(r) => return r,
     };
-    let result = async {
-        let user =
-            email_flows::consume_magic(&state, ip, None, Some((&form.email, &form.code))).await?;
-        auth::sign_in(&state, &session, &user, false).await
-    }
-    .await;
-    match result {
+    match magic_sign_in(&state, ip, &session, None, Some((&form.email, &form.code))).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e @ (AppError::TokenInvalid | AppError::RateLimited(_))) => {
             let (status, _) = e.status_and_code();
@@ -393,24 +396,13 @@ pub(super) async fn submit_email_change(
         Err(e @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
             error_response(&state, e)
         }
-        Err(e) => {
-            let (status, _) = e.status_and_code();
-            super::account_page(
-                &state,
-                status,
-                &user,
-                &token,
-                None,
-                Some(e.public_message()),
-            )
-            .await
-        }
+        Err(e) => account_error(&state, &user, &token, e),
     }
 }
 
 /// True where the development mailbox may exist: development mode, no SMTP, no real Stripe keys,
 /// and a base URL that is not https.
-pub fn mailbox_enabled(state: &AppState) -> bool {
+fn mailbox_enabled(state: &AppState) -> bool {
     state.config.mode == Mode::Development
         && matches!(state.mail_transport, crate::email::Transport::Mailbox)
         && state.config.stripe_secret_key.is_none()

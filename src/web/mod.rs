@@ -298,7 +298,11 @@ async fn page_user(state: &AppState, session: Session) -> Result<Option<CurrentU
 /// The page for an error that is not about the form's fields.
 fn error_response(state: &AppState, err: AppError) -> Response {
     let (status, _) = err.status_and_code();
-    let mut response = error_page(state, status, &err.public_message());
+    with_retry_after(error_page(state, status, &err.public_message()), &err)
+}
+
+/// `response` with the `Retry-After` header a rate-limit error calls for.
+fn with_retry_after(mut response: Response, err: &AppError) -> Response {
     if let AppError::RateLimited(secs) = err
         && let Ok(v) = secs.to_string().parse()
     {
@@ -327,16 +331,7 @@ async fn submit_delete_account(
     match auth::delete::delete_account(&state, &user, &form.password).await {
         Ok(()) => Redirect::to("/?notice=account_deleted").into_response(),
         Err(e @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
-            let (status, _) = e.status_and_code();
-            account_page(
-                &state,
-                status,
-                &user,
-                &token,
-                None,
-                Some(e.public_message()),
-            )
-            .await
+            account_error(&state, &user, &token, e)
         }
         Err(e) => error_response(&state, e),
     }
@@ -363,6 +358,7 @@ async fn show_home(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     session: Session,
+    Query(q): Query<NextQuery>,
 ) -> Response {
     let user = match page_user(&state, session).await {
         Ok(u) => u,
@@ -374,7 +370,10 @@ async fn show_home(
         "home.html",
         user.as_ref(),
         Some(&token),
-        context! {},
+        context! {
+            notice => (q.notice.as_deref() == Some("account_deleted"))
+                .then_some("Your account was deleted."),
+        },
     )
 }
 
@@ -528,7 +527,7 @@ async fn submit_login(
         Ok(()) => Redirect::to(&next).into_response(),
         Err(err @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
             let (status, _) = err.status_and_code();
-            let mut response = render(
+            let response = render(
                 &state,
                 status,
                 "login.html",
@@ -536,12 +535,7 @@ async fn submit_login(
                 Some(&token),
                 context! { error => err.public_message(), email => form.email, next },
             );
-            if let AppError::RateLimited(secs) = err
-                && let Ok(v) = secs.to_string().parse()
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            response
+            with_retry_after(response, &err)
         }
         Err(err) => error_response(&state, err),
     }
@@ -553,9 +547,7 @@ async fn submit_logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    #[derive(Deserialize)]
-    struct Empty {}
-    if let Err(r) = checked_form::<Empty>(&state, &headers, &body) {
+    if let Err(r) = checked_form::<NoFields>(&state, &headers, &body) {
         return r;
     }
     match session.flush().await {
@@ -590,10 +582,10 @@ async fn show_account(
         Some("email_changed") => Some("Your email address was changed."),
         _ => None,
     };
-    account_page(&state, StatusCode::OK, &user, &token, notice, None).await
+    account_page(&state, StatusCode::OK, &user, &token, notice, None)
 }
 
-async fn account_page(
+fn account_page(
     state: &AppState,
     status: StatusCode,
     user: &CurrentUser,
@@ -616,6 +608,17 @@ async fn account_page(
             min_length => state.config.password_min_length,
         },
     )
+}
+
+/// The account page again, with `err` as its message and status.
+fn account_error(
+    state: &AppState,
+    user: &CurrentUser,
+    token: &CsrfToken,
+    err: AppError,
+) -> Response {
+    let (status, _) = err.status_and_code();
+    account_page(state, status, user, token, None, Some(err.public_message()))
 }
 
 #[derive(Deserialize)]
@@ -643,18 +646,7 @@ async fn submit_password_change(
         Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
             error_response(&state, err)
         }
-        Err(err) => {
-            let (status, _) = err.status_and_code();
-            account_page(
-                &state,
-                status,
-                &user,
-                &token,
-                None,
-                Some(err.public_message()),
-            )
-            .await
-        }
+        Err(err) => account_error(&state, &user, &token, err),
     }
 }
 
