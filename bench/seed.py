@@ -65,41 +65,38 @@ _, hooks_customer = subscriber("hooks@example.com", "team")
 open(f"{work}/cookie", "w").write(cookie)
 open(f"{work}/login.json", "w").write(json.dumps({"email": "bench@example.com", "password": PASSWORD}))
 
-# Distinct, validly signed events: each creates its own subscription row for the second customer
-# (canceled, so the access of the measured user is not touched).
+
+def signed_event(kind, i):
+    """A validly signed customer.subscription.updated event creating its own subscription row
+    for the second customer (canceled, so the access of the measured user is not touched):
+    the Stripe-Signature header and the body."""
+    event = {
+        "id": f"evt_{kind}_{now}_{i}", "object": "event", "type": "customer.subscription.updated",
+        "created": now, "livemode": False, "pending_webhooks": 1,
+        "data": {"object": {
+            "id": f"sub_{kind}_{now}_{i}", "object": "subscription", "customer": hooks_customer,
+            "status": "canceled", "cancel_at_period_end": False,
+            "items": {"data": [{"price": {"id": "price_bench"}, "quantity": 1, "current_period_end": now}]},
+        }},
+    }
+    body = json.dumps(event, separators=(",", ":"))
+    mac = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+    return f"t={now},v1={mac}", body
+
+
+# Distinct events, each sent once by the bench (signed as the duplicates below, which are checked).
 now = int(time.time())
 with open(f"{work}/events.txt", "w") as out:
     for i in range(count):
-        event = {
-            "id": f"evt_bench_{now}_{i}", "object": "event", "type": "customer.subscription.updated",
-            "created": now, "livemode": False, "pending_webhooks": 1,
-            "data": {"object": {
-                "id": f"sub_bench_{now}_{i}", "object": "subscription", "customer": hooks_customer,
-                "status": "canceled", "cancel_at_period_end": False,
-                "items": {"data": [{"price": {"id": "price_bench"}, "quantity": 1, "current_period_end": now}]},
-            }},
-        }
-        body = json.dumps(event, separators=(",", ":"))
-        mac = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-        out.write(f"t={now},v1={mac}\t{body}\n")
+        sig, body = signed_event("bench", i)
+        out.write(f"{sig}\t{body}\n")
 
 
 # Duplicates: events stored once here, then replayed by the bench (Stripe redelivers often).
 dups = max(50, min(2000, count // 50))
 with open(f"{work}/dups.txt", "w") as out:
     for i in range(dups):
-        event = {
-            "id": f"evt_dup_{now}_{i}", "object": "event", "type": "customer.subscription.updated",
-            "created": now, "livemode": False, "pending_webhooks": 1,
-            "data": {"object": {
-                "id": f"sub_dup_{now}_{i}", "object": "subscription", "customer": hooks_customer,
-                "status": "canceled", "cancel_at_period_end": False,
-                "items": {"data": [{"price": {"id": "price_bench"}, "quantity": 1, "current_period_end": now}]},
-            }},
-        }
-        body = json.dumps(event, separators=(",", ":"))
-        mac = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
-        sig = f"t={now},v1={mac}"
+        sig, body = signed_event("dup", i)
         req = urllib.request.Request(f"{base}/webhooks/stripe", data=body.encode(), headers={"stripe-signature": sig, "content-type": "application/json"})
         answer = json.loads(opener.open(req).read())
         assert answer["outcome"] == "applied", answer

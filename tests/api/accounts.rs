@@ -426,21 +426,10 @@ async fn deleting_an_account_cancels_the_subscription_and_frees_the_address() {
         .await;
     assert_eq!(r.status(), 204);
 
-    assert_eq!(
-        c.get(app.url("/api/me")).send().await.unwrap().status(),
-        401
-    );
+    assert_eq!(app.get_with(&c, "/api/me").await.status(), 401);
     assert_eq!(app.count("users").await, 0);
     assert_eq!(app.count("sessions").await, 0);
-    let stripe: Value = client()
-        .get(app.sim_url(&format!("/v1/subscriptions/{sub}")))
-        .bearer_auth("sk_test_x")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stripe = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
     assert_eq!(stripe["status"], "canceled", "canceled in Stripe at once");
     let (deleted, user): (i64, Option<String>) = sqlx::query_as(
         "SELECT deleted, user_id FROM billing_customers WHERE stripe_customer_id = $1",

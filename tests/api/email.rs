@@ -5,7 +5,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{PASSWORD, TestApp, client},
+    helpers::{PASSWORD, TestApp, client, error_of},
     smtp::SmtpSink,
 };
 
@@ -22,11 +22,17 @@ async fn post(app: &TestApp, c: &Client, path: &str, body: Value) -> reqwest::Re
     app.post_json_with(c, path, &body).await
 }
 
-async fn error_of(r: reqwest::Response) -> String {
-    r.json::<Value>().await.unwrap()["error"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
+/// POSTs `body` to `path` from a fresh client (no session).
+async fn anonymous(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    post(app, &client(), path, body).await
+}
+
+/// Asks, from a fresh client, for the mail `path` sends to `email` (a reset or sign-in link);
+/// the answer is 202 whether or not the address is known.
+async fn ask_for_mail(app: &TestApp, path: &str, email: &str) -> reqwest::Response {
+    let r = anonymous(app, path, json!({"email": email})).await;
+    assert_eq!(r.status(), 202, "{path} for {email}");
+    r
 }
 
 #[tokio::test]
@@ -63,20 +69,8 @@ async fn password_reset_ends_sessions_does_not_sign_in_and_sends_a_notice() {
     let c = app.user("ann@example.com").await;
     sink.wait_for("ann@example.com", 1).await;
 
-    let known = post(
-        &app,
-        &client(),
-        "/api/auth/password/forgot",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
-    let unknown = post(
-        &app,
-        &client(),
-        "/api/auth/password/forgot",
-        json!({"email": "nobody@example.com"}),
-    )
-    .await;
+    let known = ask_for_mail(&app, "/api/auth/password/forgot", "ann@example.com").await;
+    let unknown = ask_for_mail(&app, "/api/auth/password/forgot", "nobody@example.com").await;
     assert_eq!(known.status(), 202);
     assert_eq!(unknown.status(), 202);
     assert_eq!(
@@ -90,17 +84,15 @@ async fn password_reset_ends_sessions_does_not_sign_in_and_sends_a_notice() {
     assert!(sink.to("nobody@example.com").is_empty());
 
     // A refused password keeps the token usable.
-    let short = post(
+    let short = anonymous(
         &app,
-        &client(),
         "/api/auth/password/reset",
         json!({"token": token, "password": "short"}),
     )
     .await;
     assert_eq!(error_of(short).await, "password_too_short");
-    let reset = post(
+    let reset = anonymous(
         &app,
-        &client(),
         "/api/auth/password/reset",
         json!({"token": token, "password": "a fresh new passphrase"}),
     )
@@ -109,13 +101,12 @@ async fn password_reset_ends_sessions_does_not_sign_in_and_sends_a_notice() {
     assert!(reset.headers().get("set-cookie").is_none(), "no sign-in");
 
     assert_eq!(
-        c.get(app.url("/api/me")).send().await.unwrap().status(),
+        app.get_with(&c, "/api/me").await.status(),
         401,
         "sessions ended"
     );
-    let login = post(
+    let login = anonymous(
         &app,
-        &client(),
         "/api/auth/login",
         json!({"email": "ann@example.com", "password": "a fresh new passphrase"}),
     )
@@ -128,9 +119,8 @@ async fn password_reset_ends_sessions_does_not_sign_in_and_sends_a_notice() {
     );
     let notice = sink.wait_for("ann@example.com", 3).await;
     assert!(notice.subject().contains("password was changed"));
-    let reuse = post(
+    let reuse = anonymous(
         &app,
-        &client(),
         "/api/auth/password/reset",
         json!({"token": token, "password": "yet another passphrase"}),
     )
@@ -144,13 +134,7 @@ async fn magic_links_sign_in_once_and_codes_die_after_five_wrong_tries() {
     app.user("ann@example.com").await;
     sink.wait_for("ann@example.com", 1).await;
 
-    let r = post(
-        &app,
-        &client(),
-        "/api/auth/magic-link",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
+    let r = ask_for_mail(&app, "/api/auth/magic-link", "ann@example.com").await;
     assert_eq!(r.status(), 202);
     let mail = sink.wait_for("ann@example.com", 2).await;
     let token = mail.token("magic");
@@ -176,9 +160,8 @@ async fn magic_links_sign_in_once_and_codes_die_after_five_wrong_tries() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("set-cookie").is_some());
     assert_eq!(app.me(&browser).await["email"], "ann@example.com");
-    let again = post(
+    let again = anonymous(
         &app,
-        &client(),
         "/api/auth/magic-link/consume",
         json!({"token": token}),
     )
@@ -186,29 +169,21 @@ async fn magic_links_sign_in_once_and_codes_die_after_five_wrong_tries() {
     assert_eq!(error_of(again).await, "token_invalid");
 
     // The code: five wrong tries kill it, even for the right one after.
-    post(
-        &app,
-        &client(),
-        "/api/auth/magic-link",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
+    ask_for_mail(&app, "/api/auth/magic-link", "ann@example.com").await;
     let mail = sink.wait_for("ann@example.com", 3).await;
     let code = mail.code();
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        let r = post(
+        let r = anonymous(
             &app,
-            &client(),
             "/api/auth/magic-link/consume",
             json!({"email": "ann@example.com", "code": wrong}),
         )
         .await;
         assert_eq!(error_of(r).await, "token_invalid");
     }
-    let r = post(
+    let r = anonymous(
         &app,
-        &client(),
         "/api/auth/magic-link/consume",
         json!({"email": "ann@example.com", "code": code}),
     )
@@ -219,17 +194,10 @@ async fn magic_links_sign_in_once_and_codes_die_after_five_wrong_tries() {
         "dead after five wrong codes"
     );
 
-    post(
-        &app,
-        &client(),
-        "/api/auth/magic-link",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
+    ask_for_mail(&app, "/api/auth/magic-link", "ann@example.com").await;
     let mail = sink.wait_for("ann@example.com", 4).await;
-    let r = post(
+    let r = anonymous(
         &app,
-        &client(),
         "/api/auth/magic-link/consume",
         json!({"email": "ANN@example.com", "code": mail.code()}),
     )
@@ -241,20 +209,8 @@ async fn magic_links_sign_in_once_and_codes_die_after_five_wrong_tries() {
 async fn magic_links_never_create_accounts_and_answer_alike() {
     let (app, sink) = app_with_mail(&[]).await;
     app.user("ann@example.com").await;
-    let known = post(
-        &app,
-        &client(),
-        "/api/auth/magic-link",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
-    let unknown = post(
-        &app,
-        &client(),
-        "/api/auth/magic-link",
-        json!({"email": "new@example.com"}),
-    )
-    .await;
+    let known = ask_for_mail(&app, "/api/auth/magic-link", "ann@example.com").await;
+    let unknown = ask_for_mail(&app, "/api/auth/magic-link", "new@example.com").await;
     assert_eq!(known.bytes().await.unwrap(), unknown.bytes().await.unwrap());
     sink.wait_for("ann@example.com", 2).await;
     assert_eq!(app.count("users").await, 1);
@@ -269,13 +225,7 @@ async fn tokens_are_refused_when_tampered_expired_misused_or_for_an_old_address(
         .wait_for("ann@example.com", 1)
         .await
         .token("verify-email");
-    post(
-        &app,
-        &client(),
-        "/api/auth/password/forgot",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
+    ask_for_mail(&app, "/api/auth/password/forgot", "ann@example.com").await;
     let reset = sink
         .wait_for("ann@example.com", 2)
         .await
@@ -300,24 +250,17 @@ async fn tokens_are_refused_when_tampered_expired_misused_or_for_an_old_address(
         ),
     ];
     for (path, body, why) in cases {
-        let r = post(&app, &client(), path, body).await;
+        let r = anonymous(&app, path, body).await;
         assert_eq!(r.status(), 400, "{why}");
         assert_eq!(error_of(r).await, "token_invalid", "{why}");
     }
 
     // Expiry, moved by the shared clock.
-    post(
-        &app,
-        &client(),
-        "/api/auth/magic-link",
-        json!({"email": "ann@example.com"}),
-    )
-    .await;
+    ask_for_mail(&app, "/api/auth/magic-link", "ann@example.com").await;
     let magic = sink.wait_for("ann@example.com", 3).await.token("magic");
     app.state.clock.advance(61);
-    let r = post(
+    let r = anonymous(
         &app,
-        &client(),
         "/api/auth/magic-link/consume",
         json!({"token": magic}),
     )
@@ -337,21 +280,9 @@ async fn tokens_are_refused_when_tampered_expired_misused_or_for_an_old_address(
         .wait_for("ann@new.example", 1)
         .await
         .token("confirm-email");
-    let r = post(
-        &app,
-        &client(),
-        "/api/auth/email/confirm",
-        json!({"token": confirm}),
-    )
-    .await;
+    let r = anonymous(&app, "/api/auth/email/confirm", json!({"token": confirm})).await;
     assert_eq!(r.status(), 200);
-    let r = post(
-        &app,
-        &client(),
-        "/api/auth/verify-email",
-        json!({"token": verify}),
-    )
-    .await;
+    let r = anonymous(&app, "/api/auth/verify-email", json!({"token": verify})).await;
     assert_eq!(
         error_of(r).await,
         "token_invalid",
@@ -412,9 +343,8 @@ async fn email_change_needs_the_password_confirms_the_new_address_and_tells_the_
         "nothing changes before confirmation"
     );
 
-    let r = post(
+    let r = anonymous(
         &app,
-        &client(),
         "/api/auth/email/confirm",
         json!({"token": link.token("confirm-email")}),
     )
@@ -426,15 +356,7 @@ async fn email_change_needs_the_password_confirms_the_new_address_and_tells_the_
 
     // The Stripe customer's email follows.
     let customer = app.customer_of("ann@new.example").await.unwrap();
-    let stripe: Value = client()
-        .get(app.sim_url(&format!("/v1/customers/{customer}")))
-        .bearer_auth("sk_test_x")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stripe = app.stripe_get(&format!("/v1/customers/{customer}")).await;
     assert_eq!(stripe["email"], "Ann@New.example");
 }
 
@@ -531,9 +453,8 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let verify = sink.wait_for("ann@example.com", 1).await;
 
     // Unverified: password sign-in is refused like a wrong password.
-    let login = post(
+    let login = anonymous(
         &app,
-        &client(),
         "/api/auth/login",
         json!({"email": "ann@example.com", "password": PASSWORD}),
     )
@@ -557,9 +478,8 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     .await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.me(&browser).await["email_verified"], true);
-    let stale = post(
+    let stale = anonymous(
         &app,
-        &client(),
         "/api/auth/verify-email",
         json!({"token": verify.token("verify-email")}),
     )
@@ -569,9 +489,8 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
         400,
         "the link of the replaced registration is dead"
     );
-    let login = post(
+    let login = anonymous(
         &app,
-        &client(),
         "/api/auth/login",
         json!({"email": "ann@example.com", "password": "the real owner's passphrase"}),
     )
@@ -585,9 +504,8 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let warning = sink.wait_for("ann@example.com", 3).await;
     assert!(warning.subject().contains("tried to sign up"));
     assert!(warning.link("magic").contains("/magic?token="));
-    let attacker = post(
+    let attacker = anonymous(
         &app,
-        &client(),
         "/api/auth/login",
         json!({"email": "ann@example.com", "password": "an attacker's passphrase"}),
     )
@@ -628,12 +546,11 @@ async fn billing_notices_are_sent_once_per_stripe_event() {
     assert_eq!(sink.to("ann@example.com").len(), 2);
 
     let customer = app.customer_of("ann@example.com").await.unwrap();
-    client()
-        .post(app.sim_url(&format!("/_sim/customers/{customer}/card")))
-        .json(&json!({"failing": true}))
-        .send()
-        .await
-        .unwrap();
+    app.sim_control(
+        &format!("/_sim/customers/{customer}/card"),
+        &json!({"failing": true}),
+    )
+    .await;
     app.advance(3 * 86_400).await;
     let failed = sink.wait_for("ann@example.com", 3).await;
     assert!(failed.text().contains("could not charge your card"));
@@ -649,7 +566,10 @@ async fn the_development_mailbox_lists_mail_only_without_smtp() {
         if r["messages"].as_array().is_some_and(|m| !m.is_empty()) {
             break r;
         }
-        assert!(tokio::time::Instant::now() < deadline);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the development mailbox never listed the mail"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     assert_eq!(listed["messages"][0]["to"], "ann@example.com");

@@ -20,17 +20,7 @@ fn sub_event(
     created: i64,
     extra: Value,
 ) -> Value {
-    let price = app
-        .state
-        .catalog
-        .plan("pro")
-        .unwrap()
-        .prices
-        .values()
-        .next()
-        .unwrap()
-        .stripe_id
-        .clone();
+    let price = app.price_of("pro");
     let now = app.state.clock.now();
     let mut object = json!({
         "id": format!("sub_{n}"), "object": "subscription", "customer": customer, "status": status,
@@ -133,16 +123,8 @@ async fn every_status_against_every_gated_route_json_and_html() {
             ("export", pro, "feature_required", "export"),
         ];
         for (route, granted, code, required) in routes {
-            let r = c
-                .get(app.url(&format!("/api/demo/{route}")))
-                .send()
-                .await
-                .unwrap();
-            let page = c
-                .get(app.url(&format!("/demo/{route}")))
-                .send()
-                .await
-                .unwrap();
+            let r = app.get_with(&c, &format!("/api/demo/{route}")).await;
+            let page = app.get_with(&c, &format!("/demo/{route}")).await;
             if granted {
                 assert_eq!(r.status(), 200, "{name} × /api/demo/{route}");
                 assert_eq!(page.status(), 200, "{name} × /demo/{route}");
@@ -196,14 +178,7 @@ async fn a_downgrade_webhook_denies_the_very_next_request() {
     let app = spawn_app().await;
     let now = app.state.clock.now();
     let c = user_in(&app, "downgrade", Some(("active", now - 5, json!({})))).await;
-    assert_eq!(
-        c.get(app.url("/api/demo/pro"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_with(&c, "/api/demo/pro").await.status(), 200);
 
     let event = sub_event(
         &app,
@@ -215,46 +190,25 @@ async fn a_downgrade_webhook_denies_the_very_next_request() {
     );
     assert_eq!(app.deliver(&event).await["outcome"], "applied");
 
-    assert_eq!(
-        c.get(app.url("/api/demo/pro"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(app.get_with(&c, "/api/demo/pro").await.status(), 403);
 }
 
 #[tokio::test]
 async fn a_downgrade_is_seen_at_once_by_its_instance_and_within_a_second_by_another() {
     let first = spawn_app().await;
-    let second = TestApp::builder()
-        .on_db(first.db.clone())
-        .with(
-            "STRIPE_WEBHOOK_SECRET",
-            first.state.stripe.webhook_secrets[0].expose(),
-        )
-        .spawn()
-        .await;
+    let second = first.second_instance().await;
     let now = first.state.clock.now();
     let c = user_in(&first, "twoinst", Some(("active", now - 5, json!({})))).await;
     // Both instances have just decided (and so cached) pro access.
     for app in [&first, &second] {
-        assert_eq!(
-            c.get(app.url("/api/demo/pro"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.get_with(&c, "/api/demo/pro").await.status(), 200);
     }
 
     let event = sub_event(&first, "twoinst", "cus_twoinst", "canceled", now, json!({}));
     assert_eq!(first.deliver(&event).await["outcome"], "applied");
     let delivered = std::time::Instant::now();
 
-    let r = c.get(first.url("/api/demo/pro")).send().await.unwrap();
+    let r = first.get_with(&c, "/api/demo/pro").await;
     assert_eq!(
         r.status(),
         403,
@@ -264,12 +218,7 @@ async fn a_downgrade_is_seen_at_once_by_its_instance_and_within_a_second_by_anot
     // slow answer on a busy machine does not count against the instance).
     loop {
         let sent = std::time::Instant::now();
-        let status = c
-            .get(second.url("/api/demo/pro"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = second.get_with(&c, "/api/demo/pro").await.status();
         if status == 403 {
             break;
         }

@@ -204,6 +204,18 @@ impl TestApp {
         TestAppBuilder::default()
     }
 
+    /// A second instance on this app's database that accepts the same webhook signatures.
+    pub async fn second_instance(&self) -> TestApp {
+        TestApp::builder()
+            .on_db(self.db.clone())
+            .with(
+                "STRIPE_WEBHOOK_SECRET",
+                self.state.stripe.webhook_secrets[0].expose(),
+            )
+            .spawn()
+            .await
+    }
+
     /// `address + path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
@@ -227,11 +239,12 @@ impl TestApp {
 
     /// GET with this app's client.
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request")
+        self.get_with(&self.client, path).await
+    }
+
+    /// GET with another client.
+    pub async fn get_with(&self, client: &Client, path: &str) -> Response {
+        client.get(self.url(path)).send().await.expect("request")
     }
 
     /// Registers `email` with `client`; panics unless 201.
@@ -264,18 +277,30 @@ impl TestApp {
 
     /// GETs a page and returns its CSRF token (from the form) with the client's cookie set.
     pub async fn csrf_token(&self, client: &Client, page: &str) -> String {
-        let html = client
-            .get(self.url(page))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_text(client, &self.url(page)).await;
         let marker = "name=\"csrf_token\" value=\"";
         let start = html.find(marker).expect("page has a CSRF field") + marker.len();
         html[start..start + html[start..].find('"').unwrap()].to_owned()
     }
+}
+
+/// The body of a GET of `url` (the app's or the simulator's) with `client`; panics unless 2xx.
+pub async fn page_text(client: &Client, url: &str) -> String {
+    let response = client.get(url).send().await.expect("request");
+    assert!(
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
+    );
+    response.text().await.unwrap()
+}
+
+/// The `error` code of a JSON error answer (empty when it has none).
+pub async fn error_of(response: Response) -> String {
+    response.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// The session cookie's `name=value` from a response, if it set one.

@@ -223,3 +223,29 @@ async fn password_change_form_reports_errors_readably() {
     assert_eq!(ok.status(), 303);
     assert_eq!(ok.headers()["location"], "/account?notice=password_changed");
 }
+
+#[tokio::test]
+async fn deleting_the_account_from_its_page_says_so_on_the_home_page() {
+    let app = spawn_app().await;
+    let browser = client();
+    app.register_with(&browser, "ann@example.com", PASSWORD)
+        .await;
+    let token = app.csrf_token(&browser, "/account").await;
+
+    let done = browser
+        .post(app.url("/account/delete"))
+        .form(&[("csrf_token", token.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let home = done.headers()["location"].to_str().unwrap().to_owned();
+    let page = browser.get(app.url(&home)).send().await.unwrap();
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Your account was deleted.")
+    );
+    assert_eq!(app.count("users").await, 0);
+}

@@ -138,6 +138,19 @@ async fn start_nginx(binary: &str, app: &TestApp, upstream: u16) -> Nginx {
     nginx
 }
 
+/// GETs `url` through nginx with forged identity headers; the upstream's echo (200 required).
+async fn forged(c: &reqwest::Client, url: &str) -> Value {
+    let r = c
+        .get(url)
+        .header("x-tollgate-user-id", "usr_forged")
+        .header("x-tollgate-plan", "team")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.unwrap()
+}
+
 #[tokio::test]
 async fn nginx_auth_request_gates_an_upstream_by_plan() {
     let Some(binary) = nginx_binary() else {
@@ -178,15 +191,7 @@ async fn nginx_auth_request_gates_an_upstream_by_plan() {
     // A pro user reaches the upstream, which sees who it is — and never a forged identity.
     let pro = app.subscriber("pro@example.com", "pro").await;
     let me = app.me(&pro).await;
-    let r = pro
-        .get(site("/pro/report"))
-        .header("x-tollgate-user-id", "usr_forged")
-        .header("x-tollgate-plan", "team")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let seen: Value = r.json().await.unwrap();
+    let seen = forged(&pro, &site("/pro/report")).await;
     assert_eq!(seen["path"], "/pro/report");
     assert_eq!(seen["user"], me["id"]);
     assert_eq!(seen["email"], "pro%40example.com");
@@ -194,15 +199,8 @@ async fn nginx_auth_request_gates_an_upstream_by_plan() {
     assert_eq!(seen["tier"], "1");
 
     // On a public path an anonymous client's forged headers are dropped, not passed on.
-    let r = client()
-        .get(site("/public/pricing.html"))
-        .header("x-tollgate-user-id", "usr_forged")
-        .header("x-tollgate-plan", "team")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let seen: Value = r.json().await.unwrap();
+    let seen = forged(&client(), &site("/public/pricing.html")).await;
+    assert_eq!(seen["path"], "/public/pricing.html");
     assert!(seen["user"].is_null() || seen["user"] == "", "{seen}");
     assert!(seen["plan"].is_null() || seen["plan"] == "", "{seen}");
     drop(nginx);
