@@ -247,6 +247,9 @@ pub async fn sync_subscription(
     subscription_id: &str,
 ) -> Result<Applied, AppError> {
     let request = stripe_billing::subscription::RetrieveSubscription::new(subscription_id);
+    // What Stripe answers is at least as new as the moment we asked, and no newer is known: an
+    // event created while the call was on its way must still count as newer than this state.
+    let asked_at = state.clock.now();
     let fetched = retrying(|| request.send(&state.stripe.client)).await?;
     let snap = Snapshot::from_stripe(&fetched);
     let mut tx = state.db.begin().await?;
@@ -254,15 +257,8 @@ pub async fn sync_subscription(
         tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
         return Ok(Applied::Stale);
     };
-    let applied = subscriptions::apply(
-        &mut tx,
-        &state.catalog,
-        &snap,
-        &user,
-        state.clock.now(),
-        true,
-    )
-    .await?;
+    let applied =
+        subscriptions::apply(&mut tx, &state.catalog, &snap, &user, asked_at, true).await?;
     state.db.commit_for(tx, &user).await?;
     Ok(applied)
 }

@@ -2,11 +2,13 @@
 //! order, how often and how late its events arrive.
 //!
 //! Ordering rule: every state carries the Stripe timestamp it reflects (`stripe_updated`, from
-//! `event.created`, or "now" for a state fetched from Stripe). A newer state replaces an older
-//! one; an older state is recorded and dropped. `event.created` has one-second resolution, so equal
-//! stamps tie: then, and only then, the caller re-fetches the subscription from Stripe and applies
-//! that (the authority) instead of guessing. A terminal state (`canceled`, `incomplete_expired`)
-//! is never left for an older or equal one.
+//! `event.created`, or, for a state fetched from Stripe, the moment the request was sent: the
+//! answer is at least that new, and an event created while it was on its way is newer). A newer
+//! state replaces an older one; an older state is recorded and dropped. `event.created` has
+//! one-second resolution, so equal event stamps tie: then, and only then, the caller re-fetches
+//! the subscription from Stripe and applies that (the authority, which wins ties) instead of
+//! guessing. A terminal state (`canceled`, `incomplete_expired`) is never left for an older or
+//! equal event.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -141,7 +143,7 @@ pub enum Applied {
     Applied,
     /// Older than (or a terminal row's equal to) what the row holds: dropped.
     Stale,
-    /// Same timestamp as the row: the caller should re-fetch from Stripe and apply with `force`.
+    /// Same timestamp as the row: the caller should re-fetch from Stripe and apply that.
     Tie,
 }
 
@@ -150,7 +152,7 @@ pub enum Applied {
 /// one subscription queue on the row (an absent row included: the second insert waits for the
 /// first and is then ordered against it), and SQLite serialises writers anyway.
 macro_rules! upsert {
-    ($($tail:literal)?) => {
+    ($order:literal) => {
         concat!(
             "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, \
                quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
@@ -163,22 +165,19 @@ macro_rules! upsert {
                cancel_at_period_end = excluded.cancel_at_period_end, \
                cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, \
                canceled_at = excluded.canceled_at, ended_at = excluded.ended_at, \
-               past_due_since = CASE WHEN excluded.status = 'past_due' THEN \
-                 COALESCE(subscriptions.past_due_since, CASE \
-                   WHEN excluded.stripe_updated > subscriptions.stripe_updated \
-                   THEN excluded.stripe_updated ELSE subscriptions.stripe_updated END) \
-                 ELSE NULL END, \
-               stripe_updated = CASE WHEN excluded.stripe_updated > subscriptions.stripe_updated \
-                 THEN excluded.stripe_updated ELSE subscriptions.stripe_updated END, \
-               updated_at = excluded.updated_at"
-            $(, $tail)?
+               past_due_since = CASE WHEN excluded.status = 'past_due' \
+                 THEN COALESCE(subscriptions.past_due_since, excluded.past_due_since) END, \
+               stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at \
+             WHERE excluded.stripe_updated ",
+            $order,
+            " subscriptions.stripe_updated"
         )
     };
 }
 
-/// Applies `snap`, stamped `stamp`, for `user_id`, in one statement when it applies. With
-/// `force` (a state just fetched from Stripe, the authority) it always applies, stamped no older
-/// than the row. The past-due episode starts at the first sign of it (kept from the row, or this
+/// Applies `snap`, stamped `stamp`, for `user_id`, in one statement when it applies. A `fetched`
+/// state (just read from Stripe, stamped when it was asked for) also wins a tie; it loses only to
+/// a row stamped later, i.e. by an event created after the request was sent. The past-due episode starts at the first sign of it (kept from the row, or this
 /// state's stamp) and ends when the subscription leaves `past_due`.
 pub async fn apply(
     tx: &mut Transaction<'static, Any>,
@@ -186,13 +185,9 @@ pub async fn apply(
     snap: &Snapshot,
     user_id: &str,
     stamp: i64,
-    force: bool,
+    fetched: bool,
 ) -> sqlx::Result<Applied> {
-    let sql = if force {
-        upsert!()
-    } else {
-        upsert!(" WHERE excluded.stripe_updated > subscriptions.stripe_updated")
-    };
+    let sql = if fetched { upsert!(">=") } else { upsert!(">") };
     let plan = snap
         .price_id
         .as_deref()

@@ -75,6 +75,8 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
     .await?;
     let mut report = Report::default();
     for (customer, user) in customers {
+        // The listed states are as new as the moment we asked (see `sync_subscription`).
+        let asked_at = state.clock.now();
         let remote = list_subscriptions(state, &customer).await?;
         let local: Vec<LocalRow> = sqlx::query_as(
             "SELECT id, status, price_id, current_period_end, cancel_at_period_end, cancel_at \
@@ -111,15 +113,8 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                 report.drifts.push(drift);
                 if repair {
                     let mut tx = state.db.begin().await?;
-                    subscriptions::apply(
-                        &mut tx,
-                        &state.catalog,
-                        snap,
-                        &user,
-                        state.clock.now(),
-                        true,
-                    )
-                    .await?;
+                    subscriptions::apply(&mut tx, &state.catalog, snap, &user, asked_at, true)
+                        .await?;
                     state.db.commit_for(tx, &user).await?;
                     report.repaired += 1;
                 }
