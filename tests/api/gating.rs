@@ -372,3 +372,91 @@ async fn across_sibling_hosts_login_returns_to_the_apps_host_and_nowhere_else() 
         assert_eq!(r.headers()["location"], expected, "{next}");
     }
 }
+
+#[tokio::test]
+async fn by_default_grace_lasts_seven_days_from_the_first_sign_of_past_due() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let day = 86_400;
+    let pro_status = |c: Client| {
+        let url = app.url("/api/demo/pro");
+        async move { c.get(url).send().await.unwrap().status() }
+    };
+
+    let six_days = user_in(&app, "pd6", Some(("past_due", now - 6 * day, json!({})))).await;
+    assert_eq!(
+        pro_status(six_days).await,
+        200,
+        "day 6 of 7: still in grace"
+    );
+    let eight_days = user_in(&app, "pd8", Some(("past_due", now - 8 * day, json!({})))).await;
+    assert_eq!(pro_status(eight_days).await, 403, "day 8: grace is over");
+
+    // The first failed payment starts the episode even when it comes before the status change:
+    // failed 8 days ago, past_due for 1 day, so grace is over.
+    let early = user_in(&app, "pdearly", Some(("active", now - 9 * day, json!({})))).await;
+    let failed = json!({"id": "evt_pdearly_failed", "object": "event", "type": "invoice.payment_failed",
+        "created": now - 8 * day, "data": {"object": {"id": "in_pdearly", "object": "invoice",
+        "customer": "cus_pdearly", "subscription": "sub_pdearly"}}});
+    assert_eq!(app.deliver(&failed).await["outcome"], "applied");
+    let past_due = sub_event(
+        &app,
+        "pdearly",
+        "cus_pdearly",
+        "past_due",
+        now - day,
+        json!({}),
+    );
+    assert_eq!(app.deliver(&past_due).await["outcome"], "applied");
+    assert_eq!(
+        pro_status(early.clone()).await,
+        403,
+        "counted from the failure"
+    );
+
+    // Recovery ends the episode; a new failure starts a new one.
+    let active = sub_event(
+        &app,
+        "pdearly",
+        "cus_pdearly",
+        "active",
+        now - 100,
+        json!({}),
+    );
+    assert_eq!(app.deliver(&active).await["outcome"], "applied");
+    let again = sub_event(
+        &app,
+        "pdearly",
+        "cus_pdearly",
+        "past_due",
+        now - 50,
+        json!({}),
+    );
+    assert_eq!(app.deliver(&again).await["outcome"], "applied");
+    assert_eq!(
+        pro_status(early).await,
+        200,
+        "a new episode has a new grace"
+    );
+}
+
+#[tokio::test]
+async fn forward_auth_prefers_x_forwarded_uri_over_x_original_uri() {
+    let app = spawn_app().await;
+    let anonymous = client();
+    let ask = |first: &'static str, second: &'static str| {
+        anonymous
+            .get(app.url("/auth/forward"))
+            .header("x-forwarded-uri", first)
+            .header("x-original-uri", second)
+            .send()
+    };
+    assert_eq!(
+        ask("/public/logo.png", "/pro/x").await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        ask("/pro/x", "/public/logo.png").await.unwrap().status(),
+        401
+    );
+}
