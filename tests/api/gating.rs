@@ -460,3 +460,35 @@ async fn forward_auth_prefers_x_forwarded_uri_over_x_original_uri() {
         401
     );
 }
+
+#[tokio::test]
+async fn without_a_free_plan_a_user_with_no_subscription_has_no_access() {
+    // The demo catalog without its free plan.
+    let catalog = tollgate::billing::catalog::DEMO.replacen(
+        "[[plans]]\nid = \"free\"\nname = \"Free\"\ntier = 0\nfeatures = [\"projects\"]\n",
+        "",
+        1,
+    );
+    assert!(!catalog.contains("id = \"free\""));
+    let path = std::env::temp_dir().join(format!("tollgate-nofree-{}.toml", std::process::id()));
+    std::fs::write(&path, catalog).unwrap();
+    let app = TestApp::builder()
+        .with("TOLLGATE_PLANS", path.to_str().unwrap())
+        .spawn()
+        .await;
+    let c = app.user("nofree@example.com").await;
+
+    let me = app.me(&c).await;
+    assert_eq!(me["access"]["plan"], Value::Null);
+    assert_eq!(me["access"]["tier"], Value::Null);
+    assert_eq!(me["access"]["features"], json!([]));
+    let r = c.get(app.url("/api/demo/free")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "signed in is all the free area asks");
+    let r = c.get(app.url("/api/demo/pro")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["current_plan"],
+        Value::Null
+    );
+    let _ = std::fs::remove_file(path);
+}
