@@ -5,8 +5,8 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderName, HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, DefaultBodyLimit, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -166,12 +166,16 @@ impl App {
             self.state.clone(),
             self.state.mail_transport.clone(),
         ));
+        let max_connections = self.state.config.max_connections;
+        let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
         let router = build_router(self.state);
-        let result = axum::serve(
+        let result = crate::server::serve(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            max_connections,
+            header_timeout,
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
         .await
         .context("server failed");
         cleanup.abort();
@@ -286,7 +290,49 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
+}
+
+/// The first thing every request meets: `TRACE` and `CONNECT` are refused on every path (405),
+/// and a client's `X-Request-Id` is dropped unless it comes from a trusted proxy
+/// (`TOLLGATE_TRUSTED_PROXIES`) and looks like an id, so logs only ever carry ids tollgate made
+/// or a proxy it trusts made.
+async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::TRACE | Method::CONNECT) {
+        let mut response = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            axum::Json(serde_json::json!({
+                "error": "method_not_allowed",
+                "message": "This method is not allowed here."
+            })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+        return response;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted =
+        peer.is_some_and(|ip| state.config.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let acceptable = |v: &HeaderValue| {
+        (1..=64).contains(&v.len())
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    let headers = request.headers_mut();
+    let mut ids = headers.get_all(REQUEST_ID).iter();
+    let keep = trusted && matches!((ids.next(), ids.next()), (Some(v), None) if acceptable(v));
+    if !keep {
+        headers.remove(REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -333,6 +379,11 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
         HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // No cross-origin window keeps a handle on ours (tab-nabbing, XS-Leaks).
+    h.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
     if state.https() {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,

@@ -119,6 +119,15 @@ pub struct Config {
     pub client_ip_header: Option<String>,
     /// `TOLLGATE_COOKIE_DOMAIN`.
     pub cookie_domain: Option<String>,
+    /// `TOLLGATE_FORWARD_URI_HEADER` (lower-case): the one header forward-auth reads the URI from.
+    pub forward_uri_header: String,
+    /// `TOLLGATE_FORWARD_PATH_CASE`: `insensitive` (default) matches rules ignoring ASCII case.
+    pub forward_path_ignore_case: bool,
+    /// `TOLLGATE_MAX_CONNECTIONS`: open client connections at most (default: the open-file
+    /// limit less 128 for the database and logs, at most 10,000).
+    pub max_connections: usize,
+    /// `TOLLGATE_HEADER_TIMEOUT_SECS`: how long a client may take to send a request head.
+    pub header_timeout_secs: u64,
     /// `TOLLGATE_RATE_LIMIT`.
     pub rate_limit: bool,
     /// `TOLLGATE_PASSWORD_MIN_LENGTH`, in characters.
@@ -259,6 +268,36 @@ impl Config {
                     .map_err(|_| ConfigError::new("TOLLGATE_CLIENT_IP_HEADER", "not a header name"))
             })
             .transpose()?;
+        let forward_uri_header = match get("TOLLGATE_FORWARD_URI_HEADER") {
+            None => "x-forwarded-uri".to_owned(),
+            Some(h) => axum::http::HeaderName::from_str(&h)
+                .map(|n| n.as_str().to_owned())
+                .map_err(|_| {
+                    ConfigError::new("TOLLGATE_FORWARD_URI_HEADER", "not a header name")
+                })?,
+        };
+        let forward_path_ignore_case = match get("TOLLGATE_FORWARD_PATH_CASE").as_deref() {
+            None | Some("insensitive") => true,
+            Some("sensitive") => false,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "TOLLGATE_FORWARD_PATH_CASE",
+                    "must be `insensitive` or `sensitive`",
+                ));
+            }
+        };
+        let max_connections = match get("TOLLGATE_MAX_CONNECTIONS") {
+            None => default_max_connections(),
+            Some(_) => match parse_or(&get, "TOLLGATE_MAX_CONNECTIONS", 0usize)? {
+                0 => {
+                    return Err(ConfigError::new(
+                        "TOLLGATE_MAX_CONNECTIONS",
+                        "must be a positive number",
+                    ));
+                }
+                n => n,
+            },
+        };
         let rate_limit = match get("TOLLGATE_RATE_LIMIT").as_deref() {
             None | Some("on") => true,
             Some("off") => false,
@@ -310,6 +349,10 @@ impl Config {
             trusted_proxies,
             client_ip_header,
             cookie_domain: get("TOLLGATE_COOKIE_DOMAIN"),
+            forward_uri_header,
+            forward_path_ignore_case,
+            max_connections,
+            header_timeout_secs: positive(&get, "TOLLGATE_HEADER_TIMEOUT_SECS", 10)?,
             rate_limit,
             password_min_length,
             argon2,
@@ -434,6 +477,24 @@ impl Config {
                 self.cookie_domain.clone().unwrap_or_default(),
             ),
             (
+                "TOLLGATE_FORWARD_URI_HEADER",
+                self.forward_uri_header.clone(),
+            ),
+            (
+                "TOLLGATE_FORWARD_PATH_CASE",
+                if self.forward_path_ignore_case {
+                    "insensitive"
+                } else {
+                    "sensitive"
+                }
+                .into(),
+            ),
+            ("TOLLGATE_MAX_CONNECTIONS", self.max_connections.to_string()),
+            (
+                "TOLLGATE_HEADER_TIMEOUT_SECS",
+                self.header_timeout_secs.to_string(),
+            ),
+            (
                 "TOLLGATE_RATE_LIMIT",
                 if self.rate_limit { "on" } else { "off" }.into(),
             ),
@@ -531,6 +592,21 @@ fn positive(
         ));
     }
     Ok(value)
+}
+
+/// The open-file limit (from `/proc/self/limits`) less 128 descriptors kept for the database,
+/// logs and the listener; between 16 and 10,000. 1,000 where the limit cannot be read.
+fn default_max_connections() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|v| v.parse::<usize>().ok());
+    soft.map_or(1_000, |n| n.saturating_sub(128).clamp(16, 10_000))
 }
 
 fn boolean(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {

@@ -1,12 +1,25 @@
 //! `GET /auth/forward`: access decisions for reverse proxies (nginx `auth_request`, Caddy
 //! `forward_auth`, Traefik `ForwardAuth`).
 //!
-//! The requested URI comes from `X-Forwarded-Uri`, else `X-Original-URI`. Its path is normalised
-//! the way proxies route it (percent-decoding, `.`/`..` segments, repeated slashes) before the
-//! catalog's `[[rules]]` are matched, so `/public/../pro/x` is judged as `/pro/x`. First matching
-//! prefix wins; unmatched paths need a login. Granted: 200 with `X-Tollgate-User-Id`,
-//! `X-Tollgate-Email` (percent-encoded UTF-8), `X-Tollgate-Plan`, `X-Tollgate-Tier`. Denied: 401
-//! with `X-Tollgate-Login-Url`, or 403 with `X-Tollgate-Upgrade-Url`.
+//! **Which URI is judged.** Exactly one header names it: `TOLLGATE_FORWARD_URI_HEADER`, by
+//! default `X-Forwarded-Uri`, which Caddy and Traefik set themselves (replacing a client's) and
+//! the README's nginx configuration sets with `proxy_set_header`. A proxy that forgets to set it
+//! would pass the client's own value, so tollgate fails closed wherever it can tell: the header
+//! missing or repeated, or another URI header (`X-Original-URI`, `X-Forwarded-Uri`,
+//! `X-Original-URL`) present with a different value, is a 403.
+//!
+//! **Which paths are judged, and how.** Only an origin-form URI of visible ASCII is read. Its
+//! path is refused (403) when a proxy and an upstream could read it differently: `;` parameters,
+//! `#`, `\`, dot segments (`.`/`..`, also percent-encoded), `%25` (double encoding), encoded `/`
+//! or `\`, NUL and control characters (raw or encoded), bytes that do not decode to UTF-8.
+//! Otherwise it is percent-decoded and repeated slashes are merged, then matched against the
+//! catalog's `[[rules]]`: first matching prefix wins, a prefix `/pro/` also covers `/pro`, and
+//! unmatched paths need a login. Matching ignores ASCII case unless
+//! `TOLLGATE_FORWARD_PATH_CASE=sensitive`, because many upstreams route `/PRO/x` to `/pro/x`.
+//!
+//! Granted: 200 with `X-Tollgate-User-Id`, `X-Tollgate-Email` (percent-encoded UTF-8),
+//! `X-Tollgate-Plan`, `X-Tollgate-Tier`. Denied: 401 with `X-Tollgate-Login-Url`, or 403 with
+//! `X-Tollgate-Upgrade-Url` (none when the URI itself was refused).
 
 use axum::{
     Json,
@@ -21,25 +34,65 @@ use super::enforce::{self, Denied, Need, urlencode};
 use crate::{
     app::AppState,
     auth::{self, CurrentUser},
-    billing::catalog::Requirement,
+    billing::catalog::{Requirement, Rule},
 };
 
-/// Percent-decodes `path` and resolves it like a proxy routes it. `None` for paths that do not
-/// decode to UTF-8 or contain NUL; those are refused.
-pub fn normalize_path(raw: &str) -> Option<String> {
-    let path = raw.split(['?', '#']).next().unwrap_or("");
-    let decoded: Vec<u8> = percent_decode(path.as_bytes())?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    if decoded.contains('\0') || decoded.contains('\\') {
+/// The URI headers proxies use; any of them beside the configured one must agree with it.
+const URI_HEADERS: [&str; 3] = ["x-forwarded-uri", "x-original-uri", "x-original-url"];
+
+/// Why a forwarded URI was not judged.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// The configured header is absent.
+    Missing,
+    /// The configured header appears more than once.
+    Repeated,
+    /// Another URI header carries a different URI.
+    Conflicting,
+    /// Not an origin-form URI of visible ASCII, or a path two programs could read differently.
+    Refused,
+}
+
+/// The one URI the proxy forwarded, from `header` (lower-case), after the checks above.
+pub fn forwarded_uri<'a>(headers: &'a HeaderMap, header: &str) -> Result<&'a str, Unreadable> {
+    let mut values = headers.get_all(header).iter();
+    let value = values.next().ok_or(Unreadable::Missing)?;
+    if values.next().is_some() {
+        return Err(Unreadable::Repeated);
+    }
+    // Visible ASCII only: a raw `é`, a space or a control byte is not something a proxy sends.
+    if !value.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(Unreadable::Refused);
+    }
+    let uri = value.to_str().map_err(|_| Unreadable::Refused)?;
+    for other in URI_HEADERS.iter().filter(|h| **h != header) {
+        if headers
+            .get_all(*other)
+            .iter()
+            .any(|v| v.as_bytes() != uri.as_bytes())
+        {
+            return Err(Unreadable::Conflicting);
+        }
+    }
+    Ok(uri)
+}
+
+/// The path of an origin-form `uri`, percent-decoded with repeated slashes merged; `None` when
+/// a proxy and an upstream could disagree about what it names (see the module docs).
+pub fn normalize_path(uri: &str) -> Option<String> {
+    if !uri.starts_with('/') || uri.contains('#') {
         return None;
     }
+    let path = uri.split('?').next().unwrap_or("");
+    if path.contains([';', '\\']) {
+        return None;
+    }
+    let decoded = String::from_utf8(percent_decode(path.as_bytes())?).ok()?;
     let mut out: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
+            "" => {}
+            "." | ".." => return None,
             s => out.push(s),
         }
     }
@@ -50,6 +103,8 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     Some(normalized)
 }
 
+/// Percent-decodes, refusing `%25`, encoded `/` and `\`, and encoded control characters, each of
+/// which means something else to a program that decodes once more or not at all.
 fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
@@ -57,6 +112,9 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
         if input[i] == b'%' {
             let hex = input.get(i + 1..i + 3)?;
             let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            if matches!(value, b'%' | b'/' | b'\\' | b';' | b'#') || value.is_ascii_control() {
+                return None;
+            }
             out.push(value);
             i += 3;
         } else {
@@ -67,6 +125,27 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether `rule` covers `path`: a prefix match, and a prefix ending in `/` also covers the path
+/// without it (`/pro/` covers `/pro`).
+pub fn rule_covers(rule: &str, path: &str, ignore_case: bool) -> bool {
+    let eq = |a: &str, b: &str| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
+    let prefix = path.get(..rule.len()).is_some_and(|p| eq(p, rule));
+    prefix || rule.strip_suffix('/').is_some_and(|bare| eq(path, bare))
+}
+
+/// The first rule covering `path`.
+fn rule_for<'a>(rules: &'a [Rule], path: &str, ignore_case: bool) -> Option<&'a Rule> {
+    rules
+        .iter()
+        .find(|r| rule_covers(&r.path, path, ignore_case))
+}
+
 fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static(name),
@@ -74,22 +153,23 @@ fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
     )
 }
 
-fn identity(member: &CurrentUser) -> [(HeaderName, HeaderValue); 4] {
+/// The identity headers, always all four: empty for an anonymous visitor of a public path, so a
+/// proxy that copies them (Caddy's `copy_headers`) replaces whatever a client sent with nothing
+/// (Caddy 2.6 passes its own placeholder text on when a header is absent).
+fn identity(member: Option<&CurrentUser>) -> [(HeaderName, HeaderValue); 4] {
+    let plan = member.and_then(|m| m.access.plan.as_deref()).unwrap_or("");
+    let tier = member
+        .and_then(|m| m.access.tier)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
     [
-        header("x-tollgate-user-id", &member.user.id),
-        header("x-tollgate-email", &urlencode(&member.user.email)),
+        header("x-tollgate-user-id", member.map_or("", |m| &m.user.id)),
         header(
-            "x-tollgate-plan",
-            member.access.plan.as_deref().unwrap_or(""),
+            "x-tollgate-email",
+            &member.map_or(String::new(), |m| urlencode(&m.user.email)),
         ),
-        header(
-            "x-tollgate-tier",
-            &member
-                .access
-                .tier
-                .map(|t| t.to_string())
-                .unwrap_or_default(),
-        ),
+        header("x-tollgate-plan", plan),
+        header("x-tollgate-tier", &tier),
     ]
 }
 
@@ -99,24 +179,22 @@ pub async fn forward_auth(
     headers: HeaderMap,
     session: Session,
 ) -> Response {
-    let raw = headers
-        .get("x-forwarded-uri")
-        .or_else(|| headers.get("x-original-uri"))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("/");
-    let Some(path) = normalize_path(raw) else {
-        return (
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": "forbidden", "message": "that address cannot be judged"})),
-        )
-            .into_response();
+    let judged = forwarded_uri(&headers, &state.config.forward_uri_header)
+        .and_then(|raw| Ok((raw, normalize_path(raw).ok_or(Unreadable::Refused)?)));
+    let (raw, path) = match judged {
+        Ok(judged) => judged,
+        Err(why) => {
+            // Fail closed: a URI tollgate cannot read with certainty is never judged as another.
+            tracing::warn!(target: "security", event = "forward_auth_refused", reason = ?why);
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "forbidden", "message": "That address cannot be judged."})),
+            )
+                .into_response();
+        }
     };
-    let rule = state
-        .catalog
-        .rules
-        .iter()
-        .find(|r| path.starts_with(&r.path));
-    let need = match rule.map(|r| &r.requires) {
+    let ignore_case = state.config.forward_path_ignore_case;
+    let need = match rule_for(&state.catalog.rules, &path, ignore_case).map(|r| &r.requires) {
         Some(Requirement::Public) => None,
         Some(Requirement::Login) | None => Some(Need::Login),
         Some(Requirement::Plan(p)) => Some(Need::Plan(p.clone())),
@@ -157,7 +235,7 @@ pub async fn forward_auth(
 
 /// Where signing in returns to. It keeps the query string. Across sibling hosts
 /// (TOLLGATE_COOKIE_DOMAIN) it is absolute, so signing in on tollgate's host returns to the app's;
-/// the login page checks the host.
+/// only a host under that domain and an `http`/`https` scheme are taken from the proxy's headers.
 fn next_url(state: &AppState, headers: &HeaderMap, raw: &str, path: &str) -> String {
     let query = raw.split_once('?').map(|(_, q)| q).unwrap_or("");
     let next = if query.is_empty() {
@@ -165,25 +243,49 @@ fn next_url(state: &AppState, headers: &HeaderMap, raw: &str, path: &str) -> Str
     } else {
         format!("{path}?{query}")
     };
-    let forwarded_host = headers
-        .get("x-forwarded-host")
-        .and_then(|v| v.to_str().ok());
-    if let (Some(_), Some(host)) = (state.config.cookie_domain.as_deref(), forwarded_host)
-        && Some(host) != state.base_url.host_str()
-    {
-        let scheme = headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(state.base_url.scheme());
-        return format!("{scheme}://{host}{next}");
+    let single = |name: &str| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v.to_str().ok(),
+            _ => None,
+        }
+    };
+    let Some(domain) = state.config.cookie_domain.as_deref() else {
+        return next;
+    };
+    let domain = domain.trim_start_matches('.');
+    let host = single("x-forwarded-host").filter(|host| {
+        let name = host.rsplit_once(':').map_or(*host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                ""
+            }
+        });
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && (name.eq_ignore_ascii_case(domain)
+                || name
+                    .to_ascii_lowercase()
+                    .ends_with(&format!(".{}", domain.to_ascii_lowercase())))
+    });
+    match host {
+        Some(host) if Some(host) != state.base_url.host_str() => {
+            let scheme = single("x-forwarded-proto")
+                .filter(|p| matches!(*p, "http" | "https"))
+                .unwrap_or(state.base_url.scheme());
+            format!("{scheme}://{host}{next}")
+        }
+        _ => next,
     }
-    next
 }
 
-/// 200 with the identity headers of `member` (none for an anonymous visitor of a public path).
+/// 200 with the identity headers of `member` (empty for an anonymous visitor of a public path).
 fn granted(member: Option<&CurrentUser>) -> Response {
     let mut response = StatusCode::OK.into_response();
-    for (name, value) in member.map(identity).into_iter().flatten() {
+    for (name, value) in identity(member) {
         response.headers_mut().insert(name, value);
     }
     response
@@ -194,21 +296,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_are_normalised_like_a_proxy_routes_them() {
+    fn paths_are_normalised_or_refused_never_guessed() {
         let cases = [
             ("/pro/x", Some("/pro/x")),
-            ("/public/../pro/x", Some("/pro/x")),
-            ("/public/%2e%2e/pro/x", Some("/pro/x")),
             ("//pro//x", Some("/pro/x")),
-            ("/pro/x?a=1#f", Some("/pro/x")),
-            ("/./pro/", Some("/pro/")),
-            ("/../../etc", Some("/etc")),
+            ("/pro/x?a=1", Some("/pro/x")),
+            ("/%70ro/x", Some("/pro/x")),
+            ("/caf%C3%A9", Some("/café")),
+            ("/", Some("/")),
+            ("/pro/", Some("/pro/")),
+            ("/public/../pro/x", None),
+            ("/public/%2e%2e/pro/x", None),
+            ("/./pro/", None),
+            ("/pro/x#f", None),
+            ("/pro;a=b/x", None),
+            ("/pro%3Bx", None),
+            ("/pro%252fx", None),
+            ("/public%2F..%2Fpro", None),
             ("/a%00b", None),
+            ("/a%0Ab", None),
             ("/a%zz", None),
             ("/a%5c..%5cpro", None),
+            ("/a\\b", None),
+            ("/caf%E9", None),
+            ("http://evil.test/pro", None),
+            ("*", None),
+            ("", None),
         ];
         for (raw, expected) in cases {
             assert_eq!(normalize_path(raw).as_deref(), expected, "{raw}");
         }
+    }
+
+    #[test]
+    fn a_rule_covers_its_prefix_and_its_bare_name() {
+        assert!(rule_covers("/pro/", "/pro/x", false));
+        assert!(rule_covers("/pro/", "/pro", false));
+        assert!(!rule_covers("/pro/", "/profile", false));
+        assert!(!rule_covers("/pro/", "/PRO/x", false));
+        assert!(rule_covers("/pro/", "/PRO/x", true));
+        assert!(rule_covers("/pro/", "/Pro", true));
+        assert!(!rule_covers("/pro/", "/", true));
     }
 }

@@ -206,6 +206,8 @@ pub fn error_page(state: &AppState, status: StatusCode, message: &str) -> Respon
 /// host under that domain (forward-auth across subdomains), on the base URL's scheme.
 pub fn safe_next_for<'a>(state: &AppState, next: Option<&'a str>) -> &'a str {
     if let (Some(domain), Some(n)) = (state.config.cookie_domain.as_deref(), next)
+        // The URL parser drops tabs and newlines silently; the redirect header would not.
+        && visible_ascii(n)
         && let Ok(url) = url::Url::parse(n)
         && url.scheme() == state.base_url.scheme()
         && url.username().is_empty()
@@ -227,12 +229,17 @@ pub fn safe_next(next: Option<&str>) -> &str {
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.contains('\\')
-                && !n.chars().any(char::is_control) =>
+                && visible_ascii(n) =>
         {
             n
         }
         _ => "/account",
     }
+}
+
+/// Only what can stand in a `Location` header as it is: no controls, spaces or raw non-ASCII.
+fn visible_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// A form body after the CSRF and Origin checks; `Err` is the ready 403 page.
@@ -663,6 +670,9 @@ mod tests {
             (Some("/\\evil.example"), "/account"),
             (Some("https://evil.example"), "/account"),
             (Some("javascript:alert(1)"), "/account"),
+            (Some("/a\nb"), "/account"),
+            (Some("/caf\u{e9}"), "/account"),
+            (Some("/a b"), "/account"),
             (None, "/account"),
         ] {
             assert_eq!(safe_next(input), expected, "{input:?}");

@@ -4,7 +4,7 @@
 use reqwest::Client;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, client, spawn_app};
+use crate::helpers::{TestApp, client, error_of, spawn_app};
 
 const GRACE: i64 = 3 * 86_400;
 
@@ -324,6 +324,23 @@ async fn forward_auth_decides_by_the_catalog_rules() {
     );
 }
 
+/// Signs in through the login form with `next`, in a new browser.
+async fn sign_in_with_next(app: &TestApp, email: &str, next: &str) -> reqwest::Response {
+    let browser = client();
+    let token = app.csrf_token(&browser, "/login").await;
+    browser
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", email),
+            ("password", crate::helpers::PASSWORD),
+            ("next", next),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn across_sibling_hosts_login_returns_to_the_apps_host_and_nowhere_else() {
     let app = TestApp::builder()
@@ -355,19 +372,7 @@ async fn across_sibling_hosts_login_returns_to_the_apps_host_and_nowhere_else() 
         ("http://example.test.evil.test/", "/account"),
         ("https://app.example.test/", "/account"),
     ] {
-        let browser = client();
-        let token = app.csrf_token(&browser, "/login").await;
-        let r = browser
-            .post(app.url("/login"))
-            .form(&[
-                ("csrf_token", token.as_str()),
-                ("email", "ann@example.com"),
-                ("password", crate::helpers::PASSWORD),
-                ("next", next),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let r = sign_in_with_next(&app, "ann@example.com", next).await;
         assert_eq!(r.status(), 303, "{next}");
         assert_eq!(r.headers()["location"], expected, "{next}");
     }
@@ -440,25 +445,232 @@ async fn by_default_grace_lasts_seven_days_from_the_first_sign_of_past_due() {
     );
 }
 
+/// A header name and its raw bytes.
+type RawHeader<'a> = (&'a str, &'a [u8]);
+
+/// `/auth/forward` with raw header bytes (a proxy may pass on what a client sent).
+async fn forward_raw(app: &TestApp, c: &Client, headers: &[RawHeader<'_>]) -> reqwest::Response {
+    let mut request = c.get(app.url("/auth/forward"));
+    for (name, value) in headers {
+        request = request.header(
+            *name,
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    request.send().await.unwrap()
+}
+
 #[tokio::test]
-async fn forward_auth_prefers_x_forwarded_uri_over_x_original_uri() {
+async fn forward_auth_reads_one_header_and_fails_closed_on_anything_it_cannot_read() {
     let app = spawn_app().await;
     let anonymous = client();
-    let ask = |first: &'static str, second: &'static str| {
-        anonymous
-            .get(app.url("/auth/forward"))
-            .header("x-forwarded-uri", first)
-            .header("x-original-uri", second)
-            .send()
+    let free = app.user("fwdfree@example.com").await;
+    let refused = |r: reqwest::Response| async move {
+        let status = r.status();
+        let upgrade = r.headers().get("x-tollgate-upgrade-url").cloned();
+        (status, upgrade, error_of(r).await)
     };
+    let pro_via = |uri: &'static [u8]| [("x-forwarded-uri", uri)];
+    for c in [&anonymous, &free] {
+        // Missing, repeated, or contradicted by another URI header: refused, never a default.
+        let cases: Vec<(&str, Vec<RawHeader>)> = vec![
+            ("missing", vec![]),
+            (
+                "repeated",
+                vec![
+                    ("x-forwarded-uri", b"/public/x".as_slice()),
+                    ("x-forwarded-uri", b"/pro/x".as_slice()),
+                ],
+            ),
+            (
+                "X-Original-URI disagrees",
+                vec![
+                    ("x-forwarded-uri", b"/pro/x".as_slice()),
+                    ("x-original-uri", b"/public/x".as_slice()),
+                ],
+            ),
+            (
+                "X-Original-URL disagrees",
+                vec![
+                    ("x-forwarded-uri", b"/public/x".as_slice()),
+                    ("x-original-url", b"/pro/x".as_slice()),
+                ],
+            ),
+            (
+                "raw non-ASCII in the query",
+                pro_via(b"/pro/x?q=caf\xc3\xa9").to_vec(),
+            ),
+            (
+                "raw non-ASCII in the path",
+                pro_via(b"/pr\xc3\xb6/x").to_vec(),
+            ),
+            ("a space", pro_via(b"/pro/x y").to_vec()),
+            (
+                "absolute-form",
+                pro_via(b"http://app.test/public/x").to_vec(),
+            ),
+            ("not a path", pro_via(b"public/x").to_vec()),
+            ("; parameters", pro_via(b"/public;x=1/../pro/x").to_vec()),
+            (
+                "double encoding",
+                pro_via(b"/public/%252e%252e/pro/x").to_vec(),
+            ),
+            ("a fragment", pro_via(b"/public/x#/pro/x").to_vec()),
+            ("NUL", pro_via(b"/public/x%00/../../pro/x").to_vec()),
+            ("a control character", pro_via(b"/public/x%0a").to_vec()),
+            ("dot segments", pro_via(b"/public/../pro/x").to_vec()),
+            (
+                "encoded dot segments",
+                pro_via(b"/public/%2e%2e/pro/x").to_vec(),
+            ),
+            (
+                "an encoded slash",
+                pro_via(b"/public%2F..%2Fpro/x").to_vec(),
+            ),
+            ("a backslash", pro_via(b"/public/..\\pro/x").to_vec()),
+        ];
+        for (why, headers) in cases {
+            let (status, upgrade, error) = refused(forward_raw(&app, c, &headers).await).await;
+            assert_eq!(status, 403, "{why}");
+            assert_eq!(error, "forbidden", "{why}");
+            assert!(upgrade.is_none(), "{why}: a refused address has no upgrade");
+        }
+    }
+    // Agreeing headers are fine; a proxy may send both.
+    let r = forward_raw(
+        &app,
+        &anonymous,
+        &[
+            ("x-forwarded-uri", b"/public/x".as_slice()),
+            ("x-original-uri", b"/public/x".as_slice()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn forward_auth_reads_only_the_header_its_setting_names() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_FORWARD_URI_HEADER", "X-Original-URI")
+        .spawn()
+        .await;
+    let anonymous = client();
+    let r = forward(&app, &anonymous, "x-original-uri", "/public/x").await;
+    assert_eq!(r.status(), 200);
+    let r = forward(&app, &anonymous, "x-original-uri", "/pro/x").await;
+    assert_eq!(r.status(), 401);
+    // The default header alone is not read: nothing to judge.
+    let r = forward(&app, &anonymous, "x-forwarded-uri", "/public/x").await;
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn a_rule_covers_its_bare_prefix_and_ignores_case_unless_told_otherwise() {
+    let app = spawn_app().await;
+    let anonymous = client();
+    let free = app.user("fwdcase@example.com").await;
+    for path in ["/pro", "/PRO/x", "/Pro/x", "/pRo", "/%50RO/x"] {
+        let r = forward(&app, &anonymous, "x-forwarded-uri", path).await;
+        assert_eq!(r.status(), 401, "{path}");
+        let r = forward(&app, &free, "x-forwarded-uri", path).await;
+        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(
+            r.headers()["x-tollgate-upgrade-url"],
+            app.url("/pricing?required=pro").as_str(),
+            "{path}"
+        );
+    }
+    // `/PUBLIC/x` is public too (the same resource to a case-blind upstream).
+    let r = forward(&app, &anonymous, "x-forwarded-uri", "/PUBLIC/x").await;
+    assert_eq!(r.status(), 200);
+    // `/profile` is not under `/pro/`.
+    let r = forward(&app, &free, "x-forwarded-uri", "/profile").await;
+    assert_eq!(r.status(), 200);
+
+    let sensitive = TestApp::builder()
+        .with("TOLLGATE_FORWARD_PATH_CASE", "sensitive")
+        .spawn()
+        .await;
+    let free = sensitive.user("fwdsens@example.com").await;
+    let r = forward(&sensitive, &free, "x-forwarded-uri", "/PRO/x").await;
+    assert_eq!(r.status(), 200, "case-sensitive: /PRO/ is another path");
+    let r = forward(&sensitive, &free, "x-forwarded-uri", "/pro").await;
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn forged_host_and_scheme_never_make_a_login_url_leave_the_cookie_domain() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_COOKIE_DOMAIN", "example.test")
+        .spawn()
+        .await;
+    let login_url = |host: &'static str, proto: &'static str| {
+        let app = &app;
+        async move {
+            let r = client()
+                .get(app.url("/auth/forward"))
+                .header("x-forwarded-uri", "/pro/report")
+                .header("x-forwarded-host", host)
+                .header("x-forwarded-proto", proto)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+            r.headers()["x-tollgate-login-url"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let relative = app.url("/login?next=%2Fpro%2Freport");
+    for host in [
+        "evil.test",
+        "example.test.evil.test",
+        "evil.test/x.example.test",
+        "app.example.test@evil.test",
+        "app.example.test:x",
+    ] {
+        assert_eq!(login_url(host, "http").await, relative, "{host}");
+    }
     assert_eq!(
-        ask("/public/logo.png", "/pro/x").await.unwrap().status(),
-        200
+        login_url("APP.example.test:8080", "javascript").await,
+        app.url("/login?next=http%3A%2F%2FAPP.example.test%3A8080%2Fpro%2Freport"),
+        "a scheme other than http/https is not taken"
     );
     assert_eq!(
-        ask("/pro/x", "/public/logo.png").await.unwrap().status(),
-        401
+        login_url("app.example.test", "https").await,
+        app.url("/login?next=https%3A%2F%2Fapp.example.test%2Fpro%2Freport")
     );
+}
+
+#[tokio::test]
+async fn a_next_with_control_characters_signs_in_to_the_account_page() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_COOKIE_DOMAIN", "example.test")
+        .spawn()
+        .await;
+    app.user("ctl@example.com").await;
+    for next in [
+        "http://app.example.test/\n/pro",
+        "http://app.example.test/\t",
+        "http://app.example.test/ x",
+        "/pro\r\nSet-Cookie: a=b",
+        "/caf\u{e9}",
+    ] {
+        let r = sign_in_with_next(&app, "ctl@example.com", next).await;
+        assert_eq!(r.status(), 303, "{next:?}");
+        assert_eq!(r.headers()["location"], "/account", "{next:?}");
+        // The new session is not lost (the cookie is for example.test, so send it by hand).
+        let cookie = crate::helpers::session_cookie(r.headers()).expect("a session cookie");
+        let me = client()
+            .get(app.url("/api/me"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200, "{next:?}");
+    }
 }
 
 #[tokio::test]

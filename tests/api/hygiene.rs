@@ -94,6 +94,7 @@ async fn responses_carry_security_headers_and_no_store() {
         );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(h["cross-origin-opener-policy"], "same-origin", "{path}");
         assert_eq!(h["cache-control"], "no-store", "{path}");
         assert!(h.get("x-request-id").is_some(), "{path}");
         assert!(

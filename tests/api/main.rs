@@ -5,6 +5,7 @@ mod accounts;
 mod billing;
 mod cli;
 mod deploy;
+mod edge;
 mod email;
 mod gating;
 mod helpers;

@@ -1,18 +1,39 @@
-//! Forward-auth end to end through a real nginx (`auth_request`) in front of a small upstream.
-//! Skipped with a notice when nginx is not installed, unless `TOLLGATE_REQUIRE_NGINX=1` (CI).
+//! Forward-auth end to end through a real nginx (`auth_request`) and a real Caddy
+//! (`forward_auth`) in front of a small upstream, each running the exact configuration file the
+//! README shows (`docs/proxy/`), attacked the way a client would: forged URI, host and identity
+//! headers, raw bytes, dot segments, other cases. Skipped with a notice when a proxy is not
+//! installed, unless `TOLLGATE_REQUIRE_NGINX=1` (CI), which fails instead.
 
-use std::{net::TcpListener as StdListener, process::Stdio, time::Duration};
+use std::{net::TcpListener as StdListener, path::PathBuf, process::Stdio, time::Duration};
 
 use axum::{Json, Router, http::HeaderMap, routing::get};
+use reqwest::Client;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{TestApp, client, spawn_app};
 
-fn nginx_binary() -> Option<String> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
-        .into_iter()
+const NGINX_CONF: &str = include_str!("../../docs/proxy/nginx.conf");
+const CADDYFILE: &str = include_str!("../../docs/proxy/Caddyfile");
+
+fn binary(candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
         .find(|p| std::path::Path::new(p).exists())
-        .map(str::to_owned)
+        .map(|p| (*p).to_owned())
+}
+
+/// The proxy's binary, or `None` with a notice (a failure when the proxies are required).
+fn required(name: &str, candidates: &[&str]) -> Option<String> {
+    let found = binary(candidates);
+    if found.is_none() {
+        assert!(
+            std::env::var("TOLLGATE_REQUIRE_NGINX").as_deref() != Ok("1"),
+            "{name} is required here (TOLLGATE_REQUIRE_NGINX=1) but not installed"
+        );
+        eprintln!("NOTICE: {name} not installed; skipped its forward-auth proxy test");
+    }
+    found
 }
 
 /// The upstream app: echoes the path and the identity headers it received.
@@ -27,6 +48,7 @@ async fn spawn_upstream() -> u16 {
                 .map(str::to_owned)
         };
         Json(json!({
+            "upstream": true,
             "path": uri.path(),
             "user": h("x-tollgate-user-id"),
             "email": h("x-tollgate-email"),
@@ -38,170 +60,318 @@ async fn spawn_upstream() -> u16 {
     port
 }
 
-/// The nginx configuration the README documents, on loopback ports.
-fn nginx_conf(dir: &str, port: u16, tollgate: &str, upstream: u16) -> String {
-    format!(
-        r#"worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
-    listen 127.0.0.1:{port};
-
-    location = /_tollgate {{
-      internal;
-      proxy_pass {tollgate}/auth/forward;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-    }}
-
-    location / {{
-      auth_request /_tollgate;
-      auth_request_set $tollgate_user $upstream_http_x_tollgate_user_id;
-      auth_request_set $tollgate_email $upstream_http_x_tollgate_email;
-      auth_request_set $tollgate_plan $upstream_http_x_tollgate_plan;
-      auth_request_set $tollgate_tier $upstream_http_x_tollgate_tier;
-      auth_request_set $tollgate_login $upstream_http_x_tollgate_login_url;
-      auth_request_set $tollgate_upgrade $upstream_http_x_tollgate_upgrade_url;
-      # Always set (possibly empty): a client-sent X-Tollgate-* header never passes through.
-      proxy_set_header X-Tollgate-User-Id $tollgate_user;
-      proxy_set_header X-Tollgate-Email $tollgate_email;
-      proxy_set_header X-Tollgate-Plan $tollgate_plan;
-      proxy_set_header X-Tollgate-Tier $tollgate_tier;
-      error_page 401 = @tollgate_login;
-      error_page 403 = @tollgate_upgrade;
-      proxy_pass http://127.0.0.1:{upstream};
-    }}
-    location @tollgate_login {{ return 302 $tollgate_login; }}
-    location @tollgate_upgrade {{ return 302 $tollgate_upgrade; }}
-  }}
-}}
-"#
-    )
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
-struct Nginx {
+/// A running proxy; stopped and cleaned up on drop.
+struct Proxy {
     child: tokio::process::Child,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
     port: u16,
 }
 
-impl Drop for Nginx {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-async fn start_nginx(binary: &str, app: &TestApp, upstream: u16) -> Nginx {
-    let port = StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = std::env::temp_dir().join(format!("tollgate-nginx-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display().to_string();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        nginx_conf(&d, port, &app.address, upstream),
-    )
-    .unwrap();
-    let child = tokio::process::Command::new(binary)
-        .args(["-p", &d, "-c", &format!("{d}/nginx.conf")])
+/// The README's file with tollgate's and the upstream's real addresses.
+fn with_addresses(file: &str, app: &TestApp, upstream: u16) -> String {
+    let tollgate = app.address.trim_start_matches("http://");
+    file.replace("127.0.0.1:3000", tollgate)
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{upstream}"))
+}
+
+async fn start(mut command: tokio::process::Command, dir: PathBuf, port: u16) -> Proxy {
+    let child = command
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("nginx starts");
-    let nginx = Nginx { child, dir, port };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        .expect("the proxy starts");
+    let proxy = Proxy { child, dir, port };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "nginx did not start: see {d}/error.log"
+            "the proxy did not start: see {}",
+            proxy.dir.display()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    nginx
+    proxy
 }
 
-/// GETs `url` through nginx with forged identity headers; the upstream's echo (200 required).
-async fn forged(c: &reqwest::Client, url: &str) -> Value {
-    let r = c
-        .get(url)
+async fn start_nginx(binary: &str, app: &TestApp, upstream: u16) -> Proxy {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tollgate-nginx-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display();
+    let server = with_addresses(NGINX_CONF, app, upstream)
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+    assert!(server.contains(&format!("listen 127.0.0.1:{port};")));
+    let conf = format!(
+        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         {server}\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut command = tokio::process::Command::new(binary);
+    command.args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")]);
+    start(command, dir, port).await
+}
+
+async fn start_caddy(binary: &str, app: &TestApp, upstream: u16) -> Proxy {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tollgate-caddy-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = with_addresses(CADDYFILE, app, upstream)
+        .replace("example.com {", &format!("http://127.0.0.1:{port} {{"));
+    assert!(site.contains(&format!("http://127.0.0.1:{port} {{")));
+    let conf = format!("{{\n\tadmin off\n\tdefault_bind 127.0.0.1\n}}\n{site}");
+    std::fs::write(dir.join("Caddyfile"), conf).unwrap();
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(dir.join("Caddyfile"))
+        .env("XDG_DATA_HOME", &dir)
+        .env("XDG_CONFIG_HOME", &dir)
+        .env("HOME", &dir);
+    start(command, dir, port).await
+}
+
+/// Every header a client could forge to steer the decision or pose as someone.
+const FORGED: [(&str, &str); 7] = [
+    ("x-forwarded-uri", "/public/x"),
+    ("x-original-uri", "/public/x"),
+    ("x-original-url", "/public/x"),
+    ("x-forwarded-host", "evil.test"),
+    ("x-forwarded-proto", "javascript"),
+    ("x-tollgate-user-id", "usr_forged"),
+    ("x-tollgate-plan", "team"),
+];
+
+async fn get_forged(c: &Client, url: &str) -> reqwest::Response {
+    let mut request = c.get(url);
+    for (name, value) in FORGED {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+/// Whether a response came from the upstream (the gate let it through).
+async fn reached_upstream(response: reqwest::Response) -> bool {
+    response.status() == 200
+        && response
+            .json::<Value>()
+            .await
+            .is_ok_and(|v| v["upstream"] == true)
+}
+
+/// A request written byte for byte (a raw `é`, dot segments kept): the status code, and whether
+/// the upstream answered.
+async fn raw_get(port: u16, target: &[u8]) -> (u16, bool) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut request = b"GET ".to_vec();
+    request.extend_from_slice(target);
+    request.extend_from_slice(
+        format!(" HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    stream.write_all(&request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the proxy answers")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer.contains("\"upstream\":true"))
+}
+
+/// The attacks of the security review, through `proxy` (whose configuration is the README's).
+async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
+    let site = |path: &str| format!("http://127.0.0.1:{}{path}", proxy.port);
+    let login = app.url("/login?next=%2Fpro%2Freport");
+
+    // Anonymous: redirected to tollgate's login, coming back to the page.
+    let r = client().get(site("/pro/report")).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{name}");
+    assert_eq!(r.headers()["location"], login.as_str(), "{name}");
+
+    // Anonymous with every forgeable header: never the upstream; the login URL is tollgate's
+    // own, for the path really asked for (a forged host or scheme is not taken).
+    let r = get_forged(&client(), &site("/pro/report")).await;
+    let status = r.status();
+    let location = r.headers().get("location").cloned();
+    assert!(
+        (status == 302 && location.as_ref().is_some_and(|l| l == login.as_str())) || status == 403,
+        "{name}: forged headers gave {status} {location:?}"
+    );
+    // Each URI header alone, too.
+    for (header, value) in &FORGED[..3] {
+        let r = client()
+            .get(site("/pro/report"))
+            .header(*header, *value)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(r.status().as_u16(), 302 | 403),
+            "{name}: {header} gave {}",
+            r.status()
+        );
+        assert!(!reached_upstream(r).await, "{name}: {header}");
+    }
+
+    // Other spellings of a pro path: another case, the bare prefix, dot segments, raw bytes.
+    for path in [
+        "/PRO/report",
+        "/Pro/report",
+        "/pro",
+        "/pro/",
+        "//pro//report",
+    ] {
+        let r = client().get(site(path)).send().await.unwrap();
+        assert_eq!(r.status(), 302, "{name}: {path}");
+        assert!(
+            r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with(&app.url("/login?next=")),
+            "{name}: {path}"
+        );
+    }
+    for target in [
+        &b"/public/../pro/report"[..],
+        b"/public/%2e%2e/pro/report",
+        b"/pro/report?q=\xc3\xa9",
+        b"/public/x;/../../pro/report",
+        b"/public%2F..%2Fpro/report",
+        b"/pro/report%00",
+    ] {
+        let (status, upstream) = raw_get(proxy.port, target).await;
+        assert!(
+            !upstream && status != 200,
+            "{name}: {} reached the upstream ({status})",
+            String::from_utf8_lossy(target)
+        );
+    }
+
+    // A free user on a pro path, with every forged header: redirected to pricing.
+    let free = app.user("free@example.com").await;
+    let r = get_forged(&free, &site("/pro/report")).await;
+    let status = r.status();
+    let location = r.headers().get("location").cloned();
+    assert!(
+        (status == 302
+            && location
+                .as_ref()
+                .is_some_and(|l| l == app.url("/pricing?required=pro").as_str()))
+            || status == 403,
+        "{name}: a free user with forged headers got {status} {location:?}"
+    );
+    let r = free.get(site("/PRO/report")).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{name}");
+    assert_eq!(
+        r.headers()["location"],
+        app.url("/pricing?required=pro").as_str(),
+        "{name}"
+    );
+    // …but any signed-in path reaches the upstream with the identity headers.
+    let r = free.get(site("/dashboard")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{name}");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["plan"], "free", "{name}");
+
+    // A pro user reaches the upstream, which sees who it is — and never a forged identity.
+    let pro = app.subscriber("pro@example.com", "pro").await;
+    let me = app.me(&pro).await;
+    let r = pro
+        .get(site("/pro/report"))
         .header("x-tollgate-user-id", "usr_forged")
         .header("x-tollgate-plan", "team")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "{url}");
-    r.json().await.unwrap()
+    assert_eq!(r.status(), 200, "{name}");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["path"], "/pro/report", "{name}");
+    assert_eq!(seen["user"], me["id"], "{name}");
+    assert_eq!(seen["email"], "pro%40example.com", "{name}");
+    assert_eq!(seen["plan"], "pro", "{name}");
+    assert_eq!(seen["tier"], "1", "{name}");
+
+    // On a public path an anonymous client's forged identity is dropped, not passed on.
+    let r = client()
+        .get(site("/public/pricing.html"))
+        .header("x-tollgate-user-id", "usr_forged")
+        .header("x-tollgate-email", "boss%40example.com")
+        .header("x-tollgate-plan", "team")
+        .header("x-tollgate-tier", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{name}");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["path"], "/public/pricing.html", "{name}");
+    for field in ["user", "plan", "tier", "email"] {
+        assert!(
+            seen[field].is_null() || seen[field] == "",
+            "{name}: {field} in {seen}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn nginx_auth_request_gates_an_upstream_by_plan() {
-    let Some(binary) = nginx_binary() else {
-        assert!(
-            std::env::var("TOLLGATE_REQUIRE_NGINX").as_deref() != Ok("1"),
-            "nginx is required here (TOLLGATE_REQUIRE_NGINX=1) but not installed"
-        );
-        eprintln!("NOTICE: nginx not installed; skipped the forward-auth proxy test");
+async fn nginx_with_the_readmes_configuration_cannot_be_steered_by_a_client() {
+    let Some(binary) = required(
+        "nginx",
+        &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
+    ) else {
         return;
     };
     let app = spawn_app().await;
     let upstream = spawn_upstream().await;
     let nginx = start_nginx(&binary, &app, upstream).await;
-    let site = |path: &str| format!("http://127.0.0.1:{}{path}", nginx.port);
+    attack_through(&app, &nginx, "nginx").await;
+}
 
-    // Anonymous: redirected to tollgate's login, coming back to the page.
-    let r = client().get(site("/pro/report")).send().await.unwrap();
-    assert_eq!(r.status(), 302);
-    assert_eq!(
-        r.headers()["location"],
-        app.url("/login?next=%2Fpro%2Freport").as_str()
-    );
+#[tokio::test]
+async fn caddy_with_the_readmes_configuration_cannot_be_steered_by_a_client() {
+    let Some(binary) = required("caddy", &["/usr/bin/caddy", "/usr/local/bin/caddy"]) else {
+        return;
+    };
+    let app = spawn_app().await;
+    let upstream = spawn_upstream().await;
+    let caddy = start_caddy(&binary, &app, upstream).await;
+    attack_through(&app, &caddy, "caddy").await;
+}
 
-    // A free user on a pro path: redirected to pricing.
-    let free = app.user("free@example.com").await;
-    let r = free.get(site("/pro/report")).send().await.unwrap();
-    assert_eq!(r.status(), 302);
-    assert_eq!(
-        r.headers()["location"],
-        app.url("/pricing?required=pro").as_str()
-    );
-    // …but any signed-in path reaches the upstream with the identity headers.
-    let r = free.get(site("/dashboard")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let seen: Value = r.json().await.unwrap();
-    assert_eq!(seen["plan"], "free");
-
-    // A pro user reaches the upstream, which sees who it is — and never a forged identity.
-    let pro = app.subscriber("pro@example.com", "pro").await;
-    let me = app.me(&pro).await;
-    let seen = forged(&pro, &site("/pro/report")).await;
-    assert_eq!(seen["path"], "/pro/report");
-    assert_eq!(seen["user"], me["id"]);
-    assert_eq!(seen["email"], "pro%40example.com");
-    assert_eq!(seen["plan"], "pro");
-    assert_eq!(seen["tier"], "1");
-
-    // On a public path an anonymous client's forged headers are dropped, not passed on.
-    let seen = forged(&client(), &site("/public/pricing.html")).await;
-    assert_eq!(seen["path"], "/public/pricing.html");
-    assert!(seen["user"].is_null() || seen["user"] == "", "{seen}");
-    assert!(seen["plan"].is_null() || seen["plan"] == "", "{seen}");
-    drop(nginx);
+#[test]
+fn the_readme_shows_exactly_the_proxy_files_the_tests_run() {
+    let readme = include_str!("../../README.md");
+    for (name, file) in [("nginx", NGINX_CONF), ("Caddy", CADDYFILE)] {
+        assert!(
+            readme.contains(file),
+            "README's {name} configuration differs from docs/proxy/"
+        );
+    }
 }
