@@ -125,3 +125,55 @@ async fn stripe_sync_reports_a_customer_with_two_live_subscriptions() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_simulator_answers_409_to_a_key_whose_first_request_is_in_flight() {
+    let app = spawn_app().await;
+    app.sim_control("/_sim/latency", &json!({"ms": 300})).await;
+    let post = || {
+        client()
+            .post(app.sim_url("/v1/customers"))
+            .bearer_auth("sk_test_x")
+            .header("idempotency-key", "same-key")
+            .form(&[("email", "x@example.com")])
+            .send()
+    };
+
+    let (a, b) = tokio::join!(post(), post());
+
+    let mut answers = [a.unwrap(), b.unwrap()];
+    answers.sort_by_key(|r| r.status());
+    assert_eq!(answers[0].status(), 200);
+    assert_eq!(answers[1].status(), 409);
+    let [_, conflict] = answers;
+    let body: Value = conflict.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "idempotency_error");
+}
+
+#[tokio::test]
+async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_slow() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.sim_control("/_sim/latency", &json!({"ms": 300})).await;
+
+    let (a, b) = tokio::join!(
+        app.try_checkout(&c, "pro", "month"),
+        app.try_checkout(&c, "pro", "month")
+    );
+
+    assert_eq!([a.status().as_u16(), b.status().as_u16()], [200, 200]);
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["url"], b["url"], "one session");
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    let found = app
+        .stripe_get(&format!(
+            "/v1/customers/search?query=metadata['tollgate_user_id']:'{user}'"
+        ))
+        .await;
+    assert_eq!(found["data"].as_array().unwrap().len(), 1, "one customer");
+    assert_eq!(
+        app.customer_of("ann@example.com").await.as_deref(),
+        found["data"][0]["id"].as_str(),
+        "mapped to it"
+    );
+}
