@@ -289,7 +289,8 @@ pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, A
     Ok(RedirectUrl { url: session.url })
 }
 
-/// Fetches a subscription from Stripe and applies it as the current state (stamped now).
+/// Fetches a subscription from Stripe and applies it as the current state (stamped when asked).
+/// A subscription Stripe does not know applies nothing (`Stale`).
 pub async fn sync_subscription(
     state: &AppState,
     subscription_id: &str,
@@ -298,7 +299,21 @@ pub async fn sync_subscription(
     // What Stripe answers is at least as new as the moment we asked, and no newer is known: an
     // event created while the call was on its way must still count as newer than this state.
     let asked_at = state.clock.now();
-    let fetched = retrying(|| request.send(&state.stripe.client)).await?;
+    let fetched = retrying(|| async {
+        match request.send(&state.stripe.client).await {
+            // Nothing to follow: retrying (or a redelivery) cannot make it exist.
+            Err(e) if super::stripe::is_missing(&e) => Ok(None),
+            answer => answer.map(Some),
+        }
+    })
+    .await?;
+    let Some(fetched) = fetched else {
+        tracing::warn!(
+            subscription_id,
+            "Stripe does not know this subscription; nothing applied"
+        );
+        return Ok(Applied::Stale);
+    };
     apply_fetched(state, &Snapshot::from_stripe(&fetched), asked_at).await
 }
 

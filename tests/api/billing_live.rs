@@ -177,3 +177,42 @@ async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_
         "mapped to it"
     );
 }
+
+/// The subscription of the user registered as `email` (its one row).
+async fn subscription_of(app: &TestApp, email: &str) -> (String, i64) {
+    sqlx::query_as(
+        "SELECT s.id, s.stripe_updated FROM subscriptions s JOIN users u ON u.id = s.user_id \
+         WHERE u.email_norm = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_tie_whose_refetch_fails_is_not_acknowledged_and_is_resolved_on_redelivery() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    let (sub, stamp) = subscription_of(&app, "ann@example.com").await;
+    let mut object = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+    let truth = object["status"].clone();
+    object["status"] = json!("past_due");
+    // Same second as the row: a tie only Stripe can settle.
+    let tie = json!({"id": "evt_tie", "object": "event", "type": "customer.subscription.updated",
+                     "created": stamp, "data": {"object": object}});
+    app.sim_control("/_sim/outage", &json!({"on": true})).await;
+
+    let refused = app.try_deliver(&tie).await;
+
+    assert_eq!(refused.status(), 503, "Stripe must redeliver");
+    assert_eq!(error_of(refused).await, "payment_provider_unavailable");
+    app.sim_control("/_sim/outage", &json!({"on": false})).await;
+    let redelivered = app.deliver(&tie).await;
+    assert_eq!(
+        redelivered["outcome"], "refetched",
+        "processed, not a duplicate"
+    );
+    let me = app.me(&c).await;
+    assert_eq!(me["access"]["status"], truth, "Stripe's state won: {me}");
+}
