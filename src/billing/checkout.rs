@@ -3,7 +3,10 @@
 //!
 //! Checkout rules: the price comes from the catalog only (a client names a plan and an interval,
 //! never a price); a user with any subscription that is not `canceled` or `incomplete_expired` gets
-//! 409 `already_subscribed` (plan changes go through the portal); while the user's Checkout Session
+//! 409 `already_subscribed` (plan changes go through the portal), and so does one whose payment
+//! Stripe already took while its webhooks are still on their way: Stripe is asked for the
+//! customer's live subscriptions before a session is created, and a previous session that can no
+//! longer be expired because it completed is looked at; what they show is applied at once. While the user's Checkout Session
 //! for the same plan and interval is open, the same session is returned, and an open session for
 //! another choice is expired first, so two sessions can never both complete; a trial is granted
 //! only when the user has never had a subscription.
@@ -57,6 +60,9 @@ pub async fn start_checkout(
     let subs = subscriptions::for_user(&state.db, &user.id).await?;
     if subs.iter().any(|s| !subscriptions::is_terminal(&s.status)) {
         return Err(AppError::AlreadySubscribed);
+    }
+    if let Some(customer) = customers::customer_of(state, &user.id).await? {
+        refuse_if_live_in_stripe(state, &customer).await?;
     }
     if let Some(url) = settle_live_attempts(state, user, &plan.id, interval).await? {
         return Ok(RedirectUrl { url });
@@ -144,6 +150,44 @@ pub async fn start_checkout(
     Ok(RedirectUrl { url })
 }
 
+/// A payment whose webhooks have not landed yet still counts: Stripe is asked for the customer's
+/// subscriptions, and any live one is applied now and the checkout refused with 409.
+async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<(), AppError> {
+    let asked_at = state.clock.now();
+    let live: Vec<Snapshot> = super::sync::list_subscriptions(state, customer)
+        .await?
+        .into_iter()
+        .filter(|s| !subscriptions::is_terminal(&s.status))
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    for snap in &live {
+        apply_fetched(state, snap, asked_at).await?;
+    }
+    Err(AppError::AlreadySubscribed)
+}
+
+/// Expiring a session failed without an outage: Stripe refuses to expire a completed session, so
+/// look at it. A completed one was paid: its subscription is applied and the checkout is refused.
+async fn refuse_if_completed(
+    state: &AppState,
+    attempt: &str,
+    session: &str,
+) -> Result<(), AppError> {
+    let request = RetrieveCheckoutSession::new(session);
+    let found = retrying(|| request.send(&state.stripe.client)).await?;
+    let Some(subscription) = found.subscription.as_ref().map(|s| s.id().to_string()) else {
+        return Ok(());
+    };
+    sync_subscription(state, &subscription).await?;
+    sqlx::query("UPDATE checkout_attempts SET status = 'complete' WHERE id = $1")
+        .bind(attempt)
+        .execute(&state.db.pool)
+        .await?;
+    Err(AppError::AlreadySubscribed)
+}
+
 /// A row of `checkout_attempts`: id, status, plan, interval, session id, URL, expiry.
 type LiveAttempt = (
     String,
@@ -194,9 +238,13 @@ async fn settle_live_attempts(
                     .send(&state.stripe.client)
             })
             .await;
-            // Unreachable Stripe: keep the old session rather than risk two live ones.
-            if let Err(AppError::PaymentProviderUnavailable) = expired {
-                return Err(AppError::PaymentProviderUnavailable);
+            match expired {
+                Ok(_) => {}
+                // Unreachable Stripe: keep the old session rather than risk two live ones.
+                Err(AppError::PaymentProviderUnavailable) => {
+                    return Err(AppError::PaymentProviderUnavailable);
+                }
+                Err(_) => refuse_if_completed(state, &attempt, &session).await?,
             }
         }
         sqlx::query("UPDATE checkout_attempts SET status = 'expired' WHERE id = $1")
@@ -241,7 +289,8 @@ pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, A
     Ok(RedirectUrl { url: session.url })
 }
 
-/// Fetches a subscription from Stripe and applies it as the current state (stamped now).
+/// Fetches a subscription from Stripe and applies it as the current state (stamped when asked).
+/// A subscription Stripe does not know applies nothing (`Stale`).
 pub async fn sync_subscription(
     state: &AppState,
     subscription_id: &str,
@@ -250,15 +299,37 @@ pub async fn sync_subscription(
     // What Stripe answers is at least as new as the moment we asked, and no newer is known: an
     // event created while the call was on its way must still count as newer than this state.
     let asked_at = state.clock.now();
-    let fetched = retrying(|| request.send(&state.stripe.client)).await?;
-    let snap = Snapshot::from_stripe(&fetched);
+    let fetched = retrying(|| async {
+        match request.send(&state.stripe.client).await {
+            // Nothing to follow: retrying (or a redelivery) cannot make it exist.
+            Err(e) if super::stripe::is_missing(&e) => Ok(None),
+            answer => answer.map(Some),
+        }
+    })
+    .await?;
+    let Some(fetched) = fetched else {
+        tracing::warn!(
+            subscription_id,
+            "Stripe does not know this subscription; nothing applied"
+        );
+        return Ok(Applied::Stale);
+    };
+    apply_fetched(state, &Snapshot::from_stripe(&fetched), asked_at).await
+}
+
+/// Applies a state read from Stripe at `asked_at` (see [`sync_subscription`]).
+async fn apply_fetched(
+    state: &AppState,
+    snap: &Snapshot,
+    asked_at: i64,
+) -> Result<Applied, AppError> {
     let mut tx = state.db.begin().await?;
     let Some(user) = customers::user_of(&mut tx, &snap.customer).await? else {
         tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
         return Ok(Applied::Stale);
     };
     let applied =
-        subscriptions::apply(&mut tx, &state.catalog, &snap, &user, asked_at, true).await?;
+        subscriptions::apply(&mut tx, &state.catalog, snap, &user, asked_at, true).await?;
     state.db.commit_for(tx, &user).await?;
     Ok(applied)
 }

@@ -3,7 +3,8 @@
 //! The mapping row is claimed in the database (unique `user_id`) with the idempotency key of the
 //! one creation attempt *before* Stripe is called. Concurrent requests for the same user read the
 //! same key, so Stripe (and the simulator) answer them all with the same customer: never two
-//! customers. If Stripe cannot be reached the unfinished claim is removed again, leaving no local
+//! customers (while the first is in flight the others get 409 and retry with the key). If Stripe
+//! cannot be reached the request that made the unfinished claim removes it again, leaving no local
 //! change.
 
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ pub async fn user_of(
 pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, AppError> {
     let now = db::now();
     // Claim the mapping first; a concurrent request finds this row and its key.
-    sqlx::query(
+    let claimed = sqlx::query(
         "INSERT INTO billing_customers (id, user_id, idempotency_key, deleted, created_at, updated_at) \
          VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (user_id) DO NOTHING",
     )
@@ -59,7 +60,9 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
     .bind(new_id("idem_customer"))
     .bind(now)
     .execute(&state.db.pool)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
     let (existing, key): (Option<String>, String) = sqlx::query_as(
         "SELECT stripe_customer_id, idempotency_key FROM billing_customers WHERE user_id = $1",
     )
@@ -82,8 +85,10 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
     .await;
     let customer = match created {
         Ok(c) => c,
+        // Nothing half-done: drop our unfinished claim (a finished one is kept). Only the request
+        // that made the claim drops it: others using its key must not pull it from under it.
+        Err(e) if !claimed => return Err(e),
         Err(e) => {
-            // Nothing half-done: drop the unfinished claim (a finished one is kept).
             sqlx::query(
                 "DELETE FROM billing_customers WHERE user_id = $1 AND stripe_customer_id IS NULL \
                  AND idempotency_key = $2",

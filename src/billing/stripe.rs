@@ -3,8 +3,9 @@
 //!
 //! Every creating call carries an idempotency key that names one attempt: it is generated and
 //! stored before the call and reused only when that same attempt is retried (Stripe keeps keys for
-//! 24 hours). Retries: 3 attempts, 200 ms then 400 ms apart, on 429, 5xx, timeouts and network
-//! errors; other Stripe errors are not retried. When Stripe cannot be reached the caller answers
+//! 24 hours). Retries: 3 attempts, 200 ms then 400 ms apart, on 429, 5xx, timeouts, network
+//! errors and the 409 `idempotency_error` Stripe answers while the key's first request is still in
+//! flight; other Stripe errors are not retried. When Stripe cannot be reached the caller answers
 //! 503 `payment_provider_unavailable` with nothing half-done locally.
 
 use std::{future::Future, time::Duration};
@@ -149,6 +150,9 @@ pub fn idempotent(key: &str) -> RequestStrategy {
 
 fn retryable(err: &StripeError) -> bool {
     match err {
+        // The key's first request is still in flight: asking again with the same key gets its
+        // answer once it is done (never a second object).
+        StripeError::Stripe(api, 409) => api.type_ == stripe::ApiErrorsType::IdempotencyError,
         StripeError::Stripe(_, status) => *status == 429 || *status >= 500,
         StripeError::ClientError(_) | StripeError::Timeout => true,
         StripeError::JSONDeserialize(_) | StripeError::ConfigError(_) => false,

@@ -4,8 +4,8 @@
 //! with the local rows. Differences reported: `missing` (in Stripe, not here), `stale` (here, but
 //! different), `orphaned` (here, but not in Stripe), and `duplicate-customers` (more than one
 //! Stripe customer carries the user's id). Without `--dry-run`, missing and stale rows are
-//! replaced by Stripe's state and orphaned rows are marked canceled; duplicate customers are only
-//! reported, since merging them needs a person.
+//! replaced by Stripe's state and orphaned rows are marked canceled; duplicate customers and
+//! multiple live subscriptions are only reported, since refunding or merging them needs a person.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,7 +25,7 @@ use crate::{
 /// One difference between tollgate and Stripe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drift {
-    /// `missing`, `stale`, `orphaned` or `duplicate-customers`.
+    /// `missing`, `stale`, `orphaned`, `multiple-live` or `duplicate-customers`.
     pub kind: &'static str,
     /// The subscription (or user) concerned.
     pub subject: String,
@@ -78,6 +78,18 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
         // The listed states are as new as the moment we asked (see `sync_subscription`).
         let asked_at = state.clock.now();
         let remote = list_subscriptions(state, &customer).await?;
+        let live: Vec<&str> = remote
+            .iter()
+            .filter(|s| !subscriptions::is_terminal(&s.status))
+            .map(|s| s.id.as_str())
+            .collect();
+        if live.len() > 1 {
+            report.drifts.push(Drift {
+                kind: "multiple-live",
+                subject: customer.clone(),
+                detail: live.join(", "),
+            });
+        }
         let local: Vec<LocalRow> = sqlx::query_as(
             "SELECT id, status, price_id, current_period_end, cancel_at_period_end, cancel_at \
              FROM subscriptions WHERE customer_id = $1",
@@ -148,7 +160,11 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
     Ok(report)
 }
 
-async fn list_subscriptions(state: &AppState, customer: &str) -> Result<Vec<Snapshot>, AppError> {
+/// Every subscription Stripe has for `customer`, whatever its status, following the pages.
+pub async fn list_subscriptions(
+    state: &AppState,
+    customer: &str,
+) -> Result<Vec<Snapshot>, AppError> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -9,7 +9,9 @@
 //! API version change cannot break ingestion; unknown event types and statuses are acknowledged,
 //! recorded and grant nothing. The event id is the primary key of `stripe_events`: inserting it is
 //! what makes delivery exactly-once across instances (a concurrent duplicate waits on the key and
-//! then finds it). Events for customers mapped to no user are recorded as orphans.
+//! then finds it). Events for customers mapped to no user are recorded as orphans. An event whose
+//! ordering tie needs a re-fetch from Stripe is answered only after the re-fetch; if Stripe cannot
+//! be reached the event is forgotten and answered 503, so Stripe redelivers it.
 
 use axum::{
     Json,
@@ -118,6 +120,7 @@ fn customer_of_event(event: &Event) -> Option<String> {
 
 /// What storing one event did, for the work that waits for its commit.
 struct Recorded {
+    event: String,
     outcome: &'static str,
     user: Option<String>,
     refetch: Option<String>,
@@ -137,7 +140,11 @@ async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError
         }
     };
     if let Some(subscription) = recorded.refetch {
-        refetch(state, &subscription).await;
+        // Its own task: the re-fetch (or the undoing of the event) finishes even if Stripe hangs up.
+        let (state, event) = (state.clone(), recorded.event);
+        tokio::spawn(async move { refetch(&state, &event, &subscription).await })
+            .await
+            .map_err(|_| AppError::ServiceUnavailable)??;
     }
     Ok(recorded.outcome)
 }
@@ -152,11 +159,20 @@ fn committed(state: &AppState, recorded: &Recorded) {
 }
 
 /// A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot be
-/// reached the event stays recorded; the next event or `stripe sync` repairs the row.
-async fn refetch(state: &AppState, subscription: &str) {
-    if let Err(e) = checkout::sync_subscription(state, subscription).await {
-        tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook");
-    }
+/// reached the event is forgotten again and the answer is 503, so Stripe redelivers it and the
+/// tie is resolved then: an unresolved tie is never acknowledged.
+async fn refetch(state: &AppState, event: &str, subscription: &str) -> Result<(), AppError> {
+    let Err(e) = checkout::sync_subscription(state, subscription).await else {
+        return Ok(());
+    };
+    tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook; asking Stripe to redeliver");
+    // Only the event row was written for a tie (the state lost to the row): dropping it lets the
+    // redelivery be processed afresh instead of counting as a duplicate.
+    sqlx::query("DELETE FROM stripe_events WHERE id = $1")
+        .bind(event)
+        .execute(&state.db.pool)
+        .await?;
+    Err(AppError::PaymentProviderUnavailable)
 }
 
 /// Stores and applies one event inside `tx`.
@@ -184,6 +200,7 @@ async fn record(
     .await?;
     let Some((user,)) = inserted else {
         return Ok(Recorded {
+            event: event.id.clone(),
             outcome: "duplicate",
             user: None,
             refetch: None,
@@ -207,6 +224,7 @@ async fn record(
             .await?;
     }
     Ok(Recorded {
+        event: event.id.clone(),
         outcome,
         user,
         refetch,
@@ -303,11 +321,12 @@ impl GroupCommit {
         }
         if let Err(Ok(Recorded {
             refetch: Some(subscription),
+            event,
             ..
         })) = reply.send(result)
         {
             let state = state.clone();
-            tokio::spawn(async move { refetch(&state, &subscription).await });
+            tokio::spawn(async move { refetch(&state, &event, &subscription).await });
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Chaos {
     /// Wait up to this many milliseconds before each delivery.
     #[serde(default)]
     pub max_delay_ms: u64,
+    /// Hold every event (slow webhooks) until the switch is turned off again.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 #[derive(Clone)]
@@ -75,6 +78,8 @@ impl Deliverer {
     /// Sets the chaos switch.
     pub fn set_chaos(&self, chaos: Chaos) {
         *self.chaos.lock().unwrap_or_else(|e| e.into_inner()) = chaos;
+        // Wakes the delivery task so that events held so far go out when `hold` is lifted.
+        let _ = self.tx.send(Value::Null);
     }
 
     /// Queues an event.
@@ -87,12 +92,18 @@ impl Deliverer {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("http client");
+        let mut held = Vec::new();
         while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
+            // `Null` only wakes the task (the switch changed); it is not an event.
+            held.extend(Some(first).filter(|e| !e.is_null()));
             while let Ok(more) = rx.try_recv() {
-                batch.push(more);
+                held.extend(Some(more).filter(|e| !e.is_null()));
             }
             let chaos = *self.chaos.lock().unwrap_or_else(|e| e.into_inner());
+            if chaos.hold || held.is_empty() {
+                continue;
+            }
+            let mut batch = std::mem::take(&mut held);
             if chaos.duplicate {
                 batch = batch.into_iter().flat_map(|e| [e.clone(), e]).collect();
             }

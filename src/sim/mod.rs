@@ -60,10 +60,33 @@ struct SimState {
     subscriptions: BTreeMap<String, SubState>,
     invoices: BTreeMap<String, Value>,
     events: Vec<Value>,
-    idempotency: HashMap<String, (StatusCode, Value)>,
+    idempotency: HashMap<String, Idempotency>,
     failing_customers: HashSet<String>,
     outage: bool,
+    latency_ms: u64,
     requests: u64,
+}
+
+/// What Stripe knows of an idempotency key.
+enum Idempotency {
+    /// Its first request is still being processed: a concurrent one gets 409.
+    InFlight,
+    /// Answered: later requests replay the answer.
+    Done(StatusCode, Value),
+}
+
+/// Releases an in-flight key whose request was dropped before it was processed.
+struct InFlight<'a> {
+    sim: &'a Simulator,
+    key: Option<String>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.sim.lock().idempotency.remove(&key);
+        }
+    }
 }
 
 struct CheckoutState {
@@ -254,9 +277,9 @@ impl Simulator {
             .with_state(self.clone())
     }
 
-    /// Runs one API call: outage check, authentication, idempotent replay, then `op` under the
-    /// state lock.
-    fn api(
+    /// Runs one API call: outage check, authentication, idempotent replay (or 409 while the key's
+    /// first request is in flight), the configured latency, then `op` under the state lock.
+    async fn api(
         &self,
         headers: &HeaderMap,
         idempotent: bool,
@@ -266,39 +289,68 @@ impl Simulator {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("Bearer sk_") || v.starts_with("Bearer rk_"));
-        let mut state = self.lock();
-        state.requests += 1;
-        if state.outage {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": {"type": "api_error", "message": "The simulator is in a simulated outage."}})),
-            )
-                .into_response();
-        }
-        if !authorised {
-            let (s, v) = stripe_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                "Invalid API Key provided".into(),
-                None,
-            );
-            return (s, Json(v)).into_response();
-        }
         let key = idempotent
             .then(|| headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
             .flatten()
             .map(str::to_owned);
-        if let Some((status, body)) = key.as_ref().and_then(|k| state.idempotency.get(k)) {
-            let mut response = (*status, Json(body.clone())).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", "true".parse().expect("static"));
-            return response;
+        let latency = {
+            let mut state = self.lock();
+            state.requests += 1;
+            if state.outage {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": {"type": "api_error", "message": "The simulator is in a simulated outage."}})),
+                )
+                    .into_response();
+            }
+            if !authorised {
+                let (s, v) = stripe_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request_error",
+                    "Invalid API Key provided".into(),
+                    None,
+                );
+                return (s, Json(v)).into_response();
+            }
+            match key.as_ref().map(|k| (k, state.idempotency.get(k))) {
+                Some((_, Some(Idempotency::Done(status, body)))) => {
+                    let mut response = (*status, Json(body.clone())).into_response();
+                    response
+                        .headers_mut()
+                        .insert("idempotent-replayed", "true".parse().expect("static"));
+                    return response;
+                }
+                Some((_, Some(Idempotency::InFlight))) => {
+                    let (s, v) = stripe_error(
+                        StatusCode::CONFLICT,
+                        "idempotency_error",
+                        "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): please try again later.".into(),
+                        None,
+                    );
+                    return (s, Json(v)).into_response();
+                }
+                Some((k, None)) => {
+                    let k = k.clone();
+                    state.idempotency.insert(k, Idempotency::InFlight);
+                }
+                None => {}
+            }
+            state.latency_ms
+        };
+        let mut in_flight = InFlight {
+            sim: self,
+            key: key.clone(),
+        };
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
         }
+        let mut state = self.lock();
         let now = self.inner.clock.now();
         let (status, body) = op(self, &mut state, now).unwrap_or_else(|e| e);
-        if let Some(k) = key {
-            state.idempotency.insert(k, (status, body.clone()));
+        if let Some(k) = in_flight.key.take() {
+            state
+                .idempotency
+                .insert(k, Idempotency::Done(status, body.clone()));
         }
         (status, Json(body)).into_response()
     }
@@ -634,6 +686,7 @@ async fn create_customer(
         state.customers.insert(id, c.clone());
         Ok((StatusCode::OK, c))
     })
+    .await
 }
 
 async fn retrieve_customer(
@@ -649,6 +702,7 @@ async fn retrieve_customer(
             .map(|c| (StatusCode::OK, c))
             .ok_or_else(|| missing("customer", &id))
     })
+    .await
 }
 
 async fn update_customer(
@@ -678,6 +732,7 @@ async fn update_customer(
         sim.emit(state, "customer.updated", c.clone(), Some(previous), now);
         Ok((StatusCode::OK, c))
     })
+    .await
 }
 
 async fn delete_customer(
@@ -705,6 +760,7 @@ async fn delete_customer(
             json!({"id": id, "object": "customer", "deleted": true}),
         ))
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -735,7 +791,7 @@ async fn search_customers(
             StatusCode::OK,
             json!({"object": "search_result", "data": data, "has_more": false, "next_page": null, "url": "/v1/customers/search"}),
         ))
-    })
+    }).await
 }
 
 async fn list_prices(
@@ -764,6 +820,7 @@ async fn list_prices(
             .collect();
         Ok((StatusCode::OK, list("/v1/prices", data)))
     })
+    .await
 }
 
 async fn create_checkout_session(
@@ -827,6 +884,7 @@ async fn create_checkout_session(
         );
         Ok((StatusCode::OK, session))
     })
+    .await
 }
 
 async fn retrieve_checkout_session(
@@ -841,6 +899,7 @@ async fn retrieve_checkout_session(
             .map(|s| (StatusCode::OK, s.object.clone()))
             .ok_or_else(|| missing("checkout.session", &id))
     })
+    .await
 }
 
 async fn expire_checkout_session(
@@ -866,6 +925,7 @@ async fn expire_checkout_session(
         sim.emit(state, "checkout.session.expired", object.clone(), None, now);
         Ok((StatusCode::OK, object))
     })
+    .await
 }
 
 async fn create_portal_session(
@@ -891,6 +951,7 @@ async fn create_portal_session(
         state.portal_sessions.insert(id, session.clone());
         Ok((StatusCode::OK, session))
     })
+    .await
 }
 
 async fn list_subscriptions(
@@ -905,7 +966,7 @@ async fn list_subscriptions(
             .collect();
     sim.api(&headers, false, |_, state, _| {
         let status = params.get("status").map(String::as_str).unwrap_or("");
-        let data = state
+        let mut data: Vec<Value> = state
             .subscriptions
             .values()
             .map(|s| &s.object)
@@ -916,13 +977,42 @@ async fn list_subscriptions(
             })
             .filter(|s| match status {
                 "all" => true,
-                "" => s["status"] != "canceled" && s["status"] != "incomplete_expired",
+                // Stripe's default: every subscription that is not canceled.
+                "" => s["status"] != "canceled",
                 wanted => s["status"] == json!(wanted),
             })
             .cloned()
             .collect();
-        Ok((StatusCode::OK, list("/v1/subscriptions", data)))
+        page("/v1/subscriptions", &mut data, &params)
     })
+    .await
+}
+
+/// One page of `data`, newest first, as Stripe pages lists: `limit` (default 10, at most 100),
+/// `starting_after` an id of the previous page, `has_more` when more follow.
+fn page(url: &str, data: &mut Vec<Value>, params: &HashMap<String, String>) -> ApiResult {
+    data.sort_by(|a, b| {
+        (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
+    });
+    let limit: usize = match params.get("limit").map(|l| l.parse()) {
+        None => 10,
+        Some(Ok(l)) if (1..=100).contains(&l) => l,
+        Some(_) => return Err(bad_param("limit")),
+    };
+    let start = match params.get("starting_after") {
+        None => 0,
+        Some(after) => {
+            data.iter()
+                .position(|o| o["id"] == json!(after))
+                .ok_or_else(|| missing("object", after))?
+                + 1
+        }
+    };
+    let rest: Vec<Value> = data.drain(start.min(data.len())..).collect();
+    let has_more = rest.len() > limit;
+    let mut out = list(url, rest.into_iter().take(limit).collect());
+    out["has_more"] = json!(has_more);
+    Ok((StatusCode::OK, out))
 }
 
 async fn retrieve_subscription(
@@ -937,6 +1027,7 @@ async fn retrieve_subscription(
             .map(|s| (StatusCode::OK, s.object.clone()))
             .ok_or_else(|| missing("subscription", &id))
     })
+    .await
 }
 
 async fn update_subscription(
@@ -963,6 +1054,7 @@ async fn update_subscription(
             .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
         Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
     })
+    .await
 }
 
 async fn cancel_subscription(
@@ -978,6 +1070,7 @@ async fn cancel_subscription(
             .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
         Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
     })
+    .await
 }
 
 async fn list_invoices(
@@ -1009,6 +1102,7 @@ async fn list_invoices(
         data.truncate(limit);
         Ok((StatusCode::OK, list("/v1/invoices", data)))
     })
+    .await
 }
 
 // --- control endpoints (tests and the dev UI only) ------------------------------------------
@@ -1020,6 +1114,7 @@ fn control_router() -> Router<Simulator> {
         .route("/_sim/clock/advance", post(advance))
         .route("/_sim/customers/{id}/card", post(set_card))
         .route("/_sim/outage", post(set_outage))
+        .route("/_sim/latency", post(set_latency))
         .route("/_sim/chaos", post(set_chaos))
         .route("/_sim/events", get(list_events))
 }
@@ -1064,6 +1159,18 @@ struct Outage {
 
 async fn set_outage(State(sim): State<Simulator>, Json(o): Json<Outage>) -> StatusCode {
     sim.lock().outage = o.on;
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Latency {
+    ms: u64,
+}
+
+/// Every API call then takes `ms` before Stripe processes it: slow or hanging Stripe, and the
+/// window in which a second request with the same idempotency key gets 409.
+async fn set_latency(State(sim): State<Simulator>, Json(l): Json<Latency>) -> StatusCode {
+    sim.lock().latency_ms = l.ms;
     StatusCode::NO_CONTENT
 }
 

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod billing;
+mod billing_live;
 mod cli;
 mod deploy;
 mod edge;

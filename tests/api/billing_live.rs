@@ -1,0 +1,218 @@
+//! Billing against a simulator as strict as Stripe: slow webhooks, in-flight idempotency keys,
+//! deleted customers, hanging calls and failed re-fetches. Each test names the Stripe behaviour it
+//! stands for.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, client, error_of, spawn_app};
+
+impl TestApp {
+    /// The customer's subscriptions as Stripe lists them (`status=all`).
+    pub async fn stripe_subscriptions(&self, customer: &str) -> Vec<Value> {
+        self.stripe_get(&format!(
+            "/v1/subscriptions?customer={customer}&status=all&limit=100"
+        ))
+        .await["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// POSTs a form to the simulator's Stripe API with the test key; panics unless 2xx.
+    pub async fn stripe_post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        let r = client()
+            .post(self.sim_url(path))
+            .bearer_auth("sk_test_x")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Holds (or releases) every webhook the simulator sends: webhooks that are slow to land.
+    pub async fn hold_webhooks(&self, hold: bool) {
+        self.sim_control("/_sim/chaos", &json!({"hold": hold}))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_second_checkout_after_a_payment_whose_webhook_is_late_is_refused_and_applies_it() {
+    for (plan, interval) in [("team", "year"), ("pro", "month")] {
+        let app = spawn_app().await;
+        let c = app.user("ann@example.com").await;
+        app.hold_webhooks(true).await;
+        let first = app.checkout(&c, "pro", "month").await;
+        app.pay(&first).await;
+
+        let again = app.try_checkout(&c, plan, interval).await;
+
+        assert_eq!(
+            again.status(),
+            409,
+            "{plan}/{interval} after a paid session"
+        );
+        assert_eq!(error_of(again).await, "already_subscribed");
+        assert_eq!(
+            app.me(&c).await["access"]["plan"],
+            "pro",
+            "the paid subscription is applied at once"
+        );
+        let customer = app.customer_of("ann@example.com").await.unwrap();
+        assert_eq!(app.stripe_subscriptions(&customer).await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn the_simulator_pages_subscription_lists_like_stripe() {
+    let app = spawn_app().await;
+    for n in 0..3 {
+        let c = app.user(&format!("u{n}@example.com")).await;
+        let url = app.checkout(&c, "pro", "month").await;
+        app.pay(&url).await;
+    }
+    let first = app.stripe_get("/v1/subscriptions?limit=2").await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    assert_eq!(first["has_more"], true);
+    let last = first["data"][1]["id"].as_str().unwrap();
+    let rest = app
+        .stripe_get(&format!("/v1/subscriptions?limit=2&starting_after={last}"))
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["has_more"], false);
+    let bad = client()
+        .get(app.sim_url("/v1/subscriptions?limit=101"))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "Stripe caps limit at 100");
+}
+
+#[tokio::test]
+async fn stripe_sync_reports_a_customer_with_two_live_subscriptions() {
+    let app = spawn_app().await;
+    app.subscriber("ann@example.com", "pro").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    // A second subscription made behind tollgate's back (say, in the Stripe dashboard).
+    let session = app
+        .stripe_post(
+            "/v1/checkout/sessions",
+            &[
+                ("mode", "subscription"),
+                ("customer", &customer),
+                ("line_items[0][price]", &app.price_of("team")),
+                ("line_items[0][quantity]", "1"),
+                ("success_url", "http://example.com/"),
+            ],
+        )
+        .await;
+    app.pay(session["url"].as_str().unwrap()).await;
+
+    let report = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+
+    let kinds: Vec<(&str, &str)> = report
+        .drifts
+        .iter()
+        .map(|d| (d.kind, d.subject.as_str()))
+        .collect();
+    assert!(
+        kinds.contains(&("multiple-live", customer.as_str())),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn the_simulator_answers_409_to_a_key_whose_first_request_is_in_flight() {
+    let app = spawn_app().await;
+    app.sim_control("/_sim/latency", &json!({"ms": 300})).await;
+    let post = || {
+        client()
+            .post(app.sim_url("/v1/customers"))
+            .bearer_auth("sk_test_x")
+            .header("idempotency-key", "same-key")
+            .form(&[("email", "x@example.com")])
+            .send()
+    };
+
+    let (a, b) = tokio::join!(post(), post());
+
+    let mut answers = [a.unwrap(), b.unwrap()];
+    answers.sort_by_key(|r| r.status());
+    assert_eq!(answers[0].status(), 200);
+    assert_eq!(answers[1].status(), 409);
+    let [_, conflict] = answers;
+    let body: Value = conflict.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "idempotency_error");
+}
+
+#[tokio::test]
+async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_slow() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.sim_control("/_sim/latency", &json!({"ms": 300})).await;
+
+    let (a, b) = tokio::join!(
+        app.try_checkout(&c, "pro", "month"),
+        app.try_checkout(&c, "pro", "month")
+    );
+
+    assert_eq!([a.status().as_u16(), b.status().as_u16()], [200, 200]);
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["url"], b["url"], "one session");
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    let found = app
+        .stripe_get(&format!(
+            "/v1/customers/search?query=metadata['tollgate_user_id']:'{user}'"
+        ))
+        .await;
+    assert_eq!(found["data"].as_array().unwrap().len(), 1, "one customer");
+    assert_eq!(
+        app.customer_of("ann@example.com").await.as_deref(),
+        found["data"][0]["id"].as_str(),
+        "mapped to it"
+    );
+}
+
+/// The subscription of the user registered as `email` (its one row).
+async fn subscription_of(app: &TestApp, email: &str) -> (String, i64) {
+    sqlx::query_as(
+        "SELECT s.id, s.stripe_updated FROM subscriptions s JOIN users u ON u.id = s.user_id \
+         WHERE u.email_norm = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_tie_whose_refetch_fails_is_not_acknowledged_and_is_resolved_on_redelivery() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    let (sub, stamp) = subscription_of(&app, "ann@example.com").await;
+    let mut object = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+    let truth = object["status"].clone();
+    object["status"] = json!("past_due");
+    // Same second as the row: a tie only Stripe can settle.
+    let tie = json!({"id": "evt_tie", "object": "event", "type": "customer.subscription.updated",
+                     "created": stamp, "data": {"object": object}});
+    app.sim_control("/_sim/outage", &json!({"on": true})).await;
+
+    let refused = app.try_deliver(&tie).await;
+
+    assert_eq!(refused.status(), 503, "Stripe must redeliver");
+    assert_eq!(error_of(refused).await, "payment_provider_unavailable");
+    app.sim_control("/_sim/outage", &json!({"on": false})).await;
+    let redelivered = app.deliver(&tie).await;
+    assert_eq!(
+        redelivered["outcome"], "refetched",
+        "processed, not a duplicate"
+    );
+    let me = app.me(&c).await;
+    assert_eq!(me["access"]["status"], truth, "Stripe's state won: {me}");
+}
