@@ -307,7 +307,7 @@ pub async fn reset_password(
     users::set_password_hash_on(&mut tx, &user.id, &hash).await?;
     mark_verified(&mut tx, &mut user).await?;
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
-    session_store::end_user_sessions_on(&mut tx, &user.id, None).await?;
+    session_store::revoke_all_on(&mut tx, &user.id, None).await?;
     email::enqueue(
         state,
         &mut tx,

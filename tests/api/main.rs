@@ -11,5 +11,6 @@ mod helpers;
 mod hygiene;
 mod pages;
 mod proxy;
+mod revocation;
 mod sessions;
 mod smtp;
