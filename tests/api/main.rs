@@ -10,6 +10,7 @@ mod gating;
 mod helpers;
 mod hygiene;
 mod pages;
+mod prehijack;
 mod proxy;
 mod revocation;
 mod sessions;

@@ -85,7 +85,7 @@ fn raw_session_cookie(answer: &str) -> Option<String> {
 }
 
 /// Status of `GET /api/me` with only `cookie`.
-async fn me_status(app: &TestApp, cookie: &str) -> u16 {
+pub async fn me_status(app: &TestApp, cookie: &str) -> u16 {
     client_without_jar()
         .get(app.url("/api/me"))
         .header("cookie", cookie)
