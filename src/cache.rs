@@ -182,6 +182,7 @@ mod tests {
                 email: email.into(),
                 password_hash: None,
                 email_verified: 0,
+                session_epoch: 0,
             },
             subscriptions: vec![],
         })

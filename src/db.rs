@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (5, "billing", include_str!("../migrations/0005_billing.sql")),
     (6, "email", include_str!("../migrations/0006_email.sql")),
+    (
+        7,
+        "session epoch",
+        include_str!("../migrations/0007_session_epoch.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -170,12 +170,73 @@ async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> 
     Ok(())
 }
 
-/// Confirms an address with a verification token.
-pub async fn verify_email(state: &AppState, token: &str) -> Result<User> {
+/// A proof that the address's owner holds the mailbox (inside the proof's transaction): the
+/// address becomes verified. If it was not before, anyone could have registered it, so its
+/// password is nobody's proven secret: unless `password_is_theirs` (the prover showed it), it is
+/// removed, and every session that existed before the proof ends. `user` follows the change.
+async fn prove_mailbox(
+    conn: &mut AnyConnection,
+    user: &mut User,
+    password_is_theirs: bool,
+) -> Result<()> {
+    // Pre-hijacking: a stranger's password or session must not survive the owner's proof.
+    if user.email_verified == 0 && !password_is_theirs {
+        if user.password_hash.is_some() {
+            sqlx::query("UPDATE users SET password_hash = NULL, updated_at = $1 WHERE id = $2")
+                .bind(db::now())
+                .bind(&user.id)
+                .execute(&mut *conn)
+                .await?;
+            user.password_hash = None;
+            tracing::info!(
+                security_event = "unproven_password_removed",
+                user = %user.id,
+                "a mailbox proof removed a password set before the address was proven"
+            );
+        }
+        user.session_epoch = session_store::revoke_all_on(conn, &user.id, None)
+            .await?
+            .ok_or(AppError::TokenInvalid)?;
+    }
+    mark_verified(conn, user).await
+}
+
+/// Who asks to verify an address, besides holding the link: the signed-in user of the request,
+/// and a password typed on the confirmation form.
+#[derive(Default)]
+pub struct Verifier<'a> {
+    /// The request's signed-in user, if any.
+    pub signed_in: Option<&'a CurrentUser>,
+    /// The account's password, if the form asked for it.
+    pub password: Option<&'a str>,
+}
+
+/// Confirms an address with a verification token. The account's password is kept when the
+/// verifier is the registrant (signed in as the account, or showing its password); otherwise it
+/// is removed and earlier sessions end (see [`prove_mailbox`]).
+pub async fn verify_email(state: &AppState, token: &str, verifier: Verifier<'_>) -> Result<User> {
     let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
-    mark_verified(&mut tx, &mut user).await?;
+    let registrant_session = verifier.signed_in.is_some_and(|current| {
+        current.user.id == user.id && current.session_epoch >= user.session_epoch
+    });
+    let registrant_password = match (verifier.password, user.password_hash.as_deref()) {
+        (Some(given), Some(_)) if !given.is_empty() => {
+            state
+                .hasher
+                .verify(given, user.password_hash.as_deref())
+                .await?
+                != password::Verified::No
+        }
+        _ => false,
+    };
+    prove_mailbox(
+        &mut tx,
+        &mut user,
+        registrant_session || registrant_password,
+    )
+    .await?;
     state.db.commit_for(tx, &user.id).await?;
     tracing::info!(user = %user.id, "email verified");
     Ok(user)
@@ -186,14 +247,26 @@ struct TokenBody {
     token: String,
 }
 
+#[derive(Deserialize)]
+struct VerifyBody {
+    token: String,
+    /// The account's password: keeps it when the verifier is not signed in as the account.
+    password: Option<String>,
+}
+
 async fn verify_email_route(
     State(state): State<AppState>,
     ip: ClientIp,
     session: Session,
-    ApiJson(body): ApiJson<TokenBody>,
+    ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
     rate_limit::hit_ip(&state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let user = verify_email(&state, &body.token).await?;
+    let signed_in = super::current_user(&state, session.clone()).await?;
+    let verifier = Verifier {
+        signed_in: signed_in.as_ref(),
+        password: body.password.as_deref(),
+    };
+    let user = verify_email(&state, &body.token, verifier).await?;
     // In privacy mode the verification link is how a new account signs in.
     if state.config.registration_privacy {
         sign_in(&state, &session, &user, false).await?;
@@ -305,9 +378,10 @@ pub async fn reset_password(
     let consumed = tokens::consume(&mut tx, token, Purpose::Reset, now).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
     users::set_password_hash_on(&mut tx, &user.id, &hash).await?;
+    // The new password replaces any other; every session ends either way.
     mark_verified(&mut tx, &mut user).await?;
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
-    session_store::end_user_sessions_on(&mut tx, &user.id, None).await?;
+    session_store::revoke_all_on(&mut tx, &user.id, None).await?;
     email::enqueue(
         state,
         &mut tx,
@@ -423,7 +497,8 @@ pub async fn consume_magic(
         }
         (None, None) => return Err(AppError::TokenInvalid),
     };
-    mark_verified(&mut tx, &mut user).await?;
+    // A sign-in link proves the mailbox, not the password: an unproven one goes.
+    prove_mailbox(&mut tx, &mut user, false).await?;
     state.db.commit_for(tx, &user.id).await?;
     Ok(user)
 }

@@ -32,7 +32,7 @@ use crate::{
 };
 use password::Verified;
 use rate_limit::ClientIp;
-use session_store::USER_ID_KEY;
+use session_store::{EPOCH_KEY, USER_ID_KEY};
 use users::{Email, User};
 
 const SIGNED_IN_AT_KEY: &str = "signed_in_at";
@@ -59,6 +59,8 @@ pub struct CurrentUser {
     pub access: gate::Access,
     /// The session, for handlers that rotate or end it.
     pub session: Session,
+    /// The user's session epoch this session was signed in under.
+    pub session_epoch: i64,
 }
 
 impl<S> FromRequestParts<S> for CurrentUser
@@ -99,11 +101,18 @@ pub async fn current_user(state: &AppState, session: Session) -> Result<Option<C
         session.flush().await?;
         return Ok(None);
     }
+    let session_epoch = session.get::<i64>(EPOCH_KEY).await?.unwrap_or(0);
     let Some((user, access)) = gate::load_member(state, &user_id).await? else {
         // The account was deleted under this session.
         session.flush().await?;
         return Ok(None);
     };
+    // Signed in before a revocation: dead, even if a copy of its record outlived the revocation.
+    // (Only older: a cached user may briefly lag behind a newer session's epoch.)
+    if session_epoch < user.session_epoch {
+        session.flush().await?;
+        return Ok(None);
+    }
     if now - seen_at > SEEN_REFRESH_SECS {
         session.insert(SEEN_AT_KEY, now).await?;
     }
@@ -111,6 +120,7 @@ pub async fn current_user(state: &AppState, session: Session) -> Result<Option<C
         user,
         access,
         session,
+        session_epoch,
     }))
 }
 
@@ -126,6 +136,7 @@ pub async fn sign_in(
     session.clear().await;
     let now = db::now();
     session.insert(USER_ID_KEY, &user.id).await?;
+    session.insert(EPOCH_KEY, user.session_epoch).await?;
     session.insert(SIGNED_IN_AT_KEY, now).await?;
     session.insert(SEEN_AT_KEY, now).await?;
     session.set_expiry(Some(if remember {
@@ -297,17 +308,22 @@ pub async fn change_user_password(
     confirm_password(state, &current.user, current_password).await?;
     let hash = state.hasher.hash(new_password).await?;
     let mut tx = state.db.begin().await?;
+    // Only a session that is still current may change the password: one revoked while this
+    // request ran (a reset, another change, a mailbox proof) answers 401 and changes nothing.
+    let epoch =
+        session_store::revoke_all_on(&mut tx, &current.user.id, Some(current.session_epoch))
+            .await?
+            .ok_or(AppError::Unauthenticated)?;
     users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;
     // Outstanding reset and sign-in links die with the old password.
     crate::email::tokens::invalidate_all(&mut tx, &current.user.id, state.clock.now()).await?;
     state.db.commit_for(tx, &current.user.id).await?;
-    // A privilege change: new id for this session, every other session of the user ends.
+    // A privilege change: every session of the user ended above; this one goes on under a new id
+    // and the new epoch.
     current.session.cycle_id().await?;
+    current.session.insert(EPOCH_KEY, epoch).await?;
     current.session.save().await?;
-    let keep = current.session.id();
-    let ended =
-        session_store::end_user_sessions(&state.db, &current.user.id, keep.as_ref()).await?;
-    tracing::info!(user = %current.user.id, ended, "password changed");
+    tracing::info!(user = %current.user.id, "password changed");
     Ok(())
 }
 

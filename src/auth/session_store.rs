@@ -4,6 +4,12 @@
 //! Two things a stock store does not do: the id is stored only as a SHA-256 hash (a leaked table
 //! cannot be replayed as cookies), and each record is indexed by the signed-in user, so a password
 //! change or reset can end all of a user's sessions with one statement.
+//!
+//! Revoked stays revoked: a record is inserted only for an id created in this request, updated
+//! only while its row exists, and in both cases only while the user's session epoch is still the
+//! one the session was signed in under ([`EPOCH_KEY`]). A revocation raises the epoch and deletes
+//! the rows ([`revoke_all_on`]), so a request that loaded its session before and saves after
+//! writes nothing back.
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -17,6 +23,8 @@ use crate::db::{self, Db};
 
 /// The session key that holds the signed-in user's id.
 pub const USER_ID_KEY: &str = "uid";
+/// The session key that holds the user's session epoch at sign-in (see [`revoke_all_on`]).
+pub const EPOCH_KEY: &str = "epoch";
 
 /// Sessions in the `sessions` table.
 #[derive(Clone, Debug)]
@@ -48,25 +56,57 @@ fn user_of(record: &Record) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The session epoch a record was signed in under; records from before epochs existed hold none,
+/// which is the first epoch.
+pub fn epoch_of(data: &std::collections::HashMap<String, serde_json::Value>) -> i64 {
+    data.get(EPOCH_KEY).and_then(|v| v.as_i64()).unwrap_or(0)
+}
+
+/// Why a record was not written: logged, never an error, since the request itself was fine
+/// when it began; its cookie simply names nothing.
+fn refused(written: u64) {
+    if written == 0 {
+        tracing::info!(
+            security_event = "revoked_session_not_saved",
+            "a session revoked during its request was not written back"
+        );
+    }
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data).map_err(backend)?;
+        let user = user_of(record);
+        // A signed-in record is inserted only while its epoch is current: a sign-in or id
+        // rotation that began before a revocation must not create a live session after it.
+        let sql = match user {
+            None => {
+                "INSERT INTO sessions (id_hash, user_id, data, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)"
+            }
+            Some(_) => {
+                "INSERT INTO sessions (id_hash, user_id, data, expires_at, created_at) \
+                 SELECT $1, $2, $3, $4, $5 \
+                 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND session_epoch = $6)"
+            }
+        };
         // A 128-bit random id colliding is not a practical event, but retry rather than overwrite.
         loop {
-            let result = sqlx::query(
-                "INSERT INTO sessions (id_hash, user_id, data, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(hash_id(&record.id))
-            .bind(user_of(record))
-            .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
-            .bind(db::now())
-            .execute(&self.db.pool)
-            .await;
-            match result {
-                Ok(_) => return Ok(()),
+            let mut query = sqlx::query(sql)
+                .bind(hash_id(&record.id))
+                .bind(user.clone())
+                .bind(&data)
+                .bind(record.expiry_date.unix_timestamp())
+                .bind(db::now());
+            if user.is_some() {
+                query = query.bind(epoch_of(&record.data));
+            }
+            match query.execute(&self.db.pool).await {
+                Ok(done) => {
+                    refused(done.rows_affected());
+                    return Ok(());
+                }
                 Err(e) if db::is_unique_violation(&e) => record.id = Id::default(),
                 Err(e) => return Err(backend(e)),
             }
@@ -75,20 +115,29 @@ impl SessionStore for DbSessionStore {
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, data, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id_hash) DO UPDATE SET user_id = excluded.user_id, \
-             data = excluded.data, expires_at = excluded.expires_at",
-        )
-        .bind(hash_id(&record.id))
-        .bind(user_of(record))
-        .bind(&data)
-        .bind(record.expiry_date.unix_timestamp())
-        .bind(db::now())
-        .execute(&self.db.pool)
-        .await
-        .map_err(backend)?;
+        let user = user_of(record);
+        // An update, never an insert: a row that is gone was revoked (logout, password change or
+        // reset, account deletion) and stays gone. The user never changes without a new id.
+        let sql = match user {
+            None => {
+                "UPDATE sessions SET data = $1, expires_at = $2 \
+                 WHERE id_hash = $3 AND user_id IS NULL"
+            }
+            Some(_) => {
+                "UPDATE sessions SET data = $1, expires_at = $2 \
+                 WHERE id_hash = $3 AND user_id = $4 \
+                 AND EXISTS (SELECT 1 FROM users WHERE id = $4 AND session_epoch = $5)"
+            }
+        };
+        let mut query = sqlx::query(sql)
+            .bind(&data)
+            .bind(record.expiry_date.unix_timestamp())
+            .bind(hash_id(&record.id));
+        if let Some(user) = &user {
+            query = query.bind(user.clone()).bind(epoch_of(&record.data));
+        }
+        let done = query.execute(&self.db.pool).await.map_err(backend)?;
+        refused(done.rows_affected());
         self.db.cache.forget_session(&record.id);
         Ok(())
     }
@@ -130,27 +179,42 @@ impl SessionStore for DbSessionStore {
     }
 }
 
-/// Ends every session of `user_id` except `keep` (the caller's own, when it stays signed in).
-pub async fn end_user_sessions(db: &Db, user_id: &str, keep: Option<&Id>) -> sqlx::Result<u64> {
-    let ended = end_user_sessions_on(&mut *db.pool.acquire().await?, user_id, keep).await?;
-    db.cache.forget_user(user_id);
-    Ok(ended)
-}
-
-/// [`end_user_sessions`] on a connection (inside a transaction): the caller forgets the user
-/// in the cache after its commit.
-pub async fn end_user_sessions_on(
+/// Revokes every session of `user_id` (inside the caller's transaction): raises the user's session
+/// epoch, so no session signed in before can be written back by a request still running, and
+/// deletes the rows. With `expected`, only if the epoch is still that (the caller's own session
+/// is current). The new epoch, or `None` when the user is gone or the epoch moved on. The caller
+/// forgets the user in the cache after its commit ([`Db::commit_for`]).
+pub async fn revoke_all_on(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
-    keep: Option<&Id>,
-) -> sqlx::Result<u64> {
-    let keep = keep.map(hash_id).unwrap_or_default();
-    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+    expected: Option<i64>,
+) -> sqlx::Result<Option<i64>> {
+    let bumped: Option<(i64,)> = match expected {
+        None => {
+            sqlx::query_as(
+                "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = $1 \
+                 RETURNING session_epoch",
+            )
+            .bind(user_id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+        Some(epoch) => {
+            sqlx::query_as(
+                "UPDATE users SET session_epoch = session_epoch + 1 \
+                 WHERE id = $1 AND session_epoch = $2 RETURNING session_epoch",
+            )
+            .bind(user_id)
+            .bind(epoch)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    };
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
-        .bind(keep)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected())
+    Ok(bumped.map(|(epoch,)| epoch))
 }
 
 /// Deletes expired rows; run periodically.

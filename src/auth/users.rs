@@ -83,6 +83,9 @@ pub struct User {
     pub password_hash: Option<String>,
     /// 0 or 1.
     pub email_verified: i64,
+    /// Raised at every revocation of the user's sessions; a session signed in under an older
+    /// epoch is dead.
+    pub session_epoch: i64,
 }
 
 /// The user JSON of CONTRACT.md.
@@ -117,16 +120,18 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-const USER_COLUMNS: &str = "SELECT id, email, password_hash, email_verified FROM users";
+const USER_COLUMNS: &str =
+    "SELECT id, email, password_hash, email_verified, session_epoch FROM users";
 
-type UserRow = (String, String, Option<String>, i64);
+type UserRow = (String, String, Option<String>, i64, i64);
 
-fn from_row((id, email, password_hash, email_verified): UserRow) -> User {
+fn from_row((id, email, password_hash, email_verified, session_epoch): UserRow) -> User {
     User {
         id,
         email,
         password_hash,
         email_verified,
+        session_epoch,
     }
 }
 
@@ -160,6 +165,7 @@ pub async fn insert_user_on(
             email: email.display.clone(),
             password_hash: Some(password_hash.to_owned()),
             email_verified: 0,
+            session_epoch: 0,
         }),
         // The unique constraint on email_norm is the guard against concurrent duplicates.
         Err(e) if db::is_unique_violation(&e) => Err(AppError::EmailTaken),

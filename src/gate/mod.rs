@@ -36,6 +36,7 @@ type MemberRow = (
     String,
     Option<String>,
     i64,
+    i64,
     Option<String>,
     Option<String>,
     Option<String>,
@@ -84,7 +85,7 @@ fn access_of(state: &AppState, member: &Member) -> Access {
 
 async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>, AppError> {
     let rows: Vec<MemberRow> = sqlx::query_as(
-        "SELECT u.id, u.email, u.password_hash, u.email_verified, \
+        "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
                 s.id, s.status, s.plan_id, s.current_period_end, s.cancel_at_period_end, \
                 s.cancel_at, s.trial_end, s.past_due_since \
          FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
@@ -101,19 +102,20 @@ async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>,
         email: first.1.clone(),
         password_hash: first.2.clone(),
         email_verified: first.3,
+        session_epoch: first.4,
     };
     let subscriptions = rows
         .into_iter()
         .filter_map(|r| {
             Some(Row {
-                id: r.4?,
-                status: r.5?,
-                plan_id: r.6,
-                current_period_end: r.7,
-                cancel_at_period_end: r.8.unwrap_or(0) != 0,
-                cancel_at: r.9,
-                trial_end: r.10,
-                past_due_since: r.11,
+                id: r.5?,
+                status: r.6?,
+                plan_id: r.7,
+                current_period_end: r.8,
+                cancel_at_period_end: r.9.unwrap_or(0) != 0,
+                cancel_at: r.10,
+                trial_end: r.11,
+                past_due_since: r.12,
             })
         })
         .collect();

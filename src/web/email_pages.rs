@@ -35,6 +35,8 @@ struct Confirm {
     action: &'static str,
     button: &'static str,
     ask_password: bool,
+    /// Verification: an optional field for the password chosen at sign-up, which keeps it.
+    ask_own_password: bool,
 }
 
 const VERIFY: Confirm = Confirm {
@@ -43,6 +45,7 @@ const VERIFY: Confirm = Confirm {
     action: "/verify-email",
     button: "Confirm my address",
     ask_password: false,
+    ask_own_password: true,
 };
 const RESET: Confirm = Confirm {
     heading: "Choose a new password",
@@ -50,6 +53,7 @@ const RESET: Confirm = Confirm {
     action: "/reset-password",
     button: "Set the new password",
     ask_password: true,
+    ask_own_password: false,
 };
 const MAGIC: Confirm = Confirm {
     heading: "Sign in",
@@ -57,6 +61,7 @@ const MAGIC: Confirm = Confirm {
     action: "/magic",
     button: "Sign me in",
     ask_password: false,
+    ask_own_password: false,
 };
 const CHANGE: Confirm = Confirm {
     heading: "Confirm your new email address",
@@ -64,6 +69,7 @@ const CHANGE: Confirm = Confirm {
     action: "/confirm-email",
     button: "Confirm the new address",
     ask_password: false,
+    ask_own_password: false,
 };
 
 fn confirm_page(
@@ -86,6 +92,7 @@ fn confirm_page(
             action => page.action,
             button => page.button,
             ask_password => page.ask_password,
+            ask_own_password => page.ask_own_password,
             token => link_token.filter(|t| !t.is_empty()),
             min_length => state.config.password_min_length,
             error,
@@ -153,7 +160,12 @@ pub(super) async fn submit_verify(
     };
     let result = async {
         auth::rate_limit::hit(&state, auth::rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
-        let user = email_flows::verify_email(&state, &form.token).await?;
+        let signed_in = auth::current_user(&state, session.clone()).await?;
+        let verifier = email_flows::Verifier {
+            signed_in: signed_in.as_ref(),
+            password: form.password.as_deref(),
+        };
+        let user = email_flows::verify_email(&state, &form.token, verifier).await?;
         if state.config.registration_privacy {
             auth::sign_in(&state, &session, &user, false).await?;
         }

@@ -467,13 +467,14 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let second = sink.wait_for("ann@example.com", 2).await;
     assert_eq!(app.count("users").await, 1);
 
-    // The verification POST signs in, with the newest password in force.
+    // The verification POST, with the password chosen at sign-up, signs in with that password
+    // in force.
     let browser = client();
     let r = post(
         &app,
         &browser,
         "/api/auth/verify-email",
-        json!({"token": second.token("verify-email")}),
+        json!({"token": second.token("verify-email"), "password": "the real owner's passphrase"}),
     )
     .await;
     assert_eq!(r.status(), 200);

@@ -12,6 +12,8 @@ mod gating;
 mod helpers;
 mod hygiene;
 mod pages;
+mod prehijack;
 mod proxy;
+mod revocation;
 mod sessions;
 mod smtp;

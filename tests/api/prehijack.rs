@@ -1,0 +1,148 @@
+//! No pre-hijacking through a mailbox proof: a password set on an address before its owner proved
+//! the mailbox, and every session from before that proof, stop working once the owner proves it.
+
+use serde_json::json;
+
+use crate::{
+    helpers::{PASSWORD, TestApp, client, session_cookie},
+    revocation::me_status,
+    smtp::SmtpSink,
+};
+
+const VICTIM: &str = "victim@example.com";
+
+async fn app_with_mail(privacy: bool) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .with("TOLLGATE_REGISTRATION_PRIVACY", &privacy.to_string())
+        .spawn()
+        .await;
+    (app, sink)
+}
+
+/// Status of a password login for the victim's address.
+async fn login_status(app: &TestApp, password: &str) -> u16 {
+    let body = json!({"email": VICTIM, "password": password});
+    let r = app
+        .post_json_with(&client(), "/api/auth/login", &body)
+        .await;
+    r.status().as_u16()
+}
+
+#[tokio::test]
+async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_link() {
+    for privacy in [false, true] {
+        let (app, sink) = app_with_mail(privacy).await;
+        // The attacker registers the victim's address and, in normal mode, keeps its session.
+        let register = json!({"email": VICTIM, "password": PASSWORD});
+        let r = app
+            .post_json_with(&client(), "/api/auth/register", &register)
+            .await;
+        let attacker_cookie = session_cookie(r.headers());
+        assert_eq!(attacker_cookie.is_some(), !privacy, "privacy={privacy}");
+        sink.wait_for(VICTIM, 1).await;
+
+        // The victim signs in by magic link.
+        let victim = client();
+        let asked = app
+            .post_json_with(&victim, "/api/auth/magic-link", &json!({"email": VICTIM}))
+            .await;
+        assert_eq!(asked.status(), 202);
+        let mail = sink.wait_for(VICTIM, 2).await;
+        let consumed = app
+            .post_json_with(
+                &victim,
+                "/api/auth/magic-link/consume",
+                &json!({"token": mail.token("magic")}),
+            )
+            .await;
+        assert_eq!(consumed.status(), 200, "privacy={privacy}");
+        let victim_cookie = session_cookie(consumed.headers()).expect("victim's session");
+
+        if let Some(cookie) = &attacker_cookie {
+            assert_eq!(
+                me_status(&app, cookie).await,
+                401,
+                "attacker's session ended"
+            );
+        }
+        assert_eq!(
+            login_status(&app, PASSWORD).await,
+            401,
+            "privacy={privacy}: the attacker's password was removed"
+        );
+        assert_eq!(
+            me_status(&app, &victim_cookie).await,
+            200,
+            "the victim is in"
+        );
+    }
+}
+
+#[tokio::test]
+async fn verifying_from_another_browser_without_the_password_removes_it_and_ends_sessions() {
+    for privacy in [false, true] {
+        let (app, sink) = app_with_mail(privacy).await;
+        let register = json!({"email": VICTIM, "password": PASSWORD});
+        let r = app
+            .post_json_with(&client(), "/api/auth/register", &register)
+            .await;
+        let attacker_cookie = session_cookie(r.headers());
+        let mail = sink.wait_for(VICTIM, 1).await;
+
+        // The owner opens the verification link in their own browser, knowing no password.
+        let verified = app
+            .post_json_with(
+                &client(),
+                "/api/auth/verify-email",
+                &json!({"token": mail.token("verify-email")}),
+            )
+            .await;
+        assert_eq!(verified.status(), 200, "privacy={privacy}");
+
+        if let Some(cookie) = &attacker_cookie {
+            assert_eq!(
+                me_status(&app, cookie).await,
+                401,
+                "attacker's session ended"
+            );
+        }
+        assert_eq!(
+            login_status(&app, PASSWORD).await,
+            401,
+            "privacy={privacy}: the unproven password was removed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_registrant_keeps_the_password_when_verifying_in_its_session_or_with_it() {
+    for privacy in [false, true] {
+        let (app, sink) = app_with_mail(privacy).await;
+        let registrant = client();
+        let register = json!({"email": VICTIM, "password": PASSWORD});
+        app.post_json_with(&registrant, "/api/auth/register", &register)
+            .await;
+        let mail = sink.wait_for(VICTIM, 1).await;
+        // Normal mode: the registrant's own session; privacy mode (no session): the password.
+        let body = if privacy {
+            json!({"token": mail.token("verify-email"), "password": PASSWORD})
+        } else {
+            json!({"token": mail.token("verify-email")})
+        };
+        let verified = app
+            .post_json_with(&registrant, "/api/auth/verify-email", &body)
+            .await;
+        assert_eq!(verified.status(), 200, "privacy={privacy}");
+        assert_eq!(
+            login_status(&app, PASSWORD).await,
+            200,
+            "privacy={privacy}: the registrant's password works"
+        );
+        if !privacy {
+            let me = registrant.get(app.url("/api/me")).send().await.unwrap();
+            assert_eq!(me.status(), 200, "the registrant's session goes on");
+        }
+    }
+}
