@@ -10,10 +10,12 @@
 //!
 //! **Which paths are judged, and how.** Only an origin-form URI of visible ASCII is read. Its
 //! path is refused (403) when a proxy and an upstream could read it differently: `;` parameters,
-//! `#`, `\`, dot segments (`.`/`..`, also percent-encoded), `%25` (double encoding), encoded `/`
-//! or `\`, NUL and control characters (raw or encoded), bytes that do not decode to UTF-8.
+//! `#`, `\`, `,/`, dot segments (`.`/`..`, also percent-encoded) and other segments ending in `.`
+//! or a space, `%25` (double encoding), encoded `/` or `\`, NUL and control characters (raw or
+//! encoded), bytes that do not decode to UTF-8, characters Unicode normalisation (NFKC) changes.
 //! Otherwise it is percent-decoded and repeated slashes are merged, then matched against the
-//! catalog's `[[rules]]`: first matching prefix wins, a prefix `/pro/` also covers `/pro`, and
+//! catalog's `[[rules]]`: first matching prefix wins, a prefix `/pro/` also covers `/pro` (and
+//! `/pro.json`, a format suffix), and
 //! unmatched paths need a login. Matching ignores ASCII case unless
 //! `TOLLGATE_FORWARD_PATH_CASE=sensitive`, because many upstreams route `/PRO/x` to `/pro/x`.
 //!
@@ -80,7 +82,8 @@ pub fn forwarded_uri<'a>(headers: &'a HeaderMap, header: &str) -> Result<&'a str
 /// The path of an origin-form `uri`, percent-decoded with repeated slashes merged; `None` when
 /// a proxy and an upstream could disagree about what it names (see the module docs).
 pub fn normalize_path(uri: &str) -> Option<String> {
-    if !uri.starts_with('/') || uri.contains('#') {
+    // `,/` is what a proxy that appends its value to a client's would produce.
+    if !uri.starts_with('/') || uri.contains('#') || uri.contains(",/") {
         return None;
     }
     let path = uri.split('?').next().unwrap_or("");
@@ -88,11 +91,17 @@ pub fn normalize_path(uri: &str) -> Option<String> {
         return None;
     }
     let decoded = String::from_utf8(percent_decode(path.as_bytes())?).ok()?;
+    // Characters that Unicode normalisation changes (fullwidth letters, no-break spaces) name
+    // another path to an upstream that normalises.
+    if !unicode_normalization::is_nfkc(&decoded) {
+        return None;
+    }
     let mut out: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {
             "" => {}
-            "." | ".." => return None,
+            // Dot segments, and segments some servers trim (`/pro.`, `/pro%20` are `/pro` to IIS).
+            s if s.ends_with(['.', ' ']) => return None,
             s => out.push(s),
         }
     }
@@ -126,7 +135,7 @@ fn percent_decode(input: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether `rule` covers `path`: a prefix match, and a prefix ending in `/` also covers the path
-/// without it (`/pro/` covers `/pro`).
+/// without it, alone or with a format suffix (`/pro/` covers `/pro` and `/pro.json`).
 pub fn rule_covers(rule: &str, path: &str, ignore_case: bool) -> bool {
     let eq = |a: &str, b: &str| {
         if ignore_case {
@@ -136,7 +145,12 @@ pub fn rule_covers(rule: &str, path: &str, ignore_case: bool) -> bool {
         }
     };
     let prefix = path.get(..rule.len()).is_some_and(|p| eq(p, rule));
-    prefix || rule.strip_suffix('/').is_some_and(|bare| eq(path, bare))
+    // `/pro`, and `/pro.json` (a format suffix many frameworks route to `/pro`).
+    let bare = rule.strip_suffix('/').is_some_and(|bare| {
+        path.get(..bare.len()).is_some_and(|p| eq(p, bare))
+            && matches!(path.as_bytes().get(bare.len()), None | Some(b'.'))
+    });
+    prefix || bare
 }
 
 /// The first rule covering `path`.
@@ -319,6 +333,14 @@ mod tests {
             ("/a%5c..%5cpro", None),
             ("/a\\b", None),
             ("/caf%E9", None),
+            ("/pro.", None),
+            ("/pro%2e/x", None),
+            ("/pro%20", None),
+            ("/%EF%BD%90ro/x", None),
+            ("/pro%C2%A0/x", None),
+            ("/public/x,/pro/x", None),
+            ("/pro.json", Some("/pro.json")),
+            ("/a,b", Some("/a,b")),
             ("http://evil.test/pro", None),
             ("*", None),
             ("", None),
@@ -333,6 +355,8 @@ mod tests {
         assert!(rule_covers("/pro/", "/pro/x", false));
         assert!(rule_covers("/pro/", "/pro", false));
         assert!(!rule_covers("/pro/", "/profile", false));
+        assert!(rule_covers("/pro/", "/pro.json", false));
+        assert!(rule_covers("/pro/", "/PRO.json", true));
         assert!(!rule_covers("/pro/", "/PRO/x", false));
         assert!(rule_covers("/pro/", "/PRO/x", true));
         assert!(rule_covers("/pro/", "/Pro", true));

@@ -41,11 +41,15 @@ async fn spawn_upstream() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let app = Router::new().fallback(get(|uri: axum::http::Uri, headers: HeaderMap| async move {
+        // Read the way CGI and WSGI do (`HTTP_X_TOLLGATE_USER_ID`): `_` and `-` are one, and
+        // every header that maps to the name counts.
         let h = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+            let values: Vec<&str> = headers
+                .iter()
+                .filter(|(n, _)| n.as_str().replace('_', "-") == name)
+                .filter_map(|(_, v)| v.to_str().ok())
+                .collect();
+            (!values.is_empty()).then(|| values.join(","))
         };
         Json(json!({
             "upstream": true,
@@ -248,6 +252,7 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
         "/pro",
         "/pro/",
         "//pro//report",
+        "/pro.json",
     ] {
         let r = client().get(site(path)).send().await.unwrap();
         assert_eq!(r.status(), 302, "{name}: {path}");
@@ -266,6 +271,10 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
         b"/public/x;/../../pro/report",
         b"/public%2F..%2Fpro/report",
         b"/pro/report%00",
+        b"/pro.",
+        b"/pro%20",
+        b"/%EF%BD%90ro/report",
+        b"/pro%C2%A0/report",
     ] {
         let (status, upstream) = raw_get(proxy.port, target).await;
         assert!(
@@ -318,6 +327,37 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
     assert_eq!(seen["email"], "pro%40example.com", "{name}");
     assert_eq!(seen["plan"], "pro", "{name}");
     assert_eq!(seen["tier"], "1", "{name}");
+
+    // CGI-style spellings of the identity headers, and a `Connection` header asking the proxy to
+    // drop tollgate's real ones: the app still sees only tollgate's identity, or none.
+    let free_id = app.me(&free).await["id"].as_str().unwrap().to_owned();
+    for (c, path, expected) in [
+        (&free, "/dashboard", free_id.as_str()),
+        (&client(), "/public/x", ""),
+    ] {
+        for connection in [None, Some("X-Tollgate-User-Id, X-Tollgate-Plan")] {
+            let mut request = c
+                .get(site(path))
+                .header("x_tollgate_user_id", "usr_forged")
+                .header("x_tollgate_plan", "team");
+            if let Some(connection) = connection {
+                request = request.header("connection", connection);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200, "{name}: {path}");
+            let seen: Value = r.json().await.unwrap();
+            let user = seen["user"].as_str().unwrap_or("");
+            let plan = seen["plan"].as_str().unwrap_or("");
+            assert!(
+                user == expected || user.is_empty(),
+                "{name}: {path} with {connection:?}: the app saw user {user:?}"
+            );
+            assert!(
+                !plan.contains("team"),
+                "{name}: {path} with {connection:?}: the app saw plan {plan:?}"
+            );
+        }
+    }
 
     // On a public path an anonymous client's forged identity is dropped, not passed on.
     let r = client()
