@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use stripe::StripeRequest as _;
+use stripe_checkout::CheckoutSession;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
     ExpireCheckoutSession, RetrieveCheckoutSession,
@@ -24,7 +25,7 @@ use crate::{
     app::AppState,
     auth::users::{User, new_id},
     billing::{
-        catalog::Interval,
+        catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
         stripe::{idempotent, retrying},
         subscriptions::{self, Applied, Snapshot},
@@ -93,43 +94,28 @@ pub async fn start_checkout(
         }
         Err(e) => return Err(e.into()),
     }
-    let base = state.base_url.as_str().trim_end_matches('/');
-    let metadata = HashMap::from([
-        (USER_METADATA_KEY.to_owned(), user.id.clone()),
-        ("tollgate_plan".to_owned(), plan.id.clone()),
-    ]);
-    let mut line = CreateCheckoutSessionLineItems::new();
-    line.price = Some(price.stripe_id.clone());
-    line.quantity = Some(1);
-    let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
-    subscription_data.trial_period_days = trial_days;
-    subscription_data.metadata = Some(metadata.clone());
-    let request = CreateCheckoutSession::new()
-        .mode(stripe_checkout::CheckoutSessionMode::Subscription)
-        .customer(customer.as_str())
-        .client_reference_id(user.id.as_str())
-        .line_items(vec![line])
-        .subscription_data(subscription_data)
-        .metadata(metadata)
-        .success_url(format!(
-            "{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
-        ))
-        .cancel_url(format!("{base}/pricing?canceled=1"));
-    let created = retrying(|| {
-        request
-            .customize()
-            .request_strategy(idempotent(&attempt))
-            .send(&state.stripe.client)
-    })
+    let mut created = create_session(
+        state, user, &plan.id, price, trial_days, &customer, &attempt,
+    )
     .await;
+    if let Ok(None) = created {
+        // Stripe no longer knows the customer (deleted, its event not applied yet): it is never
+        // reused; a new one is created and mapped, under a new key (the old one holds the refusal).
+        customers::mark_deleted(&mut *state.db.pool.acquire().await?, &customer).await?;
+        let customer = customers::ensure_customer(state, user).await?;
+        let key = format!("{attempt}_recreated");
+        created = create_session(state, user, &plan.id, price, trial_days, &customer, &key).await;
+    }
     let session = match created {
-        Ok(s) => s,
-        Err(e) => {
+        Ok(Some(s)) => s,
+        failed => {
             sqlx::query("DELETE FROM checkout_attempts WHERE id = $1")
                 .bind(&attempt)
                 .execute(&state.db.pool)
                 .await?;
-            return Err(e);
+            return Err(failed.err().unwrap_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("a new customer is missing in Stripe"))
+            }));
         }
     };
     let url = session
@@ -148,6 +134,52 @@ pub async fn start_checkout(
     .await?;
     tracing::info!(user = %user.id, plan = %plan.id, %interval, "checkout session created");
     Ok(RedirectUrl { url })
+}
+
+/// Creates the Checkout Session of one attempt (`key`); `None` when Stripe does not know `customer`.
+async fn create_session(
+    state: &AppState,
+    user: &User,
+    plan_id: &str,
+    price: &Price,
+    trial_days: Option<u32>,
+    customer: &str,
+    key: &str,
+) -> Result<Option<CheckoutSession>, AppError> {
+    let base = state.base_url.as_str().trim_end_matches('/');
+    let metadata = HashMap::from([
+        (USER_METADATA_KEY.to_owned(), user.id.clone()),
+        ("tollgate_plan".to_owned(), plan_id.to_owned()),
+    ]);
+    let mut line = CreateCheckoutSessionLineItems::new();
+    line.price = Some(price.stripe_id.clone());
+    line.quantity = Some(1);
+    let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
+    subscription_data.trial_period_days = trial_days;
+    subscription_data.metadata = Some(metadata.clone());
+    let request = CreateCheckoutSession::new()
+        .mode(stripe_checkout::CheckoutSessionMode::Subscription)
+        .customer(customer)
+        .client_reference_id(user.id.as_str())
+        .line_items(vec![line])
+        .subscription_data(subscription_data)
+        .metadata(metadata)
+        .success_url(format!(
+            "{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
+        ))
+        .cancel_url(format!("{base}/pricing?canceled=1"));
+    retrying(|| async {
+        match request
+            .customize()
+            .request_strategy(idempotent(key))
+            .send(&state.stripe.client)
+            .await
+        {
+            Err(e) if customers::is_missing_customer(&e) => Ok(None),
+            answer => answer.map(Some),
+        }
+    })
+    .await
 }
 
 /// A payment whose webhooks have not landed yet still counts: Stripe is asked for the customer's

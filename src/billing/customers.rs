@@ -47,9 +47,40 @@ pub async fn user_of(
     Ok(row.and_then(|r| r.0))
 }
 
+/// Marks `customer` deleted (Stripe deleted it, or no longer knows it): it is never used again.
+pub async fn mark_deleted(
+    conn: &mut sqlx::AnyConnection,
+    customer: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE billing_customers SET deleted = 1, updated_at = $1 WHERE stripe_customer_id = $2",
+    )
+    .bind(db::now())
+    .bind(customer)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// True when Stripe refused because the customer named in the call is missing or deleted.
+pub fn is_missing_customer(err: &stripe::StripeError) -> bool {
+    matches!(err, stripe::StripeError::Stripe(api, _)
+        if super::stripe::is_missing(err) && api.param.as_deref() == Some("customer"))
+}
+
 /// The user's customer, created in Stripe on first use.
 pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, AppError> {
     let now = db::now();
+    // A deleted customer is never reused: its mapping starts afresh, with a new attempt key, and
+    // the customer created next re-maps the user.
+    sqlx::query(
+        "UPDATE billing_customers SET stripe_customer_id = NULL, deleted = 0,          idempotency_key = $1, updated_at = $2 WHERE user_id = $3 AND deleted = 1",
+    )
+    .bind(new_id("idem_customer"))
+    .bind(now)
+    .bind(&user.id)
+    .execute(&state.db.pool)
+    .await?;
     // Claim the mapping first; a concurrent request finds this row and its key.
     let claimed = sqlx::query(
         "INSERT INTO billing_customers (id, user_id, idempotency_key, deleted, created_at, updated_at) \

@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq as _;
 use crate::{
     app::AppState,
     billing::{
-        checkout,
+        checkout, customers,
         subscriptions::{self, Applied, Snapshot, id_of},
     },
     config::Secret,
@@ -473,13 +473,7 @@ async fn apply(
             let Some(customer) = customer else {
                 return Ok("ignored");
             };
-            sqlx::query(
-                "UPDATE billing_customers SET deleted = 1, updated_at = $1 WHERE stripe_customer_id = $2",
-            )
-            .bind(db::now())
-            .bind(customer)
-            .execute(&mut **tx)
-            .await?;
+            customers::mark_deleted(tx, customer).await?;
             sqlx::query(
                 "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
                  stripe_updated = CASE WHEN stripe_updated > $1 THEN stripe_updated ELSE $1 END, \

@@ -118,12 +118,27 @@ fn stripe_error(
 }
 
 fn missing(what: &str, id: &str) -> (StatusCode, Value) {
-    stripe_error(
+    let (status, mut body) = stripe_error(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         format!("No such {what}: '{id}'"),
         Some("resource_missing"),
-    )
+    );
+    // Stripe names the parameter that pointed at the missing object.
+    body["error"]["param"] = json!(what.rsplit('.').next().unwrap_or(what));
+    (status, body)
+}
+
+/// A customer that exists and was not deleted (Stripe answers `resource_missing` for both).
+fn live_customer<'a>(
+    state: &'a mut SimState,
+    id: &str,
+) -> Result<&'a mut Value, (StatusCode, Value)> {
+    state
+        .customers
+        .get_mut(id)
+        .filter(|c| c["deleted"] != json!(true))
+        .ok_or_else(|| missing("customer", id))
 }
 
 fn bad_param(param: &str) -> (StatusCode, Value) {
@@ -713,10 +728,7 @@ async fn update_customer(
 ) -> Response {
     let f = form(&body);
     sim.api(&headers, true, |sim, state, now| {
-        let customer = state
-            .customers
-            .get_mut(&id)
-            .ok_or_else(|| missing("customer", &id))?;
+        let customer = live_customer(state, &id)?;
         let mut previous = json!({});
         if let Some(email) = f.get("email") {
             previous["email"] = customer["email"].clone();
@@ -741,10 +753,10 @@ async fn delete_customer(
     Path(id): Path<String>,
 ) -> Response {
     sim.api(&headers, true, |sim, state, now| {
-        let customer = state
-            .customers
-            .remove(&id)
-            .ok_or_else(|| missing("customer", &id))?;
+        let customer = live_customer(state, &id)?.clone();
+        let stub = json!({"id": id, "object": "customer", "deleted": true});
+        // Stripe keeps answering GET with the deleted stub; everything else is resource_missing.
+        state.customers.insert(id.clone(), stub.clone());
         let subs: Vec<String> = state
             .subscriptions
             .iter()
@@ -755,10 +767,7 @@ async fn delete_customer(
             let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
         }
         sim.emit(state, "customer.deleted", customer, None, now);
-        Ok((
-            StatusCode::OK,
-            json!({"id": id, "object": "customer", "deleted": true}),
-        ))
+        Ok((StatusCode::OK, stub))
     })
     .await
 }
@@ -846,10 +855,8 @@ async fn create_checkout_session(
             .and_then(|q| q.parse().ok())
             .unwrap_or(1);
         let customer = f.get("customer").cloned();
-        if let Some(c) = &customer
-            && !state.customers.contains_key(c)
-        {
-            return Err(missing("customer", c));
+        if let Some(c) = &customer {
+            live_customer(state, c)?;
         }
         let success_url = f
             .get("success_url")
@@ -936,9 +943,7 @@ async fn create_portal_session(
     let f = form(&body);
     sim.api(&headers, true, |sim, state, now| {
         let customer = f.get("customer").ok_or_else(|| bad_param("customer"))?;
-        if !state.customers.contains_key(customer) {
-            return Err(missing("customer", customer));
-        }
+        live_customer(state, customer)?;
         let id = new_id("bps");
         let url = format!("{}portal/{id}", sim.base_url());
         let session = objects::portal_session(

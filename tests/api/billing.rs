@@ -857,13 +857,7 @@ async fn customer_deleted_unmaps_the_customer_and_cancels_its_subscriptions() {
     let c = app.subscriber("ann@example.com", "team").await;
     let customer = app.customer_of("ann@example.com").await.unwrap();
 
-    let r = client()
-        .delete(app.sim_url(&format!("/v1/customers/{customer}")))
-        .bearer_auth("sk_test_x")
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    app.delete_in_stripe(&customer).await;
 
     app.wait_for_plan(&c, Some("free")).await;
     // customer.deleted and customer.subscription.deleted are separate deliveries in no fixed

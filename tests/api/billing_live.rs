@@ -31,6 +31,17 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// Deletes `customer` in the simulator, as the Stripe dashboard would.
+    pub async fn delete_in_stripe(&self, customer: &str) {
+        let r = client()
+            .delete(self.sim_url(&format!("/v1/customers/{customer}")))
+            .bearer_auth("sk_test_x")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
     /// Holds (or releases) every webhook the simulator sends: webhooks that are slow to land.
     pub async fn hold_webhooks(&self, hold: bool) {
         self.sim_control("/_sim/chaos", &json!({"hold": hold}))
@@ -215,4 +226,79 @@ async fn a_tie_whose_refetch_fails_is_not_acknowledged_and_is_resolved_on_redeli
     );
     let me = app.me(&c).await;
     assert_eq!(me["access"]["status"], truth, "Stripe's state won: {me}");
+}
+
+#[tokio::test]
+async fn the_simulator_answers_for_a_deleted_customer_as_stripe_does() {
+    let app = spawn_app().await;
+    let customer = app
+        .stripe_post("/v1/customers", &[("email", "x@example.com")])
+        .await;
+    let id = customer["id"].as_str().unwrap();
+    app.delete_in_stripe(id).await;
+
+    let got = app.stripe_get(&format!("/v1/customers/{id}")).await;
+    assert_eq!(
+        got,
+        json!({"id": id, "object": "customer", "deleted": true})
+    );
+    let session = client()
+        .post(app.sim_url("/v1/checkout/sessions"))
+        .bearer_auth("sk_test_x")
+        .form(&[
+            ("mode", "subscription"),
+            ("customer", id),
+            ("line_items[0][price]", &app.price_of("pro")),
+            ("success_url", "http://example.com/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 404);
+    let body: Value = session.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "resource_missing");
+    assert_eq!(body["error"]["param"], "customer");
+}
+
+#[tokio::test]
+async fn a_deleted_customer_is_never_reused_whether_its_event_landed_or_not() {
+    for event_landed in [true, false] {
+        let app = spawn_app().await;
+        let c = app.user("ann@example.com").await;
+        app.checkout(&c, "pro", "month").await;
+        let old = app.customer_of("ann@example.com").await.unwrap();
+        app.hold_webhooks(!event_landed).await;
+        app.delete_in_stripe(&old).await;
+        if event_landed {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while customers_deleted(&app).await == 0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "customer.deleted not applied"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+
+        let url = app.checkout(&c, "team", "month").await;
+
+        let new = app.customer_of("ann@example.com").await.unwrap();
+        assert_ne!(new, old, "event landed: {event_landed}");
+        let session = url.rsplit('/').next().unwrap();
+        let session = app
+            .stripe_get(&format!("/v1/checkout/sessions/{session}"))
+            .await;
+        assert_eq!(session["customer"], new.as_str());
+        app.hold_webhooks(false).await;
+        app.pay(&url).await;
+        app.wait_for_plan(&c, Some("team")).await;
+    }
+}
+
+async fn customers_deleted(app: &TestApp) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM billing_customers WHERE deleted = 1")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    n
 }
