@@ -2,6 +2,7 @@
 //! The engine is SQLite unless `TEST_DATABASE_URL` points at PostgreSQL (see helpers.rs).
 
 mod accounts;
+mod addresses;
 mod billing;
 mod cli;
 mod deploy;
