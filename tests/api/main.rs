@@ -5,6 +5,7 @@ mod accounts;
 mod addresses;
 mod billing;
 mod cli;
+mod codes;
 mod deploy;
 mod email;
 mod gating;
