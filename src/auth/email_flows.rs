@@ -105,8 +105,8 @@ fn hours(secs: u64) -> String {
     }
 }
 
-/// Rate limits of the request routes: per address and per client address.
-async fn limit_requests(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+/// Rate limits of every request that sends mail: per address and per client address.
+pub(crate) async fn limit_requests(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
     rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
     let normalised = Email::normalise_lenient(address);
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await

@@ -210,6 +210,9 @@ pub async fn register_private(
     email: &str,
     password: &str,
 ) -> Result<()> {
+    // Every privacy-mode registration mails the address: the limits of the other mailing
+    // requests apply, or it would be a way to bomb a mailbox.
+    email_flows::limit_requests(state, ip, email).await?;
     let (email, hash) = prepare_registration(state, ip, email, password).await?;
     email_flows::register_privately(state, &email, &hash).await
 }

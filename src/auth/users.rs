@@ -4,6 +4,7 @@ use rand::RngCore as _;
 use serde::Serialize;
 use sqlx::AnyConnection;
 use unicode_normalization::UnicodeNormalization as _;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 
 use crate::{
     db::{self, Db},
@@ -21,11 +22,24 @@ pub struct Email {
 }
 
 impl Email {
-    /// Parses an address: one `@`, a non-empty local part, a dotted domain, no spaces or control
-    /// characters, at most 254 bytes. Deliberately lenient beyond that; the verification email is
-    /// the real test.
+    /// Parses an address: one `@`, a non-empty local part, a dotted domain, no spaces, control or
+    /// format characters, at most 254 bytes. Deliberately lenient beyond that; the verification
+    /// email is the real test.
+    ///
+    /// Addresses that look the same are the same: compatibility forms (fullwidth letters, `＠`,
+    /// ligatures) fold to their plain forms (NFKC), the local part is lower-cased, and the domain
+    /// goes through IDNA (UTS #46), so `ＡＮＮ@Bücher.DE`, `ann@xn--bcher-kva.de` and
+    /// `ann@bücher.de` are one address.
     pub fn parse(raw: &str) -> Result<Self, AppError> {
-        let display: String = raw.trim().nfc().collect();
+        let display: String = raw.trim().nfkc().collect();
+        // Invisible characters (zero-width spaces and joiners, bidi controls, soft hyphens) would
+        // make two addresses that look alike different accounts: refused outright.
+        if display
+            .chars()
+            .any(|c| c.general_category() == GeneralCategory::Format)
+        {
+            return Err(AppError::InvalidEmail);
+        }
         let valid = display.len() <= 254
             && display.split('@').count() == 2
             && !display
@@ -39,11 +53,15 @@ impl Email {
                     && !domain.ends_with('.')
                     && !domain.contains("..")
             });
-        if !valid {
+        let Some((local, domain)) = display.split_once('@').filter(|_| valid) else {
             return Err(AppError::InvalidEmail);
-        }
+        };
+        // The domain as DNS resolves it, kept in its Unicode form so stored rows keep matching.
+        let ascii = idna::domain_to_ascii(domain).map_err(|_| AppError::InvalidEmail)?;
+        let (domain_norm, checked) = idna::domain_to_unicode(&ascii);
+        checked.map_err(|_| AppError::InvalidEmail)?;
         Ok(Self {
-            normalised: display.to_lowercase(),
+            normalised: format!("{}@{domain_norm}", local.to_lowercase()),
             display,
         })
     }
@@ -249,5 +267,41 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(e.masked(), "A***@Example.COM");
+    }
+
+    #[test]
+    fn addresses_that_look_the_same_are_the_same() {
+        let ann = "ann@bücher.de";
+        let same: &[(&str, &str)] = &[
+            ("ＡＮＮ@ＢÜＣＨＥＲ.ＤＥ", "fullwidth letters"),
+            ("ann＠bücher.de", "a fullwidth at sign"),
+            ("ann@xn--bcher-kva.de", "the punycode domain"),
+            ("Ann@BÜCHER.de", "case"),
+            ("ann@bu\u{308}cher.de", "a decomposed ü"),
+            ("ann@bücher\u{ff0e}de", "a fullwidth full stop"),
+        ];
+        let want = Email::parse(ann).unwrap().normalised;
+        for (raw, why) in same {
+            assert_eq!(
+                Email::parse(raw).unwrap().normalised,
+                want,
+                "{why}: {raw:?}"
+            );
+        }
+        let refused: &[(&str, &str)] = &[
+            ("ann\u{200b}@example.com", "zero-width space"),
+            ("ann@exa\u{200d}mple.com", "zero-width joiner"),
+            ("\u{feff}ann@example.com", "byte-order mark"),
+            ("ann@example.com\u{202e}", "bidi override"),
+            ("an\u{ad}n@example.com", "soft hyphen"),
+            ("ann＠b＠example.com", "two at signs once folded"),
+            ("ann@xn--a.com", "broken punycode"),
+        ];
+        for (raw, why) in refused {
+            assert!(
+                Email::parse(raw).is_err(),
+                "{why}: {raw:?} should be refused"
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Email tokens: 256 random bits from the OS CSPRNG, sent once and stored only as a SHA-256 hash,
 //! bound to a purpose and to the address they were sent to, single-use, short-lived, and
 //! invalidated by a password or email change. Magic-link tokens carry a 6-digit one-time code too
-//! (for reading mail on another device), which dies after 5 wrong tries. Every failure — wrong,
+//! (for reading mail on another device), which dies after 5 wrong tries; the link lives on. Every failure — wrong,
 //! used, expired, tampered, another purpose, an old address — is the same `token_invalid`.
 
 use rand::{Rng as _, TryRngCore as _, rngs::OsRng};
@@ -138,44 +138,56 @@ pub async fn consume(
     })
 }
 
-/// Uses the newest live magic-link code of `user_id`. A wrong code counts against the token,
-/// which dies at the fifth.
+/// Wrong one-time codes a magic-link token takes before its code dies (its link lives on).
+pub const MAX_CODE_ATTEMPTS: i64 = 5;
+
+/// Uses the newest live magic-link code of `user_id`. Every try is counted before the code is
+/// compared, in one conditional update, so concurrent guesses cannot exceed
+/// [`MAX_CODE_ATTEMPTS`]; then the code is dead, but the emailed link still works.
 pub async fn consume_code(
     conn: &mut AnyConnection,
     user_id: &str,
     code: &str,
     now: i64,
 ) -> Result<Consumed, AppError> {
-    let row: Option<(String, Option<String>, String)> = sqlx::query_as(
-        "SELECT id, code_hash, email_norm FROM email_tokens \
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM email_tokens \
          WHERE user_id = $1 AND purpose = 'magic' AND used_at IS NULL AND expires_at > $2 \
-         ORDER BY created_at DESC LIMIT 1",
+         AND failed_attempts < $3 ORDER BY created_at DESC LIMIT 1",
     )
     .bind(user_id)
     .bind(now)
+    .bind(MAX_CODE_ATTEMPTS)
     .fetch_optional(&mut *conn)
     .await?;
-    let (id, Some(code_hash), email_norm) = row.ok_or(AppError::TokenInvalid)? else {
+    let (id,) = row.ok_or(AppError::TokenInvalid)?;
+    // Claim one try atomically; the row lock orders concurrent guesses, and only claimed tries
+    // are compared.
+    let claimed: Option<(Option<String>, String)> = sqlx::query_as(
+        "UPDATE email_tokens SET failed_attempts = failed_attempts + 1 \
+         WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND failed_attempts < $3 \
+         RETURNING code_hash, email_norm",
+    )
+    .bind(&id)
+    .bind(now)
+    .bind(MAX_CODE_ATTEMPTS)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((Some(code_hash), email_norm)) = claimed else {
         return Err(AppError::TokenInvalid);
     };
     let given = hash(&format!("{id}:{}", code.trim()));
     if !bool::from(given.as_bytes().ct_eq(code_hash.as_bytes())) {
-        sqlx::query(
-            "UPDATE email_tokens SET failed_attempts = failed_attempts + 1, \
-             used_at = CASE WHEN failed_attempts + 1 >= 5 THEN $1 ELSE used_at END WHERE id = $2",
-        )
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *conn)
-        .await?;
         return Err(AppError::TokenInvalid);
     }
-    let done =
-        sqlx::query("UPDATE email_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *conn)
-            .await?;
+    let done = sqlx::query(
+        "UPDATE email_tokens SET used_at = $1, failed_attempts = failed_attempts - 1 \
+         WHERE id = $2 AND used_at IS NULL",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *conn)
+    .await?;
     if done.rows_affected() != 1 {
         return Err(AppError::TokenInvalid);
     }

@@ -2,9 +2,11 @@
 //! The engine is SQLite unless `TEST_DATABASE_URL` points at PostgreSQL (see helpers.rs).
 
 mod accounts;
+mod addresses;
 mod billing;
 mod billing_live;
 mod cli;
+mod codes;
 mod deploy;
 mod edge;
 mod email;

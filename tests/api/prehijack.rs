@@ -146,3 +146,34 @@ async fn the_registrant_keeps_the_password_when_verifying_in_its_session_or_with
         }
     }
 }
+
+#[tokio::test]
+async fn privacy_mode_registration_obeys_the_per_address_mail_limit() {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .with("TOLLGATE_REGISTRATION_PRIVACY", "true")
+        .with("TOLLGATE_RATE_LIMIT", "on")
+        .spawn()
+        .await;
+    // Five mailing requests per address and hour, the same as reset and magic-link requests.
+    let register = json!({"email": VICTIM, "password": PASSWORD});
+    for i in 1..=5 {
+        let r = app
+            .post_json_with(&client(), "/api/auth/register", &register)
+            .await;
+        assert_eq!(r.status(), 202, "registration {i}");
+    }
+    sink.wait_for(VICTIM, 5).await;
+    let sixth = app
+        .post_json_with(&client(), "/api/auth/register", &register)
+        .await;
+    assert_eq!(sixth.status(), 429);
+    assert!(sixth.headers().get("retry-after").is_some());
+    // The limit is shared with the other mailing requests of the address.
+    let magic = app
+        .post_json_with(&client(), "/api/auth/magic-link", &json!({"email": VICTIM}))
+        .await;
+    assert_eq!(magic.status(), 429);
+    assert_eq!(sink.to(VICTIM).len(), 5, "no sixth mail");
+}

@@ -1,0 +1,92 @@
+//! Addresses that look the same are the same account; invisible characters are refused.
+
+use serde_json::json;
+
+use crate::{
+    helpers::{PASSWORD, client, error_of, spawn_app},
+    smtp::SmtpSink,
+};
+
+#[tokio::test]
+async fn lookalike_forms_of_an_address_answer_as_that_address_and_format_characters_are_refused() {
+    let app = spawn_app().await;
+    app.register_with(&client(), "ann@bücher.de", PASSWORD)
+        .await;
+
+    let cases: &[(&str, u16, &str, &str)] = &[
+        ("ＡＮＮ@ＢÜＣＨＥＲ.ＤＥ", 409, "email_taken", "fullwidth"),
+        (
+            "ann@xn--bcher-kva.de",
+            409,
+            "email_taken",
+            "punycode domain",
+        ),
+        ("ann＠bücher.de", 409, "email_taken", "fullwidth at sign"),
+        ("ann@bu\u{308}cher.de", 409, "email_taken", "decomposed ü"),
+        (
+            "ann\u{200b}@bücher.de",
+            400,
+            "invalid_email",
+            "zero-width space",
+        ),
+        (
+            "ann@bü\u{200d}cher.de",
+            400,
+            "invalid_email",
+            "zero-width joiner",
+        ),
+        (
+            "\u{2066}ann@bücher.de",
+            400,
+            "invalid_email",
+            "bidi isolate",
+        ),
+    ];
+    for (address, status, code, why) in cases {
+        let r = app
+            .post_json_with(
+                &client(),
+                "/api/auth/register",
+                &json!({"email": address, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status(), *status, "{why}: {address:?}");
+        assert_eq!(error_of(r).await, *code, "{why}");
+    }
+    assert_eq!(app.count("users").await, 1, "never a second account");
+
+    // A lookalike form signs in to the one account.
+    let login = app
+        .post_json_with(
+            &client(),
+            "/api/auth/login",
+            &json!({"email": "ＡＮＮ@xn--bcher-kva.de", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+}
+
+#[tokio::test]
+async fn a_reset_asked_for_a_lookalike_form_goes_to_the_accounts_address() {
+    let sink = SmtpSink::start().await;
+    let app = crate::helpers::TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .spawn()
+        .await;
+    app.register_with(&client(), "ann@example.com", PASSWORD)
+        .await;
+    sink.wait_for("ann@example.com", 1).await;
+    let r = app
+        .post_json_with(
+            &client(),
+            "/api/auth/password/forgot",
+            &json!({"email": "ＡＮＮ@ＥＸＡＭＰＬＥ.ＣＯＭ"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let mail = sink.wait_for("ann@example.com", 2).await;
+    assert!(
+        mail.subject().to_lowercase().contains("password"),
+        "the same reset mail"
+    );
+}
