@@ -30,16 +30,21 @@ async fn login_status(app: &TestApp, password: &str) -> u16 {
     r.status().as_u16()
 }
 
+/// The attacker registers the victim's address with its own password; in normal mode it keeps the
+/// session registration opens.
+async fn attacker_registers(app: &TestApp) -> Option<String> {
+    let register = json!({"email": VICTIM, "password": PASSWORD});
+    let r = app
+        .post_json_with(&client(), "/api/auth/register", &register)
+        .await;
+    session_cookie(r.headers())
+}
+
 #[tokio::test]
 async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_link() {
     for privacy in [false, true] {
         let (app, sink) = app_with_mail(privacy).await;
-        // The attacker registers the victim's address and, in normal mode, keeps its session.
-        let register = json!({"email": VICTIM, "password": PASSWORD});
-        let r = app
-            .post_json_with(&client(), "/api/auth/register", &register)
-            .await;
-        let attacker_cookie = session_cookie(r.headers());
+        let attacker_cookie = attacker_registers(&app).await;
         assert_eq!(attacker_cookie.is_some(), !privacy, "privacy={privacy}");
         sink.wait_for(VICTIM, 1).await;
 
@@ -84,11 +89,7 @@ async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_
 async fn verifying_from_another_browser_without_the_password_removes_it_and_ends_sessions() {
     for privacy in [false, true] {
         let (app, sink) = app_with_mail(privacy).await;
-        let register = json!({"email": VICTIM, "password": PASSWORD});
-        let r = app
-            .post_json_with(&client(), "/api/auth/register", &register)
-            .await;
-        let attacker_cookie = session_cookie(r.headers());
+        let attacker_cookie = attacker_registers(&app).await;
         let mail = sink.wait_for(VICTIM, 1).await;
 
         // The owner opens the verification link in their own browser, knowing no password.
