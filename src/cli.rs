@@ -120,7 +120,14 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tollgate: {e:#}");
-            ExitCode::FAILURE
+            // A catalog that disagrees with Stripe is a setting error, like a bad variable.
+            if e.downcast_ref::<crate::billing::stripe::CatalogMismatch>()
+                .is_some()
+            {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

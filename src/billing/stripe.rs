@@ -99,7 +99,11 @@ impl StripeApi {
         Ok(api)
     }
 
-    /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up.
+    /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up
+    /// (active prices only, at most 10 keys a request, as Stripe allows), and every price the
+    /// catalog offers is checked against Stripe: it exists, is active, recurs on the catalog's
+    /// interval and has the catalog's amount and currency. A mismatch is a [`CatalogMismatch`]
+    /// naming the plan (exit 2), so tollgate never shows one price and charges another.
     async fn resolve_prices(&self, catalog: &mut Catalog, mode: Mode) -> anyhow::Result<()> {
         let mut keys = Vec::new();
         for (id, name, interval, price) in catalog.prices_mut() {
@@ -117,31 +121,110 @@ impl StripeApi {
                 ),
             }
         }
-        if keys.is_empty() {
-            return Ok(());
+        let mut found: Vec<stripe_product::Price> = Vec::new();
+        for batch in keys.chunks(10) {
+            // Archived prices keep their lookup key in Stripe's list unless asked for active ones.
+            let request = stripe_product::price::ListPrice::new()
+                .lookup_keys(batch.to_vec())
+                .active(true)
+                .limit(100);
+            let page = retrying(|| request.send(&self.client)).await.map_err(|_| {
+                anyhow::anyhow!("cannot look up the catalog's price lookup keys in Stripe")
+            })?;
+            found.extend(page.data);
         }
-        let request = stripe_product::price::ListPrice::new()
-            .lookup_keys(keys.clone())
-            .limit(100);
-        let found = retrying(|| request.send(&self.client)).await.map_err(|_| {
-            anyhow::anyhow!("cannot look up the catalog's price lookup keys in Stripe")
-        })?;
-        for (_, name, interval, price) in catalog.prices_mut() {
-            if price.stripe_id.is_empty() {
+        for (id, name, interval, price) in catalog.prices_mut() {
+            let stripe_price = if price.stripe_id.is_empty() {
                 let key = price.reference.clone().unwrap_or_default();
                 let hit = found
-                    .data
                     .iter()
                     .find(|p| p.lookup_key.as_deref() == Some(key.as_str()))
-                    .with_context(|| {
-                        format!("plan `{name}` {interval}: no Stripe price has lookup key `{key}`")
+                    .cloned()
+                    .ok_or_else(|| {
+                        CatalogMismatch(format!(
+                            "plan `{id}` ({name}) {interval}: no active Stripe price has lookup key `{key}`"
+                        ))
                     })?;
                 price.stripe_id = hit.id.to_string();
+                hit
+            } else {
+                let request = stripe_product::price::RetrievePrice::new(price.stripe_id.as_str());
+                match request.send(&self.client).await {
+                    Ok(p) => p,
+                    Err(e) if is_missing(&e) => {
+                        return Err(CatalogMismatch(format!(
+                            "plan `{id}` ({name}) {interval}: Stripe has no price `{}`",
+                            price.stripe_id
+                        ))
+                        .into());
+                    }
+                    Err(_) => {
+                        let _ = retrying(|| request.send(&self.client)).await.map_err(|_| {
+                            anyhow::anyhow!("cannot read the catalog's prices from Stripe")
+                        })?;
+                        continue;
+                    }
+                }
+            };
+            let problem = price_mismatch(&stripe_price, interval.as_str(), price);
+            if let Some(problem) = problem {
+                return Err(CatalogMismatch(format!(
+                    "plan `{id}` ({name}) {interval}: Stripe price `{}` {problem}",
+                    stripe_price.id
+                ))
+                .into());
             }
         }
         Ok(())
     }
 }
+
+/// What is wrong with `stripe_price` for a catalog `price` billed every `interval`, if anything.
+fn price_mismatch(
+    stripe_price: &stripe_product::Price,
+    interval: &str,
+    price: &crate::billing::catalog::Price,
+) -> Option<String> {
+    if !stripe_price.active {
+        return Some("is archived".into());
+    }
+    let Some(recurring) = &stripe_price.recurring else {
+        return Some("is not recurring".into());
+    };
+    if recurring.interval.as_str() != interval || recurring.interval_count != 1 {
+        return Some(format!(
+            "recurs every {} {}, not every {interval}",
+            recurring.interval_count,
+            recurring.interval.as_str()
+        ));
+    }
+    if stripe_price.unit_amount != Some(price.amount) {
+        return Some(format!(
+            "costs {:?}, the catalog says {}",
+            stripe_price.unit_amount, price.amount
+        ));
+    }
+    let currency = stripe_price.currency.to_string();
+    if !currency.eq_ignore_ascii_case(&price.currency) {
+        return Some(format!(
+            "is in {currency}, the catalog says {}",
+            price.currency
+        ));
+    }
+    None
+}
+
+/// The catalog does not match Stripe's prices: start-up stops with exit code 2, naming the plan.
+#[derive(Debug)]
+pub struct CatalogMismatch(pub String);
+
+impl std::fmt::Display for CatalogMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TOLLGATE_PLANS does not match Stripe: {}", self.0)
+    }
+}
+
+impl std::error::Error for CatalogMismatch {}
 
 /// The request strategy for one attempt identified by `key`.
 pub fn idempotent(key: &str) -> RequestStrategy {

@@ -272,6 +272,7 @@ impl Simulator {
                     .delete(delete_customer),
             )
             .route("/v1/prices", get(list_prices))
+            .route("/v1/prices/{id}", get(retrieve_price).post(update_price))
             .route("/v1/checkout/sessions", post(create_checkout_session))
             .route("/v1/checkout/sessions/{id}", get(retrieve_checkout_session))
             .route(
@@ -803,19 +804,34 @@ async fn search_customers(
     }).await
 }
 
+/// `GET /v1/prices`: filtered by `lookup_keys[]` (at most 10, as Stripe allows) and `active`.
 async fn list_prices(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let keys: Vec<String> =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("lookup_keys"))
-            .map(|(_, v)| v)
-            .collect();
+    let query = serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
+        .unwrap_or_default();
+    let keys: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k.starts_with("lookup_keys"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    let active = query
+        .iter()
+        .find(|(k, _)| k == "active")
+        .map(|(_, v)| v == "true");
     sim.api(&headers, false, |_, state, _| {
+        if keys.len() > 10 {
+            let (status, mut body) = stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "You may only specify up to 10 lookup keys.".into(),
+                None,
+            );
+            body["error"]["param"] = json!("lookup_keys");
+            return Err((status, body));
+        }
         let data = state
             .prices
             .values()
@@ -825,9 +841,45 @@ async fn list_prices(
                         .as_str()
                         .is_some_and(|k| keys.iter().any(|w| w == k))
             })
+            .filter(|p| active.is_none_or(|a| p["active"].as_bool() == Some(a)))
             .cloned()
             .collect();
         Ok((StatusCode::OK, list("/v1/prices", data)))
+    })
+    .await
+}
+
+/// `GET /v1/prices/{id}`.
+async fn retrieve_price(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    sim.api(&headers, false, |_, state, _| {
+        let price = state.prices.get(&id).ok_or_else(|| missing("price", &id))?;
+        Ok((StatusCode::OK, price.clone()))
+    })
+    .await
+}
+
+/// `POST /v1/prices/{id}`: `active=false` archives a price (Stripe never deletes one), `true`
+/// restores it.
+async fn update_price(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |_, state, _| {
+        let price = state
+            .prices
+            .get_mut(&id)
+            .ok_or_else(|| missing("price", &id))?;
+        if let Some(active) = f.get("active") {
+            price["active"] = json!(active == "true");
+        }
+        Ok((StatusCode::OK, price.clone()))
     })
     .await
 }
@@ -850,6 +902,16 @@ async fn create_checkout_session(
             .get(price_id)
             .ok_or_else(|| missing("price", price_id))?
             .clone();
+        if price["active"] == json!(false) {
+            let (status, mut body) = stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "The price specified is inactive. This field only accepts active prices.".into(),
+                None,
+            );
+            body["error"]["param"] = json!("line_items[0][price]");
+            return Err((status, body));
+        }
         let quantity: i64 = f
             .get("line_items[0][quantity]")
             .and_then(|q| q.parse().ok())

@@ -5,6 +5,7 @@ mod accounts;
 mod addresses;
 mod billing;
 mod billing_live;
+mod catalog_check;
 mod cli;
 mod codes;
 mod deploy;
