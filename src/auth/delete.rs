@@ -8,7 +8,7 @@ use axum::{Router, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
 use stripe::StripeRequest as _;
 
-use super::{CurrentUser, confirm_password, rate_limit};
+use super::{CurrentUser, confirm_password, rate_limit, session_store};
 use crate::{
     app::AppState,
     billing::{
@@ -16,7 +16,7 @@ use crate::{
         subscriptions,
     },
     db,
-    error::Result,
+    error::{AppError, Result},
     extract::ApiJson,
 };
 
@@ -30,6 +30,14 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
     let user = &current.user;
     confirm_password(state, user, password).await?;
+    // A request that began before a reset or another revocation touches nothing, not even Stripe.
+    let mut check = state.db.begin().await?;
+    let current_epoch =
+        session_store::hold_epoch(&mut check, &user.id, current.session_epoch).await?;
+    check.commit().await?;
+    if !current_epoch {
+        return Err(AppError::Unauthenticated);
+    }
     for sub in subscriptions::for_user(&state.db, &user.id).await? {
         if subscriptions::is_terminal(&sub.status) {
             continue;
@@ -46,6 +54,9 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
         subscriptions::cancel_locally(&state.db, &sub.id, &user.id, state.clock.now()).await?;
     }
     let mut tx = state.db.begin().await?;
+    if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
+        return Err(AppError::Unauthenticated);
+    }
     sqlx::query(
         "UPDATE billing_customers SET deleted = 1, user_id = NULL, updated_at = $1 WHERE user_id = $2",
     )

@@ -178,6 +178,7 @@ async fn prove_mailbox(
     conn: &mut AnyConnection,
     user: &mut User,
     password_is_theirs: bool,
+    now: i64,
 ) -> Result<()> {
     // Pre-hijacking: a stranger's password or session must not survive the owner's proof.
     if user.email_verified == 0 && !password_is_theirs {
@@ -197,6 +198,8 @@ async fn prove_mailbox(
         user.session_epoch = session_store::revoke_all_on(conn, &user.id, None)
             .await?
             .ok_or(AppError::TokenInvalid)?;
+        // Links the earlier registrant asked for (an email change to their own address) die too.
+        tokens::invalidate_all(conn, &user.id, now).await?;
     }
     mark_verified(conn, user).await
 }
@@ -235,6 +238,7 @@ pub async fn verify_email(state: &AppState, token: &str, verifier: Verifier<'_>)
         &mut tx,
         &mut user,
         registrant_session || registrant_password,
+        state.clock.now(),
     )
     .await?;
     state.db.commit_for(tx, &user.id).await?;
@@ -498,7 +502,7 @@ pub async fn consume_magic(
         (None, None) => return Err(AppError::TokenInvalid),
     };
     // A sign-in link proves the mailbox, not the password: an unproven one goes.
-    prove_mailbox(&mut tx, &mut user, false).await?;
+    prove_mailbox(&mut tx, &mut user, false, now).await?;
     state.db.commit_for(tx, &user.id).await?;
     Ok(user)
 }
@@ -532,16 +536,31 @@ pub async fn request_email_change(
     current_password: &str,
     new_email: &str,
 ) -> Result<()> {
-    limit_requests(state, ip, &current.user.email).await?;
+    // Both addresses receive mail: the new one's limit stops bombing it from many accounts.
+    limit_requests(state, ip, new_email).await?;
+    rate_limit::hit(
+        state,
+        rate_limit::EMAIL_PER_ADDRESS,
+        &Email::normalise_lenient(&current.user.email),
+    )
+    .await?;
     super::confirm_password(state, &current.user, current_password).await?;
     let new = Email::parse(new_email)?;
     if users::find_by_email(&state.db, &new.normalised)
         .await?
         .is_some()
     {
+        // In privacy mode a taken address answers like a free one (and gets no mail).
+        if state.config.registration_privacy {
+            return Ok(());
+        }
         return Err(AppError::EmailTaken);
     }
     let mut tx = state.db.begin().await?;
+    // A request that began before a reset or another revocation changes nothing.
+    if !session_store::hold_epoch(&mut tx, &current.user.id, current.session_epoch).await? {
+        return Err(AppError::Unauthenticated);
+    }
     let issued = tokens::issue(
         &mut tx,
         &current.user.id,
@@ -656,8 +675,9 @@ pub async fn register_privately(
         }
         Some(user) if user.email_verified == 0 => {
             users::set_password_hash_on(&mut tx, &user.id, password_hash).await?;
-            // Links sent for the replaced registration stop working.
+            // Links sent for the replaced registration stop working, and its sessions end.
             tokens::invalidate_all(&mut tx, &user.id, state.clock.now()).await?;
+            session_store::revoke_all_on(&mut tx, &user.id, None).await?;
             send_verification(state, &mut tx, &user).await?;
             replaced = Some(user.id);
         }

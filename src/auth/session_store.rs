@@ -217,6 +217,25 @@ pub async fn revoke_all_on(
     Ok(bumped.map(|(epoch,)| epoch))
 }
 
+/// Inside the caller's transaction: true when `user_id`'s sessions are still of `epoch` (nothing
+/// revoked them since the caller's session was signed in). On PostgreSQL the row stays locked
+/// until the transaction ends, so a revocation cannot slip in between this check and the commit;
+/// SQLite write transactions are serial anyway.
+pub async fn hold_epoch(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    epoch: i64,
+) -> sqlx::Result<bool> {
+    let held = sqlx::query(
+        "UPDATE users SET session_epoch = session_epoch WHERE id = $1 AND session_epoch = $2",
+    )
+    .bind(user_id)
+    .bind(epoch)
+    .execute(conn)
+    .await?;
+    Ok(held.rows_affected() == 1)
+}
+
 /// Deletes expired rows; run periodically.
 pub async fn delete_expired(db: &Db) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")

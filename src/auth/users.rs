@@ -36,7 +36,10 @@ impl Email {
         // make two addresses that look alike different accounts: refused outright.
         if display
             .chars()
-            .any(|c| c.general_category() == GeneralCategory::Format)
+            .any(|c| c.general_category() == GeneralCategory::Format || invisible(c))
+            || stray_mark(&display)
+            // A quoted local part (`"ann"@x`) is the same mailbox as the unquoted one.
+            || display.contains('"')
         {
             return Err(AppError::InvalidEmail);
         }
@@ -78,6 +81,50 @@ impl Email {
     pub fn masked(&self) -> String {
         mask(&self.display)
     }
+}
+
+/// Characters that show nothing: Unicode's default-ignorable code points (variation selectors,
+/// the combining grapheme joiner, Hangul fillers, Mongolian and Khmer invisibles, tags…) and the
+/// blank braille pattern.
+fn invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x2800
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
+/// A combining mark with nothing of its own script to combine with: at the start of a part, or
+/// after an ASCII character (after NFKC, `e` + U+0301 has become `é`; what is left only hides).
+fn stray_mark(address: &str) -> bool {
+    let mut previous: Option<char> = None;
+    address.chars().any(|c| {
+        let mark = matches!(
+            c.general_category(),
+            GeneralCategory::NonspacingMark
+                | GeneralCategory::SpacingMark
+                | GeneralCategory::EnclosingMark
+        );
+        let stray = mark && previous.is_none_or(|p| p.is_ascii());
+        previous = Some(c);
+        stray
+    })
 }
 
 /// Masks an address for logs.
@@ -296,7 +343,22 @@ mod tests {
             ("an\u{ad}n@example.com", "soft hyphen"),
             ("ann＠b＠example.com", "two at signs once folded"),
             ("ann@xn--a.com", "broken punycode"),
+            ("an\u{34f}n@example.com", "combining grapheme joiner"),
+            ("ann\u{fe0f}@example.com", "variation selector"),
+            ("a\u{3164}nn@example.com", "Hangul filler"),
+            ("ann\u{ffa0}@example.com", "halfwidth Hangul filler"),
+            ("ann\u{2800}@example.com", "blank braille pattern"),
+            ("ann\u{180b}@example.com", "Mongolian variation selector"),
+            ("ann\u{17b4}@example.com", "Khmer invisible vowel"),
+            ("annx\u{300}@example.com", "a stray combining mark"),
+            (
+                "\u{301}ann@example.com",
+                "a mark with nothing to combine with",
+            ),
+            ("\"ann\"@example.com", "a quoted local part"),
         ];
+        // Scripts whose letters take marks stay welcome.
+        assert!(Email::parse("अनु@example.com").is_ok());
         for (raw, why) in refused {
             assert!(
                 Email::parse(raw).is_err(),

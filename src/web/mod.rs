@@ -446,6 +446,24 @@ async fn submit_signup(
         Err(r) => return r,
     };
     let next = safe_next_for(&state, form.next.as_deref()).to_owned();
+    // Privacy mode: the same page for new and taken addresses, and no session before the
+    // address is proven (the JSON API's rule).
+    if state.config.registration_privacy {
+        return match auth::register_private(&state, ip, &form.email, &form.password).await {
+            Ok(()) => render(
+                &state,
+                StatusCode::OK,
+                "check_email.html",
+                None,
+                Some(&token),
+                context! {},
+            ),
+            Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
+                error_response(&state, err)
+            }
+            Err(err) => signup_error(&state, &token, &form, &next, err),
+        };
+    }
     let result = async {
         let user = auth::register_user(&state, ip, &form.email, &form.password).await?;
         auth::sign_in(&state, &session, &user, false).await?;
@@ -463,25 +481,34 @@ async fn submit_signup(
         Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
             error_response(&state, err)
         }
-        Err(err) => {
-            let (status, _) = err.status_and_code();
-            render(
-                &state,
-                status,
-                "signup.html",
-                None,
-                Some(&token),
-                context! {
-                    error => err.public_message(),
-                    email => form.email,
-                    next,
-                    min_length => state.config.password_min_length,
-                    plan => form.plan,
-                    interval => form.interval,
-                },
-            )
-        }
+        Err(err) => signup_error(&state, &token, &form, &next, err),
     }
+}
+
+/// The sign-up page again, with what went wrong.
+fn signup_error(
+    state: &AppState,
+    token: &CsrfToken,
+    form: &SignupForm,
+    next: &str,
+    err: AppError,
+) -> Response {
+    let (status, _) = err.status_and_code();
+    render(
+        state,
+        status,
+        "signup.html",
+        None,
+        Some(token),
+        context! {
+            error => err.public_message(),
+            email => &form.email,
+            next,
+            min_length => state.config.password_min_length,
+            plan => &form.plan,
+            interval => &form.interval,
+        },
+    )
 }
 
 async fn show_login(

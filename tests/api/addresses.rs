@@ -41,6 +41,37 @@ async fn lookalike_forms_of_an_address_answer_as_that_address_and_format_charact
             "invalid_email",
             "bidi isolate",
         ),
+        (
+            "ann\u{fe0f}@bücher.de",
+            400,
+            "invalid_email",
+            "variation selector",
+        ),
+        (
+            "a\u{34f}nn@bücher.de",
+            400,
+            "invalid_email",
+            "grapheme joiner",
+        ),
+        (
+            "ann\u{3164}@bücher.de",
+            400,
+            "invalid_email",
+            "Hangul filler",
+        ),
+        (
+            "ann\u{2800}@bücher.de",
+            400,
+            "invalid_email",
+            "braille blank",
+        ),
+        ("annx\u{300}@bücher.de", 400, "invalid_email", "stray mark"),
+        (
+            "\"ann\"@bücher.de",
+            400,
+            "invalid_email",
+            "quoted local part",
+        ),
     ];
     for (address, status, code, why) in cases {
         let r = app

@@ -588,3 +588,62 @@ async fn the_development_mailbox_lists_mail_only_without_smtp() {
     assert_eq!(with_smtp.get("/dev/mailbox").await.status(), 404);
     assert_eq!(with_smtp.get("/dev/mailbox.json").await.status(), 404);
 }
+
+/// Email changes from the given users (as clients) to `target`: the statuses, in order.
+async fn change_to(app: &TestApp, users: &[&Client], target: &str, times: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..times {
+        for c in users {
+            let body = json!({"password": PASSWORD, "new_email": target});
+            statuses.push(
+                post(app, c, "/api/auth/email/change", body)
+                    .await
+                    .status()
+                    .as_u16(),
+            );
+        }
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn email_change_links_count_against_the_new_addresss_limit() {
+    let (app, sink) = app_with_mail(&[("TOLLGATE_RATE_LIMIT", "on")]).await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    // Two accounts take turns mailing one target: 5 per hour per address in all.
+    let statuses = change_to(&app, &[&a, &b], "target@example.com", 4).await;
+    assert_eq!(statuses[..5], [202; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    sink.wait_for("target@example.com", 5).await;
+    assert_eq!(sink.to("target@example.com").len(), 5);
+}
+
+#[tokio::test]
+async fn in_privacy_mode_an_email_change_to_a_taken_address_answers_like_any_other() {
+    // Accounts made before privacy mode was turned on (its registration signs nobody in).
+    let before = TestApp::builder().spawn().await;
+    let c = client();
+    before.register_with(&c, "ann@example.com", PASSWORD).await;
+    before
+        .register_with(&client(), "taken@example.com", PASSWORD)
+        .await;
+    let sink = SmtpSink::start().await;
+    let app = TestApp::builder()
+        .on_db(before.db.clone())
+        .with("SMTP_URL", &sink.url())
+        .with("TOLLGATE_REGISTRATION_PRIVACY", "true")
+        .spawn()
+        .await;
+    let taken = change_to(&app, &[&c], "taken@example.com", 1).await;
+    let free = change_to(&app, &[&c], "free@example.com", 1).await;
+    assert_eq!(taken, [202]);
+    assert_eq!(free, [202]);
+    sink.wait_for("free@example.com", 1).await;
+    assert!(
+        sink.to("taken@example.com")
+            .iter()
+            .all(|m| !m.subject().to_lowercase().contains("confirm")),
+        "no link goes to the taken address"
+    );
+}

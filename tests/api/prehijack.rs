@@ -40,6 +40,31 @@ async fn attacker_registers(app: &TestApp) -> Option<String> {
     session_cookie(r.headers())
 }
 
+/// The victim asks for a magic link (the `nth` mail to the address) and signs in with it: the
+/// victim's client and session cookie.
+async fn victim_signs_in_by_magic_link(
+    app: &TestApp,
+    sink: &SmtpSink,
+    nth: usize,
+) -> (reqwest::Client, String) {
+    let victim = client();
+    let asked = app
+        .post_json_with(&victim, "/api/auth/magic-link", &json!({"email": VICTIM}))
+        .await;
+    assert_eq!(asked.status(), 202);
+    let mail = sink.wait_for(VICTIM, nth).await;
+    let consumed = app
+        .post_json_with(
+            &victim,
+            "/api/auth/magic-link/consume",
+            &json!({"token": mail.token("magic")}),
+        )
+        .await;
+    assert_eq!(consumed.status(), 200);
+    let cookie = session_cookie(consumed.headers()).expect("victim's session");
+    (victim, cookie)
+}
+
 #[tokio::test]
 async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_link() {
     for privacy in [false, true] {
@@ -48,22 +73,7 @@ async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_
         assert_eq!(attacker_cookie.is_some(), !privacy, "privacy={privacy}");
         sink.wait_for(VICTIM, 1).await;
 
-        // The victim signs in by magic link.
-        let victim = client();
-        let asked = app
-            .post_json_with(&victim, "/api/auth/magic-link", &json!({"email": VICTIM}))
-            .await;
-        assert_eq!(asked.status(), 202);
-        let mail = sink.wait_for(VICTIM, 2).await;
-        let consumed = app
-            .post_json_with(
-                &victim,
-                "/api/auth/magic-link/consume",
-                &json!({"token": mail.token("magic")}),
-            )
-            .await;
-        assert_eq!(consumed.status(), 200, "privacy={privacy}");
-        let victim_cookie = session_cookie(consumed.headers()).expect("victim's session");
+        let (_, victim_cookie) = victim_signs_in_by_magic_link(&app, &sink, 2).await;
 
         if let Some(cookie) = &attacker_cookie {
             assert_eq!(
@@ -177,4 +187,109 @@ async fn privacy_mode_registration_obeys_the_per_address_mail_limit() {
         .await;
     assert_eq!(magic.status(), 429);
     assert_eq!(sink.to(VICTIM).len(), 5, "no sixth mail");
+}
+
+#[tokio::test]
+async fn an_email_change_link_the_attacker_kept_dies_when_the_owner_proves_the_mailbox() {
+    let (app, sink) = app_with_mail(false).await;
+    let attacker = attacker_registers(&app).await.expect("attacker's session");
+    sink.wait_for(VICTIM, 1).await;
+    // The attacker asks to move the account to its own address and keeps the link.
+    let r = crate::revocation::post_with_cookie(
+        &app,
+        "/api/auth/email/change",
+        &attacker,
+        &json!({"password": PASSWORD, "new_email": "evil@example.com"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let kept = sink
+        .wait_for("evil@example.com", 1)
+        .await
+        .token("confirm-email");
+
+    // (The victim's mailbox also got the change notice.)
+    let (victim, _) = victim_signs_in_by_magic_link(&app, &sink, 3).await;
+
+    let r = app
+        .post_json_with(
+            &client(),
+            "/api/auth/email/confirm",
+            &json!({"token": kept}),
+        )
+        .await;
+    assert_eq!(r.status(), 400, "the kept link is dead");
+    assert_eq!(crate::helpers::error_of(r).await, "token_invalid");
+    assert_eq!(app.me(&victim).await["email"], VICTIM);
+}
+
+#[tokio::test]
+async fn in_privacy_mode_the_signup_form_answers_alike_and_signs_nobody_in() {
+    let (app, sink) = app_with_mail(true).await;
+    app.post_json_with(
+        &client(),
+        "/api/auth/register",
+        &json!({"email": "taken@example.com", "password": PASSWORD}),
+    )
+    .await;
+    sink.wait_for("taken@example.com", 1).await;
+    let mut pages = Vec::new();
+    for address in ["taken@example.com", VICTIM] {
+        let browser = client();
+        let token = app.csrf_token(&browser, "/signup").await;
+        let r = browser
+            .post(app.url("/signup"))
+            .form(&[
+                ("csrf_token", token.as_str()),
+                ("email", address),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{address}");
+        assert!(
+            session_cookie(r.headers()).is_none(),
+            "{address}: no session"
+        );
+        let text = r.text().await.unwrap();
+        assert!(text.contains("Check your email"), "{address}");
+        pages.push(text.replace(&token, ""));
+        assert_eq!(app.get_with(&browser, "/api/me").await.status(), 401);
+    }
+    // The two pages differ only in their CSRF token.
+    assert_eq!(pages[0], pages[1]);
+}
+
+#[tokio::test]
+async fn in_privacy_mode_a_re_registration_ends_the_sessions_of_the_pending_account() {
+    // An unverified account's session can only exist from before privacy mode was turned on.
+    let db = {
+        let (app, sink) = app_with_mail(false).await;
+        let cookie = attacker_registers(&app).await.expect("session");
+        sink.wait_for(VICTIM, 1).await;
+        (app.db.clone(), cookie)
+    };
+    let (db, attacker) = db;
+    let sink = SmtpSink::start().await;
+    let app = TestApp::builder()
+        .on_db(db)
+        .with("SMTP_URL", &sink.url())
+        .with("TOLLGATE_REGISTRATION_PRIVACY", "true")
+        .spawn()
+        .await;
+    assert_eq!(me_status(&app, &attacker).await, 200);
+    let r = app
+        .post_json_with(
+            &client(),
+            "/api/auth/register",
+            &json!({"email": VICTIM, "password": "the victim's own passphrase"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        me_status(&app, &attacker).await,
+        401,
+        "the pending session ended"
+    );
 }

@@ -178,6 +178,18 @@ async fn revoke(app: &TestApp, sink: &SmtpSink, how: Revocation) {
     assert_eq!(r.status(), 204, "{how:?}");
 }
 
+/// An app with mail and the account `ann@example.com`.
+async fn app_with_ann() -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let app = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .spawn()
+        .await;
+    app.register_with(&client(), "ann@example.com", PASSWORD)
+        .await;
+    (app, sink)
+}
+
 #[tokio::test]
 async fn a_password_change_held_open_across_a_revocation_changes_nothing_and_revives_no_session() {
     for how in [
@@ -185,13 +197,7 @@ async fn a_password_change_held_open_across_a_revocation_changes_nothing_and_rev
         Revocation::PasswordChange,
         Revocation::AccountDeletion,
     ] {
-        let sink = SmtpSink::start().await;
-        let app = TestApp::builder()
-            .with("SMTP_URL", &sink.url())
-            .spawn()
-            .await;
-        app.register_with(&client(), "ann@example.com", PASSWORD)
-            .await;
+        let (app, sink) = app_with_ann().await;
         sink.wait_for("ann@example.com", 1).await;
         // A stolen session starts a password change and holds its body back.
         let stolen = login_cookie(&app, "ann@example.com", PASSWORD).await;
@@ -236,5 +242,47 @@ async fn a_password_change_held_open_across_a_revocation_changes_nothing_and_rev
             401,
             "{how:?}: the thief's password was not set"
         );
+    }
+}
+
+#[tokio::test]
+async fn an_email_change_or_a_deletion_held_open_across_a_reset_changes_nothing() {
+    let thief = "thief@example.com";
+    for (path, body) in [
+        (
+            "/api/auth/email/change",
+            json!({"password": PASSWORD, "new_email": thief}),
+        ),
+        ("/api/account/delete", json!({"password": PASSWORD})),
+    ] {
+        let (app, sink) = app_with_ann().await;
+        // The owner's address is proven (an email change needs that).
+        let mail = sink.wait_for("ann@example.com", 1).await;
+        let verified = app
+            .post_json_with(
+                &client(),
+                "/api/auth/verify-email",
+                &json!({"token": mail.token("verify-email"), "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(verified.status(), 200);
+        // A stolen session starts the change and holds its body back; the owner resets.
+        let stolen = login_cookie(&app, "ann@example.com", PASSWORD).await;
+        let held = HeldPost::start(&app, path, &stolen, &body).await;
+        revoke(&app, &sink, Revocation::Reset).await;
+        let (status, answer) = held.finish().await;
+
+        assert_eq!(
+            status, 401,
+            "{path}: the revoked session cannot act: {answer}"
+        );
+        let (to_thief,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE recipient = $1")
+                .bind(thief)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(to_thief, 0, "{path}: no link went to the thief");
+        login_cookie(&app, "ann@example.com", OWNER_PASSWORD).await;
     }
 }
