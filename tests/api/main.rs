@@ -19,3 +19,4 @@ mod proxy;
 mod revocation;
 mod sessions;
 mod smtp;
+mod timing;
