@@ -32,10 +32,18 @@ pub const LOGIN_PER_IP: Limit = Limit {
     max: 20,
     window_secs: 60,
 };
-/// Login attempts for one account (any address), which slows credential stuffing of one user.
+/// Login attempts for one account (any address) from browsers without a device cookie for it,
+/// which slows credential stuffing of one user.
 pub const LOGIN_PER_ACCOUNT: Limit = Limit {
     scope: "login-account",
     max: 10,
+    window_secs: 300,
+};
+/// Login attempts with one device cookie (a browser that signed in to the account before); a
+/// successful login issues a new cookie, so this counts the failures since.
+pub const LOGIN_PER_DEVICE: Limit = Limit {
+    scope: "login-device",
+    max: 5,
     window_secs: 300,
 };
 /// Registrations from one client address.

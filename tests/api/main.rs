@@ -13,6 +13,7 @@ mod email;
 mod gating;
 mod helpers;
 mod hygiene;
+mod lockout;
 mod pages;
 mod prehijack;
 mod proxy;
