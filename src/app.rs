@@ -336,7 +336,9 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     if !keep {
         headers.remove(REQUEST_ID);
     }
-    next.run(request).await
+    // Security events logged while handling the request name its client.
+    let ip = rate_limit::ClientIp::of(&state, request.extensions(), request.headers());
+    crate::telemetry::with_client_ip(ip.0, next.run(request)).await
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -267,7 +267,12 @@ pub async fn authenticate(
             tracing::info!(user = %user.id, "password rehashed with current parameters");
             Ok(user)
         }
-        _ => Err(AppError::InvalidCredentials),
+        _ => {
+            // One reason for all: the log says nothing about which addresses have accounts.
+            let masked = users::mask(email.trim());
+            crate::telemetry::security_event("login_failed", Some(&masked), "invalid_credentials");
+            Err(AppError::InvalidCredentials)
+        }
     }
 }
 

@@ -93,7 +93,10 @@ pub async fn check_api(State(state): State<AppState>, request: Request, next: Ne
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json || !origin_allowed(&state, request.headers()) {
+        let origin = origin_allowed(&state, request.headers());
+        if !json || !origin {
+            let reason = if json { "origin" } else { "content_type" };
+            crate::telemetry::security_event("csrf_refused", None, reason);
             return AppError::CsrfFailed.into_response();
         }
     }

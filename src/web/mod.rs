@@ -254,7 +254,10 @@ fn checked_form<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Response> {
     let fields: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let token = fields.get(csrf::FIELD).map(String::as_str).unwrap_or("");
-    if !csrf::origin_allowed(state, headers) || !csrf::form_token_valid(state, headers, token) {
+    let origin = csrf::origin_allowed(state, headers);
+    if !origin || !csrf::form_token_valid(state, headers, token) {
+        let reason = if origin { "form_token" } else { "origin" };
+        crate::telemetry::security_event("csrf_refused", None, reason);
         return Err(error_page(
             state,
             StatusCode::FORBIDDEN,
