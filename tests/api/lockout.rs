@@ -177,3 +177,34 @@ async fn another_accounts_or_a_forged_device_cookie_is_not_trusted() {
         .unwrap();
     assert_eq!(r.status(), 429, "a cookie re-labelled with the owner's id");
 }
+
+/// Signs in through the login form with `browser`, as the client at `ip`.
+async fn form_login(app: &TestApp, browser: &Client, ip: &str) -> Response {
+    let token = app.csrf_token(browser, "/login").await;
+    browser
+        .post(app.url("/login"))
+        .header("x-forwarded-for", ip)
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", OWNER),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_login_form_trusts_the_owners_browser_too() {
+    let (app, _sink) = limited_app().await;
+    app.register_with(&client(), OWNER, PASSWORD).await;
+    let browser = client();
+    let first = form_login(&app, &browser, "10.0.0.1").await;
+    assert_eq!(first.status(), 303);
+    assert!(set_cookie_line(first.headers(), "tollgate_device").is_some());
+
+    fill_account_bucket(&app, &client(), "10.0.0.2", OWNER).await;
+
+    assert_eq!(form_login(&app, &client(), "10.0.0.3").await.status(), 429);
+    assert_eq!(form_login(&app, &browser, "10.0.0.4").await.status(), 303);
+}
