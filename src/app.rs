@@ -74,6 +74,8 @@ pub struct Shared {
     pub mail_wakeup: tokio::sync::Notify,
     /// Key of the CSRF form tokens, shared by all instances through the database.
     pub csrf_key: Vec<u8>,
+    /// Key of the device cookies (see [`crate::auth::device`]), shared like the CSRF key.
+    pub device_key: Vec<u8>,
     /// Webhook events waiting for their group's commit (SQLite).
     pub webhook_queue: billing::webhook::GroupCommit,
 }
@@ -95,6 +97,7 @@ impl AppState {
             allowed_origins.push(format!("http://127.0.0.1:{port}"));
         }
         let csrf_key = shared_secret(&db, "csrf_key").await?;
+        let device_key = shared_secret(&db, "device_key").await?;
         let clock = Clock::new();
         let mut catalog = config.catalog.clone();
         let webhook_url = format!("{base_url}webhooks/stripe");
@@ -114,6 +117,7 @@ impl AppState {
             mail_transport,
             mail_wakeup: tokio::sync::Notify::new(),
             csrf_key,
+            device_key,
             webhook_queue: Default::default(),
         })))
     }
@@ -332,7 +336,9 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     if !keep {
         headers.remove(REQUEST_ID);
     }
-    next.run(request).await
+    // Security events logged while handling the request name its client.
+    let ip = rate_limit::ClientIp::of(&state, request.extensions(), request.headers());
+    crate::telemetry::with_client_ip(ip.0, next.run(request)).await
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -3,6 +3,8 @@
 //! What is logged is chosen at each call site: ids, masked emails, never passwords, tokens,
 //! cookies, keys or query strings (the request span records the path only).
 
+use std::{future::Future, net::IpAddr};
+
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;
@@ -20,4 +22,29 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+tokio::task_local! {
+    /// The client address of the request being handled (set by [`with_client_ip`]).
+    static CLIENT_IP: IpAddr;
+}
+
+/// Runs a request's handling with its client address known to [`security_event`].
+pub async fn with_client_ip<F: Future>(ip: IpAddr, handling: F) -> F::Output {
+    CLIENT_IP.scope(ip, handling).await
+}
+
+/// Logs one security event: a warning with target `security` and the fields `security_event`
+/// (what happened), `client_ip` (of the request being handled, when there is one), `address`
+/// (masked by the caller, when there is one) and `reason`. Never passwords or full addresses.
+pub fn security_event(event: &'static str, masked_address: Option<&str>, reason: &str) {
+    let client_ip = CLIENT_IP.try_with(|ip| ip.to_string()).ok();
+    tracing::warn!(
+        target: "security",
+        security_event = event,
+        client_ip,
+        address = masked_address,
+        reason,
+        "security event"
+    );
 }

@@ -189,7 +189,8 @@ async fn prove_mailbox(
                 .execute(&mut *conn)
                 .await?;
             user.password_hash = None;
-            tracing::info!(
+            tracing::warn!(
+                target: "security",
                 security_event = "unproven_password_removed",
                 user = %user.id,
                 "a mailbox proof removed a password set before the address was proven"

@@ -7,6 +7,7 @@
 //! sign-in and privilege change; logout deletes the record server-side.
 
 pub mod delete;
+pub mod device;
 pub mod email_flows;
 pub mod password;
 pub mod rate_limit;
@@ -16,7 +17,7 @@ pub mod users;
 use axum::{
     Json, Router,
     extract::{FromRef, FromRequestParts, State},
-    http::{StatusCode, request::Parts},
+    http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -30,6 +31,7 @@ use crate::{
     extract::ApiJson,
     gate,
 };
+use device::DeviceCookie;
 use password::Verified;
 use rate_limit::ClientIp;
 use session_store::{EPOCH_KEY, USER_ID_KEY};
@@ -236,13 +238,21 @@ async fn register(
 pub async fn authenticate(
     state: &AppState,
     ip: ClientIp,
+    device: &DeviceCookie,
     email: &str,
     password: &str,
 ) -> Result<User> {
     rate_limit::hit_ip(state, rate_limit::LOGIN_PER_IP, ip).await?;
     let normalised = Email::normalise_lenient(email);
-    rate_limit::hit(state, rate_limit::LOGIN_PER_ACCOUNT, &normalised).await?;
     let user = users::find_by_email(&state.db, &normalised).await?;
+    // A browser that signed in to this account before counts on its own bucket: strangers who
+    // fill the account's bucket cannot lock the owner out of their own device.
+    // An unknown address is checked against "", which no cookie names: the same work.
+    let user_id = user.as_ref().map_or("", |u| u.id.as_str());
+    match device.nonce_for(&state.device_key, user_id) {
+        Some(nonce) => rate_limit::hit(state, rate_limit::LOGIN_PER_DEVICE, nonce).await?,
+        None => rate_limit::hit(state, rate_limit::LOGIN_PER_ACCOUNT, &normalised).await?,
+    }
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     // With no user, `verify` hashes against a dummy so both paths cost the same.
     let verified = state.hasher.verify(password, stored).await?;
@@ -256,7 +266,12 @@ pub async fn authenticate(
             tracing::info!(user = %user.id, "password rehashed with current parameters");
             Ok(user)
         }
-        _ => Err(AppError::InvalidCredentials),
+        _ => {
+            // One reason for all: the log says nothing about which addresses have accounts.
+            let masked = users::mask(email.trim());
+            crate::telemetry::security_event("login_failed", Some(&masked), "invalid_credentials");
+            Err(AppError::InvalidCredentials)
+        }
     }
 }
 
@@ -273,13 +288,18 @@ async fn confirm_password(state: &AppState, user: &User, password: &str) -> Resu
 async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
+    device: DeviceCookie,
     session: Session,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response> {
-    let user = authenticate(&state, ip, &body.email, &body.password).await?;
+    let user = authenticate(&state, ip, &device, &body.email, &body.password).await?;
     sign_in(&state, &session, &user, body.remember).await?;
     tracing::info!(user = %user.id, "signed in");
-    Ok(user_json(&state, &user).await?.into_response())
+    let mut response = user_json(&state, &user).await?.into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, device::issue(&state, &user.id));
+    Ok(response)
 }
 
 async fn logout(session: Session) -> Result<StatusCode> {

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     extract::{ConnectInfo, FromRef, FromRequestParts},
-    http::request::Parts,
+    http::{Extensions, HeaderMap, request::Parts},
 };
 use sha2::{Digest, Sha256};
 
@@ -24,6 +24,8 @@ pub struct Limit {
     pub max: i64,
     /// Window length in seconds.
     pub window_secs: i64,
+    /// True when the subject is an email address (logged masked when the limit refuses).
+    pub keyed_on_address: bool,
 }
 
 /// Login attempts from one client address.
@@ -31,24 +33,37 @@ pub const LOGIN_PER_IP: Limit = Limit {
     scope: "login-ip",
     max: 20,
     window_secs: 60,
+    keyed_on_address: false,
 };
-/// Login attempts for one account (any address), which slows credential stuffing of one user.
+/// Login attempts for one account (any address) from browsers without a device cookie for it,
+/// which slows credential stuffing of one user.
 pub const LOGIN_PER_ACCOUNT: Limit = Limit {
     scope: "login-account",
     max: 10,
     window_secs: 300,
+    keyed_on_address: true,
+};
+/// Login attempts with one device cookie (a browser that signed in to the account before); a
+/// successful login issues a new cookie, so this counts the failures since.
+pub const LOGIN_PER_DEVICE: Limit = Limit {
+    scope: "login-device",
+    max: 5,
+    window_secs: 300,
+    keyed_on_address: false,
 };
 /// Registrations from one client address.
 pub const REGISTER_PER_IP: Limit = Limit {
     scope: "register-ip",
     max: 10,
     window_secs: 3600,
+    keyed_on_address: false,
 };
 /// Password changes (each verifies the current password) for one signed-in user.
 pub const PASSWORD_PER_USER: Limit = Limit {
     scope: "password-user",
     max: 10,
     window_secs: 300,
+    keyed_on_address: false,
 };
 
 /// Email-sending requests (verification, reset, magic link, email change) for one address.
@@ -56,18 +71,21 @@ pub const EMAIL_PER_ADDRESS: Limit = Limit {
     scope: "email-address",
     max: 5,
     window_secs: 3600,
+    keyed_on_address: true,
 };
 /// Email-sending requests from one client address.
 pub const EMAIL_PER_IP: Limit = Limit {
     scope: "email-ip",
     max: 30,
     window_secs: 3600,
+    keyed_on_address: false,
 };
 /// Token and code submissions from one client address.
 pub const TOKEN_PER_IP: Limit = Limit {
     scope: "token-ip",
     max: 30,
     window_secs: 300,
+    keyed_on_address: false,
 };
 
 /// Counts one hit for `subject` under `limit`; `Err(RateLimited)` once the window is full.
@@ -95,7 +113,11 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
     .fetch_one(&state.db.pool)
     .await?;
     if hits > limit.max {
-        tracing::info!(scope = limit.scope, "rate limited");
+        // Other subjects are client addresses (logged as client_ip) or ids and nonces.
+        let address = limit
+            .keyed_on_address
+            .then(|| crate::auth::users::mask(subject));
+        crate::telemetry::security_event("rate_limited", address.as_deref(), limit.scope);
         return Err(AppError::RateLimited(
             (window_start + limit.window_secs - now).max(1) as u64,
         ));
@@ -131,24 +153,30 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        let peer = parts
-            .extensions
+        Ok(ClientIp::of(&state, &parts.extensions, &parts.headers))
+    }
+}
+
+impl ClientIp {
+    /// The client address of a request with these extensions and headers.
+    pub fn of(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> Self {
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(ClientIp(client_ip(
+        ClientIp(client_ip(
             peer,
-            &parts.headers,
+            headers,
             &state.config.trusted_proxies,
             state.config.client_ip_header.as_deref(),
-        )))
+        ))
     }
 }
 
 /// See [`ClientIp`].
 pub fn client_ip(
     peer: IpAddr,
-    headers: &axum::http::HeaderMap,
+    headers: &HeaderMap,
     trusted: &[ipnet::IpNet],
     platform_header: Option<&str>,
 ) -> IpAddr {

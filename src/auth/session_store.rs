@@ -66,7 +66,8 @@ pub fn epoch_of(data: &std::collections::HashMap<String, serde_json::Value>) -> 
 /// when it began; its cookie simply names nothing.
 fn refused(written: u64) {
     if written == 0 {
-        tracing::info!(
+        tracing::warn!(
+            target: "security",
             security_event = "revoked_session_not_saved",
             "a session revoked during its request was not written back"
         );

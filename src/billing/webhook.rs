@@ -93,7 +93,12 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         state.config.stripe_webhook_tolerance_secs,
         now,
     ) {
-        tracing::warn!("webhook with an invalid signature refused");
+        let reason = if signature.is_empty() {
+            "missing"
+        } else {
+            "mismatch_or_stale"
+        };
+        crate::telemetry::security_event("webhook_signature_invalid", None, reason);
         return AppError::SignatureInvalid.into_response();
     }
     let Ok(event) = serde_json::from_slice::<Event>(&body) else {

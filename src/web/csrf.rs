@@ -59,15 +59,7 @@ fn well_formed(key: &[u8], token: &str) -> bool {
 
 /// The token in the request's cookie, if any.
 fn cookie_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let name = cookie_name(state);
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+    crate::auth::device::request_cookie(headers, cookie_name(state))
 }
 
 /// True when a form's token matches the cookie and carries our MAC.
@@ -101,7 +93,10 @@ pub async fn check_api(State(state): State<AppState>, request: Request, next: Ne
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json || !origin_allowed(&state, request.headers()) {
+        let origin = origin_allowed(&state, request.headers());
+        if !json || !origin {
+            let reason = if json { "origin" } else { "content_type" };
+            crate::telemetry::security_event("csrf_refused", None, reason);
             return AppError::CsrfFailed.into_response();
         }
     }

@@ -26,7 +26,7 @@ use tower_sessions::Session;
 
 use crate::{
     app::AppState,
-    auth::{self, CurrentUser, rate_limit::ClientIp},
+    auth::{self, CurrentUser, device::DeviceCookie, rate_limit::ClientIp},
     error::AppError,
     gate,
 };
@@ -254,7 +254,10 @@ fn checked_form<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Response> {
     let fields: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     let token = fields.get(csrf::FIELD).map(String::as_str).unwrap_or("");
-    if !csrf::origin_allowed(state, headers) || !csrf::form_token_valid(state, headers, token) {
+    let origin = csrf::origin_allowed(state, headers);
+    if !origin || !csrf::form_token_valid(state, headers, token) {
+        let reason = if origin { "form_token" } else { "origin" };
+        crate::telemetry::security_event("csrf_refused", None, reason);
         return Err(error_page(
             state,
             StatusCode::FORBIDDEN,
@@ -543,6 +546,7 @@ async fn submit_login(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    device: DeviceCookie,
     session: Session,
     headers: HeaderMap,
     body: Bytes,
@@ -553,12 +557,18 @@ async fn submit_login(
     };
     let next = safe_next_for(&state, form.next.as_deref()).to_owned();
     let result = async {
-        let user = auth::authenticate(&state, ip, &form.email, &form.password).await?;
-        auth::sign_in(&state, &session, &user, form.remember.is_some()).await
+        let user = auth::authenticate(&state, ip, &device, &form.email, &form.password).await?;
+        auth::sign_in(&state, &session, &user, form.remember.is_some()).await?;
+        Ok(user)
     }
     .await;
     match result {
-        Ok(()) => Redirect::to(&next).into_response(),
+        Ok(user) => {
+            let mut response = Redirect::to(&next).into_response();
+            let cookie = auth::device::issue(&state, &user.id);
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+            response
+        }
         Err(err @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
             let (status, _) = err.status_and_code();
             let response = render(

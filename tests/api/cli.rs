@@ -131,14 +131,19 @@ async fn migrate_then_user_create_makes_an_account_that_can_log_in() {
     assert_eq!(login.status(), 200);
 }
 
-#[tokio::test]
-async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() {
-    let db = TestDb::new().await;
-    let mut child = tollgate()
-        .env("DATABASE_URL", &db.url)
+/// Starts `tollgate serve` on `db` with JSON logs and `env`; returns it and its URL.
+async fn serve_with_json_logs(
+    db: &TestDb,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let mut cmd = tollgate();
+    cmd.env("DATABASE_URL", &db.url)
         .env("TOLLGATE_BIND", "127.0.0.1:0")
-        .env("TOLLGATE_LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
+        .env("TOLLGATE_LOG_FORMAT", "json");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -155,6 +160,33 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
     .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    (child, url)
+}
+
+/// Stops `child` with SIGTERM, asserts a clean exit and returns everything it logged.
+async fn stop_and_read_logs(mut child: tokio::process::Child) -> String {
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    logs
+}
+
+#[tokio::test]
+async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() {
+    let db = TestDb::new().await;
+    let (child, url) = serve_with_json_logs(&db, &[("RUST_LOG", "debug")]).await;
     let ready = client().get(format!("{url}readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let http = client();
@@ -180,22 +212,7 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
         .unwrap();
     assert_eq!(failed.status(), 401);
 
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
-
-    let mut logs = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
-        .await
-        .unwrap();
+    let logs = stop_and_read_logs(child).await;
     assert!(
         logs.contains("\"path\":\"/api/auth/register\""),
         "requests are logged: {logs}"
@@ -207,6 +224,94 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
         "query-secret-123",
         "logcheck@example.com",
     ] {
+        assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
+    }
+}
+
+/// Each refusal the binary logs as a security event: `(security_event, reason)` per JSON line of
+/// target `security`, with the line itself.
+fn security_events(logs: &str) -> Vec<(String, String, serde_json::Value)> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "security")
+        .map(|v| {
+            let field = |name: &str| v[name].as_str().unwrap_or("").to_owned();
+            (field("security_event"), field("reason"), v.clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn refusals_are_logged_as_structured_security_events_without_secrets() {
+    let db = TestDb::new().await;
+    // The default log filter and real rate limits: what production logs.
+    let (child, url) = serve_with_json_logs(&db, &[("TOLLGATE_RATE_LIMIT", "on")]).await;
+    let http = client();
+    let post = |path: &str, content_type: &str, body: String| {
+        http.post(format!("{url}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let address = "secret.owner@example.com";
+    let password = "the right passphrase 1";
+    let wrong = "wrong passphrase 77";
+    let credentials = |p: &str| json!({"email": address, "password": p}).to_string();
+    let json = "application/json";
+    let r = post("api/auth/register", json, credentials(password))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Ten wrong passwords fill the account's bucket (10 per 5 minutes); the eleventh is refused.
+    for i in 0..10 {
+        let r = post("api/auth/login", json, credentials(wrong))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    let r = post("api/auth/login", json, credentials(wrong))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let r = post("api/auth/login", "text/plain", credentials(wrong))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a cross-site form's content type");
+    let r = http
+        .post(format!("{url}webhooks/stripe"))
+        .header("stripe-signature", "t=1,v1=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let logs = stop_and_read_logs(child).await;
+    let events = security_events(&logs);
+    let count = |event: &str, reason: &str| {
+        events
+            .iter()
+            .filter(|(e, r, _)| e == event && r == reason)
+            .count()
+    };
+    assert_eq!(count("login_failed", "invalid_credentials"), 10, "{logs}");
+    assert_eq!(count("rate_limited", "login-account"), 1, "{logs}");
+    assert_eq!(count("csrf_refused", "content_type"), 1, "{logs}");
+    assert_eq!(
+        count("webhook_signature_invalid", "mismatch_or_stale"),
+        1,
+        "{logs}"
+    );
+    assert_eq!(events.len(), 13, "nothing else: {logs}");
+    for (event, _, line) in &events {
+        assert_eq!(line["client_ip"], "127.0.0.1", "{event}: {line}");
+        assert_eq!(line["level"], "WARN", "{event}: {line}");
+        if event != "csrf_refused" && event != "webhook_signature_invalid" {
+            assert_eq!(line["address"], "s***@example.com", "{event}: {line}");
+        }
+    }
+    for secret in [password, wrong, address, "secret.owner"] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }
 }
