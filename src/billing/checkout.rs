@@ -27,7 +27,7 @@ use crate::{
     billing::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
-        stripe::{idempotent, retrying},
+        stripe::{absent_as_none, idempotent, is_missing, retrying},
         subscriptions::{self, Applied, Snapshot},
     },
     db,
@@ -169,15 +169,12 @@ async fn create_session(
         ))
         .cancel_url(format!("{base}/pricing?canceled=1"));
     retrying(|| async {
-        match request
+        let answer = request
             .customize()
             .request_strategy(idempotent(key))
             .send(&state.stripe.client)
-            .await
-        {
-            Err(e) if customers::is_missing_customer(&e) => Ok(None),
-            answer => answer.map(Some),
-        }
+            .await;
+        absent_as_none(answer, customers::is_missing_customer)
     })
     .await
 }
@@ -306,15 +303,12 @@ pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, A
         .return_url(return_url.as_str());
     let key = new_id("idem_portal");
     let session = retrying(|| async {
-        match request
+        let answer = request
             .customize()
             .request_strategy(idempotent(&key))
             .send(&state.stripe.client)
-            .await
-        {
-            Err(e) if super::stripe::is_missing(&e) => Ok(None),
-            answer => answer.map(Some),
-        }
+            .await;
+        absent_as_none(answer, is_missing)
     })
     .await?
     .ok_or(AppError::NoCustomer)?;
@@ -331,14 +325,10 @@ pub async fn sync_subscription(
     // What Stripe answers is at least as new as the moment we asked, and no newer is known: an
     // event created while the call was on its way must still count as newer than this state.
     let asked_at = state.clock.now();
-    let fetched = retrying(|| async {
-        match request.send(&state.stripe.client).await {
-            // Nothing to follow: retrying (or a redelivery) cannot make it exist.
-            Err(e) if super::stripe::is_missing(&e) => Ok(None),
-            answer => answer.map(Some),
-        }
-    })
-    .await?;
+    // Nothing to follow when Stripe does not know it: a redelivery cannot make it exist.
+    let fetched =
+        retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
+            .await?;
     let Some(fetched) = fetched else {
         tracing::warn!(
             subscription_id,

@@ -196,6 +196,18 @@ pub fn is_missing(err: &StripeError) -> bool {
         if api.code.as_ref().is_some_and(|c| c.as_str() == "resource_missing"))
 }
 
+/// `answer`, with a refusal `absent` recognises (an object Stripe does not know) as `Ok(None)`:
+/// retrying cannot make it exist, so the caller decides what its absence means.
+pub fn absent_as_none<T>(
+    answer: Result<T, StripeError>,
+    absent: fn(&StripeError) -> bool,
+) -> Result<Option<T>, StripeError> {
+    match answer {
+        Err(e) if absent(&e) => Ok(None),
+        answer => answer.map(Some),
+    }
+}
+
 /// A one-line description of a Stripe error (no request bodies, no keys).
 fn short(err: &StripeError) -> String {
     match err {

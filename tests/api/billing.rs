@@ -204,6 +204,20 @@ impl TestApp {
         user
     }
 
+    /// Stores an active `team` row `sub_ghost` for `user` that Stripe never heard of.
+    pub async fn insert_ghost_subscription(&self, user: &str, customer: &str) {
+        sqlx::query(
+            "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
+             cancel_at_period_end, stripe_updated, created_at, updated_at) \
+             VALUES ('sub_ghost', $1, $2, 'active', 'team', 'price_ghost', 1, 0, 1, 1, 1)",
+        )
+        .bind(user)
+        .bind(customer)
+        .execute(&self.state.db.pool)
+        .await
+        .unwrap();
+    }
+
     /// The Stripe customer of the user registered as `email`.
     pub async fn customer_of(&self, email: &str) -> Option<String> {
         let row: Option<(Option<String>,)> = sqlx::query_as(
@@ -956,16 +970,7 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
         .await
         .unwrap();
     let customer = app.customer_of("ann@example.com").await.unwrap();
-    sqlx::query(
-        "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
-         cancel_at_period_end, stripe_updated, created_at, updated_at) \
-         VALUES ('sub_ghost', $1, $2, 'active', 'team', 'price_ghost', 1, 0, 1, 1, 1)",
-    )
-    .bind(&user)
-    .bind(&customer)
-    .execute(&app.state.db.pool)
-    .await
-    .unwrap();
+    app.insert_ghost_subscription(&user, &customer).await;
     // Edits from outside the app, like another instance's: its cached copy may live that long.
     tokio::time::sleep(tollgate::cache::TTL).await;
     assert_eq!(

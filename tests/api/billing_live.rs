@@ -302,3 +302,111 @@ async fn customers_deleted(app: &TestApp) -> i64 {
         .unwrap();
     n
 }
+
+impl TestApp {
+    /// Deletes the account signed in on `c`; panics unless 204.
+    pub async fn delete_account(&self, c: &reqwest::Client) {
+        let r = self.try_delete_account(c).await;
+        assert_eq!(r.status(), 204, "account deleted");
+    }
+
+    /// `POST /api/account/delete` with the right password, whatever the answer.
+    pub async fn try_delete_account(&self, c: &reqwest::Client) -> reqwest::Response {
+        self.post_json_with(
+            c,
+            "/api/account/delete",
+            &json!({"password": crate::helpers::PASSWORD}),
+        )
+        .await
+    }
+
+    /// Pays for `plan` for `customer` directly in Stripe (a dashboard sale, or a session tollgate
+    /// has not heard of yet); returns the subscription id.
+    pub async fn subscribe_in_stripe(&self, customer: &str, plan: &str) -> String {
+        let price = self.price_of(plan);
+        let session = self
+            .stripe_post(
+                "/v1/checkout/sessions",
+                &[
+                    ("mode", "subscription"),
+                    ("customer", customer),
+                    ("line_items[0][price]", &price),
+                    ("success_url", "http://example.com/"),
+                ],
+            )
+            .await;
+        self.pay(session["url"].as_str().unwrap()).await;
+        let id = session["id"].as_str().unwrap();
+        self.stripe_get(&format!("/v1/checkout/sessions/{id}"))
+            .await["subscription"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn account_deletion_expires_open_sessions_and_cancels_what_stripe_lists() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.hold_webhooks(true).await;
+    let unknown = app.subscribe_in_stripe(&customer, "team").await;
+    // A row Stripe never heard of: canceling it there answers resource_missing.
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    app.insert_ghost_subscription(&user, &customer).await;
+
+    app.delete_account(&c).await;
+
+    for sub in app.stripe_subscriptions(&customer).await {
+        assert_eq!(
+            sub["status"], "canceled",
+            "{} ({unknown} unknown here)",
+            sub["id"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn account_deletion_expires_the_open_checkout_session() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "pro", "month").await;
+
+    app.delete_account(&c).await;
+
+    let id = url.rsplit('/').next().unwrap();
+    let session = app.stripe_get(&format!("/v1/checkout/sessions/{id}")).await;
+    assert_eq!(session["status"], "expired");
+}
+
+#[tokio::test]
+async fn a_subscription_appearing_later_for_a_deleted_account_is_canceled_in_stripe() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.delete_account(&c).await;
+
+    let late = app.subscribe_in_stripe(&customer, "team").await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let outcome: Option<(String,)> = sqlx::query_as(
+            "SELECT outcome FROM stripe_events WHERE type = 'customer.subscription.created'",
+        )
+        .fetch_optional(&app.state.db.pool)
+        .await
+        .unwrap();
+        if outcome.is_some_and(|o| o.0 == "orphan_canceled") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not canceled 10 s later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let sub = app.stripe_get(&format!("/v1/subscriptions/{late}")).await;
+    assert_eq!(sub["status"], "canceled");
+}
