@@ -27,7 +27,7 @@ use crate::{
     billing::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
-        stripe::{absent_as_none, idempotent, is_missing, retrying},
+        stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
         subscriptions::{self, Applied, Snapshot},
     },
     db,
@@ -41,8 +41,18 @@ pub struct RedirectUrl {
     pub url: String,
 }
 
-/// Creates (or returns the open) Checkout Session for `plan_id` / `interval`.
+/// Creates (or returns the open) Checkout Session for `plan_id` / `interval`, within the request
+/// deadline.
 pub async fn start_checkout(
+    state: &AppState,
+    user: &User,
+    plan_id: &str,
+    interval: &str,
+) -> Result<RedirectUrl, AppError> {
+    within_deadline(checkout(state, user, plan_id, interval)).await
+}
+
+async fn checkout(
     state: &AppState,
     user: &User,
     plan_id: &str,
@@ -294,6 +304,10 @@ async fn settle_live_attempts(
 /// A Billing Portal session for the user's own customer. A customer Stripe no longer knows (deleted
 /// there, its `customer.deleted` not applied yet) is `no_customer`, like one never created.
 pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
+    within_deadline(portal(state, user)).await
+}
+
+async fn portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
     let customer = customers::customer_of(state, &user.id)
         .await?
         .ok_or(AppError::NoCustomer)?;

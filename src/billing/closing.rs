@@ -11,7 +11,7 @@ use crate::{
     app::AppState,
     billing::{
         customers,
-        stripe::{absent_as_none, idempotent, is_missing, retrying},
+        stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
         subscriptions, sync,
     },
     error::AppError,
@@ -21,6 +21,10 @@ use crate::{
 /// in Stripe first, then here. Stripe unreachable: 503 with nothing changed locally beyond what
 /// Stripe already did (a retry finishes the job).
 pub async fn close_for_deletion(state: &AppState, user_id: &str) -> Result<(), AppError> {
+    within_deadline(close(state, user_id)).await
+}
+
+async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
     let open: Vec<(String,)> = sqlx::query_as(
         "SELECT stripe_session_id FROM checkout_attempts WHERE user_id = $1 AND status = 'open' \
          AND stripe_session_id IS NOT NULL",

@@ -410,3 +410,46 @@ async fn a_subscription_appearing_later_for_a_deleted_account_is_canceled_in_str
     let sub = app.stripe_get(&format!("/v1/subscriptions/{late}")).await;
     assert_eq!(sub["status"], "canceled");
 }
+
+#[tokio::test]
+async fn a_hanging_stripe_gets_a_json_503_within_15_seconds_at_checkout_portal_and_deletion() {
+    let app = spawn_app().await;
+    let buyer = app.user("buyer@example.com").await;
+    let customer = app.user("customer@example.com").await;
+    app.checkout(&customer, "pro", "month").await;
+    let leaver = app.user("leaver@example.com").await;
+    app.checkout(&leaver, "pro", "month").await;
+    app.sim_control("/_sim/latency", &json!({"ms": 120_000}))
+        .await;
+
+    let answers = tokio::join!(
+        timed(app.try_checkout(&buyer, "pro", "month")),
+        timed(app.try_portal(&customer)),
+        timed(app.try_delete_account(&leaver)),
+    );
+
+    for (what, (took, status, code)) in [
+        ("checkout", answers.0),
+        ("portal", answers.1),
+        ("deletion", answers.2),
+    ] {
+        assert_eq!(
+            (status, code.as_str()),
+            (503, "payment_provider_unavailable"),
+            "{what}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(15),
+            "{what} took {took:?}"
+        );
+    }
+}
+
+/// How long `request` took, its status and its error code.
+async fn timed(
+    request: impl std::future::Future<Output = reqwest::Response>,
+) -> (std::time::Duration, u16, String) {
+    let started = std::time::Instant::now();
+    let r = request.await;
+    (started.elapsed(), r.status().as_u16(), error_of(r).await)
+}
