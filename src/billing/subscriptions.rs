@@ -244,7 +244,9 @@ pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sq
     Ok(())
 }
 
-/// Marks the start of a past-due episode (first failed payment), if not already marked.
+/// Marks the start of a past-due episode (first failed payment), if not already marked. A failure
+/// older than the row's state (a late delivery, say from before a recovery) marks nothing: it
+/// must never start, or restart, a grace period.
 pub async fn mark_payment_failed(
     tx: &mut Transaction<'static, Any>,
     subscription: &str,
@@ -252,7 +254,8 @@ pub async fn mark_payment_failed(
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE subscriptions SET past_due_since = COALESCE(past_due_since, $1), updated_at = $2 \
-         WHERE id = $3 AND status NOT IN ('canceled', 'incomplete_expired')",
+         WHERE id = $3 AND status NOT IN ('canceled', 'incomplete_expired') \
+         AND stripe_updated <= $1",
     )
     .bind(at)
     .bind(db::now())

@@ -453,3 +453,89 @@ async fn timed(
     let r = request.await;
     (started.elapsed(), r.status().as_u16(), error_of(r).await)
 }
+
+/// A `customer.subscription.*` or `invoice.payment_failed` event for `sub` of `customer`.
+fn sub_event(id: &str, kind: &str, created: i64, sub: &str, customer: &str, status: &str) -> Value {
+    let object = if kind.starts_with("invoice.") {
+        json!({"id": format!("in_{id}"), "object": "invoice", "customer": customer,
+               "parent": {"subscription_details": {"subscription": sub}}})
+    } else {
+        json!({"id": sub, "object": "subscription", "customer": customer, "status": status,
+               "items": {"data": [{"price": {"id": "price_x"}, "quantity": 1, "current_period_end": created + 1_000}]}})
+    };
+    json!({"id": id, "object": "event", "type": kind, "created": created, "data": {"object": object}})
+}
+
+#[tokio::test]
+async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_grace").await;
+    let t0 = app.state.clock.now() - 1_000;
+    let updated = "customer.subscription.updated";
+    let stream = [
+        sub_event(
+            "evt_1",
+            "customer.subscription.created",
+            t0,
+            "sub_grace",
+            "cus_grace",
+            "active",
+        ),
+        sub_event(
+            "evt_2",
+            "invoice.payment_failed",
+            t0 + 10,
+            "sub_grace",
+            "cus_grace",
+            "",
+        ),
+        sub_event(
+            "evt_3",
+            updated,
+            t0 + 20,
+            "sub_grace",
+            "cus_grace",
+            "past_due",
+        ),
+        sub_event(
+            "evt_4",
+            updated,
+            t0 + 30,
+            "sub_grace",
+            "cus_grace",
+            "active",
+        ),
+        // Late: an older failure (another retry's invoice) delivered after the recovery.
+        sub_event(
+            "evt_5",
+            "invoice.payment_failed",
+            t0 + 15,
+            "sub_grace",
+            "cus_grace",
+            "",
+        ),
+        sub_event(
+            "evt_6",
+            updated,
+            t0 + 40,
+            "sub_grace",
+            "cus_grace",
+            "past_due",
+        ),
+    ];
+    for event in &stream {
+        app.deliver(event).await;
+    }
+
+    let (since,): (Option<i64>,) =
+        sqlx::query_as("SELECT past_due_since FROM subscriptions WHERE id = 'sub_grace'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        since,
+        Some(t0 + 40),
+        "the new episode starts at its own state"
+    );
+}
