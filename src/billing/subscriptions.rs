@@ -26,10 +26,8 @@ pub struct Snapshot {
     pub customer: String,
     /// Stripe's status, kept as sent (unknown statuses grant nothing).
     pub status: String,
-    /// The first item's price.
-    pub price_id: Option<String>,
-    /// The first item's quantity.
-    pub quantity: i64,
+    /// Every item: the plan's price, and add-ons.
+    pub items: Vec<Item>,
     /// End of the current period (the item's, or the subscription's in older API versions).
     pub current_period_end: Option<i64>,
     /// Whether it cancels at the period end.
@@ -42,6 +40,15 @@ pub struct Snapshot {
     pub canceled_at: Option<i64>,
     /// When it ended.
     pub ended_at: Option<i64>,
+}
+
+/// One item of a subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// `price_…`.
+    pub price_id: String,
+    /// How many.
+    pub quantity: i64,
 }
 
 #[derive(Deserialize)]
@@ -95,12 +102,22 @@ impl Snapshot {
     pub fn from_json(v: &Value) -> Option<Self> {
         let raw: RawSubscription = serde_json::from_value(v.clone()).ok()?;
         let item = raw.items.as_ref().and_then(|i| i.data.first());
+        let items = raw.items.as_ref().map_or(Vec::new(), |i| {
+            i.data
+                .iter()
+                .filter_map(|i| {
+                    Some(Item {
+                        price_id: id_of(i.price.as_ref()?)?,
+                        quantity: i.quantity.unwrap_or(1),
+                    })
+                })
+                .collect()
+        });
         Some(Self {
             id: raw.id,
             customer: id_of(&raw.customer)?,
             status: raw.status,
-            price_id: item.and_then(|i| i.price.as_ref()).and_then(id_of),
-            quantity: item.and_then(|i| i.quantity).unwrap_or(1),
+            items,
             current_period_end: item
                 .and_then(|i| i.current_period_end)
                 .or(raw.current_period_end),
@@ -119,8 +136,15 @@ impl Snapshot {
             id: s.id.to_string(),
             customer: s.customer.id().to_string(),
             status: s.status.as_str().to_owned(),
-            price_id: item.map(|i| i.price.id.to_string()),
-            quantity: item.and_then(|i| i.quantity).map_or(1, |q| q as i64),
+            items: s
+                .items
+                .data
+                .iter()
+                .map(|i| Item {
+                    price_id: i.price.id.to_string(),
+                    quantity: i.quantity.map_or(1, |q| q as i64),
+                })
+                .collect(),
             current_period_end: item.map(|i| i.current_period_end),
             cancel_at_period_end: s.cancel_at_period_end,
             cancel_at: s.cancel_at,
@@ -128,6 +152,20 @@ impl Snapshot {
             canceled_at: s.canceled_at,
             ended_at: s.ended_at,
         }
+    }
+}
+
+impl Snapshot {
+    /// The item that carries the plan: among the items whose price the catalog maps to a plan,
+    /// the highest tier (add-ons, prices the catalog does not know, are never taken for the
+    /// plan); without any, the first item (kept, so a catalog change can map it later).
+    pub fn plan_item(&self, catalog: &Catalog) -> Option<&Item> {
+        self.items
+            .iter()
+            .filter_map(|i| catalog.plan_for_price(&i.price_id).map(|p| (p.tier, i)))
+            .max_by_key(|(tier, _)| *tier)
+            .map(|(_, i)| i)
+            .or(self.items.first())
     }
 }
 
@@ -188,10 +226,9 @@ pub async fn apply(
     fetched: bool,
 ) -> sqlx::Result<Applied> {
     let sql = if fetched { upsert!(">=") } else { upsert!(">") };
-    let plan = snap
-        .price_id
-        .as_deref()
-        .and_then(|p| catalog.plan_for_price(p))
+    let item = snap.plan_item(catalog);
+    let plan = item
+        .and_then(|i| catalog.plan_for_price(&i.price_id))
         .map(|p| p.id.clone());
     let done = sqlx::query(sql)
         .bind(&snap.id)
@@ -199,8 +236,8 @@ pub async fn apply(
         .bind(&snap.customer)
         .bind(&snap.status)
         .bind(plan)
-        .bind(&snap.price_id)
-        .bind(snap.quantity)
+        .bind(item.map(|i| &i.price_id))
+        .bind(item.map_or(1, |i| i.quantity))
         .bind(snap.current_period_end)
         .bind(i64::from(snap.cancel_at_period_end))
         .bind(snap.cancel_at)
@@ -334,8 +371,11 @@ mod tests {
             "some_future_field": {"nested": true}
         });
         let snap = Snapshot::from_json(&current).unwrap();
-        assert_eq!(snap.price_id.as_deref(), Some("price_1"));
-        assert_eq!(snap.quantity, 2);
+        let item = Item {
+            price_id: "price_1".into(),
+            quantity: 2,
+        };
+        assert_eq!(snap.items, [item]);
         assert_eq!(snap.current_period_end, Some(200));
 
         let older = json!({

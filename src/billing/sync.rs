@@ -110,7 +110,8 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                 }),
                 Some(row) => {
                     let differs = row.1 != snap.status
-                        || row.2 != snap.price_id
+                        || row.2.as_deref()
+                            != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
                         || row.3 != snap.current_period_end
                         || (row.4 != 0) != snap.cancel_at_period_end
                         || row.5 != snap.cancel_at;

@@ -414,7 +414,7 @@ async fn apply(
                     tx,
                     user,
                     event,
-                    snap.price_id.as_deref(),
+                    snap.plan_item(&state.catalog).map(|i| i.price_id.as_str()),
                     snap.trial_end,
                 )
                 .await?;

@@ -701,12 +701,15 @@ async fn duplicates_unknown_types_orphans_and_oversized_bodies() {
     assert_eq!(r.status(), 413);
 }
 
-/// The events of one subscription's life, oldest first, for a customer mapped to a user.
+/// The events of one subscription's life, oldest first, for a customer mapped to a user. Its
+/// first item is an add-on the catalog does not know; the plan is the second.
 fn life_of(sub: &str, customer: &str, price: &str, t0: i64) -> Vec<Value> {
     let state = |status: &str, cancel: bool, end: i64| {
         json!({"id": sub, "object": "subscription", "customer": customer, "status": status,
                "cancel_at_period_end": cancel, "cancel_at": if cancel { json!(end) } else { Value::Null },
-               "items": {"data": [{"price": {"id": price}, "quantity": 1, "current_period_end": end}]}})
+               "items": {"data": [
+                   {"price": {"id": "price_addon"}, "quantity": 2, "current_period_end": end},
+                   {"price": {"id": price}, "quantity": 1, "current_period_end": end}]}})
     };
     let event = |n: usize, kind: &str, object: Value| {
         json!({"id": format!("evt_{sub}_{n}"), "object": "event", "type": kind, "created": t0 + n as i64 * 10,
@@ -775,6 +778,7 @@ async fn shuffled_duplicated_and_late_streams_converge_to_the_in_order_row() {
     }
     let expected = row_of(&app, "sub_inorder").await;
     assert_eq!(expected[0], "canceled");
+    assert_eq!(expected[1], "pro", "the plan's item, not the add-on");
     assert!(
         expected[4].is_null(),
         "leaving past_due ends the episode: {expected}"

@@ -539,3 +539,55 @@ async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period()
         "the new episode starts at its own state"
     );
 }
+
+impl TestApp {
+    /// Creates a monthly price in the simulator (an add-on, or a new catalog price); returns its id.
+    pub async fn new_price(&self, name: &str, amount: i64) -> String {
+        let price = self
+            .stripe_post(
+                "/v1/prices",
+                &[
+                    ("product_data[name]", name),
+                    ("unit_amount", &amount.to_string()),
+                    ("currency", "usd"),
+                    ("recurring[interval]", "month"),
+                ],
+            )
+            .await;
+        price["id"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_plan_of_a_multi_item_subscription_is_its_highest_catalog_tier() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let addon = app.new_price("Extra storage", 500).await;
+    let (pro, team) = (app.price_of("pro"), app.price_of("team"));
+    // The add-on comes first: the first item is not the plan.
+    let session = app
+        .stripe_post(
+            "/v1/checkout/sessions",
+            &[
+                ("mode", "subscription"),
+                ("customer", &customer),
+                ("line_items[0][price]", &addon),
+                ("line_items[1][price]", &pro),
+                ("line_items[2][price]", &team),
+                ("line_items[2][quantity]", "3"),
+                ("success_url", "http://example.com/"),
+            ],
+        )
+        .await;
+    app.pay(session["url"].as_str().unwrap()).await;
+
+    app.wait_for_plan(&c, Some("team")).await;
+    let (price, quantity): (String, i64) =
+        sqlx::query_as("SELECT price_id, quantity FROM subscriptions")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((price, quantity), (team, 3));
+}
