@@ -265,6 +265,70 @@ pub async fn apply(
     })
 }
 
+/// A stored subscription whose plan is not the one the catalog gives its price.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlanMismatch {
+    /// `sub_…`.
+    pub id: String,
+    /// Its user (whose cached access must go when it changes).
+    pub user_id: String,
+    /// Its price.
+    pub price_id: String,
+    /// The plan stored.
+    pub stored: Option<String>,
+    /// The plan the catalog maps the price to.
+    pub wanted: Option<String>,
+}
+
+/// Every stored subscription whose plan differs from the catalog's plan for its price.
+pub async fn plan_mismatches(db: &db::Db, catalog: &Catalog) -> sqlx::Result<Vec<PlanMismatch>> {
+    let stored: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, user_id, price_id, plan_id FROM subscriptions WHERE price_id IS NOT NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(stored
+        .into_iter()
+        .filter_map(|(id, user_id, price_id, stored)| {
+            let wanted = catalog.plan_for_price(&price_id).map(|p| p.id.clone());
+            (wanted != stored).then_some(PlanMismatch {
+                id,
+                user_id,
+                price_id,
+                stored,
+                wanted,
+            })
+        })
+        .collect())
+}
+
+/// Gives every stored subscription the plan the current catalog maps its price to (a price added
+/// to `legacy_prices` grants its plan to existing subscribers at once; a price removed grants
+/// nothing). Returns how many rows changed.
+pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
+    let mut changed = 0;
+    for m in plan_mismatches(db, catalog).await? {
+        let done = sqlx::query(
+            "UPDATE subscriptions SET plan_id = $1, updated_at = $2 WHERE id = $3 AND price_id = $4",
+        )
+        .bind(&m.wanted)
+        .bind(db::now())
+        .bind(&m.id)
+        .bind(&m.price_id)
+        .execute(&db.pool)
+        .await?;
+        db.cache.forget_user(&m.user_id);
+        changed += done.rows_affected();
+    }
+    if changed > 0 {
+        tracing::info!(
+            rows = changed,
+            "subscriptions now follow the catalog's plan for their price"
+        );
+    }
+    Ok(changed)
+}
+
 /// Marks a subscription of `user_id` canceled at `at` without waiting for Stripe's event (the
 /// account is being deleted, or Stripe does not know the subscription), and forgets the user.
 pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sqlx::Result<()> {

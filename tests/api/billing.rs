@@ -993,6 +993,8 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
         .collect();
     assert!(kinds.contains(&("stale", sub.as_str())), "{dry}");
     assert!(kinds.contains(&("orphaned", "sub_ghost")), "{dry}");
+    // Its price is none of the catalog's: the plan it claims does not follow it.
+    assert!(kinds.contains(&("plan-mismatch", "sub_ghost")), "{dry}");
     assert_eq!(dry.repaired, 0);
     assert_eq!(
         row_of(&app, &sub).await[0],
@@ -1003,7 +1005,7 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
     let fixed = tollgate::billing::sync::reconcile(&app.state, true)
         .await
         .unwrap();
-    assert_eq!(fixed.repaired, 2, "{fixed}");
+    assert_eq!(fixed.repaired, 3, "{fixed}");
     assert_eq!(row_of(&app, &sub).await[0], "active");
     assert_eq!(row_of(&app, "sub_ghost").await[0], "canceled");
     let after = tollgate::billing::sync::reconcile(&app.state, false)

@@ -323,18 +323,24 @@ impl TestApp {
     /// Pays for `plan` for `customer` directly in Stripe (a dashboard sale, or a session tollgate
     /// has not heard of yet); returns the subscription id.
     pub async fn subscribe_in_stripe(&self, customer: &str, plan: &str) -> String {
-        let price = self.price_of(plan);
-        let session = self
-            .stripe_post(
-                "/v1/checkout/sessions",
-                &[
-                    ("mode", "subscription"),
-                    ("customer", customer),
-                    ("line_items[0][price]", &price),
-                    ("success_url", "http://example.com/"),
-                ],
-            )
-            .await;
+        self.subscribe_to_prices(customer, &[(&self.price_of(plan), 1)])
+            .await
+    }
+
+    /// Pays for `items` (price id, quantity) for `customer` through a Checkout Session made
+    /// directly in Stripe; returns the subscription id.
+    pub async fn subscribe_to_prices(&self, customer: &str, items: &[(&str, i64)]) -> String {
+        let mut form = vec![
+            ("mode".to_owned(), "subscription".to_owned()),
+            ("customer".to_owned(), customer.to_owned()),
+            ("success_url".to_owned(), "http://example.com/".to_owned()),
+        ];
+        for (i, (price, quantity)) in items.iter().enumerate() {
+            form.push((format!("line_items[{i}][price]"), (*price).to_owned()));
+            form.push((format!("line_items[{i}][quantity]"), quantity.to_string()));
+        }
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let session = self.stripe_post("/v1/checkout/sessions", &form).await;
         self.pay(session["url"].as_str().unwrap()).await;
         let id = session["id"].as_str().unwrap();
         self.stripe_get(&format!("/v1/checkout/sessions/{id}"))
@@ -567,21 +573,8 @@ async fn the_plan_of_a_multi_item_subscription_is_its_highest_catalog_tier() {
     let addon = app.new_price("Extra storage", 500).await;
     let (pro, team) = (app.price_of("pro"), app.price_of("team"));
     // The add-on comes first: the first item is not the plan.
-    let session = app
-        .stripe_post(
-            "/v1/checkout/sessions",
-            &[
-                ("mode", "subscription"),
-                ("customer", &customer),
-                ("line_items[0][price]", &addon),
-                ("line_items[1][price]", &pro),
-                ("line_items[2][price]", &team),
-                ("line_items[2][quantity]", "3"),
-                ("success_url", "http://example.com/"),
-            ],
-        )
+    app.subscribe_to_prices(&customer, &[(&addon, 1), (&pro, 1), (&team, 3)])
         .await;
-    app.pay(session["url"].as_str().unwrap()).await;
 
     app.wait_for_plan(&c, Some("team")).await;
     let (price, quantity): (String, i64) =
@@ -590,4 +583,65 @@ async fn the_plan_of_a_multi_item_subscription_is_its_highest_catalog_tier() {
             .await
             .unwrap();
     assert_eq!((price, quantity), (team, 3));
+}
+
+#[tokio::test]
+async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_at_once() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let old = app.new_price("Pro (2019)", 900).await;
+    app.subscribe_to_prices(&customer, &[(&old, 1)]).await;
+    app.wait_for(
+        &c,
+        |m| m["access"]["status"] == "active",
+        "the subscription",
+    )
+    .await;
+    assert_eq!(
+        app.me(&c).await["access"]["plan"],
+        "free",
+        "an unknown price"
+    );
+
+    let catalog = tollgate::billing::catalog::DEMO.replacen(
+        "id = \"pro\"\nname = \"Pro\"\ntier = 1\n",
+        &format!("id = \"pro\"\nname = \"Pro\"\ntier = 1\nlegacy_prices = [\"{old}\"]\n"),
+        1,
+    );
+    let path = std::env::temp_dir().join(format!("tollgate-legacy-{old}.toml"));
+    std::fs::write(&path, catalog).unwrap();
+    let restarted = TestApp::builder()
+        .on_db(app.db.clone())
+        .with("TOLLGATE_PLANS", path.to_str().unwrap())
+        .spawn()
+        .await;
+
+    assert_eq!(restarted.me(&c).await["access"]["plan"], "pro");
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    sqlx::query("UPDATE subscriptions SET plan_id = 'team'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+
+    let found = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    assert!(
+        found.drifts.iter().any(|d| d.kind == "plan-mismatch"),
+        "{found}"
+    );
+    let fixed = tollgate::billing::sync::reconcile(&app.state, true)
+        .await
+        .unwrap();
+
+    assert_eq!(fixed.repaired, 1, "{fixed}");
+    assert_eq!(app.me(&c).await["access"]["plan"], "pro");
 }
