@@ -102,6 +102,8 @@ impl AppState {
         let mut catalog = config.catalog.clone();
         let webhook_url = format!("{base_url}webhooks/stripe");
         let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
+        // Plans follow prices: stored subscriptions take the plan this catalog gives their price.
+        crate::billing::subscriptions::remap_plans(&db, &catalog).await?;
         let mail_transport =
             crate::email::Transport::from_config(config.smtp_url.as_ref().map(|s| s.expose()))?;
         Ok(AppState(Arc::new(Shared {

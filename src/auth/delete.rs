@@ -1,20 +1,16 @@
-//! Account deletion: after the password is re-entered, every live subscription is canceled in
-//! Stripe at once, then the user's personal data is removed (the user row and, through it,
+//! Account deletion: after the password is re-entered, open Checkout Sessions are expired and every
+//! live subscription (as Stripe lists them) is canceled in Stripe at once (see
+//! `billing::closing`), then the user's personal data is removed (the user row and, through it,
 //! sessions, tokens and checkout attempts; queued email to the address). The Stripe customer's
 //! mapping is kept, marked deleted and detached, so later events for it are recorded as orphans.
 //! The address is free for a new sign-up. If Stripe cannot be reached, nothing is changed (503).
 
 use axum::{Router, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
-use stripe::StripeRequest as _;
 
 use super::{CurrentUser, confirm_password, rate_limit, session_store};
 use crate::{
     app::AppState,
-    billing::{
-        stripe::{idempotent, retrying},
-        subscriptions,
-    },
     db,
     error::{AppError, Result},
     extract::ApiJson,
@@ -38,21 +34,7 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
     if !current_epoch {
         return Err(AppError::Unauthenticated);
     }
-    for sub in subscriptions::for_user(&state.db, &user.id).await? {
-        if subscriptions::is_terminal(&sub.status) {
-            continue;
-        }
-        let request = stripe_billing::subscription::CancelSubscription::new(sub.id.as_str());
-        let key = format!("delete_{}_{}", user.id, sub.id);
-        retrying(|| {
-            request
-                .customize()
-                .request_strategy(idempotent(&key))
-                .send(&state.stripe.client)
-        })
-        .await?;
-        subscriptions::cancel_locally(&state.db, &sub.id, &user.id, state.clock.now()).await?;
-    }
+    crate::billing::closing::close_for_deletion(state, &user.id).await?;
     let mut tx = state.db.begin().await?;
     if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
         return Err(AppError::Unauthenticated);

@@ -27,7 +27,7 @@ use crate::{
     billing::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
-        stripe::{idempotent, retrying},
+        stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
         subscriptions::{self, Applied, Snapshot},
     },
     db,
@@ -41,8 +41,18 @@ pub struct RedirectUrl {
     pub url: String,
 }
 
-/// Creates (or returns the open) Checkout Session for `plan_id` / `interval`.
+/// Creates (or returns the open) Checkout Session for `plan_id` / `interval`, within the request
+/// deadline.
 pub async fn start_checkout(
+    state: &AppState,
+    user: &User,
+    plan_id: &str,
+    interval: &str,
+) -> Result<RedirectUrl, AppError> {
+    within_deadline(checkout(state, user, plan_id, interval)).await
+}
+
+async fn checkout(
     state: &AppState,
     user: &User,
     plan_id: &str,
@@ -169,15 +179,12 @@ async fn create_session(
         ))
         .cancel_url(format!("{base}/pricing?canceled=1"));
     retrying(|| async {
-        match request
+        let answer = request
             .customize()
             .request_strategy(idempotent(key))
             .send(&state.stripe.client)
-            .await
-        {
-            Err(e) if customers::is_missing_customer(&e) => Ok(None),
-            answer => answer.map(Some),
-        }
+            .await;
+        absent_as_none(answer, customers::is_missing_customer)
     })
     .await
 }
@@ -297,6 +304,10 @@ async fn settle_live_attempts(
 /// A Billing Portal session for the user's own customer. A customer Stripe no longer knows (deleted
 /// there, its `customer.deleted` not applied yet) is `no_customer`, like one never created.
 pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
+    within_deadline(portal(state, user)).await
+}
+
+async fn portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
     let customer = customers::customer_of(state, &user.id)
         .await?
         .ok_or(AppError::NoCustomer)?;
@@ -306,15 +317,12 @@ pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, A
         .return_url(return_url.as_str());
     let key = new_id("idem_portal");
     let session = retrying(|| async {
-        match request
+        let answer = request
             .customize()
             .request_strategy(idempotent(&key))
             .send(&state.stripe.client)
-            .await
-        {
-            Err(e) if super::stripe::is_missing(&e) => Ok(None),
-            answer => answer.map(Some),
-        }
+            .await;
+        absent_as_none(answer, is_missing)
     })
     .await?
     .ok_or(AppError::NoCustomer)?;
@@ -331,14 +339,10 @@ pub async fn sync_subscription(
     // What Stripe answers is at least as new as the moment we asked, and no newer is known: an
     // event created while the call was on its way must still count as newer than this state.
     let asked_at = state.clock.now();
-    let fetched = retrying(|| async {
-        match request.send(&state.stripe.client).await {
-            // Nothing to follow: retrying (or a redelivery) cannot make it exist.
-            Err(e) if super::stripe::is_missing(&e) => Ok(None),
-            answer => answer.map(Some),
-        }
-    })
-    .await?;
+    // Nothing to follow when Stripe does not know it: a redelivery cannot make it exist.
+    let fetched =
+        retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
+            .await?;
     let Some(fetched) = fetched else {
         tracing::warn!(
             subscription_id,

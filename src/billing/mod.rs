@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod checkout;
+pub mod closing;
 pub mod customers;
 pub mod stripe;
 pub mod subscriptions;

@@ -3,7 +3,10 @@
 //!
 //! Every creating call carries an idempotency key that names one attempt: it is generated and
 //! stored before the call and reused only when that same attempt is retried (Stripe keeps keys for
-//! 24 hours). Retries: 3 attempts, 200 ms then 400 ms apart, on 429, 5xx, timeouts, network
+//! 24 hours). Time: one call (retries included) gets at most [`CALL_BUDGET`], and a request's
+//! whole Stripe work (checkout, portal, account deletion) at most [`REQUEST_DEADLINE`], so a
+//! hanging Stripe is answered with a JSON 503 well inside the 30 s request timeout.
+//! Retries: 3 attempts, 200 ms then 400 ms apart, on 429, 5xx, timeouts, network
 //! errors and the 409 `idempotency_error` Stripe answers while the key's first request is still in
 //! flight; other Stripe errors are not retried. When Stripe cannot be reached the caller answers
 //! 503 `payment_provider_unavailable` with nothing half-done locally.
@@ -226,6 +229,27 @@ impl std::fmt::Display for CatalogMismatch {
 
 impl std::error::Error for CatalogMismatch {}
 
+/// The most one call to Stripe may take, its retries included.
+pub const CALL_BUDGET: Duration = Duration::from_secs(12);
+
+/// The most a request may spend on Stripe in all: under 15 s, so a hanging Stripe gets a JSON 503
+/// `payment_provider_unavailable`, never the bare 503 of the 30 s request timeout.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(14);
+
+/// Runs a request's Stripe work under [`REQUEST_DEADLINE`]; past it, 503
+/// `payment_provider_unavailable`. Every step is idempotent, so what a cut leaves half-done is
+/// finished by the next attempt.
+pub async fn within_deadline<T>(
+    work: impl Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
+    tokio::time::timeout(REQUEST_DEADLINE, work)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!("Stripe work past the request deadline");
+            Err(AppError::PaymentProviderUnavailable)
+        })
+}
+
 /// The request strategy for one attempt identified by `key`.
 pub fn idempotent(key: &str) -> RequestStrategy {
     RequestStrategy::Idempotent(IdempotencyKey::new(key).expect("non-empty key"))
@@ -250,10 +274,16 @@ where
     Fut: Future<Output = Result<T, StripeError>>,
 {
     let mut wait = Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + CALL_BUDGET;
     for attempt in 1..=3 {
-        match call().await {
+        let Ok(answer) = tokio::time::timeout_at(deadline, call()).await else {
+            tracing::warn!(attempt, "Stripe call past its budget");
+            return Err(AppError::PaymentProviderUnavailable);
+        };
+        let time_left = tokio::time::Instant::now() + wait < deadline;
+        match answer {
             Ok(v) => return Ok(v),
-            Err(e) if retryable(&e) && attempt < 3 => {
+            Err(e) if retryable(&e) && attempt < 3 && time_left => {
                 tracing::warn!(error = %short(&e), attempt, "Stripe call failed; retrying");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
@@ -277,6 +307,18 @@ where
 pub fn is_missing(err: &StripeError) -> bool {
     matches!(err, StripeError::Stripe(api, _)
         if api.code.as_ref().is_some_and(|c| c.as_str() == "resource_missing"))
+}
+
+/// `answer`, with a refusal `absent` recognises (an object Stripe does not know) as `Ok(None)`:
+/// retrying cannot make it exist, so the caller decides what its absence means.
+pub fn absent_as_none<T>(
+    answer: Result<T, StripeError>,
+    absent: fn(&StripeError) -> bool,
+) -> Result<Option<T>, StripeError> {
+    match answer {
+        Err(e) if absent(&e) => Ok(None),
+        answer => answer.map(Some),
+    }
 }
 
 /// A one-line description of a Stripe error (no request bodies, no keys).

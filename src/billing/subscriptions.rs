@@ -26,10 +26,8 @@ pub struct Snapshot {
     pub customer: String,
     /// Stripe's status, kept as sent (unknown statuses grant nothing).
     pub status: String,
-    /// The first item's price.
-    pub price_id: Option<String>,
-    /// The first item's quantity.
-    pub quantity: i64,
+    /// Every item: the plan's price, and add-ons.
+    pub items: Vec<Item>,
     /// End of the current period (the item's, or the subscription's in older API versions).
     pub current_period_end: Option<i64>,
     /// Whether it cancels at the period end.
@@ -42,6 +40,15 @@ pub struct Snapshot {
     pub canceled_at: Option<i64>,
     /// When it ended.
     pub ended_at: Option<i64>,
+}
+
+/// One item of a subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// `price_…`.
+    pub price_id: String,
+    /// How many.
+    pub quantity: i64,
 }
 
 #[derive(Deserialize)]
@@ -95,12 +102,22 @@ impl Snapshot {
     pub fn from_json(v: &Value) -> Option<Self> {
         let raw: RawSubscription = serde_json::from_value(v.clone()).ok()?;
         let item = raw.items.as_ref().and_then(|i| i.data.first());
+        let items = raw.items.as_ref().map_or(Vec::new(), |i| {
+            i.data
+                .iter()
+                .filter_map(|i| {
+                    Some(Item {
+                        price_id: id_of(i.price.as_ref()?)?,
+                        quantity: i.quantity.unwrap_or(1),
+                    })
+                })
+                .collect()
+        });
         Some(Self {
             id: raw.id,
             customer: id_of(&raw.customer)?,
             status: raw.status,
-            price_id: item.and_then(|i| i.price.as_ref()).and_then(id_of),
-            quantity: item.and_then(|i| i.quantity).unwrap_or(1),
+            items,
             current_period_end: item
                 .and_then(|i| i.current_period_end)
                 .or(raw.current_period_end),
@@ -119,8 +136,15 @@ impl Snapshot {
             id: s.id.to_string(),
             customer: s.customer.id().to_string(),
             status: s.status.as_str().to_owned(),
-            price_id: item.map(|i| i.price.id.to_string()),
-            quantity: item.and_then(|i| i.quantity).map_or(1, |q| q as i64),
+            items: s
+                .items
+                .data
+                .iter()
+                .map(|i| Item {
+                    price_id: i.price.id.to_string(),
+                    quantity: i.quantity.map_or(1, |q| q as i64),
+                })
+                .collect(),
             current_period_end: item.map(|i| i.current_period_end),
             cancel_at_period_end: s.cancel_at_period_end,
             cancel_at: s.cancel_at,
@@ -128,6 +152,20 @@ impl Snapshot {
             canceled_at: s.canceled_at,
             ended_at: s.ended_at,
         }
+    }
+}
+
+impl Snapshot {
+    /// The item that carries the plan: among the items whose price the catalog maps to a plan,
+    /// the highest tier (add-ons, prices the catalog does not know, are never taken for the
+    /// plan); without any, the first item (kept, so a catalog change can map it later).
+    pub fn plan_item(&self, catalog: &Catalog) -> Option<&Item> {
+        self.items
+            .iter()
+            .filter_map(|i| catalog.plan_for_price(&i.price_id).map(|p| (p.tier, i)))
+            .max_by_key(|(tier, _)| *tier)
+            .map(|(_, i)| i)
+            .or(self.items.first())
     }
 }
 
@@ -188,10 +226,9 @@ pub async fn apply(
     fetched: bool,
 ) -> sqlx::Result<Applied> {
     let sql = if fetched { upsert!(">=") } else { upsert!(">") };
-    let plan = snap
-        .price_id
-        .as_deref()
-        .and_then(|p| catalog.plan_for_price(p))
+    let item = snap.plan_item(catalog);
+    let plan = item
+        .and_then(|i| catalog.plan_for_price(&i.price_id))
         .map(|p| p.id.clone());
     let done = sqlx::query(sql)
         .bind(&snap.id)
@@ -199,8 +236,8 @@ pub async fn apply(
         .bind(&snap.customer)
         .bind(&snap.status)
         .bind(plan)
-        .bind(&snap.price_id)
-        .bind(snap.quantity)
+        .bind(item.map(|i| &i.price_id))
+        .bind(item.map_or(1, |i| i.quantity))
         .bind(snap.current_period_end)
         .bind(i64::from(snap.cancel_at_period_end))
         .bind(snap.cancel_at)
@@ -228,6 +265,70 @@ pub async fn apply(
     })
 }
 
+/// A stored subscription whose plan is not the one the catalog gives its price.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlanMismatch {
+    /// `sub_…`.
+    pub id: String,
+    /// Its user (whose cached access must go when it changes).
+    pub user_id: String,
+    /// Its price.
+    pub price_id: String,
+    /// The plan stored.
+    pub stored: Option<String>,
+    /// The plan the catalog maps the price to.
+    pub wanted: Option<String>,
+}
+
+/// Every stored subscription whose plan differs from the catalog's plan for its price.
+pub async fn plan_mismatches(db: &db::Db, catalog: &Catalog) -> sqlx::Result<Vec<PlanMismatch>> {
+    let stored: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT id, user_id, price_id, plan_id FROM subscriptions WHERE price_id IS NOT NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(stored
+        .into_iter()
+        .filter_map(|(id, user_id, price_id, stored)| {
+            let wanted = catalog.plan_for_price(&price_id).map(|p| p.id.clone());
+            (wanted != stored).then_some(PlanMismatch {
+                id,
+                user_id,
+                price_id,
+                stored,
+                wanted,
+            })
+        })
+        .collect())
+}
+
+/// Gives every stored subscription the plan the current catalog maps its price to (a price added
+/// to `legacy_prices` grants its plan to existing subscribers at once; a price removed grants
+/// nothing). Returns how many rows changed.
+pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
+    let mut changed = 0;
+    for m in plan_mismatches(db, catalog).await? {
+        let done = sqlx::query(
+            "UPDATE subscriptions SET plan_id = $1, updated_at = $2 WHERE id = $3 AND price_id = $4",
+        )
+        .bind(&m.wanted)
+        .bind(db::now())
+        .bind(&m.id)
+        .bind(&m.price_id)
+        .execute(&db.pool)
+        .await?;
+        db.cache.forget_user(&m.user_id);
+        changed += done.rows_affected();
+    }
+    if changed > 0 {
+        tracing::info!(
+            rows = changed,
+            "subscriptions now follow the catalog's plan for their price"
+        );
+    }
+    Ok(changed)
+}
+
 /// Marks a subscription of `user_id` canceled at `at` without waiting for Stripe's event (the
 /// account is being deleted, or Stripe does not know the subscription), and forgets the user.
 pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sqlx::Result<()> {
@@ -244,7 +345,9 @@ pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sq
     Ok(())
 }
 
-/// Marks the start of a past-due episode (first failed payment), if not already marked.
+/// Marks the start of a past-due episode (first failed payment), if not already marked. A failure
+/// older than the row's state (a late delivery, say from before a recovery) marks nothing: it
+/// must never start, or restart, a grace period.
 pub async fn mark_payment_failed(
     tx: &mut Transaction<'static, Any>,
     subscription: &str,
@@ -252,7 +355,8 @@ pub async fn mark_payment_failed(
 ) -> sqlx::Result<u64> {
     let done = sqlx::query(
         "UPDATE subscriptions SET past_due_since = COALESCE(past_due_since, $1), updated_at = $2 \
-         WHERE id = $3 AND status NOT IN ('canceled', 'incomplete_expired')",
+         WHERE id = $3 AND status NOT IN ('canceled', 'incomplete_expired') \
+         AND stripe_updated <= $1",
     )
     .bind(at)
     .bind(db::now())
@@ -331,8 +435,11 @@ mod tests {
             "some_future_field": {"nested": true}
         });
         let snap = Snapshot::from_json(&current).unwrap();
-        assert_eq!(snap.price_id.as_deref(), Some("price_1"));
-        assert_eq!(snap.quantity, 2);
+        let item = Item {
+            price_id: "price_1".into(),
+            quantity: 2,
+        };
+        assert_eq!(snap.items, [item]);
         assert_eq!(snap.current_period_end, Some(200));
 
         let older = json!({

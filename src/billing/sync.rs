@@ -2,10 +2,13 @@
 //!
 //! For every mapped customer it lists the customer's subscriptions in Stripe and compares them
 //! with the local rows. Differences reported: `missing` (in Stripe, not here), `stale` (here, but
-//! different), `orphaned` (here, but not in Stripe), and `duplicate-customers` (more than one
-//! Stripe customer carries the user's id). Without `--dry-run`, missing and stale rows are
-//! replaced by Stripe's state and orphaned rows are marked canceled; duplicate customers and
-//! multiple live subscriptions are only reported, since refunding or merging them needs a person.
+//! different), `orphaned` (here, but not in Stripe), `multiple-live` (Stripe has more than one
+//! live subscription for the customer: charged twice), `duplicate-customers` (more than one
+//! Stripe customer carries the user's id), and `plan-mismatch` (a stored plan is not the one the
+//! catalog gives the subscription's price). Without `--dry-run`, missing and stale rows are
+//! replaced by Stripe's state, orphaned rows are marked canceled and plans are re-mapped from the
+//! catalog; duplicate customers and multiple live subscriptions are only reported, since refunding
+//! or merging them needs a person.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,7 +28,8 @@ use crate::{
 /// One difference between tollgate and Stripe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drift {
-    /// `missing`, `stale`, `orphaned`, `multiple-live` or `duplicate-customers`.
+    /// `missing`, `stale`, `orphaned`, `multiple-live`, `duplicate-customers` or
+    /// `plan-mismatch`.
     pub kind: &'static str,
     /// The subscription (or user) concerned.
     pub subject: String,
@@ -110,7 +114,8 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                 }),
                 Some(row) => {
                     let differs = row.1 != snap.status
-                        || row.2 != snap.price_id
+                        || row.2.as_deref()
+                            != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
                         || row.3 != snap.current_period_end
                         || (row.4 != 0) != snap.cancel_at_period_end
                         || row.5 != snap.cancel_at;
@@ -156,6 +161,20 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
                 detail: found.join(", "),
             });
         }
+    }
+    // Plans follow prices: a row whose plan is not the catalog's for its price.
+    for m in subscriptions::plan_mismatches(&state.db, &state.catalog).await? {
+        report.drifts.push(Drift {
+            kind: "plan-mismatch",
+            subject: m.id,
+            detail: format!(
+                "price {}: stored plan {:?}, catalog plan {:?}",
+                m.price_id, m.stored, m.wanted
+            ),
+        });
+    }
+    if repair {
+        report.repaired += subscriptions::remap_plans(&state.db, &state.catalog).await? as usize;
     }
     Ok(report)
 }

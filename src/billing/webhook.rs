@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq as _;
 use crate::{
     app::AppState,
     billing::{
-        checkout, customers,
+        checkout, closing, customers,
         subscriptions::{self, Applied, Snapshot, id_of},
     },
     config::Secret,
@@ -128,7 +128,15 @@ struct Recorded {
     event: String,
     outcome: &'static str,
     user: Option<String>,
-    refetch: Option<String>,
+    follow_up: Option<FollowUp>,
+}
+
+/// Stripe work an event needs once it is committed, before it is acknowledged.
+enum FollowUp {
+    /// Re-fetch the subscription and apply Stripe's state (a tie, or a completed Checkout).
+    Refetch(String),
+    /// Cancel the subscription of a deleted account in Stripe.
+    CancelOrphan(String),
 }
 
 async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError> {
@@ -144,10 +152,10 @@ async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError
             recorded
         }
     };
-    if let Some(subscription) = recorded.refetch {
-        // Its own task: the re-fetch (or the undoing of the event) finishes even if Stripe hangs up.
+    if let Some(work) = recorded.follow_up {
+        // Its own task: the work (or the undoing of the event) finishes even if Stripe hangs up.
         let (state, event) = (state.clone(), recorded.event);
-        tokio::spawn(async move { refetch(&state, &event, &subscription).await })
+        tokio::spawn(async move { follow_up(&state, &event, work).await })
             .await
             .map_err(|_| AppError::ServiceUnavailable)??;
     }
@@ -163,16 +171,24 @@ fn committed(state: &AppState, recorded: &Recorded) {
     state.mail_wakeup.notify_one();
 }
 
-/// A tie (or a pointer to state we must fetch): Stripe is the authority. If Stripe cannot be
-/// reached the event is forgotten again and the answer is 503, so Stripe redelivers it and the
-/// tie is resolved then: an unresolved tie is never acknowledged.
-async fn refetch(state: &AppState, event: &str, subscription: &str) -> Result<(), AppError> {
-    let Err(e) = checkout::sync_subscription(state, subscription).await else {
+/// A tie (or a pointer to state we must fetch): Stripe is the authority; or a deleted account's
+/// subscription to cancel. If Stripe cannot be reached the event is forgotten again and the answer
+/// is 503, so Stripe redelivers it and the work is done then: it is never acknowledged undone.
+async fn follow_up(state: &AppState, event: &str, work: FollowUp) -> Result<(), AppError> {
+    let done = match &work {
+        FollowUp::Refetch(subscription) => checkout::sync_subscription(state, subscription)
+            .await
+            .map(|_| ()),
+        FollowUp::CancelOrphan(subscription) => {
+            closing::cancel_orphan(state, event, subscription).await
+        }
+    };
+    let Err(e) = done else {
         return Ok(());
     };
-    tracing::warn!(error = %e, subscription, "could not re-fetch subscription after webhook; asking Stripe to redeliver");
-    // Only the event row was written for a tie (the state lost to the row): dropping it lets the
-    // redelivery be processed afresh instead of counting as a duplicate.
+    tracing::warn!(error = %e, event, "follow-up Stripe call failed after a webhook; asking Stripe to redeliver");
+    // Only the event row was written for these (a tie lost to the row; an orphan is not
+    // applied): dropping it lets the redelivery be processed afresh, not count as a duplicate.
     sqlx::query("DELETE FROM stripe_events WHERE id = $1")
         .bind(event)
         .execute(&state.db.pool)
@@ -208,17 +224,17 @@ async fn record(
             event: event.id.clone(),
             outcome: "duplicate",
             user: None,
-            refetch: None,
+            follow_up: None,
         });
     };
-    let mut refetch = None;
+    let mut follow = None;
     let outcome = apply(
         state,
         tx,
         event,
         customer.as_deref(),
         user.as_deref(),
-        &mut refetch,
+        &mut follow,
     )
     .await?;
     if outcome != "applied" {
@@ -232,7 +248,7 @@ async fn record(
         event: event.id.clone(),
         outcome,
         user,
-        refetch,
+        follow_up: follow,
     })
 }
 
@@ -325,13 +341,13 @@ impl GroupCommit {
             committed(state, recorded);
         }
         if let Err(Ok(Recorded {
-            refetch: Some(subscription),
+            follow_up: Some(work),
             event,
             ..
         })) = reply.send(result)
         {
             let state = state.clone();
-            tokio::spawn(async move { refetch(&state, &event, &subscription).await });
+            tokio::spawn(async move { follow_up(&state, &event, work).await });
         }
     }
 
@@ -364,15 +380,15 @@ impl Drop for Unstick {
     }
 }
 
-/// Applies one stored event inside the transaction. Sets `refetch` when the subscription must
-/// be pulled from Stripe after commit.
+/// Applies one stored event inside the transaction. Sets `follow` when Stripe must be called
+/// after commit.
 async fn apply(
     state: &AppState,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     event: &Event,
     customer: Option<&str>,
     user: Option<&str>,
-    refetch: &mut Option<String>,
+    follow: &mut Option<FollowUp>,
 ) -> Result<&'static str, AppError> {
     let object = &event.data.object;
     match event.kind.as_str() {
@@ -389,6 +405,12 @@ async fn apply(
                 return Ok("ignored");
             };
             let Some(user) = user else {
+                // A deleted account is never charged: what still appears for it is canceled.
+                if !subscriptions::is_terminal(&snap.status)
+                    && closing::of_deleted_account(tx, &snap.customer).await?
+                {
+                    *follow = Some(FollowUp::CancelOrphan(snap.id));
+                }
                 return Ok("orphan");
             };
             if event.kind == "customer.subscription.trial_will_end" {
@@ -397,7 +419,7 @@ async fn apply(
                     tx,
                     user,
                     event,
-                    snap.price_id.as_deref(),
+                    snap.plan_item(&state.catalog).map(|i| i.price_id.as_str()),
                     snap.trial_end,
                 )
                 .await?;
@@ -408,7 +430,7 @@ async fn apply(
                 Applied::Applied => "applied",
                 Applied::Stale => "stale",
                 Applied::Tie => {
-                    *refetch = Some(snap.id);
+                    *follow = Some(FollowUp::Refetch(snap.id));
                     "refetched"
                 }
             })
@@ -432,7 +454,10 @@ async fn apply(
                 .execute(&mut **tx)
                 .await?;
             }
-            *refetch = object.get("subscription").and_then(id_of);
+            *follow = object
+                .get("subscription")
+                .and_then(id_of)
+                .map(FollowUp::Refetch);
             Ok("applied")
         }
         // https://docs.stripe.com/api/events/types#event_types-checkout.session.expired

@@ -91,8 +91,10 @@ impl Drop for InFlight<'_> {
 
 struct CheckoutState {
     object: Value,
+    /// The first line item's price (the hosted page names it).
     price: String,
-    quantity: i64,
+    /// Every line item: price id and quantity.
+    items: Vec<(String, i64)>,
     trial_days: Option<i64>,
     subscription_metadata: Value,
 }
@@ -127,6 +129,13 @@ fn missing(what: &str, id: &str) -> (StatusCode, Value) {
     // Stripe names the parameter that pointed at the missing object.
     body["error"]["param"] = json!(what.rsplit('.').next().unwrap_or(what));
     (status, body)
+}
+
+/// A retrieved object, or Stripe's `resource_missing` for `what` `id`.
+fn found(object: Option<&Value>, what: &str, id: &str) -> ApiResult {
+    object
+        .map(|o| (StatusCode::OK, o.clone()))
+        .ok_or_else(|| missing(what, id))
 }
 
 /// A customer that exists and was not deleted (Stripe answers `resource_missing` for both).
@@ -271,7 +280,7 @@ impl Simulator {
                     .post(update_customer)
                     .delete(delete_customer),
             )
-            .route("/v1/prices", get(list_prices))
+            .route("/v1/prices", get(list_prices).post(create_price))
             .route("/v1/prices/{id}", get(retrieve_price).post(update_price))
             .route("/v1/checkout/sessions", post(create_checkout_session))
             .route("/v1/checkout/sessions/{id}", get(retrieve_checkout_session))
@@ -389,16 +398,18 @@ impl Simulator {
             .as_str()
             .ok_or("no customer")?
             .to_owned();
-        let price = state
-            .prices
-            .get(&session.price)
-            .ok_or("unknown price")?
-            .clone();
+        let items: Vec<(Value, i64)> = session
+            .items
+            .iter()
+            .map(|(p, q)| Some((state.prices.get(p)?.clone(), *q)))
+            .collect::<Option<_>>()
+            .ok_or("unknown price")?;
+        let price = &items[0].0;
         let interval = price["recurring"]["interval"]
             .as_str()
             .unwrap_or("month")
             .to_owned();
-        let amount = price["unit_amount"].as_i64().unwrap_or(0) * session.quantity;
+        let amount = objects::amount_of(&items);
         let currency = price["currency"].as_str().unwrap_or("usd").to_owned();
         let trial = session.trial_days.map(|d| (now, now + d * 86_400));
         let period = match trial {
@@ -414,8 +425,7 @@ impl Simulator {
         let mut subscription = objects::subscription(
             &sub_id,
             &customer,
-            &price,
-            session.quantity,
+            &items,
             status,
             period,
             trial,
@@ -548,8 +558,13 @@ impl Simulator {
                 .as_str()
                 .unwrap_or("month")
                 .to_owned();
-            let quantity = object["items"]["data"][0]["quantity"].as_i64().unwrap_or(1);
-            let amount = price["unit_amount"].as_i64().unwrap_or(0) * quantity;
+            let items: Vec<(Value, i64)> = object["items"]["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| (i["price"].clone(), i["quantity"].as_i64().unwrap_or(1)))
+                .collect();
+            let amount = objects::amount_of(&items);
             let currency = price["currency"].as_str().unwrap_or("usd").to_owned();
             let next_period = (period_end, period_end + objects::interval_secs(&interval));
             let fails = state.failing_customers.contains(&customer);
@@ -569,8 +584,10 @@ impl Simulator {
             );
             let mut next = object.clone();
             next["latest_invoice"] = invoice["id"].clone();
-            next["items"]["data"][0]["current_period_start"] = json!(next_period.0);
-            next["items"]["data"][0]["current_period_end"] = json!(next_period.1);
+            for item in next["items"]["data"].as_array_mut().into_iter().flatten() {
+                item["current_period_start"] = json!(next_period.0);
+                item["current_period_end"] = json!(next_period.1);
+            }
             let sub = state.subscriptions.get_mut(id).expect("present");
             let previous_status = status.clone();
             if fails {
@@ -711,12 +728,7 @@ async fn retrieve_customer(
     Path(id): Path<String>,
 ) -> Response {
     sim.api(&headers, false, |_, state, _| {
-        state
-            .customers
-            .get(&id)
-            .cloned()
-            .map(|c| (StatusCode::OK, c))
-            .ok_or_else(|| missing("customer", &id))
+        found(state.customers.get(&id), "customer", &id)
     })
     .await
 }
@@ -849,21 +861,51 @@ async fn list_prices(
     .await
 }
 
-/// `GET /v1/prices/{id}`.
+async fn create_price(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = form(&body);
+    sim.api(&headers, true, |_, state, now| {
+        let amount: i64 = f
+            .get("unit_amount")
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| bad_param("unit_amount"))?;
+        let currency = f.get("currency").ok_or_else(|| bad_param("currency"))?;
+        let interval = f
+            .get("recurring[interval]")
+            .filter(|i| matches!(i.as_str(), "day" | "week" | "month" | "year"))
+            .ok_or_else(|| bad_param("recurring[interval]"))?;
+        let product = match (f.get("product"), f.get("product_data[name]")) {
+            (Some(p), _) if state.products.contains_key(p) => p.clone(),
+            (Some(p), _) => return Err(missing("product", p)),
+            (None, Some(name)) => {
+                let id = new_id("prod");
+                state
+                    .products
+                    .insert(id.clone(), objects::product(&id, name, now));
+                id
+            }
+            (None, None) => return Err(bad_param("product")),
+        };
+        let id = new_id("price");
+        let lookup = f.get("lookup_key").map(String::as_str);
+        let price = objects::price(&id, &product, amount, currency, interval, lookup, now);
+        state.prices.insert(id, price.clone());
+        Ok((StatusCode::OK, price))
+    })
+    .await
+}
+
 async fn retrieve_price(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     sim.api(&headers, false, |_, state, _| {
-        let price = state.prices.get(&id).ok_or_else(|| missing("price", &id))?;
-        Ok((StatusCode::OK, price.clone()))
+        found(state.prices.get(&id), "price", &id)
     })
     .await
 }
 
-/// `POST /v1/prices/{id}`: `active=false` archives a price (Stripe never deletes one), `true`
-/// restores it.
+/// Archives (`active=false`) or restores a price; amounts cannot change, as in Stripe.
 async fn update_price(
     State(sim): State<Simulator>,
     headers: HeaderMap,
@@ -876,8 +918,11 @@ async fn update_price(
             .prices
             .get_mut(&id)
             .ok_or_else(|| missing("price", &id))?;
-        if let Some(active) = f.get("active") {
-            price["active"] = json!(active == "true");
+        match f.get("active").map(String::as_str) {
+            Some("true") => price["active"] = json!(true),
+            Some("false") => price["active"] = json!(false),
+            Some(_) => return Err(bad_param("active")),
+            None => {}
         }
         Ok((StatusCode::OK, price.clone()))
     })
@@ -894,28 +939,7 @@ async fn create_checkout_session(
         if f.get("mode").map(String::as_str) != Some("subscription") {
             return Err(bad_param("mode"));
         }
-        let price_id = f
-            .get("line_items[0][price]")
-            .ok_or_else(|| bad_param("line_items[0][price]"))?;
-        let price = state
-            .prices
-            .get(price_id)
-            .ok_or_else(|| missing("price", price_id))?
-            .clone();
-        if price["active"] == json!(false) {
-            let (status, mut body) = stripe_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "The price specified is inactive. This field only accepts active prices.".into(),
-                None,
-            );
-            body["error"]["param"] = json!("line_items[0][price]");
-            return Err((status, body));
-        }
-        let quantity: i64 = f
-            .get("line_items[0][quantity]")
-            .and_then(|q| q.parse().ok())
-            .unwrap_or(1);
+        let items = line_items(state, &f)?;
         let customer = f.get("customer").cloned();
         if let Some(c) = &customer {
             live_customer(state, c)?;
@@ -933,8 +957,8 @@ async fn create_checkout_session(
             success_url,
             &cancel_url,
             &url,
-            price["unit_amount"].as_i64().unwrap_or(0) * quantity,
-            price["currency"].as_str().unwrap_or("usd"),
+            objects::amount_of(&items),
+            items[0].0["currency"].as_str().unwrap_or("usd"),
             metadata(&f, "metadata"),
             now,
         );
@@ -942,8 +966,11 @@ async fn create_checkout_session(
             id,
             CheckoutState {
                 object: session.clone(),
-                price: price_id.clone(),
-                quantity,
+                price: items[0].0["id"].as_str().unwrap_or_default().to_owned(),
+                items: items
+                    .iter()
+                    .map(|(p, q)| (p["id"].as_str().unwrap_or_default().to_owned(), *q))
+                    .collect(),
                 trial_days: f
                     .get("subscription_data[trial_period_days]")
                     .and_then(|d| d.parse().ok())
@@ -956,17 +983,58 @@ async fn create_checkout_session(
     .await
 }
 
+/// The `line_items[i][price]` / `[quantity]` of a Checkout Session: at least one, each an active
+/// recurring price, all billed at one interval (Stripe refuses the rest).
+fn line_items(state: &SimState, f: &Form) -> Result<Vec<(Value, i64)>, (StatusCode, Value)> {
+    let mut items = Vec::new();
+    while let Some(id) = f.get(&format!("line_items[{}][price]", items.len())) {
+        let price = state
+            .prices
+            .get(id)
+            .ok_or_else(|| missing("price", id))?
+            .clone();
+        if price["active"] != json!(true) {
+            return Err(stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!(
+                    "The price specified is inactive. This field only accepts active prices. ({id})"
+                ),
+                None,
+            ));
+        }
+        let quantity = f
+            .get(&format!("line_items[{}][quantity]", items.len()))
+            .map(|q| q.parse::<i64>().ok().filter(|q| *q > 0))
+            .unwrap_or(Some(1))
+            .ok_or_else(|| bad_param("line_items[][quantity]"))?;
+        items.push((price, quantity));
+    }
+    let Some((first, _)) = items.first() else {
+        return Err(bad_param("line_items[0][price]"));
+    };
+    if items
+        .iter()
+        .any(|(p, _)| p["recurring"]["interval"] != first["recurring"]["interval"])
+    {
+        return Err(stripe_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Checkout does not support multiple prices with different billing intervals.".into(),
+            None,
+        ));
+    }
+    Ok(items)
+}
+
 async fn retrieve_checkout_session(
     State(sim): State<Simulator>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     sim.api(&headers, false, |_, state, _| {
-        state
-            .checkout_sessions
-            .get(&id)
-            .map(|s| (StatusCode::OK, s.object.clone()))
-            .ok_or_else(|| missing("checkout.session", &id))
+        let session = state.checkout_sessions.get(&id).map(|s| &s.object);
+        found(session, "checkout.session", &id)
     })
     .await
 }
@@ -1088,11 +1156,11 @@ async fn retrieve_subscription(
     Path(id): Path<String>,
 ) -> Response {
     sim.api(&headers, false, |_, state, _| {
-        state
-            .subscriptions
-            .get(&id)
-            .map(|s| (StatusCode::OK, s.object.clone()))
-            .ok_or_else(|| missing("subscription", &id))
+        found(
+            state.subscriptions.get(&id).map(|s| &s.object),
+            "subscription",
+            &id,
+        )
     })
     .await
 }

@@ -59,6 +59,14 @@ pub fn product(id: &str, name: &str, now: i64) -> Value {
     p
 }
 
+/// What `items` (price objects and quantities) cost for one period.
+pub fn amount_of(items: &[(Value, i64)]) -> i64 {
+    items
+        .iter()
+        .map(|(p, q)| p["unit_amount"].as_i64().unwrap_or(0) * q)
+        .sum()
+}
+
 /// A recurring price.
 pub fn price(
     id: &str,
@@ -147,8 +155,7 @@ pub fn subscription_item(
 pub fn subscription(
     id: &str,
     customer: &str,
-    price: &Value,
-    quantity: i64,
+    items: &[(Value, i64)],
     status: &str,
     period: (i64, i64),
     trial: Option<(i64, i64)>,
@@ -163,7 +170,7 @@ pub fn subscription(
     s["start_date"] = json!(now);
     s["billing_cycle_anchor"] = json!(period.1);
     s["billing_cycle_anchor_config"] = Value::Null;
-    s["currency"] = price["currency"].clone();
+    s["currency"] = items[0].0["currency"].clone();
     s["cancel_at"] = Value::Null;
     s["cancel_at_period_end"] = json!(false);
     s["canceled_at"] = Value::Null;
@@ -181,7 +188,10 @@ pub fn subscription(
     s["default_payment_method"] = Value::Null;
     s["items"] = json!({
         "object": "list",
-        "data": [subscription_item(id, price, quantity, period, now)],
+        "data": items
+            .iter()
+            .map(|(price, quantity)| subscription_item(id, price, *quantity, period, now))
+            .collect::<Vec<_>>(),
         "has_more": false,
         "url": format!("/v1/subscription_items?subscription={id}"),
     });

@@ -204,6 +204,20 @@ impl TestApp {
         user
     }
 
+    /// Stores an active `team` row `sub_ghost` for `user` that Stripe never heard of.
+    pub async fn insert_ghost_subscription(&self, user: &str, customer: &str) {
+        sqlx::query(
+            "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
+             cancel_at_period_end, stripe_updated, created_at, updated_at) \
+             VALUES ('sub_ghost', $1, $2, 'active', 'team', 'price_ghost', 1, 0, 1, 1, 1)",
+        )
+        .bind(user)
+        .bind(customer)
+        .execute(&self.state.db.pool)
+        .await
+        .unwrap();
+    }
+
     /// The Stripe customer of the user registered as `email`.
     pub async fn customer_of(&self, email: &str) -> Option<String> {
         let row: Option<(Option<String>,)> = sqlx::query_as(
@@ -687,12 +701,15 @@ async fn duplicates_unknown_types_orphans_and_oversized_bodies() {
     assert_eq!(r.status(), 413);
 }
 
-/// The events of one subscription's life, oldest first, for a customer mapped to a user.
+/// The events of one subscription's life, oldest first, for a customer mapped to a user. Its
+/// first item is an add-on the catalog does not know; the plan is the second.
 fn life_of(sub: &str, customer: &str, price: &str, t0: i64) -> Vec<Value> {
     let state = |status: &str, cancel: bool, end: i64| {
         json!({"id": sub, "object": "subscription", "customer": customer, "status": status,
                "cancel_at_period_end": cancel, "cancel_at": if cancel { json!(end) } else { Value::Null },
-               "items": {"data": [{"price": {"id": price}, "quantity": 1, "current_period_end": end}]}})
+               "items": {"data": [
+                   {"price": {"id": "price_addon"}, "quantity": 2, "current_period_end": end},
+                   {"price": {"id": price}, "quantity": 1, "current_period_end": end}]}})
     };
     let event = |n: usize, kind: &str, object: Value| {
         json!({"id": format!("evt_{sub}_{n}"), "object": "event", "type": kind, "created": t0 + n as i64 * 10,
@@ -761,6 +778,7 @@ async fn shuffled_duplicated_and_late_streams_converge_to_the_in_order_row() {
     }
     let expected = row_of(&app, "sub_inorder").await;
     assert_eq!(expected[0], "canceled");
+    assert_eq!(expected[1], "pro", "the plan's item, not the add-on");
     assert!(
         expected[4].is_null(),
         "leaving past_due ends the episode: {expected}"
@@ -956,16 +974,7 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
         .await
         .unwrap();
     let customer = app.customer_of("ann@example.com").await.unwrap();
-    sqlx::query(
-        "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, quantity, \
-         cancel_at_period_end, stripe_updated, created_at, updated_at) \
-         VALUES ('sub_ghost', $1, $2, 'active', 'team', 'price_ghost', 1, 0, 1, 1, 1)",
-    )
-    .bind(&user)
-    .bind(&customer)
-    .execute(&app.state.db.pool)
-    .await
-    .unwrap();
+    app.insert_ghost_subscription(&user, &customer).await;
     // Edits from outside the app, like another instance's: its cached copy may live that long.
     tokio::time::sleep(tollgate::cache::TTL).await;
     assert_eq!(
@@ -984,6 +993,8 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
         .collect();
     assert!(kinds.contains(&("stale", sub.as_str())), "{dry}");
     assert!(kinds.contains(&("orphaned", "sub_ghost")), "{dry}");
+    // Its price is none of the catalog's: the plan it claims does not follow it.
+    assert!(kinds.contains(&("plan-mismatch", "sub_ghost")), "{dry}");
     assert_eq!(dry.repaired, 0);
     assert_eq!(
         row_of(&app, &sub).await[0],
@@ -994,7 +1005,7 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
     let fixed = tollgate::billing::sync::reconcile(&app.state, true)
         .await
         .unwrap();
-    assert_eq!(fixed.repaired, 2, "{fixed}");
+    assert_eq!(fixed.repaired, 3, "{fixed}");
     assert_eq!(row_of(&app, &sub).await[0], "active");
     assert_eq!(row_of(&app, "sub_ghost").await[0], "canceled");
     let after = tollgate::billing::sync::reconcile(&app.state, false)

@@ -302,3 +302,346 @@ async fn customers_deleted(app: &TestApp) -> i64 {
         .unwrap();
     n
 }
+
+impl TestApp {
+    /// Deletes the account signed in on `c`; panics unless 204.
+    pub async fn delete_account(&self, c: &reqwest::Client) {
+        let r = self.try_delete_account(c).await;
+        assert_eq!(r.status(), 204, "account deleted");
+    }
+
+    /// `POST /api/account/delete` with the right password, whatever the answer.
+    pub async fn try_delete_account(&self, c: &reqwest::Client) -> reqwest::Response {
+        self.post_json_with(
+            c,
+            "/api/account/delete",
+            &json!({"password": crate::helpers::PASSWORD}),
+        )
+        .await
+    }
+
+    /// Pays for `plan` for `customer` directly in Stripe (a dashboard sale, or a session tollgate
+    /// has not heard of yet); returns the subscription id.
+    pub async fn subscribe_in_stripe(&self, customer: &str, plan: &str) -> String {
+        self.subscribe_to_prices(customer, &[(&self.price_of(plan), 1)])
+            .await
+    }
+
+    /// Pays for `items` (price id, quantity) for `customer` through a Checkout Session made
+    /// directly in Stripe; returns the subscription id.
+    pub async fn subscribe_to_prices(&self, customer: &str, items: &[(&str, i64)]) -> String {
+        let mut form = vec![
+            ("mode".to_owned(), "subscription".to_owned()),
+            ("customer".to_owned(), customer.to_owned()),
+            ("success_url".to_owned(), "http://example.com/".to_owned()),
+        ];
+        for (i, (price, quantity)) in items.iter().enumerate() {
+            form.push((format!("line_items[{i}][price]"), (*price).to_owned()));
+            form.push((format!("line_items[{i}][quantity]"), quantity.to_string()));
+        }
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let session = self.stripe_post("/v1/checkout/sessions", &form).await;
+        self.pay(session["url"].as_str().unwrap()).await;
+        let id = session["id"].as_str().unwrap();
+        self.stripe_get(&format!("/v1/checkout/sessions/{id}"))
+            .await["subscription"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[tokio::test]
+async fn account_deletion_expires_open_sessions_and_cancels_what_stripe_lists() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.hold_webhooks(true).await;
+    let unknown = app.subscribe_in_stripe(&customer, "team").await;
+    // A row Stripe never heard of: canceling it there answers resource_missing.
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    app.insert_ghost_subscription(&user, &customer).await;
+
+    app.delete_account(&c).await;
+
+    for sub in app.stripe_subscriptions(&customer).await {
+        assert_eq!(
+            sub["status"], "canceled",
+            "{} ({unknown} unknown here)",
+            sub["id"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn account_deletion_expires_the_open_checkout_session() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "pro", "month").await;
+
+    app.delete_account(&c).await;
+
+    let id = url.rsplit('/').next().unwrap();
+    let session = app.stripe_get(&format!("/v1/checkout/sessions/{id}")).await;
+    assert_eq!(session["status"], "expired");
+}
+
+#[tokio::test]
+async fn a_subscription_appearing_later_for_a_deleted_account_is_canceled_in_stripe() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.delete_account(&c).await;
+
+    let late = app.subscribe_in_stripe(&customer, "team").await;
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let outcome: Option<(String,)> = sqlx::query_as(
+            "SELECT outcome FROM stripe_events WHERE type = 'customer.subscription.created'",
+        )
+        .fetch_optional(&app.state.db.pool)
+        .await
+        .unwrap();
+        if outcome.is_some_and(|o| o.0 == "orphan_canceled") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not canceled 10 s later"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let sub = app.stripe_get(&format!("/v1/subscriptions/{late}")).await;
+    assert_eq!(sub["status"], "canceled");
+}
+
+#[tokio::test]
+async fn a_hanging_stripe_gets_a_json_503_within_15_seconds_at_checkout_portal_and_deletion() {
+    let app = spawn_app().await;
+    let buyer = app.user("buyer@example.com").await;
+    let customer = app.user("customer@example.com").await;
+    app.checkout(&customer, "pro", "month").await;
+    let leaver = app.user("leaver@example.com").await;
+    app.checkout(&leaver, "pro", "month").await;
+    app.sim_control("/_sim/latency", &json!({"ms": 120_000}))
+        .await;
+
+    let answers = tokio::join!(
+        timed(app.try_checkout(&buyer, "pro", "month")),
+        timed(app.try_portal(&customer)),
+        timed(app.try_delete_account(&leaver)),
+    );
+
+    for (what, (took, status, code)) in [
+        ("checkout", answers.0),
+        ("portal", answers.1),
+        ("deletion", answers.2),
+    ] {
+        assert_eq!(
+            (status, code.as_str()),
+            (503, "payment_provider_unavailable"),
+            "{what}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(15),
+            "{what} took {took:?}"
+        );
+    }
+}
+
+/// How long `request` took, its status and its error code.
+async fn timed(
+    request: impl std::future::Future<Output = reqwest::Response>,
+) -> (std::time::Duration, u16, String) {
+    let started = std::time::Instant::now();
+    let r = request.await;
+    (started.elapsed(), r.status().as_u16(), error_of(r).await)
+}
+
+/// A `customer.subscription.*` or `invoice.payment_failed` event for `sub` of `customer`.
+fn sub_event(id: &str, kind: &str, created: i64, sub: &str, customer: &str, status: &str) -> Value {
+    let object = if kind.starts_with("invoice.") {
+        json!({"id": format!("in_{id}"), "object": "invoice", "customer": customer,
+               "parent": {"subscription_details": {"subscription": sub}}})
+    } else {
+        json!({"id": sub, "object": "subscription", "customer": customer, "status": status,
+               "items": {"data": [{"price": {"id": "price_x"}, "quantity": 1, "current_period_end": created + 1_000}]}})
+    };
+    json!({"id": id, "object": "event", "type": kind, "created": created, "data": {"object": object}})
+}
+
+#[tokio::test]
+async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_grace").await;
+    let t0 = app.state.clock.now() - 1_000;
+    let updated = "customer.subscription.updated";
+    let stream = [
+        sub_event(
+            "evt_1",
+            "customer.subscription.created",
+            t0,
+            "sub_grace",
+            "cus_grace",
+            "active",
+        ),
+        sub_event(
+            "evt_2",
+            "invoice.payment_failed",
+            t0 + 10,
+            "sub_grace",
+            "cus_grace",
+            "",
+        ),
+        sub_event(
+            "evt_3",
+            updated,
+            t0 + 20,
+            "sub_grace",
+            "cus_grace",
+            "past_due",
+        ),
+        sub_event(
+            "evt_4",
+            updated,
+            t0 + 30,
+            "sub_grace",
+            "cus_grace",
+            "active",
+        ),
+        // Late: an older failure (another retry's invoice) delivered after the recovery.
+        sub_event(
+            "evt_5",
+            "invoice.payment_failed",
+            t0 + 15,
+            "sub_grace",
+            "cus_grace",
+            "",
+        ),
+        sub_event(
+            "evt_6",
+            updated,
+            t0 + 40,
+            "sub_grace",
+            "cus_grace",
+            "past_due",
+        ),
+    ];
+    for event in &stream {
+        app.deliver(event).await;
+    }
+
+    let (since,): (Option<i64>,) =
+        sqlx::query_as("SELECT past_due_since FROM subscriptions WHERE id = 'sub_grace'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        since,
+        Some(t0 + 40),
+        "the new episode starts at its own state"
+    );
+}
+
+impl TestApp {
+    /// Creates a monthly price in the simulator (an add-on, or a new catalog price); returns its id.
+    pub async fn new_price(&self, name: &str, amount: i64) -> String {
+        let price = self
+            .stripe_post(
+                "/v1/prices",
+                &[
+                    ("product_data[name]", name),
+                    ("unit_amount", &amount.to_string()),
+                    ("currency", "usd"),
+                    ("recurring[interval]", "month"),
+                ],
+            )
+            .await;
+        price["id"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_plan_of_a_multi_item_subscription_is_its_highest_catalog_tier() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let addon = app.new_price("Extra storage", 500).await;
+    let (pro, team) = (app.price_of("pro"), app.price_of("team"));
+    // The add-on comes first: the first item is not the plan.
+    app.subscribe_to_prices(&customer, &[(&addon, 1), (&pro, 1), (&team, 3)])
+        .await;
+
+    app.wait_for_plan(&c, Some("team")).await;
+    let (price, quantity): (String, i64) =
+        sqlx::query_as("SELECT price_id, quantity FROM subscriptions")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((price, quantity), (team, 3));
+}
+
+#[tokio::test]
+async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_at_once() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let old = app.new_price("Pro (2019)", 900).await;
+    app.subscribe_to_prices(&customer, &[(&old, 1)]).await;
+    app.wait_for(
+        &c,
+        |m| m["access"]["status"] == "active",
+        "the subscription",
+    )
+    .await;
+    assert_eq!(
+        app.me(&c).await["access"]["plan"],
+        "free",
+        "an unknown price"
+    );
+
+    let catalog = tollgate::billing::catalog::DEMO.replacen(
+        "id = \"pro\"\nname = \"Pro\"\ntier = 1\n",
+        &format!("id = \"pro\"\nname = \"Pro\"\ntier = 1\nlegacy_prices = [\"{old}\"]\n"),
+        1,
+    );
+    let path = std::env::temp_dir().join(format!("tollgate-legacy-{old}.toml"));
+    std::fs::write(&path, catalog).unwrap();
+    let restarted = TestApp::builder()
+        .on_db(app.db.clone())
+        .with("TOLLGATE_PLANS", path.to_str().unwrap())
+        .spawn()
+        .await;
+
+    assert_eq!(restarted.me(&c).await["access"]["plan"], "pro");
+    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    sqlx::query("UPDATE subscriptions SET plan_id = 'team'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+
+    let found = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    assert!(
+        found.drifts.iter().any(|d| d.kind == "plan-mismatch"),
+        "{found}"
+    );
+    let fixed = tollgate::billing::sync::reconcile(&app.state, true)
+        .await
+        .unwrap();
+
+    assert_eq!(fixed.repaired, 1, "{fixed}");
+    assert_eq!(app.me(&c).await["access"]["plan"], "pro");
+}

@@ -1,0 +1,119 @@
+//! Account deletion leaves nothing billing behind: open Checkout Sessions are expired, and every
+//! live subscription Stripe lists for the customer (not only those stored here) is canceled.
+//! A subscription that still shows up later for a deleted account's customer is canceled in
+//! Stripe when its event arrives, and the event is recorded as `orphan_canceled`.
+
+use stripe::StripeRequest as _;
+use stripe_billing::subscription::{CancelSubscription, RetrieveSubscription};
+use stripe_checkout::checkout_session::ExpireCheckoutSession;
+
+use crate::{
+    app::AppState,
+    billing::{
+        customers,
+        stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
+        subscriptions, sync,
+    },
+    error::AppError,
+};
+
+/// Expires the user's open Checkout Sessions and cancels every live subscription of the user,
+/// in Stripe first, then here. Stripe unreachable: 503 with nothing changed locally beyond what
+/// Stripe already did (a retry finishes the job).
+pub async fn close_for_deletion(state: &AppState, user_id: &str) -> Result<(), AppError> {
+    within_deadline(close(state, user_id)).await
+}
+
+async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
+    let open: Vec<(String,)> = sqlx::query_as(
+        "SELECT stripe_session_id FROM checkout_attempts WHERE user_id = $1 AND status = 'open' \
+         AND stripe_session_id IS NOT NULL",
+    )
+    .bind(user_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    for (session,) in open {
+        let request = ExpireCheckoutSession::new(session.as_str());
+        let expired = retrying(|| async {
+            match request.send(&state.stripe.client).await {
+                // Not open any more (paid, or expired): a paid one's subscription is listed below.
+                Err(stripe::StripeError::Stripe(_, 400)) => Ok(()),
+                answer => answer.map(|_| ()),
+            }
+        })
+        .await;
+        expired?;
+    }
+    let mut ids: Vec<String> = subscriptions::for_user(&state.db, user_id)
+        .await?
+        .into_iter()
+        .filter(|s| !subscriptions::is_terminal(&s.status))
+        .map(|s| s.id)
+        .collect();
+    // Stripe's list, not only ours: a subscription whose webhooks have not landed is charged too.
+    if let Some(customer) = customers::customer_of(state, user_id).await? {
+        for snap in sync::list_subscriptions(state, &customer).await? {
+            if !subscriptions::is_terminal(&snap.status) && !ids.contains(&snap.id) {
+                ids.push(snap.id);
+            }
+        }
+    }
+    for id in ids {
+        cancel_in_stripe(state, &id, &format!("delete_{user_id}_{id}")).await?;
+        subscriptions::cancel_locally(&state.db, &id, user_id, state.clock.now()).await?;
+    }
+    Ok(())
+}
+
+/// Cancels a subscription in Stripe at once. One Stripe does not know (`resource_missing`) is
+/// as good as canceled.
+pub async fn cancel_in_stripe(state: &AppState, id: &str, key: &str) -> Result<(), AppError> {
+    let request = CancelSubscription::new(id);
+    retrying(|| async {
+        let answer = request
+            .customize()
+            .request_strategy(idempotent(key))
+            .send(&state.stripe.client)
+            .await;
+        absent_as_none(answer, is_missing)
+    })
+    .await
+    .map(|_| ())
+}
+
+/// A subscription event for the customer of a deleted account: if Stripe still has the
+/// subscription live, cancel it there, and record that on the event.
+pub async fn cancel_orphan(state: &AppState, event: &str, id: &str) -> Result<(), AppError> {
+    let request = RetrieveSubscription::new(id);
+    let found =
+        retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
+            .await?;
+    if found.is_none_or(|s| subscriptions::is_terminal(s.status.as_str())) {
+        return Ok(());
+    }
+    cancel_in_stripe(state, id, &format!("orphan_{id}")).await?;
+    sqlx::query("UPDATE stripe_events SET outcome = 'orphan_canceled' WHERE id = $1")
+        .bind(event)
+        .execute(&state.db.pool)
+        .await?;
+    tracing::info!(
+        subscription = id,
+        "subscription of a deleted account canceled in Stripe"
+    );
+    Ok(())
+}
+
+/// True when `customer` belonged to an account that was deleted (mapping kept, user detached).
+pub async fn of_deleted_account(
+    conn: &mut sqlx::AnyConnection,
+    customer: &str,
+) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM billing_customers WHERE stripe_customer_id = $1 AND deleted = 1 \
+         AND user_id IS NULL",
+    )
+    .bind(customer)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
