@@ -11,6 +11,32 @@ use tollgate::sim::delivery::sign;
 use crate::helpers::{PASSWORD, TestApp, client, error_of, page_text, spawn_app};
 
 impl TestApp {
+    /// Waits until every event the simulator has emitted so far is stored here (delivered and
+    /// applied), so a test's direct edits are not overwritten by a late delivery.
+    pub async fn wait_for_deliveries(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let emitted = client()
+                .get(self.sim_url("/_sim/events"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["data"]
+                .as_array()
+                .map_or(0, Vec::len) as i64;
+            if self.count("stripe_events").await >= emitted {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "simulator events not delivered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The simulator's base URL (`http://127.0.0.1:<port>/`).
     pub fn sim_url(&self, path: &str) -> String {
         let sim = self

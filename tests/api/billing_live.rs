@@ -626,6 +626,8 @@ async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_
 async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price() {
     let app = spawn_app().await;
     let c = app.subscriber("ann@example.com", "pro").await;
+    // A late delivery of the subscription's own events would undo the edit below.
+    app.wait_for_deliveries().await;
     sqlx::query("UPDATE subscriptions SET plan_id = 'team'")
         .execute(&app.state.db.pool)
         .await
