@@ -625,7 +625,20 @@ async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_
 #[tokio::test]
 async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price() {
     let app = spawn_app().await;
-    let c = app.subscriber("ann@example.com", "pro").await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_plan").await;
+    let now = app.state.clock.now();
+    let mut event = sub_event(
+        "evt_p",
+        "customer.subscription.created",
+        now,
+        "sub_plan",
+        "cus_plan",
+        "active",
+    );
+    event["data"]["object"]["items"]["data"][0]["price"]["id"] = json!(app.price_of("pro"));
+    app.deliver(&event).await;
+    // No webhook can land after this: the subscription exists only in these events.
     sqlx::query("UPDATE subscriptions SET plan_id = 'team'")
         .execute(&app.state.db.pool)
         .await
@@ -635,13 +648,20 @@ async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price()
         .await
         .unwrap();
     assert!(
-        found.drifts.iter().any(|d| d.kind == "plan-mismatch"),
+        found
+            .drifts
+            .iter()
+            .any(|d| (d.kind, d.subject.as_str()) == ("plan-mismatch", "sub_plan")),
         "{found}"
     );
-    let fixed = tollgate::billing::sync::reconcile(&app.state, true)
+    tollgate::billing::sync::reconcile(&app.state, true)
         .await
         .unwrap();
 
-    assert_eq!(fixed.repaired, 1, "{fixed}");
-    assert_eq!(app.me(&c).await["access"]["plan"], "pro");
+    let (plan,): (Option<String>,) =
+        sqlx::query_as("SELECT plan_id FROM subscriptions WHERE id = 'sub_plan'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(plan.as_deref(), Some("pro"));
 }
