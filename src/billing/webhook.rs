@@ -128,8 +128,9 @@ struct Recorded {
 
 /// Stripe work an event needs once it is committed, before it is acknowledged.
 enum FollowUp {
-    /// Re-fetch the subscription and apply Stripe's state (a tie, or a completed Checkout).
-    Refetch(String),
+    /// Re-fetch the subscription and apply Stripe's state (a tie at this stamp, or a completed
+    /// Checkout).
+    Refetch(String, Option<i64>),
     /// Cancel the subscription of a deleted account in Stripe.
     CancelOrphan(String),
 }
@@ -171,9 +172,11 @@ fn committed(state: &AppState, recorded: &Recorded) {
 /// is 503, so Stripe redelivers it and the work is done then: it is never acknowledged undone.
 async fn follow_up(state: &AppState, event: &str, work: FollowUp) -> Result<(), AppError> {
     let done = match &work {
-        FollowUp::Refetch(subscription) => checkout::sync_subscription(state, subscription)
-            .await
-            .map(|_| ()),
+        FollowUp::Refetch(subscription, tie) => {
+            checkout::sync_subscription(state, subscription, *tie)
+                .await
+                .map(|_| ())
+        }
         FollowUp::CancelOrphan(subscription) => {
             closing::cancel_orphan(state, event, subscription).await
         }
@@ -425,7 +428,7 @@ async fn apply(
                 Applied::Applied => "applied",
                 Applied::Stale => "stale",
                 Applied::Tie => {
-                    *follow = Some(FollowUp::Refetch(snap.id));
+                    *follow = Some(FollowUp::Refetch(snap.id, Some(event.created)));
                     "refetched"
                 }
             })
@@ -452,7 +455,7 @@ async fn apply(
             *follow = object
                 .get("subscription")
                 .and_then(id_of)
-                .map(FollowUp::Refetch);
+                .map(|s| FollowUp::Refetch(s, None));
             Ok("applied")
         }
         // https://docs.stripe.com/api/events/types#event_types-checkout.session.expired

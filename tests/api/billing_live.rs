@@ -665,3 +665,47 @@ async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price()
             .unwrap();
     assert_eq!(plan.as_deref(), Some("pro"));
 }
+
+#[tokio::test]
+async fn a_refetched_tie_wins_over_its_row_and_loses_to_a_later_event_whatever_the_skew() {
+    for skew in [3, -3] {
+        let app = spawn_app().await;
+        app.sim_control("/_sim/clock/skew", &json!({"seconds": skew}))
+            .await;
+        let c = app.subscriber("ann@example.com", "team").await;
+        let (sub, stamp) = subscription_of(&app, "ann@example.com").await;
+        let customer = app.customer_of("ann@example.com").await.unwrap();
+        let truth = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+        let at = |kind: &str, n: i64, status: &str| {
+            let mut e = sub_event(
+                &format!("evt_skew_{n}_{status}"),
+                kind,
+                stamp + n,
+                &sub,
+                &customer,
+                status,
+            );
+            e["data"]["object"]["items"] = truth["items"].clone();
+            e
+        };
+        let updated = "customer.subscription.updated";
+
+        // A wrong state, then the true one in the same second: a tie Stripe settles.
+        app.deliver(&at(updated, 1, "past_due")).await;
+        let tie = app.deliver(&at(updated, 1, "active")).await;
+        assert_eq!(tie["outcome"], "refetched", "skew {skew}");
+        let me = app.me(&c).await;
+        assert_eq!(
+            me["access"]["status"], "active",
+            "skew {skew}: the fetched state wins its tie"
+        );
+
+        // A later event (one second on, by Stripe's clock) still beats what was fetched.
+        app.deliver(&at(updated, 2, "past_due")).await;
+        let me = app.me(&c).await;
+        assert_eq!(
+            me["access"]["status"], "past_due",
+            "skew {skew}: the later event wins"
+        );
+    }
+}
