@@ -71,6 +71,9 @@ struct Event {
     #[serde(rename = "type")]
     kind: String,
     created: i64,
+    /// Whether Stripe sent it from live mode (absent in hand-made events: taken as matching).
+    #[serde(default)]
+    livemode: Option<bool>,
     data: EventData,
 }
 
@@ -107,6 +110,16 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// True when the configured key is a live-mode key (`sk_live_…`, `rk_live_…`); the simulator and
+/// test keys are test mode.
+fn live_key(state: &AppState) -> bool {
+    state
+        .config
+        .stripe_secret_key
+        .as_ref()
+        .is_some_and(|k| k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_"))
 }
 
 /// The customer an event is about, when it names one.
@@ -226,15 +239,22 @@ async fn record(
         });
     };
     let mut follow = None;
-    let outcome = apply(
-        state,
-        tx,
-        event,
-        customer.as_deref(),
-        user.as_deref(),
-        &mut follow,
-    )
-    .await?;
+    // A test-mode event must never change what a live key's users have, nor the reverse: it is
+    // recorded, not applied.
+    let outcome = if event.livemode.is_some_and(|l| l != live_key(state)) {
+        tracing::warn!(event = %event.id, "webhook event from the other Stripe mode not applied");
+        "wrong_mode"
+    } else {
+        apply(
+            state,
+            tx,
+            event,
+            customer.as_deref(),
+            user.as_deref(),
+            &mut follow,
+        )
+        .await?
+    };
     if outcome != "applied" {
         sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
             .bind(outcome)

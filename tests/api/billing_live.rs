@@ -709,3 +709,31 @@ async fn a_refetched_tie_wins_over_its_row_and_loses_to_a_later_event_whatever_t
         );
     }
 }
+
+#[tokio::test]
+async fn a_live_mode_event_is_recorded_and_not_applied_under_a_test_key() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_mode").await;
+    let now = app.state.clock.now();
+    let mut event = sub_event(
+        "evt_live",
+        "customer.subscription.created",
+        now,
+        "sub_mode",
+        "cus_mode",
+        "active",
+    );
+    event["data"]["object"]["items"]["data"][0]["price"]["id"] = json!(app.price_of("team"));
+    event["livemode"] = json!(true);
+
+    let answer = app.deliver(&event).await;
+
+    assert_eq!(answer["outcome"], "wrong_mode");
+    assert_eq!(app.count("subscriptions").await, 0, "nothing applied");
+    assert_eq!(app.count("stripe_events").await, 1, "but recorded");
+    event["id"] = json!("evt_test");
+    event["livemode"] = json!(false);
+    assert_eq!(app.deliver(&event).await["outcome"], "applied");
+    assert_eq!(app.me(&c).await["access"]["plan"], "team");
+}
