@@ -13,6 +13,9 @@ use std::sync::{
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     offset: Arc<AtomicI64>,
+    /// This clock's own error, on top of the shared offset (the simulator's, to run off
+    /// tollgate's like Stripe's own clock does); zero for tollgate.
+    skew: Arc<AtomicI64>,
 }
 
 impl Clock {
@@ -23,7 +26,20 @@ impl Clock {
 
     /// Now, in Unix seconds.
     pub fn now(&self) -> i64 {
-        crate::db::now() + self.offset.load(Ordering::Relaxed)
+        crate::db::now() + self.offset.load(Ordering::Relaxed) + self.skew.load(Ordering::Relaxed)
+    }
+
+    /// A clock that moves with this one (same test-clock offset) but can be set off from it.
+    pub fn with_own_skew(&self) -> Self {
+        Self {
+            offset: self.offset.clone(),
+            skew: Arc::default(),
+        }
+    }
+
+    /// Sets how far this clock runs ahead (or, negative, behind) of the clock it came from.
+    pub fn set_skew(&self, seconds: i64) {
+        self.skew.store(seconds, Ordering::Relaxed);
     }
 
     /// Moves the clock forward by `seconds` (simulator test clock only).

@@ -202,7 +202,8 @@ async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<()
         return Ok(());
     }
     for snap in &live {
-        apply_fetched(state, snap, asked_at).await?;
+        let stamp = subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
+        apply_fetched(state, snap, stamp).await?;
     }
     Err(AppError::AlreadySubscribed)
 }
@@ -219,7 +220,7 @@ async fn refuse_if_completed(
     let Some(subscription) = found.subscription.as_ref().map(|s| s.id().to_string()) else {
         return Ok(());
     };
-    sync_subscription(state, &subscription).await?;
+    sync_subscription(state, &subscription, None).await?;
     sqlx::query("UPDATE checkout_attempts SET status = 'complete' WHERE id = $1")
         .bind(attempt)
         .execute(&state.db.pool)
@@ -329,16 +330,19 @@ async fn portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> 
     Ok(RedirectUrl { url: session.url })
 }
 
-/// Fetches a subscription from Stripe and applies it as the current state (stamped when asked).
+/// Fetches a subscription from Stripe and applies it as the current state; `tie` is the stamp of
+/// the ordering tie it settles, if that is why.
 /// A subscription Stripe does not know applies nothing (`Stale`).
 pub async fn sync_subscription(
     state: &AppState,
     subscription_id: &str,
+    tie: Option<i64>,
 ) -> Result<Applied, AppError> {
     let request = stripe_billing::subscription::RetrieveSubscription::new(subscription_id);
-    // What Stripe answers is at least as new as the moment we asked, and no newer is known: an
-    // event created while the call was on its way must still count as newer than this state.
-    let asked_at = state.clock.now();
+    // Stamped without trusting our clock to agree with Stripe's (see `fetched_stamp`), from
+    // the row as it was before the call.
+    let stamp =
+        subscriptions::fetched_stamp(&state.db, subscription_id, tie, state.clock.now()).await?;
     // Nothing to follow when Stripe does not know it: a redelivery cannot make it exist.
     let fetched =
         retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
@@ -350,22 +354,17 @@ pub async fn sync_subscription(
         );
         return Ok(Applied::Stale);
     };
-    apply_fetched(state, &Snapshot::from_stripe(&fetched), asked_at).await
+    apply_fetched(state, &Snapshot::from_stripe(&fetched), stamp).await
 }
 
-/// Applies a state read from Stripe at `asked_at` (see [`sync_subscription`]).
-async fn apply_fetched(
-    state: &AppState,
-    snap: &Snapshot,
-    asked_at: i64,
-) -> Result<Applied, AppError> {
+/// Applies a state read from Stripe, stamped `stamp` (see [`sync_subscription`]).
+async fn apply_fetched(state: &AppState, snap: &Snapshot, stamp: i64) -> Result<Applied, AppError> {
     let mut tx = state.db.begin().await?;
     let Some(user) = customers::user_of(&mut tx, &snap.customer).await? else {
         tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
         return Ok(Applied::Stale);
     };
-    let applied =
-        subscriptions::apply(&mut tx, &state.catalog, snap, &user, asked_at, true).await?;
+    let applied = subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp, true).await?;
     state.db.commit_for(tx, &user).await?;
     Ok(applied)
 }
@@ -406,7 +405,7 @@ pub async fn complete_from_success_page(
     let Some(subscription) = session.subscription.as_ref().map(|s| s.id().to_string()) else {
         return Ok(CheckoutOutcome::Pending);
     };
-    sync_subscription(state, &subscription).await?;
+    sync_subscription(state, &subscription, None).await?;
     sqlx::query("UPDATE checkout_attempts SET status = 'complete' WHERE stripe_session_id = $1")
         .bind(session_id)
         .execute(&state.db.pool)

@@ -2,8 +2,8 @@
 //! order, how often and how late its events arrive.
 //!
 //! Ordering rule: every state carries the Stripe timestamp it reflects (`stripe_updated`, from
-//! `event.created`, or, for a state fetched from Stripe, the moment the request was sent: the
-//! answer is at least that new, and an event created while it was on its way is newer). A newer
+//! `event.created`, or, for a state fetched from Stripe, a stamp that never trusts tollgate's clock
+//! to agree with Stripe's: see [`fetched_stamp`]). A newer
 //! state replaces an older one; an older state is recorded and dropped. `event.created` has
 //! one-second resolution, so equal event stamps tie: then, and only then, the caller re-fetches
 //! the subscription from Stripe and applies that (the authority, which wins ties) instead of
@@ -167,6 +167,31 @@ impl Snapshot {
             .map(|(_, i)| i)
             .or(self.items.first())
     }
+}
+
+/// How far Stripe's clock and tollgate's may disagree for a state fetched outside a tie.
+pub const MAX_SKEW: i64 = 5;
+
+/// The stamp for a state fetched from Stripe, which must win over the row it was fetched for
+/// and lose to any later event, without trusting that tollgate's clock agrees with Stripe's:
+/// for a tie, the tied stamp itself (applied with `>=`, so it wins the tie; an event created
+/// later is stamped later by Stripe's own clock); otherwise the later of the row's stamp
+/// (read before the fetch) and the moment of asking less [`MAX_SKEW`].
+pub async fn fetched_stamp(
+    db: &db::Db,
+    id: &str,
+    tie: Option<i64>,
+    asked_at: i64,
+) -> sqlx::Result<i64> {
+    if let Some(tie) = tie {
+        return Ok(tie);
+    }
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT stripe_updated FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&db.pool)
+            .await?;
+    Ok(row.map_or(i64::MIN, |r| r.0).max(asked_at - MAX_SKEW))
 }
 
 /// A status that never changes again.

@@ -129,9 +129,10 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
             if let Some(drift) = drift {
                 report.drifts.push(drift);
                 if repair {
+                    let stamp =
+                        subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
                     let mut tx = state.db.begin().await?;
-                    subscriptions::apply(&mut tx, &state.catalog, snap, &user, asked_at, true)
-                        .await?;
+                    subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp, true).await?;
                     state.db.commit_for(tx, &user).await?;
                     report.repaired += 1;
                 }

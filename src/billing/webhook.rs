@@ -71,6 +71,9 @@ struct Event {
     #[serde(rename = "type")]
     kind: String,
     created: i64,
+    /// Whether Stripe sent it from live mode (absent in hand-made events: taken as matching).
+    #[serde(default)]
+    livemode: Option<bool>,
     data: EventData,
 }
 
@@ -114,6 +117,16 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     }
 }
 
+/// True when the configured key is a live-mode key (`sk_live_…`, `rk_live_…`); the simulator and
+/// test keys are test mode.
+fn live_key(state: &AppState) -> bool {
+    state
+        .config
+        .stripe_secret_key
+        .as_ref()
+        .is_some_and(|k| k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_"))
+}
+
 /// The customer an event is about, when it names one.
 fn customer_of_event(event: &Event) -> Option<String> {
     let o = &event.data.object;
@@ -133,8 +146,9 @@ struct Recorded {
 
 /// Stripe work an event needs once it is committed, before it is acknowledged.
 enum FollowUp {
-    /// Re-fetch the subscription and apply Stripe's state (a tie, or a completed Checkout).
-    Refetch(String),
+    /// Re-fetch the subscription and apply Stripe's state (a tie at this stamp, or a completed
+    /// Checkout).
+    Refetch(String, Option<i64>),
     /// Cancel the subscription of a deleted account in Stripe.
     CancelOrphan(String),
 }
@@ -176,9 +190,11 @@ fn committed(state: &AppState, recorded: &Recorded) {
 /// is 503, so Stripe redelivers it and the work is done then: it is never acknowledged undone.
 async fn follow_up(state: &AppState, event: &str, work: FollowUp) -> Result<(), AppError> {
     let done = match &work {
-        FollowUp::Refetch(subscription) => checkout::sync_subscription(state, subscription)
-            .await
-            .map(|_| ()),
+        FollowUp::Refetch(subscription, tie) => {
+            checkout::sync_subscription(state, subscription, *tie)
+                .await
+                .map(|_| ())
+        }
         FollowUp::CancelOrphan(subscription) => {
             closing::cancel_orphan(state, event, subscription).await
         }
@@ -228,15 +244,22 @@ async fn record(
         });
     };
     let mut follow = None;
-    let outcome = apply(
-        state,
-        tx,
-        event,
-        customer.as_deref(),
-        user.as_deref(),
-        &mut follow,
-    )
-    .await?;
+    // A test-mode event must never change what a live key's users have, nor the reverse: it is
+    // recorded, not applied.
+    let outcome = if event.livemode.is_some_and(|l| l != live_key(state)) {
+        tracing::warn!(event = %event.id, "webhook event from the other Stripe mode not applied");
+        "wrong_mode"
+    } else {
+        apply(
+            state,
+            tx,
+            event,
+            customer.as_deref(),
+            user.as_deref(),
+            &mut follow,
+        )
+        .await?
+    };
     if outcome != "applied" {
         sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
             .bind(outcome)
@@ -430,7 +453,7 @@ async fn apply(
                 Applied::Applied => "applied",
                 Applied::Stale => "stale",
                 Applied::Tie => {
-                    *follow = Some(FollowUp::Refetch(snap.id));
+                    *follow = Some(FollowUp::Refetch(snap.id, Some(event.created)));
                     "refetched"
                 }
             })
@@ -457,7 +480,7 @@ async fn apply(
             *follow = object
                 .get("subscription")
                 .and_then(id_of)
-                .map(FollowUp::Refetch);
+                .map(|s| FollowUp::Refetch(s, None));
             Ok("applied")
         }
         // https://docs.stripe.com/api/events/types#event_types-checkout.session.expired

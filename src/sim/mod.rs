@@ -190,6 +190,8 @@ fn list(url: &str, data: Vec<Value>) -> Value {
 impl Simulator {
     /// Binds `addr`, serves the simulator there and starts webhook delivery.
     pub async fn start(clock: Clock, addr: SocketAddr) -> anyhow::Result<Self> {
+        // Stripe's clock is not tollgate's: the simulator's can be set off from it.
+        let clock = clock.with_own_skew();
         let listener = TcpListener::bind(addr).await?;
         let base_url = format!("http://{}/", listener.local_addr()?);
         let sim = Simulator {
@@ -215,7 +217,7 @@ impl Simulator {
         &self.inner.base_url
     }
 
-    /// The clock shared with tollgate.
+    /// The simulator's clock: tollgate's test clock, plus a skew set with `/_sim/clock/skew`.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
@@ -1247,6 +1249,7 @@ fn control_router() -> Router<Simulator> {
         .route("/_sim/", get(pages::show_dev_ui).post(pages::submit_dev_ui))
         .route("/_sim/clock", get(show_clock))
         .route("/_sim/clock/advance", post(advance))
+        .route("/_sim/clock/skew", post(set_skew))
         .route("/_sim/customers/{id}/card", post(set_card))
         .route("/_sim/outage", post(set_outage))
         .route("/_sim/latency", post(set_latency))
@@ -1256,6 +1259,18 @@ fn control_router() -> Router<Simulator> {
 
 async fn show_clock(State(sim): State<Simulator>) -> Json<Value> {
     Json(json!({"now": sim.clock().now(), "offset": sim.clock().offset()}))
+}
+
+#[derive(Deserialize)]
+struct Skew {
+    seconds: i64,
+}
+
+/// Runs the simulator's clock `seconds` ahead of tollgate's (behind when negative), as Stripe's
+/// clock may: ordering must not depend on the two agreeing.
+async fn set_skew(State(sim): State<Simulator>, Json(s): Json<Skew>) -> StatusCode {
+    sim.clock().set_skew(s.seconds);
+    StatusCode::NO_CONTENT
 }
 
 #[derive(Deserialize)]

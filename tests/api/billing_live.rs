@@ -625,9 +625,20 @@ async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_
 #[tokio::test]
 async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price() {
     let app = spawn_app().await;
-    let c = app.subscriber("ann@example.com", "pro").await;
-    // A late delivery of the subscription's own events would undo the edit below.
-    app.wait_for_deliveries().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_plan").await;
+    let now = app.state.clock.now();
+    let mut event = sub_event(
+        "evt_p",
+        "customer.subscription.created",
+        now,
+        "sub_plan",
+        "cus_plan",
+        "active",
+    );
+    event["data"]["object"]["items"]["data"][0]["price"]["id"] = json!(app.price_of("pro"));
+    app.deliver(&event).await;
+    // No webhook can land after this: the subscription exists only in these events.
     sqlx::query("UPDATE subscriptions SET plan_id = 'team'")
         .execute(&app.state.db.pool)
         .await
@@ -637,13 +648,92 @@ async fn stripe_sync_reports_and_repairs_a_plan_that_does_not_follow_its_price()
         .await
         .unwrap();
     assert!(
-        found.drifts.iter().any(|d| d.kind == "plan-mismatch"),
+        found
+            .drifts
+            .iter()
+            .any(|d| (d.kind, d.subject.as_str()) == ("plan-mismatch", "sub_plan")),
         "{found}"
     );
-    let fixed = tollgate::billing::sync::reconcile(&app.state, true)
+    tollgate::billing::sync::reconcile(&app.state, true)
         .await
         .unwrap();
 
-    assert_eq!(fixed.repaired, 1, "{fixed}");
-    assert_eq!(app.me(&c).await["access"]["plan"], "pro");
+    let (plan,): (Option<String>,) =
+        sqlx::query_as("SELECT plan_id FROM subscriptions WHERE id = 'sub_plan'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(plan.as_deref(), Some("pro"));
+}
+
+#[tokio::test]
+async fn a_refetched_tie_wins_over_its_row_and_loses_to_a_later_event_whatever_the_skew() {
+    for skew in [3, -3] {
+        let app = spawn_app().await;
+        app.sim_control("/_sim/clock/skew", &json!({"seconds": skew}))
+            .await;
+        let c = app.subscriber("ann@example.com", "team").await;
+        let (sub, stamp) = subscription_of(&app, "ann@example.com").await;
+        let customer = app.customer_of("ann@example.com").await.unwrap();
+        let truth = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+        let at = |kind: &str, n: i64, status: &str| {
+            let mut e = sub_event(
+                &format!("evt_skew_{n}_{status}"),
+                kind,
+                stamp + n,
+                &sub,
+                &customer,
+                status,
+            );
+            e["data"]["object"]["items"] = truth["items"].clone();
+            e
+        };
+        let updated = "customer.subscription.updated";
+
+        // A wrong state, then the true one in the same second: a tie Stripe settles.
+        app.deliver(&at(updated, 1, "past_due")).await;
+        let tie = app.deliver(&at(updated, 1, "active")).await;
+        assert_eq!(tie["outcome"], "refetched", "skew {skew}");
+        let me = app.me(&c).await;
+        assert_eq!(
+            me["access"]["status"], "active",
+            "skew {skew}: the fetched state wins its tie"
+        );
+
+        // A later event (one second on, by Stripe's clock) still beats what was fetched.
+        app.deliver(&at(updated, 2, "past_due")).await;
+        let me = app.me(&c).await;
+        assert_eq!(
+            me["access"]["status"], "past_due",
+            "skew {skew}: the later event wins"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_live_mode_event_is_recorded_and_not_applied_under_a_test_key() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_mode").await;
+    let now = app.state.clock.now();
+    let mut event = sub_event(
+        "evt_live",
+        "customer.subscription.created",
+        now,
+        "sub_mode",
+        "cus_mode",
+        "active",
+    );
+    event["data"]["object"]["items"]["data"][0]["price"]["id"] = json!(app.price_of("team"));
+    event["livemode"] = json!(true);
+
+    let answer = app.deliver(&event).await;
+
+    assert_eq!(answer["outcome"], "wrong_mode");
+    assert_eq!(app.count("subscriptions").await, 0, "nothing applied");
+    assert_eq!(app.count("stripe_events").await, 1, "but recorded");
+    event["id"] = json!("evt_test");
+    event["livemode"] = json!(false);
+    assert_eq!(app.deliver(&event).await["outcome"], "applied");
+    assert_eq!(app.me(&c).await["access"]["plan"], "team");
 }
