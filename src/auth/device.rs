@@ -3,8 +3,11 @@
 //! for the account count on a bucket of their own, so strangers who fill the account's bucket with
 //! wrong passwords cannot lock the owner out, and the cookie's own failures lock only the cookie.
 //!
-//! The cookie is `user_id.nonce.HMAC(key, user_id|nonce)` with a key kept in the database like
-//! the CSRF key; each successful login replaces it with a fresh nonce (a fresh bucket).
+//! The cookie is `user_id.nonce.HMAC(key, user_id|epoch|nonce)` with a key kept in the database
+//! like the CSRF key; each successful login replaces it with a fresh nonce (a fresh bucket). The
+//! user's session epoch is in the MAC, so every revocation (password change or reset, a mailbox
+//! proof that removes a stranger's password) ends the trust of every earlier device: whoever knew
+//! an old password keeps no guesses of their own.
 
 use axum::{
     extract::{FromRef, FromRequestParts},
@@ -41,9 +44,11 @@ pub fn request_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn mac(key: &[u8], user_id: &str, nonce: &str) -> String {
+fn mac(key: &[u8], user_id: &str, epoch: i64, nonce: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(user_id.as_bytes());
+    mac.update(b"|");
+    mac.update(epoch.to_string().as_bytes());
     mac.update(b"|");
     mac.update(nonce.as_bytes());
     hex::encode(mac.finalize().into_bytes())
@@ -54,16 +59,17 @@ fn mac(key: &[u8], user_id: &str, nonce: &str) -> String {
 pub struct DeviceCookie(pub Option<String>);
 
 impl DeviceCookie {
-    /// The cookie's nonce when it is ours and was issued for `user_id`; `None` for anything else
-    /// (absent, forged, or another account's).
-    pub fn nonce_for(&self, key: &[u8], user_id: &str) -> Option<&str> {
+    /// The cookie's nonce when it is ours and was issued for `user_id` under its current session
+    /// `epoch`; `None` for anything else (absent, forged, another account's, or from before a
+    /// revocation).
+    pub fn nonce_for(&self, key: &[u8], user_id: &str, epoch: i64) -> Option<&str> {
         let mut parts = self.0.as_deref()?.split('.');
         let (Some(id), Some(nonce), Some(tag), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return None;
         };
-        let signed = bool::from(mac(key, id, nonce).as_bytes().ct_eq(tag.as_bytes()));
+        let signed = bool::from(mac(key, id, epoch, nonce).as_bytes().ct_eq(tag.as_bytes()));
         (signed && id == user_id).then_some(nonce)
     }
 }
@@ -81,12 +87,12 @@ where
     }
 }
 
-/// A `Set-Cookie` value holding a new device cookie for `user_id`.
-pub fn issue(state: &AppState, user_id: &str) -> HeaderValue {
+/// A `Set-Cookie` value holding a new device cookie for `user_id` under session `epoch`.
+pub fn issue(state: &AppState, user_id: &str, epoch: i64) -> HeaderValue {
     let mut nonce = [0u8; 16];
     rand::rng().fill_bytes(&mut nonce);
     let nonce = hex::encode(nonce);
-    let tag = mac(&state.device_key, user_id, &nonce);
+    let tag = mac(&state.device_key, user_id, epoch, &nonce);
     // HttpOnly: scripts never need it; Lax: sent on top-level navigations to the login form.
     let secure = if state.https() { "; Secure" } else { "" };
     let cookie = format!(
@@ -101,16 +107,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cookie_is_trusted_only_for_its_account_and_key() {
-        let value = format!("usr_a.n1.{}", mac(b"key", "usr_a", "n1"));
+    fn a_cookie_is_trusted_only_for_its_account_key_and_epoch() {
+        let value = format!("usr_a.n1.{}", mac(b"key", "usr_a", 3, "n1"));
         let cookie = DeviceCookie(Some(value.clone()));
-        assert_eq!(cookie.nonce_for(b"key", "usr_a"), Some("n1"));
-        assert_eq!(cookie.nonce_for(b"key", "usr_b"), None, "another account");
-        assert_eq!(cookie.nonce_for(b"other", "usr_a"), None, "another key");
-        let forged = DeviceCookie(Some(format!("usr_b.n1.{}", mac(b"key", "usr_a", "n1"))));
-        assert_eq!(forged.nonce_for(b"key", "usr_b"), None, "id swapped");
+        assert_eq!(cookie.nonce_for(b"key", "usr_a", 3), Some("n1"));
+        assert_eq!(
+            cookie.nonce_for(b"key", "usr_a", 4),
+            None,
+            "after a revocation"
+        );
+        assert_eq!(
+            cookie.nonce_for(b"key", "usr_b", 3),
+            None,
+            "another account"
+        );
+        assert_eq!(cookie.nonce_for(b"other", "usr_a", 3), None, "another key");
+        let forged = DeviceCookie(Some(format!("usr_b.n1.{}", mac(b"key", "usr_a", 3, "n1"))));
+        assert_eq!(forged.nonce_for(b"key", "usr_b", 3), None, "id swapped");
         let extra = DeviceCookie(Some(format!("{value}.x")));
-        assert_eq!(extra.nonce_for(b"key", "usr_a"), None, "trailing part");
-        assert_eq!(DeviceCookie(None).nonce_for(b"key", "usr_a"), None);
+        assert_eq!(extra.nonce_for(b"key", "usr_a", 3), None, "trailing part");
+        assert_eq!(DeviceCookie(None).nonce_for(b"key", "usr_a", 3), None);
     }
 }

@@ -249,8 +249,13 @@ pub async fn authenticate(
     // fill the account's bucket cannot lock the owner out of their own device.
     // An unknown address is checked against "", which no cookie names: the same work.
     let user_id = user.as_ref().map_or("", |u| u.id.as_str());
-    match device.nonce_for(&state.device_key, user_id) {
-        Some(nonce) => rate_limit::hit(state, rate_limit::LOGIN_PER_DEVICE, nonce).await?,
+    let epoch = user.as_ref().map_or(0, |u| u.session_epoch);
+    match device.nonce_for(&state.device_key, user_id, epoch) {
+        Some(nonce) => {
+            rate_limit::hit(state, rate_limit::LOGIN_PER_DEVICE, nonce).await?;
+            // Devices together have a ceiling too: many cookies must not add up to many guesses.
+            rate_limit::hit(state, rate_limit::LOGIN_PER_ACCOUNT_DEVICES, &normalised).await?;
+        }
         None => rate_limit::hit(state, rate_limit::LOGIN_PER_ACCOUNT, &normalised).await?,
     }
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
@@ -268,7 +273,7 @@ pub async fn authenticate(
         }
         _ => {
             // One reason for all: the log says nothing about which addresses have accounts.
-            let masked = users::mask(email.trim());
+            let masked = Email::parse(email).map_or_else(|_| "***".into(), |e| e.masked());
             crate::telemetry::security_event("login_failed", Some(&masked), "invalid_credentials");
             Err(AppError::InvalidCredentials)
         }
@@ -296,9 +301,10 @@ async fn login(
     sign_in(&state, &session, &user, body.remember).await?;
     tracing::info!(user = %user.id, "signed in");
     let mut response = user_json(&state, &user).await?.into_response();
-    response
-        .headers_mut()
-        .append(header::SET_COOKIE, device::issue(&state, &user.id));
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        device::issue(&state, &user.id, user.session_epoch),
+    );
     Ok(response)
 }
 

@@ -51,6 +51,14 @@ pub const LOGIN_PER_DEVICE: Limit = Limit {
     window_secs: 300,
     keyed_on_address: false,
 };
+/// Login attempts for one account from all its device cookies together: a ceiling, so that
+/// cookies collected from many sign-ins do not add up to many guesses.
+pub const LOGIN_PER_ACCOUNT_DEVICES: Limit = Limit {
+    scope: "login-account-devices",
+    max: 30,
+    window_secs: 300,
+    keyed_on_address: true,
+};
 /// Registrations from one client address.
 pub const REGISTER_PER_IP: Limit = Limit {
     scope: "register-ip",

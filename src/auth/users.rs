@@ -127,12 +127,21 @@ fn stray_mark(address: &str) -> bool {
     })
 }
 
-/// Masks an address for logs.
+/// Masks an address for logs: the first character and a domain that looks like one. Anything
+/// else (a second `@`, spaces, a password typed after the address) is not logged at all.
 pub fn mask(address: &str) -> String {
     match address.split_once('@') {
-        Some((local, domain)) => {
-            format!("{}***@{domain}", local.chars().next().unwrap_or('*'))
+        Some((local, domain))
+            if !domain.is_empty()
+                && domain.len() <= 253
+                && domain
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '.') =>
+        {
+            let first = local.chars().next().filter(|c| c.is_alphanumeric());
+            format!("{}***@{domain}", first.unwrap_or('*'))
         }
+        Some(_) => "***@***".into(),
         None => "***".into(),
     }
 }
@@ -357,6 +366,14 @@ mod tests {
             ),
             ("\"ann\"@example.com", "a quoted local part"),
         ];
+        for (raw, logged) in [
+            ("ann@example.com", "a***@example.com"),
+            ("ann@example.com MyRealPassw0rd!", "***@***"),
+            ("v@victim@example.com", "***@***"),
+            ("no-at-sign", "***"),
+        ] {
+            assert_eq!(mask(raw), logged, "{raw}");
+        }
         // Scripts whose letters take marks stay welcome.
         assert!(Email::parse("अनु@example.com").is_ok());
         for (raw, why) in refused {

@@ -565,7 +565,7 @@ async fn submit_login(
     match result {
         Ok(user) => {
             let mut response = Redirect::to(&next).into_response();
-            let cookie = auth::device::issue(&state, &user.id);
+            let cookie = auth::device::issue(&state, &user.id, user.session_epoch);
             response.headers_mut().append(header::SET_COOKIE, cookie);
             response
         }

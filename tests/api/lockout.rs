@@ -208,3 +208,46 @@ async fn the_login_form_trusts_the_owners_browser_too() {
     assert_eq!(form_login(&app, &client(), "10.0.0.3").await.status(), 429);
     assert_eq!(form_login(&app, &browser, "10.0.0.4").await.status(), 303);
 }
+
+#[tokio::test]
+async fn device_cookies_from_before_a_password_change_are_not_trusted_and_devices_share_a_ceiling()
+{
+    let (app, _sink) = limited_app().await;
+    // Someone who knew the password signs in from a browser, then the owner changes it.
+    let former = signed_in_browser(&app, "10.0.0.1", OWNER).await;
+    let body = json!({"current_password": PASSWORD, "new_password": "the owner's new passphrase"});
+    let r = post_from(&app, &former, "10.0.0.1", "/api/auth/password/change", body).await;
+    assert_eq!(r.status(), 204);
+    fill_account_bucket(&app, &client(), "10.0.0.2", OWNER).await;
+    // The old device cookie gives its holder no guesses of its own any more.
+    let r = login(&app, &former, "10.0.0.4", OWNER, WRONG).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "a cookie from before the change is a stranger's"
+    );
+
+    // Many current device cookies together stay under one ceiling (30 per 5 minutes).
+    let (app, _sink) = limited_app().await;
+    let first = signed_in_browser(&app, "10.1.0.1", OWNER).await;
+    let mut devices = vec![first];
+    for i in 0..7 {
+        let browser = client();
+        let r = login(&app, &browser, &format!("10.1.1.{i}"), OWNER, PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        devices.push(browser);
+    }
+    let mut refused = 0;
+    let mut tries = 0;
+    for (i, device) in devices.iter().enumerate() {
+        for _ in 0..5 {
+            let r = login(&app, device, &format!("10.1.2.{i}"), OWNER, WRONG).await;
+            tries += 1;
+            if r.status() == 429 {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(tries, 40);
+    assert!(refused >= 10, "only {refused} of 40 device guesses refused");
+}

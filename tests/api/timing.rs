@@ -4,6 +4,10 @@
 //! The two kinds of request are interleaved in the order A B B A (so that each kind follows each
 //! kind equally often and background work or machine load drifts hit both alike), after a
 //! warm-up, and compared by their medians and a two-sided Mann-Whitney U test.
+//!
+//! Other tests running beside them make the machine's noise uneven (a full parallel run on
+//! PostgreSQL once set the kinds apart by 0.4 ms), so they are `#[ignore]`d in the normal run and
+//! `scripts/test` runs them alone (`cargo test --test api -- --ignored timing::`) on each engine.
 
 use std::time::{Duration, Instant};
 
@@ -212,6 +216,7 @@ fn mann_whitney_matches_worked_examples() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timed: scripts/test runs these alone, after the suites, on each engine"]
 async fn login_takes_as_long_for_an_unknown_address_as_for_a_wrong_password() {
     let app = timing_app().await;
     let body = |known: bool, i: usize| json!({"email": address(known, i), "password": "not the right password"});
@@ -219,6 +224,7 @@ async fn login_takes_as_long_for_an_unknown_address_as_for_a_wrong_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timed: scripts/test runs these alone, after the suites, on each engine"]
 async fn forgot_password_and_magic_link_answer_as_fast_for_unknown_addresses() {
     let app = timing_app().await;
     let body = |known: bool, i: usize| json!({"email": address(known, i)});
