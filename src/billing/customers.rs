@@ -104,9 +104,12 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
         return Ok(id);
     }
     let metadata = HashMap::from([(USER_METADATA_KEY.to_owned(), user.id.clone())]);
-    let request = stripe_core::customer::CreateCustomer::new()
+    let mut request = stripe_core::customer::CreateCustomer::new()
         .email(user.email.clone())
         .metadata(metadata);
+    if let Some(clock) = &state.config.stripe_test_clock {
+        request = request.test_clock(clock.as_str());
+    }
     let created = retrying(|| {
         request
             .customize()

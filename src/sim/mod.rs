@@ -445,6 +445,8 @@ impl Simulator {
             now,
         );
         subscription["latest_invoice"] = invoice["id"].clone();
+        // A subscription runs on its customer's test clock.
+        subscription["test_clock"] = state.customers[&customer]["test_clock"].clone();
         let session = state.checkout_sessions.get_mut(id).expect("checked above");
         session.object["status"] = json!("complete");
         session.object["payment_status"] = json!(if trial.is_some() {
@@ -712,12 +714,19 @@ async fn create_customer(
     let f = form(&body);
     sim.api(&headers, true, |_, state, now| {
         let id = new_id("cus");
-        let c = objects::customer(
+        let mut c = objects::customer(
             &id,
             f.get("email").map(String::as_str),
             metadata(&f, "metadata"),
             now,
         );
+        // A test clock is attached at creation or never, as in Stripe.
+        if let Some(clock) = f.get("test_clock") {
+            if !clock.starts_with("clock_") {
+                return Err(missing("test_clock", clock));
+            }
+            c["test_clock"] = json!(clock);
+        }
         state.customers.insert(id, c.clone());
         Ok((StatusCode::OK, c))
     })

@@ -737,3 +737,20 @@ async fn a_live_mode_event_is_recorded_and_not_applied_under_a_test_key() {
     assert_eq!(app.deliver(&event).await["outcome"], "applied");
     assert_eq!(app.me(&c).await["access"]["plan"], "team");
 }
+
+#[tokio::test]
+async fn a_configured_test_clock_is_attached_to_new_customers_and_their_subscriptions() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_STRIPE_TEST_CLOCK", "clock_release_check")
+        .spawn()
+        .await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    app.pay(&url).await;
+
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let found = app.stripe_get(&format!("/v1/customers/{customer}")).await;
+    assert_eq!(found["test_clock"], "clock_release_check");
+    let subs = app.stripe_subscriptions(&customer).await;
+    assert_eq!(subs[0]["test_clock"], "clock_release_check");
+}
