@@ -42,6 +42,34 @@ impl TestApp {
         assert!(r.status().is_success());
     }
 
+    /// Waits (10 s deadline) until every event the simulator sent has been stored by tollgate,
+    /// so that nothing lands later.
+    pub async fn wait_for_webhooks(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let sent = client()
+                .get(self.sim_url("/_sim/events"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["data"]
+                .as_array()
+                .unwrap()
+                .len() as i64;
+            let stored = self.count("stripe_events").await;
+            if stored >= sent {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{stored} of {sent} events stored"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     /// Holds (or releases) every webhook the simulator sends: webhooks that are slow to land.
     pub async fn hold_webhooks(&self, hold: bool) {
         self.sim_control("/_sim/chaos", &json!({"hold": hold}))
@@ -753,4 +781,72 @@ async fn a_configured_test_clock_is_attached_to_new_customers_and_their_subscrip
     assert_eq!(found["test_clock"], "clock_release_check");
     let subs = app.stripe_subscriptions(&customer).await;
     assert_eq!(subs[0]["test_clock"], "clock_release_check");
+}
+
+#[tokio::test]
+async fn stripe_sync_reports_a_failed_call_and_carries_on_with_the_other_customers() {
+    let app = spawn_app().await;
+    for email in ["a@example.com", "b@example.com"] {
+        app.subscriber(email, "pro").await;
+    }
+    app.wait_for_webhooks().await;
+    // Drift on both, and a first customer whose every attempt fails.
+    sqlx::query("UPDATE subscriptions SET status = 'canceled'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    app.sim_control("/_sim/fail", &json!({"calls": 3})).await;
+
+    let report = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .expect("the run survives a failed call");
+
+    let kinds: Vec<&str> = report.drifts.iter().map(|d| d.kind).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "failed").count(),
+        1,
+        "{report}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "stale").count(),
+        1,
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn stripe_sync_lists_customers_in_pages_instead_of_searching_per_customer() {
+    let app = spawn_app().await;
+    for n in 0..3 {
+        app.subscriber(&format!("u{n}@example.com"), "pro").await;
+    }
+    let c = app.user("dup@example.com").await;
+    let user = app.map_customer_of(&c, "cus_not_in_stripe").await;
+    for _ in 0..2 {
+        app.stripe_post(
+            "/v1/customers",
+            &[
+                ("email", "dup@example.com"),
+                ("metadata[tollgate_user_id]", &user),
+            ],
+        )
+        .await;
+    }
+    app.wait_for_webhooks().await;
+    let sim = app.state.stripe.sim.as_ref().unwrap();
+    let before = sim.request_count();
+
+    let report = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+
+    assert!(
+        report
+            .drifts
+            .iter()
+            .any(|d| (d.kind, d.subject.as_str()) == ("duplicate-customers", user.as_str())),
+        "{report}"
+    );
+    // One subscription list per mapped customer (4) and one page of customers.
+    assert_eq!(sim.request_count() - before, 5);
 }
