@@ -4,11 +4,13 @@
 //! with the local rows. Differences reported: `missing` (in Stripe, not here), `stale` (here, but
 //! different), `orphaned` (here, but not in Stripe), `multiple-live` (Stripe has more than one
 //! live subscription for the customer: charged twice), `duplicate-customers` (more than one
-//! Stripe customer carries the user's id), and `plan-mismatch` (a stored plan is not the one the
-//! catalog gives the subscription's price). Without `--dry-run`, missing and stale rows are
-//! replaced by Stripe's state, orphaned rows are marked canceled and plans are re-mapped from the
-//! catalog; duplicate customers and multiple live subscriptions are only reported, since refunding
-//! or merging them needs a person.
+//! Stripe customer carries the user's id), `plan-mismatch` (a stored plan is not the one the
+//! catalog gives the subscription's price), `email-drift` (a customer's email is not its user's)
+//! and `failed` (a Stripe call failed: reported, and the run goes on). Without `--dry-run`,
+//! missing and stale rows are replaced by Stripe's state, orphaned rows are marked canceled,
+//! plans are re-mapped from the catalog and drifted emails set to the user's; duplicate customers
+//! and multiple live subscriptions are only reported, since refunding or merging them needs a
+//! person.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -19,7 +21,7 @@ use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus};
 use crate::{
     app::AppState,
     billing::{
-        customers::USER_METADATA_KEY,
+        customers::{self, USER_METADATA_KEY},
         stripe::retrying,
         subscriptions::{self, Snapshot},
     },
@@ -29,8 +31,8 @@ use crate::{
 /// One difference between tollgate and Stripe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drift {
-    /// `missing`, `stale`, `orphaned`, `multiple-live`, `duplicate-customers` or
-    /// `plan-mismatch`.
+    /// `missing`, `stale`, `orphaned`, `multiple-live`, `duplicate-customers`,
+    /// `plan-mismatch`, `email-drift` or `failed`.
     pub kind: &'static str,
     /// The subscription (or user) concerned.
     pub subject: String,
@@ -92,16 +94,15 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
             other => other?,
         }
     }
-    match duplicate_customers(state).await {
-        Ok(duplicates) => report.drifts.extend(duplicates),
+    match check_customers(state, repair, &mut report).await {
         Err(e @ (AppError::PaymentProviderUnavailable | AppError::Internal(_))) => {
             report.drifts.push(Drift {
                 kind: "failed",
                 subject: "customers".into(),
-                detail: format!("duplicate customers not checked: {e}"),
+                detail: format!("customers not checked: {e}"),
             });
         }
-        Err(e) => return Err(e),
+        other => other?,
     }
     // Plans follow prices: a row whose plan is not the catalog's for its price.
     for m in subscriptions::plan_mismatches(&state.db, &state.catalog).await? {
@@ -229,9 +230,24 @@ pub async fn list_subscriptions(
     }
 }
 
-/// Users carried by more than one Stripe customer, from one paged listing of all customers
-/// (not one search call per user).
-async fn duplicate_customers(state: &AppState) -> Result<Vec<Drift>, AppError> {
+/// From one paged listing of all customers (not one search call per user): users carried by
+/// more than one Stripe customer, and mapped customers whose email is not their user's
+/// (`email-drift`, repaired by setting the user's; the report never shows the addresses).
+async fn check_customers(
+    state: &AppState,
+    repair: bool,
+    report: &mut Report,
+) -> Result<(), AppError> {
+    let emails: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "SELECT c.stripe_customer_id, u.email FROM billing_customers c \
+         JOIN users u ON u.id = c.user_id \
+         WHERE c.deleted = 0 AND c.stripe_customer_id IS NOT NULL",
+    )
+    .fetch_all(&state.db.pool)
+    .await?
+    .into_iter()
+    .collect();
+    let mut drifted = Vec::new();
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut after: Option<String> = None;
     loop {
@@ -241,6 +257,11 @@ async fn duplicate_customers(state: &AppState) -> Result<Vec<Drift>, AppError> {
         }
         let page = retrying(|| request.send(&state.stripe.client)).await?;
         for c in &page.data {
+            if let Some(email) = emails.get(c.id.as_str())
+                && c.email.as_ref() != Some(email)
+            {
+                drifted.push((c.id.to_string(), email.clone()));
+            }
             if let Some(user) = c.metadata.as_ref().and_then(|m| m.get(USER_METADATA_KEY)) {
                 by_user
                     .entry(user.clone())
@@ -253,13 +274,28 @@ async fn duplicate_customers(state: &AppState) -> Result<Vec<Drift>, AppError> {
             _ => break,
         }
     }
-    Ok(by_user
-        .into_iter()
-        .filter(|(_, ids)| ids.len() > 1)
-        .map(|(user, ids)| Drift {
-            kind: "duplicate-customers",
-            subject: user,
-            detail: ids.join(", "),
-        })
-        .collect())
+    report
+        .drifts
+        .extend(
+            by_user
+                .into_iter()
+                .filter(|(_, ids)| ids.len() > 1)
+                .map(|(user, ids)| Drift {
+                    kind: "duplicate-customers",
+                    subject: user,
+                    detail: ids.join(", "),
+                }),
+        );
+    for (customer, email) in drifted {
+        report.drifts.push(Drift {
+            kind: "email-drift",
+            subject: customer.clone(),
+            detail: "Stripe's email is not the user's".into(),
+        });
+        if repair {
+            customers::set_email(state, &customer, &email).await?;
+            report.repaired += 1;
+        }
+    }
+    Ok(())
 }

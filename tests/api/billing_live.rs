@@ -850,3 +850,36 @@ async fn stripe_sync_lists_customers_in_pages_instead_of_searching_per_customer(
     // One subscription list per mapped customer (4) and one page of customers.
     assert_eq!(sim.request_count() - before, 5);
 }
+
+#[tokio::test]
+async fn stripe_sync_reports_and_repairs_email_drift() {
+    let app = spawn_app().await;
+    app.subscriber("ann@example.com", "pro").await;
+    app.wait_for_webhooks().await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.stripe_post(
+        &format!("/v1/customers/{customer}"),
+        &[("email", "someone.else@example.com")],
+    )
+    .await;
+
+    let found = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    let drift = found
+        .drifts
+        .iter()
+        .find(|d| d.kind == "email-drift")
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(drift.subject, customer);
+    assert!(
+        !found.to_string().contains("@"),
+        "no address in the report: {found}"
+    );
+    tollgate::billing::sync::reconcile(&app.state, true)
+        .await
+        .unwrap();
+
+    let now = app.stripe_get(&format!("/v1/customers/{customer}")).await;
+    assert_eq!(now["email"], "ann@example.com");
+}
