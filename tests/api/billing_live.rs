@@ -883,3 +883,45 @@ async fn stripe_sync_reports_and_repairs_email_drift() {
     let now = app.stripe_get(&format!("/v1/customers/{customer}")).await;
     assert_eq!(now["email"], "ann@example.com");
 }
+
+#[tokio::test]
+async fn shuffled_streams_ending_in_customer_deleted_never_leave_access() {
+    let app = spawn_app().await;
+    let price = app.price_of("pro");
+    let t0 = app.state.clock.now() - 1_000;
+    let mut next = crate::billing::index_source(0x0de1_e7ed_5eed_0001);
+    for round in 0..8 {
+        let (sub, customer) = (format!("sub_d{round}"), format!("cus_d{round}"));
+        let c = app.user(&format!("d{round}@example.com")).await;
+        app.map_customer_of(&c, &customer).await;
+        let mut stream = crate::billing::life_of(&sub, &customer, &price, t0);
+        // The life stops short of its own cancellation: the customer's deletion ends it.
+        stream.pop();
+        stream.push(
+            json!({"id": format!("evt_{customer}_deleted"), "object": "event",
+            "type": "customer.deleted", "created": t0 + 60,
+            "data": {"object": {"id": customer, "object": "customer"}}}),
+        );
+        for i in (1..stream.len()).rev() {
+            stream.swap(i, next(i + 1));
+        }
+        for event in &stream {
+            app.deliver(event).await;
+        }
+
+        let live: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM subscriptions WHERE customer_id = $1 AND status <> 'canceled'",
+        )
+        .bind(&customer)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        let order: Vec<_> = stream.iter().map(|e| e["type"].clone()).collect();
+        assert_eq!(live.0, 0, "round {round}: {order:?}");
+        assert_eq!(
+            app.me(&c).await["access"]["plan"],
+            "free",
+            "round {round}: {order:?}"
+        );
+    }
+}
