@@ -105,6 +105,9 @@ pub struct Config {
     pub stripe_webhook_tolerance_secs: u64,
     /// `STRIPE_API_BASE`.
     pub stripe_api_base: Option<Url>,
+    /// `TOLLGATE_STRIPE_TEST_CLOCK`: a test clock (`clock_…`) every new Stripe customer is
+    /// attached to, so a test-mode trial can move time (Stripe attaches clocks only at creation).
+    pub stripe_test_clock: Option<String>,
     /// `SMTP_URL`; `None` in development means the mailbox.
     pub smtp_url: Option<Secret>,
     /// `TOLLGATE_MAIL_FROM`.
@@ -238,6 +241,18 @@ impl Config {
                     .map_err(|e| ConfigError::new("STRIPE_API_BASE", format!("not a URL: {e}")))
             })
             .transpose()?;
+        let stripe_test_clock = get("TOLLGATE_STRIPE_TEST_CLOCK");
+        let live_key = get("STRIPE_SECRET_KEY")
+            .is_some_and(|k| k.starts_with("sk_live_") || k.starts_with("rk_live_"));
+        if let Some(clock) = &stripe_test_clock {
+            // Test clocks exist only in test mode: a live key with one is a mistake.
+            if !clock.starts_with("clock_") || live_key {
+                return Err(ConfigError::new(
+                    "TOLLGATE_STRIPE_TEST_CLOCK",
+                    "must be a test clock id (clock_…), and only with a test-mode key",
+                ));
+            }
+        }
         let log_format = match get("TOLLGATE_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -341,6 +356,7 @@ impl Config {
             stripe_webhook_secrets,
             stripe_webhook_tolerance_secs,
             stripe_api_base,
+            stripe_test_clock,
             smtp_url: get("SMTP_URL").map(Secret::new),
             mail_from: get("TOLLGATE_MAIL_FROM")
                 .unwrap_or_else(|| "tollgate <no-reply@localhost>".into()),
@@ -452,6 +468,10 @@ impl Config {
                 self.stripe_api_base
                     .as_ref()
                     .map_or("(Stripe's)".into(), Url::to_string),
+            ),
+            (
+                "TOLLGATE_STRIPE_TEST_CLOCK",
+                self.stripe_test_clock.clone().unwrap_or("(none)".into()),
             ),
             ("SMTP_URL", mask(&self.smtp_url).into()),
             ("TOLLGATE_MAIL_FROM", self.mail_from.clone()),
@@ -660,6 +680,7 @@ mod tests {
             ("TOLLGATE_SESSION_IDLE_SECS", "-5"),
             ("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("TOLLGATE_ARGON2_T", "0"),
+            ("TOLLGATE_STRIPE_TEST_CLOCK", "not_a_clock"),
         ];
         for (name, value) in cases {
             let err = config(&[(name, value)]).expect_err(name);
@@ -682,6 +703,16 @@ mod tests {
         ] {
             assert!(err.setting.contains(name), "{name} missing from {err}");
         }
+    }
+
+    #[test]
+    fn a_test_clock_is_refused_with_a_live_key() {
+        let err = config(&[
+            ("STRIPE_SECRET_KEY", "sk_live_x"),
+            ("TOLLGATE_STRIPE_TEST_CLOCK", "clock_1"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_STRIPE_TEST_CLOCK");
     }
 
     #[test]

@@ -104,9 +104,12 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
         return Ok(id);
     }
     let metadata = HashMap::from([(USER_METADATA_KEY.to_owned(), user.id.clone())]);
-    let request = stripe_core::customer::CreateCustomer::new()
+    let mut request = stripe_core::customer::CreateCustomer::new()
         .email(user.email.clone())
         .metadata(metadata);
+    if let Some(clock) = &state.config.stripe_test_clock {
+        request = request.test_clock(clock.as_str());
+    }
     let created = retrying(|| {
         request
             .customize()
@@ -161,17 +164,21 @@ pub async fn sync_email(state: &AppState, user: &User) {
             return;
         }
     };
-    let request =
-        stripe_core::customer::UpdateCustomer::new(customer.as_str()).email(user.email.clone());
+    if let Err(e) = set_email(state, &customer, &user.email).await {
+        tracing::warn!(error = %e, customer, "Stripe customer email not updated");
+    }
+}
+
+/// Sets the Stripe customer's email.
+pub async fn set_email(state: &AppState, customer: &str, email: &str) -> Result<(), AppError> {
+    let request = stripe_core::customer::UpdateCustomer::new(customer).email(email);
     let key = new_id("idem_email");
-    let result = retrying(|| {
+    retrying(|| {
         request
             .customize()
             .request_strategy(idempotent(&key))
             .send(&state.stripe.client)
     })
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, customer, "Stripe customer email not updated");
-    }
+    .await
+    .map(|_| ())
 }

@@ -4,21 +4,24 @@
 //! with the local rows. Differences reported: `missing` (in Stripe, not here), `stale` (here, but
 //! different), `orphaned` (here, but not in Stripe), `multiple-live` (Stripe has more than one
 //! live subscription for the customer: charged twice), `duplicate-customers` (more than one
-//! Stripe customer carries the user's id), and `plan-mismatch` (a stored plan is not the one the
-//! catalog gives the subscription's price). Without `--dry-run`, missing and stale rows are
-//! replaced by Stripe's state, orphaned rows are marked canceled and plans are re-mapped from the
-//! catalog; duplicate customers and multiple live subscriptions are only reported, since refunding
-//! or merging them needs a person.
+//! Stripe customer carries the user's id), `plan-mismatch` (a stored plan is not the one the
+//! catalog gives the subscription's price), `email-drift` (a customer's email is not its user's)
+//! and `failed` (a Stripe call failed: reported, and the run goes on). Without `--dry-run`,
+//! missing and stale rows are replaced by Stripe's state, orphaned rows are marked canceled,
+//! plans are re-mapped from the catalog and drifted emails set to the user's; duplicate customers
+//! and multiple live subscriptions are only reported, since refunding or merging them needs a
+//! person.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use stripe::StripeRequest as _;
+use stripe_core::customer::ListCustomer;
+
 use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus};
 
 use crate::{
     app::AppState,
     billing::{
-        customers::USER_METADATA_KEY,
+        customers::{self, USER_METADATA_KEY},
         stripe::retrying,
         subscriptions::{self, Snapshot},
     },
@@ -28,8 +31,8 @@ use crate::{
 /// One difference between tollgate and Stripe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drift {
-    /// `missing`, `stale`, `orphaned`, `multiple-live`, `duplicate-customers` or
-    /// `plan-mismatch`.
+    /// `missing`, `stale`, `orphaned`, `multiple-live`, `duplicate-customers`,
+    /// `plan-mismatch`, `email-drift` or `failed`.
     pub kind: &'static str,
     /// The subscription (or user) concerned.
     pub subject: String,
@@ -79,89 +82,27 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
     .await?;
     let mut report = Report::default();
     for (customer, user) in customers {
-        // The listed states are as new as the moment we asked (see `sync_subscription`).
-        let asked_at = state.clock.now();
-        let remote = list_subscriptions(state, &customer).await?;
-        let live: Vec<&str> = remote
-            .iter()
-            .filter(|s| !subscriptions::is_terminal(&s.status))
-            .map(|s| s.id.as_str())
-            .collect();
-        if live.len() > 1 {
-            report.drifts.push(Drift {
-                kind: "multiple-live",
-                subject: customer.clone(),
-                detail: live.join(", "),
-            });
-        }
-        let local: Vec<LocalRow> = sqlx::query_as(
-            "SELECT id, status, price_id, current_period_end, cancel_at_period_end, cancel_at \
-             FROM subscriptions WHERE customer_id = $1",
-        )
-        .bind(&customer)
-        .fetch_all(&state.db.pool)
-        .await?;
-        let local: HashMap<String, LocalRow> =
-            local.into_iter().map(|r| (r.0.clone(), r)).collect();
-        let mut seen = HashSet::new();
-        for snap in &remote {
-            seen.insert(snap.id.clone());
-            let drift = match local.get(&snap.id) {
-                None => Some(Drift {
-                    kind: "missing",
-                    subject: snap.id.clone(),
-                    detail: format!("customer {customer}: Stripe says {}", snap.status),
-                }),
-                Some(row) => {
-                    let differs = row.1 != snap.status
-                        || row.2.as_deref()
-                            != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
-                        || row.3 != snap.current_period_end
-                        || (row.4 != 0) != snap.cancel_at_period_end
-                        || row.5 != snap.cancel_at;
-                    differs.then(|| Drift {
-                        kind: "stale",
-                        subject: snap.id.clone(),
-                        detail: format!("local status {} / Stripe {}", row.1, snap.status),
-                    })
-                }
-            };
-            if let Some(drift) = drift {
-                report.drifts.push(drift);
-                if repair {
-                    let stamp =
-                        subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
-                    let mut tx = state.db.begin().await?;
-                    subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp, true).await?;
-                    state.db.commit_for(tx, &user).await?;
-                    report.repaired += 1;
-                }
+        // One failed call is reported and the run carries on with the next customer.
+        match reconcile_customer(state, &customer, &user, repair, &mut report).await {
+            Err(e @ (AppError::PaymentProviderUnavailable | AppError::Internal(_))) => {
+                report.drifts.push(Drift {
+                    kind: "failed",
+                    subject: customer.clone(),
+                    detail: format!("not compared: {e}"),
+                });
             }
+            other => other?,
         }
-        // A local row Stripe does not know that still grants something; once canceled it is inert.
-        let orphans = local
-            .values()
-            .filter(|r| !seen.contains(&r.0) && !subscriptions::is_terminal(&r.1))
-            .map(|r| &r.0);
-        for id in orphans {
+    }
+    match check_customers(state, repair, &mut report).await {
+        Err(e @ (AppError::PaymentProviderUnavailable | AppError::Internal(_))) => {
             report.drifts.push(Drift {
-                kind: "orphaned",
-                subject: id.clone(),
-                detail: format!("customer {customer}: not in Stripe"),
-            });
-            if repair {
-                subscriptions::cancel_locally(&state.db, id, &user, state.clock.now()).await?;
-                report.repaired += 1;
-            }
-        }
-        let found = search_customers(state, &user).await?;
-        if found.len() > 1 {
-            report.drifts.push(Drift {
-                kind: "duplicate-customers",
-                subject: user.clone(),
-                detail: found.join(", "),
+                kind: "failed",
+                subject: "customers".into(),
+                detail: format!("customers not checked: {e}"),
             });
         }
+        other => other?,
     }
     // Plans follow prices: a row whose plan is not the catalog's for its price.
     for m in subscriptions::plan_mismatches(&state.db, &state.catalog).await? {
@@ -178,6 +119,91 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
         report.repaired += subscriptions::remap_plans(&state.db, &state.catalog).await? as usize;
     }
     Ok(report)
+}
+
+/// Compares (and with `repair`, fixes) one customer's subscriptions.
+async fn reconcile_customer(
+    state: &AppState,
+    customer: &str,
+    user: &str,
+    repair: bool,
+    report: &mut Report,
+) -> Result<(), AppError> {
+    // The listed states are as new as the moment we asked (see `sync_subscription`).
+    let asked_at = state.clock.now();
+    let remote = list_subscriptions(state, customer).await?;
+    let live: Vec<&str> = remote
+        .iter()
+        .filter(|s| !subscriptions::is_terminal(&s.status))
+        .map(|s| s.id.as_str())
+        .collect();
+    if live.len() > 1 {
+        report.drifts.push(Drift {
+            kind: "multiple-live",
+            subject: customer.to_owned(),
+            detail: live.join(", "),
+        });
+    }
+    let local: Vec<LocalRow> = sqlx::query_as(
+        "SELECT id, status, price_id, current_period_end, cancel_at_period_end, cancel_at \
+         FROM subscriptions WHERE customer_id = $1",
+    )
+    .bind(customer)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let local: HashMap<String, LocalRow> = local.into_iter().map(|r| (r.0.clone(), r)).collect();
+    let mut seen = HashSet::new();
+    for snap in &remote {
+        seen.insert(snap.id.clone());
+        let drift = match local.get(&snap.id) {
+            None => Some(Drift {
+                kind: "missing",
+                subject: snap.id.clone(),
+                detail: format!("customer {customer}: Stripe says {}", snap.status),
+            }),
+            Some(row) => {
+                let differs = row.1 != snap.status
+                    || row.2.as_deref()
+                        != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
+                    || row.3 != snap.current_period_end
+                    || (row.4 != 0) != snap.cancel_at_period_end
+                    || row.5 != snap.cancel_at;
+                differs.then(|| Drift {
+                    kind: "stale",
+                    subject: snap.id.clone(),
+                    detail: format!("local status {} / Stripe {}", row.1, snap.status),
+                })
+            }
+        };
+        if let Some(drift) = drift {
+            report.drifts.push(drift);
+            if repair {
+                let stamp =
+                    subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
+                let mut tx = state.db.begin().await?;
+                subscriptions::apply(&mut tx, &state.catalog, snap, user, stamp, true).await?;
+                state.db.commit_for(tx, user).await?;
+                report.repaired += 1;
+            }
+        }
+    }
+    // A local row Stripe does not know that still grants something; once canceled it is inert.
+    let orphans = local
+        .values()
+        .filter(|r| !seen.contains(&r.0) && !subscriptions::is_terminal(&r.1))
+        .map(|r| &r.0);
+    for id in orphans {
+        report.drifts.push(Drift {
+            kind: "orphaned",
+            subject: id.clone(),
+            detail: format!("customer {customer}: not in Stripe"),
+        });
+        if repair {
+            subscriptions::cancel_locally(&state.db, id, user, state.clock.now()).await?;
+            report.repaired += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Every subscription Stripe has for `customer`, whatever its status, following the pages.
@@ -204,10 +230,72 @@ pub async fn list_subscriptions(
     }
 }
 
-async fn search_customers(state: &AppState, user: &str) -> Result<Vec<String>, AppError> {
-    let request = stripe_core::customer::SearchCustomer::new(format!(
-        "metadata['{USER_METADATA_KEY}']:'{user}'"
-    ));
-    let found = retrying(|| request.customize().send(&state.stripe.client)).await?;
-    Ok(found.data.iter().map(|c| c.id.to_string()).collect())
+/// From one paged listing of all customers (not one search call per user): users carried by
+/// more than one Stripe customer, and mapped customers whose email is not their user's
+/// (`email-drift`, repaired by setting the user's; the report never shows the addresses).
+async fn check_customers(
+    state: &AppState,
+    repair: bool,
+    report: &mut Report,
+) -> Result<(), AppError> {
+    let emails: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "SELECT c.stripe_customer_id, u.email FROM billing_customers c \
+         JOIN users u ON u.id = c.user_id \
+         WHERE c.deleted = 0 AND c.stripe_customer_id IS NOT NULL",
+    )
+    .fetch_all(&state.db.pool)
+    .await?
+    .into_iter()
+    .collect();
+    let mut drifted = Vec::new();
+    let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut request = ListCustomer::new().limit(100);
+        if let Some(a) = &after {
+            request = request.starting_after(a.as_str());
+        }
+        let page = retrying(|| request.send(&state.stripe.client)).await?;
+        for c in &page.data {
+            if let Some(email) = emails.get(c.id.as_str())
+                && c.email.as_ref() != Some(email)
+            {
+                drifted.push((c.id.to_string(), email.clone()));
+            }
+            if let Some(user) = c.metadata.as_ref().and_then(|m| m.get(USER_METADATA_KEY)) {
+                by_user
+                    .entry(user.clone())
+                    .or_default()
+                    .push(c.id.to_string());
+            }
+        }
+        match (page.has_more, page.data.last()) {
+            (true, Some(last)) => after = Some(last.id.to_string()),
+            _ => break,
+        }
+    }
+    report
+        .drifts
+        .extend(
+            by_user
+                .into_iter()
+                .filter(|(_, ids)| ids.len() > 1)
+                .map(|(user, ids)| Drift {
+                    kind: "duplicate-customers",
+                    subject: user,
+                    detail: ids.join(", "),
+                }),
+        );
+    for (customer, email) in drifted {
+        report.drifts.push(Drift {
+            kind: "email-drift",
+            subject: customer.clone(),
+            detail: "Stripe's email is not the user's".into(),
+        });
+        if repair {
+            customers::set_email(state, &customer, &email).await?;
+            report.repaired += 1;
+        }
+    }
+    Ok(())
 }

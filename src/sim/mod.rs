@@ -63,6 +63,7 @@ struct SimState {
     idempotency: HashMap<String, Idempotency>,
     failing_customers: HashSet<String>,
     outage: bool,
+    fail_next: u64,
     latency_ms: u64,
     requests: u64,
 }
@@ -164,6 +165,14 @@ type Form = HashMap<String, String>;
 
 fn form(body: &[u8]) -> Form {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// A query string's parameters (the last of a repeated name wins).
+fn query_params(q: Option<&str>) -> HashMap<String, String> {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q.unwrap_or(""))
         .unwrap_or_default()
         .into_iter()
         .collect()
@@ -274,7 +283,7 @@ impl Simulator {
 
     fn router(&self) -> Router {
         Router::new()
-            .route("/v1/customers", post(create_customer))
+            .route("/v1/customers", post(create_customer).get(list_customers))
             .route("/v1/customers/search", get(search_customers))
             .route(
                 "/v1/customers/{id}",
@@ -329,6 +338,16 @@ impl Simulator {
                     Json(json!({"error": {"type": "api_error", "message": "The simulator is in a simulated outage."}})),
                 )
                     .into_response();
+            }
+            if state.fail_next > 0 {
+                state.fail_next -= 1;
+                let (s, v) = stripe_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "A simulated failure of this one call.".into(),
+                    None,
+                );
+                return (s, Json(v)).into_response();
             }
             if !authorised {
                 let (s, v) = stripe_error(
@@ -445,6 +464,8 @@ impl Simulator {
             now,
         );
         subscription["latest_invoice"] = invoice["id"].clone();
+        // A subscription runs on its customer's test clock.
+        subscription["test_clock"] = state.customers[&customer]["test_clock"].clone();
         let session = state.checkout_sessions.get_mut(id).expect("checked above");
         session.object["status"] = json!("complete");
         session.object["payment_status"] = json!(if trial.is_some() {
@@ -712,12 +733,19 @@ async fn create_customer(
     let f = form(&body);
     sim.api(&headers, true, |_, state, now| {
         let id = new_id("cus");
-        let c = objects::customer(
+        let mut c = objects::customer(
             &id,
             f.get("email").map(String::as_str),
             metadata(&f, "metadata"),
             now,
         );
+        // A test clock is attached at creation or never, as in Stripe.
+        if let Some(clock) = f.get("test_clock") {
+            if !clock.starts_with("clock_") {
+                return Err(missing("test_clock", clock));
+            }
+            c["test_clock"] = json!(clock);
+        }
         state.customers.insert(id, c.clone());
         Ok((StatusCode::OK, c))
     })
@@ -783,6 +811,25 @@ async fn delete_customer(
         }
         sim.emit(state, "customer.deleted", customer, None, now);
         Ok((StatusCode::OK, stub))
+    })
+    .await
+}
+
+/// Customers, newest first, paged like every Stripe list; deleted ones are not listed.
+async fn list_customers(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let params = query_params(q.as_deref());
+    sim.api(&headers, false, |_, state, _| {
+        let mut data: Vec<Value> = state
+            .customers
+            .values()
+            .filter(|c| c["deleted"] != json!(true))
+            .cloned()
+            .collect();
+        page("/v1/customers", &mut data, &params)
     })
     .await
 }
@@ -1096,11 +1143,7 @@ async fn list_subscriptions(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let params: HashMap<String, String> =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+    let params = query_params(q.as_deref());
     sim.api(&headers, false, |_, state, _| {
         let status = params.get("status").map(String::as_str).unwrap_or("");
         let mut data: Vec<Value> = state
@@ -1215,11 +1258,7 @@ async fn list_invoices(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let params: HashMap<String, String> =
-        serde_urlencoded::from_str::<Vec<(String, String)>>(q.as_deref().unwrap_or(""))
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+    let params = query_params(q.as_deref());
     sim.api(&headers, false, |_, state, _| {
         let mut data: Vec<Value> = state
             .invoices
@@ -1253,6 +1292,7 @@ fn control_router() -> Router<Simulator> {
         .route("/_sim/customers/{id}/card", post(set_card))
         .route("/_sim/outage", post(set_outage))
         .route("/_sim/latency", post(set_latency))
+        .route("/_sim/fail", post(set_fail))
         .route("/_sim/chaos", post(set_chaos))
         .route("/_sim/events", get(list_events))
 }
@@ -1309,6 +1349,17 @@ struct Outage {
 
 async fn set_outage(State(sim): State<Simulator>, Json(o): Json<Outage>) -> StatusCode {
     sim.lock().outage = o.on;
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Fail {
+    calls: u64,
+}
+
+/// The next `calls` API calls answer 500 `api_error`, whatever they are.
+async fn set_fail(State(sim): State<Simulator>, Json(f): Json<Fail>) -> StatusCode {
+    sim.lock().fail_next = f.calls;
     StatusCode::NO_CONTENT
 }
 

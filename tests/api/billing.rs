@@ -701,9 +701,20 @@ async fn duplicates_unknown_types_orphans_and_oversized_bodies() {
     assert_eq!(r.status(), 413);
 }
 
+/// A small deterministic generator of indexes below `n` (xorshift), for permutations with
+/// duplicates without an external crate.
+pub fn index_source(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
 /// The events of one subscription's life, oldest first, for a customer mapped to a user. Its
 /// first item is an add-on the catalog does not know; the plan is the second.
-fn life_of(sub: &str, customer: &str, price: &str, t0: i64) -> Vec<Value> {
+pub fn life_of(sub: &str, customer: &str, price: &str, t0: i64) -> Vec<Value> {
     let state = |status: &str, cancel: bool, end: i64| {
         json!({"id": sub, "object": "subscription", "customer": customer, "status": status,
                "cancel_at_period_end": cancel, "cancel_at": if cancel { json!(end) } else { Value::Null },
@@ -784,14 +795,7 @@ async fn shuffled_duplicated_and_late_streams_converge_to_the_in_order_row() {
         "leaving past_due ends the episode: {expected}"
     );
 
-    // A small deterministic generator: permutations with duplicates, no external crate.
-    let mut seed: u64 = 0x5eed_1234_abcd_ef01;
-    let mut next = move |n: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % n as u64) as usize
-    };
+    let mut next = index_source(0x5eed_1234_abcd_ef01);
     for round in 0..12 {
         let (sub, customer) = (format!("sub_r{round}"), format!("cus_r{round}"));
         map_customer(&app, &format!("r{round}@example.com"), &customer).await;

@@ -42,6 +42,34 @@ impl TestApp {
         assert!(r.status().is_success());
     }
 
+    /// Waits (10 s deadline) until every event the simulator sent has been stored by tollgate,
+    /// so that nothing lands later.
+    pub async fn wait_for_webhooks(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let sent = client()
+                .get(self.sim_url("/_sim/events"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["data"]
+                .as_array()
+                .unwrap()
+                .len() as i64;
+            let stored = self.count("stripe_events").await;
+            if stored >= sent {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{stored} of {sent} events stored"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     /// Holds (or releases) every webhook the simulator sends: webhooks that are slow to land.
     pub async fn hold_webhooks(&self, hold: bool) {
         self.sim_control("/_sim/chaos", &json!({"hold": hold}))
@@ -736,4 +764,164 @@ async fn a_live_mode_event_is_recorded_and_not_applied_under_a_test_key() {
     event["livemode"] = json!(false);
     assert_eq!(app.deliver(&event).await["outcome"], "applied");
     assert_eq!(app.me(&c).await["access"]["plan"], "team");
+}
+
+#[tokio::test]
+async fn a_configured_test_clock_is_attached_to_new_customers_and_their_subscriptions() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_STRIPE_TEST_CLOCK", "clock_release_check")
+        .spawn()
+        .await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    app.pay(&url).await;
+
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let found = app.stripe_get(&format!("/v1/customers/{customer}")).await;
+    assert_eq!(found["test_clock"], "clock_release_check");
+    let subs = app.stripe_subscriptions(&customer).await;
+    assert_eq!(subs[0]["test_clock"], "clock_release_check");
+}
+
+#[tokio::test]
+async fn stripe_sync_reports_a_failed_call_and_carries_on_with_the_other_customers() {
+    let app = spawn_app().await;
+    for email in ["a@example.com", "b@example.com"] {
+        app.subscriber(email, "pro").await;
+    }
+    app.wait_for_webhooks().await;
+    // Drift on both, and a first customer whose every attempt fails.
+    sqlx::query("UPDATE subscriptions SET status = 'canceled'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    app.sim_control("/_sim/fail", &json!({"calls": 3})).await;
+
+    let report = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .expect("the run survives a failed call");
+
+    let kinds: Vec<&str> = report.drifts.iter().map(|d| d.kind).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "failed").count(),
+        1,
+        "{report}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "stale").count(),
+        1,
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn stripe_sync_lists_customers_in_pages_instead_of_searching_per_customer() {
+    let app = spawn_app().await;
+    for n in 0..3 {
+        app.subscriber(&format!("u{n}@example.com"), "pro").await;
+    }
+    let c = app.user("dup@example.com").await;
+    let user = app.map_customer_of(&c, "cus_not_in_stripe").await;
+    for _ in 0..2 {
+        app.stripe_post(
+            "/v1/customers",
+            &[
+                ("email", "dup@example.com"),
+                ("metadata[tollgate_user_id]", &user),
+            ],
+        )
+        .await;
+    }
+    app.wait_for_webhooks().await;
+    let sim = app.state.stripe.sim.as_ref().unwrap();
+    let before = sim.request_count();
+
+    let report = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+
+    assert!(
+        report
+            .drifts
+            .iter()
+            .any(|d| (d.kind, d.subject.as_str()) == ("duplicate-customers", user.as_str())),
+        "{report}"
+    );
+    // One subscription list per mapped customer (4) and one page of customers.
+    assert_eq!(sim.request_count() - before, 5);
+}
+
+#[tokio::test]
+async fn stripe_sync_reports_and_repairs_email_drift() {
+    let app = spawn_app().await;
+    app.subscriber("ann@example.com", "pro").await;
+    app.wait_for_webhooks().await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.stripe_post(
+        &format!("/v1/customers/{customer}"),
+        &[("email", "someone.else@example.com")],
+    )
+    .await;
+
+    let found = tollgate::billing::sync::reconcile(&app.state, false)
+        .await
+        .unwrap();
+    let drift = found
+        .drifts
+        .iter()
+        .find(|d| d.kind == "email-drift")
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(drift.subject, customer);
+    assert!(
+        !found.to_string().contains("@"),
+        "no address in the report: {found}"
+    );
+    tollgate::billing::sync::reconcile(&app.state, true)
+        .await
+        .unwrap();
+
+    let now = app.stripe_get(&format!("/v1/customers/{customer}")).await;
+    assert_eq!(now["email"], "ann@example.com");
+}
+
+#[tokio::test]
+async fn shuffled_streams_ending_in_customer_deleted_never_leave_access() {
+    let app = spawn_app().await;
+    let price = app.price_of("pro");
+    let t0 = app.state.clock.now() - 1_000;
+    let mut next = crate::billing::index_source(0x0de1_e7ed_5eed_0001);
+    for round in 0..8 {
+        let (sub, customer) = (format!("sub_d{round}"), format!("cus_d{round}"));
+        let c = app.user(&format!("d{round}@example.com")).await;
+        app.map_customer_of(&c, &customer).await;
+        let mut stream = crate::billing::life_of(&sub, &customer, &price, t0);
+        // The life stops short of its own cancellation: the customer's deletion ends it.
+        stream.pop();
+        stream.push(
+            json!({"id": format!("evt_{customer}_deleted"), "object": "event",
+            "type": "customer.deleted", "created": t0 + 60,
+            "data": {"object": {"id": customer, "object": "customer"}}}),
+        );
+        for i in (1..stream.len()).rev() {
+            stream.swap(i, next(i + 1));
+        }
+        for event in &stream {
+            app.deliver(event).await;
+        }
+
+        let live: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM subscriptions WHERE customer_id = $1 AND status <> 'canceled'",
+        )
+        .bind(&customer)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        let order: Vec<_> = stream.iter().map(|e| e["type"].clone()).collect();
+        assert_eq!(live.0, 0, "round {round}: {order:?}");
+        assert_eq!(
+            app.me(&c).await["access"]["plan"],
+            "free",
+            "round {round}: {order:?}"
+        );
+    }
 }
