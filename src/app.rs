@@ -31,7 +31,7 @@ use crate::{
     web,
 };
 
-/// Body limit for `/api/` and forms (CONTRACT.md).
+/// Body limit for `/api/` and forms (docs/api.md).
 pub const BODY_LIMIT: usize = 64 * 1024;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -1,7 +1,7 @@
 //! The in-process cache of sessions and members (a user with their subscription rows), so that
 //! the session check and the access decision on a hot path cost no database round trip.
 //!
-//! Freshness (CONTRACT.md: after a change, the next request to the instance that made it sees it,
+//! Freshness (docs/api.md: after a change, the next request to the instance that made it sees it,
 //! and any instance within 1 second):
 //! - **This instance**: every write forgets what it changed *after its commit*. A load that was
 //!   running while something was forgotten may have read the old state, so a load is only stored

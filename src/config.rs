@@ -1,6 +1,6 @@
 //! Typed settings, read once from the environment (and `.env`).
 //!
-//! Every setting has the name and default of CONTRACT.md's table. A bad value is a
+//! Every setting has the name and default of the README's Settings table. A bad value is a
 //! [`ConfigError`] naming the setting; `main` turns it into exit code 2. Secrets are wrapped in
 //! [`Secret`] so that `Debug` and `check-config` never print them.
 
@@ -385,7 +385,7 @@ impl Config {
         Ok(config)
     }
 
-    /// The refusals of CONTRACT.md's "Modes": production needs real services, development stays
+    /// The refusals of the README's "Modes": production needs real services, development stays
     /// on loopback.
     fn check_mode(&self) -> Result<(), ConfigError> {
         match self.mode {

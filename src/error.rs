@@ -1,6 +1,6 @@
 //! The one error type of tollgate's HTTP layer, and the policy on what a client may see.
 //!
-//! Client variants carry a stable `error` code from CONTRACT.md; clients branch on it alone.
+//! Client variants carry a stable `error` code from docs/api.md; clients branch on it alone.
 //! Internal variants answer `500 {"error":"internal"}` and are logged once here, inside the
 //! request's span (which carries the request id). Their text never reaches the client: no SQL, no
 //! stack trace, no secret. A database that cannot be reached is a 503 `service_unavailable`, so

@@ -1,4 +1,4 @@
-//! Users: the `Email` newtype, the queries on `users`, and the user JSON of CONTRACT.md.
+//! Users: the `Email` newtype, the queries on `users`, and the user JSON of docs/api.md.
 
 use rand::RngCore as _;
 use serde::Serialize;
@@ -162,7 +162,7 @@ pub struct User {
     pub session_epoch: i64,
 }
 
-/// The user JSON of CONTRACT.md.
+/// The user JSON (docs/api.md, "Accounts").
 #[derive(Debug, Serialize)]
 pub struct UserJson {
     /// Opaque id.

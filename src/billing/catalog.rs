@@ -1,4 +1,4 @@
-//! The plan catalog (CONTRACT.md, "The catalog file"): plans with tiers, features, trials and
+//! The plan catalog (docs/api.md, "The catalog file"): plans with tiers, features, trials and
 //! prices per interval, legacy prices, and the forward-auth rules.
 //!
 //! It is read once at start-up from `TOLLGATE_PLANS` (or `plans.toml`, or the demo catalog) and
@@ -169,7 +169,7 @@ struct RuleSpec {
     login: Option<bool>,
 }
 
-/// The demo catalog of CONTRACT.md, in the catalog file format.
+/// The demo catalog of docs/api.md, in the catalog file format.
 pub const DEMO: &str = r#"
 [[plans]]
 id = "free"

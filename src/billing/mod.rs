@@ -37,7 +37,7 @@ pub fn money(amount: i64, currency: &str) -> String {
     }
 }
 
-/// Body limit of `/webhooks/stripe` (CONTRACT.md).
+/// Body limit of `/webhooks/stripe` (docs/api.md).
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The billing routes.

@@ -1,5 +1,5 @@
 //! Enforcement for Rust apps: extractors and route layers that require a signed-in user, a
-//! minimum plan or a feature, answering as CONTRACT.md's "Gating" says.
+//! minimum plan or a feature, answering as docs/api.md's "Gating" says.
 //!
 //! JSON routes: 401 `unauthenticated`, 403 `plan_required` / `feature_required` with
 //! `required_plan`/`required_feature`, `current_plan` and an absolute `upgrade_url`.
@@ -139,7 +139,7 @@ pub(super) fn urlencode(s: &str) -> String {
 }
 
 impl Denied {
-    /// The JSON answer of CONTRACT.md.
+    /// The JSON answer of docs/api.md ("Gating").
     pub fn json(self, state: &AppState) -> Response {
         // Only the 403s carry the pricing URL.
         let upgrade = match &self {

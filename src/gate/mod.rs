@@ -133,7 +133,7 @@ pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppEr
     })
 }
 
-/// Forward-auth and the demo routes that make gating visible (CONTRACT.md's sample routes).
+/// Forward-auth and the demo routes that make gating visible (docs/api.md's demo routes).
 pub fn router(state: AppState) -> Router<AppState> {
     let json = |need: &str| match need {
         "free" => require_login(state.clone()),
@@ -162,7 +162,7 @@ async fn demo_json(
     }))
 }
 
-/// The `access` object of CONTRACT.md's user JSON.
+/// The `access` object of the user JSON (docs/api.md).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Access {
     /// Plan id, or `None` when the catalog has no free plan and the user no access.

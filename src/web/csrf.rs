@@ -2,7 +2,7 @@
 //!
 //! - JSON API: every unsafe request under `/api/` must carry `Content-Type: application/json`
 //!   (which a cross-site HTML form cannot send without a CORS preflight), and an `Origin` header,
-//!   when present, must be ours or an allowed one (CONTRACT.md).
+//!   when present, must be ours or an allowed one (docs/api.md).
 //! - HTML forms: a signed double-submit token. The cookie holds `nonce.hmac(nonce)` and every form
 //!   carries the same value in `csrf_token`; a POST passes when both are equal and the MAC checks
 //!   with the key stored in the database. Anonymous page views therefore create no session rows.

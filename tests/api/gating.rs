@@ -214,7 +214,7 @@ async fn a_downgrade_is_seen_at_once_by_its_instance_and_within_a_second_by_anot
         403,
         "the instance that took the webhook sees the downgrade on the next request"
     );
-    // CONTRACT.md: any other instance within 1 second (judged by when a request was sent, so a
+    // docs/api.md: any other instance within 1 second (judged by when a request was sent, so a
     // slow answer on a busy machine does not count against the instance).
     loop {
         let sent = std::time::Instant::now();
