@@ -18,6 +18,7 @@
 //! `/pro.json`, a format suffix), and
 //! unmatched paths need a login. Matching ignores ASCII case unless
 //! `TOLLGATE_FORWARD_PATH_CASE=sensitive`, because many upstreams route `/PRO/x` to `/pro/x`.
+//! Public rules are never widened this way: they match their exact prefix only.
 //!
 //! Granted: 200 with `X-Tollgate-User-Id`, `X-Tollgate-Email` (percent-encoded UTF-8),
 //! `X-Tollgate-Plan`, `X-Tollgate-Tier`. Denied: 401 with `X-Tollgate-Login-Url`, or 403 with
@@ -153,11 +154,14 @@ pub fn rule_covers(rule: &str, path: &str, ignore_case: bool) -> bool {
     prefix || bare
 }
 
-/// The first rule covering `path`.
+/// The first rule covering `path`. Only rules that restrict are widened (other case, bare name,
+/// format suffix): widening a public rule would open `/PUBLIC/x` on an upstream that serves it
+/// as another, protected resource.
 fn rule_for<'a>(rules: &'a [Rule], path: &str, ignore_case: bool) -> Option<&'a Rule> {
-    rules
-        .iter()
-        .find(|r| rule_covers(&r.path, path, ignore_case))
+    rules.iter().find(|r| match r.requires {
+        Requirement::Public => path.starts_with(&r.path),
+        _ => rule_covers(&r.path, path, ignore_case),
+    })
 }
 
 fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
@@ -199,7 +203,7 @@ pub async fn forward_auth(
         Ok(judged) => judged,
         Err(why) => {
             // Fail closed: a URI tollgate cannot read with certainty is never judged as another.
-            tracing::warn!(target: "security", event = "forward_auth_refused", reason = ?why);
+            crate::telemetry::security_event("forward_auth_refused", None, &format!("{why:?}"));
             return (
                 StatusCode::FORBIDDEN,
                 Json(json!({"error": "forbidden", "message": "That address cannot be judged."})),

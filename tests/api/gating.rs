@@ -283,12 +283,10 @@ async fn forward_auth_decides_by_the_catalog_rules() {
         r.headers()["x-tollgate-upgrade-url"],
         app.url("/pricing?required=pro").as_str()
     );
-    let r = forward(&app, &free, "x-original-uri", "/export/csv").await;
-    assert_eq!(
-        r.status(),
-        403,
-        "X-Original-URI when X-Forwarded-Uri is absent; a feature rule"
-    );
+    let r = forward(&app, &free, "x-forwarded-uri", "/export/csv").await;
+    assert_eq!(r.status(), 403, "a feature rule");
+    assert!(r.headers().contains_key("x-tollgate-upgrade-url"));
+    assert_eq!(error_of(r).await, "feature_required");
     // Dot segments and encodings cannot smuggle a pro path under a public prefix.
     for sneaky in [
         "/public/../pro/report",
@@ -581,9 +579,11 @@ async fn a_rule_covers_its_bare_prefix_and_ignores_case_unless_told_otherwise() 
             "{path}"
         );
     }
-    // `/PUBLIC/x` is public too (the same resource to a case-blind upstream).
-    let r = forward(&app, &anonymous, "x-forwarded-uri", "/PUBLIC/x").await;
-    assert_eq!(r.status(), 200);
+    // Public rules are never widened: `/PUBLIC/x` and `/public.json` need a login.
+    for path in ["/PUBLIC/x", "/public.json", "/public"] {
+        let r = forward(&app, &anonymous, "x-forwarded-uri", path).await;
+        assert_eq!(r.status(), 401, "{path}");
+    }
     // `/profile` is not under `/pro/`.
     let r = forward(&app, &free, "x-forwarded-uri", "/profile").await;
     assert_eq!(r.status(), 200);

@@ -229,6 +229,16 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
         (status == 302 && location.as_ref().is_some_and(|l| l == login.as_str())) || status == 403,
         "{name}: forged headers gave {status} {location:?}"
     );
+    // A forged host and scheme alone: still exactly tollgate's own login URL for the real path.
+    let r = client()
+        .get(site("/pro/report"))
+        .header("x-forwarded-host", "evil.test")
+        .header("x-forwarded-proto", "javascript")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{name}");
+    assert_eq!(r.headers()["location"], login.as_str(), "{name}");
     // Each URI header alone, too.
     for (header, value) in &FORGED[..3] {
         let r = client()
