@@ -98,6 +98,7 @@ impl AppState {
         }
         let csrf_key = shared_secret(&db, "csrf_key").await?;
         let device_key = shared_secret(&db, "device_key").await?;
+        crate::auth::users::renormalise_addresses(&db).await?;
         let clock = Clock::new();
         let mut catalog = config.catalog.clone();
         let webhook_url = format!("{base_url}webhooks/stripe");

@@ -226,12 +226,18 @@ pub async fn verify_email(state: &AppState, token: &str, verifier: Verifier<'_>)
         current.user.id == user.id && current.session_epoch >= user.session_epoch
     });
     let registrant_password = match (verifier.password, user.password_hash.as_deref()) {
-        (Some(given), Some(_)) if !given.is_empty() => {
-            state
+        (Some(given), Some(_)) if !given.is_empty() && !registrant_session => {
+            let right = state
                 .hasher
                 .verify(given, user.password_hash.as_deref())
                 .await?
-                != password::Verified::No
+                != password::Verified::No;
+            // A mistyped password is a typo, not a stranger: refuse (the link stays usable)
+            // rather than treat the registrant as one and remove their password.
+            if !right {
+                return Err(AppError::InvalidCredentials);
+            }
+            true
         }
         _ => false,
     };

@@ -212,10 +212,11 @@ pub async fn register_private(
     email: &str,
     password: &str,
 ) -> Result<()> {
-    // Every privacy-mode registration mails the address: the limits of the other mailing
-    // requests apply, or it would be a way to bomb a mailbox.
-    email_flows::limit_requests(state, ip, email).await?;
     let (email, hash) = prepare_registration(state, ip, email, password).await?;
+    // Every privacy-mode registration mails the address: the limits of the other mailing
+    // requests apply, or it would be a way to bomb a mailbox. Counted only for valid requests,
+    // so typos do not use up the address's mail.
+    email_flows::limit_requests(state, ip, &email.display).await?;
     email_flows::register_privately(state, &email, &hash).await
 }
 

@@ -252,6 +252,53 @@ pub async fn find_by_email(db: &Db, email_norm: &str) -> Result<Option<User>, Ap
     find_by_email_on(&mut *db.pool.acquire().await?, email_norm).await
 }
 
+/// Brings `email_norm` of accounts made before addresses were normalised with NFKC and IDNA up to
+/// today's rule, once per database (a marker in `app_secrets`), so their owners still match
+/// what they type. An address the rule now refuses, or one that would collide with another
+/// account, is left as it is and logged (by id) for an operator.
+pub async fn renormalise_addresses(db: &Db) -> anyhow::Result<()> {
+    const MARKER: &str = "email_norm_nfkc_idna";
+    let done: Option<(String,)> = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
+        .bind(MARKER)
+        .fetch_optional(&db.pool)
+        .await?;
+    if done.is_some() {
+        return Ok(());
+    }
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT id, email, email_norm FROM users")
+            .fetch_all(&db.pool)
+            .await?;
+    for (id, email, stored) in rows {
+        let Ok(parsed) = Email::parse(&email) else {
+            tracing::warn!(user = %id, "a stored address is refused by today's rules; left as it is");
+            continue;
+        };
+        if parsed.normalised == stored {
+            continue;
+        }
+        let moved = sqlx::query("UPDATE users SET email_norm = $1 WHERE id = $2")
+            .bind(&parsed.normalised)
+            .bind(&id)
+            .execute(&db.pool)
+            .await;
+        match moved {
+            Ok(_) => db.cache.forget_user(&id),
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                tracing::warn!(user = %id, "a stored address now matches another account's; left as it is");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    sqlx::query(
+        "INSERT INTO app_secrets (name, value) VALUES ($1, 'done') ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(MARKER)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
 /// [`find_by_email`] on a connection.
 pub async fn find_by_email_on(
     conn: &mut AnyConnection,

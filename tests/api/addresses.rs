@@ -121,3 +121,45 @@ async fn a_reset_asked_for_a_lookalike_form_goes_to_the_accounts_address() {
         "the same reset mail"
     );
 }
+
+#[tokio::test]
+async fn accounts_stored_under_the_old_normal_form_still_sign_in_after_an_upgrade() {
+    let app = spawn_app().await;
+    app.register_with(&client(), "ann@bücher.de", PASSWORD)
+        .await;
+    // As an older tollgate stored it: the punycode form as typed, lower-cased, and no marker.
+    sqlx::query(
+        "UPDATE users SET email = 'Ann@xn--bcher-kva.de', email_norm = 'ann@xn--bcher-kva.de'",
+    )
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM app_secrets WHERE name = 'email_norm_nfkc_idna'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let upgraded = crate::helpers::TestApp::builder()
+        .on_db(app.db.clone())
+        .spawn()
+        .await;
+    let login = upgraded
+        .post_json_with(
+            &client(),
+            "/api/auth/login",
+            &json!({"email": "ann@bücher.de", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+    let again = upgraded
+        .post_json_with(
+            &client(),
+            "/api/auth/register",
+            &json!({"email": "ann@bücher.de", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        again.status(),
+        409,
+        "never a second account for the same mailbox"
+    );
+}

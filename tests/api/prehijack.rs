@@ -293,3 +293,60 @@ async fn in_privacy_mode_a_re_registration_ends_the_sessions_of_the_pending_acco
         "the pending session ended"
     );
 }
+
+#[tokio::test]
+async fn a_mistyped_password_on_verification_is_refused_and_removes_nothing() {
+    let (app, sink) = app_with_mail(false).await;
+    app.register_with(&client(), VICTIM, PASSWORD).await;
+    let token = sink.wait_for(VICTIM, 1).await.token("verify-email");
+    let verify = |password: &'static str| {
+        let body = json!({"token": token, "password": password});
+        let app = &app;
+        async move {
+            app.post_json_with(&client(), "/api/auth/verify-email", &body)
+                .await
+        }
+    };
+    let typo = verify("correct horse battery stapel").await;
+    assert_eq!(typo.status(), 401);
+    assert_eq!(crate::helpers::error_of(typo).await, "invalid_credentials");
+    assert_eq!(
+        login_status(&app, PASSWORD).await,
+        200,
+        "the password is kept"
+    );
+    // The link still works with the right password.
+    assert_eq!(verify(PASSWORD).await.status(), 200);
+    assert_eq!(login_status(&app, PASSWORD).await, 200);
+}
+
+#[tokio::test]
+async fn privacy_mode_registrations_refused_for_bad_input_do_not_use_up_the_mail_limit() {
+    let (app, sink) = app_with_mail(true).await;
+    let app = TestApp::builder()
+        .on_db(app.db.clone())
+        .with("SMTP_URL", &sink.url())
+        .with("TOLLGATE_REGISTRATION_PRIVACY", "true")
+        .with("TOLLGATE_RATE_LIMIT", "on")
+        .spawn()
+        .await;
+    for _ in 0..6 {
+        let r = app
+            .post_json_with(
+                &client(),
+                "/api/auth/register",
+                &json!({"email": VICTIM, "password": "short"}),
+            )
+            .await;
+        assert_eq!(r.status(), 400);
+    }
+    let r = app
+        .post_json_with(
+            &client(),
+            "/api/auth/register",
+            &json!({"email": VICTIM, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 202, "typos did not spend the address's mail");
+    sink.wait_for(VICTIM, 1).await;
+}
