@@ -37,7 +37,10 @@ async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
         let expired = retrying(|| async {
             match request.send(&state.stripe.client).await {
                 // Not open any more (paid, or expired): a paid one's subscription is listed below.
-                Err(stripe::StripeError::Stripe(_, 400)) => Ok(()),
+                // Stripe says so with a 400 that carries no code; a coded 400 is a real error.
+                Err(stripe::StripeError::Stripe(api, 400)) if api.code.is_none() => Ok(()),
+                // A session Stripe no longer knows has nothing left to expire.
+                Err(e) if is_missing(&e) => Ok(()),
                 answer => answer.map(|_| ()),
             }
         })

@@ -152,22 +152,18 @@ impl StripeApi {
                 hit
             } else {
                 let request = stripe_product::price::RetrievePrice::new(price.stripe_id.as_str());
-                match request.send(&self.client).await {
-                    Ok(p) => p,
-                    Err(e) if is_missing(&e) => {
-                        return Err(CatalogMismatch(format!(
-                            "plan `{id}` ({name}) {interval}: Stripe has no price `{}`",
-                            price.stripe_id
-                        ))
-                        .into());
-                    }
-                    Err(_) => {
-                        let _ = retrying(|| request.send(&self.client)).await.map_err(|_| {
-                            anyhow::anyhow!("cannot read the catalog's prices from Stripe")
-                        })?;
-                        continue;
-                    }
-                }
+                // Retried like any call; an unreadable price stops start-up, never goes unchecked.
+                let fetched = retrying(|| async {
+                    absent_as_none(request.send(&self.client).await, is_missing)
+                })
+                .await
+                .map_err(|_| anyhow::anyhow!("cannot read the catalog's prices from Stripe"))?;
+                fetched.ok_or_else(|| {
+                    CatalogMismatch(format!(
+                        "plan `{id}` ({name}) {interval}: Stripe has no price `{}`",
+                        price.stripe_id
+                    ))
+                })?
             };
             let problem = price_mismatch(&stripe_price, interval.as_str(), price);
             if let Some(problem) = problem {

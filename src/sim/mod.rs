@@ -419,6 +419,14 @@ impl Simulator {
             .as_str()
             .ok_or("no customer")?
             .to_owned();
+        // Stripe never charges a deleted customer (its open sessions were expired with it).
+        if state
+            .customers
+            .get(&customer)
+            .is_none_or(|c| c["deleted"] == json!(true))
+        {
+            return Err("this customer has been deleted".into());
+        }
         let items: Vec<(Value, i64)> = session
             .items
             .iter()
@@ -808,6 +816,12 @@ async fn delete_customer(
             .collect();
         for sub in subs {
             let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
+        }
+        // Its open Checkout Sessions go with it.
+        for session in state.checkout_sessions.values_mut() {
+            if session.object["customer"] == json!(id) && session.object["status"] == "open" {
+                session.object["status"] = json!("expired");
+            }
         }
         sim.emit(state, "customer.deleted", customer, None, now);
         Ok((StatusCode::OK, stub))

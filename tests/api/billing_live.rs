@@ -392,13 +392,43 @@ async fn account_deletion_expires_open_sessions_and_cancels_what_stripe_lists() 
 
     app.delete_account(&c).await;
 
-    for sub in app.stripe_subscriptions(&customer).await {
+    let listed = app.stripe_subscriptions(&customer).await;
+    assert_eq!(listed.len(), 2, "the paid one and the one unknown here");
+    assert!(listed.iter().any(|s| s["id"] == unknown.as_str()));
+    for sub in listed {
         assert_eq!(
             sub["status"], "canceled",
             "{} ({unknown} unknown here)",
             sub["id"]
         );
     }
+}
+
+#[tokio::test]
+async fn the_simulator_never_charges_a_deleted_customer_through_an_open_session() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let deleted = client()
+        .delete(app.sim_url(&format!("/v1/customers/{customer}")))
+        .bearer_auth("sk_test_simulator")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let paid = client()
+        .post(&url)
+        .form(&[("action", "pay")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        paid.status(),
+        303,
+        "a deleted customer's session cannot be paid"
+    );
+    assert!(app.stripe_subscriptions(&customer).await.is_empty());
 }
 
 #[tokio::test]
