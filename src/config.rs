@@ -242,8 +242,7 @@ impl Config {
             })
             .transpose()?;
         let stripe_test_clock = get("TOLLGATE_STRIPE_TEST_CLOCK");
-        let live_key = get("STRIPE_SECRET_KEY")
-            .is_some_and(|k| k.starts_with("sk_live_") || k.starts_with("rk_live_"));
+        let live_key = get("STRIPE_SECRET_KEY").is_some_and(|k| is_live_key(&k));
         if let Some(clock) = &stripe_test_clock {
             // Test clocks exist only in test mode: a live key with one is a mistake.
             if !clock.starts_with("clock_") || live_key {
@@ -612,6 +611,12 @@ fn positive(
         ));
     }
     Ok(value)
+}
+
+/// True for a live-mode Stripe key (`sk_live_…`, `rk_live_…`); test keys and the simulator are
+/// test mode.
+pub fn is_live_key(key: &str) -> bool {
+    key.starts_with("sk_live_") || key.starts_with("rk_live_")
 }
 
 /// The open-file limit (from `/proc/self/limits`) less 128 descriptors kept for the database,

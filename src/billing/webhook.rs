@@ -124,7 +124,7 @@ fn live_key(state: &AppState) -> bool {
         .config
         .stripe_secret_key
         .as_ref()
-        .is_some_and(|k| k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_"))
+        .is_some_and(|k| crate::config::is_live_key(k.expose()))
 }
 
 /// The customer an event is about, when it names one.
