@@ -112,12 +112,17 @@ pub(crate) async fn limit_requests(state: &AppState, ip: ClientIp, address: &str
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await
 }
 
+/// How long background work waits before it starts: long enough for the answer to have been
+/// written, so the extra work of an address with an account never competes with its own answer.
+const AFTER_THE_ANSWER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Runs `work` after the answer has gone, so existing and unknown addresses take the same time.
 fn in_background<F>(work: F)
 where
     F: Future<Output = Result<()>> + Send + 'static,
 {
     tokio::spawn(async move {
+        tokio::time::sleep(AFTER_THE_ANSWER).await;
         if let Err(e) = work.await {
             tracing::warn!(error = %e, "email request failed");
         }
