@@ -65,6 +65,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "session epoch",
         include_str!("../migrations/0007_session_epoch.sql"),
     ),
+    (
+        8,
+        "stripe clock",
+        include_str!("../migrations/0008_stripe_clock.sql"),
+    ),
+    (
+        9,
+        "subscription product",
+        include_str!("../migrations/0009_subscription_product.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

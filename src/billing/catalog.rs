@@ -82,6 +82,10 @@ pub struct Plan {
     /// Older Stripe prices that still map to this plan; never offered.
     #[serde(skip)]
     pub legacy_prices: Vec<String>,
+    /// Stripe products whose every price maps to this plan (unless the price itself is named by
+    /// another plan); never offered.
+    #[serde(skip)]
+    pub products: Vec<String>,
 }
 
 impl Plan {
@@ -147,6 +151,8 @@ struct PlanSpec {
     trial_days: Option<u32>,
     #[serde(default)]
     legacy_prices: Vec<String>,
+    #[serde(default)]
+    products: Vec<String>,
     #[serde(default)]
     prices: BTreeMap<String, PriceSpec>,
 }
@@ -300,7 +306,32 @@ impl Catalog {
                 trial_days: p.trial_days.filter(|d| *d > 0),
                 prices,
                 legacy_prices: p.legacy_prices,
+                products: p.products,
             });
+        }
+        let mut products = HashSet::new();
+        for (plan, product) in plans
+            .iter()
+            .flat_map(|p| p.products.iter().map(move |x| (p, x)))
+        {
+            if !product.starts_with("prod_") {
+                return Err(CatalogError(format!(
+                    "plan `{}`: products: `{product}` is not a Stripe product id (prod_…)",
+                    plan.id
+                )));
+            }
+            if plan.is_free() {
+                return Err(CatalogError(format!(
+                    "plan `{}`: the free plan cannot map products",
+                    plan.id
+                )));
+            }
+            if !products.insert(product.as_str()) {
+                return Err(CatalogError(format!(
+                    "plan `{}`: product `{product}` is mapped by more than one plan",
+                    plan.id
+                )));
+            }
         }
         if plans.iter().filter(|p| p.is_free()).count() > 1 {
             return Err(CatalogError(
@@ -357,14 +388,23 @@ impl Catalog {
         self.plans.iter().find(|p| p.id == id)
     }
 
-    /// The plan a Stripe price id belongs to (current or legacy prices).
-    pub fn plan_for_price(&self, stripe_price: &str) -> Option<&Plan> {
-        self.plans.iter().find(|p| {
-            p.prices
-                .values()
-                .any(|price| price.stripe_id == stripe_price)
-                || p.legacy_prices.iter().any(|l| l == stripe_price)
-        })
+    /// The plan a Stripe price belongs to: the plan that names the price (current or legacy
+    /// prices), else the plan that maps the price's product.
+    pub fn plan_for(&self, stripe_price: &str, product: Option<&str>) -> Option<&Plan> {
+        self.plans
+            .iter()
+            .find(|p| {
+                p.prices
+                    .values()
+                    .any(|price| price.stripe_id == stripe_price)
+                    || p.legacy_prices.iter().any(|l| l == stripe_price)
+            })
+            .or_else(|| {
+                let product = product?;
+                self.plans
+                    .iter()
+                    .find(|p| p.products.iter().any(|x| x == product))
+            })
     }
 
     /// Every price with its plan's id and name and its interval, to resolve Stripe ids at
@@ -433,6 +473,19 @@ mod tests {
                 "exactly one of",
             ),
             (plan("A B", 0, ""), "id must be"),
+            (
+                plan("a", 1, &format!("products = [\"x\"]\n{paid}")),
+                "not a Stripe product id",
+            ),
+            (
+                plan("a", 1, &format!("products = [\"prod_1\"]\n{paid}"))
+                    + &plan("b", 2, &format!("products = [\"prod_1\"]\n{paid}")),
+                "mapped by more than one plan",
+            ),
+            (
+                plan("a", 0, "products = [\"prod_1\"]"),
+                "free plan cannot map products",
+            ),
         ];
         for (text, expected) in cases {
             let err = Catalog::parse(&text).expect_err(expected).to_string();
@@ -449,8 +502,34 @@ mod tests {
         for (_, _, _, price) in c.prices_mut() {
             price.stripe_id = price.reference.clone().unwrap();
         }
-        assert_eq!(c.plan_for_price("price_old").unwrap().id, "pro");
-        assert_eq!(c.plan_for_price("price_new").unwrap().id, "pro");
-        assert!(c.plan_for_price("price_other").is_none());
+        assert_eq!(c.plan_for("price_old", None).unwrap().id, "pro");
+        assert_eq!(c.plan_for("price_new", None).unwrap().id, "pro");
+        assert!(c.plan_for("price_other", None).is_none());
+    }
+
+    #[test]
+    fn a_mapped_product_gives_its_plan_unless_another_plan_names_the_price() {
+        let mut c = Catalog::parse(
+            "[[plans]]\nid = \"pro\"\nname = \"Pro\"\ntier = 1\nproducts = [\"prod_pro\"]\n\
+             [plans.prices.month]\nprice = \"price_pro\"\namount = 1\ncurrency = \"usd\"\n\
+             [[plans]]\nid = \"team\"\nname = \"Team\"\ntier = 2\nlegacy_prices = [\"price_special\"]\n\
+             [plans.prices.month]\nprice = \"price_team\"\namount = 2\ncurrency = \"usd\"\n",
+        )
+        .unwrap();
+        for (_, _, _, price) in c.prices_mut() {
+            price.stripe_id = price.reference.clone().unwrap();
+        }
+        let plan =
+            |price: &str, product: Option<&str>| c.plan_for(price, product).map(|p| p.id.clone());
+        assert_eq!(
+            plan("price_new_pro", Some("prod_pro")).as_deref(),
+            Some("pro")
+        );
+        assert_eq!(
+            plan("price_special", Some("prod_pro")).as_deref(),
+            Some("team")
+        );
+        assert_eq!(plan("price_other", Some("prod_other")), None);
+        assert_eq!(plan("price_other", None), None);
     }
 }

@@ -57,13 +57,16 @@ impl StripeApi {
                 .map(|s| s.expose().to_owned())
                 .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
             sim.set_webhook(webhook_url.to_owned(), secret.clone());
-            for (_, name, interval, price) in catalog.prices_mut() {
+            // Unnamed prices get the lookup key a standalone simulator gives them, so another
+            // instance pointed at this simulator (`STRIPE_API_BASE`) finds the same prices.
+            for (id, name, interval, price) in catalog.prices_mut() {
+                let key = Catalog::default_lookup_key(id, interval);
                 price.stripe_id = sim.seed_price(
                     name,
                     interval.as_str(),
                     price.amount,
                     &price.currency,
-                    price.reference.as_deref(),
+                    Some(price.reference.as_deref().unwrap_or(&key)),
                 );
             }
             let client = ClientBuilder::new("sk_test_simulator")

@@ -47,6 +47,8 @@ pub struct Snapshot {
 pub struct Item {
     /// `price_…`.
     pub price_id: String,
+    /// The price's `prod_…`, when the object says.
+    pub product_id: Option<String>,
     /// How many.
     pub quantity: i64,
 }
@@ -106,8 +108,10 @@ impl Snapshot {
             i.data
                 .iter()
                 .filter_map(|i| {
+                    let price = i.price.as_ref()?;
                     Some(Item {
-                        price_id: id_of(i.price.as_ref()?)?,
+                        price_id: id_of(price)?,
+                        product_id: price.get("product").and_then(id_of),
                         quantity: i.quantity.unwrap_or(1),
                     })
                 })
@@ -142,6 +146,7 @@ impl Snapshot {
                 .iter()
                 .map(|i| Item {
                     price_id: i.price.id.to_string(),
+                    product_id: Some(i.price.product.id().to_string()),
                     quantity: i.quantity.map_or(1, |q| q as i64),
                 })
                 .collect(),
@@ -155,6 +160,13 @@ impl Snapshot {
     }
 }
 
+impl Item {
+    /// The plan the catalog gives this item's price (or product).
+    pub fn plan<'c>(&self, catalog: &'c Catalog) -> Option<&'c crate::billing::catalog::Plan> {
+        catalog.plan_for(&self.price_id, self.product_id.as_deref())
+    }
+}
+
 impl Snapshot {
     /// The item that carries the plan: among the items whose price the catalog maps to a plan,
     /// the highest tier (add-ons, prices the catalog does not know, are never taken for the
@@ -162,21 +174,42 @@ impl Snapshot {
     pub fn plan_item(&self, catalog: &Catalog) -> Option<&Item> {
         self.items
             .iter()
-            .filter_map(|i| catalog.plan_for_price(&i.price_id).map(|p| (p.tier, i)))
+            .filter_map(|i| i.plan(catalog).map(|p| (p.tier, i)))
             .max_by_key(|(tier, _)| *tier)
             .map(|(_, i)| i)
             .or(self.items.first())
     }
 }
 
-/// How far Stripe's clock and tollgate's may disagree for a state fetched outside a tie.
-pub const MAX_SKEW: i64 = 5;
+/// How many of the latest verified events bound the clocks' difference (see [`clock_lead`]).
+const CLOCK_SAMPLES: i64 = 64;
+
+/// How far tollgate's clock runs ahead of Stripe's, at most (negative when it runs behind), from
+/// the latest verified events: Stripe stamps `created` by its clock before it sends an event and
+/// tollgate stamps `received_at` by its own after, so `received_at − created` is the lead plus
+/// the delivery time, and the least over recent events, plus one second for both stamps'
+/// truncation to seconds, is an upper bound of the lead. `None` before any event has arrived.
+pub async fn clock_lead(db: &db::Db) -> sqlx::Result<Option<i64>> {
+    let row: (Option<i64>,) = sqlx::query_as(
+        "SELECT MIN(received_at - created) FROM \
+           (SELECT received_at, created FROM stripe_events ORDER BY received_at DESC LIMIT $1) recent",
+    )
+    .bind(CLOCK_SAMPLES)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(row.0.map(|lead| lead + 1))
+}
 
 /// The stamp for a state fetched from Stripe, which must win over the row it was fetched for
-/// and lose to any later event, without trusting that tollgate's clock agrees with Stripe's:
-/// for a tie, the tied stamp itself (applied with `>=`, so it wins the tie; an event created
-/// later is stamped later by Stripe's own clock); otherwise the later of the row's stamp
-/// (read before the fetch) and the moment of asking less [`MAX_SKEW`].
+/// and lose to any later event, whatever the skew between tollgate's clock and Stripe's:
+/// - for a tie, the tied stamp itself (applied with `>=`, so it wins the tie; an event created
+///   later is stamped later by Stripe's own clock);
+/// - otherwise the row's stamp (read before the fetch, so the fetched state wins over it), or,
+///   when later, the moment of asking by Stripe's clock as far as tollgate can know it: its own
+///   clock less the bound of its lead from [`clock_lead`]. That is never later than Stripe's clock
+///   stood when it answered, so an event created after the fetch is never taken for an older one.
+///   Stamped too early, an event created before the fetch but delivered after it can replace the
+///   fetched state for a moment; the events that follow it put the row right again.
 pub async fn fetched_stamp(
     db: &db::Db,
     id: &str,
@@ -191,7 +224,8 @@ pub async fn fetched_stamp(
             .bind(id)
             .fetch_optional(&db.pool)
             .await?;
-    Ok(row.map_or(i64::MIN, |r| r.0).max(asked_at - MAX_SKEW))
+    let by_stripe_clock = clock_lead(db).await?.map(|lead| asked_at - lead);
+    Ok(row.map(|r| r.0).max(by_stripe_clock).unwrap_or(i64::MIN))
 }
 
 /// A status that never changes again.
@@ -219,11 +253,14 @@ macro_rules! upsert {
         concat!(
             "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, \
                quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
-               canceled_at, ended_at, past_due_since, stripe_updated, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
+               canceled_at, ended_at, past_due_since, stripe_updated, created_at, updated_at, \
+               product_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, \
+               $17) \
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, \
                customer_id = excluded.customer_id, status = excluded.status, \
                plan_id = excluded.plan_id, price_id = excluded.price_id, \
+               product_id = excluded.product_id, \
                quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
                cancel_at_period_end = excluded.cancel_at_period_end, \
                cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, \
@@ -252,9 +289,7 @@ pub async fn apply(
 ) -> sqlx::Result<Applied> {
     let sql = if fetched { upsert!(">=") } else { upsert!(">") };
     let item = snap.plan_item(catalog);
-    let plan = item
-        .and_then(|i| catalog.plan_for_price(&i.price_id))
-        .map(|p| p.id.clone());
+    let plan = item.and_then(|i| i.plan(catalog)).map(|p| p.id.clone());
     let done = sqlx::query(sql)
         .bind(&snap.id)
         .bind(user_id)
@@ -272,6 +307,7 @@ pub async fn apply(
         .bind((snap.status == "past_due").then_some(stamp))
         .bind(stamp)
         .bind(db::now())
+        .bind(item.and_then(|i| i.product_id.as_deref()))
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() > 0 {
@@ -290,13 +326,13 @@ pub async fn apply(
     })
 }
 
-/// A stored subscription whose plan is not the one the catalog gives its price.
+/// A stored subscription whose plan is not the one the catalog gives its price (or product).
 #[derive(Debug, PartialEq, Eq)]
 pub struct PlanMismatch {
     /// `sub_…`.
     pub id: String,
-    /// Its user (whose cached access must go when it changes).
-    pub user_id: String,
+    /// Its user (whose cached access must go when it changes); none once the account is deleted.
+    pub user_id: Option<String>,
     /// Its price.
     pub price_id: String,
     /// The plan stored.
@@ -307,15 +343,25 @@ pub struct PlanMismatch {
 
 /// Every stored subscription whose plan differs from the catalog's plan for its price.
 pub async fn plan_mismatches(db: &db::Db, catalog: &Catalog) -> sqlx::Result<Vec<PlanMismatch>> {
-    let stored: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, user_id, price_id, plan_id FROM subscriptions WHERE price_id IS NOT NULL",
+    type Stored = (
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let stored: Vec<Stored> = sqlx::query_as(
+        "SELECT id, user_id, price_id, product_id, plan_id FROM subscriptions \
+         WHERE price_id IS NOT NULL",
     )
     .fetch_all(&db.pool)
     .await?;
     Ok(stored
         .into_iter()
-        .filter_map(|(id, user_id, price_id, stored)| {
-            let wanted = catalog.plan_for_price(&price_id).map(|p| p.id.clone());
+        .filter_map(|(id, user_id, price_id, product_id, stored)| {
+            let wanted = catalog
+                .plan_for(&price_id, product_id.as_deref())
+                .map(|p| p.id.clone());
             (wanted != stored).then_some(PlanMismatch {
                 id,
                 user_id,
@@ -327,9 +373,9 @@ pub async fn plan_mismatches(db: &db::Db, catalog: &Catalog) -> sqlx::Result<Vec
         .collect())
 }
 
-/// Gives every stored subscription the plan the current catalog maps its price to (a price added
-/// to `legacy_prices` grants its plan to existing subscribers at once; a price removed grants
-/// nothing). Returns how many rows changed.
+/// Gives every stored subscription the plan the current catalog maps its price (or product) to,
+/// so the stored plan, which reports and `stripe sync` show, agrees with the access computed
+/// from the price on each request. Returns how many rows changed.
 pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
     let mut changed = 0;
     for m in plan_mismatches(db, catalog).await? {
@@ -342,7 +388,9 @@ pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
         .bind(&m.price_id)
         .execute(&db.pool)
         .await?;
-        db.cache.forget_user(&m.user_id);
+        if let Some(user) = &m.user_id {
+            db.cache.forget_user(user);
+        }
         changed += done.rows_affected();
     }
     if changed > 0 {
@@ -456,12 +504,13 @@ mod tests {
     fn snapshots_read_current_and_older_api_shapes() {
         let current = json!({
             "id": "sub_1", "customer": "cus_1", "status": "active", "cancel_at_period_end": false,
-            "items": {"data": [{"price": {"id": "price_1"}, "quantity": 2, "current_period_end": 200}]},
+            "items": {"data": [{"price": {"id": "price_1", "product": "prod_1"}, "quantity": 2, "current_period_end": 200}]},
             "some_future_field": {"nested": true}
         });
         let snap = Snapshot::from_json(&current).unwrap();
         let item = Item {
             price_id: "price_1".into(),
+            product_id: Some("prod_1".into()),
             quantity: 2,
         };
         assert_eq!(snap.items, [item]);
@@ -475,6 +524,10 @@ mod tests {
         assert_eq!(snap.customer, "cus_1");
         assert_eq!(snap.status, "brand_new_status");
         assert_eq!(snap.current_period_end, Some(100));
+        assert_eq!(
+            snap.items[0].product_id, None,
+            "an unexpanded price names no product"
+        );
         assert!(Snapshot::from_json(&json!({"id": "sub_1"})).is_none());
     }
 }

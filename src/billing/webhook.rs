@@ -30,7 +30,7 @@ use crate::{
     app::AppState,
     billing::{
         checkout, closing, customers,
-        subscriptions::{self, Applied, Snapshot, id_of},
+        subscriptions::{self, Applied, Item, Snapshot, id_of},
     },
     config::Secret,
     db,
@@ -442,7 +442,7 @@ async fn apply(
                     tx,
                     user,
                     event,
-                    snap.plan_item(&state.catalog).map(|i| i.price_id.as_str()),
+                    snap.plan_item(&state.catalog),
                     snap.trial_end,
                 )
                 .await?;
@@ -549,7 +549,7 @@ async fn notify(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
     event: &Event,
-    price_id: Option<&str>,
+    item: Option<&Item>,
     trial_end: Option<i64>,
 ) -> Result<(), AppError> {
     let Some(user) = crate::auth::users::find_by_id_on(tx, user_id).await? else {
@@ -557,8 +557,8 @@ async fn notify(
     };
     let (kind, context) = match event.kind.as_str() {
         "customer.subscription.trial_will_end" => {
-            let plan = price_id
-                .and_then(|p| state.catalog.plan_for_price(p))
+            let plan = item
+                .and_then(|i| i.plan(&state.catalog))
                 .map_or("your".to_owned(), |p| p.name.clone());
             let trial_end = trial_end
                 .map(|t| crate::gate::rfc3339(t).chars().take(10).collect::<String>())

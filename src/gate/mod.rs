@@ -45,6 +45,8 @@ type MemberRow = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
 );
 
 /// The user and their access: from the cache, or in one database round trip (a `LEFT JOIN` of
@@ -87,7 +89,7 @@ async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>,
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
                 s.id, s.status, s.plan_id, s.current_period_end, s.cancel_at_period_end, \
-                s.cancel_at, s.trial_end, s.past_due_since \
+                s.cancel_at, s.trial_end, s.past_due_since, s.price_id, s.product_id \
          FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
          ORDER BY s.created_at",
     )
@@ -107,10 +109,20 @@ async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>,
     let subscriptions = rows
         .into_iter()
         .filter_map(|r| {
+            // The plan follows the price (or its product) by this instance's catalog, not the
+            // plan stored when the state was applied, so a catalog change takes effect at once
+            // (and instances running different catalogs during a deploy each answer by theirs).
+            let plan_id = match &r.13 {
+                Some(price) => state
+                    .catalog
+                    .plan_for(price, r.14.as_deref())
+                    .map(|p| p.id.clone()),
+                None => r.7,
+            };
             Some(Row {
                 id: r.5?,
                 status: r.6?,
-                plan_id: r.7,
+                plan_id,
                 current_period_end: r.8,
                 cancel_at_period_end: r.9.unwrap_or(0) != 0,
                 cancel_at: r.10,

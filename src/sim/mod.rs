@@ -248,11 +248,19 @@ impl Simulator {
     ) -> String {
         let now = self.inner.clock.now();
         let mut state = self.lock();
-        let product_id = new_id("prod");
-        state.products.insert(
-            product_id.clone(),
-            objects::product(&product_id, product_name, now),
-        );
+        // One product per plan, with a price per interval, as a Stripe account is set up.
+        let existing = state
+            .products
+            .iter()
+            .find(|(_, p)| p["name"] == product_name)
+            .map(|(id, _)| id.clone());
+        let product_id = existing.unwrap_or_else(|| {
+            let id = new_id("prod");
+            state
+                .products
+                .insert(id.clone(), objects::product(&id, product_name, now));
+            id
+        });
         let (id, lookup) = match reference {
             Some(r) if r.starts_with("price_") => (r.to_owned(), None),
             Some(r) => (new_id("price"), Some(r)),

@@ -605,6 +605,20 @@ async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period()
 }
 
 impl TestApp {
+    /// This app started again on its database with the catalog `text` (`TOLLGATE_PLANS`).
+    pub async fn restarted_with_catalog(&self, text: &str) -> TestApp {
+        let path =
+            std::env::temp_dir().join(format!("tollgate-catalog-{}.toml", rand::random::<u64>()));
+        std::fs::write(&path, text).unwrap();
+        let restarted = TestApp::builder()
+            .on_db(self.db.clone())
+            .with("TOLLGATE_PLANS", path.to_str().unwrap())
+            .spawn()
+            .await;
+        let _ = std::fs::remove_file(&path);
+        restarted
+    }
+
     /// Creates a monthly price in the simulator (an add-on, or a new catalog price); returns its id.
     pub async fn new_price(&self, name: &str, amount: i64) -> String {
         let price = self
@@ -643,14 +657,23 @@ async fn the_plan_of_a_multi_item_subscription_is_its_highest_catalog_tier() {
     assert_eq!((price, quantity), (team, 3));
 }
 
-#[tokio::test]
-async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_at_once() {
-    let app = spawn_app().await;
+/// A user subscribed (through Stripe) to a new monthly price, on a product of its own, that the
+/// catalog does not name; asserts it grants nothing yet. Returns the client, the price and its
+/// product.
+async fn on_a_price_the_catalog_does_not_name(
+    app: &TestApp,
+    name: &str,
+    amount: i64,
+) -> (reqwest::Client, String, String) {
     let c = app.user("ann@example.com").await;
     app.checkout(&c, "pro", "month").await;
     let customer = app.customer_of("ann@example.com").await.unwrap();
-    let old = app.new_price("Pro (2019)", 900).await;
-    app.subscribe_to_prices(&customer, &[(&old, 1)]).await;
+    let price = app.new_price(name, amount).await;
+    let product = app.stripe_get(&format!("/v1/prices/{price}")).await["product"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.subscribe_to_prices(&customer, &[(&price, 1)]).await;
     app.wait_for(
         &c,
         |m| m["access"]["status"] == "active",
@@ -662,22 +685,54 @@ async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_
         "free",
         "an unknown price"
     );
+    (c, price, product)
+}
+
+#[tokio::test]
+async fn a_price_added_to_legacy_prices_grants_its_plan_to_existing_subscribers_at_once() {
+    let app = spawn_app().await;
+    let (c, old, _) = on_a_price_the_catalog_does_not_name(&app, "Pro (2019)", 900).await;
 
     let catalog = tollgate::billing::catalog::DEMO.replacen(
         "id = \"pro\"\nname = \"Pro\"\ntier = 1\n",
         &format!("id = \"pro\"\nname = \"Pro\"\ntier = 1\nlegacy_prices = [\"{old}\"]\n"),
         1,
     );
-    let path = std::env::temp_dir().join(format!("tollgate-legacy-{old}.toml"));
-    std::fs::write(&path, catalog).unwrap();
-    let restarted = TestApp::builder()
-        .on_db(app.db.clone())
-        .with("TOLLGATE_PLANS", path.to_str().unwrap())
-        .spawn()
-        .await;
+    let restarted = app.restarted_with_catalog(&catalog).await;
 
     assert_eq!(restarted.me(&c).await["access"]["plan"], "pro");
-    let _ = std::fs::remove_file(path);
+}
+
+#[tokio::test]
+async fn a_product_mapped_in_the_catalog_grants_its_plan_to_subscribers_of_any_of_its_prices() {
+    let app = spawn_app().await;
+    // Say, a price made for one customer in the Dashboard.
+    let (c, price_id, product) =
+        on_a_price_the_catalog_does_not_name(&app, "Team (negotiated)", 4200).await;
+
+    let catalog = tollgate::billing::catalog::DEMO.replacen(
+        "id = \"team\"\nname = \"Team\"\ntier = 2\n",
+        &format!("id = \"team\"\nname = \"Team\"\ntier = 2\nproducts = [\"{product}\"]\n"),
+        1,
+    );
+    assert!(
+        catalog.contains(&product),
+        "the demo catalog's team plan was found"
+    );
+    let restarted = app.restarted_with_catalog(&catalog).await;
+
+    assert_eq!(restarted.me(&c).await["access"]["plan"], "team");
+    let (plan, stored_product): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT plan_id, product_id FROM subscriptions WHERE price_id = $1")
+            .bind(&price_id)
+            .fetch_one(&restarted.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (plan.as_deref(), stored_product.as_deref()),
+        (Some("team"), Some(product.as_str())),
+        "the stored plan follows too (reports and sync show it)"
+    );
 }
 
 #[tokio::test]
@@ -763,6 +818,61 @@ async fn a_refetched_tie_wins_over_its_row_and_loses_to_a_later_event_whatever_t
         let me = app.me(&c).await;
         assert_eq!(
             me["access"]["status"], "past_due",
+            "skew {skew}: the later event wins"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fetched_state_wins_over_its_row_and_loses_to_a_later_event_however_far_the_clocks_differ()
+ {
+    // Beyond the 5 s the earlier rule assumed, both ways: Stripe's clock 10 s ahead, and 10 s
+    // behind (tollgate's ahead, the way a fetched state could be stamped past later events).
+    for skew in [10_i64, -10] {
+        let app = spawn_app().await;
+        app.sim_control("/_sim/clock/skew", &json!({"seconds": skew}))
+            .await;
+        // Its webhooks are the events tollgate learns the clocks' difference from.
+        let c = app.subscriber("ann@example.com", "team").await;
+        let (sub, _) = subscription_of(&app, "ann@example.com").await;
+        let customer = app.customer_of("ann@example.com").await.unwrap();
+        let truth = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+
+        // The row drifts from Stripe; sync fetches the subscription and applies it.
+        sqlx::query("UPDATE subscriptions SET status = 'past_due'")
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+        let report = tollgate::billing::sync::reconcile(&app.state, true)
+            .await
+            .unwrap();
+        assert_eq!(report.repaired, 1, "skew {skew}: {report}");
+        assert_eq!(
+            app.me(&c).await["access"]["status"],
+            "active",
+            "skew {skew}: the fetched state wins over its row"
+        );
+
+        // An event Stripe creates after the fetch (a second later by Stripe's clock) still wins.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let stripe_now = app.state.stripe.sim.as_ref().unwrap().clock().now();
+        let mut later = sub_event(
+            &format!("evt_after_fetch_{}", skew.abs()),
+            "customer.subscription.updated",
+            stripe_now,
+            &sub,
+            &customer,
+            "past_due",
+        );
+        later["data"]["object"]["items"] = truth["items"].clone();
+        assert_eq!(
+            app.deliver(&later).await["outcome"],
+            "applied",
+            "skew {skew}"
+        );
+        assert_eq!(
+            app.me(&c).await["access"]["status"],
+            "past_due",
             "skew {skew}: the later event wins"
         );
     }

@@ -204,10 +204,19 @@ impl TestApp {
         TestAppBuilder::default()
     }
 
-    /// A second instance on this app's database that accepts the same webhook signatures.
+    /// A second instance on this app's database and this app's Stripe (its simulator, so both
+    /// resolve the catalog to the same prices) that accepts the same webhook signatures.
     pub async fn second_instance(&self) -> TestApp {
+        let sim = self
+            .state
+            .stripe
+            .sim
+            .as_ref()
+            .expect("the first instance runs the simulator");
         TestApp::builder()
             .on_db(self.db.clone())
+            .with("STRIPE_API_BASE", sim.base_url())
+            .with("STRIPE_SECRET_KEY", "sk_test_simulator")
             .with(
                 "STRIPE_WEBHOOK_SECRET",
                 self.state.stripe.webhook_secrets[0].expose(),
