@@ -173,6 +173,9 @@ impl App {
             self.state.clone(),
             self.state.mail_transport.clone(),
         ));
+        let email_sync = tokio::spawn(crate::billing::customers::email_sync_worker(
+            self.state.clone(),
+        ));
         let max_connections = self.state.config.max_connections;
         let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
         let router = build_router(self.state);
@@ -187,6 +190,7 @@ impl App {
         .context("server failed");
         cleanup.abort();
         mailer.abort();
+        email_sync.abort();
         result
     }
 }

@@ -153,6 +153,9 @@ pub struct Config {
     pub require_verified_for_checkout: bool,
     /// `TOLLGATE_PAST_DUE_GRACE_SECS`.
     pub past_due_grace_secs: u64,
+    /// `TOLLGATE_STRIPE_RETRY_SECS`: the first delay before queued Stripe work (a customer's
+    /// email change) is tried again; it doubles with each failure, up to an hour.
+    pub stripe_retry_secs: u64,
 }
 
 impl Config {
@@ -379,6 +382,7 @@ impl Config {
             registration_privacy: boolean(&get, "TOLLGATE_REGISTRATION_PRIVACY")?,
             require_verified_for_checkout: boolean(&get, "TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT")?,
             past_due_grace_secs: parse_or(&get, "TOLLGATE_PAST_DUE_GRACE_SECS", 604_800u64)?,
+            stripe_retry_secs: positive(&get, "TOLLGATE_STRIPE_RETRY_SECS", 30)?,
         };
         config.check_mode()?;
         Ok(config)
@@ -555,6 +559,10 @@ impl Config {
             (
                 "TOLLGATE_PAST_DUE_GRACE_SECS",
                 self.past_due_grace_secs.to_string(),
+            ),
+            (
+                "TOLLGATE_STRIPE_RETRY_SECS",
+                self.stripe_retry_secs.to_string(),
             ),
         ];
         lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect()

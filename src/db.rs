@@ -75,6 +75,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "subscription product",
         include_str!("../migrations/0009_subscription_product.sql"),
     ),
+    (
+        10,
+        "customer email sync",
+        include_str!("../migrations/0010_customer_email_sync.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -626,7 +626,8 @@ async fn request_email_change_route(
 }
 
 /// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
-/// Stripe customer's email follows.
+/// Stripe customer's email follows (queued with the change, pushed at once and retried until
+/// Stripe has it).
 pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -> Result<User> {
     rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     let now = state.clock.now();
@@ -651,10 +652,17 @@ pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -
         Err(e) => return Err(e.into()),
     }
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
+    crate::billing::customers::queue_email_sync(&mut tx, &user.id, &new_display, now).await?;
     state.db.commit_for(tx, &user.id).await?;
     user.email = new_display;
     user.email_verified = 1;
-    crate::billing::customers::sync_email(state, &user).await;
+    // The Stripe customer follows now if it can, else by the worker's retries.
+    let pusher = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::billing::customers::push_due_emails(&pusher).await {
+            tracing::warn!(error = %e, "customer email sync failed");
+        }
+    });
     tracing::info!(user = %user.id, "email changed");
     Ok(user)
 }

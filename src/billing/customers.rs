@@ -14,7 +14,7 @@ use stripe::StripeRequest as _;
 use crate::{
     app::AppState,
     auth::users::{User, new_id},
-    billing::stripe::{idempotent, retrying},
+    billing::stripe::{absent_as_none, idempotent, is_missing, retrying},
     db,
     error::AppError,
 };
@@ -153,32 +153,121 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
     Ok(customer_of(state, &user.id).await?.unwrap_or(id))
 }
 
-/// Makes the Stripe customer's email follow the user's (best effort: a failure is logged and the
-/// next change or `stripe sync` catches up). Stripe never changes the login identity.
-pub async fn sync_email(state: &AppState, user: &User) {
-    let customer = match customer_of(state, &user.id).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the customer to sync its email");
-            return;
+/// Queues `email` for the user's Stripe customer, in the transaction that changes the user's
+/// address, so the change reaches Stripe even if this process stops right after the commit.
+/// Nothing is queued for a user without a customer: the customer created later gets the address
+/// of that time.
+pub async fn queue_email_sync(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    email: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE billing_customers SET email_to_sync = $1, email_sync_at = $2, \
+           email_sync_attempts = 0, updated_at = $2 \
+         WHERE user_id = $3 AND deleted = 0 AND stripe_customer_id IS NOT NULL",
+    )
+    .bind(email)
+    .bind(now)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The delay before attempt `attempts + 1` of a queued email change: the configured base,
+/// doubled at every failure, at most an hour.
+fn retry_delay(base: u64, attempts: i64) -> i64 {
+    let doubled = base.saturating_mul(1u64 << attempts.clamp(0, 20));
+    doubled.min(3_600) as i64
+}
+
+/// Pushes every queued email change that is due to Stripe. Each row is claimed first (its next
+/// attempt moved on, compare-and-set on what was read), so instances never push the same change
+/// at once; a success clears the row only if its address is still the one sent. A customer Stripe
+/// no longer knows has nothing to follow: its change is dropped. Returns how many reached Stripe.
+pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
+    let now = state.clock.now();
+    let due: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT id, stripe_customer_id, email_to_sync, email_sync_at, email_sync_attempts \
+         FROM billing_customers \
+         WHERE email_sync_at <= $1 AND email_to_sync IS NOT NULL AND deleted = 0 \
+           AND stripe_customer_id IS NOT NULL \
+         ORDER BY email_sync_at LIMIT 20",
+    )
+    .bind(now)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut pushed = 0;
+    for (id, customer, email, at, attempts) in due {
+        let next = now + retry_delay(state.config.stripe_retry_secs, attempts);
+        let claimed = sqlx::query(
+            "UPDATE billing_customers SET email_sync_at = $1, email_sync_attempts = $2 \
+             WHERE id = $3 AND email_sync_at = $4 AND email_to_sync = $5",
+        )
+        .bind(next)
+        .bind(attempts + 1)
+        .bind(&id)
+        .bind(at)
+        .bind(&email)
+        .execute(&state.db.pool)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            continue;
         }
-    };
-    if let Err(e) = set_email(state, &customer, &user.email).await {
-        tracing::warn!(error = %e, customer, "Stripe customer email not updated");
+        let gone = match set_email(state, &customer, &email).await {
+            Ok(found) => !found,
+            Err(e) => {
+                tracing::warn!(error = %e, customer, attempt = attempts + 1,
+                    "Stripe customer email not updated; it will be tried again");
+                continue;
+            }
+        };
+        if gone {
+            tracing::warn!(
+                customer,
+                "Stripe no longer knows this customer; its email change is dropped"
+            );
+        }
+        sqlx::query(
+            "UPDATE billing_customers SET email_to_sync = NULL, email_sync_at = NULL, \
+               email_sync_attempts = 0 \
+             WHERE id = $1 AND email_to_sync = $2",
+        )
+        .bind(&id)
+        .bind(&email)
+        .execute(&state.db.pool)
+        .await?;
+        pushed += usize::from(!gone);
+    }
+    Ok(pushed)
+}
+
+/// Pushes queued email changes as they fall due, for as long as the app runs.
+pub async fn email_sync_worker(state: AppState) {
+    loop {
+        if let Err(e) = push_due_emails(&state).await {
+            tracing::warn!(error = %e, "customer email sync failed");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
-/// Sets the Stripe customer's email.
-pub async fn set_email(state: &AppState, customer: &str, email: &str) -> Result<(), AppError> {
+/// Sets the Stripe customer's email; `false` when Stripe no longer knows the customer.
+pub async fn set_email(state: &AppState, customer: &str, email: &str) -> Result<bool, AppError> {
     let request = stripe_core::customer::UpdateCustomer::new(customer).email(email);
     let key = new_id("idem_email");
-    retrying(|| {
-        request
-            .customize()
-            .request_strategy(idempotent(&key))
-            .send(&state.stripe.client)
+    let answer = retrying(|| async {
+        absent_as_none(
+            request
+                .customize()
+                .request_strategy(idempotent(&key))
+                .send(&state.stripe.client)
+                .await,
+            is_missing,
+        )
     })
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(answer.is_some())
 }

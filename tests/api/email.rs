@@ -268,18 +268,7 @@ async fn tokens_are_refused_when_tampered_expired_misused_or_for_an_old_address(
     assert_eq!(error_of(r).await, "token_invalid", "expired");
 
     // An email change kills tokens sent to the old address.
-    let change = post(
-        &app,
-        &c,
-        "/api/auth/email/change",
-        json!({"password": PASSWORD, "new_email": "ann@new.example"}),
-    )
-    .await;
-    assert_eq!(change.status(), 202);
-    let confirm = sink
-        .wait_for("ann@new.example", 1)
-        .await
-        .token("confirm-email");
+    let confirm = change_link(&app, &c, &sink, "ann@new.example").await;
     let r = anonymous(&app, "/api/auth/email/confirm", json!({"token": confirm})).await;
     assert_eq!(r.status(), 200);
     let r = anonymous(&app, "/api/auth/verify-email", json!({"token": verify})).await;
@@ -356,8 +345,78 @@ async fn email_change_needs_the_password_confirms_the_new_address_and_tells_the_
 
     // The Stripe customer's email follows.
     let customer = app.customer_of("ann@new.example").await.unwrap();
-    let stripe = app.stripe_get(&format!("/v1/customers/{customer}")).await;
-    assert_eq!(stripe["email"], "Ann@New.example");
+    wait_for_stripe_email(&app, &customer, "Ann@New.example").await;
+}
+
+/// Asks to change `c`'s address to `new_email` (the first mail to it); returns the confirmation
+/// token sent there.
+async fn change_link(app: &TestApp, c: &Client, sink: &SmtpSink, new_email: &str) -> String {
+    let change = post(
+        app,
+        c,
+        "/api/auth/email/change",
+        json!({"password": PASSWORD, "new_email": new_email}),
+    )
+    .await;
+    assert_eq!(change.status(), 202);
+    sink.wait_for(new_email, 1).await.token("confirm-email")
+}
+
+/// Waits (up to 15 s) until Stripe has `email` for `customer`.
+async fn wait_for_stripe_email(app: &TestApp, customer: &str, email: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let stripe = app.stripe_get(&format!("/v1/customers/{customer}")).await;
+        if stripe["email"] == email {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Stripe still has {} for {customer}",
+            stripe["email"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_email_change_made_while_stripe_is_down_reaches_stripe_when_it_is_back() {
+    let (app, sink) = app_with_mail(&[("TOLLGATE_STRIPE_RETRY_SECS", "1")]).await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let token = change_link(&app, &c, &sink, "ann@new.example").await;
+
+    app.sim_control("/_sim/outage", &json!({"on": true})).await;
+    let r = anonymous(&app, "/api/auth/email/confirm", json!({"token": token})).await;
+    assert_eq!(r.status(), 200, "the change itself never waits for Stripe");
+    // Tried and failed at least twice, and still queued.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (queued, attempts): (Option<String>, i64) = sqlx::query_as(
+            "SELECT email_to_sync, email_sync_attempts FROM billing_customers \
+             WHERE stripe_customer_id = $1",
+        )
+        .bind(&customer)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(queued.as_deref(), Some("ann@new.example"));
+        if attempts >= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no retry");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    app.sim_control("/_sim/outage", &json!({"on": false})).await;
+    wait_for_stripe_email(&app, &customer, "ann@new.example").await;
+    let (queued,): (Option<String>,) =
+        sqlx::query_as("SELECT email_to_sync FROM billing_customers WHERE stripe_customer_id = $1")
+            .bind(&customer)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(queued, None, "done, and no longer queued");
 }
 
 #[tokio::test]
