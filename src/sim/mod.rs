@@ -72,8 +72,22 @@ struct SimState {
 enum Idempotency {
     /// Its first request is still being processed: a concurrent one gets 409.
     InFlight,
-    /// Answered: later requests replay the answer.
-    Done(StatusCode, Value),
+    /// Answered at (Stripe's clock) a time: for 24 hours, the same request replays the answer
+    /// and any other request with the key is refused.
+    Done {
+        request: String,
+        at: i64,
+        status: StatusCode,
+        body: Value,
+    },
+}
+
+/// How long Stripe keeps an idempotency key.
+const IDEMPOTENCY_KEY_SECS: i64 = 24 * 3600;
+
+/// What an idempotency key is bound to: the method and path, and the parameters sent.
+fn request_of(route: String, body: &[u8]) -> String {
+    format!("{route}?{}", String::from_utf8_lossy(body))
 }
 
 /// Releases an in-flight key whose request was dropped before it was processed.
@@ -321,22 +335,31 @@ impl Simulator {
             .with_state(self.clone())
     }
 
-    /// Runs one API call: outage check, authentication, idempotent replay (or 409 while the key's
-    /// first request is in flight), the configured latency, then `op` under the state lock.
+    /// Runs one API call: outage check, authentication, idempotency (below), the configured
+    /// latency, then `op` under the state lock.
+    ///
+    /// Idempotency, for a creating call (`request` names it) sent with an `Idempotency-Key`, as
+    /// Stripe keeps it: while the key's first request runs, another gets 409; once answered, the
+    /// same request replays the answer (`Idempotent-Replayed: true`) and a different one (other
+    /// parameters or endpoint) is refused with 400 `idempotency_error`, for 24 hours of Stripe's
+    /// clock. A request refused before it ran (a 400 `invalid_request_error`: bad parameters, a
+    /// missing object) saves nothing, so the key can be used again.
     async fn api(
         &self,
         headers: &HeaderMap,
-        idempotent: bool,
+        request: Option<String>,
         op: impl FnOnce(&Simulator, &mut SimState, i64) -> ApiResult,
     ) -> Response {
         let authorised = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("Bearer sk_") || v.starts_with("Bearer rk_"));
-        let key = idempotent
+        let key = request
+            .is_some()
             .then(|| headers.get("idempotency-key").and_then(|v| v.to_str().ok()))
             .flatten()
             .map(str::to_owned);
+        let request = request.unwrap_or_default();
         let latency = {
             let mut state = self.lock();
             state.requests += 1;
@@ -366,28 +389,50 @@ impl Simulator {
                 );
                 return (s, Json(v)).into_response();
             }
-            match key.as_ref().map(|k| (k, state.idempotency.get(k))) {
-                Some((_, Some(Idempotency::Done(status, body)))) => {
-                    let mut response = (*status, Json(body.clone())).into_response();
-                    response
-                        .headers_mut()
-                        .insert("idempotent-replayed", "true".parse().expect("static"));
-                    return response;
+            let now = self.inner.clock.now();
+            if let Some(k) = &key {
+                let expired = matches!(state.idempotency.get(k),
+                    Some(Idempotency::Done { at, .. }) if now - at >= IDEMPOTENCY_KEY_SECS);
+                if expired {
+                    state.idempotency.remove(k);
                 }
-                Some((_, Some(Idempotency::InFlight))) => {
-                    let (s, v) = stripe_error(
-                        StatusCode::CONFLICT,
-                        "idempotency_error",
-                        "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): please try again later.".into(),
-                        None,
-                    );
-                    return (s, Json(v)).into_response();
+                match state.idempotency.get(k) {
+                    Some(Idempotency::Done {
+                        request: first,
+                        status,
+                        body,
+                        ..
+                    }) if *first == request => {
+                        let mut response = (*status, Json(body.clone())).into_response();
+                        response
+                            .headers_mut()
+                            .insert("idempotent-replayed", "true".parse().expect("static"));
+                        return response;
+                    }
+                    Some(Idempotency::Done { .. }) => {
+                        let (s, v) = stripe_error(
+                            StatusCode::BAD_REQUEST,
+                            "idempotency_error",
+                            format!(
+                                "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{k}' if you meant to execute a different request."
+                            ),
+                            None,
+                        );
+                        return (s, Json(v)).into_response();
+                    }
+                    Some(Idempotency::InFlight) => {
+                        let (s, v) = stripe_error(
+                            StatusCode::CONFLICT,
+                            "idempotency_error",
+                            "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): please try again later.".into(),
+                            None,
+                        );
+                        return (s, Json(v)).into_response();
+                    }
+                    None => {
+                        state.idempotency.insert(k.clone(), Idempotency::InFlight);
+                    }
                 }
-                Some((k, None)) => {
-                    let k = k.clone();
-                    state.idempotency.insert(k, Idempotency::InFlight);
-                }
-                None => {}
             }
             state.latency_ms
         };
@@ -401,10 +446,22 @@ impl Simulator {
         let mut state = self.lock();
         let now = self.inner.clock.now();
         let (status, body) = op(self, &mut state, now).unwrap_or_else(|e| e);
+        let refused_before_running =
+            status == StatusCode::BAD_REQUEST || body["error"]["code"] == "resource_missing";
         if let Some(k) = in_flight.key.take() {
-            state
-                .idempotency
-                .insert(k, Idempotency::Done(status, body.clone()));
+            if refused_before_running {
+                state.idempotency.remove(&k);
+            } else {
+                state.idempotency.insert(
+                    k,
+                    Idempotency::Done {
+                        request,
+                        at: now,
+                        status,
+                        body: body.clone(),
+                    },
+                );
+            }
         }
         (status, Json(body)).into_response()
     }
@@ -747,24 +804,28 @@ async fn create_customer(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |_, state, now| {
-        let id = new_id("cus");
-        let mut c = objects::customer(
-            &id,
-            f.get("email").map(String::as_str),
-            metadata(&f, "metadata"),
-            now,
-        );
-        // A test clock is attached at creation or never, as in Stripe.
-        if let Some(clock) = f.get("test_clock") {
-            if !clock.starts_with("clock_") {
-                return Err(missing("test_clock", clock));
+    sim.api(
+        &headers,
+        Some(request_of("POST /v1/customers".into(), &body)),
+        |_, state, now| {
+            let id = new_id("cus");
+            let mut c = objects::customer(
+                &id,
+                f.get("email").map(String::as_str),
+                metadata(&f, "metadata"),
+                now,
+            );
+            // A test clock is attached at creation or never, as in Stripe.
+            if let Some(clock) = f.get("test_clock") {
+                if !clock.starts_with("clock_") {
+                    return Err(missing("test_clock", clock));
+                }
+                c["test_clock"] = json!(clock);
             }
-            c["test_clock"] = json!(clock);
-        }
-        state.customers.insert(id, c.clone());
-        Ok((StatusCode::OK, c))
-    })
+            state.customers.insert(id, c.clone());
+            Ok((StatusCode::OK, c))
+        },
+    )
     .await
 }
 
@@ -773,7 +834,7 @@ async fn retrieve_customer(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         found(state.customers.get(&id), "customer", &id)
     })
     .await
@@ -786,23 +847,27 @@ async fn update_customer(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |sim, state, now| {
-        let customer = live_customer(state, &id)?;
-        let mut previous = json!({});
-        if let Some(email) = f.get("email") {
-            previous["email"] = customer["email"].clone();
-            customer["email"] = json!(email);
-        }
-        let meta = metadata(&f, "metadata");
-        if let Some(m) = meta.as_object().filter(|m| !m.is_empty()) {
-            for (k, v) in m {
-                customer["metadata"][k] = v.clone();
+    sim.api(
+        &headers,
+        Some(request_of(format!("POST /v1/customers/{id}"), &body)),
+        |sim, state, now| {
+            let customer = live_customer(state, &id)?;
+            let mut previous = json!({});
+            if let Some(email) = f.get("email") {
+                previous["email"] = customer["email"].clone();
+                customer["email"] = json!(email);
             }
-        }
-        let c = customer.clone();
-        sim.emit(state, "customer.updated", c.clone(), Some(previous), now);
-        Ok((StatusCode::OK, c))
-    })
+            let meta = metadata(&f, "metadata");
+            if let Some(m) = meta.as_object().filter(|m| !m.is_empty()) {
+                for (k, v) in m {
+                    customer["metadata"][k] = v.clone();
+                }
+            }
+            let c = customer.clone();
+            sim.emit(state, "customer.updated", c.clone(), Some(previous), now);
+            Ok((StatusCode::OK, c))
+        },
+    )
     .await
 }
 
@@ -811,29 +876,33 @@ async fn delete_customer(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, true, |sim, state, now| {
-        let customer = live_customer(state, &id)?.clone();
-        let stub = json!({"id": id, "object": "customer", "deleted": true});
-        // Stripe keeps answering GET with the deleted stub; everything else is resource_missing.
-        state.customers.insert(id.clone(), stub.clone());
-        let subs: Vec<String> = state
-            .subscriptions
-            .iter()
-            .filter(|(_, s)| s.object["customer"] == json!(id))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for sub in subs {
-            let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
-        }
-        // Its open Checkout Sessions go with it.
-        for session in state.checkout_sessions.values_mut() {
-            if session.object["customer"] == json!(id) && session.object["status"] == "open" {
-                session.object["status"] = json!("expired");
+    sim.api(
+        &headers,
+        Some(request_of(format!("DELETE /v1/customers/{id}"), b"")),
+        |sim, state, now| {
+            let customer = live_customer(state, &id)?.clone();
+            let stub = json!({"id": id, "object": "customer", "deleted": true});
+            // Stripe keeps answering GET with the deleted stub; everything else is resource_missing.
+            state.customers.insert(id.clone(), stub.clone());
+            let subs: Vec<String> = state
+                .subscriptions
+                .iter()
+                .filter(|(_, s)| s.object["customer"] == json!(id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for sub in subs {
+                let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
             }
-        }
-        sim.emit(state, "customer.deleted", customer, None, now);
-        Ok((StatusCode::OK, stub))
-    })
+            // Its open Checkout Sessions go with it.
+            for session in state.checkout_sessions.values_mut() {
+                if session.object["customer"] == json!(id) && session.object["status"] == "open" {
+                    session.object["status"] = json!("expired");
+                }
+            }
+            sim.emit(state, "customer.deleted", customer, None, now);
+            Ok((StatusCode::OK, stub))
+        },
+    )
     .await
 }
 
@@ -844,7 +913,7 @@ async fn list_customers(
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = query_params(q.as_deref());
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         let mut data: Vec<Value> = state
             .customers
             .values()
@@ -872,7 +941,7 @@ async fn search_customers(
         .strip_prefix("metadata['")
         .and_then(|r| r.split_once("']:'"))
         .map(|(k, v)| (k.to_owned(), v.trim_end_matches('\'').to_owned()));
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         let (key, value) = wanted.clone().ok_or_else(|| bad_param("query"))?;
         let data: Vec<Value> = state
             .customers
@@ -904,7 +973,7 @@ async fn list_prices(
         .iter()
         .find(|(k, _)| k == "active")
         .map(|(_, v)| v == "true");
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         if keys.len() > 10 {
             let (status, mut body) = stripe_error(
                 StatusCode::BAD_REQUEST,
@@ -934,34 +1003,56 @@ async fn list_prices(
 
 async fn create_price(State(sim): State<Simulator>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |_, state, now| {
-        let amount: i64 = f
-            .get("unit_amount")
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| bad_param("unit_amount"))?;
-        let currency = f.get("currency").ok_or_else(|| bad_param("currency"))?;
-        let interval = f
-            .get("recurring[interval]")
-            .filter(|i| matches!(i.as_str(), "day" | "week" | "month" | "year"))
-            .ok_or_else(|| bad_param("recurring[interval]"))?;
-        let product = match (f.get("product"), f.get("product_data[name]")) {
-            (Some(p), _) if state.products.contains_key(p) => p.clone(),
-            (Some(p), _) => return Err(missing("product", p)),
-            (None, Some(name)) => {
-                let id = new_id("prod");
-                state
-                    .products
-                    .insert(id.clone(), objects::product(&id, name, now));
-                id
+    sim.api(
+        &headers,
+        Some(request_of("POST /v1/prices".into(), &body)),
+        |_, state, now| {
+            let amount: i64 = f
+                .get("unit_amount")
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| bad_param("unit_amount"))?;
+            let currency = f.get("currency").ok_or_else(|| bad_param("currency"))?;
+            let interval = f
+                .get("recurring[interval]")
+                .filter(|i| matches!(i.as_str(), "day" | "week" | "month" | "year"))
+                .ok_or_else(|| bad_param("recurring[interval]"))?;
+            let product = match (f.get("product"), f.get("product_data[name]")) {
+                (Some(p), _) if state.products.contains_key(p) => p.clone(),
+                (Some(p), _) => return Err(missing("product", p)),
+                (None, Some(name)) => {
+                    let id = new_id("prod");
+                    state
+                        .products
+                        .insert(id.clone(), objects::product(&id, name, now));
+                    id
+                }
+                (None, None) => return Err(bad_param("product")),
+            };
+            let id = new_id("price");
+            let lookup = f.get("lookup_key").map(String::as_str);
+            // A lookup key names one price: taking it from another needs `transfer_lookup_key`.
+            if let Some(key) = lookup {
+                let holder = state.prices.values_mut().find(|p| p["lookup_key"] == key);
+                match (holder, f.get("transfer_lookup_key").map(String::as_str)) {
+                    (Some(p), Some("true")) => p["lookup_key"] = Value::Null,
+                    (Some(p), _) => {
+                        let (s, mut v) = stripe_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_request_error",
+                            format!("A price (`{}`) already uses that lookup key.", p["id"]),
+                            None,
+                        );
+                        v["error"]["param"] = json!("lookup_key");
+                        return Err((s, v));
+                    }
+                    (None, _) => {}
+                }
             }
-            (None, None) => return Err(bad_param("product")),
-        };
-        let id = new_id("price");
-        let lookup = f.get("lookup_key").map(String::as_str);
-        let price = objects::price(&id, &product, amount, currency, interval, lookup, now);
-        state.prices.insert(id, price.clone());
-        Ok((StatusCode::OK, price))
-    })
+            let price = objects::price(&id, &product, amount, currency, interval, lookup, now);
+            state.prices.insert(id, price.clone());
+            Ok((StatusCode::OK, price))
+        },
+    )
     .await
 }
 
@@ -970,7 +1061,7 @@ async fn retrieve_price(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         found(state.prices.get(&id), "price", &id)
     })
     .await
@@ -984,19 +1075,23 @@ async fn update_price(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |_, state, _| {
-        let price = state
-            .prices
-            .get_mut(&id)
-            .ok_or_else(|| missing("price", &id))?;
-        match f.get("active").map(String::as_str) {
-            Some("true") => price["active"] = json!(true),
-            Some("false") => price["active"] = json!(false),
-            Some(_) => return Err(bad_param("active")),
-            None => {}
-        }
-        Ok((StatusCode::OK, price.clone()))
-    })
+    sim.api(
+        &headers,
+        Some(request_of(format!("POST /v1/prices/{id}"), &body)),
+        |_, state, _| {
+            let price = state
+                .prices
+                .get_mut(&id)
+                .ok_or_else(|| missing("price", &id))?;
+            match f.get("active").map(String::as_str) {
+                Some("true") => price["active"] = json!(true),
+                Some("false") => price["active"] = json!(false),
+                Some(_) => return Err(bad_param("active")),
+                None => {}
+            }
+            Ok((StatusCode::OK, price.clone()))
+        },
+    )
     .await
 }
 
@@ -1006,51 +1101,55 @@ async fn create_checkout_session(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |sim, state, now| {
-        if f.get("mode").map(String::as_str) != Some("subscription") {
-            return Err(bad_param("mode"));
-        }
-        let items = line_items(state, &f)?;
-        let customer = f.get("customer").cloned();
-        if let Some(c) = &customer {
-            live_customer(state, c)?;
-        }
-        let success_url = f
-            .get("success_url")
-            .ok_or_else(|| bad_param("success_url"))?;
-        let cancel_url = f.get("cancel_url").cloned().unwrap_or_default();
-        let id = format!("cs_test_{}", &new_id("x")[2..]);
-        let url = format!("{}checkout/{id}", sim.base_url());
-        let session = objects::checkout_session(
-            &id,
-            customer.as_deref(),
-            f.get("client_reference_id").map(String::as_str),
-            success_url,
-            &cancel_url,
-            &url,
-            objects::amount_of(&items),
-            items[0].0["currency"].as_str().unwrap_or("usd"),
-            metadata(&f, "metadata"),
-            now,
-        );
-        state.checkout_sessions.insert(
-            id,
-            CheckoutState {
-                object: session.clone(),
-                price: items[0].0["id"].as_str().unwrap_or_default().to_owned(),
-                items: items
-                    .iter()
-                    .map(|(p, q)| (p["id"].as_str().unwrap_or_default().to_owned(), *q))
-                    .collect(),
-                trial_days: f
-                    .get("subscription_data[trial_period_days]")
-                    .and_then(|d| d.parse().ok())
-                    .filter(|d| *d > 0),
-                subscription_metadata: metadata(&f, "subscription_data[metadata]"),
-            },
-        );
-        Ok((StatusCode::OK, session))
-    })
+    sim.api(
+        &headers,
+        Some(request_of("POST /v1/checkout/sessions".into(), &body)),
+        |sim, state, now| {
+            if f.get("mode").map(String::as_str) != Some("subscription") {
+                return Err(bad_param("mode"));
+            }
+            let items = line_items(state, &f)?;
+            let customer = f.get("customer").cloned();
+            if let Some(c) = &customer {
+                live_customer(state, c)?;
+            }
+            let success_url = f
+                .get("success_url")
+                .ok_or_else(|| bad_param("success_url"))?;
+            let cancel_url = f.get("cancel_url").cloned().unwrap_or_default();
+            let id = format!("cs_test_{}", &new_id("x")[2..]);
+            let url = format!("{}checkout/{id}", sim.base_url());
+            let session = objects::checkout_session(
+                &id,
+                customer.as_deref(),
+                f.get("client_reference_id").map(String::as_str),
+                success_url,
+                &cancel_url,
+                &url,
+                objects::amount_of(&items),
+                items[0].0["currency"].as_str().unwrap_or("usd"),
+                metadata(&f, "metadata"),
+                now,
+            );
+            state.checkout_sessions.insert(
+                id,
+                CheckoutState {
+                    object: session.clone(),
+                    price: items[0].0["id"].as_str().unwrap_or_default().to_owned(),
+                    items: items
+                        .iter()
+                        .map(|(p, q)| (p["id"].as_str().unwrap_or_default().to_owned(), *q))
+                        .collect(),
+                    trial_days: f
+                        .get("subscription_data[trial_period_days]")
+                        .and_then(|d| d.parse().ok())
+                        .filter(|d| *d > 0),
+                    subscription_metadata: metadata(&f, "subscription_data[metadata]"),
+                },
+            );
+            Ok((StatusCode::OK, session))
+        },
+    )
     .await
 }
 
@@ -1103,7 +1202,7 @@ async fn retrieve_checkout_session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         let session = state.checkout_sessions.get(&id).map(|s| &s.object);
         found(session, "checkout.session", &id)
     })
@@ -1115,24 +1214,31 @@ async fn expire_checkout_session(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, true, |sim, state, now| {
-        let session = state
-            .checkout_sessions
-            .get_mut(&id)
-            .ok_or_else(|| missing("checkout.session", &id))?;
-        if session.object["status"] != "open" {
-            return Err(stripe_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "Only open sessions can be expired.".into(),
-                None,
-            ));
-        }
-        session.object["status"] = json!("expired");
-        let object = session.object.clone();
-        sim.emit(state, "checkout.session.expired", object.clone(), None, now);
-        Ok((StatusCode::OK, object))
-    })
+    sim.api(
+        &headers,
+        Some(request_of(
+            format!("POST /v1/checkout/sessions/{id}/expire"),
+            b"",
+        )),
+        |sim, state, now| {
+            let session = state
+                .checkout_sessions
+                .get_mut(&id)
+                .ok_or_else(|| missing("checkout.session", &id))?;
+            if session.object["status"] != "open" {
+                return Err(stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "Only open sessions can be expired.".into(),
+                    None,
+                ));
+            }
+            session.object["status"] = json!("expired");
+            let object = session.object.clone();
+            sim.emit(state, "checkout.session.expired", object.clone(), None, now);
+            Ok((StatusCode::OK, object))
+        },
+    )
     .await
 }
 
@@ -1142,21 +1248,25 @@ async fn create_portal_session(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |sim, state, now| {
-        let customer = f.get("customer").ok_or_else(|| bad_param("customer"))?;
-        live_customer(state, customer)?;
-        let id = new_id("bps");
-        let url = format!("{}portal/{id}", sim.base_url());
-        let session = objects::portal_session(
-            &id,
-            customer,
-            f.get("return_url").map(String::as_str).unwrap_or(""),
-            &url,
-            now,
-        );
-        state.portal_sessions.insert(id, session.clone());
-        Ok((StatusCode::OK, session))
-    })
+    sim.api(
+        &headers,
+        Some(request_of("POST /v1/billing_portal/sessions".into(), &body)),
+        |sim, state, now| {
+            let customer = f.get("customer").ok_or_else(|| bad_param("customer"))?;
+            live_customer(state, customer)?;
+            let id = new_id("bps");
+            let url = format!("{}portal/{id}", sim.base_url());
+            let session = objects::portal_session(
+                &id,
+                customer,
+                f.get("return_url").map(String::as_str).unwrap_or(""),
+                &url,
+                now,
+            );
+            state.portal_sessions.insert(id, session.clone());
+            Ok((StatusCode::OK, session))
+        },
+    )
     .await
 }
 
@@ -1166,7 +1276,7 @@ async fn list_subscriptions(
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = query_params(q.as_deref());
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         let status = params.get("status").map(String::as_str).unwrap_or("");
         let mut data: Vec<Value> = state
             .subscriptions
@@ -1222,7 +1332,7 @@ async fn retrieve_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         found(
             state.subscriptions.get(&id).map(|s| &s.object),
             "subscription",
@@ -1239,23 +1349,29 @@ async fn update_subscription(
     body: Bytes,
 ) -> Response {
     let f = form(&body);
-    sim.api(&headers, true, |sim, state, now| {
-        if !state.subscriptions.contains_key(&id) {
-            return Err(missing("subscription", &id));
-        }
-        let action = match (
-            f.get("cancel_at_period_end").map(String::as_str),
-            f.get("items[0][price]"),
-        ) {
-            (Some("true"), _) => ("cancel_at_period_end", None),
-            (Some("false"), _) => ("resume", None),
-            (_, Some(price)) => ("switch", Some(price.as_str())),
-            _ => return Err(bad_param("cancel_at_period_end")),
-        };
-        sim.portal_action(state, &id, action.0, action.1, now)
-            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
-        Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
-    })
+    sim.api(
+        &headers,
+        Some(request_of(format!("POST /v1/subscriptions/{id}"), &body)),
+        |sim, state, now| {
+            if !state.subscriptions.contains_key(&id) {
+                return Err(missing("subscription", &id));
+            }
+            let action = match (
+                f.get("cancel_at_period_end").map(String::as_str),
+                f.get("items[0][price]"),
+            ) {
+                (Some("true"), _) => ("cancel_at_period_end", None),
+                (Some("false"), _) => ("resume", None),
+                (_, Some(price)) => ("switch", Some(price.as_str())),
+                _ => return Err(bad_param("cancel_at_period_end")),
+            };
+            sim.portal_action(state, &id, action.0, action.1, now)
+                .map_err(|m| {
+                    stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None)
+                })?;
+            Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
+        },
+    )
     .await
 }
 
@@ -1264,14 +1380,20 @@ async fn cancel_subscription(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    sim.api(&headers, true, |sim, state, now| {
-        if !state.subscriptions.contains_key(&id) {
-            return Err(missing("subscription", &id));
-        }
-        sim.portal_action(state, &id, "cancel_now", None, now)
-            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
-        Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
-    })
+    sim.api(
+        &headers,
+        Some(request_of(format!("DELETE /v1/subscriptions/{id}"), b"")),
+        |sim, state, now| {
+            if !state.subscriptions.contains_key(&id) {
+                return Err(missing("subscription", &id));
+            }
+            sim.portal_action(state, &id, "cancel_now", None, now)
+                .map_err(|m| {
+                    stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None)
+                })?;
+            Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
+        },
+    )
     .await
 }
 
@@ -1281,7 +1403,7 @@ async fn list_invoices(
     RawQuery(q): RawQuery,
 ) -> Response {
     let params = query_params(q.as_deref());
-    sim.api(&headers, false, |_, state, _| {
+    sim.api(&headers, None, |_, state, _| {
         let mut data: Vec<Value> = state
             .invoices
             .values()

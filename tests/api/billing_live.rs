@@ -189,6 +189,106 @@ async fn the_simulator_answers_409_to_a_key_whose_first_request_is_in_flight() {
     assert_eq!(body["error"]["type"], "idempotency_error");
 }
 
+/// POSTs `form` to the simulator's `path` with `Idempotency-Key: key`.
+async fn post_with_key(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client()
+        .post(app.sim_url(path))
+        .bearer_auth("sk_test_x")
+        .header("idempotency-key", key)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_simulator_keeps_idempotency_keys_as_stripe_does() {
+    let app = spawn_app().await;
+    let ann = [("email", "ann@example.com")];
+
+    // The same request replays the first answer.
+    let first = post_with_key(&app, "/v1/customers", "k1", &ann).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let again = post_with_key(&app, "/v1/customers", "k1", &ann).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+
+    // Other parameters, or another endpoint, with that key are refused.
+    let other = post_with_key(&app, "/v1/customers", "k1", &[("email", "bob@example.com")]).await;
+    assert_eq!(other.status(), 400);
+    assert_eq!(
+        other.json::<Value>().await.unwrap()["error"]["type"],
+        "idempotency_error"
+    );
+    let elsewhere = post_with_key(&app, "/v1/checkout/sessions", "k1", &ann).await;
+    assert_eq!(elsewhere.status(), 400);
+    assert_eq!(
+        elsewhere.json::<Value>().await.unwrap()["error"]["type"],
+        "idempotency_error"
+    );
+
+    // A request refused for its parameters saves nothing: the key is free for a good one.
+    let bad = post_with_key(&app, "/v1/checkout/sessions", "k2", &[("mode", "payment")]).await;
+    assert_eq!(bad.status(), 400);
+    let good = post_with_key(&app, "/v1/customers", "k2", &ann).await;
+    assert_eq!(
+        good.status(),
+        200,
+        "the key was not kept for the refused request"
+    );
+
+    // Keys last 24 hours of Stripe's clock.
+    app.sim_control("/_sim/clock/advance", &json!({"seconds": 24 * 3600}))
+        .await;
+    let later = post_with_key(&app, "/v1/customers", "k1", &[("email", "bob@example.com")]).await;
+    assert_eq!(later.status(), 200, "an expired key starts afresh");
+    assert!(later.headers().get("idempotent-replayed").is_none());
+    assert_ne!(later.json::<Value>().await.unwrap()["id"], first["id"]);
+}
+
+#[tokio::test]
+async fn the_simulator_refuses_a_lookup_key_another_price_holds_unless_it_is_transferred() {
+    let app = spawn_app().await;
+    let form = |transfer: bool| {
+        let mut f = vec![
+            ("product_data[name]", "Pro"),
+            ("unit_amount", "1900"),
+            ("currency", "usd"),
+            ("recurring[interval]", "month"),
+            ("lookup_key", "pro_month"),
+        ];
+        if transfer {
+            f.push(("transfer_lookup_key", "true"));
+        }
+        f
+    };
+    // The demo catalog's pro monthly price holds `pro_month` already.
+    let holder = app.price_of("pro");
+    let r = client()
+        .post(app.sim_url("/v1/prices"))
+        .bearer_auth("sk_test_x")
+        .form(&form(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["param"],
+        "lookup_key"
+    );
+
+    let moved = app.stripe_post("/v1/prices", &form(true)).await;
+    assert_eq!(moved["lookup_key"], "pro_month");
+    let old = app.stripe_get(&format!("/v1/prices/{holder}")).await;
+    assert_eq!(old["lookup_key"], Value::Null, "the key moved");
+}
+
 #[tokio::test]
 async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_slow() {
     let app = spawn_app().await;
