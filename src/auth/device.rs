@@ -59,6 +59,15 @@ fn mac(key: &[u8], user_id: &str, epoch: i64, nonce: &str) -> String {
 pub struct DeviceCookie(pub Option<String>);
 
 impl DeviceCookie {
+    /// The account the cookie claims to be for (unchecked: see [`Self::nonce_for`]).
+    pub fn claimed_user(&self) -> Option<&str> {
+        self.0
+            .as_deref()?
+            .split('.')
+            .next()
+            .filter(|id| !id.is_empty())
+    }
+
     /// The cookie's nonce when it is ours and was issued for `user_id` under its current session
     /// `epoch`; `None` for anything else (absent, forged, another account's, or from before a
     /// revocation).

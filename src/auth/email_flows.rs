@@ -20,7 +20,9 @@ use sqlx::AnyConnection;
 use tower_sessions::Session;
 
 use super::{
-    CurrentUser, password, rate_limit,
+    CurrentUser,
+    device::DeviceCookie,
+    password, rate_limit,
     rate_limit::ClientIp,
     session_store, sign_in,
     users::{self, Email, User},
@@ -110,6 +112,28 @@ pub(crate) async fn limit_requests(state: &AppState, ip: ClientIp, address: &str
     rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
     let normalised = Email::normalise_lenient(address);
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await
+}
+
+/// The nonce of `device` when it is a valid device cookie of the account `address` belongs to:
+/// a browser the owner signed in on. Looked up by the cookie's account id, never by the address,
+/// so the time taken depends on the cookie sent and says nothing about whether the address has
+/// an account.
+async fn owners_device<'d>(
+    state: &AppState,
+    device: &'d DeviceCookie,
+    address: &str,
+) -> Result<Option<&'d str>> {
+    let Some(id) = device.claimed_user() else {
+        return Ok(None);
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(user) = users::find_by_id_on(&mut conn, id).await? else {
+        return Ok(None);
+    };
+    let same_address = Email::normalise_lenient(&user.email) == Email::normalise_lenient(address);
+    Ok(device
+        .nonce_for(&state.device_key, &user.id, user.session_epoch)
+        .filter(|_| same_address))
 }
 
 /// How long background work waits before it starts: long enough for the answer to have been
@@ -304,13 +328,29 @@ enum AccountMail {
 
 /// The course of the request routes: rate limits, then (after the answer) `mail` is queued only
 /// if the address has an account.
+///
+/// A browser holding the owner's device cookie counts on that cookie's own mail bucket instead of
+/// the address's, so strangers who fill the address's bucket (5 requests an hour, from anywhere)
+/// cannot stop the owner's own browsers from getting a reset or sign-in link.
 async fn mail_if_account(
     state: &AppState,
     ip: ClientIp,
+    device: &DeviceCookie,
     address: &str,
     mail: AccountMail,
 ) -> Result<()> {
-    limit_requests(state, ip, address).await?;
+    match owners_device(state, device, address).await? {
+        Some(nonce) => {
+            rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
+            rate_limit::hit(
+                state,
+                rate_limit::EMAIL_PER_ADDRESS,
+                &format!("device {nonce}"),
+            )
+            .await?;
+        }
+        None => limit_requests(state, ip, address).await?,
+    }
     let (state, address) = (state.clone(), address.to_owned());
     in_background(async move {
         let Ok(email) = Email::parse(&address) else {
@@ -331,8 +371,13 @@ async fn mail_if_account(
 }
 
 /// Queues a reset link if the address has an account; answers nothing either way.
-pub async fn forgot_password(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
-    mail_if_account(state, ip, address, AccountMail::Reset).await
+pub async fn forgot_password(
+    state: &AppState,
+    ip: ClientIp,
+    device: &DeviceCookie,
+    address: &str,
+) -> Result<()> {
+    mail_if_account(state, ip, device, address, AccountMail::Reset).await
 }
 
 /// Issues a reset token (bound to `email_norm`) and queues its link.
@@ -371,9 +416,10 @@ async fn queue_reset(
 async fn forgot_password_route(
     State(state): State<AppState>,
     ip: ClientIp,
+    device: DeviceCookie,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response> {
-    forgot_password(&state, ip, &body.email).await?;
+    forgot_password(&state, ip, &device, &body.email).await?;
     Ok(check_your_email())
 }
 
@@ -431,8 +477,13 @@ async fn reset_password_route(
 }
 
 /// Queues a magic link (with a one-time code) if the address has an account. Never creates one.
-pub async fn request_magic_link(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
-    mail_if_account(state, ip, address, AccountMail::Magic).await
+pub async fn request_magic_link(
+    state: &AppState,
+    ip: ClientIp,
+    device: &DeviceCookie,
+    address: &str,
+) -> Result<()> {
+    mail_if_account(state, ip, device, address, AccountMail::Magic).await
 }
 
 /// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
@@ -474,9 +525,10 @@ async fn queue_magic_link(
 async fn request_magic_link_route(
     State(state): State<AppState>,
     ip: ClientIp,
+    device: DeviceCookie,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response> {
-    request_magic_link(&state, ip, &body.email).await?;
+    request_magic_link(&state, ip, &device, &body.email).await?;
     Ok(check_your_email())
 }
 
@@ -548,24 +600,26 @@ pub async fn request_email_change(
     current_password: &str,
     new_email: &str,
 ) -> Result<()> {
+    // The password first, on the user's password bucket (as a password change and a deletion),
+    // so a wrong one from a stolen session never spends either address's mail quota.
+    rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
+    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
+    super::confirm_password(state, &current.user, current_password).await?;
+    let new = Email::parse(new_email)?;
     // Both addresses receive mail: the new one's limit stops bombing it from many accounts.
-    limit_requests(state, ip, new_email).await?;
+    rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &new.normalised).await?;
     rate_limit::hit(
         state,
         rate_limit::EMAIL_PER_ADDRESS,
         &Email::normalise_lenient(&current.user.email),
     )
     .await?;
-    super::confirm_password(state, &current.user, current_password).await?;
-    let new = Email::parse(new_email)?;
-    if users::find_by_email(&state.db, &new.normalised)
+    let taken = users::find_by_email(&state.db, &new.normalised)
         .await?
-        .is_some()
-    {
-        // In privacy mode a taken address answers like a free one (and gets no mail).
-        if state.config.registration_privacy {
-            return Ok(());
-        }
+        .is_some();
+    // Outside privacy mode a taken address is refused; in privacy mode it is answered, and the
+    // current address told, exactly as a free one is, but no link is made (it could not be used).
+    if taken && !state.config.registration_privacy {
         return Err(AppError::EmailTaken);
     }
     let mut tx = state.db.begin().await?;
@@ -573,27 +627,29 @@ pub async fn request_email_change(
     if !session_store::hold_epoch(&mut tx, &current.user.id, current.session_epoch).await? {
         return Err(AppError::Unauthenticated);
     }
-    let issued = tokens::issue(
-        &mut tx,
-        &current.user.id,
-        Purpose::EmailChange,
-        &new.normalised,
-        Some(&new.display),
-        state.config.token_ttl_verify_secs,
-        state.clock.now(),
-    )
-    .await?;
-    email::enqueue(
-        state,
-        &mut tx,
-        Outgoing {
-            kind: "email_change",
-            to: &new.display,
-            context: minijinja::context! { link => link(state, "confirm-email", &issued.token) },
-            dedupe_key: None,
-        },
-    )
-    .await?;
+    if !taken {
+        let issued = tokens::issue(
+            &mut tx,
+            &current.user.id,
+            Purpose::EmailChange,
+            &new.normalised,
+            Some(&new.display),
+            state.config.token_ttl_verify_secs,
+            state.clock.now(),
+        )
+        .await?;
+        email::enqueue(
+            state,
+            &mut tx,
+            Outgoing {
+                kind: "email_change",
+                to: &new.display,
+                context: minijinja::context! { link => link(state, "confirm-email", &issued.token) },
+                dedupe_key: None,
+            },
+        )
+        .await?;
+    }
     email::enqueue(
         state,
         &mut tx,

@@ -135,7 +135,25 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
 
 /// [`hit`] keyed on the client's address.
 pub async fn hit_ip(state: &AppState, limit: Limit, ip: ClientIp) -> Result<(), AppError> {
-    hit(state, limit, &ip.0.to_string()).await
+    hit(state, limit, &ip.bucket()).await
+}
+
+impl ClientIp {
+    /// The subject of per-client limits: an IPv4 address, or the /64 an IPv6 address is in (one
+    /// host, or one customer of an ISP, is given a whole /64 and can pick any address in it). An
+    /// IPv4 address mapped into IPv6 counts as itself.
+    pub fn bucket(&self) -> String {
+        match self.0 {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
 }
 
 /// Deletes counters whose window is long over; run periodically.
@@ -220,6 +238,18 @@ pub fn client_ip(
 mod tests {
     use super::*;
     use axum::http::HeaderMap;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let ip = |s: &str| ClientIp(s.parse().unwrap()).bucket();
+        assert_eq!(
+            ip("2001:db8:1:2:aaaa::1"),
+            ip("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(ip("192.0.2.7"), "192.0.2.7");
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

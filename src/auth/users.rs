@@ -36,7 +36,7 @@ impl Email {
         // make two addresses that look alike different accounts: refused outright.
         if display
             .chars()
-            .any(|c| c.general_category() == GeneralCategory::Format || invisible(c))
+            .any(is_invisible)
             || stray_mark(&display)
             // A quoted local part (`"ann"@x`) is the same mailbox as the unquoted one.
             || display.contains('"')
@@ -86,6 +86,13 @@ impl Email {
 /// Characters that show nothing: Unicode's default-ignorable code points (variation selectors,
 /// the combining grapheme joiner, Hangul fillers, Mongolian and Khmer invisibles, tags…) and the
 /// blank braille pattern.
+/// A character that shows nothing, or nothing of its own: Unicode format characters (zero-width
+/// spaces and joiners, bidi controls) and the other default-ignorable ones below. Two strings
+/// that differ only by them look alike.
+pub(crate) fn is_invisible(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format || invisible(c)
+}
+
 fn invisible(c: char) -> bool {
     matches!(
         c as u32,

@@ -387,7 +387,13 @@ pub async fn complete_from_success_page(
     user: &User,
     session_id: &str,
 ) -> Result<CheckoutOutcome, AppError> {
-    if !session_id.starts_with("cs_") || session_id.len() > 255 {
+    // A Stripe id or nothing: the id goes into the API path, so `/`, `?`, `%` and the like would
+    // let the page choose what tollgate asks Stripe with its secret key.
+    let well_formed = session_id.len() <= 255
+        && session_id.strip_prefix("cs_").is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+    if !well_formed {
         return Ok(CheckoutOutcome::NotYours);
     }
     let request = RetrieveCheckoutSession::new(session_id);

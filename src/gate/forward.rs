@@ -97,6 +97,14 @@ pub fn normalize_path(uri: &str) -> Option<String> {
     if !unicode_normalization::is_nfkc(&decoded) {
         return None;
     }
+    // An encoded `?` ends the path for an upstream that decodes before it splits, and invisible
+    // characters (zero-width spaces, bidi controls) vanish in one that strips them.
+    if decoded
+        .chars()
+        .any(|c| c == '?' || crate::auth::users::is_invisible(c))
+    {
+        return None;
+    }
     let mut out: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
         match segment {

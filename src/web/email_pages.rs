@@ -159,7 +159,7 @@ pub(super) async fn submit_verify(
         Err(r) => return r,
     };
     let result = async {
-        auth::rate_limit::hit(&state, auth::rate_limit::TOKEN_PER_IP, &ip.0.to_string()).await?;
+        auth::rate_limit::hit(&state, auth::rate_limit::TOKEN_PER_IP, &ip.bucket()).await?;
         let signed_in = auth::current_user(&state, session.clone()).await?;
         let verifier = email_flows::Verifier {
             signed_in: signed_in.as_ref(),
@@ -326,10 +326,16 @@ async fn email_request(
         Ok(f) => f,
         Err(r) => return r,
     };
+    // The browser's device cookie, as the JSON routes read it: the owner's own browser counts on
+    // its own mail bucket.
+    let device = crate::auth::device::DeviceCookie(crate::auth::device::request_cookie(
+        headers,
+        crate::auth::device::cookie_name(state),
+    ));
     let result = if magic {
-        email_flows::request_magic_link(state, ip, &form.email).await
+        email_flows::request_magic_link(state, ip, &device, &form.email).await
     } else {
-        email_flows::forgot_password(state, ip, &form.email).await
+        email_flows::forgot_password(state, ip, &device, &form.email).await
     };
     match result {
         Ok(()) => render(

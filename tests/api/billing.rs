@@ -313,6 +313,34 @@ async fn another_users_checkout_session_grants_nothing() {
 }
 
 #[tokio::test]
+async fn a_success_page_id_that_is_not_a_session_id_never_reaches_stripe() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    let success = app.pay(&url).await;
+    let own = success.rsplit('=').next().unwrap().to_owned();
+    app.wait_for_plan(&c, Some("team")).await;
+    let sim = app.state.stripe.sim.as_ref().unwrap();
+
+    for id in [
+        format!("{own}%3Fexpand%5B%5D%3Dcustomer"),
+        "cs_x%2F..%2F..%2Fcustomers".to_owned(),
+        format!("{own}%2F"),
+        "cs_".to_owned(),
+        "cs_a%20b".to_owned(),
+    ] {
+        let before = sim.request_count();
+        let page = c
+            .get(app.url(&format!("/billing/success?session_id={id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 404, "{id}");
+        assert_eq!(sim.request_count(), before, "{id}: Stripe was asked");
+    }
+}
+
+#[tokio::test]
 async fn checkout_refuses_unknown_plans_and_bad_intervals() {
     let app = spawn_app().await;
     let c = app.user("ann@example.com").await;

@@ -705,4 +705,15 @@ async fn in_privacy_mode_an_email_change_to_a_taken_address_answers_like_any_oth
             .all(|m| !m.subject().to_lowercase().contains("confirm")),
         "no link goes to the taken address"
     );
+    // The current address is told of both requests alike, so its owner's inbox cannot tell a
+    // taken address from a free one.
+    sink.wait_for("ann@example.com", 2).await;
+    let notices = sink.to("ann@example.com");
+    assert_eq!(notices.len(), 2);
+    assert!(
+        notices
+            .iter()
+            .all(|m| m.subject().contains("is being changed")),
+        "two notices"
+    );
 }

@@ -526,6 +526,9 @@ async fn forward_auth_reads_one_header_and_fails_closed_on_anything_it_cannot_re
                 pro_via(b"/public%2F..%2Fpro/x").to_vec(),
             ),
             ("a backslash", pro_via(b"/public/..\\pro/x").to_vec()),
+            ("an encoded ?", pro_via(b"/pro%3F").to_vec()),
+            ("a zero-width space", pro_via(b"/pro%E2%80%8B").to_vec()),
+            ("a bidi control", pro_via(b"/p%E2%80%AEro/x").to_vec()),
         ];
         for (why, headers) in cases {
             let (status, upgrade, error) = refused(forward_raw(&app, c, &headers).await).await;

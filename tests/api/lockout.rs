@@ -252,3 +252,59 @@ async fn device_cookies_from_before_a_password_change_are_not_trusted_and_device
     // Each device's own bucket holds its 5; only the account's device ceiling (30) refuses.
     assert_eq!(refused, 10, "{refused} of 40 device guesses refused");
 }
+
+#[tokio::test]
+async fn strangers_who_fill_an_addresss_mail_limit_leave_the_owners_browser_its_links() {
+    let (app, sink) = limited_app().await;
+    let owner = signed_in_browser(&app, "10.0.0.1", OWNER).await;
+    let other = signed_in_browser(&app, "10.0.0.2", "other@example.com").await;
+    let forgot = json!({"email": OWNER});
+    // Five strangers, each from an address of its own, spend the address's mail limit.
+    for i in 0..5 {
+        let ip = format!("10.1.0.{i}");
+        let r = post_from(
+            &app,
+            &client(),
+            &ip,
+            "/api/auth/password/forgot",
+            forgot.clone(),
+        )
+        .await;
+        assert_eq!(r.status(), 202, "stranger {i}");
+    }
+    let r = post_from(
+        &app,
+        &client(),
+        "10.1.0.9",
+        "/api/auth/password/forgot",
+        forgot.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 429, "the address's limit is spent");
+    // Another account's device cookie is no key to this address.
+    let r = post_from(
+        &app,
+        &other,
+        "10.0.0.2",
+        "/api/auth/password/forgot",
+        forgot.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 429, "another account's browser");
+
+    // The owner's own browser still gets a reset link and a sign-in link.
+    let r = post_from(
+        &app,
+        &owner,
+        "10.0.0.1",
+        "/api/auth/password/forgot",
+        forgot.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "the owner's browser");
+    let r = post_from(&app, &owner, "10.0.0.1", "/api/auth/magic-link", forgot).await;
+    assert_eq!(r.status(), 202, "the owner's browser");
+    // The verification at sign-up, five resets for strangers, and the owner's two.
+    sink.wait_for(OWNER, 8).await;
+    assert_eq!(sink.to(OWNER).len(), 8);
+}
