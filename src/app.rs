@@ -311,19 +311,12 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
 /// or a proxy it trusts made.
 async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     if matches!(*request.method(), Method::TRACE | Method::CONNECT) {
-        let mut response = (
-            StatusCode::METHOD_NOT_ALLOWED,
-            axum::Json(serde_json::json!({
-                "error": "method_not_allowed",
-                "message": "This method is not allowed here."
-            })),
-        )
-            .into_response();
+        let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
         response.headers_mut().insert(
             header::ALLOW,
             HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
         );
-        return response;
+        return plain_errors_as_json(response);
     }
     let peer = request
         .extensions()
@@ -345,7 +338,34 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     }
     // Security events logged while handling the request name its client.
     let ip = rate_limit::ClientIp::of(&state, request.extensions(), request.headers());
-    crate::telemetry::with_client_ip(ip.0, next.run(request)).await
+    plain_errors_as_json(crate::telemetry::with_client_ip(ip.0, next.run(request)).await)
+}
+
+/// The refusals axum makes on its own (a method a route does not take, a body over the limit)
+/// come without a body or as plain text: they get tollgate's JSON error, headers kept.
+fn plain_errors_as_json(response: Response) -> Response {
+    let (error, message) = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "This method is not allowed here.")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
+        _ => return response,
+    };
+    let ours = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if ours {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::json!({"error": error, "message": message}).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -385,11 +385,48 @@ impl Config {
             stripe_retry_secs: positive(&get, "TOLLGATE_STRIPE_RETRY_SECS", 30)?,
         };
         config.check_mode()?;
+        config.check_cookie_domain()?;
         Ok(config)
     }
 
     /// The refusals of the README's "Modes": production needs real services, development stays
     /// on loopback.
+    /// `TOLLGATE_COOKIE_DOMAIN` widens where cookies go and where `next` may lead: it must be a
+    /// host name of at least two labels (never a bare `com`), and hold the base URL's host.
+    fn check_cookie_domain(&self) -> Result<(), ConfigError> {
+        let Some(raw) = self.cookie_domain.as_deref() else {
+            return Ok(());
+        };
+        let domain = raw.strip_prefix('.').unwrap_or(raw);
+        let labels: Vec<&str> = domain.split('.').collect();
+        let well_formed = labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !well_formed {
+            return Err(ConfigError::new(
+                "TOLLGATE_COOKIE_DOMAIN",
+                "must be a lower-case host name of at least two labels, like example.com",
+            ));
+        }
+        let host = self.base_url.as_ref().and_then(|u| u.host_str());
+        if let Some(host) = host
+            && host != domain
+            && !host.ends_with(&format!(".{domain}"))
+        {
+            return Err(ConfigError::new(
+                "TOLLGATE_COOKIE_DOMAIN",
+                "must hold TOLLGATE_BASE_URL's host (the base URL's host or a parent domain of it)",
+            ));
+        }
+        Ok(())
+    }
+
     fn check_mode(&self) -> Result<(), ConfigError> {
         match self.mode {
             Mode::Production => {
@@ -694,6 +731,11 @@ mod tests {
             ("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/99"),
             ("TOLLGATE_ARGON2_T", "0"),
             ("TOLLGATE_STRIPE_TEST_CLOCK", "not_a_clock"),
+            ("TOLLGATE_STRIPE_RETRY_SECS", "0"),
+            ("TOLLGATE_COOKIE_DOMAIN", "com"),
+            ("TOLLGATE_COOKIE_DOMAIN", ".com"),
+            ("TOLLGATE_COOKIE_DOMAIN", "Example.COM"),
+            ("TOLLGATE_COOKIE_DOMAIN", "example..com"),
         ];
         for (name, value) in cases {
             let err = config(&[(name, value)]).expect_err(name);
@@ -703,6 +745,22 @@ mod tests {
                 err.setting
             );
         }
+    }
+
+    #[test]
+    fn a_cookie_domain_must_hold_the_base_urls_host() {
+        let with = |host: &str, domain: &str| {
+            config(&[
+                ("TOLLGATE_BASE_URL", &format!("http://{host}")),
+                ("TOLLGATE_COOKIE_DOMAIN", domain),
+            ])
+        };
+        assert!(with("auth.example.com", "example.com").is_ok());
+        assert!(with("auth.example.com", ".example.com").is_ok());
+        assert!(with("example.com", "example.com").is_ok());
+        let err = with("auth.example.org", "example.com").unwrap_err();
+        assert_eq!(err.setting, "TOLLGATE_COOKIE_DOMAIN");
+        assert!(with("notexample.com", "example.com").is_err());
     }
 
     #[test]

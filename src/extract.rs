@@ -34,8 +34,11 @@ where
     }
 }
 
-/// Parses `bytes` as a JSON object into `T`.
+/// Parses `bytes` as a JSON object into `T`. A name given twice in one object, at any depth, is
+/// `invalid_json`: parsers disagree on which of the two counts (here the last would win silently),
+/// so a body that reads one way to a proxy or a log and another to tollgate is refused.
 pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice::<UniqueNames>(bytes).map_err(|_| AppError::InvalidJson)?;
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|_| AppError::InvalidJson)?;
     if !value.is_object() {
@@ -50,6 +53,60 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         };
         AppError::InvalidField(field)
     })
+}
+
+/// Any JSON value whose objects never repeat a name (checked while parsing, nothing kept).
+struct UniqueNames;
+
+impl<'de> serde::Deserialize<'de> for UniqueNames {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueNamesVisitor)
+    }
+}
+
+struct UniqueNamesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueNamesVisitor {
+    type Value = UniqueNames;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON without repeated names")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueNames, E> {
+        Ok(UniqueNames)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueNames, A::Error> {
+        while seq.next_element::<UniqueNames>()?.is_some() {}
+        Ok(UniqueNames)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueNames, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if !seen.insert(name) {
+                return Err(serde::de::Error::custom("a name is repeated"));
+            }
+            map.next_value::<UniqueNames>()?;
+        }
+        Ok(UniqueNames)
+    }
 }
 
 fn missing_field(message: &str) -> Option<String> {
@@ -90,5 +147,13 @@ mod tests {
             code("{\"email\":5,\"password\":\"b\"}"),
             Err("invalid_field:email".into())
         );
+        // A repeated name, also spelled with an escape or nested, is refused.
+        for repeated in [
+            "{\"email\":\"a\",\"password\":\"b\",\"email\":\"c\"}",
+            "{\"email\":\"a\",\"password\":\"b\",\"em\\u0061il\":\"c\"}",
+            "{\"email\":\"a\",\"password\":\"b\",\"x\":[{\"y\":1,\"y\":2}]}",
+        ] {
+            assert_eq!(code(repeated), Err("invalid_json".into()), "{repeated}");
+        }
     }
 }

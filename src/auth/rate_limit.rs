@@ -101,7 +101,7 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
     if !state.config.rate_limit {
         return Ok(());
     }
-    let now = db::now();
+    let now = state.clock.now();
     let window_start = now - now.rem_euclid(limit.window_secs);
     let key = format!(
         "{}:{}",

@@ -214,8 +214,11 @@ pub fn safe_next_for<'a>(state: &AppState, next: Option<&'a str>) -> &'a str {
         && url.password().is_none()
         && url.host_str().is_some_and(|h| {
             let domain = domain.trim_start_matches('.');
-            h == domain || h.ends_with(&format!(".{domain}"))
+            !h.split('.').any(str::is_empty) && (h == domain || h.ends_with(&format!(".{domain}")))
         })
+        // Only a URL written as the parser writes it back: `https:host`, `https://host\@other`
+        // and other spellings browsers read leniently are not passed on.
+        && (url.as_str() == n || (url.path() == "/" && url.as_str() == format!("{n}/")))
     {
         return n;
     }

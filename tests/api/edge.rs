@@ -104,6 +104,54 @@ async fn trace_and_connect_are_refused_on_every_path() {
 }
 
 #[tokio::test]
+async fn refusals_made_before_a_handler_runs_are_json_errors_too() {
+    let app = spawn_app().await;
+    // A method the route does not take.
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/auth/login"),
+        (reqwest::Method::PUT, "/api/auth/login"),
+        (reqwest::Method::OPTIONS, "/api/auth/login"),
+        (reqwest::Method::DELETE, "/webhooks/stripe"),
+    ] {
+        // JSON, so the CSRF rule for writes under /api/ is met and the method is what is judged.
+        let r = client()
+            .request(method.clone(), app.url(path))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert!(r.headers().contains_key("allow"), "{method} {path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+    }
+    // A body over the limit on the webhook, which reads raw bytes.
+    let r = client()
+        .post(app.url("/webhooks/stripe"))
+        .header("stripe-signature", "t=1,v1=00")
+        .body(vec![b'{'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+    // A repeated name in a JSON body changes nothing and says why.
+    let r = client()
+        .post(app.url("/api/auth/register"))
+        .header("content-type", "application/json")
+        .body(r#"{"email":"first@example.com","password":"correct horse battery","email":"last@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_json");
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
 async fn a_request_id_is_kept_only_from_a_trusted_proxy() {
     let id_for = |app: &TestApp, sent: &'static str| {
         let url = app.url("/healthz");

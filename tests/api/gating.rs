@@ -660,6 +660,12 @@ async fn a_next_with_control_characters_signs_in_to_the_account_page() {
         "http://app.example.test/ x",
         "/pro\r\nSet-Cookie: a=b",
         "/caf\u{e9}",
+        // Spellings a browser reads leniently as the sibling host, never passed on as they are.
+        "http:app.example.test/pro",
+        "http:/app.example.test/pro",
+        "http://app.example.test\\@evil.com/",
+        "http://.example.test/",
+        "http://a..example.test/",
     ] {
         let r = sign_in_with_next(&app, "ctl@example.com", next).await;
         assert_eq!(r.status(), 303, "{next:?}");

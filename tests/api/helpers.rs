@@ -167,7 +167,14 @@ impl TestAppBuilder {
             .or_insert("off".into());
         vars.insert("DATABASE_URL".into(), db.url.clone());
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
+        let rate_limited = vars.get("TOLLGATE_RATE_LIMIT").is_some_and(|v| v == "on");
         let app = App::build(config).await.expect("app builds");
+        if rate_limited {
+            // Limits count in fixed windows (a minute, 5 minutes, an hour) aligned to the clock:
+            // start the app's clock just past an hour, so no window ends while a test fills it.
+            let now = app.state.clock.now();
+            app.state.clock.advance(3_600 - now.rem_euclid(3_600) + 1);
+        }
         let address = format!("http://{}", app.local_addr());
         let state = app.state.clone();
         let (tx, rx) = oneshot::channel::<()>();
