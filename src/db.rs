@@ -80,6 +80,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "customer email sync",
         include_str!("../migrations/0010_customer_email_sync.sql"),
     ),
+    (
+        11,
+        "subscription fetched stamp",
+        include_str!("../migrations/0011_subscription_fetched_stamp.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -28,7 +28,7 @@ use crate::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
         stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
-        subscriptions::{self, Applied, Snapshot},
+        subscriptions::{self, Applied, Snapshot, Source},
     },
     db,
     error::AppError,
@@ -203,7 +203,7 @@ async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<()
     }
     for snap in &live {
         let stamp = subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
-        apply_fetched(state, snap, stamp).await?;
+        apply_fetched(state, snap, stamp, Source::Fetched).await?;
     }
     Err(AppError::AlreadySubscribed)
 }
@@ -269,7 +269,9 @@ async fn settle_live_attempts(
         if still_open && open_plan == plan_id && open_interval == interval.as_str() {
             return Ok(url);
         }
-        if let Some(session) = session.filter(|_| still_open) {
+        // Expired in Stripe whatever tollgate's clock says: a session near its end (or one
+        // tollgate's clock thinks is over) may still be payable by Stripe's.
+        if let Some(session) = session {
             let request = ExpireCheckoutSession::new(session.as_str());
             let expired = retrying(|| {
                 request
@@ -354,17 +356,27 @@ pub async fn sync_subscription(
         );
         return Ok(Applied::Stale);
     };
-    apply_fetched(state, &Snapshot::from_stripe(&fetched), stamp).await
+    let source = if tie.is_some() {
+        Source::Settled
+    } else {
+        Source::Fetched
+    };
+    apply_fetched(state, &Snapshot::from_stripe(&fetched), stamp, source).await
 }
 
 /// Applies a state read from Stripe, stamped `stamp` (see [`sync_subscription`]).
-async fn apply_fetched(state: &AppState, snap: &Snapshot, stamp: i64) -> Result<Applied, AppError> {
+async fn apply_fetched(
+    state: &AppState,
+    snap: &Snapshot,
+    stamp: i64,
+    source: Source,
+) -> Result<Applied, AppError> {
     let mut tx = state.db.begin().await?;
     let Some(user) = customers::user_of(&mut tx, &snap.customer).await? else {
         tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
         return Ok(Applied::Stale);
     };
-    let applied = subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp, true).await?;
+    let applied = subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp, source).await?;
     state.db.commit_for(tx, &user).await?;
     Ok(applied)
 }

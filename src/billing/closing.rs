@@ -25,11 +25,15 @@ pub async fn close_for_deletion(state: &AppState, user_id: &str) -> Result<(), A
 }
 
 async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
+    // Open ones, and those tollgate let go as expired while Stripe's clock may still hold them
+    // open (a session lives at most a day; an hour of slack for the clocks).
     let open: Vec<(String,)> = sqlx::query_as(
-        "SELECT stripe_session_id FROM checkout_attempts WHERE user_id = $1 AND status = 'open' \
-         AND stripe_session_id IS NOT NULL",
+        "SELECT stripe_session_id FROM checkout_attempts WHERE user_id = $1 \
+         AND stripe_session_id IS NOT NULL \
+         AND (status = 'open' OR (status = 'expired' AND expires_at > $2))",
     )
     .bind(user_id)
+    .bind(state.clock.now() - 3_600)
     .fetch_all(&state.db.pool)
     .await?;
     for (session,) in open {

@@ -230,7 +230,7 @@ pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
                 "Stripe no longer knows this customer; its email change is dropped"
             );
         }
-        sqlx::query(
+        let cleared = sqlx::query(
             "UPDATE billing_customers SET email_to_sync = NULL, email_sync_at = NULL, \
                email_sync_attempts = 0 \
              WHERE id = $1 AND email_to_sync = $2",
@@ -239,6 +239,21 @@ pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
         .bind(&email)
         .execute(&state.db.pool)
         .await?;
+        if cleared.rows_affected() == 0 && !gone {
+            // The address changed while this push was in flight, and another push may already
+            // have landed (and cleared the row) before this older one did: queue the user's
+            // current address again, so the last write Stripe sees is the current one.
+            sqlx::query(
+                "UPDATE billing_customers SET \
+                   email_to_sync = (SELECT email FROM users WHERE users.id = billing_customers.user_id), \
+                   email_sync_at = $1, email_sync_attempts = 0 \
+                 WHERE id = $2 AND email_to_sync IS NULL AND user_id IS NOT NULL",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&state.db.pool)
+            .await?;
+        }
         pushed += usize::from(!gone);
     }
     Ok(pushed)

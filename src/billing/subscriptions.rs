@@ -233,6 +233,20 @@ pub fn is_terminal(status: &str) -> bool {
     matches!(status, "canceled" | "incomplete_expired")
 }
 
+/// Where a state and its stamp come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// An event, stamped `event.created` by Stripe's clock; applied only when newer than the row.
+    Event,
+    /// Fetched from Stripe to settle a tie, stamped with the tie's stamp (Stripe's clock); wins
+    /// over a row of that stamp.
+    Settled,
+    /// Fetched from Stripe at another moment, stamped by [`fetched_stamp`]'s estimate of
+    /// Stripe's clock; wins over a row of that stamp, and an event that loses to it is settled by
+    /// fetching again rather than dropped (the estimate is off if tollgate's clock was stepped).
+    Fetched,
+}
+
 /// What applying a state did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -240,8 +254,10 @@ pub enum Applied {
     Applied,
     /// Older than (or a terminal row's equal to) what the row holds: dropped.
     Stale,
-    /// Same timestamp as the row: the caller should re-fetch from Stripe and apply that.
-    Tie,
+    /// The same stamp as the row, or one the row's fetched stamp (which may run ahead of
+    /// Stripe's clock) beats: the caller re-fetches from Stripe and applies that at the stamp
+    /// carried, so it wins over the row.
+    Tie(i64),
 }
 
 /// The upsert of one state. The ordering rule is the `WHERE` of its `DO UPDATE`, so the database
@@ -254,13 +270,13 @@ macro_rules! upsert {
             "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, \
                quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
                canceled_at, ended_at, past_due_since, stripe_updated, created_at, updated_at, \
-               product_id) \
+               product_id, stamp_fetched) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, \
-               $17) \
+               $17, $18) \
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, \
                customer_id = excluded.customer_id, status = excluded.status, \
                plan_id = excluded.plan_id, price_id = excluded.price_id, \
-               product_id = excluded.product_id, \
+               product_id = excluded.product_id, stamp_fetched = excluded.stamp_fetched, \
                quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
                cancel_at_period_end = excluded.cancel_at_period_end, \
                cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, \
@@ -275,9 +291,9 @@ macro_rules! upsert {
     };
 }
 
-/// Applies `snap`, stamped `stamp`, for `user_id`, in one statement when it applies. A `fetched`
-/// state (just read from Stripe, stamped when it was asked for) also wins a tie; it loses only to
-/// a row stamped later, i.e. by an event created after the request was sent. The past-due episode starts at the first sign of it (kept from the row, or this
+/// Applies `snap`, stamped `stamp`, for `user_id`, in one statement when it applies. A fetched
+/// state (just read from Stripe, see [`Source`]) also wins a tie; it loses only to a row stamped
+/// later, i.e. by an event created after the request was sent. The past-due episode starts at the first sign of it (kept from the row, or this
 /// state's stamp) and ends when the subscription leaves `past_due`.
 pub async fn apply(
     tx: &mut Transaction<'static, Any>,
@@ -285,9 +301,13 @@ pub async fn apply(
     snap: &Snapshot,
     user_id: &str,
     stamp: i64,
-    fetched: bool,
+    source: Source,
 ) -> sqlx::Result<Applied> {
-    let sql = if fetched { upsert!(">=") } else { upsert!(">") };
+    let sql = if source == Source::Event {
+        upsert!(">")
+    } else {
+        upsert!(">=")
+    };
     let item = snap.plan_item(catalog);
     let plan = item.and_then(|i| i.plan(catalog)).map(|p| p.id.clone());
     let done = sqlx::query(sql)
@@ -308,19 +328,24 @@ pub async fn apply(
         .bind(stamp)
         .bind(db::now())
         .bind(item.and_then(|i| i.product_id.as_deref()))
+        .bind(i64::from(source == Source::Fetched))
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() > 0 {
         return Ok(Applied::Applied);
     }
-    // Not newer than the row (the rare path): an equal stamp on a live row is a tie.
-    let (status, updated): (String, i64) =
-        sqlx::query_as("SELECT status, stripe_updated FROM subscriptions WHERE id = $1")
-            .bind(&snap.id)
-            .fetch_one(&mut **tx)
-            .await?;
-    Ok(if stamp == updated && !is_terminal(&status) {
-        Applied::Tie
+    // Not newer than the row (the rare path): an equal stamp on a live row is a tie, and so is
+    // an event that loses to a fetched stamp (which a stepped clock may have put ahead of
+    // Stripe's): Stripe settles both.
+    let (status, updated, row_fetched): (String, i64, i64) = sqlx::query_as(
+        "SELECT status, stripe_updated, stamp_fetched FROM subscriptions WHERE id = $1",
+    )
+    .bind(&snap.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let settle = stamp == updated || (source == Source::Event && row_fetched != 0);
+    Ok(if settle && !is_terminal(&status) {
+        Applied::Tie(updated)
     } else {
         Applied::Stale
     })

@@ -181,7 +181,15 @@ async fn reconcile_customer(
                 let stamp =
                     subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
                 let mut tx = state.db.begin().await?;
-                subscriptions::apply(&mut tx, &state.catalog, snap, user, stamp, true).await?;
+                subscriptions::apply(
+                    &mut tx,
+                    &state.catalog,
+                    snap,
+                    user,
+                    stamp,
+                    subscriptions::Source::Fetched,
+                )
+                .await?;
                 state.db.commit_for(tx, user).await?;
                 report.repaired += 1;
             }

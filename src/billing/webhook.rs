@@ -232,7 +232,8 @@ async fn record(
     .bind(&event.kind)
     .bind(event.created)
     .bind(&customer)
-    .bind(db::now())
+    // Tollgate's clock, as the moments of asking Stripe are (see `subscriptions::clock_lead`).
+    .bind(state.clock.now())
     .fetch_optional(&mut **tx)
     .await?;
     let Some((user,)) = inserted else {
@@ -447,13 +448,20 @@ async fn apply(
                 )
                 .await?;
             }
-            let applied =
-                subscriptions::apply(tx, &state.catalog, &snap, user, event.created, false).await?;
+            let applied = subscriptions::apply(
+                tx,
+                &state.catalog,
+                &snap,
+                user,
+                event.created,
+                subscriptions::Source::Event,
+            )
+            .await?;
             Ok(match applied {
                 Applied::Applied => "applied",
                 Applied::Stale => "stale",
-                Applied::Tie => {
-                    *follow = Some(FollowUp::Refetch(snap.id, Some(event.created)));
+                Applied::Tie(at) => {
+                    *follow = Some(FollowUp::Refetch(snap.id, Some(at)));
                     "refetched"
                 }
             })

@@ -445,6 +445,7 @@ impl Simulator {
         }
         let mut state = self.lock();
         let now = self.inner.clock.now();
+        self.expire_due_sessions(&mut state, now);
         let (status, body) = op(self, &mut state, now).unwrap_or_else(|e| e);
         let refused_before_running =
             status == StatusCode::BAD_REQUEST || body["error"]["code"] == "resource_missing";
@@ -472,7 +473,30 @@ impl Simulator {
     }
 
     /// Completes a Checkout Session as if the customer paid (or started a trial).
+    /// Expires every open Checkout Session whose `expires_at` has passed by Stripe's clock, as
+    /// Stripe does (`checkout.session.expired` is sent); run before anything looks at sessions.
+    fn expire_due_sessions(&self, state: &mut SimState, now: i64) {
+        let due: Vec<String> = state
+            .checkout_sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.object["status"] == "open"
+                    && s.object["expires_at"].as_i64().is_some_and(|e| now >= e)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(session) = state.checkout_sessions.get_mut(&id) else {
+                continue;
+            };
+            session.object["status"] = json!("expired");
+            let object = session.object.clone();
+            self.emit(state, "checkout.session.expired", object, None, now);
+        }
+    }
+
     fn complete_checkout(&self, state: &mut SimState, id: &str, now: i64) -> Result<Value, String> {
+        self.expire_due_sessions(state, now);
         let session = state
             .checkout_sessions
             .get(id)

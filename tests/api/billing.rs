@@ -530,6 +530,70 @@ async fn portal_action(app: &TestApp, c: &Client, action: &str, price: Option<&s
 }
 
 #[tokio::test]
+async fn a_cancellation_is_not_lost_to_a_fetched_state_stamped_before_tollgates_clock_was_stepped()
+{
+    let app = spawn_app().await;
+    // Stripe's clock runs two minutes ahead while the subscription's events arrive, so tollgate
+    // learns that lead from them.
+    app.sim_control("/_sim/clock/skew", &json!({"seconds": 120}))
+        .await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    let success = app.pay(&url).await;
+    assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
+    app.wait_for_plan(&c, Some("team")).await;
+    app.wait_for_webhooks().await;
+
+    // Then the clocks agree again (tollgate's was stepped forward): a state fetched now is
+    // stamped by the old lead, two minutes past Stripe's clock.
+    app.sim_control("/_sim/clock/skew", &json!({"seconds": 0}))
+        .await;
+    assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
+
+    // A cancellation Stripe makes now is older than that stamp, yet it must not be dropped.
+    portal_action(&app, &c, "cancel_now", None).await;
+    let me = app
+        .wait_for(
+            &c,
+            |m| m["access"]["status"] == "canceled",
+            "the cancellation",
+        )
+        .await;
+    assert_eq!(me["access"]["plan"], "free");
+}
+
+#[tokio::test]
+async fn a_session_in_its_last_minute_is_expired_in_stripe_before_another_is_made() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let first = app.checkout(&c, "pro", "month").await;
+    // 30 s before the first session's end, by both clocks.
+    app.advance(86_400 - 30).await;
+    let second = app.checkout(&c, "team", "month").await;
+    assert_ne!(first, second);
+
+    // The first can no longer be paid: one subscription, never two.
+    let paid_first = client()
+        .post(&first)
+        .form(&[("action", "pay")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        paid_first.status(),
+        303,
+        "the first session is still payable"
+    );
+    app.pay(&second).await;
+    app.wait_for_plan(&c, Some("team")).await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let subs = app
+        .stripe_get(&format!("/v1/subscriptions?customer={customer}&status=all"))
+        .await;
+    assert_eq!(subs["data"].as_array().unwrap().len(), 1, "{subs}");
+}
+
+#[tokio::test]
 async fn cancel_at_period_end_keeps_the_plan_until_the_clock_passes_the_end() {
     let app = spawn_app().await;
     let c = app.subscriber("ann@example.com", "team").await;
