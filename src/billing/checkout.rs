@@ -27,7 +27,9 @@ use crate::{
     billing::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
-        stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
+        stripe::{
+            absent_as_none, idempotent, is_missing, retrying, retrying_with_key, within_deadline,
+        },
         subscriptions::{self, Applied, Snapshot, Source},
     },
     db,
@@ -178,13 +180,12 @@ async fn create_session(
             "{base}/billing/success?session_id={{CHECKOUT_SESSION_ID}}"
         ))
         .cancel_url(format!("{base}/pricing?canceled=1"));
-    retrying(|| async {
-        let answer = request
+    retrying_with_key(key, |key| {
+        let sent = request
             .customize()
             .request_strategy(idempotent(key))
-            .send(&state.stripe.client)
-            .await;
-        absent_as_none(answer, customers::is_missing_customer)
+            .send(&state.stripe.client);
+        async move { absent_as_none(sent.await, customers::is_missing_customer) }
     })
     .await
 }
@@ -273,10 +274,10 @@ async fn settle_live_attempts(
         // tollgate's clock thinks is over) may still be payable by Stripe's.
         if let Some(session) = session {
             let request = ExpireCheckoutSession::new(session.as_str());
-            let expired = retrying(|| {
+            let expired = retrying_with_key(&format!("{attempt}_expire"), |key| {
                 request
                     .customize()
-                    .request_strategy(idempotent(&format!("{attempt}_expire")))
+                    .request_strategy(idempotent(key))
                     .send(&state.stripe.client)
             })
             .await;
@@ -319,13 +320,12 @@ async fn portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> 
         .customer(customer.as_str())
         .return_url(return_url.as_str());
     let key = new_id("idem_portal");
-    let session = retrying(|| async {
-        let answer = request
+    let session = retrying_with_key(&key, |key| {
+        let sent = request
             .customize()
-            .request_strategy(idempotent(&key))
-            .send(&state.stripe.client)
-            .await;
-        absent_as_none(answer, is_missing)
+            .request_strategy(idempotent(key))
+            .send(&state.stripe.client);
+        async move { absent_as_none(sent.await, is_missing) }
     })
     .await?
     .ok_or(AppError::NoCustomer)?;

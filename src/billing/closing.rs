@@ -11,7 +11,9 @@ use crate::{
     app::AppState,
     billing::{
         customers,
-        stripe::{absent_as_none, idempotent, is_missing, retrying, within_deadline},
+        stripe::{
+            absent_as_none, idempotent, is_missing, retrying, retrying_with_key, within_deadline,
+        },
         subscriptions, sync,
     },
     error::AppError,
@@ -76,13 +78,12 @@ async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
 /// as good as canceled.
 pub async fn cancel_in_stripe(state: &AppState, id: &str, key: &str) -> Result<(), AppError> {
     let request = CancelSubscription::new(id);
-    retrying(|| async {
-        let answer = request
+    retrying_with_key(key, |key| {
+        let sent = request
             .customize()
             .request_strategy(idempotent(key))
-            .send(&state.stripe.client)
-            .await;
-        absent_as_none(answer, is_missing)
+            .send(&state.stripe.client);
+        async move { absent_as_none(sent.await, is_missing) }
     })
     .await
     .map(|_| ())

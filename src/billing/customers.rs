@@ -14,7 +14,7 @@ use stripe::StripeRequest as _;
 use crate::{
     app::AppState,
     auth::users::{User, new_id},
-    billing::stripe::{absent_as_none, idempotent, is_missing, retrying},
+    billing::stripe::{absent_as_none, idempotent, is_missing, retrying_with_key},
     db,
     error::AppError,
 };
@@ -110,10 +110,10 @@ pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, Ap
     if let Some(clock) = &state.config.stripe_test_clock {
         request = request.test_clock(clock.as_str());
     }
-    let created = retrying(|| {
+    let created = retrying_with_key(&key, |key| {
         request
             .customize()
-            .request_strategy(idempotent(&key))
+            .request_strategy(idempotent(key))
             .send(&state.stripe.client)
     })
     .await;
@@ -273,15 +273,12 @@ pub async fn email_sync_worker(state: AppState) {
 pub async fn set_email(state: &AppState, customer: &str, email: &str) -> Result<bool, AppError> {
     let request = stripe_core::customer::UpdateCustomer::new(customer).email(email);
     let key = new_id("idem_email");
-    let answer = retrying(|| async {
-        absent_as_none(
-            request
-                .customize()
-                .request_strategy(idempotent(&key))
-                .send(&state.stripe.client)
-                .await,
-            is_missing,
-        )
+    let answer = retrying_with_key(&key, |key| {
+        let sent = request
+            .customize()
+            .request_strategy(idempotent(key))
+            .send(&state.stripe.client);
+        async move { absent_as_none(sent.await, is_missing) }
     })
     .await?;
     Ok(answer.is_some())

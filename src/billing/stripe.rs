@@ -272,10 +272,27 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StripeError>>,
 {
+    retrying_with_key("", |_| call()).await
+}
+
+/// [`retrying`] for a call sent with an idempotency key: `call` gets the key to send. A network
+/// failure, a timeout or Stripe's 409 for a key still in flight is retried with the same key (so
+/// a request that did run is answered, never run twice). A 5xx answer is retried under a fresh
+/// key derived from `key`: Stripe keeps a key's 5xx answer for 24 hours and replays it to every
+/// retry with that key, so a retry with it could never succeed. Every operation sent this way is
+/// one that a second run does not double (cancelling, expiring, updating), or one whose first run,
+/// if a 5xx hides one, leaves nothing anyone can use (a Checkout Session whose URL nobody was
+/// given) or that `stripe sync` reports (a customer created twice).
+pub async fn retrying_with_key<T, F, Fut>(key: &str, mut call: F) -> Result<T, AppError>
+where
+    F: FnMut(&str) -> Fut,
+    Fut: Future<Output = Result<T, StripeError>>,
+{
+    let mut key = key.to_owned();
     let mut wait = Duration::from_millis(200);
     let deadline = tokio::time::Instant::now() + CALL_BUDGET;
     for attempt in 1..=3 {
-        let Ok(answer) = tokio::time::timeout_at(deadline, call()).await else {
+        let Ok(answer) = tokio::time::timeout_at(deadline, call(&key)).await else {
             tracing::warn!(attempt, "Stripe call past its budget");
             return Err(AppError::PaymentProviderUnavailable);
         };
@@ -284,6 +301,15 @@ where
             Ok(v) => return Ok(v),
             Err(e) if retryable(&e) && attempt < 3 && time_left => {
                 tracing::warn!(error = %short(&e), attempt, "Stripe call failed; retrying");
+                if matches!(e, StripeError::Stripe(_, status) if status >= 500) && !key.is_empty() {
+                    let mut fresh = [0u8; 8];
+                    rand::RngCore::fill_bytes(&mut rand::rng(), &mut fresh);
+                    key = format!(
+                        "{}.r{}",
+                        key.split(".r").next().unwrap_or(""),
+                        hex::encode(fresh)
+                    );
+                }
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }

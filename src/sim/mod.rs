@@ -64,6 +64,7 @@ struct SimState {
     failing_customers: HashSet<String>,
     outage: bool,
     fail_next: u64,
+    fail_keyed_only: bool,
     latency_ms: u64,
     requests: u64,
 }
@@ -343,7 +344,8 @@ impl Simulator {
     /// same request replays the answer (`Idempotent-Replayed: true`) and a different one (other
     /// parameters or endpoint) is refused with 400 `idempotency_error`, for 24 hours of Stripe's
     /// clock. A request refused before it ran (a 400 `invalid_request_error`: bad parameters, a
-    /// missing object) saves nothing, so the key can be used again.
+    /// missing object) saves nothing, so the key can be used again; a 5xx once it began
+    /// (`/_sim/fail`) is saved and replayed, as Stripe does.
     async fn api(
         &self,
         headers: &HeaderMap,
@@ -369,16 +371,6 @@ impl Simulator {
                     Json(json!({"error": {"type": "api_error", "message": "The simulator is in a simulated outage."}})),
                 )
                     .into_response();
-            }
-            if state.fail_next > 0 {
-                state.fail_next -= 1;
-                let (s, v) = stripe_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "api_error",
-                    "A simulated failure of this one call.".into(),
-                    None,
-                );
-                return (s, Json(v)).into_response();
             }
             if !authorised {
                 let (s, v) = stripe_error(
@@ -433,6 +425,29 @@ impl Simulator {
                         state.idempotency.insert(k.clone(), Idempotency::InFlight);
                     }
                 }
+            }
+            // A failure once the call has begun: Stripe keeps it as the key's answer (its 5xx
+            // answers are replayed to every retry with the key for 24 hours).
+            if state.fail_next > 0 && (key.is_some() || !state.fail_keyed_only) {
+                state.fail_next -= 1;
+                let (s, v) = stripe_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "A simulated failure of this one call.".into(),
+                    None,
+                );
+                if let Some(k) = &key {
+                    state.idempotency.insert(
+                        k.clone(),
+                        Idempotency::Done {
+                            request,
+                            at: now,
+                            status: s,
+                            body: v.clone(),
+                        },
+                    );
+                }
+                return (s, Json(v)).into_response();
             }
             state.latency_ms
         };
@@ -1523,11 +1538,17 @@ async fn set_outage(State(sim): State<Simulator>, Json(o): Json<Outage>) -> Stat
 #[derive(Deserialize)]
 struct Fail {
     calls: u64,
+    /// Only calls sent with an idempotency key (creating and changing calls) fail.
+    #[serde(default)]
+    keyed_only: bool,
 }
 
-/// The next `calls` API calls answer 500 `api_error`, whatever they are.
+/// The next `calls` API calls (or, with `keyed_only`, the next calls sent with an idempotency
+/// key) answer 500 `api_error`, saved as their key's answer as Stripe does.
 async fn set_fail(State(sim): State<Simulator>, Json(f): Json<Fail>) -> StatusCode {
-    sim.lock().fail_next = f.calls;
+    let mut state = sim.lock();
+    state.fail_next = f.calls;
+    state.fail_keyed_only = f.keyed_only;
     StatusCode::NO_CONTENT
 }
 
