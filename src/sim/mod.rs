@@ -607,15 +607,95 @@ impl Simulator {
             None,
             now,
         );
-        self.emit(
-            state,
-            "customer.subscription.created",
-            subscription,
-            None,
-            now,
-        );
+        if trial.is_some() {
+            self.emit(
+                state,
+                "customer.subscription.created",
+                subscription,
+                None,
+                now,
+            );
+        } else {
+            // As Stripe does for a paid start: the subscription is created `incomplete` and made
+            // `active` once its first invoice is paid, both in the same second (a tie for
+            // whoever orders events by `created`).
+            let mut incomplete = subscription.clone();
+            incomplete["status"] = json!("incomplete");
+            self.emit(
+                state,
+                "customer.subscription.created",
+                incomplete,
+                None,
+                now,
+            );
+            self.emit(
+                state,
+                "customer.subscription.updated",
+                subscription,
+                Some(json!({"status": "incomplete"})),
+                now,
+            );
+        }
         self.emit(state, "invoice.paid", invoice, None, now);
         Ok(completed)
+    }
+
+    /// `POST /v1/subscriptions/{id}` with `items[0][price]`: the item `item_id` gets the price,
+    /// or, without an id, the price is added as a new item.
+    fn change_items(
+        &self,
+        state: &mut SimState,
+        sub_id: &str,
+        item_id: Option<&String>,
+        price_id: &str,
+        now: i64,
+    ) -> Result<(), (StatusCode, Value)> {
+        let price = state
+            .prices
+            .get(price_id)
+            .ok_or_else(|| missing("price", price_id))?
+            .clone();
+        if price["active"] == false {
+            let (s, mut v) = stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "The price specified is inactive. This field only accepts active prices.".into(),
+                None,
+            );
+            v["error"]["param"] = json!("items[0][price]");
+            return Err((s, v));
+        }
+        let mut next = state.subscriptions[sub_id].object.clone();
+        let previous = json!({"items": next["items"].clone()});
+        let items = next["items"]["data"]
+            .as_array_mut()
+            .ok_or_else(|| bad_param("items"))?;
+        let period = (
+            items[0]["current_period_start"].as_i64().unwrap_or(now),
+            items[0]["current_period_end"].as_i64().unwrap_or(now),
+        );
+        match item_id {
+            Some(item_id) => {
+                let item = items
+                    .iter_mut()
+                    .find(|i| i["id"] == item_id.as_str())
+                    .ok_or_else(|| missing("subscription_item", item_id))?;
+                let quantity = item["quantity"].as_i64().unwrap_or(1);
+                let kept = item["id"].clone();
+                *item = objects::subscription_item(sub_id, &price, quantity, period, now);
+                item["id"] = kept;
+            }
+            None => items.push(objects::subscription_item(sub_id, &price, 1, period, now)),
+        }
+        state.subscriptions.get_mut(sub_id).expect("present").object = next.clone();
+        self.emit(
+            state,
+            "customer.subscription.updated",
+            next,
+            Some(previous),
+            now,
+        );
+        Ok(())
     }
 
     /// Moves the test clock forward and runs everything that became due: trial ends, renewals
@@ -814,6 +894,15 @@ impl Simulator {
             "switch" => {
                 let price_id = price.ok_or("no price chosen")?;
                 let new_price = state.prices.get(price_id).ok_or("unknown price")?.clone();
+                if new_price["active"] == false {
+                    return Err("this price is archived".into());
+                }
+                if next["items"]["data"]
+                    .as_array()
+                    .is_none_or(|i| i.len() != 1)
+                {
+                    return Err("the portal cannot switch a subscription of several items".into());
+                }
                 let old_price = next["items"]["data"][0]["price"]["id"].clone();
                 let item = &mut next["items"]["data"][0];
                 let quantity = item["quantity"].as_i64().unwrap_or(1);
@@ -1401,7 +1490,12 @@ async fn update_subscription(
             ) {
                 (Some("true"), _) => ("cancel_at_period_end", None),
                 (Some("false"), _) => ("resume", None),
-                (_, Some(price)) => ("switch", Some(price.as_str())),
+                (_, Some(price)) => {
+                    // As the API does: `items[0][id]` names the item whose price changes;
+                    // without it the price is added as another item (and billed too).
+                    sim.change_items(state, &id, f.get("items[0][id]"), price, now)?;
+                    return Ok((StatusCode::OK, state.subscriptions[&id].object.clone()));
+                }
                 _ => return Err(bad_param("cancel_at_period_end")),
             };
             sim.portal_action(state, &id, action.0, action.1, now)

@@ -210,10 +210,15 @@ async fn show_portal(State(sim): State<Simulator>, Path(id): Path<String>) -> Re
                 card.push_str(&button("cancel_at_period_end", "Cancel at period end"));
             }
             card.push_str(&button("cancel_now", "Cancel now"));
+            // Like Stripe's portal: active prices only, and no plan switch for a subscription
+            // of several items.
+            let single_item = sub["items"]["data"]
+                .as_array()
+                .is_some_and(|i| i.len() == 1);
             let options: String = state
                 .prices
                 .values()
-                .filter(|p| p["id"] != price_id)
+                .filter(|p| single_item && p["id"] != price_id && p["active"] != false)
                 .map(|p| {
                     let name = p["product"]
                         .as_str()
@@ -232,12 +237,14 @@ async fn show_portal(State(sim): State<Simulator>, Path(id): Path<String>) -> Re
                     )
                 })
                 .collect();
-            card.push_str(&format!(
+            if !options.is_empty() {
+                card.push_str(&format!(
                 "<form method=\"post\"><input type=\"hidden\" name=\"subscription\" value=\"{}\">\
                  <label>Switch plan <select name=\"price\">{options}</select></label>\
                  <button type=\"submit\" name=\"action\" value=\"switch\" class=\"secondary\">Switch</button></form>",
                 escape(sub_id)
             ));
+            }
         }
         card.push_str("</div>");
         body.push_str(&card);

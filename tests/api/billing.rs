@@ -266,6 +266,20 @@ async fn a_plan_without_a_trial_is_active_at_once() {
     let me = app.me(&c).await;
     assert_eq!(me["access"]["status"], "active");
     assert_eq!(me["access"]["tier"], 2);
+    // As with Stripe, the subscription was created `incomplete` and made `active` in the same
+    // second: a tie, settled by asking Stripe.
+    app.wait_for_webhooks().await;
+    let outcomes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT type, outcome FROM stripe_events WHERE type LIKE 'customer.subscription.%' \
+         ORDER BY received_at, type",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        outcomes.contains(&("customer.subscription.updated".into(), "refetched".into())),
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]

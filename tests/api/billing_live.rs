@@ -1236,3 +1236,65 @@ async fn shuffled_streams_ending_in_customer_deleted_never_leave_access() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_simulator_changes_subscription_items_as_stripe_does() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    let (sub, _) = subscription_of(&app, "ann@example.com").await;
+    let path = format!("/v1/subscriptions/{sub}");
+    let truth = app.stripe_get(&path).await;
+    let plan_item = truth["items"]["data"][0]["id"].as_str().unwrap().to_owned();
+
+    // A price sent without an item id is added as another item (and billed), never a swap.
+    let addon = app.new_price("Extra storage", 500).await;
+    let added = app.stripe_post(&path, &[("items[0][price]", &addon)]).await;
+    assert_eq!(added["items"]["data"].as_array().unwrap().len(), 2);
+
+    // With the item's id, that item's price changes and nothing else.
+    let team = app.price_of("team");
+    let switched = app
+        .stripe_post(
+            &path,
+            &[("items[0][id]", &plan_item), ("items[0][price]", &team)],
+        )
+        .await;
+    let items = switched["items"]["data"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let changed = items
+        .iter()
+        .find(|i| i["id"] == plan_item.as_str())
+        .unwrap();
+    assert_eq!(changed["price"]["id"], team.as_str());
+    app.wait_for_plan(&c, Some("team")).await;
+
+    // An archived price is refused.
+    let old = app.new_price("Old add-on", 100).await;
+    app.stripe_post(&format!("/v1/prices/{old}"), &[("active", "false")])
+        .await;
+    let refused = client()
+        .post(app.sim_url(&path))
+        .bearer_auth("sk_test_x")
+        .form(&[("items[0][price]", old.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+
+    // Stripe's portal switches only single-item subscriptions: this one shows no switch.
+    let portal = app.try_portal(&c).await;
+    let url = portal.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Cancel now"), "{page}");
+    assert!(!page.contains("Switch plan"), "{page}");
+}
