@@ -128,10 +128,14 @@ impl Deliverer {
                 let ordered = !chaos.reorder && chaos.max_delay_ms == 0;
                 let job = async move {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
-                    deliver(&http, &clock, &target, &event).await;
+                    if !attempt(&http, &clock, &target, &event, 1).await {
+                        // Retries never hold up the events behind: Stripe goes on delivering
+                        // them while it retries this one.
+                        tokio::spawn(async move { retry(&http, &clock, &target, &event).await });
+                    }
                 };
-                // In order unless chaos asks otherwise: each delivery finishes (with its retries)
-                // before the next starts.
+                // In order unless chaos asks otherwise: each event's first delivery finishes
+                // before the next one's starts.
                 if ordered {
                     job.await;
                 } else {
@@ -142,27 +146,53 @@ impl Deliverer {
     }
 }
 
-/// Posts one event, retrying with backoff (0.2 s doubling, 8 attempts) until a 2xx.
-async fn deliver(http: &reqwest::Client, clock: &Clock, target: &Target, event: &Value) {
+/// How long Stripe goes on retrying an event that was not acknowledged (by the simulator's clock).
+const RETRY_FOR_SECS: i64 = 3 * 86_400;
+
+/// Posts `event` once (attempt `n`); true when it was acknowledged (2xx).
+async fn attempt(
+    http: &reqwest::Client,
+    clock: &Clock,
+    target: &Target,
+    event: &Value,
+    n: u32,
+) -> bool {
     let body = serde_json::to_vec(event).expect("JSON");
-    let mut wait = Duration::from_millis(200);
-    for attempt in 1..=8 {
-        // Signed at each attempt, as Stripe does, so a retry carries a fresh timestamp.
-        let signature = sign(&target.secret, clock.now(), &body);
-        let result = http
-            .post(&target.url)
-            .header("content-type", "application/json; charset=utf-8")
-            .header("stripe-signature", signature)
-            .body(body.clone())
-            .send()
-            .await;
-        match result {
-            Ok(r) if r.status().is_success() => return,
-            Ok(r) => tracing::debug!(status = %r.status(), attempt, "webhook delivery refused"),
-            Err(e) => tracing::debug!(error = %e, attempt, "webhook delivery failed"),
+    // Signed at each attempt, as Stripe does, so a retry carries a fresh timestamp.
+    let signature = sign(&target.secret, clock.now(), &body);
+    let result = http
+        .post(&target.url)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match result {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::debug!(status = %r.status(), attempt = n, "webhook delivery refused");
+            false
         }
-        tokio::time::sleep(wait).await;
-        wait *= 2;
+        Err(e) => {
+            tracing::debug!(error = %e, attempt = n, "webhook delivery failed");
+            false
+        }
     }
-    tracing::warn!(event = %event["id"], "webhook delivery gave up after 8 attempts");
+}
+
+/// Retries an unacknowledged event as Stripe does, for three days (of the simulator's clock),
+/// with a backoff from 0.2 s doubling to at most a minute between attempts.
+async fn retry(http: &reqwest::Client, clock: &Clock, target: &Target, event: &Value) {
+    let until = clock.now() + RETRY_FOR_SECS;
+    let mut wait = Duration::from_millis(200);
+    let mut n = 2;
+    while clock.now() < until {
+        tokio::time::sleep(wait).await;
+        if attempt(http, clock, target, event, n).await {
+            return;
+        }
+        wait = (wait * 2).min(Duration::from_secs(60));
+        n += 1;
+    }
+    tracing::warn!(event = %event["id"], attempts = n, "webhook delivery gave up after three days");
 }

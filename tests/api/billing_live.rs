@@ -1298,3 +1298,37 @@ async fn the_simulator_changes_subscription_items_as_stripe_does() {
     assert!(page.contains("Cancel now"), "{page}");
     assert!(!page.contains("Switch plan"), "{page}");
 }
+
+#[tokio::test]
+async fn an_event_stripe_must_redeliver_holds_up_no_other_and_lands_once_stripe_answers() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    // Paid while tollgate cannot reach Stripe: the completed session (which tollgate settles by
+    // asking Stripe) and the incomplete → active tie are answered 503, to be delivered again.
+    app.sim_control("/_sim/outage", &json!({"on": true})).await;
+    app.pay(&url).await;
+
+    // Meanwhile the events behind them arrive: Stripe's retries hold up nothing.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (paid,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM stripe_events WHERE type = 'invoice.paid'")
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        if paid == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "invoice.paid waits behind the refused events"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Stripe reachable again: the redelivered events settle the subscription.
+    app.sim_control("/_sim/outage", &json!({"on": false})).await;
+    let me = app.wait_for_plan(&c, Some("team")).await;
+    assert_eq!(me["access"]["status"], "active");
+}
