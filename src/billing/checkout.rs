@@ -376,7 +376,12 @@ async fn apply_fetched(
         tracing::warn!(customer = %snap.customer, "subscription of an unmapped customer not applied");
         return Ok(Applied::Stale);
     };
-    let applied = subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp, source).await?;
+    let stamp = subscriptions::Stamp {
+        at: stamp,
+        source,
+        seen: state.clock.now(),
+    };
+    let applied = subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp).await?;
     state.db.commit_for(tx, &user).await?;
     Ok(applied)
 }

@@ -29,8 +29,8 @@ pub async fn close_for_deletion(state: &AppState, user_id: &str) -> Result<(), A
 async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
     // Open ones, and those tollgate let go as expired while Stripe's clock may still hold them
     // open (a session lives at most a day; an hour of slack for the clocks).
-    let open: Vec<(String,)> = sqlx::query_as(
-        "SELECT stripe_session_id FROM checkout_attempts WHERE user_id = $1 \
+    let open: Vec<(String, String)> = sqlx::query_as(
+        "SELECT stripe_session_id, status FROM checkout_attempts WHERE user_id = $1 \
          AND stripe_session_id IS NOT NULL \
          AND (status = 'open' OR (status = 'expired' AND expires_at > $2))",
     )
@@ -38,13 +38,17 @@ async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
     .bind(state.clock.now() - 3_600)
     .fetch_all(&state.db.pool)
     .await?;
-    for (session,) in open {
+    for (session, status) in open {
         let request = ExpireCheckoutSession::new(session.as_str());
+        let let_go = status == "expired";
         let expired = retrying(|| async {
             match request.send(&state.stripe.client).await {
                 // Not open any more (paid, or expired): a paid one's subscription is listed below.
-                // Stripe says so with a 400 that carries no code; a coded 400 is a real error.
-                Err(stripe::StripeError::Stripe(api, 400)) if api.code.is_none() => Ok(()),
+                // Stripe says so with a 400 that carries no code; a coded 400 is a real error,
+                // unless tollgate had already let the session go (then any 400 says it is over).
+                Err(stripe::StripeError::Stripe(api, 400)) if api.code.is_none() || let_go => {
+                    Ok(())
+                }
                 // A session Stripe no longer knows has nothing left to expire.
                 Err(e) if is_missing(&e) => Ok(()),
                 answer => answer.map(|_| ()),

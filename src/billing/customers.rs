@@ -165,7 +165,7 @@ pub async fn queue_email_sync(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE billing_customers SET email_to_sync = $1, email_sync_at = $2, \
-           email_sync_attempts = 0, updated_at = $2 \
+           email_sync_attempts = 0, email_sync_seq = email_sync_seq + 1, updated_at = $2 \
          WHERE user_id = $3 AND deleted = 0 AND stripe_customer_id IS NOT NULL",
     )
     .bind(email)
@@ -184,13 +184,17 @@ fn retry_delay(base: u64, attempts: i64) -> i64 {
 }
 
 /// Pushes every queued email change that is due to Stripe. Each row is claimed first (its next
-/// attempt moved on, compare-and-set on what was read), so instances never push the same change
-/// at once; a success clears the row only if its address is still the one sent. A customer Stripe
-/// no longer knows has nothing to follow: its change is dropped. Returns how many reached Stripe.
+/// attempt moved on, compare-and-set on the queue number read), so instances never push the same
+/// change at once. After a push the row is cleared only if its queue number is unchanged;
+/// otherwise the address changed meanwhile, and a newer push may have landed before this older
+/// one, so the user's current address is queued again (a fresh number), and pushed last.
+/// Stripe refusing the address (a 4xx, which retrying cannot fix) or no longer knowing the
+/// customer drops the change, with a warning (`stripe sync` reports what stays different).
+/// Returns how many reached Stripe.
 pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
     let now = state.clock.now();
     let due: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT id, stripe_customer_id, email_to_sync, email_sync_at, email_sync_attempts \
+        "SELECT id, stripe_customer_id, email_to_sync, email_sync_attempts, email_sync_seq \
          FROM billing_customers \
          WHERE email_sync_at <= $1 AND email_to_sync IS NOT NULL AND deleted = 0 \
            AND stripe_customer_id IS NOT NULL \
@@ -200,61 +204,69 @@ pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
     .fetch_all(&state.db.pool)
     .await?;
     let mut pushed = 0;
-    for (id, customer, email, at, attempts) in due {
+    for (id, customer, email, attempts, seq) in due {
         let next = now + retry_delay(state.config.stripe_retry_secs, attempts);
         let claimed = sqlx::query(
             "UPDATE billing_customers SET email_sync_at = $1, email_sync_attempts = $2 \
-             WHERE id = $3 AND email_sync_at = $4 AND email_to_sync = $5",
+             WHERE id = $3 AND email_sync_seq = $4 AND email_sync_attempts = $5 \
+               AND email_sync_at <= $6",
         )
         .bind(next)
         .bind(attempts + 1)
         .bind(&id)
-        .bind(at)
-        .bind(&email)
+        .bind(seq)
+        .bind(attempts)
+        .bind(now)
         .execute(&state.db.pool)
         .await?;
         if claimed.rows_affected() == 0 {
             continue;
         }
-        let gone = match set_email(state, &customer, &email).await {
-            Ok(found) => !found,
-            Err(e) => {
-                tracing::warn!(error = %e, customer, attempt = attempts + 1,
-                    "Stripe customer email not updated; it will be tried again");
+        let reached = match set_email(state, &customer, &email).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(
+                    customer,
+                    "Stripe no longer knows this customer; its email change is dropped"
+                );
+                false
+            }
+            Err(AppError::PaymentProviderUnavailable) => {
+                tracing::warn!(
+                    customer,
+                    attempt = attempts + 1,
+                    "Stripe unreachable; the customer's email change will be tried again"
+                );
                 continue;
             }
+            Err(e) => {
+                tracing::warn!(error = %e, customer,
+                    "Stripe refused the customer's new email; the change is dropped");
+                false
+            }
         };
-        if gone {
-            tracing::warn!(
-                customer,
-                "Stripe no longer knows this customer; its email change is dropped"
-            );
-        }
         let cleared = sqlx::query(
             "UPDATE billing_customers SET email_to_sync = NULL, email_sync_at = NULL, \
                email_sync_attempts = 0 \
-             WHERE id = $1 AND email_to_sync = $2",
+             WHERE id = $1 AND email_sync_seq = $2",
         )
         .bind(&id)
-        .bind(&email)
+        .bind(seq)
         .execute(&state.db.pool)
         .await?;
-        if cleared.rows_affected() == 0 && !gone {
-            // The address changed while this push was in flight, and another push may already
-            // have landed (and cleared the row) before this older one did: queue the user's
-            // current address again, so the last write Stripe sees is the current one.
+        if cleared.rows_affected() == 0 && reached {
             sqlx::query(
                 "UPDATE billing_customers SET \
                    email_to_sync = (SELECT email FROM users WHERE users.id = billing_customers.user_id), \
-                   email_sync_at = $1, email_sync_attempts = 0 \
-                 WHERE id = $2 AND email_to_sync IS NULL AND user_id IS NOT NULL",
+                   email_sync_at = $1, email_sync_attempts = 0, email_sync_seq = email_sync_seq + 1 \
+                 WHERE id = $2 AND user_id IS NOT NULL AND deleted = 0",
             )
             .bind(now)
             .bind(&id)
             .execute(&state.db.pool)
             .await?;
         }
-        pushed += usize::from(!gone);
+        pushed += usize::from(reached);
     }
     Ok(pushed)
 }

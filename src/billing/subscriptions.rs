@@ -206,10 +206,12 @@ pub async fn clock_lead(db: &db::Db) -> sqlx::Result<Option<i64>> {
 ///   later is stamped later by Stripe's own clock);
 /// - otherwise the row's stamp (read before the fetch, so the fetched state wins over it), or,
 ///   when later, the moment of asking by Stripe's clock as far as tollgate can know it: its own
-///   clock less the bound of its lead from [`clock_lead`]. That is never later than Stripe's clock
-///   stood when it answered, so an event created after the fetch is never taken for an older one.
-///   Stamped too early, an event created before the fetch but delivered after it can replace the
-///   fetched state for a moment; the events that follow it put the row right again.
+///   clock less the bound of its lead from [`clock_lead`]. While the clocks' difference holds that
+///   is never later than Stripe's clock stood when it answered. Should it be later (tollgate's
+///   clock was stepped, or instances' clocks differ), [`apply`] settles every event that loses to
+///   such a stamp by fetching again, so no event is ever dropped for it. Stamped too early, an
+///   event created before the fetch but delivered after it can replace the fetched state for a
+///   moment; the events that follow it put the row right again.
 pub async fn fetched_stamp(
     db: &db::Db,
     id: &str,
@@ -224,8 +226,13 @@ pub async fn fetched_stamp(
             .bind(id)
             .fetch_optional(&db.pool)
             .await?;
-    let by_stripe_clock = clock_lead(db).await?.map(|lead| asked_at - lead);
-    Ok(row.map(|r| r.0).max(by_stripe_clock).unwrap_or(i64::MIN))
+    // Before any event has arrived, tollgate's own clock: a stamp that turns out ahead of
+    // Stripe's is harmless, since an event that loses to a fetched stamp is settled by fetching
+    // again, never dropped.
+    let by_stripe_clock = clock_lead(db)
+        .await?
+        .map_or(asked_at, |lead| asked_at - lead);
+    Ok(row.map_or(by_stripe_clock, |r| r.0.max(by_stripe_clock)))
 }
 
 /// A status that never changes again.
@@ -245,6 +252,30 @@ pub enum Source {
     /// Stripe's clock; wins over a row of that stamp, and an event that loses to it is settled by
     /// fetching again rather than dropped (the estimate is off if tollgate's clock was stepped).
     Fetched,
+}
+
+/// The ordering stamp of a state, where it comes from, and when tollgate saw it (its own clock:
+/// a past-due episode that a fetched state reveals starts then, not at the ordering stamp, which
+/// may be the stamp of an old tie or an estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Orders states (see the module's rule).
+    pub at: i64,
+    /// Where the state comes from.
+    pub source: Source,
+    /// When the state was seen: `event.created` for an event, tollgate's clock when fetched.
+    pub seen: i64,
+}
+
+impl Stamp {
+    /// An event's state, stamped `created`.
+    pub fn event(created: i64) -> Self {
+        Self {
+            at: created,
+            source: Source::Event,
+            seen: created,
+        }
+    }
 }
 
 /// What applying a state did.
@@ -276,7 +307,9 @@ macro_rules! upsert {
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, \
                customer_id = excluded.customer_id, status = excluded.status, \
                plan_id = excluded.plan_id, price_id = excluded.price_id, \
-               product_id = excluded.product_id, stamp_fetched = excluded.stamp_fetched, \
+               product_id = excluded.product_id, \
+               stamp_fetched = CASE WHEN $19 = 1 THEN subscriptions.stamp_fetched \
+                 ELSE excluded.stamp_fetched END, \
                quantity = excluded.quantity, current_period_end = excluded.current_period_end, \
                cancel_at_period_end = excluded.cancel_at_period_end, \
                cancel_at = excluded.cancel_at, trial_end = excluded.trial_end, \
@@ -300,9 +333,13 @@ pub async fn apply(
     catalog: &Catalog,
     snap: &Snapshot,
     user_id: &str,
-    stamp: i64,
-    source: Source,
+    stamp: Stamp,
 ) -> sqlx::Result<Applied> {
+    let Stamp {
+        at: stamp,
+        source,
+        seen,
+    } = stamp;
     let sql = if source == Source::Event {
         upsert!(">")
     } else {
@@ -324,11 +361,14 @@ pub async fn apply(
         .bind(snap.trial_end)
         .bind(snap.canceled_at)
         .bind(snap.ended_at)
-        .bind((snap.status == "past_due").then_some(stamp))
+        .bind((snap.status == "past_due").then_some(seen))
         .bind(stamp)
         .bind(db::now())
         .bind(item.and_then(|i| i.product_id.as_deref()))
         .bind(i64::from(source == Source::Fetched))
+        // A settled state keeps the row's flag: its stamp is the row's, as far ahead of Stripe's
+        // clock as that was, so older events must still be settled rather than dropped.
+        .bind(i64::from(source == Source::Settled))
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() > 0 {

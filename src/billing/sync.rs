@@ -181,15 +181,12 @@ async fn reconcile_customer(
                 let stamp =
                     subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
                 let mut tx = state.db.begin().await?;
-                subscriptions::apply(
-                    &mut tx,
-                    &state.catalog,
-                    snap,
-                    user,
-                    stamp,
-                    subscriptions::Source::Fetched,
-                )
-                .await?;
+                let stamp = subscriptions::Stamp {
+                    at: stamp,
+                    source: subscriptions::Source::Fetched,
+                    seen: asked_at,
+                };
+                subscriptions::apply(&mut tx, &state.catalog, snap, user, stamp).await?;
                 state.db.commit_for(tx, user).await?;
                 report.repaired += 1;
             }

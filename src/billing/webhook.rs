@@ -453,8 +453,7 @@ async fn apply(
                 &state.catalog,
                 &snap,
                 user,
-                event.created,
-                subscriptions::Source::Event,
+                subscriptions::Stamp::event(event.created),
             )
             .await?;
             Ok(match applied {

@@ -564,7 +564,20 @@ async fn a_cancellation_is_not_lost_to_a_fetched_state_stamped_before_tollgates_
         .await;
     assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
 
-    // A cancellation Stripe makes now is older than that stamp, yet it must not be dropped.
+    // Changes Stripe makes now are older than that stamp, yet none may be dropped: the first
+    // (settled by asking Stripe) and the ones after it alike.
+    portal_action(&app, &c, "cancel_at_period_end", None).await;
+    app.wait_for(
+        &c,
+        |m| {
+            m["access"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cancels")
+        },
+        "the scheduled cancellation",
+    )
+    .await;
     portal_action(&app, &c, "cancel_now", None).await;
     let me = app
         .wait_for(

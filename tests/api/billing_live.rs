@@ -1332,3 +1332,41 @@ async fn an_event_stripe_must_redeliver_holds_up_no_other_and_lands_once_stripe_
     let me = app.wait_for_plan(&c, Some("team")).await;
     assert_eq!(me["access"]["status"], "active");
 }
+
+#[tokio::test]
+async fn a_past_due_state_found_by_fetching_starts_its_grace_period_when_it_is_seen() {
+    // No event has ever arrived (webhooks misconfigured, or held): only the success page tells.
+    let app = spawn_app().await;
+    app.hold_webhooks(true).await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    let success = app.pay(&url).await;
+    assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
+    assert_eq!(app.me(&c).await["access"]["status"], "active");
+
+    // The renewal fails in Stripe; tollgate learns it only when the success page is loaded again.
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.sim_control(
+        &format!("/_sim/customers/{customer}/card"),
+        &json!({"failing": true}),
+    )
+    .await;
+    app.advance(31 * 86_400).await;
+    assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
+
+    let me = app.me(&c).await;
+    assert_eq!(me["access"]["status"], "past_due", "{me}");
+    assert_eq!(
+        me["access"]["plan"], "team",
+        "the grace period starts when the state is seen: {me}"
+    );
+    let (since,): (Option<i64>,) = sqlx::query_as("SELECT past_due_since FROM subscriptions")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let now = app.state.clock.now();
+    assert!(
+        since.is_some_and(|s| (now - 60..=now).contains(&s)),
+        "{since:?} vs {now}"
+    );
+}
