@@ -566,18 +566,7 @@ async fn a_cancellation_is_not_lost_to_a_fetched_state_stamped_before_tollgates_
 
     // Changes Stripe makes now are older than that stamp, yet none may be dropped: the first
     // (settled by asking Stripe) and the ones after it alike.
-    portal_action(&app, &c, "cancel_at_period_end", None).await;
-    app.wait_for(
-        &c,
-        |m| {
-            m["access"]["reason"]
-                .as_str()
-                .unwrap_or("")
-                .contains("cancels")
-        },
-        "the scheduled cancellation",
-    )
-    .await;
+    cancel_at_period_end(&app, &c).await;
     portal_action(&app, &c, "cancel_now", None).await;
     let me = app
         .wait_for(
@@ -620,24 +609,28 @@ async fn a_session_in_its_last_minute_is_expired_in_stripe_before_another_is_mad
     assert_eq!(subs["data"].as_array().unwrap().len(), 1, "{subs}");
 }
 
+/// Schedules `c`'s cancellation in the portal and waits until tollgate shows it; returns `/api/me`.
+async fn cancel_at_period_end(app: &TestApp, c: &Client) -> Value {
+    portal_action(app, c, "cancel_at_period_end", None).await;
+    app.wait_for(
+        c,
+        |m| {
+            m["access"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cancels")
+        },
+        "the scheduled cancellation",
+    )
+    .await
+}
+
 #[tokio::test]
 async fn cancel_at_period_end_keeps_the_plan_until_the_clock_passes_the_end() {
     let app = spawn_app().await;
     let c = app.subscriber("ann@example.com", "team").await;
 
-    portal_action(&app, &c, "cancel_at_period_end", None).await;
-    let me = app
-        .wait_for(
-            &c,
-            |m| {
-                m["access"]["reason"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("cancels")
-            },
-            "cancel",
-        )
-        .await;
+    let me = cancel_at_period_end(&app, &c).await;
     assert_eq!(
         me["access"]["plan"], "team",
         "still team until the period ends"
