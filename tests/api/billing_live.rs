@@ -388,16 +388,30 @@ async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_
     );
 }
 
-/// The subscription of the user registered as `email` (its one row).
+/// The subscription of the user registered as `email` (its one row) and its stamp, once every
+/// event the simulator sent has landed and the row has stopped moving (an event's follow-up, a
+/// re-fetch, may still be applying just after the event is stored).
 async fn subscription_of(app: &TestApp, email: &str) -> (String, i64) {
-    sqlx::query_as(
-        "SELECT s.id, s.stripe_updated FROM subscriptions s JOIN users u ON u.id = s.user_id \
-         WHERE u.email_norm = $1",
-    )
-    .bind(email)
-    .fetch_one(&app.state.db.pool)
-    .await
-    .unwrap()
+    app.wait_for_webhooks().await;
+    let read = || async {
+        sqlx::query_as::<_, (String, i64, i64)>(
+            "SELECT s.id, s.stripe_updated, s.updated_at FROM subscriptions s \
+             JOIN users u ON u.id = s.user_id WHERE u.email_norm = $1",
+        )
+        .bind(email)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+    };
+    let mut last = read().await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let now = read().await;
+        if now == last {
+            return (now.0, now.1);
+        }
+        last = now;
+    }
 }
 
 #[tokio::test]
