@@ -1,4 +1,5 @@
-//! The clock tollgate and its Stripe simulator share.
+//! Time: the clock tollgate and its Stripe simulator share, wall-clock seconds, and the one way
+//! tollgate writes a moment for people and APIs (RFC 3339 in UTC, or its date).
 //!
 //! In production the offset is always zero. In development the simulator's test clock moves it,
 //! so advancing simulated time also moves tollgate's notion of "now" (period ends, grace periods,
@@ -26,7 +27,7 @@ impl Clock {
 
     /// Now, in Unix seconds.
     pub fn now(&self) -> i64 {
-        crate::db::now() + self.offset.load(Ordering::Relaxed) + self.skew.load(Ordering::Relaxed)
+        wall_now() + self.offset.load(Ordering::Relaxed) + self.skew.load(Ordering::Relaxed)
     }
 
     /// A clock that moves with this one (same test-clock offset) but can be set off from it.
@@ -50,5 +51,39 @@ impl Clock {
     /// How far the clock is ahead of real time.
     pub fn offset(&self) -> i64 {
         self.offset.load(Ordering::Relaxed)
+    }
+}
+
+/// Seconds since the Unix epoch by the machine's clock: the one time format in the database.
+pub fn wall_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// `ts` (Unix seconds) in RFC 3339, UTC; empty when out of range.
+pub fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The date of `ts` (Unix seconds), `YYYY-MM-DD` in UTC.
+pub fn date(ts: i64) -> String {
+    rfc3339(ts).get(..10).unwrap_or_default().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_are_written_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(date(1_800_000_000), "2027-01-15");
+        assert_eq!(rfc3339(i64::MAX), "");
     }
 }

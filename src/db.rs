@@ -240,9 +240,9 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// Seconds since the Unix epoch: the one time format in the database.
+/// Seconds since the Unix epoch: the one time format in the database (see [`crate::clock`]).
 pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    crate::clock::wall_now()
 }
 
 #[cfg(test)]

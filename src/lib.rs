@@ -17,6 +17,7 @@ pub mod email;
 pub mod error;
 pub mod extract;
 pub mod gate;
+pub mod ids;
 pub mod server;
 pub mod sim;
 pub mod telemetry;

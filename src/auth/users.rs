@@ -1,6 +1,5 @@
 //! Users: the `Email` newtype, the queries on `users`, and the user JSON of docs/api.md.
 
-use rand::RngCore as _;
 use serde::Serialize;
 use sqlx::AnyConnection;
 use unicode_normalization::UnicodeNormalization as _;
@@ -194,12 +193,7 @@ impl User {
     }
 }
 
-/// A new opaque id with 128 random bits.
-pub fn new_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}_{}", hex::encode(bytes))
-}
+pub use crate::ids::new_id;
 
 const USER_COLUMNS: &str =
     "SELECT id, email, password_hash, email_verified, session_epoch FROM users";

@@ -464,7 +464,7 @@ pub async fn recent_invoices(state: &AppState, customer: &str) -> Vec<InvoiceLin
         .iter()
         .map(|i| InvoiceLine {
             number: i.number.clone().unwrap_or_default(),
-            date: crate::gate::rfc3339(i.created).chars().take(10).collect(),
+            date: crate::clock::date(i.created),
             amount: crate::billing::money(i.total, &i.currency.to_string()),
             status: i
                 .status

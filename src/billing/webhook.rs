@@ -567,9 +567,7 @@ async fn notify(
             let plan = item
                 .and_then(|i| i.plan(&state.catalog))
                 .map_or("your".to_owned(), |p| p.name.clone());
-            let trial_end = trial_end
-                .map(|t| crate::gate::rfc3339(t).chars().take(10).collect::<String>())
-                .unwrap_or_default();
+            let trial_end = trial_end.map(crate::clock::date).unwrap_or_default();
             (
                 "trial_will_end",
                 minijinja::context! { plan_name => plan, trial_end },

@@ -12,6 +12,7 @@
 pub mod enforce;
 pub mod forward;
 
+use crate::clock::{date, rfc3339};
 use std::sync::Arc;
 
 use axum::{Extension, Json, Router, routing::get};
@@ -189,21 +190,6 @@ pub struct Access {
     pub until: Option<String>,
     /// Why, for people.
     pub reason: String,
-}
-
-/// RFC 3339 in UTC.
-pub fn rfc3339(ts: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn date(ts: i64) -> String {
-    rfc3339(ts).get(..10).unwrap_or_default().to_owned()
 }
 
 impl Access {
