@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::{
     Router,
-    extract::{ConnectInfo, DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -318,12 +318,7 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
         );
         return plain_errors_as_json(response);
     }
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let trusted =
-        peer.is_some_and(|ip| state.config.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let trusted = rate_limit::ClientIp::peer_is_trusted(&state, request.extensions());
     let acceptable = |v: &HeaderValue| {
         (1..=64).contains(&v.len())
             && v.as_bytes()
@@ -336,8 +331,10 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
     if !keep {
         headers.remove(REQUEST_ID);
     }
-    // Security events logged while handling the request name its client.
+    // Worked out once: security events logged while handling the request name its client, and
+    // the `ClientIp` extractor reads it from here.
     let ip = rate_limit::ClientIp::of(&state, request.extensions(), request.headers());
+    request.extensions_mut().insert(ip);
     plain_errors_as_json(crate::telemetry::with_client_ip(ip.0, next.run(request)).await)
 }
 

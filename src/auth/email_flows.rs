@@ -342,12 +342,7 @@ async fn mail_if_account(
     match owners_device(state, device, address).await? {
         Some(nonce) => {
             rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
-            rate_limit::hit(
-                state,
-                rate_limit::EMAIL_PER_ADDRESS,
-                &format!("device {nonce}"),
-            )
-            .await?;
+            rate_limit::hit(state, rate_limit::EMAIL_PER_DEVICE, nonce).await?;
         }
         None => limit_requests(state, ip, address).await?,
     }

@@ -24,8 +24,6 @@ pub struct Limit {
     pub max: i64,
     /// Window length in seconds.
     pub window_secs: i64,
-    /// True when the subject is an email address (logged masked when the limit refuses).
-    pub keyed_on_address: bool,
 }
 
 /// Login attempts from one client address.
@@ -33,7 +31,6 @@ pub const LOGIN_PER_IP: Limit = Limit {
     scope: "login-ip",
     max: 20,
     window_secs: 60,
-    keyed_on_address: false,
 };
 /// Login attempts for one account (any address) from browsers without a device cookie for it,
 /// which slows credential stuffing of one user.
@@ -41,7 +38,6 @@ pub const LOGIN_PER_ACCOUNT: Limit = Limit {
     scope: "login-account",
     max: 10,
     window_secs: 300,
-    keyed_on_address: true,
 };
 /// Login attempts with one device cookie (a browser that signed in to the account before); a
 /// successful login issues a new cookie, so this counts the failures since.
@@ -49,7 +45,6 @@ pub const LOGIN_PER_DEVICE: Limit = Limit {
     scope: "login-device",
     max: 5,
     window_secs: 300,
-    keyed_on_address: false,
 };
 /// Login attempts for one account from all its device cookies together: a ceiling, so that
 /// cookies collected from many sign-ins do not add up to many guesses.
@@ -57,21 +52,18 @@ pub const LOGIN_PER_ACCOUNT_DEVICES: Limit = Limit {
     scope: "login-account-devices",
     max: 30,
     window_secs: 300,
-    keyed_on_address: true,
 };
 /// Registrations from one client address.
 pub const REGISTER_PER_IP: Limit = Limit {
     scope: "register-ip",
     max: 10,
     window_secs: 3600,
-    keyed_on_address: false,
 };
 /// Password changes (each verifies the current password) for one signed-in user.
 pub const PASSWORD_PER_USER: Limit = Limit {
     scope: "password-user",
     max: 10,
     window_secs: 300,
-    keyed_on_address: false,
 };
 
 /// Email-sending requests (verification, reset, magic link, email change) for one address.
@@ -79,21 +71,26 @@ pub const EMAIL_PER_ADDRESS: Limit = Limit {
     scope: "email-address",
     max: 5,
     window_secs: 3600,
-    keyed_on_address: true,
+};
+/// Reset and magic-link requests from a browser holding the owner's device cookie, per cookie:
+/// counted instead of the address's, so strangers who spend an address's mails cannot keep the
+/// owner's own browsers from getting a link.
+pub const EMAIL_PER_DEVICE: Limit = Limit {
+    scope: "email-device",
+    max: 5,
+    window_secs: 3600,
 };
 /// Email-sending requests from one client address.
 pub const EMAIL_PER_IP: Limit = Limit {
     scope: "email-ip",
     max: 30,
     window_secs: 3600,
-    keyed_on_address: false,
 };
 /// Token and code submissions from one client address.
 pub const TOKEN_PER_IP: Limit = Limit {
     scope: "token-ip",
     max: 30,
     window_secs: 300,
-    keyed_on_address: false,
 };
 
 /// Counts one hit for `subject` under `limit`; `Err(RateLimited)` once the window is full.
@@ -121,9 +118,10 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
     .fetch_one(&state.db.pool)
     .await?;
     if hits > limit.max {
-        // Other subjects are client addresses (logged as client_ip) or ids and nonces.
-        let address = limit
-            .keyed_on_address
+        // An email address is logged masked; other subjects (client addresses, logged as
+        // client_ip, ids and nonces) are not logged at all.
+        let address = subject
+            .contains('@')
             .then(|| crate::auth::users::mask(subject));
         crate::telemetry::security_event("rate_limited", address.as_deref(), limit.scope);
         return Err(AppError::RateLimited(
@@ -178,23 +176,50 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Worked out once per request, at the edge (`app::edge` stores it); computed here only
+        // for a router mounted without that layer.
+        if let Some(ip) = parts.extensions.get::<ClientIp>() {
+            return Ok(*ip);
+        }
         let state = AppState::from_ref(state);
         Ok(ClientIp::of(&state, &parts.extensions, &parts.headers))
     }
 }
 
 impl ClientIp {
-    /// The client address of a request with these extensions and headers.
-    pub fn of(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> Self {
-        let peer = extensions
+    /// The TCP peer of the request, when the server recorded it.
+    pub fn peer(extensions: &Extensions) -> Option<IpAddr> {
+        extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    }
+
+    /// Whether the request's TCP peer is one of `TOLLGATE_TRUSTED_PROXIES`; an unknown peer is
+    /// never trusted.
+    pub fn peer_is_trusted(state: &AppState, extensions: &Extensions) -> bool {
+        Self::peer(extensions).is_some_and(|ip| {
+            state
+                .config
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&ip))
+        })
+    }
+
+    /// The client address of a request with these extensions and headers. Without a recorded
+    /// peer (a router served without connection info) no forwarding header is believed: every
+    /// such request counts as the unspecified address, one shared bucket, never a trusted proxy.
+    pub fn of(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> Self {
+        let platform = state.config.client_ip_header.as_deref();
+        let Some(peer) = Self::peer(extensions) else {
+            let unknown = IpAddr::from([0, 0, 0, 0]);
+            return ClientIp(client_ip(unknown, headers, &[], platform));
+        };
         ClientIp(client_ip(
             peer,
             headers,
             &state.config.trusted_proxies,
-            state.config.client_ip_header.as_deref(),
+            platform,
         ))
     }
 }

@@ -159,7 +159,7 @@ pub(super) async fn submit_verify(
         Err(r) => return r,
     };
     let result = async {
-        auth::rate_limit::hit(&state, auth::rate_limit::TOKEN_PER_IP, &ip.bucket()).await?;
+        auth::rate_limit::hit_ip(&state, auth::rate_limit::TOKEN_PER_IP, ip).await?;
         let signed_in = auth::current_user(&state, session.clone()).await?;
         let verifier = email_flows::Verifier {
             signed_in: signed_in.as_ref(),

@@ -289,3 +289,37 @@ async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
         &logs[..logs.len().min(2_000)]
     );
 }
+
+#[tokio::test]
+async fn a_router_served_without_connection_info_believes_no_forwarding_header() {
+    // tollgate's router mounted in another server that records no peer address: with a trusted
+    // proxy range configured, X-Forwarded-For must still not choose the rate-limit bucket.
+    let app = TestApp::builder()
+        .with("TOLLGATE_RATE_LIMIT", "on")
+        .with("TOLLGATE_TRUSTED_PROXIES", "127.0.0.1/32")
+        .spawn()
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let router = tollgate::app::build_router(app.state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut statuses = Vec::new();
+    for i in 0..21 {
+        let r = client()
+            .post(format!("{address}/api/auth/login"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(
+                &serde_json::json!({"email": format!("p{i}@example.com"), "password": "nope nope"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[..20], [401; 20], "{statuses:?}");
+    assert_eq!(
+        statuses[20], 429,
+        "one bucket for every request: {statuses:?}"
+    );
+}
