@@ -193,7 +193,8 @@ async fn create_session(
 /// A payment whose webhooks have not landed yet still counts: Stripe is asked for the customer's
 /// subscriptions, and any live one is applied now and the checkout refused with 409.
 async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<(), AppError> {
-    let asked_at = state.clock.now();
+    let before =
+        subscriptions::BeforeFetch::of_customer(&state.db, customer, state.clock.now()).await?;
     let live: Vec<Snapshot> = super::sync::list_subscriptions(state, customer)
         .await?
         .into_iter()
@@ -203,8 +204,7 @@ async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<()
         return Ok(());
     }
     for snap in &live {
-        let stamp = subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
-        apply_fetched(state, snap, stamp, Source::Fetched).await?;
+        apply_fetched(state, snap, before.stamp(&snap.id), Source::Fetched).await?;
     }
     Err(AppError::AlreadySubscribed)
 }
@@ -341,10 +341,18 @@ pub async fn sync_subscription(
     tie: Option<i64>,
 ) -> Result<Applied, AppError> {
     let request = stripe_billing::subscription::RetrieveSubscription::new(subscription_id);
-    // Stamped without trusting our clock to agree with Stripe's (see `fetched_stamp`), from
-    // the row as it was before the call.
-    let stamp =
-        subscriptions::fetched_stamp(&state.db, subscription_id, tie, state.clock.now()).await?;
+    // Stamped without trusting our clock to agree with Stripe's, from the row as it was before
+    // the call (see `subscriptions::BeforeFetch`), or with the tie's own stamp.
+    let stamp = match tie {
+        Some(tie) => tie,
+        None => subscriptions::BeforeFetch::of_subscription(
+            &state.db,
+            subscription_id,
+            state.clock.now(),
+        )
+        .await?
+        .stamp(subscription_id),
+    };
     // Nothing to follow when Stripe does not know it: a redelivery cannot make it exist.
     let fetched =
         retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })

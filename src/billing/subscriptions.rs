@@ -3,7 +3,7 @@
 //!
 //! Ordering rule: every state carries the Stripe timestamp it reflects (`stripe_updated`, from
 //! `event.created`, or, for a state fetched from Stripe, a stamp that never trusts tollgate's clock
-//! to agree with Stripe's: see [`fetched_stamp`]). A newer
+//! to agree with Stripe's: see [`BeforeFetch`]). A newer
 //! state replaces an older one; an older state is recorded and dropped. `event.created` has
 //! one-second resolution, so equal event stamps tie: then, and only then, the caller re-fetches
 //! the subscription from Stripe and applies that (the authority, which wins ties) instead of
@@ -200,39 +200,62 @@ pub async fn clock_lead(db: &db::Db) -> sqlx::Result<Option<i64>> {
     Ok(row.0.map(|lead| lead + 1))
 }
 
-/// The stamp for a state fetched from Stripe, which must win over the row it was fetched for
-/// and lose to any later event, whatever the skew between tollgate's clock and Stripe's:
-/// - for a tie, the tied stamp itself (applied with `>=`, so it wins the tie; an event created
-///   later is stamped later by Stripe's own clock);
-/// - otherwise the row's stamp (read before the fetch, so the fetched state wins over it), or,
-///   when later, the moment of asking by Stripe's clock as far as tollgate can know it: its own
-///   clock less the bound of its lead from [`clock_lead`]. While the clocks' difference holds that
-///   is never later than Stripe's clock stood when it answered. Should it be later (tollgate's
-///   clock was stepped, or instances' clocks differ), [`apply`] settles every event that loses to
-///   such a stamp by fetching again, so no event is ever dropped for it. Stamped too early, an
-///   event created before the fetch but delivered after it can replace the fetched state for a
-///   moment; the events that follow it put the row right again.
-pub async fn fetched_stamp(
-    db: &db::Db,
-    id: &str,
-    tie: Option<i64>,
-    asked_at: i64,
-) -> sqlx::Result<i64> {
-    if let Some(tie) = tie {
-        return Ok(tie);
+/// What states fetched from Stripe are stamped from, read *before* the request is sent: the rows'
+/// stamps then, and the moment of asking by Stripe's clock. Read after, an event landing during
+/// the request would lend its stamp to the older state fetched, which would then replace it.
+///
+/// A fetched state must win over the row it was fetched for and lose to any later event, whatever
+/// the skew between tollgate's clock and Stripe's. It is stamped with the row's stamp before the
+/// fetch (applied with `>=`, so it wins over it) or, when later, the moment of asking by Stripe's
+/// clock as far as tollgate can know it: its own clock less the bound of its lead from
+/// [`clock_lead`]. While the clocks' difference holds that is never later than Stripe's clock
+/// stood when it answered. Should it be later (tollgate's clock was stepped, or instances' clocks
+/// differ), [`apply`] settles every event that loses to such a stamp by fetching again, so no
+/// event is ever dropped for it. Stamped too early, an event created before the fetch but
+/// delivered after it can replace the fetched state for a moment; the events that follow it put
+/// the row right again. (A state re-fetched to settle a tie is stamped with the tie's stamp.)
+pub struct BeforeFetch {
+    rows: std::collections::HashMap<String, i64>,
+    by_stripe_clock: i64,
+}
+
+impl BeforeFetch {
+    /// Before fetching the subscriptions of `customer`, asked at `asked_at` (tollgate's clock).
+    pub async fn of_customer(db: &db::Db, customer: &str, asked_at: i64) -> sqlx::Result<Self> {
+        let sql = "SELECT id, stripe_updated FROM subscriptions WHERE customer_id = $1";
+        Self::read(db, sql, customer, asked_at).await
     }
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT stripe_updated FROM subscriptions WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&db.pool)
-            .await?;
-    // Before any event has arrived, tollgate's own clock: a stamp that turns out ahead of
-    // Stripe's is harmless, since an event that loses to a fetched stamp is settled by fetching
-    // again, never dropped.
-    let by_stripe_clock = clock_lead(db)
-        .await?
-        .map_or(asked_at, |lead| asked_at - lead);
-    Ok(row.map_or(by_stripe_clock, |r| r.0.max(by_stripe_clock)))
+
+    /// Before fetching the subscription `id`.
+    pub async fn of_subscription(db: &db::Db, id: &str, asked_at: i64) -> sqlx::Result<Self> {
+        let sql = "SELECT id, stripe_updated FROM subscriptions WHERE id = $1";
+        Self::read(db, sql, id, asked_at).await
+    }
+
+    async fn read(
+        db: &db::Db,
+        sql: &'static str,
+        value: &str,
+        asked_at: i64,
+    ) -> sqlx::Result<Self> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql).bind(value).fetch_all(&db.pool).await?;
+        // Before any event has arrived, tollgate's own clock: a stamp that turns out ahead of
+        // Stripe's is harmless (see above).
+        let by_stripe_clock = clock_lead(db)
+            .await?
+            .map_or(asked_at, |lead| asked_at - lead);
+        Ok(Self {
+            rows: rows.into_iter().collect(),
+            by_stripe_clock,
+        })
+    }
+
+    /// The stamp of the fetched state of subscription `id`.
+    pub fn stamp(&self, id: &str) -> i64 {
+        self.rows
+            .get(id)
+            .map_or(self.by_stripe_clock, |row| (*row).max(self.by_stripe_clock))
+    }
 }
 
 /// A status that never changes again.
@@ -248,7 +271,7 @@ pub enum Source {
     /// Fetched from Stripe to settle a tie, stamped with the tie's stamp (Stripe's clock); wins
     /// over a row of that stamp.
     Settled,
-    /// Fetched from Stripe at another moment, stamped by [`fetched_stamp`]'s estimate of
+    /// Fetched from Stripe at another moment, stamped by [`BeforeFetch`]'s estimate of
     /// Stripe's clock; wins over a row of that stamp, and an event that loses to it is settled by
     /// fetching again rather than dropped (the estimate is off if tollgate's clock was stepped).
     Fetched,

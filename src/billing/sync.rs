@@ -129,8 +129,10 @@ async fn reconcile_customer(
     repair: bool,
     report: &mut Report,
 ) -> Result<(), AppError> {
-    // The listed states are as new as the moment we asked (see `sync_subscription`).
+    // The listed states are as new as the moment we asked; their stamps come from the rows as
+    // they were before (see `subscriptions::BeforeFetch`).
     let asked_at = state.clock.now();
+    let before = subscriptions::BeforeFetch::of_customer(&state.db, customer, asked_at).await?;
     let remote = list_subscriptions(state, customer).await?;
     let live: Vec<&str> = remote
         .iter()
@@ -178,11 +180,9 @@ async fn reconcile_customer(
         if let Some(drift) = drift {
             report.drifts.push(drift);
             if repair {
-                let stamp =
-                    subscriptions::fetched_stamp(&state.db, &snap.id, None, asked_at).await?;
                 let mut tx = state.db.begin().await?;
                 let stamp = subscriptions::Stamp {
-                    at: stamp,
+                    at: before.stamp(&snap.id),
                     source: subscriptions::Source::Fetched,
                     seen: asked_at,
                 };

@@ -1384,3 +1384,38 @@ async fn a_past_due_state_found_by_fetching_starts_its_grace_period_when_it_is_s
         "{since:?} vs {now}"
     );
 }
+
+#[tokio::test]
+async fn an_event_that_lands_while_stripe_is_being_asked_is_not_overwritten_by_the_answer() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let (sub, _) = subscription_of(&app, "ann@example.com").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let truth = app.stripe_get(&format!("/v1/subscriptions/{sub}")).await;
+    // Stripe answers slowly: `stripe sync`'s list of the customer's subscriptions takes 600 ms,
+    // and a later change's event lands meanwhile.
+    app.sim_control("/_sim/latency", &json!({"ms": 600})).await;
+    let sync = {
+        let state = app.state.clone();
+        tokio::spawn(async move { tollgate::billing::sync::reconcile(&state, true).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let later = app.state.stripe.sim.as_ref().unwrap().clock().now() + 5;
+    let mut event = sub_event(
+        "evt_meanwhile",
+        "customer.subscription.updated",
+        later,
+        &sub,
+        &customer,
+        "past_due",
+    );
+    event["data"]["object"]["items"] = truth["items"].clone();
+    assert_eq!(app.deliver(&event).await["outcome"], "applied");
+
+    sync.await.unwrap().unwrap();
+    assert_eq!(
+        app.me(&c).await["access"]["status"],
+        "past_due",
+        "the state listed before the event must not replace it"
+    );
+}
