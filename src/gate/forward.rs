@@ -239,7 +239,7 @@ pub async fn forward_auth(
             let login = format!(
                 "{}login?next={}",
                 state.base_url,
-                urlencode(&next_url(&state, &headers, raw, &path))
+                urlencode(&next_url(&state, &headers, raw))
             );
             let mut response = Denied::Unauthenticated.json(&state);
             response.headers_mut().insert(
@@ -259,16 +259,13 @@ pub async fn forward_auth(
     }
 }
 
-/// Where signing in returns to. It keeps the query string. Across sibling hosts
+/// Where signing in returns to: the URI as requested, query string included. Across sibling hosts
 /// (TOLLGATE_COOKIE_DOMAIN) it is absolute, so signing in on tollgate's host returns to the app's;
 /// only a host under that domain and an `http`/`https` scheme are taken from the proxy's headers.
-fn next_url(state: &AppState, headers: &HeaderMap, raw: &str, path: &str) -> String {
-    let query = raw.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let next = if query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{query}")
-    };
+fn next_url(state: &AppState, headers: &HeaderMap, raw: &str) -> String {
+    // The URI as the proxy sent it (checked to be origin-form visible ASCII): the decoded path
+    // would hold `é` or a space, which a `Location` cannot carry, and login would drop it.
+    let next = raw.to_owned();
     let single = |name: &str| {
         let mut values = headers.get_all(name).iter();
         match (values.next(), values.next()) {

@@ -255,6 +255,20 @@ async fn forward_auth_decides_by_the_catalog_rules() {
         r.headers()["x-tollgate-login-url"],
         app.url("/login?next=%2Fpro%2Freport%3Fid%3D7").as_str()
     );
+    // An encoded path returns to itself as sent (decoded, `é` could not stand in a redirect).
+    let r = forward(
+        &app,
+        &anonymous,
+        "x-forwarded-uri",
+        "/pro/caf%C3%A9?q=a%20b",
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["x-tollgate-login-url"],
+        app.url("/login?next=%2Fpro%2Fcaf%25C3%25A9%3Fq%3Da%2520b")
+            .as_str()
+    );
     // Public paths pass without a session.
     assert_eq!(
         forward(&app, &anonymous, "x-forwarded-uri", "/public/logo.png")
