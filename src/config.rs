@@ -389,8 +389,6 @@ impl Config {
         Ok(config)
     }
 
-    /// The refusals of the README's "Modes": production needs real services, development stays
-    /// on loopback.
     /// `TOLLGATE_COOKIE_DOMAIN` widens where cookies go and where `next` may lead: it must be a
     /// host name of at least two labels (never a bare `com`), and hold the base URL's host.
     fn check_cookie_domain(&self) -> Result<(), ConfigError> {
@@ -427,6 +425,8 @@ impl Config {
         Ok(())
     }
 
+    /// The refusals of the README's "Modes": production needs real services, development stays
+    /// on loopback.
     fn check_mode(&self) -> Result<(), ConfigError> {
         match self.mode {
             Mode::Production => {

@@ -487,7 +487,6 @@ impl Simulator {
         self.lock().requests
     }
 
-    /// Completes a Checkout Session as if the customer paid (or started a trial).
     /// Expires every open Checkout Session whose `expires_at` has passed by Stripe's clock, as
     /// Stripe does (`checkout.session.expired` is sent); run before anything looks at sessions.
     fn expire_due_sessions(&self, state: &mut SimState, now: i64) {
@@ -510,6 +509,7 @@ impl Simulator {
         }
     }
 
+    /// Completes a Checkout Session as if the customer paid (or started a trial).
     fn complete_checkout(&self, state: &mut SimState, id: &str, now: i64) -> Result<Value, String> {
         self.expire_due_sessions(state, now);
         let session = state
@@ -666,6 +666,18 @@ impl Simulator {
             return Err((s, v));
         }
         let mut next = state.subscriptions[sub_id].object.clone();
+        if matches!(
+            next["status"].as_str(),
+            Some("canceled" | "incomplete_expired")
+        ) {
+            return Err(stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "A canceled subscription can only update its cancellation_details and metadata."
+                    .into(),
+                None,
+            ));
+        }
         let previous = json!({"items": next["items"].clone()});
         let items = next["items"]["data"]
             .as_array_mut()

@@ -1311,6 +1311,23 @@ async fn the_simulator_changes_subscription_items_as_stripe_does() {
         .unwrap();
     assert!(page.contains("Cancel now"), "{page}");
     assert!(!page.contains("Switch plan"), "{page}");
+
+    // Once canceled, its items can no longer change.
+    let canceled = client()
+        .delete(app.sim_url(&path))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap();
+    assert!(canceled.status().is_success());
+    let refused = client()
+        .post(app.sim_url(&path))
+        .bearer_auth("sk_test_x")
+        .form(&[("items[0][price]", app.price_of("pro").as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "a canceled subscription");
 }
 
 #[tokio::test]
