@@ -1086,6 +1086,10 @@ async fn plans_are_published_from_the_catalog() {
 async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
     let app = spawn_app().await;
     let c = app.subscriber("ann@example.com", "team").await;
+    // Every event landed and the start's incomplete → active tie settled: no drift of its own.
+    app.wait_for_webhooks().await;
+    app.wait_for(&c, |m| m["access"]["status"] == "active", "active")
+        .await;
     let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
     let (sub,): (String,) = sqlx::query_as("SELECT id FROM subscriptions WHERE user_id = $1")
         .bind(&user)
