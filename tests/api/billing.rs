@@ -67,12 +67,20 @@ impl TestApp {
         r.headers()["location"].to_str().unwrap().to_owned()
     }
 
-    /// A user on `plan`, paid through Checkout, once the webhooks have landed.
+    /// A user on `plan`, paid through Checkout, once the webhooks have landed and the start has
+    /// settled (a paid start passes through `incomplete` for a moment, as with Stripe).
     pub async fn subscriber(&self, email: &str, plan: &str) -> Client {
         let c = self.user(email).await;
         let url = self.checkout(&c, plan, "month").await;
         self.pay(&url).await;
         self.wait_for_plan(&c, Some(plan)).await;
+        self.wait_for_webhooks().await;
+        self.wait_for(
+            &c,
+            |m| m["access"]["plan"] == plan && m["access"]["status"] != "incomplete",
+            "the settled start",
+        )
+        .await;
         c
     }
 
