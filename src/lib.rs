@@ -5,6 +5,8 @@
 //! catalog ([`billing::catalog`]) and decide access ([`gate`]). Storage is SQLite by default and
 //! PostgreSQL for production and several instances ([`db`]).
 
+#[cfg(test)]
+mod architecture;
 pub mod app;
 pub mod auth;
 pub mod billing;
