@@ -23,9 +23,10 @@ use url::Url;
 
 use crate::{
     auth::{self, password::PasswordHasherPool, rate_limit, session_store},
+    base::Base,
     billing::{self, catalog::Catalog, stripe::StripeApi},
     clock::Clock,
-    config::Config,
+    config::{Config, ConfigError},
     db::Db,
     error::AppError,
     web,
@@ -48,26 +49,16 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// What [`AppState`] points to.
+/// What [`AppState`] points to: the [`Base`] (through `Deref`) and what the capabilities add.
 pub struct Shared {
-    /// Settings.
-    pub config: Config,
-    /// The database.
-    pub db: Db,
-    /// The public URL (configured, or `http://127.0.0.1:<port>`).
-    pub base_url: Url,
-    /// Origins accepted by the Origin check.
-    pub allowed_origins: Vec<String>,
+    /// Settings, database, cache, clock, public URL, templates.
+    pub base: Base,
     /// argon2 on a bounded blocking pool.
     pub hasher: PasswordHasherPool,
     /// Plans, with prices resolved to Stripe ids.
     pub catalog: Catalog,
-    /// The clock (shared with the simulator in development).
-    pub clock: Clock,
     /// Stripe (or the simulator).
     pub stripe: StripeApi,
-    /// Page and email templates.
-    pub templates: minijinja::Environment<'static>,
     /// How email leaves (SMTP, or the development mailbox).
     pub mail_transport: crate::email::Transport,
     /// Wakes the outbox worker when a message is queued.
@@ -80,10 +71,25 @@ pub struct Shared {
     pub webhook_queue: billing::webhook::GroupCommit,
 }
 
+impl std::ops::Deref for Shared {
+    type Target = Base;
+
+    fn deref(&self) -> &Base {
+        &self.base
+    }
+}
+
 impl AppState {
     /// Opens and migrates the database, loads the catalog and connects to Stripe (or starts the
     /// simulator). `port` is the bound port, for the default base URL.
     pub async fn build(config: Config, port: u16) -> anyhow::Result<Self> {
+        let catalog = load_catalog(&config)?;
+        Self::build_with(config, catalog, port).await
+    }
+
+    /// [`AppState::build`] with a catalog already loaded (`catalog`'s prices are not yet resolved
+    /// to Stripe ids).
+    pub async fn build_with(config: Config, catalog: Catalog, port: u16) -> anyhow::Result<Self> {
         let db = Db::connect(config.database_url.expose()).await?;
         db.migrate().await?;
         let base_url = match &config.base_url {
@@ -98,25 +104,30 @@ impl AppState {
         }
         let csrf_key = shared_secret(&db, "csrf_key").await?;
         let device_key = shared_secret(&db, "device_key").await?;
-        crate::auth::users::renormalise_addresses(&db).await?;
         let clock = Clock::new();
-        let mut catalog = config.catalog.clone();
+        let mut catalog = catalog;
         let webhook_url = format!("{base_url}webhooks/stripe");
         let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
-        // Plans follow prices: stored subscriptions take the plan this catalog gives their price.
-        crate::billing::subscriptions::remap_plans(&db, &catalog).await?;
         let mail_transport =
             crate::email::Transport::from_config(config.smtp_url.as_ref().map(|s| s.expose()))?;
-        Ok(AppState(Arc::new(Shared {
-            hasher: PasswordHasherPool::new(config.argon2),
+        let hasher = PasswordHasherPool::new(config.argon2);
+        let base = Base {
             config,
             db,
+            cache: Default::default(),
+            clock,
             base_url,
             allowed_origins,
-            catalog,
-            clock,
-            stripe,
             templates: web::templates(),
+        };
+        crate::auth::users::renormalise_addresses(&base).await?;
+        // Plans follow prices: stored subscriptions take the plan this catalog gives their price.
+        crate::billing::subscriptions::remap_plans(&base, &catalog).await?;
+        Ok(AppState(Arc::new(Shared {
+            base,
+            hasher,
+            catalog,
+            stripe,
             mail_transport,
             mail_wakeup: tokio::sync::Notify::new(),
             csrf_key,
@@ -124,20 +135,12 @@ impl AppState {
             webhook_queue: Default::default(),
         })))
     }
+}
 
-    /// True when the public URL is https (cookies get `Secure` and a name prefix).
-    pub fn https(&self) -> bool {
-        self.base_url.scheme() == "https"
-    }
-
-    /// The session cookie's name: `__Host-` on https, `__Secure-` when shared with subdomains.
-    pub fn session_cookie_name(&self) -> &'static str {
-        match (self.https(), self.config.cookie_domain.is_some()) {
-            (true, false) => "__Host-tollgate_session",
-            (true, true) => "__Secure-tollgate_session",
-            (false, _) => "tollgate_session",
-        }
-    }
+/// The catalog `TOLLGATE_PLANS` names (or the demo catalog); a bad one is a bad setting.
+pub fn load_catalog(config: &Config) -> Result<Catalog, ConfigError> {
+    Catalog::load(config.plans_path.as_deref())
+        .map_err(|e| ConfigError::new("TOLLGATE_PLANS", e.to_string()))
 }
 
 /// A bound, migrated, ready-to-serve tollgate.
@@ -150,11 +153,17 @@ pub struct App {
 impl App {
     /// Opens and migrates the database, binds `config.bind` and builds the state.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let catalog = load_catalog(&config)?;
+        Self::build_with(config, catalog).await
+    }
+
+    /// [`App::build`] with a catalog already loaded.
+    pub async fn build_with(config: Config, catalog: Catalog) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
-        let state = AppState::build(config, port).await?;
+        let state = AppState::build_with(config, catalog, port).await?;
         Ok(Self { state, listener })
     }
 
@@ -251,13 +260,15 @@ pub fn build_router(state: AppState) -> Router {
 /// (sessions, CSRF, security headers), so the app's handlers can use tollgate's extractors and
 /// gate layers. This is how a Rust app embeds tollgate.
 pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Router {
-    let session_layer =
-        SessionManagerLayer::new(session_store::DbSessionStore::new(state.db.clone()))
-            .with_name(state.session_cookie_name())
-            .with_secure(state.https())
-            .with_http_only(true)
-            .with_same_site(SameSite::Lax)
-            .with_path("/");
+    let session_layer = SessionManagerLayer::new(session_store::DbSessionStore::new(
+        state.db.clone(),
+        state.cache.clone(),
+    ))
+    .with_name(state.session_cookie_name())
+    .with_secure(state.https())
+    .with_http_only(true)
+    .with_same_site(SameSite::Lax)
+    .with_path("/");
     let session_layer = match &state.config.cookie_domain {
         Some(domain) => session_layer.with_domain(domain.clone()),
         None => session_layer,

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage and logs", &["db", "telemetry"]),
     ("errors and the cache", &["error", "cache"]),
     ("request parsing", &["extract"]),
+    ("the base", &["base"]),
     ("the Stripe simulator", &["sim"]),
     ("email", &["email"]),
     ("auth", &["auth"]),
@@ -33,12 +34,7 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("auth", "gate"),
     ("billing", "app"),
     ("billing", "sim"),
-    ("cache", "auth"),
-    ("cache", "billing"),
-    ("config", "billing"),
-    ("db", "cache"),
     ("email", "app"),
-    ("email", "auth"),
     ("gate", "app"),
     ("gate", "web"),
     ("web", "app"),
@@ -142,7 +138,11 @@ fn imports() -> BTreeSet<(String, String)> {
             }
             let relative = path.strip_prefix(&src).expect("under src/");
             let first = relative.components().next().expect("a file name");
-            let module = first.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned();
+            let module = first
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
             if ["lib", "main", "architecture"].contains(&module.as_str()) {
                 continue;
             }
@@ -189,7 +189,10 @@ fn modules_import_only_downward() {
             upward.push(format!("{from} → {to}"));
         }
     }
-    assert!(upward.is_empty(), "imports against the layer rule: {upward:?}");
+    assert!(
+        upward.is_empty(),
+        "imports against the layer rule: {upward:?}"
+    );
     let gone: Vec<_> = KNOWN_UPWARD
         .iter()
         .filter(|(f, t)| !edges.contains(&(f.to_string(), t.to_string())))

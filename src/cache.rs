@@ -1,5 +1,7 @@
-//! The in-process cache of sessions and members (a user with their subscription rows), so that
-//! the session check and the access decision on a hot path cost no database round trip.
+//! The in-process cache of sessions and members (what the access decision needs about a user:
+//! the gate's `Member`, a user with their subscription rows), so that the session check and the
+//! access decision on a hot path cost no database round trip. It knows users only by id: what a
+//! member entry holds is the caller's type.
 //!
 //! Freshness (docs/api.md: after a change, the next request to the instance that made it sees it,
 //! and any instance within 1 second):
@@ -14,6 +16,7 @@
 //! computed from the cached rows on every request.
 
 use std::{
+    any::Any,
     borrow::Borrow,
     collections::HashMap,
     hash::Hash,
@@ -26,22 +29,14 @@ use std::{
 
 use tower_sessions::session::{Id, Record};
 
-use crate::{auth::users::User, billing::subscriptions::Row};
-
 /// How long an entry may be served after its load began.
 pub const TTL: Duration = Duration::from_millis(500);
 
 /// Entries per shelf before expired ones are swept (and, if that frees nothing, all dropped).
 const MAX_ENTRIES: usize = 20_000;
 
-/// A user and their subscription rows, as the access decision needs them.
-#[derive(Clone, Debug)]
-pub struct Member {
-    /// The user's row.
-    pub user: User,
-    /// The user's subscriptions.
-    pub subscriptions: Vec<Row>,
-}
+/// A member entry: the caller's type, behind one pointer.
+type Entry = Arc<dyn Any + Send + Sync>;
 
 /// Taken before a load; the load is stored only if nothing was forgotten since.
 #[derive(Clone, Copy, Debug)]
@@ -94,7 +89,7 @@ impl<K: Eq + Hash, V: Clone> Shelf<K, V> {
 pub struct Cache {
     generation: AtomicU64,
     sessions: Shelf<Id, (Option<String>, Record)>,
-    members: Shelf<String, Arc<Member>>,
+    members: Shelf<String, Entry>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -139,15 +134,15 @@ impl Cache {
         );
     }
 
-    /// A cached member.
-    pub fn member(&self, user_id: &str) -> Option<Arc<Member>> {
-        self.members.get(user_id)
+    /// The member cached for `user_id`, if there is one of type `M`.
+    pub fn member<M: Any + Send + Sync>(&self, user_id: &str) -> Option<Arc<M>> {
+        self.members.get(user_id)?.downcast().ok()
     }
 
-    /// Stores a member loaded under `ticket`.
-    pub fn put_member(&self, ticket: Ticket, member: Arc<Member>) {
+    /// Stores `member` for `user_id`, unless something was forgotten since `ticket` was taken.
+    pub fn put_member<M: Any + Send + Sync>(&self, ticket: Ticket, user_id: &str, member: Arc<M>) {
         self.members
-            .put(&self.generation, ticket, member.user.id.clone(), member);
+            .put(&self.generation, ticket, user_id.to_owned(), member);
     }
 
     fn bump(&self) {
@@ -175,16 +170,14 @@ impl Cache {
 mod tests {
     use super::*;
 
-    fn member(id: &str, email: &str) -> Arc<Member> {
+    #[derive(Debug)]
+    struct Member {
+        email: String,
+    }
+
+    fn member(email: &str) -> Arc<Member> {
         Arc::new(Member {
-            user: User {
-                id: id.into(),
-                email: email.into(),
-                password_hash: None,
-                email_verified: 0,
-                session_epoch: 0,
-            },
-            subscriptions: vec![],
+            email: email.into(),
         })
     }
 
@@ -193,12 +186,15 @@ mod tests {
         let cache = Cache::default();
         let before = cache.ticket();
         cache.forget_user("u1");
-        cache.put_member(before, member("u1", "old@example.com"));
-        assert!(cache.member("u1").is_none(), "stale load stored");
+        cache.put_member(before, "u1", member("old@example.com"));
+        assert!(cache.member::<Member>("u1").is_none(), "stale load stored");
 
         let after = cache.ticket();
-        cache.put_member(after, member("u1", "new@example.com"));
-        assert_eq!(cache.member("u1").unwrap().user.email, "new@example.com");
+        cache.put_member(after, "u1", member("new@example.com"));
+        assert_eq!(
+            cache.member::<Member>("u1").unwrap().email,
+            "new@example.com"
+        );
     }
 
     #[test]
@@ -228,7 +224,7 @@ mod tests {
             generation: 0,
             at: Instant::now() - TTL,
         };
-        cache.put_member(old, member("u1", "a@example.com"));
-        assert!(cache.member("u1").is_none());
+        cache.put_member(old, "u1", member("a@example.com"));
+        assert!(cache.member::<Member>("u1").is_none());
     }
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     app::App,
     auth::{password, users},
+    billing::catalog::Catalog,
     config::Config,
     db::Db,
     telemetry,
@@ -89,6 +90,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The catalog is a setting too: read once, here, and a bad one stops every command.
+    let catalog = match crate::app::load_catalog(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tollgate: bad setting {e}");
+            return ExitCode::from(2);
+        }
+    };
     telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -96,7 +105,7 @@ pub fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
+            Command::Serve => serve(config, catalog).await,
             Command::Migrate => {
                 let db = Db::connect(config.database_url.expose()).await?;
                 db.migrate().await?;
@@ -112,8 +121,10 @@ pub fn main() -> ExitCode {
             } => create_user(config, &email).await,
             Command::Stripe {
                 command: StripeCommand::Sync { dry_run },
-            } => stripe_sync(config, dry_run).await,
-            Command::StripeSim { bind, webhook_url } => stripe_sim(config, bind, webhook_url).await,
+            } => stripe_sync(config, catalog, dry_run).await,
+            Command::StripeSim { bind, webhook_url } => {
+                stripe_sim(config, catalog, bind, webhook_url).await
+            }
         }
     });
     match result {
@@ -132,8 +143,8 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = App::build(config).await?;
+async fn serve(config: Config, catalog: Catalog) -> anyhow::Result<()> {
+    let app = App::build_with(config, catalog).await?;
     println!("tollgate listening on {}", app.state.base_url);
     tracing::info!(addr = %app.local_addr(), "listening");
     app.run_until(shutdown_signal()).await
@@ -159,13 +170,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn stripe_sync(config: Config, dry_run: bool) -> anyhow::Result<()> {
+async fn stripe_sync(config: Config, catalog: Catalog, dry_run: bool) -> anyhow::Result<()> {
     if config.stripe_secret_key.is_none() {
         anyhow::bail!(
             "stripe sync needs STRIPE_SECRET_KEY (the simulator keeps no state between runs)"
         );
     }
-    let state = crate::app::AppState::build(config, 0).await?;
+    let state = crate::app::AppState::build_with(config, catalog, 0).await?;
     let report = crate::billing::sync::reconcile(&state, !dry_run)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -178,6 +189,7 @@ async fn stripe_sync(config: Config, dry_run: bool) -> anyhow::Result<()> {
 
 async fn stripe_sim(
     config: Config,
+    catalog: Catalog,
     bind: std::net::SocketAddr,
     webhook_url: String,
 ) -> anyhow::Result<()> {
@@ -191,12 +203,12 @@ async fn stripe_sim(
         .map(|s| s.expose().to_owned())
         .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
     sim.set_webhook(webhook_url.clone(), secret.clone());
-    let mut catalog = config.catalog.clone();
+    let mut catalog = catalog;
     for (id, name, interval, price) in catalog.prices_mut() {
         let key = price
             .reference
             .clone()
-            .unwrap_or_else(|| crate::billing::catalog::Catalog::default_lookup_key(id, interval));
+            .unwrap_or_else(|| Catalog::default_lookup_key(id, interval));
         sim.seed_price(
             name,
             interval.as_str(),

@@ -70,7 +70,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(setting: &str, message: impl Into<String>) -> Self {
+    /// A setting error: `setting` is the variable's name.
+    pub fn new(setting: &str, message: impl Into<String>) -> Self {
         Self {
             setting: setting.to_owned(),
             message: message.into(),
@@ -91,12 +92,9 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// `DATABASE_URL`.
     pub database_url: Secret,
-    /// `TOLLGATE_PLANS`: catalog file path (used by the billing module).
+    /// `TOLLGATE_PLANS`: catalog file path (read and validated by `billing::catalog`; a bad file
+    /// is a bad setting, exit code 2).
     pub plans_path: Option<String>,
-    /// The catalog read from `plans_path` (or the demo catalog), validated: a bad file is a bad
-    /// setting. Its prices are not yet resolved to Stripe ids; the running app's are in
-    /// `AppState::catalog`.
-    pub catalog: crate::billing::catalog::Catalog,
     /// `STRIPE_SECRET_KEY`; `None` in development means the simulator.
     pub stripe_secret_key: Option<Secret>,
     /// `STRIPE_WEBHOOK_SECRET`: every configured secret is accepted (rotation).
@@ -344,8 +342,6 @@ impl Config {
             ));
         }
         let plans_path = get("TOLLGATE_PLANS");
-        let catalog = crate::billing::catalog::Catalog::load(plans_path.as_deref())
-            .map_err(|e| ConfigError::new("TOLLGATE_PLANS", e.to_string()))?;
         let config = Config {
             mode,
             bind,
@@ -353,7 +349,6 @@ impl Config {
             allowed_origins,
             database_url: Secret::new(database_url),
             plans_path,
-            catalog,
             stripe_secret_key: get("STRIPE_SECRET_KEY").map(Secret::new),
             stripe_webhook_secrets,
             stripe_webhook_tolerance_secs,

@@ -36,8 +36,6 @@ pub struct Db {
     writer: AnyPool,
     /// The engine behind it.
     pub engine: Engine,
-    /// This process's cache of sessions and members; writers forget what they change.
-    pub cache: std::sync::Arc<crate::cache::Cache>,
 }
 
 /// The embedded migrations, in order. One change each; never edited once released.
@@ -157,7 +155,6 @@ impl Db {
             pool,
             writer,
             engine,
-            cache: Default::default(),
         })
     }
 
@@ -179,19 +176,6 @@ impl Db {
             Engine::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Engine::Postgres => self.pool.begin().await,
         }
-    }
-
-    /// Commits `tx`, then forgets `user_id` in this process's cache (every write that changes a
-    /// user, their sessions or their subscriptions ends this way or calls
-    /// [`crate::cache::Cache::forget_user`] after its commit).
-    pub async fn commit_for(
-        &self,
-        tx: sqlx::Transaction<'static, sqlx::Any>,
-        user_id: &str,
-    ) -> sqlx::Result<()> {
-        tx.commit().await?;
-        self.cache.forget_user(user_id);
-        Ok(())
     }
 
     /// Closes every connection (shutdown, or a test that takes the database away).

@@ -5,10 +5,11 @@
 //! catalog ([`billing::catalog`]) and decide access ([`gate`]). Storage is SQLite by default and
 //! PostgreSQL for production and several instances ([`db`]).
 
+pub mod app;
 #[cfg(test)]
 mod architecture;
-pub mod app;
 pub mod auth;
+pub mod base;
 pub mod billing;
 pub mod cache;
 pub mod cli;

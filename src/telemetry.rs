@@ -48,3 +48,39 @@ pub fn security_event(event: &'static str, masked_address: Option<&str>, reason:
         "security event"
     );
 }
+
+/// Masks an address for logs: the first character and a domain that looks like one. Anything
+/// else (a second `@`, spaces, a password typed after the address) is not logged at all.
+pub fn mask_address(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain))
+            if !domain.is_empty()
+                && domain.len() <= 253
+                && domain
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '.') =>
+        {
+            let first = local.chars().next().filter(|c| c.is_alphanumeric());
+            format!("{}***@{domain}", first.unwrap_or('*'))
+        }
+        Some(_) => "***@***".into(),
+        None => "***".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_masked_and_anything_unlike_one_is_not_logged() {
+        for (raw, logged) in [
+            ("ann@example.com", "a***@example.com"),
+            ("ann@example.com MyRealPassw0rd!", "***@***"),
+            ("v@victim@example.com", "***@***"),
+            ("no-at-sign", "***"),
+        ] {
+            assert_eq!(mask_address(raw), logged, "{raw}");
+        }
+    }
+}

@@ -54,7 +54,7 @@ pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &
         .bind(&user.id)
         .execute(&mut *tx)
         .await?;
-    state.db.commit_for(tx, &user.id).await?;
+    state.commit_for(tx, &user.id).await?;
     // The row (and with it every session) is gone; drop this session's state too.
     current.session.flush().await?;
     tracing::info!(user = %user.id, "account deleted");

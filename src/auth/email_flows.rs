@@ -36,6 +36,7 @@ use crate::{
     },
     error::{AppError, Result},
     extract::ApiJson,
+    telemetry,
 };
 
 /// The JSON routes of the email flows.
@@ -277,7 +278,7 @@ pub async fn verify_email(state: &AppState, token: &str, verifier: Verifier<'_>)
         state.clock.now(),
     )
     .await?;
-    state.db.commit_for(tx, &user.id).await?;
+    state.commit_for(tx, &user.id).await?;
     tracing::info!(user = %user.id, "email verified");
     Ok(user)
 }
@@ -451,7 +452,7 @@ pub async fn reset_password(
     )
     .await?;
     email::commit_and_wake(state, tx).await?;
-    state.db.cache.forget_user(&user.id);
+    state.cache.forget_user(&user.id);
     tracing::info!(user = %user.id, "password reset");
     Ok(())
 }
@@ -562,7 +563,7 @@ pub async fn consume_magic(
     };
     // A sign-in link proves the mailbox, not the password: an unproven one goes.
     prove_mailbox(&mut tx, &mut user, false, now).await?;
-    state.db.commit_for(tx, &user.id).await?;
+    state.commit_for(tx, &user.id).await?;
     Ok(user)
 }
 
@@ -651,7 +652,7 @@ pub async fn request_email_change(
         Outgoing {
             kind: "email_change_notice",
             to: &current.user.email,
-            context: minijinja::context! { new_email => users::mask(&new.display) },
+            context: minijinja::context! { new_email => telemetry::mask_address(&new.display) },
             dedupe_key: None,
         },
     )
@@ -704,7 +705,7 @@ pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -
     }
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
     crate::billing::customers::queue_email_sync(&mut tx, &user.id, &new_display, now).await?;
-    state.db.commit_for(tx, &user.id).await?;
+    state.commit_for(tx, &user.id).await?;
     user.email = new_display;
     user.email_verified = 1;
     // The Stripe customer follows now if it can, else by the worker's retries.
@@ -756,7 +757,7 @@ pub async fn register_privately(
     }
     email::commit_and_wake(state, tx).await?;
     if let Some(id) = replaced {
-        state.db.cache.forget_user(&id);
+        state.cache.forget_user(&id);
     }
     Ok(())
 }

@@ -268,7 +268,7 @@ pub async fn authenticate(
     match (verified, user) {
         (Verified::Yes, Some(user)) => Ok(user),
         (Verified::YesRehashed(hash), Some(user)) => {
-            users::set_password_hash(&state.db, &user.id, &hash).await?;
+            users::set_password_hash(state, &user.id, &hash).await?;
             tracing::info!(user = %user.id, "password rehashed with current parameters");
             Ok(user)
         }
@@ -347,7 +347,7 @@ pub async fn change_user_password(
     users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;
     // Outstanding reset and sign-in links die with the old password.
     crate::email::tokens::invalidate_all(&mut tx, &current.user.id, state.clock.now()).await?;
-    state.db.commit_for(tx, &current.user.id).await?;
+    state.commit_for(tx, &current.user.id).await?;
     // A privilege change: every session of the user ended above; this one goes on under a new id
     // and the new epoch.
     current.session.cycle_id().await?;

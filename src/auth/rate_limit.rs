@@ -122,7 +122,7 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
         // client_ip, ids and nonces) are not logged at all.
         let address = subject
             .contains('@')
-            .then(|| crate::auth::users::mask(subject));
+            .then(|| crate::telemetry::mask_address(subject));
         crate::telemetry::security_event("rate_limited", address.as_deref(), limit.scope);
         return Err(AppError::RateLimited(
             (window_start + limit.window_secs - now).max(1) as u64,

@@ -19,7 +19,12 @@ use tower_sessions::{
     session_store,
 };
 
-use crate::db::{self, Db};
+use std::sync::Arc;
+
+use crate::{
+    cache::Cache,
+    db::{self, Db},
+};
 
 /// The session key that holds the signed-in user's id.
 pub const USER_ID_KEY: &str = "uid";
@@ -30,12 +35,13 @@ pub const EPOCH_KEY: &str = "epoch";
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
     db: Db,
+    cache: Arc<Cache>,
 }
 
 impl DbSessionStore {
-    /// A store over `db`.
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    /// A store over `db`, remembering recent sessions in `cache`.
+    pub fn new(db: Db, cache: Arc<Cache>) -> Self {
+        Self { db, cache }
     }
 }
 
@@ -139,15 +145,15 @@ impl SessionStore for DbSessionStore {
         }
         let done = query.execute(&self.db.pool).await.map_err(backend)?;
         refused(done.rows_affected());
-        self.db.cache.forget_session(&record.id);
+        self.cache.forget_session(&record.id);
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        if let Some(record) = self.db.cache.session(id) {
+        if let Some(record) = self.cache.session(id) {
             return Ok((record.expiry_date.unix_timestamp() > db::now()).then_some(record));
         }
-        let ticket = self.db.cache.ticket();
+        let ticket = self.cache.ticket();
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id_hash = $1")
                 .bind(hash_id(id))
@@ -165,7 +171,7 @@ impl SessionStore for DbSessionStore {
             data: serde_json::from_str(&data).map_err(backend)?,
             expiry_date: time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(backend)?,
         };
-        self.db.cache.put_session(ticket, &record, user_of(&record));
+        self.cache.put_session(ticket, &record, user_of(&record));
         Ok(Some(record))
     }
 
@@ -175,7 +181,7 @@ impl SessionStore for DbSessionStore {
             .execute(&self.db.pool)
             .await
             .map_err(backend)?;
-        self.db.cache.forget_session(id);
+        self.cache.forget_session(id);
         Ok(())
     }
 }
@@ -184,7 +190,7 @@ impl SessionStore for DbSessionStore {
 /// epoch, so no session signed in before can be written back by a request still running, and
 /// deletes the rows. With `expected`, only if the epoch is still that (the caller's own session
 /// is current). The new epoch, or `None` when the user is gone or the epoch moved on. The caller
-/// forgets the user in the cache after its commit ([`Db::commit_for`]).
+/// forgets the user in the cache after its commit ([`crate::base::Base::commit_for`]).
 pub async fn revoke_all_on(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,

@@ -23,7 +23,7 @@ use stripe_checkout::checkout_session::{
 
 use crate::{
     app::AppState,
-    auth::users::{User, new_id},
+    auth::users::User,
     billing::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
@@ -34,6 +34,7 @@ use crate::{
     },
     db,
     error::AppError,
+    ids::new_id,
 };
 
 /// The answer of `POST /api/billing/checkout` and `/portal`.
@@ -390,7 +391,7 @@ async fn apply_fetched(
         seen: state.clock.now(),
     };
     let applied = subscriptions::apply(&mut tx, &state.catalog, snap, &user, stamp).await?;
-    state.db.commit_for(tx, &user).await?;
+    state.commit_for(tx, &user).await?;
     Ok(applied)
 }
 

@@ -73,7 +73,7 @@ async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
     }
     for id in ids {
         cancel_in_stripe(state, &id, &format!("delete_{user_id}_{id}")).await?;
-        subscriptions::cancel_locally(&state.db, &id, user_id, state.clock.now()).await?;
+        subscriptions::cancel_locally(state, &id, user_id, state.clock.now()).await?;
     }
     Ok(())
 }

@@ -13,10 +13,11 @@ use stripe::StripeRequest as _;
 
 use crate::{
     app::AppState,
-    auth::users::{User, new_id},
+    auth::users::User,
     billing::stripe::{absent_as_none, idempotent, is_missing, retrying_with_key},
     db,
     error::AppError,
+    ids::new_id,
 };
 
 /// The metadata key that names the tollgate user on Stripe objects.

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
-use crate::{billing::catalog::Catalog, db};
+use crate::{base::Base, billing::catalog::Catalog, db};
 
 /// The fields of a Stripe subscription tollgate keeps. Parsed from any API version: unknown
 /// fields are ignored and only `id`, `customer` and `status` are required.
@@ -464,7 +464,8 @@ pub async fn plan_mismatches(db: &db::Db, catalog: &Catalog) -> sqlx::Result<Vec
 /// Gives every stored subscription the plan the current catalog maps its price (or product) to,
 /// so the stored plan, which reports and `stripe sync` show, agrees with the access computed
 /// from the price on each request. Returns how many rows changed.
-pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
+pub async fn remap_plans(base: &Base, catalog: &Catalog) -> sqlx::Result<u64> {
+    let db = &base.db;
     let mut changed = 0;
     for m in plan_mismatches(db, catalog).await? {
         let done = sqlx::query(
@@ -477,7 +478,7 @@ pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
         .execute(&db.pool)
         .await?;
         if let Some(user) = &m.user_id {
-            db.cache.forget_user(user);
+            base.cache.forget_user(user);
         }
         changed += done.rows_affected();
     }
@@ -492,7 +493,8 @@ pub async fn remap_plans(db: &db::Db, catalog: &Catalog) -> sqlx::Result<u64> {
 
 /// Marks a subscription of `user_id` canceled at `at` without waiting for Stripe's event (the
 /// account is being deleted, or Stripe does not know the subscription), and forgets the user.
-pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sqlx::Result<()> {
+pub async fn cancel_locally(base: &Base, id: &str, user_id: &str, at: i64) -> sqlx::Result<()> {
+    let db = &base.db;
     sqlx::query(
         "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
          updated_at = $2 WHERE id = $3",
@@ -502,7 +504,7 @@ pub async fn cancel_locally(db: &db::Db, id: &str, user_id: &str, at: i64) -> sq
     .bind(id)
     .execute(&db.pool)
     .await?;
-    db.cache.forget_user(user_id);
+    base.cache.forget_user(user_id);
     Ok(())
 }
 

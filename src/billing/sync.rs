@@ -116,7 +116,7 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
         });
     }
     if repair {
-        report.repaired += subscriptions::remap_plans(&state.db, &state.catalog).await? as usize;
+        report.repaired += subscriptions::remap_plans(state, &state.catalog).await? as usize;
     }
     Ok(report)
 }
@@ -187,7 +187,7 @@ async fn reconcile_customer(
                     seen: asked_at,
                 };
                 subscriptions::apply(&mut tx, &state.catalog, snap, user, stamp).await?;
-                state.db.commit_for(tx, user).await?;
+                state.commit_for(tx, user).await?;
                 report.repaired += 1;
             }
         }
@@ -204,7 +204,7 @@ async fn reconcile_customer(
             detail: format!("customer {customer}: not in Stripe"),
         });
         if repair {
-            subscriptions::cancel_locally(&state.db, id, user, state.clock.now()).await?;
+            subscriptions::cancel_locally(state, id, user, state.clock.now()).await?;
             report.repaired += 1;
         }
     }

@@ -180,7 +180,7 @@ async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError
 /// access goes, and the mail worker looks for a billing notice the event may have queued.
 fn committed(state: &AppState, recorded: &Recorded) {
     if let Some(user) = &recorded.user {
-        state.db.cache.forget_user(user);
+        state.cache.forget_user(user);
     }
     state.mail_wakeup.notify_one();
 }

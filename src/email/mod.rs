@@ -25,7 +25,7 @@ use lettre::{
 use minijinja::Value;
 use sqlx::{Any, AnyConnection};
 
-use crate::{app::AppState, auth::users::new_id, db};
+use crate::{app::AppState, db, ids::new_id};
 
 /// Every email template, compiled into the binary.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -254,7 +254,7 @@ pub async fn send_due(state: &AppState, transport: &Transport) -> sqlx::Result<u
                     .bind(&m.0)
                     .execute(&state.db.pool)
                     .await?;
-                tracing::info!(message = %m.0, to = %crate::auth::users::mask(&m.1), "email sent");
+                tracing::info!(message = %m.0, to = %crate::telemetry::mask_address(&m.1), "email sent");
             }
             Err(e) => {
                 let attempts = m.5;

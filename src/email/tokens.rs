@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use subtle::ConstantTimeEq as _;
 
-use crate::{auth::users::new_id, db, error::AppError};
+use crate::{db, error::AppError, ids::new_id};
 
 /// What a token is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,7 +28,6 @@ use crate::{
     app::AppState,
     auth::users::User,
     billing::{catalog::Catalog, subscriptions::Row},
-    cache::Member,
     error::AppError,
 };
 
@@ -63,8 +62,8 @@ pub async fn load_member(
 
 /// The member from the cache, else from the database (and then cached).
 async fn cached_member(state: &AppState, user_id: &str) -> Result<Option<Arc<Member>>, AppError> {
-    let cache = &state.db.cache;
-    if let Some(member) = cache.member(user_id) {
+    let cache = &state.cache;
+    if let Some(member) = cache.member::<Member>(user_id) {
         return Ok(Some(member));
     }
     let ticket = cache.ticket();
@@ -72,7 +71,7 @@ async fn cached_member(state: &AppState, user_id: &str) -> Result<Option<Arc<Mem
         return Ok(None);
     };
     let member = Arc::new(member);
-    cache.put_member(ticket, member.clone());
+    cache.put_member(ticket, user_id, member.clone());
     Ok(Some(member))
 }
 
@@ -84,6 +83,16 @@ fn access_of(state: &AppState, member: &Member) -> Access {
         state.clock.now(),
         state.config.past_due_grace_secs as i64,
     )
+}
+
+/// A user and their subscription rows, as the access decision needs them (and as the cache keeps
+/// them).
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The user's row.
+    pub user: User,
+    /// The user's subscriptions.
+    pub subscriptions: Vec<Row>,
 }
 
 async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>, AppError> {
