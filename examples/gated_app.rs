@@ -12,8 +12,8 @@ use axum::{Extension, Json, Router, routing::get};
 use serde_json::{Value, json};
 use tollgate::{
     app::{AppState, build_router_with},
-    auth::CurrentUser,
     config::Config,
+    gate::CurrentUser,
     gate::{PlanName, RequirePlan, require_feature},
 };
 
@@ -35,7 +35,7 @@ async fn audit(Extension(member): Extension<CurrentUser>) -> Json<Value> {
 fn app_routes(state: &AppState) -> Router<AppState> {
     Router::new().route("/reports", get(reports)).route(
         "/audit",
-        get(audit).route_layer(require_feature(state.clone(), "audit")),
+        get(audit).route_layer(require_feature(&state, "audit")),
     )
 }
 

@@ -1,6 +1,6 @@
 //! The application: shared state, the router with its layers, binding and graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -22,12 +22,13 @@ use tower_sessions::{SessionManagerLayer, cookie::SameSite};
 use url::Url;
 
 use crate::{
-    auth::{self, password::PasswordHasherPool, rate_limit, session_store},
+    auth::{self, Auth, AuthParts, password::PasswordHasherPool, rate_limit, session_store},
     base::Base,
-    billing::{self, catalog::Catalog, stripe::StripeApi},
+    billing::{self, Billing, BillingParts, catalog::Catalog, stripe::StripeApi},
     clock::Clock,
     config::{Config, ConfigError},
     db::Db,
+    email::{Mail, MailParts},
     error::AppError,
     web,
 };
@@ -36,48 +37,7 @@ use crate::{
 pub const BODY_LIMIT: usize = 64 * 1024;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Everything handlers share: one pointer, so the clones every layer and extractor makes cost a
-/// reference count (a struct of a dozen handles cost 15% of a session check's CPU).
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-/// What [`AppState`] points to: the [`Base`] (through `Deref`) and what the capabilities add.
-pub struct Shared {
-    /// Settings, database, cache, clock, public URL, templates.
-    pub base: Base,
-    /// argon2 on a bounded blocking pool.
-    pub hasher: PasswordHasherPool,
-    /// Plans, with prices resolved to Stripe ids.
-    pub catalog: Catalog,
-    /// Stripe (or the simulator).
-    pub stripe: StripeApi,
-    /// How email leaves (SMTP, or the development mailbox).
-    pub mail_transport: crate::email::Transport,
-    /// Wakes the outbox worker when a message is queued.
-    pub mail_wakeup: tokio::sync::Notify,
-    /// Key of the CSRF form tokens, shared by all instances through the database.
-    pub csrf_key: Vec<u8>,
-    /// Key of the device cookies (see [`crate::auth::device`]), shared like the CSRF key.
-    pub device_key: Vec<u8>,
-    /// Webhook events waiting for their group's commit (SQLite).
-    pub webhook_queue: billing::webhook::GroupCommit,
-}
-
-impl std::ops::Deref for Shared {
-    type Target = Base;
-
-    fn deref(&self) -> &Base {
-        &self.base
-    }
-}
+pub use crate::state::{AppState, Shared};
 
 impl AppState {
     /// Opens and migrates the database, loads the catalog and connects to Stripe (or starts the
@@ -123,17 +83,23 @@ impl AppState {
         crate::auth::users::renormalise_addresses(&base).await?;
         // Plans follow prices: stored subscriptions take the plan this catalog gives their price.
         crate::billing::subscriptions::remap_plans(&base, &catalog).await?;
-        Ok(AppState(Arc::new(Shared {
+        let mail = Mail::new(MailParts {
             base,
-            hasher,
-            catalog,
-            stripe,
             mail_transport,
             mail_wakeup: tokio::sync::Notify::new(),
-            csrf_key,
+        });
+        let auth = Auth::new(AuthParts {
+            mail,
+            hasher,
             device_key,
+        });
+        let billing = Billing::new(BillingParts {
+            auth,
+            catalog,
+            stripe,
             webhook_queue: Default::default(),
-        })))
+        });
+        Ok(AppState::new(Shared { billing, csrf_key }))
     }
 }
 
@@ -179,11 +145,11 @@ impl App {
     ) -> anyhow::Result<()> {
         let cleanup = tokio::spawn(cleanup_loop(self.state.db.clone()));
         let mailer = tokio::spawn(crate::email::worker(
-            self.state.clone(),
+            self.state.billing.auth.mail.clone(),
             self.state.mail_transport.clone(),
         ));
         let email_sync = tokio::spawn(crate::billing::customers::email_sync_worker(
-            self.state.clone(),
+            self.state.billing.clone(),
         ));
         let max_connections = self.state.config.max_connections;
         let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
@@ -280,7 +246,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
         .merge(auth::email_flows::router())
         .merge(auth::delete::router())
         .merge(billing::router())
-        .merge(crate::gate::router(state.clone()))
+        .merge(crate::gate::router(state.billing.clone()))
         .merge(app_routes)
         .merge(web::router(state.clone()))
         .fallback(not_found)

@@ -23,6 +23,7 @@ pub mod gate;
 pub mod ids;
 pub mod server;
 pub mod sim;
+pub mod state;
 pub mod telemetry;
 pub mod web;
 

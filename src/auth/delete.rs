@@ -5,24 +5,35 @@
 //! mapping is kept, marked deleted and detached, so later events for it are recorded as orphans.
 //! The address is free for a new sign-up. If Stripe cannot be reached, nothing is changed (503).
 
-use axum::{Router, extract::State, http::StatusCode, routing::post};
+use axum::{
+    Router,
+    extract::{FromRef, State},
+    http::StatusCode,
+    routing::post,
+};
 use serde::Deserialize;
 
-use super::{CurrentUser, confirm_password, rate_limit, session_store};
+use super::{Auth, confirm_password, rate_limit, session_store};
+use crate::gate::CurrentUser;
 use crate::{
-    app::AppState,
+    billing::Billing,
     db,
     error::{AppError, Result},
     extract::ApiJson,
 };
 
 /// The route.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new().route("/api/account/delete", post(delete_account_route))
 }
 
 /// Deletes the signed-in user's account.
-pub async fn delete_account(state: &AppState, current: &CurrentUser, password: &str) -> Result<()> {
+pub async fn delete_account(state: &Billing, current: &CurrentUser, password: &str) -> Result<()> {
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
     let user = &current.user;
     confirm_password(state, user, password).await?;
@@ -67,7 +78,7 @@ struct DeleteBody {
 }
 
 async fn delete_account_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     current: CurrentUser,
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<StatusCode> {

@@ -18,13 +18,14 @@ use rand::RngCore as _;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use crate::{app::AppState, error::AppError};
+use super::Auth;
+use crate::error::AppError;
 
 /// How long a device stays known without signing in again: a year.
 const MAX_AGE_SECS: u64 = 365 * 86_400;
 
 /// The cookie name: `__Host-` prefixed when cookies are `Secure`.
-pub fn cookie_name(state: &AppState) -> &'static str {
+pub fn cookie_name(state: &Auth) -> &'static str {
     if state.https() {
         "__Host-tollgate_device"
     } else {
@@ -85,19 +86,19 @@ impl DeviceCookie {
 
 impl<S> FromRequestParts<S> for DeviceCookie
 where
-    AppState: FromRef<S>,
+    Auth: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
+        let state = Auth::from_ref(state);
         Ok(Self(request_cookie(&parts.headers, cookie_name(&state))))
     }
 }
 
 /// A `Set-Cookie` value holding a new device cookie for `user_id` under session `epoch`.
-pub fn issue(state: &AppState, user_id: &str, epoch: i64) -> HeaderValue {
+pub fn issue(state: &Auth, user_id: &str, epoch: i64) -> HeaderValue {
     let mut nonce = [0u8; 16];
     rand::rng().fill_bytes(&mut nonce);
     let nonce = hex::encode(nonce);

@@ -9,7 +9,7 @@
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{FromRef, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
@@ -20,7 +20,7 @@ use sqlx::AnyConnection;
 use tower_sessions::Session;
 
 use super::{
-    CurrentUser,
+    Auth,
     device::DeviceCookie,
     password, rate_limit,
     rate_limit::ClientIp,
@@ -28,7 +28,7 @@ use super::{
     users::{self, Email, User},
 };
 use crate::{
-    app::AppState,
+    billing::Billing,
     db,
     email::{
         self, Outgoing,
@@ -36,11 +36,17 @@ use crate::{
     },
     error::{AppError, Result},
     extract::ApiJson,
+    gate::CurrentUser,
     telemetry,
 };
 
 /// The JSON routes of the email flows.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route(
             "/api/auth/verify-email/request",
@@ -64,13 +70,13 @@ pub fn check_your_email() -> Response {
         .into_response()
 }
 
-fn link(state: &AppState, page: &str, token: &str) -> String {
+fn link(state: &Billing, page: &str, token: &str) -> String {
     format!("{}{page}?token={token}", state.base_url)
 }
 
 /// Queues a verification link for `user` (inside the caller's transaction).
 pub async fn send_verification(
-    state: &AppState,
+    state: &Billing,
     conn: &mut AnyConnection,
     user: &User,
 ) -> Result<()> {
@@ -109,7 +115,7 @@ fn hours(secs: u64) -> String {
 }
 
 /// Rate limits of every request that sends mail: per address and per client address.
-pub(crate) async fn limit_requests(state: &AppState, ip: ClientIp, address: &str) -> Result<()> {
+pub(crate) async fn limit_requests(state: &Billing, ip: ClientIp, address: &str) -> Result<()> {
     rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
     let normalised = Email::normalise_lenient(address);
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await
@@ -120,7 +126,7 @@ pub(crate) async fn limit_requests(state: &AppState, ip: ClientIp, address: &str
 /// so the time taken depends on the cookie sent and says nothing about whether the address has
 /// an account.
 async fn owners_device<'d>(
-    state: &AppState,
+    state: &Billing,
     device: &'d DeviceCookie,
     address: &str,
 ) -> Result<Option<&'d str>> {
@@ -155,7 +161,7 @@ where
 }
 
 /// New verification link for the signed-in user.
-pub async fn request_verification(state: &AppState, ip: ClientIp, user: &User) -> Result<()> {
+pub async fn request_verification(state: &Billing, ip: ClientIp, user: &User) -> Result<()> {
     limit_requests(state, ip, &user.email).await?;
     let mut tx = state.db.begin().await?;
     send_verification(state, &mut tx, user).await?;
@@ -164,7 +170,7 @@ pub async fn request_verification(state: &AppState, ip: ClientIp, user: &User) -
 }
 
 async fn request_verification_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     current: CurrentUser,
 ) -> Result<Response> {
@@ -248,7 +254,7 @@ pub struct Verifier<'a> {
 /// Confirms an address with a verification token. The account's password is kept when the
 /// verifier is the registrant (signed in as the account, or showing its password); otherwise it
 /// is removed and earlier sessions end (see [`prove_mailbox`]).
-pub async fn verify_email(state: &AppState, token: &str, verifier: Verifier<'_>) -> Result<User> {
+pub async fn verify_email(state: &Billing, token: &str, verifier: Verifier<'_>) -> Result<User> {
     let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
@@ -296,13 +302,13 @@ struct VerifyBody {
 }
 
 async fn verify_email_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     session: Session,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
     rate_limit::hit_ip(&state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let signed_in = super::current_user(&state, session.clone()).await?;
+    let signed_in = crate::gate::current_user(&state, session.clone()).await?;
     let verifier = Verifier {
         signed_in: signed_in.as_ref(),
         password: body.password.as_deref(),
@@ -334,7 +340,7 @@ enum AccountMail {
 /// the address's, so strangers who fill the address's bucket (5 requests an hour, from anywhere)
 /// cannot stop the owner's own browsers from getting a reset or sign-in link.
 async fn mail_if_account(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     device: &DeviceCookie,
     address: &str,
@@ -368,7 +374,7 @@ async fn mail_if_account(
 
 /// Queues a reset link if the address has an account; answers nothing either way.
 pub async fn forgot_password(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     device: &DeviceCookie,
     address: &str,
@@ -378,7 +384,7 @@ pub async fn forgot_password(
 
 /// Issues a reset token (bound to `email_norm`) and queues its link.
 async fn queue_reset(
-    state: &AppState,
+    state: &Billing,
     conn: &mut AnyConnection,
     user: &User,
     email_norm: &str,
@@ -410,7 +416,7 @@ async fn queue_reset(
 }
 
 async fn forgot_password_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     device: DeviceCookie,
     ApiJson(body): ApiJson<EmailBody>,
@@ -422,7 +428,7 @@ async fn forgot_password_route(
 /// Sets a new password with a reset token: all sessions end, the address counts as verified,
 /// and a notice goes out. Does not sign in.
 pub async fn reset_password(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     token: &str,
     new_password: &str,
@@ -464,7 +470,7 @@ struct ResetBody {
 }
 
 async fn reset_password_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     ApiJson(body): ApiJson<ResetBody>,
 ) -> Result<StatusCode> {
@@ -474,7 +480,7 @@ async fn reset_password_route(
 
 /// Queues a magic link (with a one-time code) if the address has an account. Never creates one.
 pub async fn request_magic_link(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     device: &DeviceCookie,
     address: &str,
@@ -485,7 +491,7 @@ pub async fn request_magic_link(
 /// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
 /// sign up" notice of privacy mode) with them.
 async fn queue_magic_link(
-    state: &AppState,
+    state: &Billing,
     conn: &mut AnyConnection,
     user: &User,
     kind: &str,
@@ -519,7 +525,7 @@ async fn queue_magic_link(
 }
 
 async fn request_magic_link_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     device: DeviceCookie,
     ApiJson(body): ApiJson<EmailBody>,
@@ -530,7 +536,7 @@ async fn request_magic_link_route(
 
 /// Signs in with a magic-link token, or with the address and its one-time code.
 pub async fn consume_magic(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     token: Option<&str>,
     email_and_code: Option<(&str, &str)>,
@@ -575,7 +581,7 @@ struct MagicBody {
 }
 
 async fn consume_magic_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     session: Session,
     ApiJson(body): ApiJson<MagicBody>,
@@ -590,7 +596,7 @@ async fn consume_magic_route(
 /// Starts an email change: checks the password, sends a link to the new address and a notice to
 /// the old one.
 pub async fn request_email_change(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     current: &CurrentUser,
     current_password: &str,
@@ -668,7 +674,7 @@ struct EmailChangeBody {
 }
 
 async fn request_email_change_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     current: CurrentUser,
     ApiJson(body): ApiJson<EmailChangeBody>,
@@ -680,7 +686,7 @@ async fn request_email_change_route(
 /// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
 /// Stripe customer's email follows (queued with the change, pushed at once and retried until
 /// Stripe has it).
-pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -> Result<User> {
+pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) -> Result<User> {
     rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
@@ -720,7 +726,7 @@ pub async fn confirm_email_change(state: &AppState, ip: ClientIp, token: &str) -
 }
 
 async fn confirm_email_change_route(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     ApiJson(body): ApiJson<TokenBody>,
 ) -> Result<Response> {
@@ -732,11 +738,7 @@ async fn confirm_email_change_route(
 /// unverified account and its verification link; an unverified one gets its pending password
 /// replaced and a new link (nobody can pre-register someone else's address); an owner gets a
 /// "someone tried to sign up — here is a sign-in link" email.
-pub async fn register_privately(
-    state: &AppState,
-    email: &Email,
-    password_hash: &str,
-) -> Result<()> {
+pub async fn register_privately(state: &Billing, email: &Email, password_hash: &str) -> Result<()> {
     let mut tx = state.db.begin().await?;
     // The pending account whose password is replaced: forgotten in the cache after the commit.
     let mut replaced = None;

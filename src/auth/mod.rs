@@ -16,20 +16,25 @@ pub mod users;
 
 use axum::{
     Json, Router,
-    extract::{FromRef, FromRequestParts, State},
-    http::{StatusCode, header, request::Parts},
+    extract::{FromRef, State},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
 use tower_sessions::{Expiry, Session};
 
+use std::sync::Arc;
+
 use crate::{
-    app::AppState,
+    base::Base,
+    billing::Billing,
     db,
+    email::Mail,
     error::{AppError, Result},
     extract::ApiJson,
     gate,
+    gate::CurrentUser,
 };
 use device::DeviceCookie;
 use password::Verified;
@@ -37,13 +42,59 @@ use rate_limit::ClientIp;
 use session_store::{EPOCH_KEY, USER_ID_KEY};
 use users::{Email, User};
 
+/// What the auth capability shares: email (and the base below it), the password hasher and the device-cookie key.
+///
+/// One pointer: clones (every extractor and spawned task takes one) cost a reference count. It
+/// dereferences to its parts, and they to the layer below ([`Mail`]), so `auth.db` and
+/// `auth.config` read through.
+#[derive(Clone)]
+pub struct Auth(Arc<AuthParts>);
+
+/// What a [`Auth`] holds.
+pub struct AuthParts {
+    /// Email, and the base below it.
+    pub mail: Mail,
+    /// argon2 on a bounded blocking pool.
+    pub hasher: password::PasswordHasherPool,
+    /// Key of the device cookies (see [`device`]), shared by all instances through the database.
+    pub device_key: Vec<u8>,
+}
+
+impl Auth {
+    /// Wraps the parts.
+    pub fn new(parts: AuthParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Auth {
+    type Target = AuthParts;
+
+    fn deref(&self) -> &AuthParts {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for AuthParts {
+    type Target = Mail;
+
+    fn deref(&self) -> &Mail {
+        &self.mail
+    }
+}
+
 const SIGNED_IN_AT_KEY: &str = "signed_in_at";
 const SEEN_AT_KEY: &str = "seen_at";
 /// How stale `seen_at` may get before a request refreshes it (one write per minute at most).
 const SEEN_REFRESH_SECS: i64 = 60;
 
 /// The JSON routes of this module.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
@@ -52,51 +103,26 @@ pub fn router() -> Router<AppState> {
         .route("/api/me", get(me))
 }
 
-/// The signed-in user of this request; rejects with 401 `unauthenticated`.
+/// A session's claim to a user, once its timeouts are checked: see [`session_claim`].
 #[derive(Clone, Debug)]
-pub struct CurrentUser {
-    /// The user's row.
-    pub user: User,
-    /// What the user's subscriptions entitle them to, now.
-    pub access: gate::Access,
-    /// The session, for handlers that rotate or end it.
-    pub session: Session,
-    /// The user's session epoch this session was signed in under.
+pub struct SessionClaim {
+    /// The user the session was signed in as.
+    pub user_id: String,
+    /// The user's session epoch the session was signed in under.
     pub session_epoch: i64,
+    seen_at: i64,
 }
 
-impl<S> FromRequestParts<S> for CurrentUser
-where
-    AppState: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
-        request_user(&state, parts)
-            .await?
-            .ok_or(AppError::Unauthenticated)
-    }
-}
-
-/// The signed-in user of a request, if any (see [`current_user`]).
-pub async fn request_user(state: &AppState, parts: &mut Parts) -> Result<Option<CurrentUser>> {
-    let session = Session::from_request_parts(parts, state)
-        .await
-        .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
-    current_user(state, session).await
-}
-
-/// Loads the user of `session`, enforcing the idle and absolute timeouts.
-pub async fn current_user(state: &AppState, session: Session) -> Result<Option<CurrentUser>> {
+/// The user `session` is signed in as, unless it has passed its idle or absolute timeout (then it
+/// is flushed).
+pub async fn session_claim(base: &Base, session: &Session) -> Result<Option<SessionClaim>> {
     let Some(user_id) = session.get::<String>(USER_ID_KEY).await? else {
         return Ok(None);
     };
     let now = db::now();
     let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await?.unwrap_or(0);
     let seen_at = session.get::<i64>(SEEN_AT_KEY).await?.unwrap_or(0);
-    let config = &state.config;
+    let config = &base.config;
     if now - signed_in_at > config.session_absolute_secs as i64
         || now - seen_at > config.session_idle_secs as i64
     {
@@ -104,31 +130,37 @@ pub async fn current_user(state: &AppState, session: Session) -> Result<Option<C
         return Ok(None);
     }
     let session_epoch = session.get::<i64>(EPOCH_KEY).await?.unwrap_or(0);
-    let Some((user, access)) = gate::load_member(state, &user_id).await? else {
-        // The account was deleted under this session.
-        session.flush().await?;
-        return Ok(None);
-    };
+    Ok(Some(SessionClaim {
+        user_id,
+        session_epoch,
+        seen_at,
+    }))
+}
+
+/// Whether `claim` still holds for `user` (loaded for it; `None` when the account was deleted
+/// under the session). A session that does not hold is flushed; one that does is marked seen (at
+/// most once a minute, so reads do not become writes).
+pub async fn session_holds(
+    session: &Session,
+    claim: &SessionClaim,
+    user: Option<&User>,
+) -> Result<bool> {
     // Signed in before a revocation: dead, even if a copy of its record outlived the revocation.
     // (Only older: a cached user may briefly lag behind a newer session's epoch.)
-    if session_epoch < user.session_epoch {
+    if user.is_none_or(|u| claim.session_epoch < u.session_epoch) {
         session.flush().await?;
-        return Ok(None);
+        return Ok(false);
     }
-    if now - seen_at > SEEN_REFRESH_SECS {
+    let now = db::now();
+    if now - claim.seen_at > SEEN_REFRESH_SECS {
         session.insert(SEEN_AT_KEY, now).await?;
     }
-    Ok(Some(CurrentUser {
-        user,
-        access,
-        session,
-        session_epoch,
-    }))
+    Ok(true)
 }
 
 /// Starts a signed-in session for `user` on a fresh session id.
 pub async fn sign_in(
-    state: &AppState,
+    state: &Billing,
     session: &Session,
     user: &User,
     remember: bool,
@@ -154,7 +186,7 @@ pub async fn sign_in(
 }
 
 /// The user JSON with the user's current access.
-pub async fn user_json(state: &AppState, user: &User) -> Result<Json<users::UserJson>> {
+pub async fn user_json(state: &Billing, user: &User) -> Result<Json<users::UserJson>> {
     Ok(Json(user.to_json(gate::access_for(state, &user.id).await?)))
 }
 
@@ -175,7 +207,7 @@ struct Registration {
 /// What every registration starts with: its rate limit, the address and the password checked,
 /// and the password hashed.
 async fn prepare_registration(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     email: &str,
     password: &str,
@@ -189,7 +221,7 @@ async fn prepare_registration(
 
 /// Creates an account and signs it in.
 pub async fn register_user(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     email: &str,
     password: &str,
@@ -207,7 +239,7 @@ pub async fn register_user(
 /// Registration in privacy mode: validated like any other, then the same answer for every
 /// address (see [`email_flows::register_privately`]).
 pub async fn register_private(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     email: &str,
     password: &str,
@@ -221,7 +253,7 @@ pub async fn register_private(
 }
 
 async fn register(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     session: Session,
     ApiJson(body): ApiJson<Registration>,
@@ -237,7 +269,7 @@ async fn register(
 
 /// Checks credentials with the same work and answer for an unknown email and a wrong password.
 pub async fn authenticate(
-    state: &AppState,
+    state: &Billing,
     ip: ClientIp,
     device: &DeviceCookie,
     email: &str,
@@ -283,7 +315,7 @@ pub async fn authenticate(
 
 /// Checks the signed-in `user`'s password again before a sensitive change; `InvalidCredentials`
 /// when it is wrong.
-async fn confirm_password(state: &AppState, user: &User, password: &str) -> Result<()> {
+async fn confirm_password(state: &Billing, user: &User, password: &str) -> Result<()> {
     let stored = user.password_hash.as_deref();
     if state.hasher.verify(password, stored).await? == Verified::No {
         return Err(AppError::InvalidCredentials);
@@ -292,7 +324,7 @@ async fn confirm_password(state: &AppState, user: &User, password: &str) -> Resu
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     ip: ClientIp,
     device: DeviceCookie,
     session: Session,
@@ -327,7 +359,7 @@ struct PasswordChange {
 
 /// Changes the password of the signed-in user and ends their other sessions.
 pub async fn change_user_password(
-    state: &AppState,
+    state: &Billing,
     current: &CurrentUser,
     current_password: &str,
     new_password: &str,
@@ -358,7 +390,7 @@ pub async fn change_user_password(
 }
 
 async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     current: CurrentUser,
     ApiJson(body): ApiJson<PasswordChange>,
 ) -> Result<StatusCode> {

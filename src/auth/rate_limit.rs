@@ -13,7 +13,8 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{app::AppState, db, error::AppError};
+use super::Auth;
+use crate::{db, error::AppError};
 
 /// One limit: at most `max` hits per `window_secs`.
 #[derive(Clone, Copy, Debug)]
@@ -94,7 +95,7 @@ pub const TOKEN_PER_IP: Limit = Limit {
 };
 
 /// Counts one hit for `subject` under `limit`; `Err(RateLimited)` once the window is full.
-pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), AppError> {
+pub async fn hit(state: &Auth, limit: Limit, subject: &str) -> Result<(), AppError> {
     if !state.config.rate_limit {
         return Ok(());
     }
@@ -132,7 +133,7 @@ pub async fn hit(state: &AppState, limit: Limit, subject: &str) -> Result<(), Ap
 }
 
 /// [`hit`] keyed on the client's address.
-pub async fn hit_ip(state: &AppState, limit: Limit, ip: ClientIp) -> Result<(), AppError> {
+pub async fn hit_ip(state: &Auth, limit: Limit, ip: ClientIp) -> Result<(), AppError> {
     hit(state, limit, &ip.bucket()).await
 }
 
@@ -170,7 +171,7 @@ pub struct ClientIp(pub IpAddr);
 
 impl<S> FromRequestParts<S> for ClientIp
 where
-    AppState: FromRef<S>,
+    Auth: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = AppError;
@@ -181,7 +182,7 @@ where
         if let Some(ip) = parts.extensions.get::<ClientIp>() {
             return Ok(*ip);
         }
-        let state = AppState::from_ref(state);
+        let state = Auth::from_ref(state);
         Ok(ClientIp::of(&state, &parts.extensions, &parts.headers))
     }
 }
@@ -196,7 +197,7 @@ impl ClientIp {
 
     /// Whether the request's TCP peer is one of `TOLLGATE_TRUSTED_PROXIES`; an unknown peer is
     /// never trusted.
-    pub fn peer_is_trusted(state: &AppState, extensions: &Extensions) -> bool {
+    pub fn peer_is_trusted(state: &Auth, extensions: &Extensions) -> bool {
         Self::peer(extensions).is_some_and(|ip| {
             state
                 .config
@@ -209,7 +210,7 @@ impl ClientIp {
     /// The client address of a request with these extensions and headers. Without a recorded
     /// peer (a router served without connection info) no forwarding header is believed: every
     /// such request counts as the unspecified address, one shared bucket, never a trusted proxy.
-    pub fn of(state: &AppState, extensions: &Extensions, headers: &HeaderMap) -> Self {
+    pub fn of(state: &Auth, extensions: &Extensions, headers: &HeaderMap) -> Self {
         let platform = state.config.client_ip_header.as_deref();
         let Some(peer) = Self::peer(extensions) else {
             let unknown = IpAddr::from([0, 0, 0, 0]);

@@ -22,8 +22,8 @@ use stripe_checkout::checkout_session::{
 };
 
 use crate::{
-    app::AppState,
     auth::users::User,
+    billing::Billing,
     billing::{
         catalog::{Interval, Price},
         customers::{self, USER_METADATA_KEY},
@@ -47,7 +47,7 @@ pub struct RedirectUrl {
 /// Creates (or returns the open) Checkout Session for `plan_id` / `interval`, within the request
 /// deadline.
 pub async fn start_checkout(
-    state: &AppState,
+    state: &Billing,
     user: &User,
     plan_id: &str,
     interval: &str,
@@ -56,7 +56,7 @@ pub async fn start_checkout(
 }
 
 async fn checkout(
-    state: &AppState,
+    state: &Billing,
     user: &User,
     plan_id: &str,
     interval: &str,
@@ -151,7 +151,7 @@ async fn checkout(
 
 /// Creates the Checkout Session of one attempt (`key`); `None` when Stripe does not know `customer`.
 async fn create_session(
-    state: &AppState,
+    state: &Billing,
     user: &User,
     plan_id: &str,
     price: &Price,
@@ -193,7 +193,7 @@ async fn create_session(
 
 /// A payment whose webhooks have not landed yet still counts: Stripe is asked for the customer's
 /// subscriptions, and any live one is applied now and the checkout refused with 409.
-async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<(), AppError> {
+async fn refuse_if_live_in_stripe(state: &Billing, customer: &str) -> Result<(), AppError> {
     let before =
         subscriptions::BeforeFetch::of_customer(&state.db, customer, state.clock.now()).await?;
     let live: Vec<Snapshot> = super::sync::list_subscriptions(state, customer)
@@ -213,7 +213,7 @@ async fn refuse_if_live_in_stripe(state: &AppState, customer: &str) -> Result<()
 /// Expiring a session failed without an outage: Stripe refuses to expire a completed session, so
 /// look at it. A completed one was paid: its subscription is applied and the checkout is refused.
 async fn refuse_if_completed(
-    state: &AppState,
+    state: &Billing,
     attempt: &str,
     session: &str,
 ) -> Result<(), AppError> {
@@ -245,7 +245,7 @@ type LiveAttempt = (
 /// waits (up to 5 s) for one being created concurrently, and expires any other so that two
 /// sessions can never both complete.
 async fn settle_live_attempts(
-    state: &AppState,
+    state: &Billing,
     user: &User,
     plan_id: &str,
     interval: Interval,
@@ -308,11 +308,11 @@ async fn settle_live_attempts(
 
 /// A Billing Portal session for the user's own customer. A customer Stripe no longer knows (deleted
 /// there, its `customer.deleted` not applied yet) is `no_customer`, like one never created.
-pub async fn open_portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
+pub async fn open_portal(state: &Billing, user: &User) -> Result<RedirectUrl, AppError> {
     within_deadline(portal(state, user)).await
 }
 
-async fn portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> {
+async fn portal(state: &Billing, user: &User) -> Result<RedirectUrl, AppError> {
     let customer = customers::customer_of(state, &user.id)
         .await?
         .ok_or(AppError::NoCustomer)?;
@@ -337,7 +337,7 @@ async fn portal(state: &AppState, user: &User) -> Result<RedirectUrl, AppError> 
 /// the ordering tie it settles, if that is why.
 /// A subscription Stripe does not know applies nothing (`Stale`).
 pub async fn sync_subscription(
-    state: &AppState,
+    state: &Billing,
     subscription_id: &str,
     tie: Option<i64>,
 ) -> Result<Applied, AppError> {
@@ -375,7 +375,7 @@ pub async fn sync_subscription(
 
 /// Applies a state read from Stripe, stamped `stamp` (see [`sync_subscription`]).
 async fn apply_fetched(
-    state: &AppState,
+    state: &Billing,
     snap: &Snapshot,
     stamp: i64,
     source: Source,
@@ -409,7 +409,7 @@ pub enum CheckoutOutcome {
 /// The success page's pull: retrieves the Checkout Session and its subscription from Stripe and
 /// applies them through the same code path as the webhook. Idempotent.
 pub async fn complete_from_success_page(
-    state: &AppState,
+    state: &Billing,
     user: &User,
     session_id: &str,
 ) -> Result<CheckoutOutcome, AppError> {
@@ -462,7 +462,7 @@ pub struct InvoiceLine {
 
 /// The customer's last invoices, newest first (empty when Stripe has none or cannot be reached:
 /// the billing page still renders).
-pub async fn recent_invoices(state: &AppState, customer: &str) -> Vec<InvoiceLine> {
+pub async fn recent_invoices(state: &Billing, customer: &str) -> Vec<InvoiceLine> {
     let request = stripe_billing::invoice::ListInvoice::new()
         .customer(customer)
         .limit(5);

@@ -8,7 +8,7 @@ use stripe_billing::subscription::{CancelSubscription, RetrieveSubscription};
 use stripe_checkout::checkout_session::ExpireCheckoutSession;
 
 use crate::{
-    app::AppState,
+    billing::Billing,
     billing::{
         customers,
         stripe::{
@@ -22,11 +22,11 @@ use crate::{
 /// Expires the user's open Checkout Sessions and cancels every live subscription of the user,
 /// in Stripe first, then here. Stripe unreachable: 503 with nothing changed locally beyond what
 /// Stripe already did (a retry finishes the job).
-pub async fn close_for_deletion(state: &AppState, user_id: &str) -> Result<(), AppError> {
+pub async fn close_for_deletion(state: &Billing, user_id: &str) -> Result<(), AppError> {
     within_deadline(close(state, user_id)).await
 }
 
-async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
+async fn close(state: &Billing, user_id: &str) -> Result<(), AppError> {
     // Open ones, and those tollgate let go as expired while Stripe's clock may still hold them
     // open (a session lives at most a day; an hour of slack for the clocks).
     let open: Vec<(String, String)> = sqlx::query_as(
@@ -80,7 +80,7 @@ async fn close(state: &AppState, user_id: &str) -> Result<(), AppError> {
 
 /// Cancels a subscription in Stripe at once. One Stripe does not know (`resource_missing`) is
 /// as good as canceled.
-pub async fn cancel_in_stripe(state: &AppState, id: &str, key: &str) -> Result<(), AppError> {
+pub async fn cancel_in_stripe(state: &Billing, id: &str, key: &str) -> Result<(), AppError> {
     let request = CancelSubscription::new(id);
     retrying_with_key(key, |key| {
         let sent = request
@@ -95,7 +95,7 @@ pub async fn cancel_in_stripe(state: &AppState, id: &str, key: &str) -> Result<(
 
 /// A subscription event for the customer of a deleted account: if Stripe still has the
 /// subscription live, cancel it there, and record that on the event.
-pub async fn cancel_orphan(state: &AppState, event: &str, id: &str) -> Result<(), AppError> {
+pub async fn cancel_orphan(state: &Billing, event: &str, id: &str) -> Result<(), AppError> {
     let request = RetrieveSubscription::new(id);
     let found =
         retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use stripe::StripeRequest as _;
 
 use crate::{
-    app::AppState,
     auth::users::User,
+    billing::Billing,
     billing::stripe::{absent_as_none, idempotent, is_missing, retrying_with_key},
     db,
     error::AppError,
@@ -24,7 +24,7 @@ use crate::{
 pub const USER_METADATA_KEY: &str = "tollgate_user_id";
 
 /// The user's Stripe customer id, if one exists (and was not deleted).
-pub async fn customer_of(state: &AppState, user_id: &str) -> Result<Option<String>, AppError> {
+pub async fn customer_of(state: &Billing, user_id: &str) -> Result<Option<String>, AppError> {
     let row: Option<(Option<String>,)> = sqlx::query_as(
         "SELECT stripe_customer_id FROM billing_customers WHERE user_id = $1 AND deleted = 0",
     )
@@ -70,7 +70,7 @@ pub fn is_missing_customer(err: &stripe::StripeError) -> bool {
 }
 
 /// The user's customer, created in Stripe on first use.
-pub async fn ensure_customer(state: &AppState, user: &User) -> Result<String, AppError> {
+pub async fn ensure_customer(state: &Billing, user: &User) -> Result<String, AppError> {
     let now = db::now();
     // A deleted customer is never reused: its mapping starts afresh, with a new attempt key, and
     // the customer created next re-maps the user.
@@ -192,7 +192,7 @@ fn retry_delay(base: u64, attempts: i64) -> i64 {
 /// Stripe refusing the address (a 4xx, which retrying cannot fix) or no longer knowing the
 /// customer drops the change, with a warning (`stripe sync` reports what stays different).
 /// Returns how many reached Stripe.
-pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
+pub async fn push_due_emails(state: &Billing) -> Result<usize, AppError> {
     let now = state.clock.now();
     let due: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
         "SELECT id, stripe_customer_id, email_to_sync, email_sync_attempts, email_sync_seq \
@@ -273,7 +273,7 @@ pub async fn push_due_emails(state: &AppState) -> Result<usize, AppError> {
 }
 
 /// Pushes queued email changes as they fall due, for as long as the app runs.
-pub async fn email_sync_worker(state: AppState) {
+pub async fn email_sync_worker(state: Billing) {
     loop {
         if let Err(e) = push_due_emails(&state).await {
             tracing::warn!(error = %e, "customer email sync failed");
@@ -283,7 +283,7 @@ pub async fn email_sync_worker(state: AppState) {
 }
 
 /// Sets the Stripe customer's email; `false` when Stripe no longer knows the customer.
-pub async fn set_email(state: &AppState, customer: &str, email: &str) -> Result<bool, AppError> {
+pub async fn set_email(state: &Billing, customer: &str, email: &str) -> Result<bool, AppError> {
     let request = stripe_core::customer::UpdateCustomer::new(customer).email(email);
     let key = new_id("idem_email");
     let answer = retrying_with_key(&key, |key| {

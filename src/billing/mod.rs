@@ -12,14 +12,59 @@ pub mod webhook;
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, FromRef, State},
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{app::AppState, auth::CurrentUser, error::Result, extract::ApiJson};
+use std::sync::Arc;
+
+use crate::{auth::Auth, error::Result, extract::ApiJson, gate::CurrentUser};
 use checkout::RedirectUrl;
+
+/// What the billing capability shares: auth (and everything below it), the catalog, Stripe and the webhook group commit.
+///
+/// One pointer: clones (every extractor and spawned task takes one) cost a reference count. It
+/// dereferences to its parts, and they to the layer below ([`Auth`]), so `billing.db` and
+/// `billing.config` read through.
+#[derive(Clone)]
+pub struct Billing(Arc<BillingParts>);
+
+/// What a [`Billing`] holds.
+pub struct BillingParts {
+    /// Auth, email and the base.
+    pub auth: Auth,
+    /// Plans, with prices resolved to Stripe ids.
+    pub catalog: catalog::Catalog,
+    /// Stripe (or the simulator).
+    pub stripe: stripe::StripeApi,
+    /// Webhook events waiting for their group's commit (SQLite).
+    pub webhook_queue: webhook::GroupCommit,
+}
+
+impl Billing {
+    /// Wraps the parts.
+    pub fn new(parts: BillingParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Billing {
+    type Target = BillingParts;
+
+    fn deref(&self) -> &BillingParts {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for BillingParts {
+    type Target = Auth;
+
+    fn deref(&self) -> &Auth {
+        &self.auth
+    }
+}
 
 /// `1900` `usd` → `$19.00`-style text without a locale database: `19.00 USD`.
 pub fn money(amount: i64, currency: &str) -> String {
@@ -41,7 +86,12 @@ pub fn money(amount: i64, currency: &str) -> String {
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The billing routes.
-pub fn router() -> Router<AppState> {
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api/plans", get(list_plans))
         .route("/api/billing/checkout", post(create_checkout_session))
@@ -52,7 +102,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn list_plans(State(state): State<AppState>) -> Json<Value> {
+async fn list_plans(State(state): State<Billing>) -> Json<Value> {
     let plans: Vec<Value> = state
         .catalog
         .plans
@@ -84,7 +134,7 @@ struct CheckoutRequest {
 }
 
 async fn create_checkout_session(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     current: CurrentUser,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Json<RedirectUrl>> {
@@ -94,7 +144,7 @@ async fn create_checkout_session(
 }
 
 async fn create_portal_session(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     current: CurrentUser,
 ) -> Result<Json<RedirectUrl>> {
     checkout::open_portal(&state, &current.user).await.map(Json)

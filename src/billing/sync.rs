@@ -19,7 +19,7 @@ use stripe_core::customer::ListCustomer;
 use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus};
 
 use crate::{
-    app::AppState,
+    billing::Billing,
     billing::{
         customers::{self, USER_METADATA_KEY},
         stripe::retrying,
@@ -73,7 +73,7 @@ type LocalRow = (
 );
 
 /// Compares (and with `repair`, fixes) every mapped customer's subscriptions.
-pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppError> {
+pub async fn reconcile(state: &Billing, repair: bool) -> Result<Report, AppError> {
     let customers: Vec<(String, String)> = sqlx::query_as(
         "SELECT stripe_customer_id, user_id FROM billing_customers \
          WHERE deleted = 0 AND stripe_customer_id IS NOT NULL AND user_id IS NOT NULL",
@@ -123,7 +123,7 @@ pub async fn reconcile(state: &AppState, repair: bool) -> Result<Report, AppErro
 
 /// Compares (and with `repair`, fixes) one customer's subscriptions.
 async fn reconcile_customer(
-    state: &AppState,
+    state: &Billing,
     customer: &str,
     user: &str,
     repair: bool,
@@ -213,7 +213,7 @@ async fn reconcile_customer(
 
 /// Every subscription Stripe has for `customer`, whatever its status, following the pages.
 pub async fn list_subscriptions(
-    state: &AppState,
+    state: &Billing,
     customer: &str,
 ) -> Result<Vec<Snapshot>, AppError> {
     let mut out = Vec::new();
@@ -239,7 +239,7 @@ pub async fn list_subscriptions(
 /// more than one Stripe customer, and mapped customers whose email is not their user's
 /// (`email-drift`, repaired by setting the user's; the report never shows the addresses).
 async fn check_customers(
-    state: &AppState,
+    state: &Billing,
     repair: bool,
     report: &mut Report,
 ) -> Result<(), AppError> {

@@ -27,7 +27,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
 use crate::{
-    app::AppState,
+    billing::Billing,
     billing::{
         checkout, closing, customers,
         subscriptions::{self, Applied, Item, Snapshot, id_of},
@@ -83,7 +83,7 @@ struct EventData {
 }
 
 /// The handler.
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(State(state): State<Billing>, headers: HeaderMap, body: Bytes) -> Response {
     let signature = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
@@ -119,7 +119,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
 
 /// True when the configured key is a live-mode key (`sk_live_…`, `rk_live_…`); the simulator and
 /// test keys are test mode.
-fn live_key(state: &AppState) -> bool {
+fn live_key(state: &Billing) -> bool {
     state
         .config
         .stripe_secret_key
@@ -153,7 +153,7 @@ enum FollowUp {
     CancelOrphan(String),
 }
 
-async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError> {
+async fn ingest(state: &Billing, event: Event) -> Result<&'static str, AppError> {
     let recorded = match state.db.engine {
         // One writer: events queue and commit in groups (see [`GroupCommit`]).
         db::Engine::Sqlite => GroupCommit::submit(state, event).await?,
@@ -178,7 +178,7 @@ async fn ingest(state: &AppState, event: Event) -> Result<&'static str, AppError
 
 /// What follows every commit of an event at once, whoever waits for it: the user's cached
 /// access goes, and the mail worker looks for a billing notice the event may have queued.
-fn committed(state: &AppState, recorded: &Recorded) {
+fn committed(state: &Billing, recorded: &Recorded) {
     if let Some(user) = &recorded.user {
         state.cache.forget_user(user);
     }
@@ -188,7 +188,7 @@ fn committed(state: &AppState, recorded: &Recorded) {
 /// A tie (or a pointer to state we must fetch): Stripe is the authority; or a deleted account's
 /// subscription to cancel. If Stripe cannot be reached the event is forgotten again and the answer
 /// is 503, so Stripe redelivers it and the work is done then: it is never acknowledged undone.
-async fn follow_up(state: &AppState, event: &str, work: FollowUp) -> Result<(), AppError> {
+async fn follow_up(state: &Billing, event: &str, work: FollowUp) -> Result<(), AppError> {
     let done = match &work {
         FollowUp::Refetch(subscription, tie) => {
             checkout::sync_subscription(state, subscription, *tie)
@@ -214,7 +214,7 @@ async fn follow_up(state: &AppState, event: &str, work: FollowUp) -> Result<(), 
 
 /// Stores and applies one event inside `tx`.
 async fn record(
-    state: &AppState,
+    state: &Billing,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     event: &Event,
 ) -> Result<Recorded, AppError> {
@@ -302,7 +302,7 @@ impl GroupCommit {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn submit(state: &AppState, event: Event) -> Result<Recorded, AppError> {
+    async fn submit(state: &Billing, event: Event) -> Result<Recorded, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let start = {
             let mut queue = state.webhook_queue.lock();
@@ -316,7 +316,7 @@ impl GroupCommit {
         answer.await.map_err(|_| AppError::ServiceUnavailable)?
     }
 
-    async fn drain(state: AppState) {
+    async fn drain(state: Billing) {
         let _unstick = Unstick(state.clone());
         loop {
             let group: Vec<(Event, Reply)> = {
@@ -332,7 +332,7 @@ impl GroupCommit {
         }
     }
 
-    async fn commit_group(state: &AppState, group: Vec<(Event, Reply)>) {
+    async fn commit_group(state: &Billing, group: Vec<(Event, Reply)>) {
         match Self::store(state, group.iter().map(|(event, _)| event)).await {
             Ok(recorded) => {
                 for ((_, reply), recorded) in group.into_iter().zip(recorded) {
@@ -360,7 +360,7 @@ impl GroupCommit {
 
     /// Hands a committed event's result to its request. The post-commit work runs here, so it
     /// happens even when that request is gone (Stripe hung up; its retry will be a duplicate).
-    fn answer(state: &AppState, reply: Reply, result: Result<Recorded, AppError>) {
+    fn answer(state: &Billing, reply: Reply, result: Result<Recorded, AppError>) {
         if let Ok(recorded) = &result {
             committed(state, recorded);
         }
@@ -377,7 +377,7 @@ impl GroupCommit {
 
     /// Stores and applies `events` in one transaction.
     async fn store<'a>(
-        state: &AppState,
+        state: &Billing,
         events: impl Iterator<Item = &'a Event>,
     ) -> Result<Vec<Recorded>, AppError> {
         let mut tx = state.db.begin().await?;
@@ -392,7 +392,7 @@ impl GroupCommit {
 
 /// Should a drain task die (a panic), the queue must not stay "being drained" forever: the
 /// events still waiting are answered 503 (their replies dropped) and the next event starts anew.
-struct Unstick(AppState);
+struct Unstick(Billing);
 
 impl Drop for Unstick {
     fn drop(&mut self) {
@@ -407,7 +407,7 @@ impl Drop for Unstick {
 /// Applies one stored event inside the transaction. Sets `follow` when Stripe must be called
 /// after commit.
 async fn apply(
-    state: &AppState,
+    state: &Billing,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     event: &Event,
     customer: Option<&str>,
@@ -552,7 +552,7 @@ async fn apply(
 
 /// Queues the billing notice of `event` for `user_id`, once per Stripe event id.
 async fn notify(
-    state: &AppState,
+    state: &Billing,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     user_id: &str,
     event: &Event,

@@ -25,7 +25,50 @@ use lettre::{
 use minijinja::Value;
 use sqlx::{Any, AnyConnection};
 
-use crate::{app::AppState, db, ids::new_id};
+use std::sync::Arc;
+
+use crate::{base::Base, db, ids::new_id};
+
+/// What the email capability shares: the base, how mail leaves, and the worker's wake-up.
+///
+/// One pointer: clones (every extractor and spawned task takes one) cost a reference count. It
+/// dereferences to its parts, and they to the layer below ([`Base`]), so `mail.db` and
+/// `mail.config` read through.
+#[derive(Clone)]
+pub struct Mail(Arc<MailParts>);
+
+/// What a [`Mail`] holds.
+pub struct MailParts {
+    /// Settings, database, cache, clock, public URL, templates.
+    pub base: Base,
+    /// How email leaves (SMTP, or the development mailbox).
+    pub mail_transport: Transport,
+    /// Wakes the outbox worker when a message is queued.
+    pub mail_wakeup: tokio::sync::Notify,
+}
+
+impl Mail {
+    /// Wraps the parts.
+    pub fn new(parts: MailParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for Mail {
+    type Target = MailParts;
+
+    fn deref(&self) -> &MailParts {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for MailParts {
+    type Target = Base;
+
+    fn deref(&self) -> &Base {
+        &self.base
+    }
+}
 
 /// Every email template, compiled into the binary.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -152,7 +195,7 @@ pub struct Outgoing<'a> {
 
 /// Renders and queues a message on `conn` (inside the caller's transaction).
 pub async fn enqueue(
-    state: &AppState,
+    state: &Mail,
     conn: &mut AnyConnection,
     msg: Outgoing<'_>,
 ) -> crate::Result<()> {
@@ -193,7 +236,7 @@ pub async fn enqueue(
 /// Commits a transaction that queued messages, then wakes the worker (it only sees committed
 /// rows; without the wake-up it would find them within a second anyway).
 pub async fn commit_and_wake(
-    state: &AppState,
+    state: &Mail,
     tx: sqlx::Transaction<'static, Any>,
 ) -> crate::Result<()> {
     tx.commit().await?;
@@ -204,7 +247,7 @@ pub async fn commit_and_wake(
 type Claimed = (String, String, String, String, String, i64);
 
 /// Claims due messages under a lease.
-async fn claim(state: &AppState, limit: i64) -> sqlx::Result<Vec<Claimed>> {
+async fn claim(state: &Mail, limit: i64) -> sqlx::Result<Vec<Claimed>> {
     let now = db::now();
     let skip_locked = match state.db.engine {
         db::Engine::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -224,7 +267,7 @@ async fn claim(state: &AppState, limit: i64) -> sqlx::Result<Vec<Claimed>> {
         .await
 }
 
-async fn deliver(state: &AppState, transport: &Transport, m: &Claimed) -> anyhow::Result<()> {
+async fn deliver(state: &Mail, transport: &Transport, m: &Claimed) -> anyhow::Result<()> {
     let Transport::Smtp(smtp) = transport else {
         return Ok(());
     };
@@ -244,7 +287,7 @@ async fn deliver(state: &AppState, transport: &Transport, m: &Claimed) -> anyhow
 }
 
 /// Sends what is due once; returns how many messages were handled.
-pub async fn send_due(state: &AppState, transport: &Transport) -> sqlx::Result<usize> {
+pub async fn send_due(state: &Mail, transport: &Transport) -> sqlx::Result<usize> {
     let batch = claim(state, CLAIM_BATCH).await?;
     for m in &batch {
         match deliver(state, transport, m).await {
@@ -282,7 +325,7 @@ pub async fn send_due(state: &AppState, transport: &Transport) -> sqlx::Result<u
 }
 
 /// The worker: sends due messages whenever woken, and at least every second.
-pub async fn worker(state: AppState, transport: Transport) {
+pub async fn worker(state: Mail, transport: Transport) {
     loop {
         match send_due(&state, &transport).await {
             Ok(n) if n > 0 => continue,

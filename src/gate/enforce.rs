@@ -14,8 +14,8 @@
 //!
 //! let routes = Router::new()
 //!     .route("/reports", get(reports))
-//!     .route("/export", get(export).route_layer(require_feature(state.clone(), "export")))
-//!     .route("/dashboard", get(page).route_layer(require_plan_page(state.clone(), "team")));
+//!     .route("/export", get(export).route_layer(require_feature(&state, "export")))
+//!     .route("/dashboard", get(page).route_layer(require_plan_page(&state, "team")));
 //! ```
 
 use std::{
@@ -35,11 +35,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{
-    app::AppState,
-    auth::{self, CurrentUser},
-    error::AppError,
-};
+use crate::{billing::Billing, error::AppError, gate::CurrentUser};
 
 /// What a route requires.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +74,7 @@ pub enum Denied {
 }
 
 /// Checks `need` for `member` (or its absence).
-pub fn check(state: &AppState, member: Option<&CurrentUser>, need: &Need) -> Result<(), Denied> {
+pub fn check(state: &Billing, member: Option<&CurrentUser>, need: &Need) -> Result<(), Denied> {
     let Some(member) = member else {
         return Err(Denied::Unauthenticated);
     };
@@ -126,7 +122,7 @@ fn upgrade_plan(denied: &Denied) -> Option<&str> {
 }
 
 /// The absolute pricing URL for a denial.
-pub fn upgrade_url(state: &AppState, denied: &Denied) -> String {
+pub fn upgrade_url(state: &Billing, denied: &Denied) -> String {
     match upgrade_plan(denied) {
         Some(plan) => format!("{}pricing?required={}", state.base_url, urlencode(plan)),
         None => format!("{}pricing", state.base_url),
@@ -140,7 +136,7 @@ pub(super) fn urlencode(s: &str) -> String {
 
 impl Denied {
     /// The JSON answer of docs/api.md ("Gating").
-    pub fn json(self, state: &AppState) -> Response {
+    pub fn json(self, state: &Billing) -> Response {
         // Only the 403s carry the pricing URL.
         let upgrade = match &self {
             Denied::Plan { .. } | Denied::Feature { .. } => upgrade_url(state, &self),
@@ -177,7 +173,7 @@ impl Denied {
     }
 
     /// The HTML answer: a redirect to log in (back to `path`) or to pricing.
-    pub fn page(self, state: &AppState, path: &str) -> Response {
+    pub fn page(self, state: &Billing, path: &str) -> Response {
         match self {
             Denied::Error(e) => {
                 crate::web::error_page(state, e.status_and_code().0, &e.public_message())
@@ -198,8 +194,8 @@ impl Denied {
 }
 
 /// Loads the signed-in member of a request, if any.
-pub async fn member(state: &AppState, parts: &mut Parts) -> Result<Option<CurrentUser>, Denied> {
-    auth::request_user(state, parts)
+pub async fn member(state: &Billing, parts: &mut Parts) -> Result<Option<CurrentUser>, Denied> {
+    super::request_user(state, parts)
         .await
         .map_err(Denied::Error)
 }
@@ -222,11 +218,7 @@ pub struct RequirePlan<P>(pub CurrentUser, pub PhantomData<P>);
 /// Extractor for JSON routes: the signed-in member, whose plan has feature `F`.
 pub struct RequireFeature<F>(pub CurrentUser, pub PhantomData<F>);
 
-async fn extract(
-    parts: &mut Parts,
-    state: &AppState,
-    need: &Need,
-) -> Result<CurrentUser, Response> {
+async fn extract(parts: &mut Parts, state: &Billing, need: &Need) -> Result<CurrentUser, Response> {
     let member = member(state, parts).await.map_err(|d| d.json(state))?;
     check(state, member.as_ref(), need).map_err(|d| d.json(state))?;
     Ok(member.expect("checked above"))
@@ -234,14 +226,14 @@ async fn extract(
 
 impl<S, P> FromRequestParts<S> for RequirePlan<P>
 where
-    AppState: FromRef<S>,
+    Billing: FromRef<S>,
     S: Send + Sync,
     P: PlanName + Send,
 {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
+        let state = Billing::from_ref(state);
         let member = extract(parts, &state, &Need::Plan(P::PLAN.into())).await?;
         Ok(Self(member, PhantomData))
     }
@@ -249,21 +241,21 @@ where
 
 impl<S, F> FromRequestParts<S> for RequireFeature<F>
 where
-    AppState: FromRef<S>,
+    Billing: FromRef<S>,
     S: Send + Sync,
     F: FeatureName + Send,
 {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = AppState::from_ref(state);
+        let state = Billing::from_ref(state);
         let member = extract(parts, &state, &Need::Feature(F::FEATURE.into())).await?;
         Ok(Self(member, PhantomData))
     }
 }
 
 struct Gate {
-    state: AppState,
+    state: Billing,
     need: Need,
     page: bool,
 }
@@ -343,38 +335,42 @@ where
     }
 }
 
-fn layer(state: AppState, need: Need, page: bool) -> GateLayer {
+fn layer(state: &Billing, need: Need, page: bool) -> GateLayer {
     GateLayer {
-        gate: Arc::new(Gate { state, need, page }),
+        gate: Arc::new(Gate {
+            state: state.clone(),
+            need,
+            page,
+        }),
     }
 }
 
 /// Route layer for JSON routes: any signed-in user.
-pub fn require_login(state: AppState) -> GateLayer {
+pub fn require_login(state: &Billing) -> GateLayer {
     layer(state, Need::Login, false)
 }
 
 /// Route layer for JSON routes: at least `plan`'s tier.
-pub fn require_plan(state: AppState, plan: &str) -> GateLayer {
+pub fn require_plan(state: &Billing, plan: &str) -> GateLayer {
     layer(state, Need::Plan(plan.into()), false)
 }
 
 /// Route layer for JSON routes: `feature`.
-pub fn require_feature(state: AppState, feature: &str) -> GateLayer {
+pub fn require_feature(state: &Billing, feature: &str) -> GateLayer {
     layer(state, Need::Feature(feature.into()), false)
 }
 
 /// Route layer for HTML routes: any signed-in user (else 303 to log in).
-pub fn require_login_page(state: AppState) -> GateLayer {
+pub fn require_login_page(state: &Billing) -> GateLayer {
     layer(state, Need::Login, true)
 }
 
 /// Route layer for HTML routes: at least `plan`'s tier (else 303 to log in or to pricing).
-pub fn require_plan_page(state: AppState, plan: &str) -> GateLayer {
+pub fn require_plan_page(state: &Billing, plan: &str) -> GateLayer {
     layer(state, Need::Plan(plan.into()), true)
 }
 
 /// Route layer for HTML routes: `feature` (else 303 to log in or to pricing).
-pub fn require_feature_page(state: AppState, feature: &str) -> GateLayer {
+pub fn require_feature_page(state: &Billing, feature: &str) -> GateLayer {
     layer(state, Need::Feature(feature.into()), true)
 }

@@ -35,9 +35,9 @@ use tower_sessions::Session;
 
 use super::enforce::{self, Denied, Need, urlencode};
 use crate::{
-    app::AppState,
-    auth::{self, CurrentUser},
+    billing::Billing,
     billing::catalog::{Requirement, Rule},
+    gate::CurrentUser,
 };
 
 /// The URI headers proxies use; any of them beside the configured one must agree with it.
@@ -201,7 +201,7 @@ fn identity(member: Option<&CurrentUser>) -> [(HeaderName, HeaderValue); 4] {
 
 /// The handler.
 pub async fn forward_auth(
-    State(state): State<AppState>,
+    State(state): State<Billing>,
     headers: HeaderMap,
     session: Session,
 ) -> Response {
@@ -226,7 +226,7 @@ pub async fn forward_auth(
         Some(Requirement::Plan(p)) => Some(Need::Plan(p.clone())),
         Some(Requirement::Feature(f)) => Some(Need::Feature(f.clone())),
     };
-    let member = match auth::current_user(&state, session).await {
+    let member = match super::current_user(&state, session).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -262,7 +262,7 @@ pub async fn forward_auth(
 /// Where signing in returns to: the URI as requested, query string included. Across sibling hosts
 /// (TOLLGATE_COOKIE_DOMAIN) it is absolute, so signing in on tollgate's host returns to the app's;
 /// only a host under that domain and an `http`/`https` scheme are taken from the proxy's headers.
-fn next_url(state: &AppState, headers: &HeaderMap, raw: &str) -> String {
+fn next_url(state: &Billing, headers: &HeaderMap, raw: &str) -> String {
     // The URI as the proxy sent it (checked to be origin-form visible ASCII): the decoded path
     // would hold `é` or a space, which a `Location` cannot carry, and login would drop it.
     let next = raw.to_owned();

@@ -11,11 +11,12 @@
 
 pub mod enforce;
 pub mod forward;
+pub mod member;
 
 use crate::clock::{date, rfc3339};
 use std::sync::Arc;
 
-use axum::{Extension, Json, Router, routing::get};
+use axum::{Extension, Json, Router, extract::FromRef, routing::get};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -23,10 +24,12 @@ pub use enforce::{
     FeatureName, PlanName, RequireFeature, RequirePlan, require_feature, require_feature_page,
     require_login, require_login_page, require_plan, require_plan_page,
 };
+pub use member::{CurrentUser, current_user, request_user};
 
 use crate::{
-    app::AppState,
+    auth::Auth,
     auth::users::User,
+    billing::Billing,
     billing::{catalog::Catalog, subscriptions::Row},
     error::AppError,
 };
@@ -52,7 +55,7 @@ type MemberRow = (
 /// The user and their access: from the cache, or in one database round trip (a `LEFT JOIN` of
 /// the user's subscriptions), so gating costs nothing beyond loading the signed-in user.
 pub async fn load_member(
-    state: &AppState,
+    state: &Billing,
     user_id: &str,
 ) -> Result<Option<(User, Access)>, AppError> {
     Ok(cached_member(state, user_id)
@@ -61,7 +64,7 @@ pub async fn load_member(
 }
 
 /// The member from the cache, else from the database (and then cached).
-async fn cached_member(state: &AppState, user_id: &str) -> Result<Option<Arc<Member>>, AppError> {
+async fn cached_member(state: &Billing, user_id: &str) -> Result<Option<Arc<Member>>, AppError> {
     let cache = &state.cache;
     if let Some(member) = cache.member::<Member>(user_id) {
         return Ok(Some(member));
@@ -76,7 +79,7 @@ async fn cached_member(state: &AppState, user_id: &str) -> Result<Option<Arc<Mem
 }
 
 /// The access `member`'s subscriptions give now.
-fn access_of(state: &AppState, member: &Member) -> Access {
+fn access_of(state: &Billing, member: &Member) -> Access {
     Access::compute(
         &state.catalog,
         &member.subscriptions,
@@ -95,7 +98,7 @@ pub struct Member {
     pub subscriptions: Vec<Row>,
 }
 
-async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>, AppError> {
+async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, AppError> {
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
                 s.id, s.status, s.plan_id, s.current_period_end, s.cancel_at_period_end, \
@@ -148,7 +151,7 @@ async fn query_member(state: &AppState, user_id: &str) -> Result<Option<Member>,
 }
 
 /// The access of `user_id` now (free access for a user that no longer exists).
-pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppError> {
+pub async fn access_for(state: &Billing, user_id: &str) -> Result<Access, AppError> {
     Ok(match cached_member(state, user_id).await? {
         Some(member) => access_of(state, &member),
         None => Access::without_subscription(&state.catalog),
@@ -156,11 +159,16 @@ pub async fn access_for(state: &AppState, user_id: &str) -> Result<Access, AppEr
 }
 
 /// Forward-auth and the demo routes that make gating visible (docs/api.md's demo routes).
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router<S>(state: Billing) -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     let json = |need: &str| match need {
-        "free" => require_login(state.clone()),
-        "export" => require_feature(state.clone(), "export"),
-        plan => require_plan(state.clone(), plan),
+        "free" => require_login(&state),
+        "export" => require_feature(&state, "export"),
+        plan => require_plan(&state, plan),
     };
     let mut router = Router::new().route("/auth/forward", get(forward::forward_auth));
     for need in ["free", "pro", "team", "export"] {
@@ -173,7 +181,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 async fn demo_json(
-    Extension(member): Extension<crate::auth::CurrentUser>,
+    Extension(member): Extension<crate::gate::CurrentUser>,
     uri: axum::http::Uri,
 ) -> Json<Value> {
     let area = uri.path().rsplit('/').next().unwrap_or("").to_owned();

@@ -19,7 +19,6 @@ use tower_sessions::Session;
 
 use super::{NoFields, csrf::CsrfToken, error_response, member, member_form, page_user, render};
 use crate::{
-    app::AppState,
     billing::{
         catalog::Interval,
         checkout::{self, CheckoutOutcome},
@@ -27,6 +26,7 @@ use crate::{
     },
     error::AppError,
     gate::{self, Access},
+    state::AppState,
 };
 
 /// A plan's status in words, for people.

@@ -19,7 +19,7 @@ use rand::RngCore as _;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use crate::{app::AppState, error::AppError};
+use crate::{error::AppError, state::AppState};
 
 /// The form field that carries the token.
 pub const FIELD: &str = "csrf_token";

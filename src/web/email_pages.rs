@@ -17,10 +17,10 @@ use super::{
     NoFields, account_error, checked_form, csrf::CsrfToken, error_response, member_form, render,
 };
 use crate::{
-    app::AppState,
     auth::{self, email_flows, rate_limit::ClientIp},
     config::Mode,
     error::AppError,
+    state::AppState,
 };
 
 #[derive(Deserialize, Default)]
@@ -160,7 +160,7 @@ pub(super) async fn submit_verify(
     };
     let result = async {
         auth::rate_limit::hit_ip(&state, auth::rate_limit::TOKEN_PER_IP, ip).await?;
-        let signed_in = auth::current_user(&state, session.clone()).await?;
+        let signed_in = crate::gate::current_user(&state, session.clone()).await?;
         let verifier = email_flows::Verifier {
             signed_in: signed_in.as_ref(),
             password: form.password.as_deref(),

@@ -25,10 +25,12 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::{
-    app::AppState,
-    auth::{self, CurrentUser, device::DeviceCookie, rate_limit::ClientIp},
+    auth::{self, device::DeviceCookie, rate_limit::ClientIp},
+    base::Base,
     error::AppError,
     gate,
+    gate::CurrentUser,
+    state::AppState,
 };
 use csrf::CsrfToken;
 
@@ -99,19 +101,19 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dev/mailbox.json", get(email_pages::mailbox_json))
         .route(
             "/demo/free",
-            get(show_demo).route_layer(gate::require_login_page(state.clone())),
+            get(show_demo).route_layer(gate::require_login_page(&state)),
         )
         .route(
             "/demo/pro",
-            get(show_demo).route_layer(gate::require_plan_page(state.clone(), "pro")),
+            get(show_demo).route_layer(gate::require_plan_page(&state, "pro")),
         )
         .route(
             "/demo/team",
-            get(show_demo).route_layer(gate::require_plan_page(state.clone(), "team")),
+            get(show_demo).route_layer(gate::require_plan_page(&state, "team")),
         )
         .route(
             "/demo/export",
-            get(show_demo).route_layer(gate::require_feature_page(state.clone(), "export")),
+            get(show_demo).route_layer(gate::require_feature_page(&state, "export")),
         )
         .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
         .route("/static/style.css", get(stylesheet))
@@ -167,7 +169,7 @@ async fn stylesheet() -> Response {
 
 /// Renders `name` with the common context (product name, signed-in email, CSRF token).
 fn render(
-    state: &AppState,
+    state: &Base,
     status: StatusCode,
     name: &str,
     user: Option<&CurrentUser>,
@@ -191,7 +193,7 @@ fn render(
 }
 
 /// A readable error page in the site's look.
-pub fn error_page(state: &AppState, status: StatusCode, message: &str) -> Response {
+pub fn error_page(state: &Base, status: StatusCode, message: &str) -> Response {
     render(
         state,
         status,
@@ -303,7 +305,7 @@ async fn member_form<T: serde::de::DeserializeOwned>(
 }
 
 async fn page_user(state: &AppState, session: Session) -> Result<Option<CurrentUser>, Response> {
-    auth::current_user(state, session)
+    gate::current_user(state, session)
         .await
         .map_err(|e| error_response(state, e))
 }
