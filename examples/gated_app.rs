@@ -35,7 +35,7 @@ async fn audit(Extension(member): Extension<CurrentUser>) -> Json<Value> {
 fn app_routes(state: &AppState) -> Router<AppState> {
     Router::new().route("/reports", get(reports)).route(
         "/audit",
-        get(audit).route_layer(require_feature(&state, "audit")),
+        get(audit).route_layer(require_feature(state, "audit")),
     )
 }
 
