@@ -2,10 +2,7 @@
 
 use serde_json::json;
 
-use crate::{
-    helpers::{PASSWORD, client, error_of, spawn_app},
-    smtp::SmtpSink,
-};
+use crate::helpers::{PASSWORD, SmtpSink, client, error_of, spawn_app};
 
 #[tokio::test]
 async fn lookalike_forms_of_an_address_answer_as_that_address_and_format_characters_are_refused() {

@@ -4,10 +4,7 @@
 use reqwest::Client;
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{PASSWORD, TestApp, client, error_of},
-    smtp::SmtpSink,
-};
+use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, error_of};
 
 async fn app_with_mail(extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
     let sink = SmtpSink::start().await;

@@ -4,49 +4,11 @@
 use reqwest::Client;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, client, error_of, spawn_app};
+use crate::helpers::{
+    SubState, TestApp, client, error_of, event, pro_subscription_updated, spawn_app, user_in,
+};
 
 const GRACE: i64 = 3 * 86_400;
-
-/// A subscription state to put a user in: status, event time, extra subscription fields.
-type SubState<'a> = Option<(&'a str, i64, Value)>;
-
-/// A subscription event for `customer` in state `status` (plan `pro`), created at `created`.
-fn sub_event(
-    app: &TestApp,
-    n: &str,
-    customer: &str,
-    status: &str,
-    created: i64,
-    extra: Value,
-) -> Value {
-    let price = app.price_of("pro");
-    let now = app.state.clock.now();
-    let mut object = json!({
-        "id": format!("sub_{n}"), "object": "subscription", "customer": customer, "status": status,
-        "cancel_at_period_end": false,
-        "items": {"data": [{"price": {"id": price}, "quantity": 1, "current_period_end": now + 10 * 86_400}]}
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        object[k] = v.clone();
-    }
-    json!({"id": format!("evt_{n}_{created}"), "object": "event", "type": "customer.subscription.updated",
-           "created": created, "data": {"object": object}})
-}
-
-/// A signed-in user whose (only) subscription is in `status`, set through a signed webhook.
-async fn user_in(app: &TestApp, n: &str, status: SubState<'_>) -> Client {
-    let c = app.user(&format!("{n}@example.com")).await;
-    if let Some((status, created, extra)) = status {
-        let customer = format!("cus_{n}");
-        app.map_customer_of(&c, &customer).await;
-        let outcome = app
-            .deliver(&sub_event(app, n, &customer, status, created, extra))
-            .await;
-        assert_eq!(outcome["outcome"], "applied", "{n}");
-    }
-    c
-}
 
 #[tokio::test]
 async fn every_status_against_every_gated_route_json_and_html() {
@@ -180,7 +142,7 @@ async fn a_downgrade_webhook_denies_the_very_next_request() {
     let c = user_in(&app, "downgrade", Some(("active", now - 5, json!({})))).await;
     assert_eq!(app.get_with(&c, "/api/demo/pro").await.status(), 200);
 
-    let event = sub_event(
+    let event = pro_subscription_updated(
         &app,
         "downgrade",
         "cus_downgrade",
@@ -204,7 +166,8 @@ async fn a_downgrade_is_seen_at_once_by_its_instance_and_within_a_second_by_anot
         assert_eq!(app.get_with(&c, "/api/demo/pro").await.status(), 200);
     }
 
-    let event = sub_event(&first, "twoinst", "cus_twoinst", "canceled", now, json!({}));
+    let event =
+        pro_subscription_updated(&first, "twoinst", "cus_twoinst", "canceled", now, json!({}));
     assert_eq!(first.deliver(&event).await["outcome"], "applied");
     let delivered = std::time::Instant::now();
 
@@ -412,11 +375,16 @@ async fn by_default_grace_lasts_seven_days_from_the_first_sign_of_past_due() {
     // The first failed payment starts the episode even when it comes before the status change:
     // failed 8 days ago, past_due for 1 day, so grace is over.
     let early = user_in(&app, "pdearly", Some(("active", now - 9 * day, json!({})))).await;
-    let failed = json!({"id": "evt_pdearly_failed", "object": "event", "type": "invoice.payment_failed",
-        "created": now - 8 * day, "data": {"object": {"id": "in_pdearly", "object": "invoice",
-        "customer": "cus_pdearly", "subscription": "sub_pdearly"}}});
+    // The invoice names its subscription where older API versions did.
+    let failed = event(
+        "evt_pdearly_failed",
+        "invoice.payment_failed",
+        now - 8 * day,
+        json!({"id": "in_pdearly", "object": "invoice",
+               "customer": "cus_pdearly", "subscription": "sub_pdearly"}),
+    );
     assert_eq!(app.deliver(&failed).await["outcome"], "applied");
-    let past_due = sub_event(
+    let past_due = pro_subscription_updated(
         &app,
         "pdearly",
         "cus_pdearly",
@@ -432,7 +400,7 @@ async fn by_default_grace_lasts_seven_days_from_the_first_sign_of_past_due() {
     );
 
     // Recovery ends the episode; a new failure starts a new one.
-    let active = sub_event(
+    let active = pro_subscription_updated(
         &app,
         "pdearly",
         "cus_pdearly",
@@ -441,7 +409,7 @@ async fn by_default_grace_lasts_seven_days_from_the_first_sign_of_past_due() {
         json!({}),
     );
     assert_eq!(app.deliver(&active).await["outcome"], "applied");
-    let again = sub_event(
+    let again = pro_subscription_updated(
         &app,
         "pdearly",
         "cus_pdearly",
