@@ -16,12 +16,10 @@ async fn forward(app: &TestApp, c: &Client, header: &str, uri: &str) -> reqwest:
 }
 
 #[tokio::test]
-async fn forward_auth_decides_by_the_catalog_rules() {
+async fn forward_auth_sends_the_anonymous_to_a_login_that_returns_to_the_page() {
     let app = spawn_app().await;
     let anonymous = client();
     let free = app.user("free@example.com").await;
-    let now = app.state.clock.now();
-    let pro = user_in(&app, "fwdpro", Some(("active", now, json!({})))).await;
 
     // Anonymous: 401 with a login URL that returns to the page.
     let r = forward(&app, &anonymous, "x-forwarded-uri", "/pro/report?id=7").await;
@@ -64,6 +62,12 @@ async fn forward_auth_decides_by_the_catalog_rules() {
             .status(),
         200
     );
+}
+
+#[tokio::test]
+async fn forward_auth_sends_a_free_user_to_an_upgrade_from_gated_paths_however_spelled() {
+    let app = spawn_app().await;
+    let free = app.user("free@example.com").await;
 
     // A free user on a pro path: 403 with an upgrade URL.
     let r = forward(&app, &free, "x-forwarded-uri", "/pro/report").await;
@@ -90,6 +94,13 @@ async fn forward_auth_decides_by_the_catalog_rules() {
             "{sneaky}"
         );
     }
+}
+
+#[tokio::test]
+async fn forward_auth_passes_a_pro_user_with_its_identity_and_keeps_the_team_area_closed() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let pro = user_in(&app, "fwdpro", Some(("active", now, json!({})))).await;
 
     // A pro user: 200 with the identity headers.
     let r = forward(&app, &pro, "x-forwarded-uri", "/pro/report").await;
@@ -126,6 +137,58 @@ async fn forward_raw(app: &TestApp, c: &Client, headers: &[RawHeader<'_>]) -> re
     request.send().await.unwrap()
 }
 
+/// `uri` as the only forwarded URI header.
+fn via(uri: &'static [u8]) -> Vec<RawHeader<'static>> {
+    vec![("x-forwarded-uri", uri)]
+}
+
+/// URI headers forward-auth cannot read, by what is wrong with them: missing, repeated, or
+/// contradicted by another URI header, and URIs that are not a plain path. Each is refused, never
+/// given a default.
+fn unreadable_uri_headers() -> Vec<(&'static str, Vec<RawHeader<'static>>)> {
+    vec![
+        ("missing", vec![]),
+        (
+            "repeated",
+            vec![
+                ("x-forwarded-uri", b"/public/x".as_slice()),
+                ("x-forwarded-uri", b"/pro/x".as_slice()),
+            ],
+        ),
+        (
+            "X-Original-URI disagrees",
+            vec![
+                ("x-forwarded-uri", b"/pro/x".as_slice()),
+                ("x-original-uri", b"/public/x".as_slice()),
+            ],
+        ),
+        (
+            "X-Original-URL disagrees",
+            vec![
+                ("x-forwarded-uri", b"/public/x".as_slice()),
+                ("x-original-url", b"/pro/x".as_slice()),
+            ],
+        ),
+        ("raw non-ASCII in the query", via(b"/pro/x?q=caf\xc3\xa9")),
+        ("raw non-ASCII in the path", via(b"/pr\xc3\xb6/x")),
+        ("a space", via(b"/pro/x y")),
+        ("absolute-form", via(b"http://app.test/public/x")),
+        ("not a path", via(b"public/x")),
+        ("; parameters", via(b"/public;x=1/../pro/x")),
+        ("double encoding", via(b"/public/%252e%252e/pro/x")),
+        ("a fragment", via(b"/public/x#/pro/x")),
+        ("NUL", via(b"/public/x%00/../../pro/x")),
+        ("a control character", via(b"/public/x%0a")),
+        ("dot segments", via(b"/public/../pro/x")),
+        ("encoded dot segments", via(b"/public/%2e%2e/pro/x")),
+        ("an encoded slash", via(b"/public%2F..%2Fpro/x")),
+        ("a backslash", via(b"/public/..\\pro/x")),
+        ("an encoded ?", via(b"/pro%3F")),
+        ("a zero-width space", via(b"/pro%E2%80%8B")),
+        ("a bidi control", via(b"/p%E2%80%AEro/x")),
+    ]
+}
+
 #[tokio::test]
 async fn forward_auth_reads_one_header_and_fails_closed_on_anything_it_cannot_read() {
     let app = spawn_app().await;
@@ -136,69 +199,9 @@ async fn forward_auth_reads_one_header_and_fails_closed_on_anything_it_cannot_re
         let upgrade = r.headers().get("x-tollgate-upgrade-url").cloned();
         (status, upgrade, error_of(r).await)
     };
-    let pro_via = |uri: &'static [u8]| [("x-forwarded-uri", uri)];
     for c in [&anonymous, &free] {
         // Missing, repeated, or contradicted by another URI header: refused, never a default.
-        let cases: Vec<(&str, Vec<RawHeader>)> = vec![
-            ("missing", vec![]),
-            (
-                "repeated",
-                vec![
-                    ("x-forwarded-uri", b"/public/x".as_slice()),
-                    ("x-forwarded-uri", b"/pro/x".as_slice()),
-                ],
-            ),
-            (
-                "X-Original-URI disagrees",
-                vec![
-                    ("x-forwarded-uri", b"/pro/x".as_slice()),
-                    ("x-original-uri", b"/public/x".as_slice()),
-                ],
-            ),
-            (
-                "X-Original-URL disagrees",
-                vec![
-                    ("x-forwarded-uri", b"/public/x".as_slice()),
-                    ("x-original-url", b"/pro/x".as_slice()),
-                ],
-            ),
-            (
-                "raw non-ASCII in the query",
-                pro_via(b"/pro/x?q=caf\xc3\xa9").to_vec(),
-            ),
-            (
-                "raw non-ASCII in the path",
-                pro_via(b"/pr\xc3\xb6/x").to_vec(),
-            ),
-            ("a space", pro_via(b"/pro/x y").to_vec()),
-            (
-                "absolute-form",
-                pro_via(b"http://app.test/public/x").to_vec(),
-            ),
-            ("not a path", pro_via(b"public/x").to_vec()),
-            ("; parameters", pro_via(b"/public;x=1/../pro/x").to_vec()),
-            (
-                "double encoding",
-                pro_via(b"/public/%252e%252e/pro/x").to_vec(),
-            ),
-            ("a fragment", pro_via(b"/public/x#/pro/x").to_vec()),
-            ("NUL", pro_via(b"/public/x%00/../../pro/x").to_vec()),
-            ("a control character", pro_via(b"/public/x%0a").to_vec()),
-            ("dot segments", pro_via(b"/public/../pro/x").to_vec()),
-            (
-                "encoded dot segments",
-                pro_via(b"/public/%2e%2e/pro/x").to_vec(),
-            ),
-            (
-                "an encoded slash",
-                pro_via(b"/public%2F..%2Fpro/x").to_vec(),
-            ),
-            ("a backslash", pro_via(b"/public/..\\pro/x").to_vec()),
-            ("an encoded ?", pro_via(b"/pro%3F").to_vec()),
-            ("a zero-width space", pro_via(b"/pro%E2%80%8B").to_vec()),
-            ("a bidi control", pro_via(b"/p%E2%80%AEro/x").to_vec()),
-        ];
-        for (why, headers) in cases {
+        for (why, headers) in unreadable_uri_headers() {
             let (status, upgrade, error) = refused(forward_raw(&app, c, &headers).await).await;
             assert_eq!(status, 403, "{why}");
             assert_eq!(error, "forbidden", "{why}");

@@ -8,15 +8,10 @@ use crate::helpers::{SubState, TestApp, event, pro_subscription_updated, spawn_a
 
 const GRACE: i64 = 3 * 86_400;
 
-#[tokio::test]
-async fn every_status_against_every_gated_route_json_and_html() {
-    let app = TestApp::builder()
-        .with("TOLLGATE_PAST_DUE_GRACE_SECS", &GRACE.to_string())
-        .spawn()
-        .await;
-    let now = app.state.clock.now();
-    // (name, subscription state, whether it grants pro)
-    let cases: Vec<(&str, SubState, bool)> = vec![
+/// Every subscription state a user can be in at `now`, by name: (name, subscription state,
+/// whether it grants pro).
+fn every_state(now: i64) -> Vec<(&'static str, SubState<'static>, bool)> {
+    vec![
         ("none", None, false),
         (
             "trialing",
@@ -66,8 +61,61 @@ async fn every_status_against_every_gated_route_json_and_html() {
             Some(("something_stripe_adds_later", now, json!({}))),
             false,
         ),
+    ]
+}
+
+/// Asserts what `c` (the user in state `name`, granted pro or not) gets from every gated route,
+/// JSON and HTML.
+async fn assert_every_gated_route(app: &TestApp, c: &Client, name: &str, pro: bool) {
+    // (route, granted?, error code, required)
+    let routes = [
+        ("free", true, "", ""),
+        ("pro", pro, "plan_required", "pro"),
+        ("team", false, "plan_required", "team"),
+        ("export", pro, "feature_required", "export"),
     ];
-    for (name, state, pro) in cases {
+    for (route, granted, code, required) in routes {
+        let r = app.get_with(c, &format!("/api/demo/{route}")).await;
+        let page = app.get_with(c, &format!("/demo/{route}")).await;
+        if granted {
+            assert_eq!(r.status(), 200, "{name} × /api/demo/{route}");
+            assert_eq!(page.status(), 200, "{name} × /demo/{route}");
+            continue;
+        }
+        assert_eq!(r.status(), 403, "{name} × /api/demo/{route}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], code, "{name} × {route}");
+        let field = if code == "plan_required" {
+            "required_plan"
+        } else {
+            "required_feature"
+        };
+        assert_eq!(body[field], required, "{name} × {route}");
+        let current = if pro { "pro" } else { "free" };
+        assert_eq!(body["current_plan"], current, "{name} × {route}");
+        let upgrade_plan = if route == "export" { "pro" } else { required };
+        assert_eq!(
+            body["upgrade_url"],
+            app.url(&format!("/pricing?required={upgrade_plan}")),
+            "{name} × {route}"
+        );
+        assert_eq!(page.status(), 303, "{name} × /demo/{route}");
+        assert_eq!(
+            page.headers()["location"],
+            format!("/pricing?required={upgrade_plan}"),
+            "{name} × /demo/{route}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_status_against_every_gated_route_json_and_html() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_PAST_DUE_GRACE_SECS", &GRACE.to_string())
+        .spawn()
+        .await;
+    let now = app.state.clock.now();
+    for (name, state, pro) in every_state(now) {
         let c = user_in(&app, name, state).await;
         let me = app.me(&c).await;
         assert_eq!(
@@ -75,45 +123,7 @@ async fn every_status_against_every_gated_route_json_and_html() {
             if pro { "pro" } else { "free" },
             "{name}: {me}"
         );
-        // (route, granted?, error code, required)
-        let routes = [
-            ("free", true, "", ""),
-            ("pro", pro, "plan_required", "pro"),
-            ("team", false, "plan_required", "team"),
-            ("export", pro, "feature_required", "export"),
-        ];
-        for (route, granted, code, required) in routes {
-            let r = app.get_with(&c, &format!("/api/demo/{route}")).await;
-            let page = app.get_with(&c, &format!("/demo/{route}")).await;
-            if granted {
-                assert_eq!(r.status(), 200, "{name} × /api/demo/{route}");
-                assert_eq!(page.status(), 200, "{name} × /demo/{route}");
-                continue;
-            }
-            assert_eq!(r.status(), 403, "{name} × /api/demo/{route}");
-            let body: Value = r.json().await.unwrap();
-            assert_eq!(body["error"], code, "{name} × {route}");
-            let field = if code == "plan_required" {
-                "required_plan"
-            } else {
-                "required_feature"
-            };
-            assert_eq!(body[field], required, "{name} × {route}");
-            let current = if pro { "pro" } else { "free" };
-            assert_eq!(body["current_plan"], current, "{name} × {route}");
-            let upgrade_plan = if route == "export" { "pro" } else { required };
-            assert_eq!(
-                body["upgrade_url"],
-                app.url(&format!("/pricing?required={upgrade_plan}")),
-                "{name} × {route}"
-            );
-            assert_eq!(page.status(), 303, "{name} × /demo/{route}");
-            assert_eq!(
-                page.headers()["location"],
-                format!("/pricing?required={upgrade_plan}"),
-                "{name} × /demo/{route}"
-            );
-        }
+        assert_every_gated_route(&app, &c, name, pro).await;
     }
 }
 
