@@ -34,41 +34,35 @@ async fn registration_sends_a_verification_link_whose_get_changes_nothing() {
     sink.wait_for("ann@example.com", 2).await;
 }
 
+/// Registers `email` with `password` from a fresh client; the answer.
+async fn register(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let body = json!({"email": email, "password": password});
+    anonymous(app, "/api/auth/register", body).await
+}
+
+/// The status of a password sign-in as `email` from a fresh client.
+async fn login_status(app: &TestApp, email: &str, password: &str) -> u16 {
+    let body = json!({"email": email, "password": password});
+    anonymous(app, "/api/auth/login", body)
+        .await
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let (app, sink) = app_with_mail(&[("TOLLGATE_REGISTRATION_PRIVACY", "true")]).await;
-    let register = |email: &'static str, password: &'static str| {
-        let app = &app;
-        async move {
-            let c = client();
-            let r = post(
-                app,
-                &c,
-                "/api/auth/register",
-                json!({"email": email, "password": password}),
-            )
-            .await;
-            (c, r)
-        }
-    };
-
-    let (_, new) = register("ann@example.com", PASSWORD).await;
+    let new = register(&app, "ann@example.com", PASSWORD).await;
     assert_eq!(new.status(), 202);
     assert!(new.headers().get("set-cookie").is_none(), "no session");
     let new_body = new.bytes().await.unwrap();
     let verify = sink.wait_for("ann@example.com", 1).await;
 
     // Unverified: password sign-in is refused like a wrong password.
-    let login = anonymous(
-        &app,
-        "/api/auth/login",
-        json!({"email": "ann@example.com", "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(login.status(), 401);
+    assert_eq!(login_status(&app, "ann@example.com", PASSWORD).await, 401);
 
     // A second registration of the unverified address replaces the pending password.
-    let (_, again) = register("ann@example.com", "the real owner's passphrase").await;
+    let again = register(&app, "ann@example.com", "the real owner's passphrase").await;
     assert_eq!(again.bytes().await.unwrap(), new_body, "same answer");
     let second = sink.wait_for("ann@example.com", 2).await;
     assert_eq!(app.count("users").await, 1);
@@ -96,28 +90,18 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
         400,
         "the link of the replaced registration is dead"
     );
-    let login = anonymous(
-        &app,
-        "/api/auth/login",
-        json!({"email": "ann@example.com", "password": "the real owner's passphrase"}),
-    )
-    .await;
-    assert_eq!(login.status(), 200);
+    let login = login_status(&app, "ann@example.com", "the real owner's passphrase").await;
+    assert_eq!(login, 200);
 
     // A verified owner: same answer, and a sign-in link instead of an account.
-    let (_, taken) = register("ann@example.com", "an attacker's passphrase").await;
+    let taken = register(&app, "ann@example.com", "an attacker's passphrase").await;
     assert_eq!(taken.status(), 202);
     assert_eq!(taken.bytes().await.unwrap(), new_body);
     let warning = sink.wait_for("ann@example.com", 3).await;
     assert!(warning.subject().contains("tried to sign up"));
     assert!(warning.link("magic").contains("/magic?token="));
-    let attacker = anonymous(
-        &app,
-        "/api/auth/login",
-        json!({"email": "ann@example.com", "password": "an attacker's passphrase"}),
-    )
-    .await;
-    assert_eq!(attacker.status(), 401);
+    let attacker = login_status(&app, "ann@example.com", "an attacker's passphrase").await;
+    assert_eq!(attacker, 401);
 }
 
 #[tokio::test]
