@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, client, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, client, event, spawn_app};
 
 #[tokio::test]
 async fn register_me_logout_round_trip() {
@@ -445,8 +445,12 @@ async fn deleting_an_account_cancels_the_subscription_and_frees_the_address() {
     );
 
     // Later events for the customer are orphans, and the address can sign up again.
-    let event = json!({"id": "evt_after_delete", "type": "customer.subscription.updated", "created": app.state.clock.now() + 5,
-        "data": {"object": {"id": sub, "customer": customer, "status": "active"}}});
+    let event = event(
+        "evt_after_delete",
+        "customer.subscription.updated",
+        app.state.clock.now() + 5,
+        json!({"id": sub, "customer": customer, "status": "active"}),
+    );
     assert_eq!(app.deliver(&event).await["outcome"], "orphan");
     app.register_with(&client(), "ann@example.com", PASSWORD)
         .await;

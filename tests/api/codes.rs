@@ -3,10 +3,7 @@
 
 use serde_json::json;
 
-use crate::{
-    helpers::{PASSWORD, TestApp, client, error_of},
-    smtp::SmtpSink,
-};
+use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, error_of};
 
 #[tokio::test]
 async fn forty_concurrent_wrong_codes_count_exactly_five_tries_and_the_link_still_works() {

@@ -196,10 +196,8 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
-    let db = TestDb::new().await;
-    // The real binary, with 1,024 file descriptors.
+/// Starts the real binary on `db` with 1,024 file descriptors; the process and the URL it prints.
+async fn serve_with_1024_fds(db: &TestDb) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new("sh")
         .args([
             "-c",
@@ -219,7 +217,6 @@ async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = child.id().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     tokio::time::timeout(Duration::from_secs(30), stdout.read_line(&mut line))
@@ -227,17 +224,16 @@ async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
         .expect("prints its URL")
         .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let address = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let rss_before = rss_kib(pid);
+    (child, url)
+}
 
-    // 1,100 connections that each send half a request head and wait.
-    let mut held = Vec::with_capacity(1_100);
-    for _ in 0..1_100 {
+/// Opens up to `n` connections to `address` that each send half a request head and wait; the
+/// ones that opened.
+async fn half_sent_requests(address: &str, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
         let Ok(Ok(mut stream)) =
-            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&address)).await
+            tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(address)).await
         else {
             continue;
         };
@@ -246,6 +242,38 @@ async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
             .await;
         held.push(stream);
     }
+    held
+}
+
+/// Stops `child` and returns what it wrote to stderr.
+async fn stop_and_read_stderr(mut child: tokio::process::Child) -> String {
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .await
+        .unwrap();
+    logs
+}
+
+#[tokio::test]
+async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
+    let db = TestDb::new().await;
+    // The real binary, with 1,024 file descriptors.
+    let (child, url) = serve_with_1024_fds(&db).await;
+    let pid = child.id().unwrap();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let rss_before = rss_kib(pid);
+
+    // 1,100 connections that each send half a request head and wait.
+    let held = half_sent_requests(&address, 1_100).await;
     assert!(
         held.len() >= 1_000,
         "only {} connections opened",
@@ -273,16 +301,7 @@ async fn a_flood_of_half_sent_requests_leaves_health_checks_answering() {
     );
     drop(held);
 
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .await
-        .unwrap();
+    let logs = stop_and_read_stderr(child).await;
     assert!(
         logs.contains("connection limit reached"),
         "no log line says the cap was reached: {}",

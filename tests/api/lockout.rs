@@ -6,10 +6,7 @@
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{PASSWORD, TestApp, client, set_cookie_line},
-    smtp::SmtpSink,
-};
+use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, set_cookie_line};
 
 const OWNER: &str = "owner@example.com";
 const WRONG: &str = "not the owner's password";

@@ -1,10 +1,9 @@
 //! Black-box tests over HTTP: the real app on a random port with a fresh database per test.
-//! The engine is SQLite unless `TEST_DATABASE_URL` points at PostgreSQL (see helpers.rs).
+//! The engine is SQLite unless `TEST_DATABASE_URL` points at PostgreSQL (see helpers/app.rs).
 
 mod accounts;
 mod addresses;
 mod billing;
-mod billing_live;
 mod catalog_check;
 mod cli;
 mod codes;
@@ -20,5 +19,4 @@ mod prehijack;
 mod proxy;
 mod revocation;
 mod sessions;
-mod smtp;
 mod timing;

@@ -3,11 +3,7 @@
 
 use serde_json::json;
 
-use crate::{
-    helpers::{PASSWORD, TestApp, client, session_cookie},
-    revocation::me_status,
-    smtp::SmtpSink,
-};
+use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, me_status, session_cookie};
 
 const VICTIM: &str = "victim@example.com";
 
@@ -195,7 +191,7 @@ async fn an_email_change_link_the_attacker_kept_dies_when_the_owner_proves_the_m
     let attacker = attacker_registers(&app).await.expect("attacker's session");
     sink.wait_for(VICTIM, 1).await;
     // The attacker asks to move the account to its own address and keeps the link.
-    let r = crate::revocation::post_with_cookie(
+    let r = crate::helpers::post_with_cookie(
         &app,
         "/api/auth/email/change",
         &attacker,

@@ -210,19 +210,42 @@ async fn raw_get(port: u16, target: &[u8]) -> (u16, bool) {
     (status, answer.contains("\"upstream\":true"))
 }
 
+impl Proxy {
+    /// The URL of `path` through the proxy.
+    fn site(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
 /// The attacks of the security review, through `proxy` (whose configuration is the README's).
 async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
-    let site = |path: &str| format!("http://127.0.0.1:{}{path}", proxy.port);
+    anonymous_visitors_get_tollgates_own_login_whatever_they_forge(app, proxy, name).await;
+    no_spelling_of_a_pro_path_reaches_the_upstream_anonymously(app, proxy, name).await;
+    let free = a_free_user_is_sent_to_pricing_but_reaches_signed_in_paths(app, proxy, name).await;
+    a_pro_user_reaches_the_upstream_which_sees_its_real_identity(app, proxy, name).await;
+    other_spellings_of_the_identity_headers_never_pose_as_someone(app, proxy, &free, name).await;
+    a_public_path_drops_an_anonymous_clients_forged_identity(proxy, name).await;
+}
+
+/// Anonymous: redirected to tollgate's login, coming back to the page, even with forged headers.
+async fn anonymous_visitors_get_tollgates_own_login_whatever_they_forge(
+    app: &TestApp,
+    proxy: &Proxy,
+    name: &str,
+) {
     let login = app.url("/login?next=%2Fpro%2Freport");
 
-    // Anonymous: redirected to tollgate's login, coming back to the page.
-    let r = client().get(site("/pro/report")).send().await.unwrap();
+    let r = client()
+        .get(proxy.site("/pro/report"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302, "{name}");
     assert_eq!(r.headers()["location"], login.as_str(), "{name}");
 
     // Anonymous with every forgeable header: never the upstream; the login URL is tollgate's
     // own, for the path really asked for (a forged host or scheme is not taken).
-    let r = get_forged(&client(), &site("/pro/report")).await;
+    let r = get_forged(&client(), &proxy.site("/pro/report")).await;
     let status = r.status();
     let location = r.headers().get("location").cloned();
     assert!(
@@ -231,7 +254,7 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
     );
     // A forged host and scheme alone: still exactly tollgate's own login URL for the real path.
     let r = client()
-        .get(site("/pro/report"))
+        .get(proxy.site("/pro/report"))
         .header("x-forwarded-host", "evil.test")
         .header("x-forwarded-proto", "javascript")
         .send()
@@ -242,7 +265,7 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
     // Each URI header alone, too.
     for (header, value) in &FORGED[..3] {
         let r = client()
-            .get(site("/pro/report"))
+            .get(proxy.site("/pro/report"))
             .header(*header, *value)
             .send()
             .await
@@ -254,8 +277,14 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
         );
         assert!(!reached_upstream(r).await, "{name}: {header}");
     }
+}
 
-    // Other spellings of a pro path: another case, the bare prefix, dot segments, raw bytes.
+/// Other spellings of a pro path: another case, the bare prefix, dot segments, raw bytes.
+async fn no_spelling_of_a_pro_path_reaches_the_upstream_anonymously(
+    app: &TestApp,
+    proxy: &Proxy,
+    name: &str,
+) {
     for path in [
         "/PRO/report",
         "/Pro/report",
@@ -264,7 +293,7 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
         "//pro//report",
         "/pro.json",
     ] {
-        let r = client().get(site(path)).send().await.unwrap();
+        let r = client().get(proxy.site(path)).send().await.unwrap();
         assert_eq!(r.status(), 302, "{name}: {path}");
         assert!(
             r.headers()["location"]
@@ -293,10 +322,17 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
             String::from_utf8_lossy(target)
         );
     }
+}
 
-    // A free user on a pro path, with every forged header: redirected to pricing.
+/// A free user on a pro path, with every forged header: redirected to pricing; but any
+/// signed-in path reaches the upstream with the identity headers. Returns the free user.
+async fn a_free_user_is_sent_to_pricing_but_reaches_signed_in_paths(
+    app: &TestApp,
+    proxy: &Proxy,
+    name: &str,
+) -> Client {
     let free = app.user("free@example.com").await;
-    let r = get_forged(&free, &site("/pro/report")).await;
+    let r = get_forged(&free, &proxy.site("/pro/report")).await;
     let status = r.status();
     let location = r.headers().get("location").cloned();
     assert!(
@@ -307,7 +343,7 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
             || status == 403,
         "{name}: a free user with forged headers got {status} {location:?}"
     );
-    let r = free.get(site("/PRO/report")).send().await.unwrap();
+    let r = free.get(proxy.site("/PRO/report")).send().await.unwrap();
     assert_eq!(r.status(), 302, "{name}");
     assert_eq!(
         r.headers()["location"],
@@ -315,16 +351,23 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
         "{name}"
     );
     // …but any signed-in path reaches the upstream with the identity headers.
-    let r = free.get(site("/dashboard")).send().await.unwrap();
+    let r = free.get(proxy.site("/dashboard")).send().await.unwrap();
     assert_eq!(r.status(), 200, "{name}");
     let seen: Value = r.json().await.unwrap();
     assert_eq!(seen["plan"], "free", "{name}");
+    free
+}
 
-    // A pro user reaches the upstream, which sees who it is — and never a forged identity.
+/// A pro user reaches the upstream, which sees who it is — and never a forged identity.
+async fn a_pro_user_reaches_the_upstream_which_sees_its_real_identity(
+    app: &TestApp,
+    proxy: &Proxy,
+    name: &str,
+) {
     let pro = app.subscriber("pro@example.com", "pro").await;
     let me = app.me(&pro).await;
     let r = pro
-        .get(site("/pro/report"))
+        .get(proxy.site("/pro/report"))
         .header("x-tollgate-user-id", "usr_forged")
         .header("x-tollgate-plan", "team")
         .send()
@@ -337,17 +380,24 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
     assert_eq!(seen["email"], "pro%40example.com", "{name}");
     assert_eq!(seen["plan"], "pro", "{name}");
     assert_eq!(seen["tier"], "1", "{name}");
+}
 
-    // CGI-style spellings of the identity headers, and a `Connection` header asking the proxy to
-    // drop tollgate's real ones: the app still sees only tollgate's identity, or none.
-    let free_id = app.me(&free).await["id"].as_str().unwrap().to_owned();
+/// CGI-style spellings of the identity headers, and a `Connection` header asking the proxy to
+/// drop tollgate's real ones: the app still sees only tollgate's identity, or none.
+async fn other_spellings_of_the_identity_headers_never_pose_as_someone(
+    app: &TestApp,
+    proxy: &Proxy,
+    free: &Client,
+    name: &str,
+) {
+    let free_id = app.me(free).await["id"].as_str().unwrap().to_owned();
     for (c, path, expected) in [
-        (&free, "/dashboard", free_id.as_str()),
+        (free, "/dashboard", free_id.as_str()),
         (&client(), "/public/x", ""),
     ] {
         for connection in [None, Some("X-Tollgate-User-Id, X-Tollgate-Plan")] {
             let mut request = c
-                .get(site(path))
+                .get(proxy.site(path))
                 .header("x_tollgate_user_id", "usr_forged")
                 .header("x_tollgate_plan", "team");
             if let Some(connection) = connection {
@@ -368,10 +418,12 @@ async fn attack_through(app: &TestApp, proxy: &Proxy, name: &str) {
             );
         }
     }
+}
 
-    // On a public path an anonymous client's forged identity is dropped, not passed on.
+/// On a public path an anonymous client's forged identity is dropped, not passed on.
+async fn a_public_path_drops_an_anonymous_clients_forged_identity(proxy: &Proxy, name: &str) {
     let r = client()
-        .get(site("/public/pricing.html"))
+        .get(proxy.site("/public/pricing.html"))
         .header("x-tollgate-user-id", "usr_forged")
         .header("x-tollgate-email", "boss%40example.com")
         .header("x-tollgate-plan", "team")

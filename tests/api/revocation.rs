@@ -9,9 +9,9 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::{
-    helpers::{PASSWORD, TestApp, client, session_cookie},
-    smtp::SmtpSink,
+use crate::helpers::{
+    PASSWORD, SmtpSink, TestApp, client, client_without_jar, me_status, post_with_cookie,
+    session_cookie,
 };
 
 /// A JSON POST sent as raw HTTP/1.1 with `Expect: 100-continue` and its body held back. The
@@ -82,42 +82,6 @@ fn raw_session_cookie(answer: &str) -> Option<String> {
                 .is_some_and(|n| n.ends_with("tollgate_session"))
         })
         .map(|v| v.split(';').next().unwrap().to_owned())
-}
-
-/// Status of `GET /api/me` with only `cookie`.
-pub async fn me_status(app: &TestApp, cookie: &str) -> u16 {
-    client_without_jar()
-        .get(app.url("/api/me"))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-fn client_without_jar() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// A JSON POST with only `cookie`.
-pub async fn post_with_cookie(
-    app: &TestApp,
-    path: &str,
-    cookie: &str,
-    body: &Value,
-) -> reqwest::Response {
-    client_without_jar()
-        .post(app.url(path))
-        .header("content-type", "application/json")
-        .header("cookie", cookie)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
 }
 
 /// Signs `email` in with `password` and returns its session cookie.

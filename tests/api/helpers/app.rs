@@ -1,4 +1,4 @@
-//! `spawn_app`: the real router on port 0 with a fresh database.
+//! The app under test: `spawn_app` starts the real router on port 0 with a fresh database.
 //!
 //! The engine comes from the environment: with `TEST_DATABASE_URL=postgres://…` (an admin URL of
 //! a PostgreSQL server) each app gets a new database created on that server and dropped
@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use rand::RngCore as _;
-use reqwest::{Client, Response, header::HeaderMap, redirect::Policy};
-use serde_json::{Value, json};
+use reqwest::{Client, Response, redirect::Policy};
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tollgate::{
     app::{App, AppState},
@@ -263,24 +263,6 @@ impl TestApp {
         client.get(self.url(path)).send().await.expect("request")
     }
 
-    /// Registers `email` with `client`; panics unless 201.
-    pub async fn register_with(&self, client: &Client, email: &str, password: &str) -> Value {
-        let response = self
-            .post_json_with(
-                client,
-                "/api/auth/register",
-                &json!({"email": email, "password": password}),
-            )
-            .await;
-        assert_eq!(response.status(), 201, "registration of {email}");
-        response.json().await.unwrap()
-    }
-
-    /// Registers with this app's client.
-    pub async fn register(&self, email: &str, password: &str) -> Value {
-        self.register_with(&self.client, email, password).await
-    }
-
     /// Number of rows in `table`.
     pub async fn count(&self, table: &str) -> i64 {
         let (n,): (i64,) =
@@ -291,49 +273,17 @@ impl TestApp {
         n
     }
 
-    /// GETs a page and returns its CSRF token (from the form) with the client's cookie set.
-    pub async fn csrf_token(&self, client: &Client, page: &str) -> String {
-        let html = page_text(client, &self.url(page)).await;
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = html.find(marker).expect("page has a CSRF field") + marker.len();
-        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    /// This app started again on its database with the catalog `text` (`TOLLGATE_PLANS`).
+    pub async fn restarted_with_catalog(&self, text: &str) -> TestApp {
+        let path =
+            std::env::temp_dir().join(format!("tollgate-catalog-{}.toml", rand::random::<u64>()));
+        std::fs::write(&path, text).unwrap();
+        let restarted = TestApp::builder()
+            .on_db(self.db.clone())
+            .with("TOLLGATE_PLANS", path.to_str().unwrap())
+            .spawn()
+            .await;
+        let _ = std::fs::remove_file(&path);
+        restarted
     }
 }
-
-/// The body of a GET of `url` (the app's or the simulator's) with `client`; panics unless 2xx.
-pub async fn page_text(client: &Client, url: &str) -> String {
-    let response = client.get(url).send().await.expect("request");
-    assert!(
-        response.status().is_success(),
-        "GET {url}: {}",
-        response.status()
-    );
-    response.text().await.unwrap()
-}
-
-/// The `error` code of a JSON error answer (empty when it has none).
-pub async fn error_of(response: Response) -> String {
-    response.json::<Value>().await.unwrap()["error"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// The session cookie's `name=value` from a response, if it set one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    set_cookie_line(headers, "tollgate_session")
-        .map(|line| line.split(';').next().unwrap().to_owned())
-}
-
-/// The whole `Set-Cookie` line whose cookie name ends with `name`.
-pub fn set_cookie_line(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.split('=').next().is_some_and(|n| n.ends_with(name)))
-        .map(str::to_owned)
-}
-
-/// A password that passes the policy.
-pub const PASSWORD: &str = "correct horse battery staple";

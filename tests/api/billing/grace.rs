@@ -1,0 +1,164 @@
+//! Renewals, failed payments and the past-due grace period: when it starts and when it ends.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app, sub_event};
+
+#[tokio::test]
+async fn renewals_failed_payments_grace_and_recovery() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_PAST_DUE_GRACE_SECS", "259200")
+        .spawn()
+        .await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let until = app.me(&c).await["access"]["until"].clone();
+
+    // A paid renewal moves the period on.
+    app.advance(31 * 86_400).await;
+    app.wait_for(
+        &c,
+        |m| m["access"]["until"] != until && m["access"]["status"] == "active",
+        "renewal",
+    )
+    .await;
+
+    // The card starts failing: the next renewal makes the subscription past_due, in grace.
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let card = format!("/_sim/customers/{customer}/card");
+    app.sim_control(&card, &json!({"failing": true})).await;
+    app.advance(30 * 86_400).await;
+    let me = app
+        .wait_for(&c, |m| m["access"]["status"] == "past_due", "past_due")
+        .await;
+    assert_eq!(me["access"]["plan"], "team", "inside the grace period");
+    assert!(
+        me["access"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("grace until")
+    );
+
+    // Past the grace period (3 days) the plan is gone, with nothing else happening.
+    app.advance(4 * 86_400).await;
+    assert_eq!(app.me(&c).await["access"]["plan"], "free");
+
+    // The card is fixed; the next attempt succeeds and the plan is back.
+    app.sim_control(&card, &json!({"failing": false})).await;
+    app.advance(30 * 86_400).await;
+    let me = app
+        .wait_for(&c, |m| m["access"]["status"] == "active", "recovery")
+        .await;
+    assert_eq!(me["access"]["plan"], "team");
+}
+
+#[tokio::test]
+async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_grace").await;
+    let t0 = app.state.clock.now() - 1_000;
+    let updated = "customer.subscription.updated";
+    let stream = [
+        sub_event(
+            "evt_1",
+            "customer.subscription.created",
+            t0,
+            "sub_grace",
+            "cus_grace",
+            "active",
+        ),
+        sub_event(
+            "evt_2",
+            "invoice.payment_failed",
+            t0 + 10,
+            "sub_grace",
+            "cus_grace",
+            "",
+        ),
+        sub_event(
+            "evt_3",
+            updated,
+            t0 + 20,
+            "sub_grace",
+            "cus_grace",
+            "past_due",
+        ),
+        sub_event(
+            "evt_4",
+            updated,
+            t0 + 30,
+            "sub_grace",
+            "cus_grace",
+            "active",
+        ),
+        // Late: an older failure (another retry's invoice) delivered after the recovery.
+        sub_event(
+            "evt_5",
+            "invoice.payment_failed",
+            t0 + 15,
+            "sub_grace",
+            "cus_grace",
+            "",
+        ),
+        sub_event(
+            "evt_6",
+            updated,
+            t0 + 40,
+            "sub_grace",
+            "cus_grace",
+            "past_due",
+        ),
+    ];
+    for event in &stream {
+        app.deliver(event).await;
+    }
+
+    let (since,): (Option<i64>,) =
+        sqlx::query_as("SELECT past_due_since FROM subscriptions WHERE id = 'sub_grace'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        since,
+        Some(t0 + 40),
+        "the new episode starts at its own state"
+    );
+}
+
+#[tokio::test]
+async fn a_past_due_state_found_by_fetching_starts_its_grace_period_when_it_is_seen() {
+    // No event has ever arrived (webhooks misconfigured, or held): only the success page tells.
+    let app = spawn_app().await;
+    app.hold_webhooks(true).await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "team", "month").await;
+    let success = app.pay(&url).await;
+    assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
+    assert_eq!(app.me(&c).await["access"]["status"], "active");
+
+    // The renewal fails in Stripe; tollgate learns it only when the success page is loaded again.
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.sim_control(
+        &format!("/_sim/customers/{customer}/card"),
+        &json!({"failing": true}),
+    )
+    .await;
+    app.advance(31 * 86_400).await;
+    assert_eq!(c.get(&success).send().await.unwrap().status(), 200);
+
+    let me = app.me(&c).await;
+    assert_eq!(me["access"]["status"], "past_due", "{me}");
+    assert_eq!(
+        me["access"]["plan"], "team",
+        "the grace period starts when the state is seen: {me}"
+    );
+    let (since,): (Option<i64>,) = sqlx::query_as("SELECT past_due_since FROM subscriptions")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let now = app.state.clock.now();
+    assert!(
+        since.is_some_and(|s| (now - 60..=now).contains(&s)),
+        "{since:?} vs {now}"
+    );
+}

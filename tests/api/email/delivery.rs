@@ -1,0 +1,118 @@
+//! Delivery: the outbox survives a relay outage and sends each message once, across restarts
+//! and instances; billing notices go out once per Stripe event.
+
+use serde_json::{Value, json};
+
+use super::app_with_mail;
+use crate::helpers::{SmtpSink, TestApp, client};
+
+#[tokio::test]
+async fn mail_committed_while_the_relay_is_down_arrives_once_after_a_restart() {
+    let mut sink = SmtpSink::start().await;
+    let first = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .spawn()
+        .await;
+    sink.stop();
+    first.user("ann@example.com").await;
+    // The worker has tried, failed and released the message (no send in flight).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (attempts, locked): (i64, Option<i64>) =
+            sqlx::query_as("SELECT attempts, locked_until FROM outbox")
+                .fetch_one(&first.state.db.pool)
+                .await
+                .unwrap();
+        if attempts > 0 && locked.is_none() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never tried"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let db = first.db.clone();
+    drop(first);
+
+    sink.restart().await;
+    let second = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .on_db(db)
+        .spawn()
+        .await;
+    sink.wait_for("ann@example.com", 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.to("ann@example.com").len(), 1, "sent once");
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM outbox")
+        .fetch_one(&second.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
+}
+
+#[tokio::test]
+async fn two_instances_send_each_message_once() {
+    let sink = SmtpSink::start().await;
+    let first = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .spawn()
+        .await;
+    let second = TestApp::builder()
+        .with("SMTP_URL", &sink.url())
+        .on_db(first.db.clone())
+        .spawn()
+        .await;
+    for i in 0..10 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.user(&format!("u{i}@example.com")).await;
+    }
+    for i in 0..10 {
+        sink.wait_for(&format!("u{i}@example.com"), 1).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sink.mails.lock().unwrap().len(), 10, "no message twice");
+}
+
+#[tokio::test]
+async fn billing_notices_are_sent_once_per_stripe_event() {
+    let (app, sink) = app_with_mail(&[]).await;
+    app.subscriber("ann@example.com", "pro").await;
+    app.advance(12 * 86_400).await;
+    let notice = sink.wait_for("ann@example.com", 2).await;
+    assert!(
+        notice.subject().contains("trial ends on"),
+        "{}",
+        notice.subject()
+    );
+
+    // Delivering the same event again sends nothing more.
+    let events: Value = client()
+        .get(app.sim_url("/_sim/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "customer.subscription.trial_will_end")
+        .unwrap()
+        .clone();
+    assert_eq!(app.deliver(&event).await["outcome"], "duplicate");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.to("ann@example.com").len(), 2);
+
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    app.sim_control(
+        &format!("/_sim/customers/{customer}/card"),
+        &json!({"failing": true}),
+    )
+    .await;
+    app.advance(3 * 86_400).await;
+    let failed = sink.wait_for("ann@example.com", 3).await;
+    assert!(failed.text().contains("could not charge your card"));
+}
