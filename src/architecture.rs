@@ -34,7 +34,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("auth", "gate"),
     ("billing", "gate"),
     ("billing", "sim"),
-    ("gate", "web"),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

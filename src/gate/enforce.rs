@@ -3,8 +3,8 @@
 //!
 //! JSON routes: 401 `unauthenticated`, 403 `plan_required` / `feature_required` with
 //! `required_plan`/`required_feature`, `current_plan` and an absolute `upgrade_url`.
-//! HTML routes: 303 to `/login?next=<path>` without a session, 303 to `/pricing?required=<plan>`
-//! when the plan or feature is missing.
+//! HTML routes (the layers in `web::gate_pages`): 303 to `/login?next=<path>` without a session,
+//! 303 to `/pricing?required=<plan>` when the plan or feature is missing.
 //!
 //! ```ignore
 //! struct Pro;
@@ -31,7 +31,7 @@ use axum::{
     Json,
     extract::{FromRef, FromRequestParts, Request},
     http::{StatusCode, request::Parts},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use serde_json::json;
 
@@ -113,7 +113,7 @@ pub fn check(state: &Billing, member: Option<&CurrentUser>, need: &Need) -> Resu
 }
 
 /// The plan to offer for a denial (for the pricing link).
-fn upgrade_plan(denied: &Denied) -> Option<&str> {
+pub fn upgrade_plan(denied: &Denied) -> Option<&str> {
     match denied {
         Denied::Plan { required, .. } => Some(required),
         Denied::Feature { upgrade_to, .. } => upgrade_to.as_deref(),
@@ -130,7 +130,7 @@ pub fn upgrade_url(state: &Billing, denied: &Denied) -> String {
 }
 
 /// Percent-encodes `s` for a query string.
-pub(super) fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -169,26 +169,6 @@ impl Denied {
                 })),
             )
                 .into_response(),
-        }
-    }
-
-    /// The HTML answer: a redirect to log in (back to `path`) or to pricing.
-    pub fn page(self, state: &Billing, path: &str) -> Response {
-        match self {
-            Denied::Error(e) => {
-                crate::web::error_page(state, e.status_and_code().0, &e.public_message())
-            }
-            Denied::Unauthenticated => {
-                let next = crate::web::safe_next(Some(path));
-                Redirect::to(&format!("/login?next={}", urlencode(next))).into_response()
-            }
-            denied => {
-                let to = match upgrade_plan(&denied) {
-                    Some(plan) => format!("/pricing?required={}", urlencode(plan)),
-                    None => "/pricing".into(),
-                };
-                Redirect::to(&to).into_response()
-            }
         }
     }
 }
@@ -257,7 +237,15 @@ where
 struct Gate {
     state: Billing,
     need: Need,
-    page: bool,
+    answer: Answer,
+}
+
+/// How a gate answers a refused request: [`Denied::json`] for JSON routes; the pages answer with
+/// `web`'s redirects and error page (`crate::web::gate_pages::require_plan_page` and its siblings).
+pub type Answer = fn(&Billing, Denied, &Parts) -> Response;
+
+fn json_answer(state: &Billing, denied: Denied, _: &Parts) -> Response {
+    denied.json(state)
 }
 
 impl Gate {
@@ -275,11 +263,7 @@ impl Gate {
                 }
                 Ok(Request::from_parts(parts, body))
             }
-            Err(denied) if self.page => {
-                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                Err(denied.page(&self.state, path))
-            }
-            Err(denied) => Err(denied.json(&self.state)),
+            Err(denied) => Err((self.answer)(&self.state, denied, &parts)),
         }
     }
 }
@@ -335,42 +319,28 @@ where
     }
 }
 
-fn layer(state: &Billing, need: Need, page: bool) -> GateLayer {
+/// A route layer admitting what `need` asks for, answering refusals with `answer`.
+pub fn layer(state: &Billing, need: Need, answer: Answer) -> GateLayer {
     GateLayer {
         gate: Arc::new(Gate {
             state: state.clone(),
             need,
-            page,
+            answer,
         }),
     }
 }
 
 /// Route layer for JSON routes: any signed-in user.
 pub fn require_login(state: &Billing) -> GateLayer {
-    layer(state, Need::Login, false)
+    layer(state, Need::Login, json_answer)
 }
 
 /// Route layer for JSON routes: at least `plan`'s tier.
 pub fn require_plan(state: &Billing, plan: &str) -> GateLayer {
-    layer(state, Need::Plan(plan.into()), false)
+    layer(state, Need::Plan(plan.into()), json_answer)
 }
 
 /// Route layer for JSON routes: `feature`.
 pub fn require_feature(state: &Billing, feature: &str) -> GateLayer {
-    layer(state, Need::Feature(feature.into()), false)
-}
-
-/// Route layer for HTML routes: any signed-in user (else 303 to log in).
-pub fn require_login_page(state: &Billing) -> GateLayer {
-    layer(state, Need::Login, true)
-}
-
-/// Route layer for HTML routes: at least `plan`'s tier (else 303 to log in or to pricing).
-pub fn require_plan_page(state: &Billing, plan: &str) -> GateLayer {
-    layer(state, Need::Plan(plan.into()), true)
-}
-
-/// Route layer for HTML routes: `feature` (else 303 to log in or to pricing).
-pub fn require_feature_page(state: &Billing, feature: &str) -> GateLayer {
-    layer(state, Need::Feature(feature.into()), true)
+    layer(state, Need::Feature(feature.into()), json_answer)
 }

@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use enforce::{
-    FeatureName, PlanName, RequireFeature, RequirePlan, require_feature, require_feature_page,
-    require_login, require_login_page, require_plan, require_plan_page,
+    FeatureName, PlanName, RequireFeature, RequirePlan, require_feature, require_login,
+    require_plan,
 };
 pub use member::{CurrentUser, current_user, request_user};
 

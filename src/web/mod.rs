@@ -8,6 +8,7 @@
 mod billing;
 pub mod csrf;
 mod email_pages;
+pub mod gate_pages;
 
 use std::collections::HashMap;
 
@@ -101,19 +102,19 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dev/mailbox.json", get(email_pages::mailbox_json))
         .route(
             "/demo/free",
-            get(show_demo).route_layer(gate::require_login_page(&state)),
+            get(show_demo).route_layer(gate_pages::require_login_page(&state)),
         )
         .route(
             "/demo/pro",
-            get(show_demo).route_layer(gate::require_plan_page(&state, "pro")),
+            get(show_demo).route_layer(gate_pages::require_plan_page(&state, "pro")),
         )
         .route(
             "/demo/team",
-            get(show_demo).route_layer(gate::require_plan_page(&state, "team")),
+            get(show_demo).route_layer(gate_pages::require_plan_page(&state, "team")),
         )
         .route(
             "/demo/export",
-            get(show_demo).route_layer(gate::require_feature_page(&state, "export")),
+            get(show_demo).route_layer(gate_pages::require_feature_page(&state, "export")),
         )
         .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
         .route("/static/style.css", get(stylesheet))
