@@ -22,7 +22,7 @@ use tower_sessions::{SessionManagerLayer, cookie::SameSite};
 use url::Url;
 
 use crate::{
-    auth::{self, Auth, AuthParts, password::PasswordHasherPool, rate_limit, session_store},
+    auth::{Auth, AuthParts, password::PasswordHasherPool, rate_limit, session_store},
     base::Base,
     billing::{self, Billing, BillingParts, catalog::Catalog, stripe::StripeApi},
     clock::Clock,
@@ -242,9 +242,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
     Router::new()
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
-        .merge(auth::router())
-        .merge(auth::email_flows::router())
-        .merge(auth::delete::router())
+        .merge(crate::account::router())
         .merge(billing::router())
         .merge(crate::gate::router(state.billing.clone()))
         .merge(app_routes)

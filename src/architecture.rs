@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("auth", &["auth"]),
     ("billing", &["billing"]),
     ("gate", &["gate"]),
+    ("accounts over HTTP", &["account"]),
     ("the shared state", &["state"]),
     ("pages", &["web"]),
     ("serving", &["server"]),
@@ -30,9 +31,6 @@ const SIDE: &[(&str, &[&str])] = &[("sim", &["app", "cli"])];
 /// Imports that break the rule today, each to be removed by the architecture work (the check
 /// fails when one disappears, so this list only shrinks).
 const KNOWN_UPWARD: &[(&str, &str)] = &[
-    ("auth", "billing"),
-    ("auth", "gate"),
-    ("billing", "gate"),
     ("billing", "sim"),
 ];
 

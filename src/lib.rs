@@ -5,6 +5,7 @@
 //! catalog ([`billing::catalog`]) and decide access ([`gate`]). Storage is SQLite by default and
 //! PostgreSQL for production and several instances ([`db`]).
 
+pub mod account;
 pub mod app;
 #[cfg(test)]
 mod architecture;

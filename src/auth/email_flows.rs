@@ -8,58 +8,30 @@
 //! reset, proves the address and marks it verified.
 
 use axum::{
-    Json, Router,
-    extract::{FromRef, State},
+    Json,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::post,
 };
-use serde::Deserialize;
 use serde_json::json;
 use sqlx::AnyConnection;
-use tower_sessions::Session;
 
 use super::{
-    Auth,
+    Auth, SignedIn,
     device::DeviceCookie,
     password, rate_limit,
     rate_limit::ClientIp,
-    session_store, sign_in,
+    session_store,
     users::{self, Email, User},
 };
 use crate::{
-    billing::Billing,
     db,
     email::{
         self, Outgoing,
         tokens::{self, Purpose},
     },
     error::{AppError, Result},
-    extract::ApiJson,
-    gate::CurrentUser,
     telemetry,
 };
-
-/// The JSON routes of the email flows.
-pub fn router<S>() -> Router<S>
-where
-    Billing: FromRef<S>,
-    Auth: FromRef<S>,
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .route(
-            "/api/auth/verify-email/request",
-            post(request_verification_route),
-        )
-        .route("/api/auth/verify-email", post(verify_email_route))
-        .route("/api/auth/password/forgot", post(forgot_password_route))
-        .route("/api/auth/password/reset", post(reset_password_route))
-        .route("/api/auth/magic-link", post(request_magic_link_route))
-        .route("/api/auth/magic-link/consume", post(consume_magic_route))
-        .route("/api/auth/email/change", post(request_email_change_route))
-        .route("/api/auth/email/confirm", post(confirm_email_change_route))
-}
 
 /// The one answer of every request route.
 pub fn check_your_email() -> Response {
@@ -70,16 +42,12 @@ pub fn check_your_email() -> Response {
         .into_response()
 }
 
-fn link(state: &Billing, page: &str, token: &str) -> String {
+fn link(state: &Auth, page: &str, token: &str) -> String {
     format!("{}{page}?token={token}", state.base_url)
 }
 
 /// Queues a verification link for `user` (inside the caller's transaction).
-pub async fn send_verification(
-    state: &Billing,
-    conn: &mut AnyConnection,
-    user: &User,
-) -> Result<()> {
+pub async fn send_verification(state: &Auth, conn: &mut AnyConnection, user: &User) -> Result<()> {
     let email = Email::parse(&user.email)?;
     let now = state.clock.now();
     let issued = tokens::issue(
@@ -115,7 +83,7 @@ fn hours(secs: u64) -> String {
 }
 
 /// Rate limits of every request that sends mail: per address and per client address.
-pub(crate) async fn limit_requests(state: &Billing, ip: ClientIp, address: &str) -> Result<()> {
+pub(crate) async fn limit_requests(state: &Auth, ip: ClientIp, address: &str) -> Result<()> {
     rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
     let normalised = Email::normalise_lenient(address);
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &normalised).await
@@ -126,7 +94,7 @@ pub(crate) async fn limit_requests(state: &Billing, ip: ClientIp, address: &str)
 /// so the time taken depends on the cookie sent and says nothing about whether the address has
 /// an account.
 async fn owners_device<'d>(
-    state: &Billing,
+    state: &Auth,
     device: &'d DeviceCookie,
     address: &str,
 ) -> Result<Option<&'d str>> {
@@ -161,21 +129,12 @@ where
 }
 
 /// New verification link for the signed-in user.
-pub async fn request_verification(state: &Billing, ip: ClientIp, user: &User) -> Result<()> {
+pub async fn request_verification(state: &Auth, ip: ClientIp, user: &User) -> Result<()> {
     limit_requests(state, ip, &user.email).await?;
     let mut tx = state.db.begin().await?;
     send_verification(state, &mut tx, user).await?;
     email::commit_and_wake(state, tx).await?;
     Ok(())
-}
-
-async fn request_verification_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    current: CurrentUser,
-) -> Result<Response> {
-    request_verification(&state, ip, &current.user).await?;
-    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 /// Loads the token's user and checks the token was sent to the user's current address.
@@ -246,7 +205,7 @@ async fn prove_mailbox(
 #[derive(Default)]
 pub struct Verifier<'a> {
     /// The request's signed-in user, if any.
-    pub signed_in: Option<&'a CurrentUser>,
+    pub signed_in: Option<SignedIn<'a>>,
     /// The account's password, if the form asked for it.
     pub password: Option<&'a str>,
 }
@@ -254,7 +213,7 @@ pub struct Verifier<'a> {
 /// Confirms an address with a verification token. The account's password is kept when the
 /// verifier is the registrant (signed in as the account, or showing its password); otherwise it
 /// is removed and earlier sessions end (see [`prove_mailbox`]).
-pub async fn verify_email(state: &Billing, token: &str, verifier: Verifier<'_>) -> Result<User> {
+pub async fn verify_email(state: &Auth, token: &str, verifier: Verifier<'_>) -> Result<User> {
     let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
@@ -289,43 +248,6 @@ pub async fn verify_email(state: &Billing, token: &str, verifier: Verifier<'_>) 
     Ok(user)
 }
 
-#[derive(Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
-#[derive(Deserialize)]
-struct VerifyBody {
-    token: String,
-    /// The account's password: keeps it when the verifier is not signed in as the account.
-    password: Option<String>,
-}
-
-async fn verify_email_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    session: Session,
-    ApiJson(body): ApiJson<VerifyBody>,
-) -> Result<Response> {
-    rate_limit::hit_ip(&state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let signed_in = crate::gate::current_user(&state, session.clone()).await?;
-    let verifier = Verifier {
-        signed_in: signed_in.as_ref(),
-        password: body.password.as_deref(),
-    };
-    let user = verify_email(&state, &body.token, verifier).await?;
-    // In privacy mode the verification link is how a new account signs in.
-    if state.config.registration_privacy {
-        sign_in(&state, &session, &user, false).await?;
-    }
-    Ok(super::user_json(&state, &user).await?.into_response())
-}
-
-#[derive(Deserialize)]
-struct EmailBody {
-    email: String,
-}
-
 /// What a request route sends to an address that has an account.
 #[derive(Clone, Copy)]
 enum AccountMail {
@@ -340,7 +262,7 @@ enum AccountMail {
 /// the address's, so strangers who fill the address's bucket (5 requests an hour, from anywhere)
 /// cannot stop the owner's own browsers from getting a reset or sign-in link.
 async fn mail_if_account(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     device: &DeviceCookie,
     address: &str,
@@ -374,7 +296,7 @@ async fn mail_if_account(
 
 /// Queues a reset link if the address has an account; answers nothing either way.
 pub async fn forgot_password(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     device: &DeviceCookie,
     address: &str,
@@ -384,7 +306,7 @@ pub async fn forgot_password(
 
 /// Issues a reset token (bound to `email_norm`) and queues its link.
 async fn queue_reset(
-    state: &Billing,
+    state: &Auth,
     conn: &mut AnyConnection,
     user: &User,
     email_norm: &str,
@@ -415,20 +337,10 @@ async fn queue_reset(
     .await
 }
 
-async fn forgot_password_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    device: DeviceCookie,
-    ApiJson(body): ApiJson<EmailBody>,
-) -> Result<Response> {
-    forgot_password(&state, ip, &device, &body.email).await?;
-    Ok(check_your_email())
-}
-
 /// Sets a new password with a reset token: all sessions end, the address counts as verified,
 /// and a notice goes out. Does not sign in.
 pub async fn reset_password(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     token: &str,
     new_password: &str,
@@ -463,24 +375,9 @@ pub async fn reset_password(
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct ResetBody {
-    token: String,
-    password: String,
-}
-
-async fn reset_password_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    ApiJson(body): ApiJson<ResetBody>,
-) -> Result<StatusCode> {
-    reset_password(&state, ip, &body.token, &body.password).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 /// Queues a magic link (with a one-time code) if the address has an account. Never creates one.
 pub async fn request_magic_link(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     device: &DeviceCookie,
     address: &str,
@@ -491,7 +388,7 @@ pub async fn request_magic_link(
 /// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
 /// sign up" notice of privacy mode) with them.
 async fn queue_magic_link(
-    state: &Billing,
+    state: &Auth,
     conn: &mut AnyConnection,
     user: &User,
     kind: &str,
@@ -524,19 +421,9 @@ async fn queue_magic_link(
     .await
 }
 
-async fn request_magic_link_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    device: DeviceCookie,
-    ApiJson(body): ApiJson<EmailBody>,
-) -> Result<Response> {
-    request_magic_link(&state, ip, &device, &body.email).await?;
-    Ok(check_your_email())
-}
-
 /// Signs in with a magic-link token, or with the address and its one-time code.
 pub async fn consume_magic(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     token: Option<&str>,
     email_and_code: Option<(&str, &str)>,
@@ -573,32 +460,12 @@ pub async fn consume_magic(
     Ok(user)
 }
 
-#[derive(Deserialize)]
-struct MagicBody {
-    token: Option<String>,
-    email: Option<String>,
-    code: Option<String>,
-}
-
-async fn consume_magic_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    session: Session,
-    ApiJson(body): ApiJson<MagicBody>,
-) -> Result<Response> {
-    let pair = body.email.as_deref().zip(body.code.as_deref());
-    let user = consume_magic(&state, ip, body.token.as_deref(), pair).await?;
-    sign_in(&state, &session, &user, false).await?;
-    tracing::info!(user = %user.id, "signed in by magic link");
-    Ok(super::user_json(&state, &user).await?.into_response())
-}
-
 /// Starts an email change: checks the password, sends a link to the new address and a notice to
 /// the old one.
 pub async fn request_email_change(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
-    current: &CurrentUser,
+    current: SignedIn<'_>,
     current_password: &str,
     new_email: &str,
 ) -> Result<()> {
@@ -606,7 +473,7 @@ pub async fn request_email_change(
     // so a wrong one from a stolen session never spends either address's mail quota.
     rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
-    super::confirm_password(state, &current.user, current_password).await?;
+    super::confirm_password(state, current.user, current_password).await?;
     let new = Email::parse(new_email)?;
     // Both addresses receive mail: the new one's limit stops bombing it from many accounts.
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &new.normalised).await?;
@@ -667,78 +534,11 @@ pub async fn request_email_change(
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct EmailChangeBody {
-    password: String,
-    new_email: String,
-}
-
-async fn request_email_change_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    current: CurrentUser,
-    ApiJson(body): ApiJson<EmailChangeBody>,
-) -> Result<StatusCode> {
-    request_email_change(&state, ip, &current, &body.password, &body.new_email).await?;
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
-/// Stripe customer's email follows (queued with the change, pushed at once and retried until
-/// Stripe has it).
-pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) -> Result<User> {
-    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    let consumed = tokens::consume(&mut tx, token, Purpose::EmailChange, now).await?;
-    let new_display = consumed.new_email.clone().ok_or(AppError::TokenInvalid)?;
-    let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
-        .await?
-        .ok_or(AppError::TokenInvalid)?;
-    let changed = sqlx::query(
-        "UPDATE users SET email = $1, email_norm = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
-    )
-    .bind(&new_display)
-    .bind(&consumed.email_norm)
-    .bind(db::now())
-    .bind(&user.id)
-    .execute(&mut *tx)
-    .await;
-    match changed {
-        Ok(_) => {}
-        Err(e) if db::is_unique_violation(&e) => return Err(AppError::EmailTaken),
-        Err(e) => return Err(e.into()),
-    }
-    tokens::invalidate_all(&mut tx, &user.id, now).await?;
-    crate::billing::customers::queue_email_sync(&mut tx, &user.id, &new_display, now).await?;
-    state.commit_for(tx, &user.id).await?;
-    user.email = new_display;
-    user.email_verified = 1;
-    // The Stripe customer follows now if it can, else by the worker's retries.
-    let pusher = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = crate::billing::customers::push_due_emails(&pusher).await {
-            tracing::warn!(error = %e, "customer email sync failed");
-        }
-    });
-    tracing::info!(user = %user.id, "email changed");
-    Ok(user)
-}
-
-async fn confirm_email_change_route(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    ApiJson(body): ApiJson<TokenBody>,
-) -> Result<Response> {
-    let user = confirm_email_change(&state, ip, &body.token).await?;
-    Ok(super::user_json(&state, &user).await?.into_response())
-}
-
 /// Registration in privacy mode: the same answer for every address. A new address gets an
 /// unverified account and its verification link; an unverified one gets its pending password
 /// replaced and a new link (nobody can pre-register someone else's address); an owner gets a
 /// "someone tried to sign up — here is a sign-in link" email.
-pub async fn register_privately(state: &Billing, email: &Email, password_hash: &str) -> Result<()> {
+pub async fn register_privately(state: &Auth, email: &Email, password_hash: &str) -> Result<()> {
     let mut tx = state.db.begin().await?;
     // The pending account whose password is replaced: forgotten in the cache after the commit.
     let mut replaced = None;

@@ -6,7 +6,6 @@
 //! refreshed at most once a minute so that reads do not become writes). The id is rotated at every
 //! sign-in and privilege change; logout deletes the record server-side.
 
-pub mod delete;
 pub mod device;
 pub mod email_flows;
 pub mod password;
@@ -14,27 +13,15 @@ pub mod rate_limit;
 pub mod session_store;
 pub mod users;
 
-use axum::{
-    Json, Router,
-    extract::{FromRef, State},
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::{get, post},
-};
-use serde::Deserialize;
 use tower_sessions::{Expiry, Session};
 
 use std::sync::Arc;
 
 use crate::{
     base::Base,
-    billing::Billing,
     db,
     email::Mail,
     error::{AppError, Result},
-    extract::ApiJson,
-    gate,
-    gate::CurrentUser,
 };
 use device::DeviceCookie;
 use password::Verified;
@@ -88,19 +75,16 @@ const SEEN_AT_KEY: &str = "seen_at";
 /// How stale `seen_at` may get before a request refreshes it (one write per minute at most).
 const SEEN_REFRESH_SECS: i64 = 60;
 
-/// The JSON routes of this module.
-pub fn router<S>() -> Router<S>
-where
-    Billing: FromRef<S>,
-    Auth: FromRef<S>,
-    S: Clone + Send + Sync + 'static,
-{
-    Router::new()
-        .route("/api/auth/register", post(register))
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/logout", post(logout))
-        .route("/api/auth/password/change", post(change_password))
-        .route("/api/me", get(me))
+/// The signed-in user as auth's flows need them: the gate's `CurrentUser` lends one
+/// (`CurrentUser::signed_in`).
+#[derive(Clone, Copy, Debug)]
+pub struct SignedIn<'a> {
+    /// The user's row.
+    pub user: &'a User,
+    /// The session, for flows that rotate or end it.
+    pub session: &'a Session,
+    /// The user's session epoch this session was signed in under.
+    pub session_epoch: i64,
 }
 
 /// A session's claim to a user, once its timeouts are checked: see [`session_claim`].
@@ -159,12 +143,7 @@ pub async fn session_holds(
 }
 
 /// Starts a signed-in session for `user` on a fresh session id.
-pub async fn sign_in(
-    state: &Billing,
-    session: &Session,
-    user: &User,
-    remember: bool,
-) -> Result<()> {
+pub async fn sign_in(state: &Auth, session: &Session, user: &User, remember: bool) -> Result<()> {
     // A new id at every sign-in defeats session fixation.
     session.cycle_id().await?;
     session.clear().await;
@@ -185,29 +164,10 @@ pub async fn sign_in(
     Ok(())
 }
 
-/// The user JSON with the user's current access.
-pub async fn user_json(state: &Billing, user: &User) -> Result<Json<users::UserJson>> {
-    Ok(Json(user.to_json(gate::access_for(state, &user.id).await?)))
-}
-
-#[derive(Deserialize)]
-struct Credentials {
-    email: String,
-    password: String,
-    #[serde(default)]
-    remember: bool,
-}
-
-#[derive(Deserialize)]
-struct Registration {
-    email: String,
-    password: String,
-}
-
 /// What every registration starts with: its rate limit, the address and the password checked,
 /// and the password hashed.
 async fn prepare_registration(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     email: &str,
     password: &str,
@@ -221,7 +181,7 @@ async fn prepare_registration(
 
 /// Creates an account and signs it in.
 pub async fn register_user(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     email: &str,
     password: &str,
@@ -239,7 +199,7 @@ pub async fn register_user(
 /// Registration in privacy mode: validated like any other, then the same answer for every
 /// address (see [`email_flows::register_privately`]).
 pub async fn register_private(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     email: &str,
     password: &str,
@@ -252,24 +212,9 @@ pub async fn register_private(
     email_flows::register_privately(state, &email, &hash).await
 }
 
-async fn register(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    session: Session,
-    ApiJson(body): ApiJson<Registration>,
-) -> Result<Response> {
-    if state.config.registration_privacy {
-        register_private(&state, ip, &body.email, &body.password).await?;
-        return Ok(email_flows::check_your_email());
-    }
-    let user = register_user(&state, ip, &body.email, &body.password).await?;
-    sign_in(&state, &session, &user, false).await?;
-    Ok((StatusCode::CREATED, user_json(&state, &user).await?).into_response())
-}
-
 /// Checks credentials with the same work and answer for an unknown email and a wrong password.
 pub async fn authenticate(
-    state: &Billing,
+    state: &Auth,
     ip: ClientIp,
     device: &DeviceCookie,
     email: &str,
@@ -315,7 +260,7 @@ pub async fn authenticate(
 
 /// Checks the signed-in `user`'s password again before a sensitive change; `InvalidCredentials`
 /// when it is wrong.
-async fn confirm_password(state: &Billing, user: &User, password: &str) -> Result<()> {
+pub async fn confirm_password(state: &Auth, user: &User, password: &str) -> Result<()> {
     let stored = user.password_hash.as_deref();
     if state.hasher.verify(password, stored).await? == Verified::No {
         return Err(AppError::InvalidCredentials);
@@ -323,51 +268,17 @@ async fn confirm_password(state: &Billing, user: &User, password: &str) -> Resul
     Ok(())
 }
 
-async fn login(
-    State(state): State<Billing>,
-    ip: ClientIp,
-    device: DeviceCookie,
-    session: Session,
-    ApiJson(body): ApiJson<Credentials>,
-) -> Result<Response> {
-    let user = authenticate(&state, ip, &device, &body.email, &body.password).await?;
-    sign_in(&state, &session, &user, body.remember).await?;
-    tracing::info!(user = %user.id, "signed in");
-    let mut response = user_json(&state, &user).await?.into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        device::issue(&state, &user.id, user.session_epoch),
-    );
-    Ok(response)
-}
-
-async fn logout(session: Session) -> Result<StatusCode> {
-    // Deletes the record server-side and expires the cookie.
-    session.flush().await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn me(current: CurrentUser) -> Json<users::UserJson> {
-    Json(current.user.to_json(current.access))
-}
-
-#[derive(Deserialize)]
-struct PasswordChange {
-    current_password: String,
-    new_password: String,
-}
-
 /// Changes the password of the signed-in user and ends their other sessions.
 pub async fn change_user_password(
-    state: &Billing,
-    current: &CurrentUser,
+    state: &Auth,
+    current: SignedIn<'_>,
     current_password: &str,
     new_password: &str,
 ) -> Result<()> {
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
     let new_password =
         password::check_new_password(new_password, state.config.password_min_length)?;
-    confirm_password(state, &current.user, current_password).await?;
+    confirm_password(state, current.user, current_password).await?;
     let hash = state.hasher.hash(new_password).await?;
     let mut tx = state.db.begin().await?;
     // Only a session that is still current may change the password: one revoked while this
@@ -387,13 +298,4 @@ pub async fn change_user_password(
     current.session.save().await?;
     tracing::info!(user = %current.user.id, "password changed");
     Ok(())
-}
-
-async fn change_password(
-    State(state): State<Billing>,
-    current: CurrentUser,
-    ApiJson(body): ApiJson<PasswordChange>,
-) -> Result<StatusCode> {
-    change_user_password(&state, &current, &body.current_password, &body.new_password).await?;
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,5 @@
 //! Users: the `Email` newtype, the queries on `users`, and the user JSON of docs/api.md.
 
-use serde::Serialize;
 use sqlx::AnyConnection;
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
@@ -9,7 +8,6 @@ use crate::{
     base::Base,
     db::{self, Db},
     error::AppError,
-    gate::Access,
     ids::new_id,
     telemetry,
 };
@@ -150,31 +148,6 @@ pub struct User {
     /// Raised at every revocation of the user's sessions; a session signed in under an older
     /// epoch is dead.
     pub session_epoch: i64,
-}
-
-/// The user JSON (docs/api.md, "Accounts").
-#[derive(Debug, Serialize)]
-pub struct UserJson {
-    /// Opaque id.
-    pub id: String,
-    /// As typed.
-    pub email: String,
-    /// Whether the address was proven.
-    pub email_verified: bool,
-    /// What the user's subscriptions entitle them to.
-    pub access: Access,
-}
-
-impl User {
-    /// The JSON shape clients see.
-    pub fn to_json(&self, access: Access) -> UserJson {
-        UserJson {
-            id: self.id.clone(),
-            email: self.email.clone(),
-            email_verified: self.email_verified != 0,
-            access,
-        }
-    }
 }
 
 const USER_COLUMNS: &str =

@@ -11,17 +11,14 @@ pub mod sync;
 pub mod webhook;
 
 use axum::{
-    Json, Router,
-    extract::{DefaultBodyLimit, FromRef, State},
-    routing::{get, post},
+    Router,
+    extract::{DefaultBodyLimit, FromRef},
+    routing::post,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use std::sync::Arc;
 
-use crate::{auth::Auth, error::Result, extract::ApiJson, gate::CurrentUser};
-use checkout::RedirectUrl;
+use crate::auth::Auth;
 
 /// What the billing capability shares: auth (and everything below it), the catalog, Stripe and the webhook group commit.
 ///
@@ -85,67 +82,14 @@ pub fn money(amount: i64, currency: &str) -> String {
 /// Body limit of `/webhooks/stripe` (docs/api.md).
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
-/// The billing routes.
+/// Stripe's webhook route (the signed-in billing routes are in `account`).
 pub fn router<S>() -> Router<S>
 where
     Billing: FromRef<S>,
-    Auth: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route("/api/plans", get(list_plans))
-        .route("/api/billing/checkout", post(create_checkout_session))
-        .route("/api/billing/portal", post(create_portal_session))
-        .route(
-            "/webhooks/stripe",
-            post(webhook::receive).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
-        )
-}
-
-async fn list_plans(State(state): State<Billing>) -> Json<Value> {
-    let plans: Vec<Value> = state
-        .catalog
-        .plans
-        .iter()
-        .map(|p| {
-            let prices: serde_json::Map<String, Value> = p
-                .prices
-                .iter()
-                .map(|(interval, price)| {
-                    (
-                        interval.as_str().to_owned(),
-                        json!({"amount": price.amount, "currency": price.currency}),
-                    )
-                })
-                .collect();
-            json!({
-                "id": p.id, "name": p.name, "tier": p.tier, "features": p.features,
-                "trial_days": p.trial_days, "prices": prices,
-            })
-        })
-        .collect();
-    Json(json!({ "plans": plans }))
-}
-
-#[derive(Deserialize)]
-struct CheckoutRequest {
-    plan: String,
-    interval: String,
-}
-
-async fn create_checkout_session(
-    State(state): State<Billing>,
-    current: CurrentUser,
-    ApiJson(body): ApiJson<CheckoutRequest>,
-) -> Result<Json<RedirectUrl>> {
-    checkout::start_checkout(&state, &current.user, &body.plan, &body.interval)
-        .await
-        .map(Json)
-}
-
-async fn create_portal_session(
-    State(state): State<Billing>,
-    current: CurrentUser,
-) -> Result<Json<RedirectUrl>> {
-    checkout::open_portal(&state, &current.user).await.map(Json)
+    Router::new().route(
+        "/webhooks/stripe",
+        post(webhook::receive).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)),
+    )
 }

@@ -4,6 +4,7 @@ use axum::{
     extract::{FromRef, FromRequestParts},
     http::request::Parts,
 };
+use serde::Serialize;
 use tower_sessions::Session;
 
 use super::Access;
@@ -24,6 +25,17 @@ pub struct CurrentUser {
     pub session: Session,
     /// The user's session epoch this session was signed in under.
     pub session_epoch: i64,
+}
+
+impl CurrentUser {
+    /// The signed-in user, as auth's flows take them.
+    pub fn signed_in(&self) -> auth::SignedIn<'_> {
+        auth::SignedIn {
+            user: &self.user,
+            session: &self.session,
+            session_epoch: self.session_epoch,
+        }
+    }
 }
 
 impl<S> FromRequestParts<S> for CurrentUser
@@ -68,4 +80,29 @@ pub async fn current_user(state: &Billing, session: Session) -> Result<Option<Cu
         session,
         session_epoch: claim.session_epoch,
     }))
+}
+
+/// The user JSON (docs/api.md, "Accounts").
+#[derive(Debug, Serialize)]
+pub struct UserJson {
+    /// Opaque id.
+    pub id: String,
+    /// As typed.
+    pub email: String,
+    /// Whether the address was proven.
+    pub email_verified: bool,
+    /// What the user's subscriptions entitle them to.
+    pub access: Access,
+}
+
+impl UserJson {
+    /// The JSON shape clients see of `user` with `access`.
+    pub fn new(user: &User, access: Access) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified != 0,
+            access,
+        }
+    }
 }

@@ -162,7 +162,7 @@ pub(super) async fn submit_verify(
         auth::rate_limit::hit_ip(&state, auth::rate_limit::TOKEN_PER_IP, ip).await?;
         let signed_in = crate::gate::current_user(&state, session.clone()).await?;
         let verifier = email_flows::Verifier {
-            signed_in: signed_in.as_ref(),
+            signed_in: signed_in.as_ref().map(crate::gate::CurrentUser::signed_in),
             password: form.password.as_deref(),
         };
         let user = email_flows::verify_email(&state, &form.token, verifier).await?;
@@ -288,7 +288,7 @@ pub(super) async fn submit_confirm_email(
         Ok(f) => f,
         Err(r) => return r,
     };
-    match email_flows::confirm_email_change(&state, ip, &form.token).await {
+    match crate::account::email::confirm_email_change(&state, ip, &form.token).await {
         Ok(_) => Redirect::to("/account?notice=email_changed").into_response(),
         Err(e) => link_failed(&state, &token, &CHANGE, e),
     }
@@ -407,8 +407,14 @@ pub(super) async fn submit_email_change(
             Ok(v) => v,
             Err(r) => return r,
         };
-    match email_flows::request_email_change(&state, ip, &user, &form.password, &form.new_email)
-        .await
+    match email_flows::request_email_change(
+        &state,
+        ip,
+        user.signed_in(),
+        &form.password,
+        &form.new_email,
+    )
+    .await
     {
         Ok(()) => Redirect::to("/account?notice=email_change_sent").into_response(),
         Err(e @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {

@@ -344,7 +344,7 @@ async fn submit_delete_account(
             Ok(v) => v,
             Err(r) => return r,
         };
-    match auth::delete::delete_account(&state, &user, &form.password).await {
+    match crate::account::delete::delete_account(&state, &user, &form.password).await {
         Ok(()) => Redirect::to("/?notice=account_deleted").into_response(),
         Err(e @ (AppError::InvalidCredentials | AppError::RateLimited(_))) => {
             account_error(&state, &user, &token, e)
@@ -689,8 +689,13 @@ async fn submit_password_change(
             Ok(v) => v,
             Err(r) => return r,
         };
-    match auth::change_user_password(&state, &user, &form.current_password, &form.new_password)
-        .await
+    match auth::change_user_password(
+        &state,
+        user.signed_in(),
+        &form.current_password,
+        &form.new_password,
+    )
+    .await
     {
         Ok(()) => Redirect::to("/account?notice=password_changed").into_response(),
         Err(err @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {

@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{Auth, confirm_password, rate_limit, session_store};
+use crate::auth::{Auth, confirm_password, rate_limit, session_store};
 use crate::gate::CurrentUser;
 use crate::{
     billing::Billing,

@@ -1,0 +1,225 @@
+//! The JSON routes of the email flows (verification, password reset, magic links, email
+//! change), and the email change's confirmation, which also tells Stripe.
+
+use axum::{
+    Router,
+    extract::{FromRef, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::{
+    auth::{
+        Auth,
+        device::DeviceCookie,
+        email_flows::*,
+        rate_limit::{self, ClientIp},
+        sign_in,
+        users::{self, User},
+    },
+    billing::Billing,
+    db,
+    email::tokens::{self, Purpose},
+    error::{AppError, Result},
+    extract::ApiJson,
+    gate::CurrentUser,
+};
+
+/// The JSON routes of the email flows.
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route(
+            "/api/auth/verify-email/request",
+            post(request_verification_route),
+        )
+        .route("/api/auth/verify-email", post(verify_email_route))
+        .route("/api/auth/password/forgot", post(forgot_password_route))
+        .route("/api/auth/password/reset", post(reset_password_route))
+        .route("/api/auth/magic-link", post(request_magic_link_route))
+        .route("/api/auth/magic-link/consume", post(consume_magic_route))
+        .route("/api/auth/email/change", post(request_email_change_route))
+        .route("/api/auth/email/confirm", post(confirm_email_change_route))
+}
+
+async fn request_verification_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    current: CurrentUser,
+) -> Result<Response> {
+    request_verification(&state, ip, &current.user).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    token: String,
+    /// The account's password: keeps it when the verifier is not signed in as the account.
+    password: Option<String>,
+}
+
+async fn verify_email_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Response> {
+    rate_limit::hit_ip(&state, rate_limit::TOKEN_PER_IP, ip).await?;
+    let signed_in = crate::gate::current_user(&state, session.clone()).await?;
+    let verifier = Verifier {
+        signed_in: signed_in.as_ref().map(CurrentUser::signed_in),
+        password: body.password.as_deref(),
+    };
+    let user = verify_email(&state, &body.token, verifier).await?;
+    // In privacy mode the verification link is how a new account signs in.
+    if state.config.registration_privacy {
+        sign_in(&state, &session, &user, false).await?;
+    }
+    Ok(super::auth::user_json(&state, &user).await?.into_response())
+}
+
+#[derive(Deserialize)]
+struct EmailBody {
+    email: String,
+}
+
+async fn forgot_password_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    device: DeviceCookie,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response> {
+    forgot_password(&state, ip, &device, &body.email).await?;
+    Ok(check_your_email())
+}
+
+#[derive(Deserialize)]
+struct ResetBody {
+    token: String,
+    password: String,
+}
+
+async fn reset_password_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<ResetBody>,
+) -> Result<StatusCode> {
+    reset_password(&state, ip, &body.token, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn request_magic_link_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    device: DeviceCookie,
+    ApiJson(body): ApiJson<EmailBody>,
+) -> Result<Response> {
+    request_magic_link(&state, ip, &device, &body.email).await?;
+    Ok(check_your_email())
+}
+
+#[derive(Deserialize)]
+struct MagicBody {
+    token: Option<String>,
+    email: Option<String>,
+    code: Option<String>,
+}
+
+async fn consume_magic_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<MagicBody>,
+) -> Result<Response> {
+    let pair = body.email.as_deref().zip(body.code.as_deref());
+    let user = consume_magic(&state, ip, body.token.as_deref(), pair).await?;
+    sign_in(&state, &session, &user, false).await?;
+    tracing::info!(user = %user.id, "signed in by magic link");
+    Ok(super::auth::user_json(&state, &user).await?.into_response())
+}
+
+#[derive(Deserialize)]
+struct EmailChangeBody {
+    password: String,
+    new_email: String,
+}
+
+async fn request_email_change_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    current: CurrentUser,
+    ApiJson(body): ApiJson<EmailChangeBody>,
+) -> Result<StatusCode> {
+    request_email_change(
+        &state,
+        ip,
+        current.signed_in(),
+        &body.password,
+        &body.new_email,
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
+/// Stripe customer's email follows (queued with the change, pushed at once and retried until
+/// Stripe has it).
+pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) -> Result<User> {
+    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
+    let now = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    let consumed = tokens::consume(&mut tx, token, Purpose::EmailChange, now).await?;
+    let new_display = consumed.new_email.clone().ok_or(AppError::TokenInvalid)?;
+    let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
+        .await?
+        .ok_or(AppError::TokenInvalid)?;
+    let changed = sqlx::query(
+        "UPDATE users SET email = $1, email_norm = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
+    )
+    .bind(&new_display)
+    .bind(&consumed.email_norm)
+    .bind(db::now())
+    .bind(&user.id)
+    .execute(&mut *tx)
+    .await;
+    match changed {
+        Ok(_) => {}
+        Err(e) if db::is_unique_violation(&e) => return Err(AppError::EmailTaken),
+        Err(e) => return Err(e.into()),
+    }
+    tokens::invalidate_all(&mut tx, &user.id, now).await?;
+    crate::billing::customers::queue_email_sync(&mut tx, &user.id, &new_display, now).await?;
+    state.commit_for(tx, &user.id).await?;
+    user.email = new_display;
+    user.email_verified = 1;
+    // The Stripe customer follows now if it can, else by the worker's retries.
+    let pusher = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::billing::customers::push_due_emails(&pusher).await {
+            tracing::warn!(error = %e, "customer email sync failed");
+        }
+    });
+    tracing::info!(user = %user.id, "email changed");
+    Ok(user)
+}
+
+async fn confirm_email_change_route(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<Response> {
+    let user = confirm_email_change(&state, ip, &body.token).await?;
+    Ok(super::auth::user_json(&state, &user).await?.into_response())
+}

@@ -1,0 +1,26 @@
+//! Accounts over HTTP: the JSON routes of auth, the email flows and billing, and the flows that
+//! cross capabilities (deleting an account closes its billing; an email change tells Stripe).
+//! Above the gate, so handlers take the gate's [`crate::gate::CurrentUser`].
+
+pub mod auth;
+pub mod billing;
+pub mod delete;
+pub mod email;
+
+use axum::{Router, extract::FromRef};
+
+use crate::{auth::Auth, billing::Billing};
+
+/// Every JSON route of accounts.
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .merge(auth::router())
+        .merge(email::router())
+        .merge(delete::router())
+        .merge(billing::router())
+}
