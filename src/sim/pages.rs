@@ -68,8 +68,8 @@ async fn show_checkout(State(sim): State<Simulator>, Path(id): Path<String>) -> 
 }
 
 fn checkout_page(
-    state: &super::SimState,
-    session: &super::CheckoutState,
+    state: &super::state::SimState,
+    session: &super::state::CheckoutState,
     error: Option<&str>,
 ) -> Html<String> {
     let o = &session.object;
