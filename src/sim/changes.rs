@@ -129,28 +129,8 @@ impl Simulator {
             }
             "switch" => {
                 let price_id = price.ok_or("no price chosen")?;
-                let new_price = state.prices.get(price_id).ok_or("unknown price")?.clone();
-                if new_price["active"] == false {
-                    return Err("this price is archived".into());
-                }
-                if next["items"]["data"]
-                    .as_array()
-                    .is_none_or(|i| i.len() != 1)
-                {
-                    return Err("the portal cannot switch a subscription of several items".into());
-                }
-                let old_price = next["items"]["data"][0]["price"]["id"].clone();
-                let item = &mut next["items"]["data"][0];
-                let quantity = item["quantity"].as_i64().unwrap_or(1);
-                let period = (
-                    item["current_period_start"].as_i64().unwrap_or(now),
-                    item["current_period_end"].as_i64().unwrap_or(now),
-                );
-                *item = objects::subscription_item(sub_id, &new_price, quantity, period, now);
-                (
-                    "customer.subscription.updated",
-                    json!({"items": {"data": [{"price": {"id": old_price}}]}}),
-                )
+                let new_price = state.prices.get(price_id).ok_or("unknown price")?;
+                switch_price(&mut next, sub_id, new_price, now)?
             }
             _ => return Err("unknown action".into()),
         };
@@ -158,4 +138,35 @@ impl Simulator {
         self.emit(state, kind, next, Some(previous), now);
         Ok(())
     }
+}
+
+/// The portal's plan switch: the single item of subscription `next` gets `new_price`, keeping its
+/// quantity and period. Returns the event's kind and previous attributes.
+fn switch_price(
+    next: &mut Value,
+    sub_id: &str,
+    new_price: &Value,
+    now: i64,
+) -> Result<(&'static str, Value), String> {
+    if new_price["active"] == false {
+        return Err("this price is archived".into());
+    }
+    if next["items"]["data"]
+        .as_array()
+        .is_none_or(|i| i.len() != 1)
+    {
+        return Err("the portal cannot switch a subscription of several items".into());
+    }
+    let old_price = next["items"]["data"][0]["price"]["id"].clone();
+    let item = &mut next["items"]["data"][0];
+    let quantity = item["quantity"].as_i64().unwrap_or(1);
+    let period = (
+        item["current_period_start"].as_i64().unwrap_or(now),
+        item["current_period_end"].as_i64().unwrap_or(now),
+    );
+    *item = objects::subscription_item(sub_id, new_price, quantity, period, now);
+    Ok((
+        "customer.subscription.updated",
+        json!({"items": {"data": [{"price": {"id": old_price}}]}}),
+    ))
 }
