@@ -33,8 +33,75 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-pub use objects::new_id;
+use objects::new_id;
 use state::SimState;
+
+/// How to start a simulator: plain data, so the simulator needs nothing of tollgate's
+/// configuration or catalog.
+pub struct SimStart {
+    /// The clock Stripe's follows (the simulator's can then be set off from it).
+    pub clock: Clock,
+    /// Where to listen (port 0: any free port).
+    pub bind: SocketAddr,
+    /// Where signed events go.
+    pub webhook_url: String,
+    /// The webhook signing secret; without one, a fresh `whsec_` secret is generated.
+    pub secret: Option<String>,
+    /// The recurring prices to create, each with its product.
+    pub prices: Vec<SeedPrice>,
+}
+
+/// A recurring price to create at start (see [`Simulator::seed_price`]).
+pub struct SeedPrice {
+    /// Its product's name: one product per name.
+    pub product_name: String,
+    /// `month` or `year`.
+    pub interval: String,
+    /// Minor units.
+    pub amount: i64,
+    /// Lower-case ISO code.
+    pub currency: String,
+    /// A price id (`price_…`, then the price's id) or the price's lookup key.
+    pub reference: String,
+}
+
+/// A simulator started with [`start`].
+pub struct Started {
+    /// The simulator.
+    pub sim: Simulator,
+    /// The secret its events are signed with.
+    pub secret: String,
+    /// The ids of the seeded prices, in the order of [`SimStart::prices`].
+    pub price_ids: Vec<String>,
+}
+
+/// Starts a simulator, sends its events to the webhook URL signed with the given secret (or a
+/// fresh one: never a constant) and creates the given prices.
+pub async fn start(start: SimStart) -> anyhow::Result<Started> {
+    let sim = Simulator::start(start.clock, start.bind).await?;
+    let secret = start
+        .secret
+        .unwrap_or_else(|| format!("whsec_{}", new_id("x").split_off(2)));
+    sim.set_webhook(start.webhook_url, secret.clone());
+    let price_ids = start
+        .prices
+        .iter()
+        .map(|p| {
+            sim.seed_price(
+                &p.product_name,
+                &p.interval,
+                p.amount,
+                &p.currency,
+                Some(&p.reference),
+            )
+        })
+        .collect();
+    Ok(Started {
+        sim,
+        secret,
+        price_ids,
+    })
+}
 
 /// A running simulator.
 #[derive(Clone)]
