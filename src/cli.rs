@@ -187,6 +187,7 @@ async fn stripe_sync(config: Config, catalog: Catalog, dry_run: bool) -> anyhow:
     Ok(())
 }
 
+#[cfg(feature = "sim")]
 async fn stripe_sim(
     config: Config,
     mut catalog: Catalog,
@@ -217,6 +218,16 @@ async fn stripe_sim(
     println!("Events go to {webhook_url}");
     shutdown_signal().await;
     Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+async fn stripe_sim(
+    _: Config,
+    _: Catalog,
+    _: std::net::SocketAddr,
+    _: String,
+) -> anyhow::Result<()> {
+    anyhow::bail!(crate::billing::stripe::NO_SIMULATOR)
 }
 
 async fn create_user(config: Config, email: &str) -> anyhow::Result<()> {

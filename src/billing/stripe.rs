@@ -21,8 +21,26 @@ use crate::{
     clock::Clock,
     config::{Config, Mode, Secret},
     error::AppError,
-    sim::Simulator,
 };
+
+#[cfg(feature = "sim")]
+use crate::sim::Simulator;
+
+/// Without the `sim` feature there is no simulator, and [`StripeApi::sim`] is always `None`.
+#[cfg(not(feature = "sim"))]
+#[derive(Clone)]
+pub enum Simulator {}
+
+#[cfg(not(feature = "sim"))]
+impl Simulator {
+    /// Never called: this type has no values.
+    pub fn base_url(&self) -> &str {
+        match *self {}
+    }
+}
+
+/// Why development without Stripe keys cannot start in a build without the simulator.
+pub const NO_SIMULATOR: &str = "this build has no Stripe simulator (built without the `sim` feature): set STRIPE_SECRET_KEY, or build with default features";
 
 /// The client and, in development without keys, the simulator behind it.
 #[derive(Clone)]
@@ -72,6 +90,7 @@ impl StripeApi {
 
     /// Development without keys: starts the built-in simulator on a free loopback port, on
     /// tollgate's clock, with the catalog's prices (their ids are written into the catalog).
+    #[cfg(feature = "sim")]
     async fn simulated(
         config: &Config,
         clock: &Clock,
@@ -107,6 +126,18 @@ impl StripeApi {
             sim: Some(sim),
             webhook_secrets,
         })
+    }
+
+    /// Development without keys, in a build without the simulator: refused.
+    #[cfg(not(feature = "sim"))]
+    async fn simulated(
+        _: &Config,
+        _: &Clock,
+        _: &mut Catalog,
+        _: &str,
+        _: Duration,
+    ) -> anyhow::Result<Self> {
+        anyhow::bail!(NO_SIMULATOR)
     }
 
     /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up
@@ -363,6 +394,7 @@ fn short(err: &StripeError) -> String {
 }
 
 /// The first configured webhook secret, which the simulator then signs with.
+#[cfg(feature = "sim")]
 pub(crate) fn configured_webhook_secret(config: &Config) -> Option<String> {
     config
         .stripe_webhook_secrets
@@ -373,6 +405,7 @@ pub(crate) fn configured_webhook_secret(config: &Config) -> Option<String> {
 /// The catalog's prices for the simulator, in catalog order. Unnamed prices get the lookup key a
 /// standalone simulator gives them, so another instance pointed at a simulator
 /// (`STRIPE_API_BASE`) finds the same prices.
+#[cfg(feature = "sim")]
 pub(crate) fn simulator_prices(catalog: &mut Catalog) -> Vec<crate::sim::SeedPrice> {
     catalog
         .prices_mut()
