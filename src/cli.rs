@@ -187,36 +187,28 @@ async fn stripe_sync(config: Config, catalog: Catalog, dry_run: bool) -> anyhow:
     Ok(())
 }
 
+#[cfg(feature = "sim")]
 async fn stripe_sim(
     config: Config,
-    catalog: Catalog,
+    mut catalog: Catalog,
     bind: std::net::SocketAddr,
     webhook_url: String,
 ) -> anyhow::Result<()> {
+    use crate::billing::stripe::{configured_webhook_secret, simulator_prices};
+
     if config.mode != crate::config::Mode::Development || !bind.ip().is_loopback() {
         anyhow::bail!("the Stripe simulator only runs in development, on a loopback address");
     }
-    let sim = crate::sim::Simulator::start(crate::clock::Clock::new(), bind).await?;
-    let secret = config
-        .stripe_webhook_secrets
-        .first()
-        .map(|s| s.expose().to_owned())
-        .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
-    sim.set_webhook(webhook_url.clone(), secret.clone());
-    let mut catalog = catalog;
-    for (id, name, interval, price) in catalog.prices_mut() {
-        let key = price
-            .reference
-            .clone()
-            .unwrap_or_else(|| Catalog::default_lookup_key(id, interval));
-        sim.seed_price(
-            name,
-            interval.as_str(),
-            price.amount,
-            &price.currency,
-            Some(&key),
-        );
-    }
+    let secret = configured_webhook_secret(&config);
+    let started = crate::sim::start(crate::sim::SimStart {
+        clock: crate::clock::Clock::new(),
+        bind,
+        webhook_url: webhook_url.clone(),
+        secret,
+        prices: simulator_prices(&mut catalog),
+    })
+    .await?;
+    let (sim, secret) = (started.sim, started.secret);
     println!("Stripe simulator on {}", sim.base_url());
     println!("Start tollgate with:");
     println!(
@@ -226,6 +218,16 @@ async fn stripe_sim(
     println!("Events go to {webhook_url}");
     shutdown_signal().await;
     Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+async fn stripe_sim(
+    _: Config,
+    _: Catalog,
+    _: std::net::SocketAddr,
+    _: String,
+) -> anyhow::Result<()> {
+    anyhow::bail!(crate::billing::stripe::NO_SIMULATOR)
 }
 
 async fn create_user(config: Config, email: &str) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ pub mod extract;
 pub mod gate;
 pub mod ids;
 pub mod server;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod state;
 pub mod telemetry;

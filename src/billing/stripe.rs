@@ -21,8 +21,26 @@ use crate::{
     clock::Clock,
     config::{Config, Mode, Secret},
     error::AppError,
-    sim::Simulator,
 };
+
+#[cfg(feature = "sim")]
+use crate::sim::Simulator;
+
+/// Without the `sim` feature there is no simulator, and [`StripeApi::sim`] is always `None`.
+#[cfg(not(feature = "sim"))]
+#[derive(Clone)]
+pub enum Simulator {}
+
+#[cfg(not(feature = "sim"))]
+impl Simulator {
+    /// Never called: this type has no values.
+    pub fn base_url(&self) -> &str {
+        match *self {}
+    }
+}
+
+/// Why development without Stripe keys cannot start in a build without the simulator.
+pub const NO_SIMULATOR: &str = "this build has no Stripe simulator (built without the `sim` feature): set STRIPE_SECRET_KEY, or build with default features";
 
 /// The client and, in development without keys, the simulator behind it.
 #[derive(Clone)]
@@ -49,42 +67,7 @@ impl StripeApi {
             && config.stripe_api_base.is_none()
             && config.mode == Mode::Development;
         if simulated {
-            let sim = Simulator::start(clock.clone(), "127.0.0.1:0".parse()?).await?;
-            // Never a constant: a fresh secret at every start unless one is configured.
-            let secret = config
-                .stripe_webhook_secrets
-                .first()
-                .map(|s| s.expose().to_owned())
-                .unwrap_or_else(|| format!("whsec_{}", crate::sim::new_id("x").split_off(2)));
-            sim.set_webhook(webhook_url.to_owned(), secret.clone());
-            // Unnamed prices get the lookup key a standalone simulator gives them, so another
-            // instance pointed at this simulator (`STRIPE_API_BASE`) finds the same prices.
-            for (id, name, interval, price) in catalog.prices_mut() {
-                let key = Catalog::default_lookup_key(id, interval);
-                price.stripe_id = sim.seed_price(
-                    name,
-                    interval.as_str(),
-                    price.amount,
-                    &price.currency,
-                    Some(price.reference.as_deref().unwrap_or(&key)),
-                );
-            }
-            let client = ClientBuilder::new("sk_test_simulator")
-                .url(sim.base_url())
-                .timeout(timeout)
-                .build()
-                .context("stripe client")?;
-            tracing::info!(url = sim.base_url(), "Stripe simulator running");
-            let webhook_secrets = if config.stripe_webhook_secrets.is_empty() {
-                vec![Secret::new(secret)]
-            } else {
-                config.stripe_webhook_secrets.clone()
-            };
-            return Ok(Self {
-                client,
-                sim: Some(sim),
-                webhook_secrets,
-            });
+            return Self::simulated(config, clock, catalog, webhook_url, timeout).await;
         }
         let key = config
             .stripe_secret_key
@@ -103,6 +86,58 @@ impl StripeApi {
         };
         api.resolve_prices(catalog, config.mode).await?;
         Ok(api)
+    }
+
+    /// Development without keys: starts the built-in simulator on a free loopback port, on
+    /// tollgate's clock, with the catalog's prices (their ids are written into the catalog).
+    #[cfg(feature = "sim")]
+    async fn simulated(
+        config: &Config,
+        clock: &Clock,
+        catalog: &mut Catalog,
+        webhook_url: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let started = crate::sim::start(crate::sim::SimStart {
+            clock: clock.clone(),
+            bind: "127.0.0.1:0".parse()?,
+            webhook_url: webhook_url.to_owned(),
+            secret: configured_webhook_secret(config),
+            prices: simulator_prices(catalog),
+        })
+        .await?;
+        let sim = started.sim;
+        for ((_, _, _, price), id) in catalog.prices_mut().zip(started.price_ids) {
+            price.stripe_id = id;
+        }
+        let client = ClientBuilder::new("sk_test_simulator")
+            .url(sim.base_url())
+            .timeout(timeout)
+            .build()
+            .context("stripe client")?;
+        tracing::info!(url = sim.base_url(), "Stripe simulator running");
+        let webhook_secrets = if config.stripe_webhook_secrets.is_empty() {
+            vec![Secret::new(started.secret)]
+        } else {
+            config.stripe_webhook_secrets.clone()
+        };
+        Ok(Self {
+            client,
+            sim: Some(sim),
+            webhook_secrets,
+        })
+    }
+
+    /// Development without keys, in a build without the simulator: refused.
+    #[cfg(not(feature = "sim"))]
+    async fn simulated(
+        _: &Config,
+        _: &Clock,
+        _: &mut Catalog,
+        _: &str,
+        _: Duration,
+    ) -> anyhow::Result<Self> {
+        anyhow::bail!(NO_SIMULATOR)
     }
 
     /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up
@@ -356,4 +391,33 @@ fn short(err: &StripeError) -> String {
         ),
         other => other.to_string(),
     }
+}
+
+/// The first configured webhook secret, which the simulator then signs with.
+#[cfg(feature = "sim")]
+pub(crate) fn configured_webhook_secret(config: &Config) -> Option<String> {
+    config
+        .stripe_webhook_secrets
+        .first()
+        .map(|s| s.expose().to_owned())
+}
+
+/// The catalog's prices for the simulator, in catalog order. Unnamed prices get the lookup key a
+/// standalone simulator gives them, so another instance pointed at a simulator
+/// (`STRIPE_API_BASE`) finds the same prices.
+#[cfg(feature = "sim")]
+pub(crate) fn simulator_prices(catalog: &mut Catalog) -> Vec<crate::sim::SeedPrice> {
+    catalog
+        .prices_mut()
+        .map(|(id, name, interval, price)| crate::sim::SeedPrice {
+            product_name: name.to_owned(),
+            interval: interval.as_str().to_owned(),
+            amount: price.amount,
+            currency: price.currency.clone(),
+            reference: price
+                .reference
+                .clone()
+                .unwrap_or_else(|| Catalog::default_lookup_key(id, interval)),
+        })
+        .collect()
 }

@@ -601,8 +601,10 @@ fn invoice_subscription(invoice: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "sim")]
     use crate::sim::delivery::sign;
 
+    #[cfg(feature = "sim")]
     #[test]
     fn signatures_are_checked_against_every_secret_and_every_v1() {
         let secrets = [Secret::new("whsec_old"), Secret::new("whsec_new")];

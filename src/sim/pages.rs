@@ -11,7 +11,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Simulator;
+use super::{
+    Simulator,
+    state::{CheckoutState, SimState},
+};
 
 pub(super) fn router() -> Router<Simulator> {
     Router::new()
@@ -67,11 +70,7 @@ async fn show_checkout(State(sim): State<Simulator>, Path(id): Path<String>) -> 
     checkout_page(&state, session, None).into_response()
 }
 
-fn checkout_page(
-    state: &super::SimState,
-    session: &super::CheckoutState,
-    error: Option<&str>,
-) -> Html<String> {
+fn checkout_page(state: &SimState, session: &CheckoutState, error: Option<&str>) -> Html<String> {
     let o = &session.object;
     let price = state.prices.get(&session.price);
     let product = price
@@ -177,83 +176,93 @@ async fn show_portal(State(sim): State<Simulator>, Path(id): Path<String>) -> Re
         body.push_str("<p>You have no subscriptions.</p>");
     }
     for sub in subs {
-        let item = &sub["items"]["data"][0];
-        let price_id = item["price"]["id"].as_str().unwrap_or("");
-        let product = item["price"]["product"]
-            .as_str()
-            .and_then(|p| state.products.get(p))
-            .and_then(|p| p["name"].as_str())
-            .unwrap_or(price_id);
-        let status = sub["status"].as_str().unwrap_or("");
-        let sub_id = sub["id"].as_str().unwrap_or("");
-        let mut card = format!(
-            "<div class=\"card\"><h2>{}</h2><p>Status: <strong>{}</strong>{}</p>",
-            escape(product),
-            escape(status),
-            if sub["cancel_at_period_end"] == true {
-                " — cancels at the end of the period"
-            } else {
-                ""
-            }
-        );
-        if !matches!(status, "canceled" | "incomplete_expired") {
-            let button = |action: &str, label: &str| {
-                format!(
-                    "<form method=\"post\" style=\"display:inline\"><input type=\"hidden\" name=\"subscription\" value=\"{}\">\
-                     <button type=\"submit\" name=\"action\" value=\"{action}\">{label}</button></form>",
-                    escape(sub_id)
-                )
-            };
-            if sub["cancel_at_period_end"] == true {
-                card.push_str(&button("resume", "Resume subscription"));
-            } else {
-                card.push_str(&button("cancel_at_period_end", "Cancel at period end"));
-            }
-            card.push_str(&button("cancel_now", "Cancel now"));
-            // Like Stripe's portal: active prices only, and no plan switch for a subscription
-            // of several items.
-            let single_item = sub["items"]["data"]
-                .as_array()
-                .is_some_and(|i| i.len() == 1);
-            let options: String = state
-                .prices
-                .values()
-                .filter(|p| single_item && p["id"] != price_id && p["active"] != false)
-                .map(|p| {
-                    let name = p["product"]
-                        .as_str()
-                        .and_then(|id| state.products.get(id))
-                        .and_then(|prod| prod["name"].as_str())
-                        .unwrap_or("");
-                    format!(
-                        "<option value=\"{}\">{} — {} per {}</option>",
-                        escape(p["id"].as_str().unwrap_or("")),
-                        escape(name),
-                        money(
-                            p["unit_amount"].as_i64().unwrap_or(0),
-                            p["currency"].as_str().unwrap_or("usd")
-                        ),
-                        escape(p["recurring"]["interval"].as_str().unwrap_or(""))
-                    )
-                })
-                .collect();
-            if !options.is_empty() {
-                card.push_str(&format!(
-                "<form method=\"post\"><input type=\"hidden\" name=\"subscription\" value=\"{}\">\
-                 <label>Switch plan <select name=\"price\">{options}</select></label>\
-                 <button type=\"submit\" name=\"action\" value=\"switch\" class=\"secondary\">Switch</button></form>",
-                escape(sub_id)
-            ));
-            }
-        }
-        card.push_str("</div>");
-        body.push_str(&card);
+        body.push_str(&subscription_card(&state, sub));
     }
     body.push_str(&format!(
         "<p><a href=\"{}\">Return</a></p>",
         escape(session["return_url"].as_str().unwrap_or("/"))
     ));
     page("Customer portal", &body).into_response()
+}
+
+/// One subscription on the portal page: its plan and status, and, until it has ended, the
+/// buttons to cancel or resume it and to switch plan.
+fn subscription_card(state: &SimState, sub: &Value) -> String {
+    let item = &sub["items"]["data"][0];
+    let price_id = item["price"]["id"].as_str().unwrap_or("");
+    let product = item["price"]["product"]
+        .as_str()
+        .and_then(|p| state.products.get(p))
+        .and_then(|p| p["name"].as_str())
+        .unwrap_or(price_id);
+    let status = sub["status"].as_str().unwrap_or("");
+    let sub_id = sub["id"].as_str().unwrap_or("");
+    let mut card = format!(
+        "<div class=\"card\"><h2>{}</h2><p>Status: <strong>{}</strong>{}</p>",
+        escape(product),
+        escape(status),
+        if sub["cancel_at_period_end"] == true {
+            " — cancels at the end of the period"
+        } else {
+            ""
+        }
+    );
+    if !matches!(status, "canceled" | "incomplete_expired") {
+        let button = |action: &str, label: &str| {
+            format!(
+                "<form method=\"post\" style=\"display:inline\"><input type=\"hidden\" name=\"subscription\" value=\"{}\">\
+                 <button type=\"submit\" name=\"action\" value=\"{action}\">{label}</button></form>",
+                escape(sub_id)
+            )
+        };
+        if sub["cancel_at_period_end"] == true {
+            card.push_str(&button("resume", "Resume subscription"));
+        } else {
+            card.push_str(&button("cancel_at_period_end", "Cancel at period end"));
+        }
+        card.push_str(&button("cancel_now", "Cancel now"));
+        let options = switch_options(state, sub, price_id);
+        if !options.is_empty() {
+            card.push_str(&format!(
+                "<form method=\"post\"><input type=\"hidden\" name=\"subscription\" value=\"{}\">\
+                 <label>Switch plan <select name=\"price\">{options}</select></label>\
+                 <button type=\"submit\" name=\"action\" value=\"switch\" class=\"secondary\">Switch</button></form>",
+                escape(sub_id)
+            ));
+        }
+    }
+    card.push_str("</div>");
+    card
+}
+
+/// The `<option>`s of the plans `sub` (now on `price_id`) can switch to. Like Stripe's portal:
+/// active prices only, and no plan switch for a subscription of several items.
+fn switch_options(state: &SimState, sub: &Value, price_id: &str) -> String {
+    let single_item = sub["items"]["data"]
+        .as_array()
+        .is_some_and(|i| i.len() == 1);
+    state
+        .prices
+        .values()
+        .filter(|p| single_item && p["id"] != price_id && p["active"] != false)
+        .map(|p| {
+            let name = p["product"]
+                .as_str()
+                .and_then(|id| state.products.get(id))
+                .and_then(|prod| prod["name"].as_str())
+                .unwrap_or("");
+            format!(
+                "<option value=\"{}\">{} — {} per {}</option>",
+                escape(p["id"].as_str().unwrap_or("")),
+                escape(name),
+                money(
+                    p["unit_amount"].as_i64().unwrap_or(0),
+                    p["currency"].as_str().unwrap_or("usd")
+                ),
+                escape(p["recurring"]["interval"].as_str().unwrap_or(""))
+            )
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
