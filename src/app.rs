@@ -67,7 +67,11 @@ impl AppState {
         let clock = Clock::new();
         let mut catalog = catalog;
         let webhook_url = format!("{base_url}webhooks/stripe");
-        let stripe = StripeApi::connect(&config, &clock, &mut catalog, &webhook_url).await?;
+        let (stripe, sim) = if StripeApi::wants_simulator(&config) {
+            crate::simulated::start(&config, &clock, &mut catalog, &webhook_url).await?
+        } else {
+            (StripeApi::connect(&config, &mut catalog).await?, None)
+        };
         let mail_transport =
             crate::email::Transport::from_config(config.smtp_url.as_ref().map(|s| s.expose()))?;
         let hasher = PasswordHasherPool::new(config.argon2);
@@ -99,7 +103,11 @@ impl AppState {
             stripe,
             webhook_queue: Default::default(),
         });
-        Ok(AppState::new(Shared { billing, csrf_key }))
+        Ok(AppState::new(Shared {
+            billing,
+            csrf_key,
+            sim,
+        }))
     }
 }
 

@@ -194,7 +194,7 @@ async fn stripe_sim(
     bind: std::net::SocketAddr,
     webhook_url: String,
 ) -> anyhow::Result<()> {
-    use crate::billing::stripe::{configured_webhook_secret, simulator_prices};
+    use crate::simulated::{configured_webhook_secret, simulator_prices};
 
     if config.mode != crate::config::Mode::Development || !bind.ip().is_loopback() {
         anyhow::bail!("the Stripe simulator only runs in development, on a loopback address");

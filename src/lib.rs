@@ -25,6 +25,7 @@ pub mod ids;
 pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod simulated;
 pub mod state;
 pub mod telemetry;
 pub mod web;

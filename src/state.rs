@@ -35,6 +35,8 @@ pub struct Shared {
     pub billing: Billing,
     /// Key of the CSRF form tokens, shared by all instances through the database.
     pub csrf_key: Vec<u8>,
+    /// The in-process Stripe simulator, in development without keys (tests drive it).
+    pub sim: crate::simulated::Running,
 }
 
 impl std::ops::Deref for Shared {

@@ -18,26 +18,12 @@ use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError
 
 use crate::{
     billing::catalog::Catalog,
-    clock::Clock,
     config::{Config, Mode, Secret},
     error::AppError,
 };
 
-#[cfg(feature = "sim")]
-use crate::sim::Simulator;
-
-/// Without the `sim` feature there is no simulator, and [`StripeApi::sim`] is always `None`.
-#[cfg(not(feature = "sim"))]
-#[derive(Clone)]
-pub enum Simulator {}
-
-#[cfg(not(feature = "sim"))]
-impl Simulator {
-    /// Never called: this type has no values.
-    pub fn base_url(&self) -> &str {
-        match *self {}
-    }
-}
+/// How long a call to Stripe may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why development without Stripe keys cannot start in a build without the simulator.
 pub const NO_SIMULATOR: &str = "this build has no Stripe simulator (built without the `sim` feature): set STRIPE_SECRET_KEY, or build with default features";
@@ -47,28 +33,38 @@ pub const NO_SIMULATOR: &str = "this build has no Stripe simulator (built withou
 pub struct StripeApi {
     /// The async-stripe client.
     pub client: Client,
-    /// The in-process simulator, when tollgate runs one.
-    pub sim: Option<Simulator>,
+    /// The URL of the in-process simulator, when tollgate runs one (its pages link to it).
+    pub simulator_url: Option<String>,
     /// Accepted webhook signing secrets (configured, or generated for the simulator).
     pub webhook_secrets: Vec<Secret>,
 }
 
 impl StripeApi {
-    /// Connects to Stripe as configured, starting the simulator in development without keys, and
-    /// resolves the catalog's prices to Stripe price ids.
-    pub async fn connect(
-        config: &Config,
-        clock: &Clock,
-        catalog: &mut Catalog,
-        webhook_url: &str,
-    ) -> anyhow::Result<Self> {
-        let timeout = Duration::from_secs(10);
-        let simulated = config.stripe_secret_key.is_none()
+    /// True in development without Stripe keys: start-up then runs the built-in simulator and
+    /// talks to it ([`StripeApi::simulator`]).
+    pub fn wants_simulator(config: &Config) -> bool {
+        config.stripe_secret_key.is_none()
             && config.stripe_api_base.is_none()
-            && config.mode == Mode::Development;
-        if simulated {
-            return Self::simulated(config, clock, catalog, webhook_url, timeout).await;
-        }
+            && config.mode == Mode::Development
+    }
+
+    /// A client of the in-process simulator at `url`, accepting `webhook_secrets`.
+    pub fn simulator(url: &str, webhook_secrets: Vec<Secret>) -> anyhow::Result<Self> {
+        let client = ClientBuilder::new("sk_test_simulator")
+            .url(url)
+            .timeout(TIMEOUT)
+            .build()
+            .context("stripe client")?;
+        Ok(Self {
+            client,
+            simulator_url: Some(url.to_owned()),
+            webhook_secrets,
+        })
+    }
+
+    /// Connects to Stripe as configured and resolves the catalog's prices to Stripe price ids.
+    pub async fn connect(config: &Config, catalog: &mut Catalog) -> anyhow::Result<Self> {
+        let timeout = TIMEOUT;
         let key = config
             .stripe_secret_key
             .as_ref()
@@ -81,63 +77,11 @@ impl StripeApi {
         let client = builder.build().context("stripe client")?;
         let api = Self {
             client,
-            sim: None,
+            simulator_url: None,
             webhook_secrets: config.stripe_webhook_secrets.clone(),
         };
         api.resolve_prices(catalog, config.mode).await?;
         Ok(api)
-    }
-
-    /// Development without keys: starts the built-in simulator on a free loopback port, on
-    /// tollgate's clock, with the catalog's prices (their ids are written into the catalog).
-    #[cfg(feature = "sim")]
-    async fn simulated(
-        config: &Config,
-        clock: &Clock,
-        catalog: &mut Catalog,
-        webhook_url: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let started = crate::sim::start(crate::sim::SimStart {
-            clock: clock.clone(),
-            bind: "127.0.0.1:0".parse()?,
-            webhook_url: webhook_url.to_owned(),
-            secret: configured_webhook_secret(config),
-            prices: simulator_prices(catalog),
-        })
-        .await?;
-        let sim = started.sim;
-        for ((_, _, _, price), id) in catalog.prices_mut().zip(started.price_ids) {
-            price.stripe_id = id;
-        }
-        let client = ClientBuilder::new("sk_test_simulator")
-            .url(sim.base_url())
-            .timeout(timeout)
-            .build()
-            .context("stripe client")?;
-        tracing::info!(url = sim.base_url(), "Stripe simulator running");
-        let webhook_secrets = if config.stripe_webhook_secrets.is_empty() {
-            vec![Secret::new(started.secret)]
-        } else {
-            config.stripe_webhook_secrets.clone()
-        };
-        Ok(Self {
-            client,
-            sim: Some(sim),
-            webhook_secrets,
-        })
-    }
-
-    /// Development without keys, in a build without the simulator: refused.
-    #[cfg(not(feature = "sim"))]
-    async fn simulated(
-        _: &Config,
-        _: &Clock,
-        _: &mut Catalog,
-        _: &str,
-        _: Duration,
-    ) -> anyhow::Result<Self> {
-        anyhow::bail!(NO_SIMULATOR)
     }
 
     /// Real Stripe: price ids are used as they are, lookup keys are looked up once at start-up
@@ -391,33 +335,4 @@ fn short(err: &StripeError) -> String {
         ),
         other => other.to_string(),
     }
-}
-
-/// The first configured webhook secret, which the simulator then signs with.
-#[cfg(feature = "sim")]
-pub(crate) fn configured_webhook_secret(config: &Config) -> Option<String> {
-    config
-        .stripe_webhook_secrets
-        .first()
-        .map(|s| s.expose().to_owned())
-}
-
-/// The catalog's prices for the simulator, in catalog order. Unnamed prices get the lookup key a
-/// standalone simulator gives them, so another instance pointed at a simulator
-/// (`STRIPE_API_BASE`) finds the same prices.
-#[cfg(feature = "sim")]
-pub(crate) fn simulator_prices(catalog: &mut Catalog) -> Vec<crate::sim::SeedPrice> {
-    catalog
-        .prices_mut()
-        .map(|(id, name, interval, price)| crate::sim::SeedPrice {
-            product_name: name.to_owned(),
-            interval: interval.as_str().to_owned(),
-            amount: price.amount,
-            currency: price.currency.clone(),
-            reference: price
-                .reference
-                .clone()
-                .unwrap_or_else(|| Catalog::default_lookup_key(id, interval)),
-        })
-        .collect()
 }

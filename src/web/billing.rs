@@ -213,7 +213,7 @@ pub(super) async fn show_billing(
             has_customer => customer.is_some(),
             invoices,
             error,
-            simulator_url => state.stripe.sim.as_ref().map(|s| s.base_url().to_owned()),
+            simulator_url => state.stripe.simulator_url.clone(),
         },
     )
 }

@@ -76,7 +76,7 @@ async fn a_trial_is_granted_only_to_the_first_subscription() {
 async fn the_success_page_applies_the_subscription_even_without_webhooks() {
     let app = spawn_app().await;
     // Webhooks go nowhere: only the success page can tell tollgate.
-    let sim = app.state.stripe.sim.as_ref().unwrap();
+    let sim = app.state.sim.as_ref().unwrap();
     sim.set_webhook(
         "http://127.0.0.1:9/unreachable".into(),
         "whsec_nowhere".into(),
@@ -124,7 +124,7 @@ async fn a_success_page_id_that_is_not_a_session_id_never_reaches_stripe() {
     let success = app.pay(&url).await;
     let own = success.rsplit('=').next().unwrap().to_owned();
     app.wait_for_plan(&c, Some("team")).await;
-    let sim = app.state.stripe.sim.as_ref().unwrap();
+    let sim = app.state.sim.as_ref().unwrap();
 
     for id in [
         format!("{own}%3Fexpand%5B%5D%3Dcustomer"),

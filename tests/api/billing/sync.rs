@@ -197,7 +197,7 @@ async fn stripe_sync_lists_customers_in_pages_instead_of_searching_per_customer(
         .await;
     }
     app.wait_for_webhooks().await;
-    let sim = app.state.stripe.sim.as_ref().unwrap();
+    let sim = app.state.sim.as_ref().unwrap();
     let before = sim.request_count();
 
     let report = tollgate::billing::sync::reconcile(&app.state, false)

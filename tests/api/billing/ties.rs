@@ -110,7 +110,7 @@ async fn a_fetched_state_wins_over_its_row_and_loses_to_a_later_event_however_fa
 
         // An event Stripe creates after the fetch (a second later by Stripe's clock) still wins.
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-        let stripe_now = app.state.stripe.sim.as_ref().unwrap().clock().now();
+        let stripe_now = app.state.sim.as_ref().unwrap().clock().now();
         let mut later = sub_event(
             &format!("evt_after_fetch_{}", skew.abs()),
             "customer.subscription.updated",
@@ -183,7 +183,7 @@ async fn an_event_that_lands_while_stripe_is_being_asked_is_not_overwritten_by_t
         tokio::spawn(async move { tollgate::billing::sync::reconcile(&state, true).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let later = app.state.stripe.sim.as_ref().unwrap().clock().now() + 5;
+    let later = app.state.sim.as_ref().unwrap().clock().now() + 5;
     let mut event = sub_event(
         "evt_meanwhile",
         "customer.subscription.updated",

@@ -216,7 +216,6 @@ impl TestApp {
     pub async fn second_instance(&self) -> TestApp {
         let sim = self
             .state
-            .stripe
             .sim
             .as_ref()
             .expect("the first instance runs the simulator");

@@ -14,7 +14,6 @@ impl TestApp {
     pub fn sim_url(&self, path: &str) -> String {
         let sim = self
             .state
-            .stripe
             .sim
             .as_ref()
             .expect("tests run with the simulator");
