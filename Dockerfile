@@ -6,7 +6,8 @@ COPY src ./src
 COPY migrations ./migrations
 COPY templates ./templates
 COPY webhooks ./webhooks
-RUN cargo build --release --locked --bin tollgate
+# The production image leaves the Stripe simulator out (production never starts it).
+RUN cargo build --release --locked --no-default-features --bin tollgate
 
 FROM debian:bookworm-slim
 RUN apt-get update \

@@ -71,6 +71,15 @@ async fn on_a_price_the_catalog_does_not_name(
         "the subscription",
     )
     .await;
+    // Every event landed and the start's incomplete → active tie settled (a later `created`
+    // event can show `incomplete` for a moment), so what follows reads the settled row.
+    app.wait_for_webhooks().await;
+    app.wait_for(
+        &c,
+        |m| m["access"]["status"] == "active",
+        "the settled subscription",
+    )
+    .await;
     assert_eq!(
         app.me(&c).await["access"]["plan"],
         "free",
