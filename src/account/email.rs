@@ -203,7 +203,7 @@ pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) ->
     crate::billing::customers::queue_email_sync(&mut tx, &user.id, &new_display, now).await?;
     state.commit_for(tx, &user.id).await?;
     user.email = new_display;
-    user.email_verified = 1;
+    user.email_verified = true;
     // The Stripe customer follows now if it can, else by the worker's retries.
     let pusher = state.clone();
     tokio::spawn(async move {

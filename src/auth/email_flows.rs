@@ -161,7 +161,7 @@ async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> 
         .bind(&user.id)
         .execute(conn)
         .await?;
-    user.email_verified = 1;
+    user.email_verified = true;
     Ok(())
 }
 
@@ -176,7 +176,7 @@ async fn prove_mailbox(
     now: i64,
 ) -> Result<()> {
     // Pre-hijacking: a stranger's password or session must not survive the owner's proof.
-    if user.email_verified == 0 && !password_is_theirs {
+    if !user.email_verified && !password_is_theirs {
         if user.password_hash.is_some() {
             sqlx::query("UPDATE users SET password_hash = NULL, updated_at = $1 WHERE id = $2")
                 .bind(db::now())
@@ -547,7 +547,7 @@ pub async fn register_privately(state: &Auth, email: &Email, password_hash: &str
             let user = users::insert_user_on(&mut tx, email, password_hash).await?;
             send_verification(state, &mut tx, &user).await?;
         }
-        Some(user) if user.email_verified == 0 => {
+        Some(user) if !user.email_verified => {
             users::set_password_hash_on(&mut tx, &user.id, password_hash).await?;
             // Links sent for the replaced registration stop working, and its sessions end.
             tokens::invalidate_all(&mut tx, &user.id, state.clock.now()).await?;

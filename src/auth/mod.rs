@@ -241,7 +241,7 @@ pub async fn authenticate(
     let verified = state.hasher.verify(password, stored).await?;
     // In privacy mode an unverified account cannot sign in by password: its password may be a
     // stranger's pre-registration.
-    let user = user.filter(|u| !state.config.registration_privacy || u.email_verified != 0);
+    let user = user.filter(|u| !state.config.registration_privacy || u.email_verified);
     match (verified, user) {
         (Verified::Yes, Some(user)) => Ok(user),
         (Verified::YesRehashed(hash), Some(user)) => {

@@ -1,6 +1,6 @@
 //! Users: the `Email` newtype, the queries on `users`, and the user JSON of docs/api.md.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _, any::AnyRow};
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 
@@ -143,8 +143,8 @@ pub struct User {
     pub email: String,
     /// PHC string; `None` for accounts without a password (future sign-in methods).
     pub password_hash: Option<String>,
-    /// 0 or 1.
-    pub email_verified: i64,
+    /// Whether the address was proven (stored as 0 or 1).
+    pub email_verified: bool,
     /// Raised at every revocation of the user's sessions; a session signed in under an older
     /// epoch is dead.
     pub session_epoch: i64,
@@ -153,15 +153,16 @@ pub struct User {
 const USER_COLUMNS: &str =
     "SELECT id, email, password_hash, email_verified, session_epoch FROM users";
 
-type UserRow = (String, String, Option<String>, i64, i64);
-
-fn from_row((id, email, password_hash, email_verified, session_epoch): UserRow) -> User {
-    User {
-        id,
-        email,
-        password_hash,
-        email_verified,
-        session_epoch,
+impl<'r> sqlx::FromRow<'r, AnyRow> for User {
+    /// Reads the columns of [`USER_COLUMNS`] by name (a join may alias them `user_…`).
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            password_hash: row.try_get("password_hash")?,
+            email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+            session_epoch: row.try_get("session_epoch")?,
+        })
     }
 }
 
@@ -194,7 +195,7 @@ pub async fn insert_user_on(
             id,
             email: email.display.clone(),
             password_hash: Some(password_hash.to_owned()),
-            email_verified: 0,
+            email_verified: false,
             session_epoch: 0,
         }),
         // The unique constraint on email_norm is the guard against concurrent duplicates.
@@ -262,18 +263,18 @@ pub async fn find_by_email_on(
     email_norm: &str,
 ) -> Result<Option<User>, AppError> {
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE email_norm = $1"));
-    let row: Option<UserRow> = sqlx::query_as(sql)
+    let user: Option<User> = sqlx::query_as(sql)
         .bind(email_norm)
         .fetch_optional(conn)
         .await?;
-    Ok(row.map(from_row))
+    Ok(user)
 }
 
 /// The user with this id, on a connection.
 pub async fn find_by_id_on(conn: &mut AnyConnection, id: &str) -> Result<Option<User>, AppError> {
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = $1"));
-    let row: Option<UserRow> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
-    Ok(row.map(from_row))
+    let user: Option<User> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
+    Ok(user)
 }
 
 /// Replaces the password hash.

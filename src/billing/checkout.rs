@@ -68,7 +68,7 @@ async fn checkout(
         .filter(|p| !p.is_free())
         .ok_or(AppError::UnknownPlan)?;
     let price = plan.prices.get(&interval).ok_or(AppError::UnknownPlan)?;
-    if state.config.require_verified_for_checkout && user.email_verified == 0 {
+    if state.config.require_verified_for_checkout && !user.email_verified {
         return Err(AppError::EmailUnverified);
     }
     let subs = subscriptions::for_user(&state.db, &user.id).await?;

@@ -12,7 +12,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Row as _, Transaction, any::AnyRow};
 
 use crate::{base::Base, billing::catalog::Catalog, db};
 
@@ -550,39 +550,39 @@ pub struct Row {
     pub past_due_since: Option<i64>,
 }
 
-type RowTuple = (
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+impl Row {
+    /// Reads a row's columns named `{prefix}id`, `{prefix}status`, … (a join prefixes them).
+    pub fn read(row: &AnyRow, prefix: &str) -> sqlx::Result<Self> {
+        let column = |name: &str| format!("{prefix}{name}");
+        Ok(Self {
+            id: row.try_get(column("id").as_str())?,
+            status: row.try_get(column("status").as_str())?,
+            plan_id: row.try_get(column("plan_id").as_str())?,
+            current_period_end: row.try_get(column("current_period_end").as_str())?,
+            cancel_at_period_end: row.try_get::<i64, _>(column("cancel_at_period_end").as_str())?
+                != 0,
+            cancel_at: row.try_get(column("cancel_at").as_str())?,
+            trial_end: row.try_get(column("trial_end").as_str())?,
+            past_due_since: row.try_get(column("past_due_since").as_str())?,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for Row {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        Self::read(row, "")
+    }
+}
 
 /// The subscriptions of a user.
 pub async fn for_user(db: &db::Db, user_id: &str) -> sqlx::Result<Vec<Row>> {
-    let rows: Vec<RowTuple> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT id, status, plan_id, current_period_end, cancel_at_period_end, cancel_at, \
          trial_end, past_due_since FROM subscriptions WHERE user_id = $1 ORDER BY created_at",
     )
     .bind(user_id)
     .fetch_all(&db.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Row {
-            id: r.0,
-            status: r.1,
-            plan_id: r.2,
-            current_period_end: r.3,
-            cancel_at_period_end: r.4 != 0,
-            cancel_at: r.5,
-            trial_end: r.6,
-            past_due_since: r.7,
-        })
-        .collect())
+    .await
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl UserJson {
         Self {
             id: user.id.clone(),
             email: user.email.clone(),
-            email_verified: user.email_verified != 0,
+            email_verified: user.email_verified,
             access,
         }
     }

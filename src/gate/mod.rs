@@ -16,6 +16,8 @@ pub mod member;
 use crate::clock::{date, rfc3339};
 use std::sync::Arc;
 
+use sqlx::{Row as _, any::AnyRow};
+
 use axum::{Extension, Json, Router, extract::FromRef, routing::get};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -33,24 +35,6 @@ use crate::{
     billing::{catalog::Catalog, subscriptions::Row},
     error::AppError,
 };
-
-type MemberRow = (
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
 
 /// The user and their access: from the cache, or in one database round trip (a `LEFT JOIN` of
 /// the user's subscriptions), so gating costs nothing beyond loading the signed-in user.
@@ -98,50 +82,70 @@ pub struct Member {
     pub subscriptions: Vec<Row>,
 }
 
+/// One row of the member query: the user's columns, and one subscription's (all `NULL` when the
+/// user has none).
+struct MemberRow {
+    user: User,
+    subscription: Option<JoinedSubscription>,
+}
+
+/// A subscription's columns in the member query.
+struct JoinedSubscription {
+    row: Row,
+    price_id: Option<String>,
+    product_id: Option<String>,
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for MemberRow {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        let subscription = match row.try_get::<Option<String>, _>("sub_id")? {
+            None => None,
+            Some(_) => Some(JoinedSubscription {
+                row: Row::read(row, "sub_")?,
+                price_id: row.try_get("sub_price_id")?,
+                product_id: row.try_get("sub_product_id")?,
+            }),
+        };
+        Ok(Self {
+            user: User::from_row(row)?,
+            subscription,
+        })
+    }
+}
+
 async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, AppError> {
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
-                s.id, s.status, s.plan_id, s.current_period_end, s.cancel_at_period_end, \
-                s.cancel_at, s.trial_end, s.past_due_since, s.price_id, s.product_id \
+                s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
+                s.current_period_end AS sub_current_period_end, \
+                s.cancel_at_period_end AS sub_cancel_at_period_end, \
+                s.cancel_at AS sub_cancel_at, s.trial_end AS sub_trial_end, \
+                s.past_due_since AS sub_past_due_since, s.price_id AS sub_price_id, \
+                s.product_id AS sub_product_id \
          FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
          ORDER BY s.created_at",
     )
     .bind(user_id)
     .fetch_all(&state.db.pool)
     .await?;
-    let Some(first) = rows.first() else {
+    let Some(user) = rows.first().map(|r| r.user.clone()) else {
         return Ok(None);
-    };
-    let user = User {
-        id: first.0.clone(),
-        email: first.1.clone(),
-        password_hash: first.2.clone(),
-        email_verified: first.3,
-        session_epoch: first.4,
     };
     let subscriptions = rows
         .into_iter()
-        .filter_map(|r| {
+        .filter_map(|r| r.subscription)
+        .map(|s| {
             // The plan follows the price (or its product) by this instance's catalog, not the
             // plan stored when the state was applied, so a catalog change takes effect at once
             // (and instances running different catalogs during a deploy each answer by theirs).
-            let plan_id = match &r.13 {
+            let plan_id = match &s.price_id {
                 Some(price) => state
                     .catalog
-                    .plan_for(price, r.14.as_deref())
+                    .plan_for(price, s.product_id.as_deref())
                     .map(|p| p.id.clone()),
-                None => r.7,
+                None => s.row.plan_id,
             };
-            Some(Row {
-                id: r.5?,
-                status: r.6?,
-                plan_id,
-                current_period_end: r.8,
-                cancel_at_period_end: r.9.unwrap_or(0) != 0,
-                cancel_at: r.10,
-                trial_end: r.11,
-                past_due_since: r.12,
-            })
+            Row { plan_id, ..s.row }
         })
         .collect();
     Ok(Some(Member {

@@ -651,7 +651,7 @@ fn account_page(
         Some(user),
         Some(token),
         context! {
-            email_verified => user.user.email_verified != 0,
+            email_verified => user.user.email_verified,
             access,
             notice,
             error,
