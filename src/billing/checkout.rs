@@ -72,7 +72,7 @@ async fn checkout(
         return Err(AppError::EmailUnverified);
     }
     let subs = subscriptions::for_user(&state.db, &user.id).await?;
-    if subs.iter().any(|s| !subscriptions::is_terminal(&s.status)) {
+    if subs.iter().any(|s| !s.status.is_terminal()) {
         return Err(AppError::AlreadySubscribed);
     }
     if let Some(customer) = customers::customer_of(state, &user.id).await? {
@@ -199,7 +199,7 @@ async fn refuse_if_live_in_stripe(state: &Billing, customer: &str) -> Result<(),
     let live: Vec<Snapshot> = super::sync::list_subscriptions(state, customer)
         .await?
         .into_iter()
-        .filter(|s| !subscriptions::is_terminal(&s.status))
+        .filter(|s| !s.status.is_terminal())
         .collect();
     if live.is_empty() {
         return Ok(());

@@ -7,6 +7,7 @@ use stripe::StripeRequest as _;
 use stripe_billing::subscription::{CancelSubscription, RetrieveSubscription};
 use stripe_checkout::checkout_session::ExpireCheckoutSession;
 
+use super::status::Status;
 use crate::{
     billing::Billing,
     billing::{
@@ -60,13 +61,13 @@ async fn close(state: &Billing, user_id: &str) -> Result<(), AppError> {
     let mut ids: Vec<String> = subscriptions::for_user(&state.db, user_id)
         .await?
         .into_iter()
-        .filter(|s| !subscriptions::is_terminal(&s.status))
+        .filter(|s| !s.status.is_terminal())
         .map(|s| s.id)
         .collect();
     // Stripe's list, not only ours: a subscription whose webhooks have not landed is charged too.
     if let Some(customer) = customers::customer_of(state, user_id).await? {
         for snap in sync::list_subscriptions(state, &customer).await? {
-            if !subscriptions::is_terminal(&snap.status) && !ids.contains(&snap.id) {
+            if !snap.status.is_terminal() && !ids.contains(&snap.id) {
                 ids.push(snap.id);
             }
         }
@@ -100,7 +101,7 @@ pub async fn cancel_orphan(state: &Billing, event: &str, id: &str) -> Result<(),
     let found =
         retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
             .await?;
-    if found.is_none_or(|s| subscriptions::is_terminal(s.status.as_str())) {
+    if found.is_none_or(|s| Status::parse(s.status.as_str()).is_terminal()) {
         return Ok(());
     }
     cancel_in_stripe(state, id, &format!("orphan_{id}")).await?;

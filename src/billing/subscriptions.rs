@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::{Any, Row as _, Transaction, any::AnyRow};
 
+use super::status::Status;
 use crate::{base::Base, billing::catalog::Catalog, db};
 
 /// The fields of a Stripe subscription tollgate keeps. Parsed from any API version: unknown
@@ -24,8 +25,8 @@ pub struct Snapshot {
     pub id: String,
     /// `cus_…`.
     pub customer: String,
-    /// Stripe's status, kept as sent (unknown statuses grant nothing).
-    pub status: String,
+    /// Stripe's status (unknown statuses are kept and grant nothing).
+    pub status: Status,
     /// Every item: the plan's price, and add-ons.
     pub items: Vec<Item>,
     /// End of the current period (the item's, or the subscription's in older API versions).
@@ -120,7 +121,7 @@ impl Snapshot {
         Some(Self {
             id: raw.id,
             customer: id_of(&raw.customer)?,
-            status: raw.status,
+            status: Status::parse(&raw.status),
             items,
             current_period_end: item
                 .and_then(|i| i.current_period_end)
@@ -139,7 +140,7 @@ impl Snapshot {
         Self {
             id: s.id.to_string(),
             customer: s.customer.id().to_string(),
-            status: s.status.as_str().to_owned(),
+            status: Status::parse(s.status.as_str()),
             items: s
                 .items
                 .data
@@ -258,11 +259,6 @@ impl BeforeFetch {
     }
 }
 
-/// A status that never changes again.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, "canceled" | "incomplete_expired")
-}
-
 /// Where a state and its stamp come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -374,7 +370,7 @@ pub async fn apply(
         .bind(&snap.id)
         .bind(user_id)
         .bind(&snap.customer)
-        .bind(&snap.status)
+        .bind(snap.status.as_str())
         .bind(plan)
         .bind(item.map(|i| &i.price_id))
         .bind(item.map_or(1, |i| i.quantity))
@@ -384,7 +380,7 @@ pub async fn apply(
         .bind(snap.trial_end)
         .bind(snap.canceled_at)
         .bind(snap.ended_at)
-        .bind((snap.status == "past_due").then_some(seen))
+        .bind((snap.status == Status::PastDue).then_some(seen))
         .bind(stamp)
         .bind(db::now())
         .bind(item.and_then(|i| i.product_id.as_deref()))
@@ -407,7 +403,7 @@ pub async fn apply(
     .fetch_one(&mut **tx)
     .await?;
     let settle = stamp == updated || (source == Source::Event && row_fetched != 0);
-    Ok(if settle && !is_terminal(&status) {
+    Ok(if settle && !Status::parse(&status).is_terminal() {
         Applied::Tie(updated)
     } else {
         Applied::Stale
@@ -516,16 +512,17 @@ pub async fn mark_payment_failed(
     subscription: &str,
     at: i64,
 ) -> sqlx::Result<u64> {
-    let done = sqlx::query(
+    let sql = format!(
         "UPDATE subscriptions SET past_due_since = COALESCE(past_due_since, $1), updated_at = $2 \
-         WHERE id = $3 AND status NOT IN ('canceled', 'incomplete_expired') \
-         AND stripe_updated <= $1",
-    )
-    .bind(at)
-    .bind(db::now())
-    .bind(subscription)
-    .execute(&mut **tx)
-    .await?;
+         WHERE id = $3 AND status NOT IN {} AND stripe_updated <= $1",
+        Status::TERMINAL_SQL
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(at)
+        .bind(db::now())
+        .bind(subscription)
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected())
 }
 
@@ -535,7 +532,7 @@ pub struct Row {
     /// `sub_…`.
     pub id: String,
     /// Stripe status.
-    pub status: String,
+    pub status: Status,
     /// Catalog plan, when the price maps to one.
     pub plan_id: Option<String>,
     /// End of the current period.
@@ -556,7 +553,7 @@ impl Row {
         let column = |name: &str| format!("{prefix}{name}");
         Ok(Self {
             id: row.try_get(column("id").as_str())?,
-            status: row.try_get(column("status").as_str())?,
+            status: Status::parse(&row.try_get::<String, _>(column("status").as_str())?),
             plan_id: row.try_get(column("plan_id").as_str())?,
             current_period_end: row.try_get(column("current_period_end").as_str())?,
             cancel_at_period_end: row.try_get::<i64, _>(column("cancel_at_period_end").as_str())?
@@ -612,7 +609,7 @@ mod tests {
         });
         let snap = Snapshot::from_json(&older).unwrap();
         assert_eq!(snap.customer, "cus_1");
-        assert_eq!(snap.status, "brand_new_status");
+        assert_eq!(snap.status.as_str(), "brand_new_status");
         assert_eq!(snap.current_period_end, Some(100));
         assert_eq!(
             snap.items[0].product_id, None,

@@ -18,6 +18,7 @@ use stripe_core::customer::ListCustomer;
 
 use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus};
 
+use super::status::Status;
 use crate::{
     billing::Billing,
     billing::{
@@ -136,7 +137,7 @@ async fn reconcile_customer(
     let remote = list_subscriptions(state, customer).await?;
     let live: Vec<&str> = remote
         .iter()
-        .filter(|s| !subscriptions::is_terminal(&s.status))
+        .filter(|s| !s.status.is_terminal())
         .map(|s| s.id.as_str())
         .collect();
     if live.len() > 1 {
@@ -164,7 +165,7 @@ async fn reconcile_customer(
                 detail: format!("customer {customer}: Stripe says {}", snap.status),
             }),
             Some(row) => {
-                let differs = row.1 != snap.status
+                let differs = row.1 != snap.status.as_str()
                     || row.2.as_deref()
                         != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
                     || row.3 != snap.current_period_end
@@ -195,7 +196,7 @@ async fn reconcile_customer(
     // A local row Stripe does not know that still grants something; once canceled it is inert.
     let orphans = local
         .values()
-        .filter(|r| !seen.contains(&r.0) && !subscriptions::is_terminal(&r.1))
+        .filter(|r| !seen.contains(&r.0) && !Status::parse(&r.1).is_terminal())
         .map(|r| &r.0);
     for id in orphans {
         report.drifts.push(Drift {

@@ -430,7 +430,7 @@ async fn apply(
             };
             let Some(user) = user else {
                 // A deleted account is never charged: what still appears for it is canceled.
-                if !subscriptions::is_terminal(&snap.status)
+                if !snap.status.is_terminal()
                     && closing::of_deleted_account(tx, &snap.customer).await?
                 {
                     *follow = Some(FollowUp::CancelOrphan(snap.id));

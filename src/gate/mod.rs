@@ -32,7 +32,7 @@ use crate::{
     auth::Auth,
     auth::users::User,
     billing::Billing,
-    billing::{catalog::Catalog, subscriptions::Row},
+    billing::{catalog::Catalog, status::Status, subscriptions::Row},
     error::AppError,
 };
 
@@ -211,6 +211,10 @@ pub struct Access {
     pub until: Option<String>,
     /// Why, for people.
     pub reason: String,
+    /// True when the paid access ends at `until` by a scheduled cancellation (not in the JSON:
+    /// pages say "cancels on …" from it).
+    #[serde(skip)]
+    pub cancels: bool,
 }
 
 impl Access {
@@ -228,6 +232,7 @@ impl Access {
                 status: status.into(),
                 until: None,
                 reason: format!("{why}: {} plan", plan.name),
+                cancels: false,
             },
             None => Self {
                 plan: None,
@@ -236,6 +241,7 @@ impl Access {
                 status: status.into(),
                 until: None,
                 reason: format!("{why}: no access"),
+                cancels: false,
             },
         }
     }
@@ -245,7 +251,7 @@ impl Access {
         let Some(plan) = sub.plan_id.as_deref().and_then(|p| catalog.plan(p)) else {
             return Self::free(
                 catalog,
-                &sub.status,
+                sub.status.as_str(),
                 format!("{} on an unknown price", sub.status),
             );
         };
@@ -253,12 +259,13 @@ impl Access {
             plan: Some(plan.id.clone()),
             tier: Some(plan.tier),
             features: plan.features.clone(),
-            status: sub.status.clone(),
+            status: sub.status.to_string(),
             until: until.map(rfc3339),
             reason,
+            cancels: false,
         };
-        match sub.status.as_str() {
-            "active" | "trialing" => {
+        match &sub.status {
+            Status::Active | Status::Trialing => {
                 let ends = if sub.cancel_at_period_end {
                     sub.cancel_at.or(sub.current_period_end)
                 } else {
@@ -267,14 +274,17 @@ impl Access {
                 match ends {
                     Some(end) if now >= end => Self::free(
                         catalog,
-                        &sub.status,
+                        sub.status.as_str(),
                         format!("{} canceled on {}", plan.name, date(end)),
                     ),
-                    Some(end) => paid(
-                        Some(end),
-                        format!("{}, cancels on {}", sub.status, date(end)),
-                    ),
-                    None if sub.status == "trialing" => {
+                    Some(end) => Self {
+                        cancels: true,
+                        ..paid(
+                            Some(end),
+                            format!("{}, cancels on {}", sub.status, date(end)),
+                        )
+                    },
+                    None if sub.status == Status::Trialing => {
                         let end = sub.trial_end.or(sub.current_period_end);
                         paid(
                             end,
@@ -290,7 +300,7 @@ impl Access {
                     ),
                 }
             }
-            "past_due" => {
+            Status::PastDue => {
                 let since = sub.past_due_since.unwrap_or(now);
                 let end = since + grace_secs;
                 if grace_secs > 0 && now < end {
@@ -299,7 +309,7 @@ impl Access {
                     Self::free(catalog, "past_due", "past_due, grace period over".into())
                 }
             }
-            other => Self::free(catalog, other, other.to_owned()),
+            other => Self::free(catalog, other.as_str(), other.to_string()),
         }
     }
 
@@ -330,7 +340,7 @@ mod tests {
     fn row(status: &str, plan: &str) -> Row {
         Row {
             id: "sub_1".into(),
-            status: status.into(),
+            status: Status::parse(status),
             plan_id: Some(plan.into()),
             current_period_end: Some(1_000),
             cancel_at_period_end: false,

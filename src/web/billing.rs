@@ -39,7 +39,7 @@ fn status_words(access: &Access) -> String {
     };
     match access.status.as_str() {
         "none" => "No subscription".into(),
-        "active" | "trialing" if access.reason.contains("cancels") => {
+        "active" | "trialing" if access.cancels => {
             format!("Cancels on {}", date(&access.until))
         }
         "trialing" => format!("Free trial until {}", date(&access.until)),
