@@ -4,6 +4,10 @@
 //! form with a readable message and the right status, successes redirect (303). Messages never
 //! reveal whether an account exists (registration's "already has an account" is the documented
 //! exception).
+//!
+//! Handlers read their form with `page::CsrfForm` and fail with a `page::PageError` (`?` on an
+//! `AppError` gives its error page); the pages live by area: `auth_pages` (home, sign-up,
+//! log-in, log-out), `account`, `billing`, `email_pages`, each with its route table.
 
 mod account;
 mod auth_pages;

@@ -193,3 +193,39 @@ pub(super) async fn page_user(
 ) -> Result<Option<CurrentUser>, PageError> {
     Ok(gate::current_user(state, session).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_error_leaves_its_page_for_the_middleware() {
+        let response = PageError::from(AppError::RateLimited(42)).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let pending = response.extensions().get::<PendingErrorPage>().unwrap();
+        assert_eq!(pending.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(pending.message, AppError::RateLimited(42).public_message());
+        assert_eq!(pending.retry_after.as_ref().unwrap(), "42");
+    }
+
+    #[test]
+    fn a_ready_page_passes_through() {
+        let page = Redirect::to("/account").into_response();
+        let response = PageError::from(page).into_response();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert!(response.extensions().get::<PendingErrorPage>().is_none());
+    }
+
+    #[test]
+    fn the_servers_own_failures_skip_the_form() {
+        let reshown = |_| StatusCode::UNPROCESSABLE_ENTITY.into_response();
+        assert!(matches!(
+            PageError::reshow(AppError::ServiceUnavailable, reshown),
+            PageError::App(AppError::ServiceUnavailable)
+        ));
+        assert!(matches!(
+            PageError::reshow(AppError::InvalidCredentials, reshown),
+            PageError::Page(_)
+        ));
+    }
+}
