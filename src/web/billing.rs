@@ -7,17 +7,21 @@
 //! the signed-in user's own session.
 
 use axum::{
-    Extension,
-    body::Bytes,
+    Extension, Router,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
 };
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
-use super::{NoFields, csrf::CsrfToken, error_response, member, member_form, page_user, render};
+use super::{
+    csrf::CsrfToken,
+    page::{CsrfForm, NoFields, PageError, member, page_user},
+    render,
+};
 use crate::{
     billing::{
         catalog::Interval,
@@ -28,6 +32,16 @@ use crate::{
     gate::{self, Access},
     state::AppState,
 };
+
+/// Pricing, the billing overview, Checkout, the portal and the success page.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/pricing", get(show_pricing))
+        .route("/billing", get(show_billing))
+        .route("/billing/checkout", post(submit_checkout))
+        .route("/billing/portal", post(submit_portal))
+        .route("/billing/success", get(show_success))
+}
 
 /// A plan's status in words, for people.
 fn status_words(access: &Access) -> String {
@@ -65,22 +79,19 @@ struct PlanView {
 }
 
 #[derive(Deserialize, Default)]
-pub(super) struct PricingQuery {
+struct PricingQuery {
     interval: Option<String>,
     canceled: Option<String>,
     required: Option<String>,
 }
 
-pub(super) async fn show_pricing(
+async fn show_pricing(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     Query(q): Query<PricingQuery>,
     session: Session,
-) -> Response {
-    let user = match page_user(&state, session).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+) -> Result<Response, PageError> {
+    let user = page_user(&state, session).await?;
     let current = user.as_ref().and_then(|u| u.access.plan.clone());
     let interval = q
         .interval
@@ -111,14 +122,14 @@ pub(super) async fn show_pricing(
             .and_then(|r| state.catalog.plan(r))
             .map(|p| format!("That page needs the {} plan or higher.", p.name))
     };
-    render(
+    Ok(render(
         &state,
         StatusCode::OK,
         "pricing.html",
         user.as_ref(),
         Some(&token),
         context! { plans, interval => interval.as_str(), current_plan => current, notice },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -127,17 +138,12 @@ struct CheckoutForm {
     interval: String,
 }
 
-pub(super) async fn submit_checkout(
+async fn submit_checkout(
     State(state): State<AppState>,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (form, user): (CheckoutForm, _) =
-        match member_form(&state, session, &headers, &body, "/pricing").await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
+    CsrfForm(form): CsrfForm<CheckoutForm>,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/pricing").await?;
     checkout_redirect(&state, &user.user, &form.plan, &form.interval).await
 }
 
@@ -147,53 +153,40 @@ pub(super) async fn checkout_redirect(
     user: &crate::auth::users::User,
     plan: &str,
     interval: &str,
-) -> Response {
+) -> Result<Response, PageError> {
     match checkout::start_checkout(state, user, plan, interval).await {
-        Ok(r) => Redirect::to(&r.url).into_response(),
+        Ok(r) => Ok(Redirect::to(&r.url).into_response()),
         Err(AppError::AlreadySubscribed) => {
-            Redirect::to("/billing?notice=already_subscribed").into_response()
+            Ok(Redirect::to("/billing?notice=already_subscribed").into_response())
         }
-        Err(e) => error_response(state, e),
+        Err(e) => Err(e.into()),
     }
 }
 
-pub(super) async fn submit_portal(
+async fn submit_portal(
     State(state): State<AppState>,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (NoFields {}, user) = match member_form(&state, session, &headers, &body, "/billing").await
-    {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match checkout::open_portal(&state, &user.user).await {
-        Ok(r) => Redirect::to(&r.url).into_response(),
-        Err(e) => error_response(&state, e),
-    }
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/billing").await?;
+    let portal = checkout::open_portal(&state, &user.user).await?;
+    Ok(Redirect::to(&portal.url).into_response())
 }
 
 #[derive(Deserialize, Default)]
-pub(super) struct BillingQuery {
+struct BillingQuery {
     notice: Option<String>,
 }
 
-pub(super) async fn show_billing(
+async fn show_billing(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     Query(q): Query<BillingQuery>,
     session: Session,
-) -> Response {
-    let user = match member(&state, session, "/billing").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/billing").await?;
     let access = &user.access;
-    let customer = match customers::customer_of(&state, &user.user.id).await {
-        Ok(c) => c,
-        Err(e) => return error_response(&state, e),
-    };
+    let customer = customers::customer_of(&state, &user.user.id).await?;
     let invoices = match &customer {
         Some(c) => checkout::recent_invoices(&state, c).await,
         None => Vec::new(),
@@ -201,7 +194,7 @@ pub(super) async fn show_billing(
     let plan_name = plan_name(&state, access);
     let error = (q.notice.as_deref() == Some("already_subscribed"))
         .then_some("You already have a subscription. Change plans in the billing portal.");
-    render(
+    Ok(render(
         &state,
         StatusCode::OK,
         "billing.html",
@@ -215,7 +208,7 @@ pub(super) async fn show_billing(
             error,
             simulator_url => state.stripe.simulator_url.clone(),
         },
-    )
+    ))
 }
 
 fn plan_name(state: &AppState, access: &Access) -> String {
@@ -227,40 +220,26 @@ fn plan_name(state: &AppState, access: &Access) -> String {
 }
 
 #[derive(Deserialize)]
-pub(super) struct SuccessQuery {
+struct SuccessQuery {
     session_id: Option<String>,
 }
 
-pub(super) async fn show_success(
+async fn show_success(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     Query(q): Query<SuccessQuery>,
     session: Session,
-) -> Response {
-    let user = match member(&state, session, "/billing").await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let outcome = match checkout::complete_from_success_page(
-        &state,
-        &user.user,
-        q.session_id.as_deref().unwrap_or(""),
-    )
-    .await
-    {
-        Ok(o) => o,
-        Err(e) => return error_response(&state, e),
-    };
-    let access = match gate::access_for(&state, &user.user.id).await {
-        Ok(a) => a,
-        Err(e) => return error_response(&state, e),
-    };
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/billing").await?;
+    let session_id = q.session_id.as_deref().unwrap_or("");
+    let outcome = checkout::complete_from_success_page(&state, &user.user, session_id).await?;
+    let access = gate::access_for(&state, &user.user.id).await?;
     let (status, outcome) = match outcome {
         CheckoutOutcome::Completed => (StatusCode::OK, "completed"),
         CheckoutOutcome::Pending => (StatusCode::OK, "pending"),
         CheckoutOutcome::NotYours => (StatusCode::NOT_FOUND, "not_yours"),
     };
-    render(
+    Ok(render(
         &state,
         status,
         "success.html",
@@ -271,5 +250,5 @@ pub(super) async fn show_success(
             plan_name => plan_name(&state, &access),
             status_words => status_words(&access),
         },
-    )
+    ))
 }

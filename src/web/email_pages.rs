@@ -3,18 +3,21 @@
 //! password and magic-link request forms, and the development mailbox.
 
 use axum::{
-    Extension, Json,
-    body::Bytes,
+    Extension, Json, Router,
     extract::{Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
 };
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use super::{
-    NoFields, account_error, checked_form, csrf::CsrfToken, error_response, member_form, render,
+    account::account_error,
+    csrf::CsrfToken,
+    page::{CsrfForm, NoFields, PageError, member},
+    render,
 };
 use crate::{
     auth::{self, email_flows, rate_limit::ClientIp},
@@ -23,8 +26,27 @@ use crate::{
     state::AppState,
 };
 
+/// The pages behind the emails' links, the request forms and the development mailbox.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/verify-email", get(show_verify).post(submit_verify))
+        .route("/reset-password", get(show_reset).post(submit_reset))
+        .route("/magic", get(show_magic).post(submit_magic))
+        .route("/magic/code", post(submit_magic_code))
+        .route("/magic-link", post(submit_magic_request))
+        .route(
+            "/confirm-email",
+            get(show_confirm_email).post(submit_confirm_email),
+        )
+        .route("/forgot-password", get(show_forgot).post(submit_forgot))
+        .route("/account/verify", post(submit_resend_verification))
+        .route("/account/email", post(submit_email_change))
+        .route("/dev/mailbox", get(show_mailbox))
+        .route("/dev/mailbox.json", get(mailbox_json))
+}
+
 #[derive(Deserialize, Default)]
-pub(super) struct TokenQuery {
+struct TokenQuery {
     token: Option<String>,
 }
 
@@ -102,7 +124,7 @@ fn confirm_page(
 
 macro_rules! show {
     ($name:ident, $page:expr) => {
-        pub(super) async fn $name(
+        async fn $name(
             State(state): State<AppState>,
             Extension(token): Extension<CsrfToken>,
             Query(q): Query<TokenQuery>,
@@ -131,7 +153,7 @@ struct TokenForm {
 }
 
 /// A failed link: the same generic message, the form gone.
-fn link_failed(state: &AppState, token: &CsrfToken, page: &Confirm, err: AppError) -> Response {
+fn link_failed(state: &AppState, token: &CsrfToken, page: &Confirm, err: AppError) -> PageError {
     match err {
         AppError::TokenInvalid
         | AppError::PasswordTooShort(_)
@@ -140,25 +162,27 @@ fn link_failed(state: &AppState, token: &CsrfToken, page: &Confirm, err: AppErro
         | AppError::EmailTaken
         | AppError::RateLimited(_) => {
             let (status, _) = err.status_and_code();
-            confirm_page(state, token, page, None, status, Some(err.public_message()))
+            PageError::Page(confirm_page(
+                state,
+                token,
+                page,
+                None,
+                status,
+                Some(err.public_message()),
+            ))
         }
-        other => error_response(state, other),
+        other => PageError::App(other),
     }
 }
 
-pub(super) async fn submit_verify(
+async fn submit_verify(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form: TokenForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let result = async {
+    CsrfForm(form): CsrfForm<TokenForm>,
+) -> Result<Response, PageError> {
+    async {
         auth::rate_limit::hit_ip(&state, auth::rate_limit::TOKEN_PER_IP, ip).await?;
         let signed_in = crate::gate::current_user(&state, session.clone()).await?;
         let verifier = email_flows::Verifier {
@@ -171,45 +195,38 @@ pub(super) async fn submit_verify(
         }
         Ok::<_, AppError>(())
     }
-    .await;
-    match result {
-        Ok(()) => Redirect::to("/account?notice=email_verified").into_response(),
-        Err(e) => link_failed(&state, &token, &VERIFY, e),
-    }
+    .await
+    .map_err(|e| link_failed(&state, &token, &VERIFY, e))?;
+    Ok(Redirect::to("/account?notice=email_verified").into_response())
 }
 
-pub(super) async fn submit_reset(
+async fn submit_reset(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form: TokenForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    CsrfForm(form): CsrfForm<TokenForm>,
+) -> Result<Response, PageError> {
     let password = form.password.unwrap_or_default();
-    match email_flows::reset_password(&state, ip, &form.token, &password).await {
-        Ok(()) => Redirect::to("/login?notice=password_reset").into_response(),
-        // A password the policy refuses keeps the form (the token was not used).
-        Err(
-            e @ (AppError::PasswordTooShort(_)
+    email_flows::reset_password(&state, ip, &form.token, &password)
+        .await
+        .map_err(|e| match e {
+            // A password the policy refuses keeps the form (the token was not used).
+            AppError::PasswordTooShort(_)
             | AppError::PasswordTooCommon
-            | AppError::PasswordTooLong),
-        ) => {
-            let (status, _) = e.status_and_code();
-            confirm_page(
-                &state,
-                &token,
-                &RESET,
-                Some(&form.token),
-                status,
-                Some(e.public_message()),
-            )
-        }
-        Err(e) => link_failed(&state, &token, &RESET, e),
-    }
+            | AppError::PasswordTooLong => {
+                let (status, _) = e.status_and_code();
+                PageError::Page(confirm_page(
+                    &state,
+                    &token,
+                    &RESET,
+                    Some(&form.token),
+                    status,
+                    Some(e.public_message()),
+                ))
+            }
+            e => link_failed(&state, &token, &RESET, e),
+        })?;
+    Ok(Redirect::to("/login?notice=password_reset").into_response())
 }
 
 /// Signs in with a magic link's token, or with the address and the code its email carried.
@@ -224,22 +241,17 @@ async fn magic_sign_in(
     auth::sign_in(state, session, &user, false).await
 }
 
-pub(super) async fn submit_magic(
+async fn submit_magic(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form: TokenForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match magic_sign_in(&state, ip, &session, Some(&form.token), None).await {
-        Ok(()) => Redirect::to("/account").into_response(),
-        Err(e) => link_failed(&state, &token, &MAGIC, e),
-    }
+    CsrfForm(form): CsrfForm<TokenForm>,
+) -> Result<Response, PageError> {
+    magic_sign_in(&state, ip, &session, Some(&form.token), None)
+        .await
+        .map_err(|e| link_failed(&state, &token, &MAGIC, e))?;
+    Ok(Redirect::to("/account").into_response())
 }
 
 #[derive(Deserialize)]
@@ -248,53 +260,45 @@ struct CodeForm {
     code: String,
 }
 
-pub(super) async fn submit_magic_code(
+async fn submit_magic_code(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form: CodeForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match magic_sign_in(&state, ip, &session, None, Some((&form.email, &form.code))).await {
-        Ok(()) => Redirect::to("/account").into_response(),
-        Err(e @ (AppError::TokenInvalid | AppError::RateLimited(_))) => {
-            let (status, _) = e.status_and_code();
-            render(
-                &state,
-                status,
-                "check_email.html",
-                None,
-                Some(&token),
-                context! { code_form => true, email => form.email, error => e.public_message() },
-            )
-        }
-        Err(e) => error_response(&state, e),
-    }
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, PageError> {
+    magic_sign_in(&state, ip, &session, None, Some((&form.email, &form.code)))
+        .await
+        .map_err(|e| match e {
+            AppError::TokenInvalid | AppError::RateLimited(_) => {
+                let (status, _) = e.status_and_code();
+                PageError::Page(render(
+                    &state,
+                    status,
+                    "check_email.html",
+                    None,
+                    Some(&token),
+                    context! { code_form => true, email => &form.email, error => e.public_message() },
+                ))
+            }
+            e => PageError::App(e),
+        })?;
+    Ok(Redirect::to("/account").into_response())
 }
 
-pub(super) async fn submit_confirm_email(
+async fn submit_confirm_email(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let form: TokenForm = match checked_form(&state, &headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match crate::account::email::confirm_email_change(&state, ip, &form.token).await {
-        Ok(_) => Redirect::to("/account?notice=email_changed").into_response(),
-        Err(e) => link_failed(&state, &token, &CHANGE, e),
-    }
+    CsrfForm(form): CsrfForm<TokenForm>,
+) -> Result<Response, PageError> {
+    crate::account::email::confirm_email_change(&state, ip, &form.token)
+        .await
+        .map_err(|e| link_failed(&state, &token, &CHANGE, e))?;
+    Ok(Redirect::to("/account?notice=email_changed").into_response())
 }
 
-pub(super) async fn show_forgot(
+async fn show_forgot(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
 ) -> Response {
@@ -319,73 +323,59 @@ async fn email_request(
     token: &CsrfToken,
     ip: ClientIp,
     headers: &HeaderMap,
-    body: &Bytes,
+    form: EmailForm,
     magic: bool,
-) -> Response {
-    let form: EmailForm = match checked_form(state, headers, body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+) -> Result<Response, PageError> {
     // The browser's device cookie, as the JSON routes read it: the owner's own browser counts on
     // its own mail bucket.
     let device = crate::auth::device::DeviceCookie(crate::auth::device::request_cookie(
         headers,
         crate::auth::device::cookie_name(state),
     ));
-    let result = if magic {
-        email_flows::request_magic_link(state, ip, &device, &form.email).await
+    if magic {
+        email_flows::request_magic_link(state, ip, &device, &form.email).await?;
     } else {
-        email_flows::forgot_password(state, ip, &device, &form.email).await
-    };
-    match result {
-        Ok(()) => render(
-            state,
-            StatusCode::OK,
-            "check_email.html",
-            None,
-            Some(token),
-            context! { code_form => magic, email => form.email },
-        ),
-        Err(e) => error_response(state, e),
+        email_flows::forgot_password(state, ip, &device, &form.email).await?;
     }
+    Ok(render(
+        state,
+        StatusCode::OK,
+        "check_email.html",
+        None,
+        Some(token),
+        context! { code_form => magic, email => form.email },
+    ))
 }
 
-pub(super) async fn submit_forgot(
+async fn submit_forgot(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    email_request(&state, &token, ip, &headers, &body, false).await
+    CsrfForm(form): CsrfForm<EmailForm>,
+) -> Result<Response, PageError> {
+    email_request(&state, &token, ip, &headers, form, false).await
 }
 
-pub(super) async fn submit_magic_request(
+async fn submit_magic_request(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    email_request(&state, &token, ip, &headers, &body, true).await
+    CsrfForm(form): CsrfForm<EmailForm>,
+) -> Result<Response, PageError> {
+    email_request(&state, &token, ip, &headers, form, true).await
 }
 
-pub(super) async fn submit_resend_verification(
+async fn submit_resend_verification(
     State(state): State<AppState>,
     ip: ClientIp,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (NoFields {}, user) = match member_form(&state, session, &headers, &body, "/account").await
-    {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match email_flows::request_verification(&state, ip, &user.user).await {
-        Ok(()) => Redirect::to("/account?notice=verification_sent").into_response(),
-        Err(e) => error_response(&state, e),
-    }
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/account").await?;
+    email_flows::request_verification(&state, ip, &user.user).await?;
+    Ok(Redirect::to("/account?notice=verification_sent").into_response())
 }
 
 #[derive(Deserialize)]
@@ -394,20 +384,15 @@ struct EmailChangeForm {
     password: String,
 }
 
-pub(super) async fn submit_email_change(
+async fn submit_email_change(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     session: Session,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (form, user): (EmailChangeForm, _) =
-        match member_form(&state, session, &headers, &body, "/account").await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-    match email_flows::request_email_change(
+    CsrfForm(form): CsrfForm<EmailChangeForm>,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/account").await?;
+    email_flows::request_email_change(
         &state,
         ip,
         user.signed_in(),
@@ -415,13 +400,8 @@ pub(super) async fn submit_email_change(
         &form.new_email,
     )
     .await
-    {
-        Ok(()) => Redirect::to("/account?notice=email_change_sent").into_response(),
-        Err(e @ (AppError::Internal(_) | AppError::ServiceUnavailable)) => {
-            error_response(&state, e)
-        }
-        Err(e) => account_error(&state, &user, &token, e),
-    }
+    .map_err(|e| PageError::reshow(e, |e| account_error(&state, &user, &token, e)))?;
+    Ok(Redirect::to("/account?notice=email_change_sent").into_response())
 }
 
 /// True where the development mailbox may exist: development mode, no SMTP, no real Stripe keys,
@@ -461,31 +441,29 @@ async fn mailbox_messages(state: &AppState) -> Result<Vec<MailboxMessage>, AppEr
         .collect())
 }
 
-pub(super) async fn show_mailbox(
+async fn show_mailbox(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
-) -> Response {
+) -> Result<Response, PageError> {
     if !mailbox_enabled(&state) {
-        return super::error_page(
+        return Ok(super::error_page(
             &state,
             StatusCode::NOT_FOUND,
             "There is nothing at this address.",
-        );
+        ));
     }
-    match mailbox_messages(&state).await {
-        Ok(messages) => render(
-            &state,
-            StatusCode::OK,
-            "mailbox.html",
-            None,
-            Some(&token),
-            context! { messages },
-        ),
-        Err(e) => error_response(&state, e),
-    }
+    let messages = mailbox_messages(&state).await?;
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "mailbox.html",
+        None,
+        Some(&token),
+        context! { messages },
+    ))
 }
 
-pub(super) async fn mailbox_json(State(state): State<AppState>) -> Response {
+async fn mailbox_json(State(state): State<AppState>) -> Response {
     if !mailbox_enabled(&state) {
         return AppError::NotFound.into_response();
     }

@@ -1,0 +1,177 @@
+//! The account page and its forms (password change, account deletion), and the gated demo pages.
+
+use axum::{
+    Extension, Router,
+    extract::{Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use minijinja::context;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{
+    csrf::CsrfToken,
+    gate_pages,
+    page::{CsrfForm, PageError, member},
+    render,
+};
+use crate::{auth, error::AppError, gate::CurrentUser, state::AppState};
+
+/// The account page, its forms, and the demo pages behind the gate.
+pub(super) fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/account", get(show_account))
+        .route("/account/password", post(submit_password_change))
+        .route("/account/delete", post(submit_delete_account))
+        .route(
+            "/demo/free",
+            get(show_demo).route_layer(gate_pages::require_login_page(state)),
+        )
+        .route(
+            "/demo/pro",
+            get(show_demo).route_layer(gate_pages::require_plan_page(state, "pro")),
+        )
+        .route(
+            "/demo/team",
+            get(show_demo).route_layer(gate_pages::require_plan_page(state, "team")),
+        )
+        .route(
+            "/demo/export",
+            get(show_demo).route_layer(gate_pages::require_feature_page(state, "export")),
+        )
+}
+
+#[derive(Deserialize, Default)]
+struct AccountQuery {
+    notice: Option<String>,
+}
+
+async fn show_account(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    Query(q): Query<AccountQuery>,
+    session: Session,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/account").await?;
+    // Notices are fixed texts chosen by code, never echoed from the URL.
+    let notice = match q.notice.as_deref() {
+        Some("password_changed") => {
+            Some("Your password was changed. Other sessions were signed out.")
+        }
+        Some("email_verified") => Some("Your email address is confirmed."),
+        Some("verification_sent") => Some("We sent a new confirmation link to your address."),
+        Some("email_change_sent") => Some("We sent a confirmation link to the new address."),
+        Some("email_changed") => Some("Your email address was changed."),
+        _ => None,
+    };
+    Ok(account_page(
+        &state,
+        StatusCode::OK,
+        &user,
+        &token,
+        notice,
+        None,
+    ))
+}
+
+fn account_page(
+    state: &AppState,
+    status: StatusCode,
+    user: &CurrentUser,
+    token: &CsrfToken,
+    notice: Option<&str>,
+    error: Option<String>,
+) -> Response {
+    let access = &user.access;
+    render(
+        state,
+        status,
+        "account.html",
+        Some(user),
+        Some(token),
+        context! {
+            email_verified => user.user.email_verified,
+            access,
+            notice,
+            error,
+            min_length => state.config.password_min_length,
+        },
+    )
+}
+
+/// The account page again, with `err` as its message and status.
+pub(super) fn account_error(
+    state: &AppState,
+    user: &CurrentUser,
+    token: &CsrfToken,
+    err: AppError,
+) -> Response {
+    let (status, _) = err.status_and_code();
+    account_page(state, status, user, token, None, Some(err.public_message()))
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+async fn submit_password_change(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    session: Session,
+    CsrfForm(form): CsrfForm<PasswordForm>,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/account").await?;
+    auth::change_user_password(
+        &state,
+        user.signed_in(),
+        &form.current_password,
+        &form.new_password,
+    )
+    .await
+    .map_err(|err| PageError::reshow(err, |e| account_error(&state, &user, &token, e)))?;
+    Ok(Redirect::to("/account?notice=password_changed").into_response())
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    password: String,
+}
+
+async fn submit_delete_account(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    session: Session,
+    CsrfForm(form): CsrfForm<DeleteForm>,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/account").await?;
+    crate::account::delete::delete_account(&state, &user, &form.password)
+        .await
+        .map_err(|err| match err {
+            AppError::InvalidCredentials | AppError::RateLimited(_) => {
+                PageError::Page(account_error(&state, &user, &token, err))
+            }
+            err => PageError::App(err),
+        })?;
+    Ok(Redirect::to("/?notice=account_deleted").into_response())
+}
+
+async fn show_demo(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    Extension(member): Extension<CurrentUser>,
+    uri: axum::http::Uri,
+) -> Response {
+    let area = uri.path().rsplit('/').next().unwrap_or("").to_owned();
+    render(
+        &state,
+        StatusCode::OK,
+        "demo.html",
+        Some(&member),
+        Some(&token),
+        context! { area, plan => member.access.plan.clone() },
+    )
+}
