@@ -1,13 +1,19 @@
 //! Typed settings, read once from the environment (and `.env`).
 //!
-//! Every setting has the name and default of the README's Settings table. A bad value is a
-//! [`ConfigError`] naming the setting; `main` turns it into exit code 2. Secrets are wrapped in
-//! [`Secret`] so that `Debug` and `check-config` never print them.
+//! Every setting is named once, in the table of [`settings`]: its variable, default, description,
+//! parser and how `check-config` shows it. The README's Settings table is generated from it (a
+//! test keeps them equal). A bad value is a [`ConfigError`] naming the setting; `main` turns it
+//! into exit code 2. Secrets are wrapped in [`Secret`] so that `Debug` and `check-config` never
+//! print them.
 
-use std::{fmt, net::SocketAddr, str::FromStr};
+mod settings;
+
+use std::{fmt, net::SocketAddr};
 
 use ipnet::IpNet;
 use url::Url;
+
+use settings::{Raw, SETTINGS};
 
 /// A value that must never reach a log line or a terminal.
 #[derive(Clone, PartialEq, Eq)]
@@ -163,225 +169,60 @@ impl Config {
     }
 
     /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
+    /// Every setting of [`settings::SETTINGS`] is read in table order, then the checks that
+    /// span settings run.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let mode = match get("TOLLGATE_ENV").as_deref() {
-            None | Some("development") => Mode::Development,
-            Some("production") => Mode::Production,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "TOLLGATE_ENV",
-                    format!("must be `development` or `production`, not `{other}`"),
-                ));
-            }
-        };
-        let bind: SocketAddr = parse_or(&get, "TOLLGATE_BIND", "127.0.0.1:3000".parse().unwrap())?;
-        let base_url = get("TOLLGATE_BASE_URL")
-            .map(|v| {
-                let url = Url::parse(&v).map_err(|e| {
-                    ConfigError::new("TOLLGATE_BASE_URL", format!("not a URL: {e}"))
-                })?;
-                if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                    return Err(ConfigError::new(
-                        "TOLLGATE_BASE_URL",
-                        "must be an http:// or https:// URL with a host",
-                    ));
-                }
-                Ok(url)
-            })
-            .transpose()?;
-        let allowed_origins = list(&get, "TOLLGATE_ALLOWED_ORIGINS")
-            .into_iter()
-            .map(|o| {
-                Url::parse(&o)
-                    .ok()
-                    .filter(|u| u.host().is_some())
-                    .map(|u| u.origin().ascii_serialization())
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            "TOLLGATE_ALLOWED_ORIGINS",
-                            format!("`{o}` is not an origin"),
-                        )
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://tollgate.db".into());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "must start with sqlite:// or postgres://",
-            ));
+        let mut config = Self::unread();
+        for setting in SETTINGS {
+            (setting.read)(&Raw::read(setting, &lookup), &mut config)?;
         }
-        let stripe_webhook_secrets: Vec<Secret> = list(&get, "STRIPE_WEBHOOK_SECRET")
-            .into_iter()
-            .map(|s| {
-                if s.starts_with("whsec_") {
-                    Ok(Secret::new(s))
-                } else {
-                    Err(ConfigError::new(
-                        "STRIPE_WEBHOOK_SECRET",
-                        "every secret must start with whsec_",
-                    ))
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        let stripe_webhook_tolerance_secs =
-            parse_or(&get, "STRIPE_WEBHOOK_TOLERANCE_SECS", 300u64)?;
-        if stripe_webhook_tolerance_secs == 0 {
-            return Err(ConfigError::new(
-                "STRIPE_WEBHOOK_TOLERANCE_SECS",
-                "0 would accept replayed events forever; use a positive number of seconds",
-            ));
-        }
-        let stripe_api_base = get("STRIPE_API_BASE")
-            .map(|v| {
-                Url::parse(&v)
-                    .map_err(|e| ConfigError::new("STRIPE_API_BASE", format!("not a URL: {e}")))
-            })
-            .transpose()?;
-        let stripe_test_clock = get("TOLLGATE_STRIPE_TEST_CLOCK");
-        let live_key = get("STRIPE_SECRET_KEY").is_some_and(|k| is_live_key(&k));
-        if let Some(clock) = &stripe_test_clock {
-            // Test clocks exist only in test mode: a live key with one is a mistake.
-            if !clock.starts_with("clock_") || live_key {
-                return Err(ConfigError::new(
-                    "TOLLGATE_STRIPE_TEST_CLOCK",
-                    "must be a test clock id (clock_…), and only with a test-mode key",
-                ));
-            }
-        }
-        let log_format = match get("TOLLGATE_LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "TOLLGATE_LOG_FORMAT",
-                    "must be `text` or `json`",
-                ));
-            }
-        };
-        let trusted_proxies = list(&get, "TOLLGATE_TRUSTED_PROXIES")
-            .into_iter()
-            .map(|p| {
-                p.parse::<IpNet>()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        ConfigError::new(
-                            "TOLLGATE_TRUSTED_PROXIES",
-                            format!("`{p}` is not an address or CIDR"),
-                        )
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        let client_ip_header = get("TOLLGATE_CLIENT_IP_HEADER")
-            .map(|h| {
-                axum::http::HeaderName::from_str(&h)
-                    .map(|n| n.as_str().to_owned())
-                    .map_err(|_| ConfigError::new("TOLLGATE_CLIENT_IP_HEADER", "not a header name"))
-            })
-            .transpose()?;
-        let forward_uri_header = match get("TOLLGATE_FORWARD_URI_HEADER") {
-            None => "x-forwarded-uri".to_owned(),
-            Some(h) => axum::http::HeaderName::from_str(&h)
-                .map(|n| n.as_str().to_owned())
-                .map_err(|_| {
-                    ConfigError::new("TOLLGATE_FORWARD_URI_HEADER", "not a header name")
-                })?,
-        };
-        let forward_path_ignore_case = match get("TOLLGATE_FORWARD_PATH_CASE").as_deref() {
-            None | Some("insensitive") => true,
-            Some("sensitive") => false,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "TOLLGATE_FORWARD_PATH_CASE",
-                    "must be `insensitive` or `sensitive`",
-                ));
-            }
-        };
-        let max_connections = match get("TOLLGATE_MAX_CONNECTIONS") {
-            None => default_max_connections(),
-            Some(_) => match parse_or(&get, "TOLLGATE_MAX_CONNECTIONS", 0usize)? {
-                0 => {
-                    return Err(ConfigError::new(
-                        "TOLLGATE_MAX_CONNECTIONS",
-                        "must be a positive number",
-                    ));
-                }
-                n => n,
-            },
-        };
-        let rate_limit = match get("TOLLGATE_RATE_LIMIT").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(_) => {
-                return Err(ConfigError::new(
-                    "TOLLGATE_RATE_LIMIT",
-                    "must be `on` or `off`",
-                ));
-            }
-        };
-        let password_min_length = parse_or(&get, "TOLLGATE_PASSWORD_MIN_LENGTH", 8usize)?;
-        if !(1..=64).contains(&password_min_length) {
-            return Err(ConfigError::new(
-                "TOLLGATE_PASSWORD_MIN_LENGTH",
-                "must be between 1 and 64 (NIST allows at least 64 characters)",
-            ));
-        }
-        let argon2 = Argon2Params {
-            m_kib: parse_or(&get, "TOLLGATE_ARGON2_M_KIB", 19_456u32)?,
-            t: parse_or(&get, "TOLLGATE_ARGON2_T", 2u32)?,
-            p: parse_or(&get, "TOLLGATE_ARGON2_P", 1u32)?,
-        };
-        if argon2::Params::new(argon2.m_kib, argon2.t, argon2.p, None).is_err() {
-            return Err(ConfigError::new(
-                "TOLLGATE_ARGON2_M_KIB, TOLLGATE_ARGON2_T, TOLLGATE_ARGON2_P",
-                "argon2 parameters out of range (memory must be at least 8 KiB per lane, passes at least 1)",
-            ));
-        }
-        let plans_path = get("TOLLGATE_PLANS");
-        let config = Config {
-            mode,
-            bind,
-            base_url,
-            allowed_origins,
-            database_url: Secret::new(database_url),
-            plans_path,
-            stripe_secret_key: get("STRIPE_SECRET_KEY").map(Secret::new),
-            stripe_webhook_secrets,
-            stripe_webhook_tolerance_secs,
-            stripe_api_base,
-            stripe_test_clock,
-            smtp_url: get("SMTP_URL").map(Secret::new),
-            mail_from: get("TOLLGATE_MAIL_FROM")
-                .unwrap_or_else(|| "tollgate <no-reply@localhost>".into()),
-            product_name: get("TOLLGATE_PRODUCT_NAME").unwrap_or_else(|| "tollgate".into()),
-            log_format,
-            trusted_proxies,
-            client_ip_header,
-            cookie_domain: get("TOLLGATE_COOKIE_DOMAIN"),
-            forward_uri_header,
-            forward_path_ignore_case,
-            max_connections,
-            header_timeout_secs: positive(&get, "TOLLGATE_HEADER_TIMEOUT_SECS", 10)?,
-            rate_limit,
-            password_min_length,
-            argon2,
-            session_idle_secs: positive(&get, "TOLLGATE_SESSION_IDLE_SECS", 1_209_600)?,
-            session_absolute_secs: positive(&get, "TOLLGATE_SESSION_ABSOLUTE_SECS", 2_592_000)?,
-            token_ttl_verify_secs: positive(&get, "TOLLGATE_TOKEN_TTL_VERIFY_SECS", 86_400)?,
-            token_ttl_reset_secs: positive(&get, "TOLLGATE_TOKEN_TTL_RESET_SECS", 3_600)?,
-            token_ttl_magic_secs: positive(&get, "TOLLGATE_TOKEN_TTL_MAGIC_SECS", 900)?,
-            registration_privacy: boolean(&get, "TOLLGATE_REGISTRATION_PRIVACY")?,
-            require_verified_for_checkout: boolean(&get, "TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT")?,
-            past_due_grace_secs: parse_or(&get, "TOLLGATE_PAST_DUE_GRACE_SECS", 604_800u64)?,
-            stripe_retry_secs: positive(&get, "TOLLGATE_STRIPE_RETRY_SECS", 30)?,
-        };
         config.check_mode()?;
         config.check_cookie_domain()?;
         Ok(config)
+    }
+
+    /// Placeholders, each overwritten by its setting's `read` in [`Config::from_lookup`].
+    fn unread() -> Self {
+        Self {
+            mode: Mode::Development,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            base_url: None,
+            allowed_origins: Vec::new(),
+            database_url: Secret::new(""),
+            plans_path: None,
+            stripe_secret_key: None,
+            stripe_webhook_secrets: Vec::new(),
+            stripe_webhook_tolerance_secs: 0,
+            stripe_api_base: None,
+            stripe_test_clock: None,
+            smtp_url: None,
+            mail_from: String::new(),
+            product_name: String::new(),
+            log_format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
+            client_ip_header: None,
+            cookie_domain: None,
+            forward_uri_header: String::new(),
+            forward_path_ignore_case: true,
+            max_connections: 0,
+            header_timeout_secs: 0,
+            rate_limit: true,
+            password_min_length: 0,
+            argon2: Argon2Params {
+                m_kib: 0,
+                t: 0,
+                p: 0,
+            },
+            session_idle_secs: 0,
+            session_absolute_secs: 0,
+            token_ttl_verify_secs: 0,
+            token_ttl_reset_secs: 0,
+            token_ttl_magic_secs: 0,
+            registration_privacy: false,
+            require_verified_for_checkout: false,
+            past_due_grace_secs: 0,
+            stripe_retry_secs: 0,
+        }
     }
 
     /// `TOLLGATE_COOKIE_DOMAIN` widens where cookies go and where `next` may lead: it must be a
@@ -471,215 +312,20 @@ impl Config {
             .is_some_and(|u| u.scheme() == "https")
     }
 
-    /// The effective settings, one `NAME=value` per line, secrets masked (`tollgate check-config`).
+    /// The effective settings, one `NAME=value` per line in table order, secrets masked
+    /// (`tollgate check-config`).
     pub fn describe(&self) -> String {
-        let mask = |s: &Option<Secret>| if s.is_some() { "(set)" } else { "(unset)" };
-        let lines = [
-            ("TOLLGATE_ENV", format!("{:?}", self.mode).to_lowercase()),
-            ("TOLLGATE_BIND", self.bind.to_string()),
-            (
-                "TOLLGATE_BASE_URL",
-                self.base_url
-                    .as_ref()
-                    .map_or("(http://127.0.0.1:<port>)".into(), Url::to_string),
-            ),
-            ("TOLLGATE_ALLOWED_ORIGINS", self.allowed_origins.join(",")),
-            ("DATABASE_URL", mask_url(self.database_url.expose())),
-            (
-                "TOLLGATE_PLANS",
-                self.plans_path.clone().unwrap_or("(demo catalog)".into()),
-            ),
-            ("STRIPE_SECRET_KEY", mask(&self.stripe_secret_key).into()),
-            (
-                "STRIPE_WEBHOOK_SECRET",
-                format!("({} set)", self.stripe_webhook_secrets.len()),
-            ),
-            (
-                "STRIPE_WEBHOOK_TOLERANCE_SECS",
-                self.stripe_webhook_tolerance_secs.to_string(),
-            ),
-            (
-                "STRIPE_API_BASE",
-                self.stripe_api_base
-                    .as_ref()
-                    .map_or("(Stripe's)".into(), Url::to_string),
-            ),
-            (
-                "TOLLGATE_STRIPE_TEST_CLOCK",
-                self.stripe_test_clock.clone().unwrap_or("(none)".into()),
-            ),
-            ("SMTP_URL", mask(&self.smtp_url).into()),
-            ("TOLLGATE_MAIL_FROM", self.mail_from.clone()),
-            ("TOLLGATE_PRODUCT_NAME", self.product_name.clone()),
-            (
-                "TOLLGATE_LOG_FORMAT",
-                format!("{:?}", self.log_format).to_lowercase(),
-            ),
-            (
-                "TOLLGATE_TRUSTED_PROXIES",
-                self.trusted_proxies
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-            (
-                "TOLLGATE_CLIENT_IP_HEADER",
-                self.client_ip_header.clone().unwrap_or_default(),
-            ),
-            (
-                "TOLLGATE_COOKIE_DOMAIN",
-                self.cookie_domain.clone().unwrap_or_default(),
-            ),
-            (
-                "TOLLGATE_FORWARD_URI_HEADER",
-                self.forward_uri_header.clone(),
-            ),
-            (
-                "TOLLGATE_FORWARD_PATH_CASE",
-                if self.forward_path_ignore_case {
-                    "insensitive"
-                } else {
-                    "sensitive"
-                }
-                .into(),
-            ),
-            ("TOLLGATE_MAX_CONNECTIONS", self.max_connections.to_string()),
-            (
-                "TOLLGATE_HEADER_TIMEOUT_SECS",
-                self.header_timeout_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_RATE_LIMIT",
-                if self.rate_limit { "on" } else { "off" }.into(),
-            ),
-            (
-                "TOLLGATE_PASSWORD_MIN_LENGTH",
-                self.password_min_length.to_string(),
-            ),
-            ("TOLLGATE_ARGON2_M_KIB", self.argon2.m_kib.to_string()),
-            ("TOLLGATE_ARGON2_T", self.argon2.t.to_string()),
-            ("TOLLGATE_ARGON2_P", self.argon2.p.to_string()),
-            (
-                "TOLLGATE_SESSION_IDLE_SECS",
-                self.session_idle_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_SESSION_ABSOLUTE_SECS",
-                self.session_absolute_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_TOKEN_TTL_VERIFY_SECS",
-                self.token_ttl_verify_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_TOKEN_TTL_RESET_SECS",
-                self.token_ttl_reset_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_TOKEN_TTL_MAGIC_SECS",
-                self.token_ttl_magic_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_REGISTRATION_PRIVACY",
-                self.registration_privacy.to_string(),
-            ),
-            (
-                "TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT",
-                self.require_verified_for_checkout.to_string(),
-            ),
-            (
-                "TOLLGATE_PAST_DUE_GRACE_SECS",
-                self.past_due_grace_secs.to_string(),
-            ),
-            (
-                "TOLLGATE_STRIPE_RETRY_SECS",
-                self.stripe_retry_secs.to_string(),
-            ),
-        ];
-        lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+        SETTINGS
+            .iter()
+            .map(|s| format!("{}={}\n", s.name, (s.show)(self)))
+            .collect()
     }
-}
-
-/// Hides the password of a database URL.
-fn mask_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("****"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
-    }
-}
-
-fn list(get: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
-    get(name)
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn parse_or<T: FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::new(name, format!("`{v}` is not a valid value"))),
-    }
-}
-
-fn positive(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: u64,
-) -> Result<u64, ConfigError> {
-    let value = parse_or(get, name, default)?;
-    if value == 0 {
-        return Err(ConfigError::new(
-            name,
-            "must be a positive number of seconds",
-        ));
-    }
-    Ok(value)
 }
 
 /// True for a live-mode Stripe key (`sk_live_…`, `rk_live_…`); test keys and the simulator are
 /// test mode.
 pub fn is_live_key(key: &str) -> bool {
     key.starts_with("sk_live_") || key.starts_with("rk_live_")
-}
-
-/// The open-file limit (from `/proc/self/limits`) less 128 descriptors kept for the database,
-/// logs and the listener; between 16 and 10,000. 1,000 where the limit cannot be read.
-fn default_max_connections() -> usize {
-    let soft = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
-        })
-        .and_then(|v| v.parse::<usize>().ok());
-    soft.map_or(1_000, |n| n.saturating_sub(128).clamp(16, 10_000))
-}
-
-fn boolean(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<bool, ConfigError> {
-    match get(name).as_deref() {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(ConfigError::new(name, "must be `true` or `false`")),
-    }
 }
 
 #[cfg(test)]
