@@ -1,6 +1,6 @@
 //! Typed settings, read once from the environment (and `.env`).
 //!
-//! Every setting is named once, in the table of [`settings`]: its variable, default, description,
+//! Every setting is named once, in the table of `settings.rs`: its variable, default, description,
 //! parser and how `check-config` shows it. The README's Settings table is generated from it (a
 //! test keeps them equal). A bad value is a [`ConfigError`] naming the setting; `main` turns it
 //! into exit code 2. Secrets are wrapped in [`Secret`] so that `Debug` and `check-config` never
@@ -169,7 +169,7 @@ impl Config {
     }
 
     /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
-    /// Every setting of [`settings::SETTINGS`] is read in table order, then the checks that
+    /// Every setting of the table (`settings::SETTINGS`) is read in order, then the checks that
     /// span settings run.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut config = Self::unread();
