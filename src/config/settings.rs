@@ -827,6 +827,73 @@ mod tests {
         }
     }
 
+    /// A value other than the default for every setting, valid together.
+    const NOT_DEFAULT: &[(&str, &str)] = &[
+        ("TOLLGATE_ENV", "production"),
+        ("TOLLGATE_BIND", "0.0.0.0:8080"),
+        ("TOLLGATE_BASE_URL", "https://auth.example.com"),
+        ("TOLLGATE_ALLOWED_ORIGINS", "https://app.example.com"),
+        ("DATABASE_URL", "postgres://u:p@db/x"),
+        ("TOLLGATE_PLANS", "/etc/tollgate/plans.toml"),
+        ("STRIPE_SECRET_KEY", "sk_test_1"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_1,whsec_2"),
+        ("STRIPE_WEBHOOK_TOLERANCE_SECS", "60"),
+        ("STRIPE_API_BASE", "http://127.0.0.1:12111"),
+        ("TOLLGATE_STRIPE_TEST_CLOCK", "clock_1"),
+        ("SMTP_URL", "smtp://mail.example.com"),
+        ("TOLLGATE_MAIL_FROM", "Acme <hello@example.com>"),
+        ("TOLLGATE_PRODUCT_NAME", "Acme"),
+        ("TOLLGATE_LOG_FORMAT", "json"),
+        ("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8"),
+        ("TOLLGATE_CLIENT_IP_HEADER", "Fly-Client-IP"),
+        ("TOLLGATE_COOKIE_DOMAIN", "example.com"),
+        ("TOLLGATE_FORWARD_URI_HEADER", "X-Original-URI"),
+        ("TOLLGATE_FORWARD_PATH_CASE", "sensitive"),
+        ("TOLLGATE_MAX_CONNECTIONS", "12345"),
+        ("TOLLGATE_HEADER_TIMEOUT_SECS", "5"),
+        ("TOLLGATE_RATE_LIMIT", "off"),
+        ("TOLLGATE_PASSWORD_MIN_LENGTH", "12"),
+        ("TOLLGATE_ARGON2_M_KIB", "65536"),
+        ("TOLLGATE_ARGON2_T", "3"),
+        ("TOLLGATE_ARGON2_P", "2"),
+        ("TOLLGATE_SESSION_IDLE_SECS", "60"),
+        ("TOLLGATE_SESSION_ABSOLUTE_SECS", "120"),
+        ("TOLLGATE_TOKEN_TTL_VERIFY_SECS", "10"),
+        ("TOLLGATE_TOKEN_TTL_RESET_SECS", "20"),
+        ("TOLLGATE_TOKEN_TTL_MAGIC_SECS", "30"),
+        ("TOLLGATE_REGISTRATION_PRIVACY", "true"),
+        ("TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT", "true"),
+        ("TOLLGATE_PAST_DUE_GRACE_SECS", "0"),
+        ("TOLLGATE_STRIPE_RETRY_SECS", "5"),
+    ];
+
+    /// Each setting's `read` fills what its `show` prints: setting it changes its line.
+    #[test]
+    fn every_setting_reads_what_it_shows() {
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        let sampled: Vec<&str> = NOT_DEFAULT.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            sampled, names,
+            "NOT_DEFAULT needs one value per setting, in table order"
+        );
+        let defaults = Config::from_lookup(|_| None).unwrap();
+        let set = Config::from_lookup(|name| {
+            NOT_DEFAULT
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        for s in SETTINGS {
+            assert_ne!(
+                (s.show)(&set),
+                (s.show)(&defaults),
+                "{} is not read",
+                s.name
+            );
+        }
+    }
+
     #[test]
     fn joined_rows_show_the_differing_words() {
         assert_eq!(
