@@ -13,6 +13,8 @@
 
 use std::collections::HashMap;
 
+use sqlx::AnyConnection;
+
 use serde::Serialize;
 use stripe::StripeRequest as _;
 use stripe_checkout::CheckoutSession;
@@ -36,6 +38,50 @@ use crate::{
     error::AppError,
     ids::new_id,
 };
+
+/// The states of a Checkout attempt (`checkout_attempts.status`): `creating` until Stripe answers,
+/// `open` with its session, then `complete`, `expired`, or `failed` (its process died while
+/// creating).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptState {
+    /// The session is being created.
+    Creating,
+    /// The session exists and can be paid.
+    Open,
+    /// Paid.
+    Complete,
+    /// Expired (by Stripe, or by tollgate before a new attempt).
+    Expired,
+    /// Never created.
+    Failed,
+}
+
+impl AttemptState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Open => "open",
+            Self::Complete => "complete",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Marks the attempt of Checkout session `session` as `state` (Stripe said so).
+pub async fn mark_session(
+    conn: &mut AnyConnection,
+    session: &str,
+    state: AttemptState,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE checkout_attempts SET status = $1 WHERE stripe_session_id = $2")
+        .bind(state.as_str())
+        .bind(session)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
 
 /// The answer of `POST /api/billing/checkout` and `/portal`.
 #[derive(Debug, Serialize)]
@@ -438,10 +484,12 @@ pub async fn complete_from_success_page(
         return Ok(CheckoutOutcome::Pending);
     };
     sync_subscription(state, &subscription, None).await?;
-    sqlx::query("UPDATE checkout_attempts SET status = 'complete' WHERE stripe_session_id = $1")
-        .bind(session_id)
-        .execute(&state.db.pool)
-        .await?;
+    mark_session(
+        &mut *state.db.pool.acquire().await?,
+        session_id,
+        AttemptState::Complete,
+    )
+    .await?;
     Ok(CheckoutOutcome::Completed)
 }
 

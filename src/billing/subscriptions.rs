@@ -504,6 +504,26 @@ pub async fn cancel_locally(base: &Base, id: &str, user_id: &str, at: i64) -> sq
     Ok(())
 }
 
+/// Ends every subscription of a customer Stripe deleted (`at`: the event's time, which also
+/// becomes their stamp unless a later state is stored).
+pub async fn cancel_for_deleted_customer(
+    tx: &mut Transaction<'static, Any>,
+    customer: &str,
+    at: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
+         stripe_updated = CASE WHEN stripe_updated > $1 THEN stripe_updated ELSE $1 END, \
+         updated_at = $2 WHERE customer_id = $3",
+    )
+    .bind(at)
+    .bind(db::now())
+    .bind(customer)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Marks the start of a past-due episode (first failed payment), if not already marked. A failure
 /// older than the row's state (a late delivery, say from before a recovery) marks nothing: it
 /// must never start, or restart, a grace period.
