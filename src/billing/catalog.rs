@@ -271,68 +271,18 @@ impl Catalog {
             if !tiers.insert(p.tier) {
                 return Err(CatalogError(format!("{at}: duplicate tier {}", p.tier)));
             }
-            let mut prices = BTreeMap::new();
-            for (interval, price) in p.prices {
-                let parsed = Interval::parse(&interval).ok_or_else(|| {
-                    CatalogError(format!(
-                        "{at}: unknown interval `{interval}` (use `month` or `year`)"
-                    ))
-                })?;
-                if price.amount < 0 {
-                    return Err(CatalogError(format!("{at}: {interval} amount is negative")));
-                }
-                if price.currency.len() != 3
-                    || !price.currency.chars().all(|c| c.is_ascii_alphabetic())
-                {
-                    return Err(CatalogError(format!(
-                        "{at}: {interval} currency must be a three-letter code"
-                    )));
-                }
-                prices.insert(
-                    parsed,
-                    Price {
-                        reference: price.price.filter(|s| !s.is_empty()),
-                        stripe_id: String::new(),
-                        amount: price.amount,
-                        currency: price.currency.to_ascii_lowercase(),
-                    },
-                );
-            }
             plans.push(Plan {
+                prices: parse_prices(&at, p.prices)?,
                 id: p.id,
                 name: p.name,
                 tier: p.tier,
                 features: p.features,
                 trial_days: p.trial_days.filter(|d| *d > 0),
-                prices,
                 legacy_prices: p.legacy_prices,
                 products: p.products,
             });
         }
-        let mut products = HashSet::new();
-        for (plan, product) in plans
-            .iter()
-            .flat_map(|p| p.products.iter().map(move |x| (p, x)))
-        {
-            if !product.starts_with("prod_") {
-                return Err(CatalogError(format!(
-                    "plan `{}`: products: `{product}` is not a Stripe product id (prod_…)",
-                    plan.id
-                )));
-            }
-            if plan.is_free() {
-                return Err(CatalogError(format!(
-                    "plan `{}`: the free plan cannot map products",
-                    plan.id
-                )));
-            }
-            if !products.insert(product.as_str()) {
-                return Err(CatalogError(format!(
-                    "plan `{}`: product `{product}` is mapped by more than one plan",
-                    plan.id
-                )));
-            }
-        }
+        check_products(&plans)?;
         if plans.iter().filter(|p| p.is_free()).count() > 1 {
             return Err(CatalogError(
                 "more than one free plan (a plan without prices); at most one is allowed".into(),
@@ -343,38 +293,11 @@ impl Catalog {
             .iter()
             .flat_map(|p| p.features.iter().map(String::as_str))
             .collect();
-        let mut rules = Vec::new();
-        for r in spec.rules {
-            let at = format!("rule `{}`", r.path);
-            if !r.path.starts_with('/') {
-                return Err(CatalogError(format!("{at}: path must start with `/`")));
-            }
-            let requires = match (r.plan, r.feature, r.public, r.login) {
-                (Some(plan), None, None, None) => {
-                    if !ids.contains(&plan) {
-                        return Err(CatalogError(format!("{at}: unknown plan `{plan}`")));
-                    }
-                    Requirement::Plan(plan)
-                }
-                (None, Some(feature), None, None) => {
-                    if !features.contains(feature.as_str()) {
-                        return Err(CatalogError(format!("{at}: unknown feature `{feature}`")));
-                    }
-                    Requirement::Feature(feature)
-                }
-                (None, None, Some(true), None) => Requirement::Public,
-                (None, None, None, Some(true)) => Requirement::Login,
-                _ => {
-                    return Err(CatalogError(format!(
-                        "{at}: needs exactly one of plan, feature, public = true, login = true"
-                    )));
-                }
-            };
-            rules.push(Rule {
-                path: r.path,
-                requires,
-            });
-        }
+        let rules = spec
+            .rules
+            .into_iter()
+            .map(|r| parse_rule(r, &ids, &features))
+            .collect::<Result<_, _>>()?;
         Ok(Self { plans, rules })
     }
 
@@ -422,6 +345,105 @@ impl Catalog {
     pub fn default_lookup_key(plan_id: &str, interval: Interval) -> String {
         format!("{plan_id}_{interval}")
     }
+}
+
+/// A plan's prices by interval (`at` names the plan in errors).
+fn parse_prices(
+    at: &str,
+    specs: BTreeMap<String, PriceSpec>,
+) -> Result<BTreeMap<Interval, Price>, CatalogError> {
+    let mut prices = BTreeMap::new();
+    for (interval, price) in specs {
+        let parsed = Interval::parse(&interval).ok_or_else(|| {
+            CatalogError(format!(
+                "{at}: unknown interval `{interval}` (use `month` or `year`)"
+            ))
+        })?;
+        if price.amount < 0 {
+            return Err(CatalogError(format!("{at}: {interval} amount is negative")));
+        }
+        if price.currency.len() != 3 || !price.currency.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(CatalogError(format!(
+                "{at}: {interval} currency must be a three-letter code"
+            )));
+        }
+        prices.insert(
+            parsed,
+            Price {
+                reference: price.price.filter(|s| !s.is_empty()),
+                stripe_id: String::new(),
+                amount: price.amount,
+                currency: price.currency.to_ascii_lowercase(),
+            },
+        );
+    }
+    Ok(prices)
+}
+
+/// Products mapped to plans are Stripe product ids, on paid plans, each mapped once.
+fn check_products(plans: &[Plan]) -> Result<(), CatalogError> {
+    let mut products = HashSet::new();
+    for (plan, product) in plans
+        .iter()
+        .flat_map(|p| p.products.iter().map(move |x| (p, x)))
+    {
+        if !product.starts_with("prod_") {
+            return Err(CatalogError(format!(
+                "plan `{}`: products: `{product}` is not a Stripe product id (prod_…)",
+                plan.id
+            )));
+        }
+        if plan.is_free() {
+            return Err(CatalogError(format!(
+                "plan `{}`: the free plan cannot map products",
+                plan.id
+            )));
+        }
+        if !products.insert(product.as_str()) {
+            return Err(CatalogError(format!(
+                "plan `{}`: product `{product}` is mapped by more than one plan",
+                plan.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A rule, whose plan or feature must exist in the catalog.
+fn parse_rule(
+    r: RuleSpec,
+    plans: &HashSet<String>,
+    features: &HashSet<&str>,
+) -> Result<Rule, CatalogError> {
+    let at = format!("rule `{}`", r.path);
+    if !r.path.starts_with('/') {
+        return Err(CatalogError(format!("{at}: path must start with `/`")));
+    }
+    let requires = match (r.plan, r.feature, r.public, r.login) {
+        (Some(plan), None, None, None) => {
+            if !plans.contains(&plan) {
+                return Err(CatalogError(format!("{at}: unknown plan `{plan}`")));
+            }
+            Requirement::Plan(plan)
+        }
+        (None, Some(feature), None, None) => {
+            if !features.contains(feature.as_str()) {
+                return Err(CatalogError(format!("{at}: unknown feature `{feature}`")));
+            }
+            Requirement::Feature(feature)
+        }
+        (None, None, Some(true), None) => Requirement::Public,
+        (None, None, None, Some(true)) => Requirement::Login,
+        _ => {
+            return Err(CatalogError(format!(
+                "{at}: needs exactly one of plan, feature, public = true, login = true"
+            )));
+        }
+    };
+    Ok(Rule {
+        path: r.path,
+        requires,
+    })
 }
 
 #[cfg(test)]

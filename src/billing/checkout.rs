@@ -114,45 +114,20 @@ async fn checkout(
         .filter(|p| !p.is_free())
         .ok_or(AppError::UnknownPlan)?;
     let price = plan.prices.get(&interval).ok_or(AppError::UnknownPlan)?;
-    if state.config.require_verified_for_checkout && !user.email_verified {
-        return Err(AppError::EmailUnverified);
-    }
-    let subs = subscriptions::for_user(&state.db, &user.id).await?;
-    if subs.iter().any(|s| !s.status.is_terminal()) {
-        return Err(AppError::AlreadySubscribed);
-    }
-    if let Some(customer) = customers::customer_of(state, &user.id).await? {
-        refuse_if_live_in_stripe(state, &customer).await?;
-    }
+    let subs = may_check_out(state, user).await?;
     if let Some(url) = settle_live_attempts(state, user, &plan.id, interval).await? {
         return Ok(RedirectUrl { url });
     }
     let customer = customers::ensure_customer(state, user).await?;
     // Trials go only to a user's first subscription.
     let trial_days = plan.trial_days.filter(|_| subs.is_empty());
-    let attempt = new_id("chk");
-    let claimed = sqlx::query(
-        "INSERT INTO checkout_attempts (id, user_id, plan_id, price_interval, status, created_at) \
-         VALUES ($1, $2, $3, $4, 'creating', $5)",
-    )
-    .bind(&attempt)
-    .bind(&user.id)
-    .bind(&plan.id)
-    .bind(interval.as_str())
-    .bind(db::now())
-    .execute(&state.db.pool)
-    .await;
-    match claimed {
-        Ok(_) => {}
+    let Some(attempt) = claim_attempt(state, user, &plan.id, interval).await? else {
         // A concurrent request holds the one live attempt: share its session.
-        Err(e) if db::is_unique_violation(&e) => {
-            return match settle_live_attempts(state, user, &plan.id, interval).await? {
-                Some(url) => Ok(RedirectUrl { url }),
-                None => Err(AppError::PaymentProviderUnavailable),
-            };
-        }
-        Err(e) => return Err(e.into()),
-    }
+        return match settle_live_attempts(state, user, &plan.id, interval).await? {
+            Some(url) => Ok(RedirectUrl { url }),
+            None => Err(AppError::PaymentProviderUnavailable),
+        };
+    };
     let mut created = create_session(
         state, user, &plan.id, price, trial_days, &customer, &attempt,
     )
@@ -182,17 +157,61 @@ async fn checkout(
         .clone()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("Checkout Session without a URL")))?;
     sqlx::query(
-        "UPDATE checkout_attempts SET stripe_session_id = $1, url = $2, status = 'open', expires_at = $3 \
-         WHERE id = $4",
+        "UPDATE checkout_attempts SET stripe_session_id = $1, url = $2, status = $3, \
+         expires_at = $4 WHERE id = $5",
     )
     .bind(session.id.as_str())
     .bind(&url)
+    .bind(AttemptState::Open.as_str())
     .bind(session.expires_at)
     .bind(&attempt)
     .execute(&state.db.pool)
     .await?;
     tracing::info!(user = %user.id, plan = %plan.id, %interval, "checkout session created");
     Ok(RedirectUrl { url })
+}
+
+/// Whether `user` may start a Checkout: a verified address where the setting asks for one, no
+/// live subscription here or in Stripe. Returns the user's subscriptions.
+async fn may_check_out(state: &Billing, user: &User) -> Result<Vec<subscriptions::Row>, AppError> {
+    if state.config.require_verified_for_checkout && !user.email_verified {
+        return Err(AppError::EmailUnverified);
+    }
+    let subs = subscriptions::for_user(&state.db, &user.id).await?;
+    if subs.iter().any(|s| !s.status.is_terminal()) {
+        return Err(AppError::AlreadySubscribed);
+    }
+    if let Some(customer) = customers::customer_of(state, &user.id).await? {
+        refuse_if_live_in_stripe(state, &customer).await?;
+    }
+    Ok(subs)
+}
+
+/// Claims the user's one live attempt (`creating`); `None` when another request holds it.
+async fn claim_attempt(
+    state: &Billing,
+    user: &User,
+    plan_id: &str,
+    interval: Interval,
+) -> Result<Option<String>, AppError> {
+    let attempt = new_id("chk");
+    let claimed = sqlx::query(
+        "INSERT INTO checkout_attempts (id, user_id, plan_id, price_interval, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&attempt)
+    .bind(&user.id)
+    .bind(plan_id)
+    .bind(interval.as_str())
+    .bind(AttemptState::Creating.as_str())
+    .bind(db::now())
+    .execute(&state.db.pool)
+    .await;
+    match claimed {
+        Ok(_) => Ok(Some(attempt)),
+        Err(e) if db::is_unique_violation(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Creates the Checkout Session of one attempt (`key`); `None` when Stripe does not know `customer`.

@@ -69,20 +69,30 @@ pub fn is_missing_customer(err: &stripe::StripeError) -> bool {
         if super::stripe::is_missing(err) && api.param.as_deref() == Some("customer"))
 }
 
-/// The user's customer, created in Stripe on first use.
-pub async fn ensure_customer(state: &Billing, user: &User) -> Result<String, AppError> {
+/// The user's row of `billing_customers` as [`ensure_customer`] found it.
+struct Mapping {
+    /// This request made the row (and may drop it again if Stripe refuses).
+    claimed: bool,
+    /// The customer, when one is mapped already.
+    existing: Option<String>,
+    /// The idempotency key every request creating this customer uses.
+    key: String,
+}
+
+/// Claims the user's mapping (a concurrent request finds this row and its key). A deleted
+/// customer is never reused: its mapping starts afresh, with a new attempt key, and the customer
+/// created next re-maps the user.
+async fn claim_mapping(state: &Billing, user: &User) -> Result<Mapping, AppError> {
     let now = db::now();
-    // A deleted customer is never reused: its mapping starts afresh, with a new attempt key, and
-    // the customer created next re-maps the user.
     sqlx::query(
-        "UPDATE billing_customers SET stripe_customer_id = NULL, deleted = 0,          idempotency_key = $1, updated_at = $2 WHERE user_id = $3 AND deleted = 1",
+        "UPDATE billing_customers SET stripe_customer_id = NULL, deleted = 0, \
+         idempotency_key = $1, updated_at = $2 WHERE user_id = $3 AND deleted = 1",
     )
     .bind(new_id("idem_customer"))
     .bind(now)
     .bind(&user.id)
     .execute(&state.db.pool)
     .await?;
-    // Claim the mapping first; a concurrent request finds this row and its key.
     let claimed = sqlx::query(
         "INSERT INTO billing_customers (id, user_id, idempotency_key, deleted, created_at, updated_at) \
          VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (user_id) DO NOTHING",
@@ -101,9 +111,20 @@ pub async fn ensure_customer(state: &Billing, user: &User) -> Result<String, App
     .bind(&user.id)
     .fetch_one(&state.db.pool)
     .await?;
-    if let Some(id) = existing {
+    Ok(Mapping {
+        claimed,
+        existing,
+        key,
+    })
+}
+
+/// The user's customer, created in Stripe on first use.
+pub async fn ensure_customer(state: &Billing, user: &User) -> Result<String, AppError> {
+    let mapping = claim_mapping(state, user).await?;
+    if let Some(id) = mapping.existing {
         return Ok(id);
     }
+    let (claimed, key) = (mapping.claimed, mapping.key);
     let metadata = HashMap::from([(USER_METADATA_KEY.to_owned(), user.id.clone())]);
     let mut request = stripe_core::customer::CreateCustomer::new()
         .email(user.email.clone())

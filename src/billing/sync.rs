@@ -158,27 +158,7 @@ async fn reconcile_customer(
     let mut seen = HashSet::new();
     for snap in &remote {
         seen.insert(snap.id.clone());
-        let drift = match local.get(&snap.id) {
-            None => Some(Drift {
-                kind: "missing",
-                subject: snap.id.clone(),
-                detail: format!("customer {customer}: Stripe says {}", snap.status),
-            }),
-            Some(row) => {
-                let differs = row.1 != snap.status.as_str()
-                    || row.2.as_deref()
-                        != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
-                    || row.3 != snap.current_period_end
-                    || (row.4 != 0) != snap.cancel_at_period_end
-                    || row.5 != snap.cancel_at;
-                differs.then(|| Drift {
-                    kind: "stale",
-                    subject: snap.id.clone(),
-                    detail: format!("local status {} / Stripe {}", row.1, snap.status),
-                })
-            }
-        };
-        if let Some(drift) = drift {
+        if let Some(drift) = drift_of(state, customer, snap, local.get(&snap.id)) {
             report.drifts.push(drift);
             if repair {
                 let mut tx = state.db.begin().await?;
@@ -210,6 +190,32 @@ async fn reconcile_customer(
         }
     }
     Ok(())
+}
+
+/// How the stored row of `snap` (if any) differs from what Stripe says.
+fn drift_of(
+    state: &Billing,
+    customer: &str,
+    snap: &Snapshot,
+    row: Option<&LocalRow>,
+) -> Option<Drift> {
+    let Some(row) = row else {
+        return Some(Drift {
+            kind: "missing",
+            subject: snap.id.clone(),
+            detail: format!("customer {customer}: Stripe says {}", snap.status),
+        });
+    };
+    let differs = row.1 != snap.status.as_str()
+        || row.2.as_deref() != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
+        || row.3 != snap.current_period_end
+        || (row.4 != 0) != snap.cancel_at_period_end
+        || row.5 != snap.cancel_at;
+    differs.then(|| Drift {
+        kind: "stale",
+        subject: snap.id.clone(),
+        detail: format!("local status {} / Stripe {}", row.1, snap.status),
+    })
 }
 
 /// Every subscription Stripe has for `customer`, whatever its status, following the pages.
