@@ -77,5 +77,7 @@ async fn create_portal_session(
     State(state): State<Billing>,
     current: CurrentUser,
 ) -> Result<Json<RedirectUrl>> {
-    checkout::open_portal(&state, &current.user).await.map(Json)
+    crate::billing::portal::open_portal(&state, &current.user)
+        .await
+        .map(Json)
 }

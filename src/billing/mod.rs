@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod closing;
 pub mod customers;
+pub mod portal;
 pub mod status;
 pub mod stripe;
 pub mod subscriptions;

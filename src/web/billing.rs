@@ -169,7 +169,7 @@ async fn submit_portal(
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/billing").await?;
-    let portal = checkout::open_portal(&state, &user.user).await?;
+    let portal = crate::billing::portal::open_portal(&state, &user.user).await?;
     Ok(Redirect::to(&portal.url).into_response())
 }
 
@@ -188,7 +188,7 @@ async fn show_billing(
     let access = &user.access;
     let customer = customers::customer_of(&state, &user.user.id).await?;
     let invoices = match &customer {
-        Some(c) => checkout::recent_invoices(&state, c).await,
+        Some(c) => crate::billing::portal::recent_invoices(&state, c).await,
         None => Vec::new(),
     };
     let plan_name = plan_name(&state, access);
