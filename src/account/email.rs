@@ -126,7 +126,7 @@ async fn request_magic_link_route(
     device: DeviceCookie,
     ApiJson(body): ApiJson<EmailBody>,
 ) -> Result<Response> {
-    request_magic_link(&state, ip, &device, &body.email).await?;
+    crate::auth::magic::request_magic_link(&state, ip, &device, &body.email).await?;
     Ok(check_your_email())
 }
 
@@ -144,7 +144,7 @@ async fn consume_magic_route(
     ApiJson(body): ApiJson<MagicBody>,
 ) -> Result<Response> {
     let pair = body.email.as_deref().zip(body.code.as_deref());
-    let user = consume_magic(&state, ip, body.token.as_deref(), pair).await?;
+    let user = crate::auth::magic::consume_magic(&state, ip, body.token.as_deref(), pair).await?;
     sign_in(&state, &session, &user, false).await?;
     tracing::info!(user = %user.id, "signed in by magic link");
     Ok(super::auth::user_json(&state, &user).await?.into_response())

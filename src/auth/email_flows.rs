@@ -42,7 +42,7 @@ pub fn check_your_email() -> Response {
         .into_response()
 }
 
-fn link(state: &Auth, page: &str, token: &str) -> String {
+pub(super) fn link(state: &Auth, page: &str, token: &str) -> String {
     format!("{}{page}?token={token}", state.base_url)
 }
 
@@ -73,7 +73,7 @@ pub async fn send_verification(state: &Auth, conn: &mut AnyConnection, user: &Us
     .await
 }
 
-fn hours(secs: u64) -> String {
+pub(super) fn hours(secs: u64) -> String {
     match secs {
         s if s % 3600 == 0 && s >= 3600 => {
             format!("{} hour{}", s / 3600, if s == 3600 { "" } else { "s" })
@@ -93,7 +93,7 @@ pub(crate) async fn limit_requests(state: &Auth, ip: ClientIp, address: &str) ->
 /// a browser the owner signed in on. Looked up by the cookie's account id, never by the address,
 /// so the time taken depends on the cookie sent and says nothing about whether the address has
 /// an account.
-async fn owners_device<'d>(
+pub(super) async fn owners_device<'d>(
     state: &Auth,
     device: &'d DeviceCookie,
     address: &str,
@@ -116,7 +116,7 @@ async fn owners_device<'d>(
 const AFTER_THE_ANSWER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Runs `work` after the answer has gone, so existing and unknown addresses take the same time.
-fn in_background<F>(work: F)
+pub(super) fn in_background<F>(work: F)
 where
     F: Future<Output = Result<()>> + Send + 'static,
 {
@@ -138,7 +138,10 @@ pub async fn request_verification(state: &Auth, ip: ClientIp, user: &User) -> Re
 }
 
 /// Loads the token's user and checks the token was sent to the user's current address.
-async fn bound_user(conn: &mut AnyConnection, consumed: &tokens::Consumed) -> Result<User> {
+pub(super) async fn bound_user(
+    conn: &mut AnyConnection,
+    consumed: &tokens::Consumed,
+) -> Result<User> {
     let user = users::find_by_id_on(conn, &consumed.user_id)
         .await?
         .ok_or(AppError::TokenInvalid)?;
@@ -146,7 +149,7 @@ async fn bound_user(conn: &mut AnyConnection, consumed: &tokens::Consumed) -> Re
 }
 
 /// `user`, the token's, if the token was sent to the user's current address.
-fn bound_to(user: User, consumed: &tokens::Consumed) -> Result<User> {
+pub(super) fn bound_to(user: User, consumed: &tokens::Consumed) -> Result<User> {
     let current = Email::parse(&user.email).map_err(|_| AppError::TokenInvalid)?;
     if current.normalised != consumed.email_norm {
         // Sent to an address the user no longer has.
@@ -155,7 +158,7 @@ fn bound_to(user: User, consumed: &tokens::Consumed) -> Result<User> {
     Ok(user)
 }
 
-async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> {
+pub(super) async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> {
     sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
         .bind(db::now())
         .bind(&user.id)
@@ -169,7 +172,7 @@ async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> 
 /// address becomes verified. If it was not before, anyone could have registered it, so its
 /// password is nobody's proven secret: unless `password_is_theirs` (the prover showed it), it is
 /// removed, and every session that existed before the proof ends. `user` follows the change.
-async fn prove_mailbox(
+pub(super) async fn prove_mailbox(
     conn: &mut AnyConnection,
     user: &mut User,
     password_is_theirs: bool,
@@ -250,7 +253,7 @@ pub async fn verify_email(state: &Auth, token: &str, verifier: Verifier<'_>) -> 
 
 /// What a request route sends to an address that has an account.
 #[derive(Clone, Copy)]
-enum AccountMail {
+pub(super) enum AccountMail {
     Reset,
     Magic,
 }
@@ -261,7 +264,7 @@ enum AccountMail {
 /// A browser holding the owner's device cookie counts on that cookie's own mail bucket instead of
 /// the address's, so strangers who fill the address's bucket (5 requests an hour, from anywhere)
 /// cannot stop the owner's own browsers from getting a reset or sign-in link.
-async fn mail_if_account(
+pub(super) async fn mail_if_account(
     state: &Auth,
     ip: ClientIp,
     device: &DeviceCookie,
@@ -286,7 +289,9 @@ async fn mail_if_account(
         let mut tx = state.db.begin().await?;
         match mail {
             AccountMail::Reset => queue_reset(&state, &mut tx, &user, &email.normalised).await?,
-            AccountMail::Magic => queue_magic_link(&state, &mut tx, &user, "magic").await?,
+            AccountMail::Magic => {
+                super::magic::queue_magic_link(&state, &mut tx, &user, "magic").await?
+            }
         }
         email::commit_and_wake(&state, tx).await?;
         Ok(())
@@ -373,91 +378,6 @@ pub async fn reset_password(
     state.cache.forget_user(&user.id);
     tracing::info!(user = %user.id, "password reset");
     Ok(())
-}
-
-/// Queues a magic link (with a one-time code) if the address has an account. Never creates one.
-pub async fn request_magic_link(
-    state: &Auth,
-    ip: ClientIp,
-    device: &DeviceCookie,
-    address: &str,
-) -> Result<()> {
-    mail_if_account(state, ip, device, address, AccountMail::Magic).await
-}
-
-/// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
-/// sign up" notice of privacy mode) with them.
-async fn queue_magic_link(
-    state: &Auth,
-    conn: &mut AnyConnection,
-    user: &User,
-    kind: &str,
-) -> Result<()> {
-    let email = Email::parse(&user.email)?;
-    let issued = tokens::issue(
-        conn,
-        &user.id,
-        Purpose::Magic,
-        &email.normalised,
-        None,
-        state.config.token_ttl_magic_secs,
-        state.clock.now(),
-    )
-    .await?;
-    email::enqueue(
-        state,
-        conn,
-        Outgoing {
-            kind,
-            to: &user.email,
-            context: minijinja::context! {
-                link => link(state, "magic", &issued.token),
-                code => issued.code,
-                valid_for => hours(state.config.token_ttl_magic_secs),
-            },
-            dedupe_key: None,
-        },
-    )
-    .await
-}
-
-/// Signs in with a magic-link token, or with the address and its one-time code.
-pub async fn consume_magic(
-    state: &Auth,
-    ip: ClientIp,
-    token: Option<&str>,
-    email_and_code: Option<(&str, &str)>,
-) -> Result<User> {
-    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    let mut user = match (token, email_and_code) {
-        (Some(token), _) => {
-            let consumed = tokens::consume(&mut tx, token, Purpose::Magic, now).await?;
-            bound_user(&mut tx, &consumed).await?
-        }
-        (None, Some((address, code))) => {
-            let email = Email::parse(address).map_err(|_| AppError::TokenInvalid)?;
-            let user = users::find_by_email_on(&mut tx, &email.normalised)
-                .await?
-                .ok_or(AppError::TokenInvalid)?;
-            let consumed = match tokens::consume_code(&mut tx, &user.id, code, now).await {
-                Ok(consumed) => consumed,
-                Err(e) => {
-                    // Keep the count of wrong tries.
-                    tx.commit().await?;
-                    return Err(e);
-                }
-            };
-            // The user was read in this transaction: only the address binding is left to check.
-            bound_to(user, &consumed)?
-        }
-        (None, None) => return Err(AppError::TokenInvalid),
-    };
-    // A sign-in link proves the mailbox, not the password: an unproven one goes.
-    prove_mailbox(&mut tx, &mut user, false, now).await?;
-    state.commit_for(tx, &user.id).await?;
-    Ok(user)
 }
 
 /// Starts an email change: checks the password, sends a link to the new address and a notice to
@@ -555,7 +475,9 @@ pub async fn register_privately(state: &Auth, email: &Email, password_hash: &str
             send_verification(state, &mut tx, &user).await?;
             replaced = Some(user.id);
         }
-        Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
+        Some(user) => {
+            super::magic::queue_magic_link(state, &mut tx, &user, "signup_attempt").await?
+        }
     }
     email::commit_and_wake(state, tx).await?;
     if let Some(id) = replaced {

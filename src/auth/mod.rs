@@ -8,6 +8,7 @@
 
 pub mod device;
 pub mod email_flows;
+pub mod magic;
 pub mod password;
 pub mod rate_limit;
 pub mod session_store;

@@ -237,7 +237,7 @@ async fn magic_sign_in(
     token: Option<&str>,
     email_and_code: Option<(&str, &str)>,
 ) -> Result<(), AppError> {
-    let user = email_flows::consume_magic(state, ip, token, email_and_code).await?;
+    let user = crate::auth::magic::consume_magic(state, ip, token, email_and_code).await?;
     auth::sign_in(state, session, &user, false).await
 }
 
@@ -333,7 +333,7 @@ async fn email_request(
         crate::auth::device::cookie_name(state),
     ));
     if magic {
-        email_flows::request_magic_link(state, ip, &device, &form.email).await?;
+        crate::auth::magic::request_magic_link(state, ip, &device, &form.email).await?;
     } else {
         email_flows::forgot_password(state, ip, &device, &form.email).await?;
     }
