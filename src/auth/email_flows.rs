@@ -289,9 +289,7 @@ pub(super) async fn mail_if_account(
         let mut tx = state.db.begin().await?;
         match mail {
             AccountMail::Reset => queue_reset(&state, &mut tx, &user, &email.normalised).await?,
-            AccountMail::Magic => {
-                super::magic::queue_magic_link(&state, &mut tx, &user, "magic").await?
-            }
+            AccountMail::Magic => queue_magic_link(&state, &mut tx, &user, "magic").await?,
         }
         email::commit_and_wake(&state, tx).await?;
         Ok(())
@@ -475,13 +473,47 @@ pub async fn register_privately(state: &Auth, email: &Email, password_hash: &str
             send_verification(state, &mut tx, &user).await?;
             replaced = Some(user.id);
         }
-        Some(user) => {
-            super::magic::queue_magic_link(state, &mut tx, &user, "signup_attempt").await?
-        }
+        Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
     }
     email::commit_and_wake(state, tx).await?;
     if let Some(id) = replaced {
         state.cache.forget_user(&id);
     }
     Ok(())
+}
+
+/// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
+/// sign up" notice of privacy mode) with them.
+async fn queue_magic_link(
+    state: &Auth,
+    conn: &mut AnyConnection,
+    user: &User,
+    kind: &str,
+) -> Result<()> {
+    let email = Email::parse(&user.email)?;
+    let issued = tokens::issue(
+        conn,
+        &user.id,
+        Purpose::Magic,
+        &email.normalised,
+        None,
+        state.config.token_ttl_magic_secs,
+        state.clock.now(),
+    )
+    .await?;
+    email::enqueue(
+        state,
+        conn,
+        Outgoing {
+            kind,
+            to: &user.email,
+            context: minijinja::context! {
+                link => link(state, "magic", &issued.token),
+                code => issued.code,
+                valid_for => hours(state.config.token_ttl_magic_secs),
+            },
+            dedupe_key: None,
+        },
+    )
+    .await
 }

@@ -1,8 +1,6 @@
 //! Magic-link sign-in: a link or a one-time code sent to the address; consuming it proves the
 //! address and signs in.
 
-use sqlx::AnyConnection;
-
 use super::email_flows::*;
 use super::{
     Auth,
@@ -12,10 +10,7 @@ use super::{
     users::{self, Email, User},
 };
 use crate::{
-    email::{
-        self, Outgoing,
-        tokens::{self, Purpose},
-    },
+    email::tokens::{self, Purpose},
     error::{AppError, Result},
 };
 
@@ -27,42 +22,6 @@ pub async fn request_magic_link(
     address: &str,
 ) -> Result<()> {
     mail_if_account(state, ip, device, address, AccountMail::Magic).await
-}
-
-/// Issues a magic link and code and queues `kind` (the sign-in email, or the "someone tried to
-/// sign up" notice of privacy mode) with them.
-pub(super) async fn queue_magic_link(
-    state: &Auth,
-    conn: &mut AnyConnection,
-    user: &User,
-    kind: &str,
-) -> Result<()> {
-    let email = Email::parse(&user.email)?;
-    let issued = tokens::issue(
-        conn,
-        &user.id,
-        Purpose::Magic,
-        &email.normalised,
-        None,
-        state.config.token_ttl_magic_secs,
-        state.clock.now(),
-    )
-    .await?;
-    email::enqueue(
-        state,
-        conn,
-        Outgoing {
-            kind,
-            to: &user.email,
-            context: minijinja::context! {
-                link => link(state, "magic", &issued.token),
-                code => issued.code,
-                valid_for => hours(state.config.token_ttl_magic_secs),
-            },
-            dedupe_key: None,
-        },
-    )
-    .await
 }
 
 /// Signs in with a magic-link token, or with the address and its one-time code.
