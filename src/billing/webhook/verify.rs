@@ -87,13 +87,11 @@ pub fn verify(header: &str, body: &[u8], secrets: &[Secret], tolerance: u64, now
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
-    #[cfg(feature = "sim")]
     use crate::sim::delivery::sign;
 
-    #[cfg(feature = "sim")]
     #[test]
     fn signatures_are_checked_against_every_secret_and_every_v1() {
         let secrets = [Secret::new("whsec_old"), Secret::new("whsec_new")];
