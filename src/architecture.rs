@@ -49,7 +49,9 @@ fn production_code(source: &str) -> String {
             }
             continue;
         }
-        if code.trim().starts_with("#[cfg(test)]") {
+        // `#[cfg(test)]`, `#[cfg(all(test, feature = "sim"))]`, …
+        let attribute = code.trim();
+        if attribute.starts_with("#[cfg(") && attribute.contains("test") {
             next_is_test = true;
             continue;
         }
@@ -209,7 +211,8 @@ fn an_upward_or_sideways_import_is_caught() {
 #[test]
 fn the_parser_sees_groups_paths_and_skips_tests() {
     let code = "use crate::{a::{b, c}, d, e::f as g};\nfn x() { crate::h::i(); }\n\
-                #[cfg(test)]\nmod tests {\n    use crate::z;\n}\n// crate::comment\n";
+                #[cfg(test)]\nmod tests {\n    use crate::z;\n}\n// crate::comment\n\
+                #[cfg(all(test, feature = \"sim\"))]\nmod more {\n    use crate::y;\n}\n";
     let found = imported_modules(&production_code(code));
     let expected: BTreeSet<String> = ["a", "d", "e", "h"].map(String::from).into();
     assert_eq!(found, expected);
