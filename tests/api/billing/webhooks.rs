@@ -72,6 +72,70 @@ async fn webhook_signatures_are_verified_and_bad_ones_store_nothing() {
 }
 
 #[tokio::test]
+async fn signed_bodies_that_are_not_events_and_odd_signature_headers_store_nothing() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let secret = app.state.stripe.webhook_secrets[0].expose().to_owned();
+    let post = |body: Vec<u8>, headers: Vec<Vec<u8>>| {
+        let mut r = client()
+            .post(app.url("/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .body(body);
+        for h in headers {
+            r = r.header(
+                "stripe-signature",
+                reqwest::header::HeaderValue::from_bytes(&h).unwrap(),
+            );
+        }
+        r.send()
+    };
+    let not_events: [(&[u8], &str); 5] = [
+        (b"garbage", "not JSON"),
+        (br#"{"id":"evt_a","type":"ping","created":1}"#, "no data"),
+        (
+            br#"{"id":"evt_b","type":"ping","created":1,"data":{}}"#,
+            "no data.object",
+        ),
+        (
+            br#"{"id":"evt_c","id":"evt_d","type":"ping","created":1,"data":{"object":{}}}"#,
+            "a repeated key",
+        ),
+        (
+            b"{\"id\":\"evt_\xff\",\"type\":\"ping\",\"created\":1,\"data\":{\"object\":{}}}",
+            "not UTF-8",
+        ),
+    ];
+    for (body, why) in not_events {
+        let signed = sign(&secret, now, body).into_bytes();
+        let r = post(body.to_vec(), vec![signed]).await.unwrap();
+        assert_eq!(r.status(), 400, "{why}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid_json",
+            "{why}"
+        );
+    }
+    let body = event("evt_h", "ping.test", now, json!({})).to_string();
+    let good = sign(&secret, now, body.as_bytes()).into_bytes();
+    let headers: [(Vec<Vec<u8>>, &str); 2] = [
+        (vec![good.clone(), b"t=1,v1=00".to_vec()], "a second header"),
+        (vec![b"t=1,v1=\xff".to_vec()], "a header that is not text"),
+    ];
+    for (headers, why) in headers {
+        let r = post(body.clone().into_bytes(), headers).await.unwrap();
+        assert_eq!(r.status(), 400, "{why}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "signature_invalid",
+            "{why}"
+        );
+    }
+    assert_eq!(app.count("stripe_events").await, 0, "nothing stored");
+    let r = post(body.into_bytes(), vec![good]).await.unwrap();
+    assert_eq!(r.status(), 200, "the same event, signed once, is taken");
+}
+
+#[tokio::test]
 async fn duplicates_unknown_types_orphans_and_oversized_bodies() {
     let app = spawn_app().await;
     let now = app.state.clock.now();
