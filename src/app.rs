@@ -322,7 +322,8 @@ async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -
 }
 
 /// The refusals axum makes on its own (a method a route does not take, a body over the limit)
-/// come without a body or as plain text: they get tollgate's JSON error, headers kept.
+/// come without a body or as plain text: they get tollgate's JSON error, headers kept. Answers
+/// tollgate made itself (JSON, or a page's HTML) are left as they are.
 fn plain_errors_as_json(response: Response) -> Response {
     let (error, message) = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => {
@@ -334,7 +335,9 @@ fn plain_errors_as_json(response: Response) -> Response {
     let ours = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+        });
     if ours {
         return response;
     }

@@ -149,6 +149,18 @@ impl From<tower_sessions::session::Error> for AppError {
     }
 }
 
+impl AppError {
+    /// The `Retry-After` a rate-limit refusal carries (at least a second).
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        match self {
+            AppError::RateLimited(secs) => {
+                Some(HeaderValue::from_str(&secs.max(&1).to_string()).expect("digits"))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -163,11 +175,10 @@ impl IntoResponse for AppError {
             _ => {}
         }
         let mut response = (status, Json(body)).into_response();
-        if let AppError::RateLimited(secs) = self {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&secs.max(1).to_string()).expect("digits"),
-            );
+        if let Some(retry_after) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after);
         }
         response
     }

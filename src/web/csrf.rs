@@ -58,17 +58,18 @@ fn well_formed(key: &[u8], token: &str) -> bool {
 }
 
 /// The token in the request's cookie, if any.
-fn cookie_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
+pub(super) fn cookie_token(state: &AppState, headers: &HeaderMap) -> Option<String> {
     crate::auth::device::request_cookie(headers, cookie_name(state))
 }
 
-/// True when a form's token matches the cookie and carries our MAC.
-pub fn form_token_valid(state: &AppState, headers: &HeaderMap, submitted: &str) -> bool {
-    let Some(cookie) = cookie_token(state, headers) else {
+/// True when a form's token matches the request's cookie token ([`cookie_token`]) and carries our
+/// MAC.
+pub fn form_token_valid(state: &AppState, cookie: Option<&str>, submitted: &str) -> bool {
+    let Some(cookie) = cookie else {
         return false;
     };
     bool::from(cookie.as_bytes().ct_eq(submitted.as_bytes()))
-        && well_formed(&state.csrf_key, &cookie)
+        && well_formed(&state.csrf_key, cookie)
 }
 
 /// True when the `Origin` header is absent or one we serve.

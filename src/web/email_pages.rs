@@ -5,7 +5,7 @@
 use axum::{
     Extension, Json, Router,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -20,7 +20,7 @@ use super::{
     render,
 };
 use crate::{
-    auth::{self, email_flows, rate_limit::ClientIp},
+    auth::{self, device::DeviceCookie, email_flows, rate_limit::ClientIp},
     config::Mode,
     error::AppError,
     state::AppState,
@@ -322,20 +322,15 @@ async fn email_request(
     state: &AppState,
     token: &CsrfToken,
     ip: ClientIp,
-    headers: &HeaderMap,
+    device: &DeviceCookie,
     form: EmailForm,
     magic: bool,
 ) -> Result<Response, PageError> {
-    // The browser's device cookie, as the JSON routes read it: the owner's own browser counts on
-    // its own mail bucket.
-    let device = crate::auth::device::DeviceCookie(crate::auth::device::request_cookie(
-        headers,
-        crate::auth::device::cookie_name(state),
-    ));
+    // The owner's own browser (its device cookie) counts on its own mail bucket.
     if magic {
-        crate::auth::magic::request_magic_link(state, ip, &device, &form.email).await?;
+        crate::auth::magic::request_magic_link(state, ip, device, &form.email).await?;
     } else {
-        email_flows::forgot_password(state, ip, &device, &form.email).await?;
+        email_flows::forgot_password(state, ip, device, &form.email).await?;
     }
     Ok(render(
         state,
@@ -351,20 +346,20 @@ async fn submit_forgot(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
-    headers: HeaderMap,
+    device: DeviceCookie,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, PageError> {
-    email_request(&state, &token, ip, &headers, form, false).await
+    email_request(&state, &token, ip, &device, form, false).await
 }
 
 async fn submit_magic_request(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
-    headers: HeaderMap,
+    device: DeviceCookie,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Result<Response, PageError> {
-    email_request(&state, &token, ip, &headers, form, true).await
+    email_request(&state, &token, ip, &device, form, true).await
 }
 
 async fn submit_resend_verification(

@@ -2,24 +2,24 @@
 //! ([`PageError`], so handlers can use `?`) and the middleware that renders it
 //! ([`render_errors`]), and the signed-in member of a page.
 
-use std::collections::HashMap;
-
 use axum::{
     body::Bytes,
     extract::{FromRef, FromRequest, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Redirect, Response},
 };
 use serde::{Deserialize, de::DeserializeOwned};
 use tower_sessions::Session;
+use url::form_urlencoded;
 
 use super::{csrf, error_page};
 use crate::{error::AppError, gate, gate::CurrentUser, state::AppState};
 
-/// A urlencoded form body after the CSRF and Origin checks. A refused token or Origin is
-/// answered with the 403 page (and logged as a security event), a body that does not
-/// deserialize with the 400 page, a body over the limit as `Bytes` answers it.
+/// A urlencoded form body after the Origin and CSRF checks. A foreign Origin is refused before
+/// the body is read, and a missing, repeated or wrong token after; both answer the 403 page (and
+/// are logged as a security event). A body over the limit answers the 413 page; one that is not
+/// UTF-8 once decoded, or does not deserialize (a missing or repeated field), the 400 page.
 pub(super) struct CsrfForm<T>(pub T);
 
 impl<S, T> FromRequest<S> for CsrfForm<T>
@@ -31,42 +31,71 @@ where
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = request.headers().clone();
+        let app = AppState::from_ref(state);
+        if !csrf::origin_allowed(&app, request.headers()) {
+            return Err(refused(&app, "origin"));
+        }
+        let cookie = csrf::cookie_token(&app, request.headers());
         let body = Bytes::from_request(request, state)
             .await
-            .map_err(IntoResponse::into_response)?;
-        checked_form(&AppState::from_ref(state), &headers, &body).map(CsrfForm)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    error_page(
+                        &app,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "The form is too large. Go back, shorten what you typed and try again.",
+                    )
+                } else {
+                    incomplete(&app)
+                }
+            })?;
+        let mut tokens = form_urlencoded::parse(&body).filter(|(k, _)| k == csrf::FIELD);
+        let token = match (tokens.next(), tokens.next()) {
+            (Some((_, token)), None) => token,
+            _ => Default::default(),
+        };
+        if !csrf::form_token_valid(&app, cookie.as_deref(), &token) {
+            return Err(refused(&app, "form_token"));
+        }
+        if !utf8_form(&body) {
+            return Err(incomplete(&app));
+        }
+        serde_urlencoded::from_bytes(&body)
+            .map(CsrfForm)
+            .map_err(|_| incomplete(&app))
     }
 }
 
-/// A form body after the CSRF and Origin checks; `Err` is the ready 403 (or 400) page.
-#[expect(
-    clippy::result_large_err,
-    reason = "the error is the response itself, returned at once"
-)]
-fn checked_form<T: DeserializeOwned>(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, Response> {
-    let fields: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
-    let token = fields.get(csrf::FIELD).map(String::as_str).unwrap_or("");
-    let origin = csrf::origin_allowed(state, headers);
-    if !origin || !csrf::form_token_valid(state, headers, token) {
-        let reason = if origin { "form_token" } else { "origin" };
-        crate::telemetry::security_event("csrf_refused", None, reason);
-        return Err(error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            "This form has expired or did not come from this site. Go back, reload the page and try again.",
-        ));
-    }
-    serde_urlencoded::from_bytes(body).map_err(|_| {
-        error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "The form was incomplete. Go back and try again.",
-        )
+/// The 403 page of a refused form, logged as a security event.
+fn refused(state: &AppState, reason: &str) -> Response {
+    crate::telemetry::security_event("csrf_refused", None, reason);
+    error_page(
+        state,
+        StatusCode::FORBIDDEN,
+        "This form has expired or did not come from this site. Go back, reload the page and try again.",
+    )
+}
+
+/// The 400 page of a form that cannot be read.
+fn incomplete(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "The form was incomplete. Go back and try again.",
+    )
+}
+
+/// True when every name and value of a urlencoded body decodes to UTF-8 (the form decoders
+/// would quietly turn `%FF` into U+FFFD).
+fn utf8_form(body: &[u8]) -> bool {
+    body.split(|b| *b == b'&').all(|pair| {
+        let pair: Vec<u8> = pair
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        percent_encoding::percent_decode(&pair)
+            .decode_utf8()
+            .is_ok()
     })
 }
 
@@ -107,12 +136,10 @@ impl PageError {
 }
 
 /// The error page still to render: what [`PageError::App`] leaves on its response for
-/// [`render_errors`].
+/// [`render_errors`] (the response already has the error's status and `Retry-After`).
 #[derive(Clone)]
 struct PendingErrorPage {
-    status: StatusCode,
     message: String,
-    retry_after: Option<HeaderValue>,
 }
 
 impl IntoResponse for PageError {
@@ -120,52 +147,40 @@ impl IntoResponse for PageError {
         match self {
             PageError::Page(response) => response,
             PageError::App(err) => {
-                let (status, _) = err.status_and_code();
                 let message = err.public_message();
-                let pending = PendingErrorPage {
-                    status,
-                    message: message.clone(),
-                    retry_after: retry_after(&err),
-                };
-                // Plain text until `render_errors` puts the page in its place.
-                let mut response = (status, message).into_response();
-                response.extensions_mut().insert(pending);
+                // The error's own answer (which logs an internal error, with its cause, once),
+                // until `render_errors` puts the page in its place.
+                let mut response = err.into_response();
+                response
+                    .extensions_mut()
+                    .insert(PendingErrorPage { message });
                 response
             }
         }
     }
 }
 
-/// Middleware for pages: renders the error page of a [`PageError::App`].
+/// Middleware for pages: renders the error page of a [`PageError::App`], keeping its status and
+/// `Retry-After`.
 pub(super) async fn render_errors(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let mut response = next.run(request).await;
-    match response.extensions_mut().remove::<PendingErrorPage>() {
-        Some(p) => {
-            let mut page = error_page(&state, p.status, &p.message);
-            if let Some(v) = p.retry_after {
-                page.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            page
-        }
-        None => response,
+    let Some(pending) = response.extensions_mut().remove::<PendingErrorPage>() else {
+        return response;
+    };
+    let mut page = error_page(&state, response.status(), &pending.message);
+    if let Some(v) = response.headers().get(header::RETRY_AFTER) {
+        page.headers_mut().insert(header::RETRY_AFTER, v.clone());
     }
-}
-
-/// The `Retry-After` value a rate-limit error calls for.
-fn retry_after(err: &AppError) -> Option<HeaderValue> {
-    match err {
-        AppError::RateLimited(secs) => secs.to_string().parse().ok(),
-        _ => None,
-    }
+    page
 }
 
 /// `response` with the `Retry-After` header a rate-limit error calls for.
 pub(super) fn with_retry_after(mut response: Response, err: &AppError) -> Response {
-    if let Some(v) = retry_after(err) {
+    if let Some(v) = err.retry_after() {
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
@@ -203,9 +218,8 @@ mod tests {
         let response = PageError::from(AppError::RateLimited(42)).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         let pending = response.extensions().get::<PendingErrorPage>().unwrap();
-        assert_eq!(pending.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(pending.message, AppError::RateLimited(42).public_message());
-        assert_eq!(pending.retry_after.as_ref().unwrap(), "42");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 
     #[test]

@@ -249,3 +249,121 @@ async fn deleting_the_account_from_its_page_says_so_on_the_home_page() {
     );
     assert_eq!(app.count("users").await, 0);
 }
+
+/// Every form a page posts to.
+const PAGE_FORMS: [&str; 17] = [
+    "/signup",
+    "/login",
+    "/logout",
+    "/account/password",
+    "/account/delete",
+    "/account/email",
+    "/account/verify",
+    "/billing/checkout",
+    "/billing/portal",
+    "/verify-email",
+    "/reset-password",
+    "/magic",
+    "/magic/code",
+    "/magic-link",
+    "/forgot-password",
+    "/confirm-email",
+    "/confirm-email?token=x",
+];
+
+#[tokio::test]
+async fn every_page_form_refuses_a_missing_token_and_a_foreign_origin_and_changes_nothing() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let token = app.csrf_token(&c, "/account").await;
+    let (users, outbox, customers) = (
+        app.count("users").await,
+        app.count("outbox").await,
+        app.count("billing_customers").await,
+    );
+    let fields = [
+        ("email", "bob@example.com"),
+        ("password", PASSWORD),
+        ("current_password", PASSWORD),
+        ("new_password", "another horse battery staple"),
+        ("new_email", "bob@example.com"),
+        ("plan", "pro"),
+        ("interval", "month"),
+        ("token", "x"),
+        ("code", "123456"),
+    ];
+    for path in PAGE_FORMS {
+        let no_token = c.post(app.url(path)).form(&fields).send().await.unwrap();
+        assert_eq!(no_token.status(), 403, "{path}: no token");
+        let mut with_token = fields.to_vec();
+        with_token.push(("csrf_token", token.as_str()));
+        let foreign = c
+            .post(app.url(path))
+            .header("origin", "https://evil.example")
+            .form(&with_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), 403, "{path}: a foreign Origin");
+    }
+    assert_eq!(
+        app.count("users").await,
+        users,
+        "no account made or deleted"
+    );
+    assert_eq!(app.count("outbox").await, outbox, "no mail queued");
+    assert_eq!(
+        app.count("billing_customers").await,
+        customers,
+        "no customer"
+    );
+    assert_eq!(
+        app.me(&c).await["email"],
+        "ann@example.com",
+        "still signed in"
+    );
+}
+
+#[tokio::test]
+async fn a_form_body_that_cannot_be_read_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let token = app.csrf_token(&c, "/account").await;
+    let password = PASSWORD.replace(' ', "+");
+    let cases = [
+        (
+            format!("csrf_token={token}&csrf_token={token}&password={password}"),
+            403,
+            "a repeated token",
+        ),
+        (format!("csrf_token={token}&password=%FF"), 400, "not UTF-8"),
+        (
+            format!("csrf_token={token}&password={password}&password={password}"),
+            400,
+            "a repeated field",
+        ),
+        (format!("csrf_token={token}"), 400, "a missing field"),
+        (
+            format!("csrf_token={token}&password={}", "a".repeat(70 * 1024)),
+            413,
+            "over the size limit",
+        ),
+    ];
+    for (body, status, why) in cases {
+        let r = c
+            .post(app.url("/account/delete"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{why}");
+        let html = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(html.starts_with("text/html"), "{why}: a page, not {html}");
+    }
+    assert_eq!(
+        app.me(&c).await["email"],
+        "ann@example.com",
+        "the account stays"
+    );
+}
