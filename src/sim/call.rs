@@ -3,20 +3,55 @@
 
 use axum::{
     Json,
-    http::{HeaderMap, StatusCode},
+    body::Bytes,
+    extract::{FromRequest, Request},
+    http::{HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
+use url::form_urlencoded;
 
 use super::{
     Simulator,
     state::{IDEMPOTENCY_KEY_SECS, Idempotency, SimState},
-    wire::{ApiResult, stripe_error},
+    wire::{ApiResult, Form, form, stripe_error},
 };
 
-/// What an idempotency key is bound to: the method and path, and the parameters sent.
-pub(super) fn request_of(route: String, body: &[u8]) -> String {
-    format!("{route}?{}", String::from_utf8_lossy(body))
+/// One API request as the simulator reads it: its headers, its parameters, and, for a call that
+/// changes something (any method but GET), what an `Idempotency-Key` is bound to: the method, the
+/// path and the parameters, whatever their order (Stripe compares parameters, not bytes).
+pub(super) struct Call {
+    /// The request's headers (authentication, idempotency key).
+    pub headers: HeaderMap,
+    /// The form parameters (the last of a repeated name wins).
+    pub form: Form,
+    request: Option<String>,
+}
+
+impl FromRequest<Simulator> for Call {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, sim: &Simulator) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let body = Bytes::from_request(Request::from_parts(parts.clone(), body), sim)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let request = (parts.method != Method::GET).then(|| {
+            let mut pairs: Vec<(String, String)> = form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            pairs.sort();
+            let params = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
+            format!("{} {}?{params}", parts.method, parts.uri.path())
+        });
+        Ok(Self {
+            headers: parts.headers,
+            form: form(&body),
+            request,
+        })
+    }
 }
 
 /// Releases an in-flight key whose request was dropped before it was processed.
@@ -37,7 +72,7 @@ impl Simulator {
     /// Runs one API call: outage check, authentication, idempotency (below), the configured
     /// latency, then `op` under the state lock.
     ///
-    /// Idempotency, for a creating call (`request` names it) sent with an `Idempotency-Key`, as
+    /// Idempotency, for a call that changes something ([`Call`]) sent with an `Idempotency-Key`, as
     /// Stripe keeps it: while the key's first request runs, another gets 409; once answered, the
     /// same request replays the answer (`Idempotent-Replayed: true`) and a different one (other
     /// parameters or endpoint) is refused with 400 `idempotency_error`, for 24 hours of Stripe's
@@ -46,10 +81,10 @@ impl Simulator {
     /// (`/_sim/fail`) is saved and replayed, as Stripe does.
     pub(super) async fn api(
         &self,
-        headers: &HeaderMap,
-        request: Option<String>,
+        call: &Call,
         op: impl FnOnce(&Simulator, &mut SimState, i64) -> ApiResult,
     ) -> Response {
+        let (headers, request) = (&call.headers, call.request.clone());
         let key = request
             .is_some()
             .then(|| headers.get("idempotency-key").and_then(|v| v.to_str().ok()))

@@ -38,7 +38,7 @@ struct Skew {
 /// Runs the simulator's clock `seconds` ahead of tollgate's (behind when negative), as Stripe's
 /// clock may: ordering must not depend on the two agreeing.
 async fn set_skew(State(sim): State<Simulator>, Json(s): Json<Skew>) -> StatusCode {
-    sim.clock().set_skew(s.seconds);
+    sim.set_clock_skew(s.seconds);
     StatusCode::NO_CONTENT
 }
 

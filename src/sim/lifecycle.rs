@@ -27,7 +27,9 @@ impl Simulator {
             };
             session.object["status"] = json!("expired");
             let object = session.object.clone();
-            self.emit(state, "checkout.session.expired", object, None, now);
+            // Stripe expires a session at its `expires_at`, whenever the clock passed it.
+            let at = object["expires_at"].as_i64().unwrap_or(now);
+            self.emit(state, "checkout.session.expired", object, None, at);
         }
     }
 

@@ -217,17 +217,27 @@ impl Simulator {
             .with_state(self.clone())
     }
 
+    /// Runs the simulator's clock `seconds` ahead of tollgate's (behind when negative); what that
+    /// makes due (Checkout Sessions) expires at once.
+    pub fn set_clock_skew(&self, seconds: i64) {
+        self.inner.clock.set_skew(seconds);
+        let now = self.inner.clock.now();
+        self.expire_due_sessions(&mut self.lock(), now);
+    }
+
     /// Number of API requests served (tests check that nothing called Stripe).
     pub fn request_count(&self) -> u64 {
         self.lock().requests
     }
 
-    /// Moves the test clock forward and runs everything that became due: trial ends, renewals
-    /// (paid or failed), retries of past-due subscriptions, cancellations at period end.
+    /// Moves the test clock forward and runs everything that became due: Checkout Sessions that
+    /// expire, trial ends, renewals (paid or failed), retries of past-due subscriptions,
+    /// cancellations at period end.
     pub fn advance_clock(&self, seconds: i64) {
         self.inner.clock.advance(seconds);
         let now = self.inner.clock.now();
         let mut state = self.lock();
+        self.expire_due_sessions(&mut state, now);
         let ids: Vec<String> = state.subscriptions.keys().cloned().collect();
         for id in ids {
             self.run_subscription(&mut state, &id, now);

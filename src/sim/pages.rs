@@ -63,7 +63,10 @@ fn not_found() -> Response {
 }
 
 async fn show_checkout(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
-    let state = sim.lock();
+    let mut state = sim.lock();
+    // A session past its `expires_at` shows as expired, not payable.
+    let now = sim.clock().now();
+    sim.expire_due_sessions(&mut state, now);
     let Some(session) = state.checkout_sessions.get(&id) else {
         return not_found();
     };

@@ -2,9 +2,8 @@
 
 use axum::{
     Router,
-    body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
     routing::{get, post},
 };
@@ -12,10 +11,10 @@ use serde_json::{Value, json};
 
 use crate::sim::{
     Simulator,
-    call::request_of,
+    call::Call,
     new_id, objects,
     state::{CheckoutState, SimState},
-    wire::{Form, bad_param, form, found, live_customer, metadata, missing, stripe_error},
+    wire::{Form, bad_param, found, live_customer, metadata, missing, stripe_error},
 };
 
 /// Checkout Sessions and billing portal sessions (their hosted pages are in `pages`).
@@ -30,61 +29,53 @@ pub(super) fn routes() -> Router<Simulator> {
         .route("/v1/billing_portal/sessions", post(create_portal_session))
 }
 
-async fn create_checkout_session(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let f = form(&body);
-    sim.api(
-        &headers,
-        Some(request_of("POST /v1/checkout/sessions".into(), &body)),
-        |sim, state, now| {
-            if f.get("mode").map(String::as_str) != Some("subscription") {
-                return Err(bad_param("mode"));
-            }
-            let items = line_items(state, &f)?;
-            let customer = f.get("customer").cloned();
-            if let Some(c) = &customer {
-                live_customer(state, c)?;
-            }
-            let success_url = f
-                .get("success_url")
-                .ok_or_else(|| bad_param("success_url"))?;
-            let cancel_url = f.get("cancel_url").cloned().unwrap_or_default();
-            let id = format!("cs_test_{}", &new_id("x")[2..]);
-            let url = format!("{}checkout/{id}", sim.base_url());
-            let session = objects::checkout_session(
-                &id,
-                customer.as_deref(),
-                f.get("client_reference_id").map(String::as_str),
-                success_url,
-                &cancel_url,
-                &url,
-                objects::amount_of(&items),
-                items[0].0["currency"].as_str().unwrap_or("usd"),
-                metadata(&f, "metadata"),
-                now,
-            );
-            state.checkout_sessions.insert(
-                id,
-                CheckoutState {
-                    object: session.clone(),
-                    price: items[0].0["id"].as_str().unwrap_or_default().to_owned(),
-                    items: items
-                        .iter()
-                        .map(|(p, q)| (p["id"].as_str().unwrap_or_default().to_owned(), *q))
-                        .collect(),
-                    trial_days: f
-                        .get("subscription_data[trial_period_days]")
-                        .and_then(|d| d.parse().ok())
-                        .filter(|d| *d > 0),
-                    subscription_metadata: metadata(&f, "subscription_data[metadata]"),
-                },
-            );
-            Ok((StatusCode::OK, session))
-        },
-    )
+async fn create_checkout_session(State(sim): State<Simulator>, call: Call) -> Response {
+    let f = &call.form;
+    sim.api(&call, |sim, state, now| {
+        if f.get("mode").map(String::as_str) != Some("subscription") {
+            return Err(bad_param("mode"));
+        }
+        let items = line_items(state, f)?;
+        let customer = f.get("customer").cloned();
+        if let Some(c) = &customer {
+            live_customer(state, c)?;
+        }
+        let success_url = f
+            .get("success_url")
+            .ok_or_else(|| bad_param("success_url"))?;
+        let cancel_url = f.get("cancel_url").cloned().unwrap_or_default();
+        let id = format!("cs_test_{}", &new_id("x")[2..]);
+        let url = format!("{}checkout/{id}", sim.base_url());
+        let session = objects::checkout_session(
+            &id,
+            customer.as_deref(),
+            f.get("client_reference_id").map(String::as_str),
+            success_url,
+            &cancel_url,
+            &url,
+            objects::amount_of(&items),
+            items[0].0["currency"].as_str().unwrap_or("usd"),
+            metadata(f, "metadata"),
+            now,
+        );
+        state.checkout_sessions.insert(
+            id,
+            CheckoutState {
+                object: session.clone(),
+                price: items[0].0["id"].as_str().unwrap_or_default().to_owned(),
+                items: items
+                    .iter()
+                    .map(|(p, q)| (p["id"].as_str().unwrap_or_default().to_owned(), *q))
+                    .collect(),
+                trial_days: f
+                    .get("subscription_data[trial_period_days]")
+                    .and_then(|d| d.parse().ok())
+                    .filter(|d| *d > 0),
+                subscription_metadata: metadata(f, "subscription_data[metadata]"),
+            },
+        );
+        Ok((StatusCode::OK, session))
+    })
     .await
 }
 
@@ -134,10 +125,10 @@ fn line_items(state: &SimState, f: &Form) -> Result<Vec<(Value, i64)>, (StatusCo
 
 async fn retrieve_checkout_session(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    call: Call,
 ) -> Response {
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         let session = state.checkout_sessions.get(&id).map(|s| &s.object);
         found(session, "checkout.session", &id)
     })
@@ -146,61 +137,46 @@ async fn retrieve_checkout_session(
 
 async fn expire_checkout_session(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    call: Call,
 ) -> Response {
-    sim.api(
-        &headers,
-        Some(request_of(
-            format!("POST /v1/checkout/sessions/{id}/expire"),
-            b"",
-        )),
-        |sim, state, now| {
-            let session = state
-                .checkout_sessions
-                .get_mut(&id)
-                .ok_or_else(|| missing("checkout.session", &id))?;
-            if session.object["status"] != "open" {
-                return Err(stripe_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "Only open sessions can be expired.".into(),
-                    None,
-                ));
-            }
-            session.object["status"] = json!("expired");
-            let object = session.object.clone();
-            sim.emit(state, "checkout.session.expired", object.clone(), None, now);
-            Ok((StatusCode::OK, object))
-        },
-    )
+    sim.api(&call, |sim, state, now| {
+        let session = state
+            .checkout_sessions
+            .get_mut(&id)
+            .ok_or_else(|| missing("checkout.session", &id))?;
+        if session.object["status"] != "open" {
+            return Err(stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "Only open sessions can be expired.".into(),
+                None,
+            ));
+        }
+        session.object["status"] = json!("expired");
+        let object = session.object.clone();
+        sim.emit(state, "checkout.session.expired", object.clone(), None, now);
+        Ok((StatusCode::OK, object))
+    })
     .await
 }
 
-async fn create_portal_session(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let f = form(&body);
-    sim.api(
-        &headers,
-        Some(request_of("POST /v1/billing_portal/sessions".into(), &body)),
-        |sim, state, now| {
-            let customer = f.get("customer").ok_or_else(|| bad_param("customer"))?;
-            live_customer(state, customer)?;
-            let id = new_id("bps");
-            let url = format!("{}portal/{id}", sim.base_url());
-            let session = objects::portal_session(
-                &id,
-                customer,
-                f.get("return_url").map(String::as_str).unwrap_or(""),
-                &url,
-                now,
-            );
-            state.portal_sessions.insert(id, session.clone());
-            Ok((StatusCode::OK, session))
-        },
-    )
+async fn create_portal_session(State(sim): State<Simulator>, call: Call) -> Response {
+    let f = &call.form;
+    sim.api(&call, |sim, state, now| {
+        let customer = f.get("customer").ok_or_else(|| bad_param("customer"))?;
+        live_customer(state, customer)?;
+        let id = new_id("bps");
+        let url = format!("{}portal/{id}", sim.base_url());
+        let session = objects::portal_session(
+            &id,
+            customer,
+            f.get("return_url").map(String::as_str).unwrap_or(""),
+            &url,
+            now,
+        );
+        state.portal_sessions.insert(id, session.clone());
+        Ok((StatusCode::OK, session))
+    })
     .await
 }

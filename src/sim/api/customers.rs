@@ -2,9 +2,8 @@
 
 use axum::{
     Router,
-    body::Bytes,
     extract::{Path, Query, RawQuery, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
     routing::{get, post},
 };
@@ -13,9 +12,9 @@ use serde_json::{Value, json};
 
 use crate::sim::{
     Simulator,
-    call::request_of,
+    call::Call,
     new_id, objects,
-    wire::{bad_param, form, found, live_customer, metadata, missing, page, query_params},
+    wire::{bad_param, found, live_customer, metadata, missing, page, query_params},
 };
 
 /// Customers: created and changed by tollgate, searched by its metadata.
@@ -31,43 +30,35 @@ pub(super) fn routes() -> Router<Simulator> {
         )
 }
 
-async fn create_customer(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let f = form(&body);
-    sim.api(
-        &headers,
-        Some(request_of("POST /v1/customers".into(), &body)),
-        |_, state, now| {
-            let id = new_id("cus");
-            let mut c = objects::customer(
-                &id,
-                f.get("email").map(String::as_str),
-                metadata(&f, "metadata"),
-                now,
-            );
-            // A test clock is attached at creation or never, as in Stripe.
-            if let Some(clock) = f.get("test_clock") {
-                if !clock.starts_with("clock_") {
-                    return Err(missing("test_clock", clock));
-                }
-                c["test_clock"] = json!(clock);
+async fn create_customer(State(sim): State<Simulator>, call: Call) -> Response {
+    let f = &call.form;
+    sim.api(&call, |_, state, now| {
+        let id = new_id("cus");
+        let mut c = objects::customer(
+            &id,
+            f.get("email").map(String::as_str),
+            metadata(f, "metadata"),
+            now,
+        );
+        // A test clock is attached at creation or never, as in Stripe.
+        if let Some(clock) = f.get("test_clock") {
+            if !clock.starts_with("clock_") {
+                return Err(missing("test_clock", clock));
             }
-            state.customers.insert(id, c.clone());
-            Ok((StatusCode::OK, c))
-        },
-    )
+            c["test_clock"] = json!(clock);
+        }
+        state.customers.insert(id, c.clone());
+        Ok((StatusCode::OK, c))
+    })
     .await
 }
 
 async fn retrieve_customer(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    call: Call,
 ) -> Response {
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         found(state.customers.get(&id), "customer", &id)
     })
     .await
@@ -75,78 +66,69 @@ async fn retrieve_customer(
 
 async fn update_customer(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    call: Call,
 ) -> Response {
-    let f = form(&body);
-    sim.api(
-        &headers,
-        Some(request_of(format!("POST /v1/customers/{id}"), &body)),
-        |sim, state, now| {
-            let customer = live_customer(state, &id)?;
-            let mut previous = json!({});
-            if let Some(email) = f.get("email") {
-                previous["email"] = customer["email"].clone();
-                customer["email"] = json!(email);
+    let f = &call.form;
+    sim.api(&call, |sim, state, now| {
+        let customer = live_customer(state, &id)?;
+        let mut previous = json!({});
+        if let Some(email) = f.get("email") {
+            previous["email"] = customer["email"].clone();
+            customer["email"] = json!(email);
+        }
+        let meta = metadata(f, "metadata");
+        if let Some(m) = meta.as_object().filter(|m| !m.is_empty()) {
+            for (k, v) in m {
+                customer["metadata"][k] = v.clone();
             }
-            let meta = metadata(&f, "metadata");
-            if let Some(m) = meta.as_object().filter(|m| !m.is_empty()) {
-                for (k, v) in m {
-                    customer["metadata"][k] = v.clone();
-                }
-            }
-            let c = customer.clone();
-            sim.emit(state, "customer.updated", c.clone(), Some(previous), now);
-            Ok((StatusCode::OK, c))
-        },
-    )
+        }
+        let c = customer.clone();
+        sim.emit(state, "customer.updated", c.clone(), Some(previous), now);
+        Ok((StatusCode::OK, c))
+    })
     .await
 }
 
 async fn delete_customer(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    call: Call,
 ) -> Response {
-    sim.api(
-        &headers,
-        Some(request_of(format!("DELETE /v1/customers/{id}"), b"")),
-        |sim, state, now| {
-            let customer = live_customer(state, &id)?.clone();
-            let stub = json!({"id": id, "object": "customer", "deleted": true});
-            // Stripe keeps answering GET with the deleted stub; everything else is resource_missing.
-            state.customers.insert(id.clone(), stub.clone());
-            let subs: Vec<String> = state
-                .subscriptions
-                .iter()
-                .filter(|(_, s)| s.object["customer"] == json!(id))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for sub in subs {
-                let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
+    sim.api(&call, |sim, state, now| {
+        let customer = live_customer(state, &id)?.clone();
+        let stub = json!({"id": id, "object": "customer", "deleted": true});
+        // Stripe keeps answering GET with the deleted stub; everything else is resource_missing.
+        state.customers.insert(id.clone(), stub.clone());
+        let subs: Vec<String> = state
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| s.object["customer"] == json!(id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for sub in subs {
+            let _ = sim.portal_action(state, &sub, "cancel_now", None, now);
+        }
+        // Its open Checkout Sessions go with it.
+        for session in state.checkout_sessions.values_mut() {
+            if session.object["customer"] == json!(id) && session.object["status"] == "open" {
+                session.object["status"] = json!("expired");
             }
-            // Its open Checkout Sessions go with it.
-            for session in state.checkout_sessions.values_mut() {
-                if session.object["customer"] == json!(id) && session.object["status"] == "open" {
-                    session.object["status"] = json!("expired");
-                }
-            }
-            sim.emit(state, "customer.deleted", customer, None, now);
-            Ok((StatusCode::OK, stub))
-        },
-    )
+        }
+        sim.emit(state, "customer.deleted", customer, None, now);
+        Ok((StatusCode::OK, stub))
+    })
     .await
 }
 
 /// Customers, newest first, paged like every Stripe list; deleted ones are not listed.
 async fn list_customers(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     RawQuery(q): RawQuery,
+    call: Call,
 ) -> Response {
     let params = query_params(q.as_deref());
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         let mut data: Vec<Value> = state
             .customers
             .values()
@@ -165,8 +147,8 @@ struct SearchQuery {
 
 async fn search_customers(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Query(q): Query<SearchQuery>,
+    call: Call,
 ) -> Response {
     // Supports the one query shape tollgate uses: metadata['key']:'value'.
     let wanted = q
@@ -174,7 +156,7 @@ async fn search_customers(
         .strip_prefix("metadata['")
         .and_then(|r| r.split_once("']:'"))
         .map(|(k, v)| (k.to_owned(), v.trim_end_matches('\'').to_owned()));
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         let (key, value) = wanted.clone().ok_or_else(|| bad_param("query"))?;
         let data: Vec<Value> = state
             .customers

@@ -2,9 +2,8 @@
 
 use axum::{
     Router,
-    body::Bytes,
     extract::{Path, RawQuery, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
     routing::get,
 };
@@ -12,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::sim::{
     Simulator,
-    call::request_of,
-    wire::{bad_param, form, found, list, missing, page, query_params, stripe_error},
+    call::Call,
+    wire::{bad_param, found, list, missing, page, query_params, stripe_error},
 };
 
 /// Subscriptions (retrieved, listed, changed, canceled) and their invoices.
@@ -31,11 +30,11 @@ pub(super) fn routes() -> Router<Simulator> {
 
 async fn list_subscriptions(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     RawQuery(q): RawQuery,
+    call: Call,
 ) -> Response {
     let params = query_params(q.as_deref());
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         let status = params.get("status").map(String::as_str).unwrap_or("");
         let mut data: Vec<Value> = state
             .subscriptions
@@ -61,10 +60,10 @@ async fn list_subscriptions(
 
 async fn retrieve_subscription(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    call: Call,
 ) -> Response {
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         found(
             state.subscriptions.get(&id).map(|s| &s.object),
             "subscription",
@@ -76,71 +75,58 @@ async fn retrieve_subscription(
 
 async fn update_subscription(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    call: Call,
 ) -> Response {
-    let f = form(&body);
-    sim.api(
-        &headers,
-        Some(request_of(format!("POST /v1/subscriptions/{id}"), &body)),
-        |sim, state, now| {
-            if !state.subscriptions.contains_key(&id) {
-                return Err(missing("subscription", &id));
+    let f = &call.form;
+    sim.api(&call, |sim, state, now| {
+        if !state.subscriptions.contains_key(&id) {
+            return Err(missing("subscription", &id));
+        }
+        let action = match (
+            f.get("cancel_at_period_end").map(String::as_str),
+            f.get("items[0][price]"),
+        ) {
+            (Some("true"), _) => ("cancel_at_period_end", None),
+            (Some("false"), _) => ("resume", None),
+            (_, Some(price)) => {
+                // As the API does: `items[0][id]` names the item whose price changes;
+                // without it the price is added as another item (and billed too).
+                sim.change_items(state, &id, f.get("items[0][id]"), price, now)?;
+                return Ok((StatusCode::OK, state.subscriptions[&id].object.clone()));
             }
-            let action = match (
-                f.get("cancel_at_period_end").map(String::as_str),
-                f.get("items[0][price]"),
-            ) {
-                (Some("true"), _) => ("cancel_at_period_end", None),
-                (Some("false"), _) => ("resume", None),
-                (_, Some(price)) => {
-                    // As the API does: `items[0][id]` names the item whose price changes;
-                    // without it the price is added as another item (and billed too).
-                    sim.change_items(state, &id, f.get("items[0][id]"), price, now)?;
-                    return Ok((StatusCode::OK, state.subscriptions[&id].object.clone()));
-                }
-                _ => return Err(bad_param("cancel_at_period_end")),
-            };
-            sim.portal_action(state, &id, action.0, action.1, now)
-                .map_err(|m| {
-                    stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None)
-                })?;
-            Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
-        },
-    )
+            _ => return Err(bad_param("cancel_at_period_end")),
+        };
+        sim.portal_action(state, &id, action.0, action.1, now)
+            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
+        Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
+    })
     .await
 }
 
 async fn cancel_subscription(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     Path(id): Path<String>,
+    call: Call,
 ) -> Response {
-    sim.api(
-        &headers,
-        Some(request_of(format!("DELETE /v1/subscriptions/{id}"), b"")),
-        |sim, state, now| {
-            if !state.subscriptions.contains_key(&id) {
-                return Err(missing("subscription", &id));
-            }
-            sim.portal_action(state, &id, "cancel_now", None, now)
-                .map_err(|m| {
-                    stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None)
-                })?;
-            Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
-        },
-    )
+    sim.api(&call, |sim, state, now| {
+        if !state.subscriptions.contains_key(&id) {
+            return Err(missing("subscription", &id));
+        }
+        sim.portal_action(state, &id, "cancel_now", None, now)
+            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
+        Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
+    })
     .await
 }
 
 async fn list_invoices(
     State(sim): State<Simulator>,
-    headers: HeaderMap,
     RawQuery(q): RawQuery,
+    call: Call,
 ) -> Response {
     let params = query_params(q.as_deref());
-    sim.api(&headers, None, |_, state, _| {
+    sim.api(&call, |_, state, _| {
         let mut data: Vec<Value> = state
             .invoices
             .values()

@@ -215,12 +215,7 @@ async fn an_open_session_is_reused_and_a_subscriber_cannot_check_out_again() {
 
     let other = app.checkout(&c, "pro", "year").await;
     assert_ne!(other, first, "another choice gets a new session");
-    let old = client()
-        .post(&first)
-        .form(&[("action", "pay")])
-        .send()
-        .await
-        .unwrap();
+    let old = app.try_pay(&first).await;
     assert_eq!(
         old.status(),
         400,
@@ -245,12 +240,7 @@ async fn a_session_in_its_last_minute_is_expired_in_stripe_before_another_is_mad
     assert_ne!(first, second);
 
     // The first can no longer be paid: one subscription, never two.
-    let paid_first = client()
-        .post(&first)
-        .form(&[("action", "pay")])
-        .send()
-        .await
-        .unwrap();
+    let paid_first = app.try_pay(&first).await;
     assert_ne!(
         paid_first.status(),
         303,
@@ -263,6 +253,32 @@ async fn a_session_in_its_last_minute_is_expired_in_stripe_before_another_is_mad
         .stripe_get(&format!("/v1/subscriptions?customer={customer}&status=all"))
         .await;
     assert_eq!(subs["data"].as_array().unwrap().len(), 1, "{subs}");
+}
+
+#[tokio::test]
+async fn a_session_expires_when_the_clock_passes_its_end_without_any_api_call() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let url = app.checkout(&c, "pro", "month").await;
+    let calls = app.state.sim.as_ref().unwrap().request_count();
+    app.advance(86_400 + 60).await;
+    let expired = app
+        .sim_event("checkout.session.expired")
+        .await
+        .expect("the session expired when the clock passed its end");
+    let session = &expired["data"]["object"];
+    assert_eq!(session["status"], "expired");
+    assert_eq!(
+        expired["created"], session["expires_at"],
+        "at its end, not later"
+    );
+    assert_eq!(
+        app.state.sim.as_ref().unwrap().request_count(),
+        calls,
+        "no API call was needed"
+    );
+    let paid = app.try_pay(&url).await;
+    assert_ne!(paid.status(), 303, "an expired session cannot be paid");
 }
 
 #[tokio::test]

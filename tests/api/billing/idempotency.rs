@@ -57,6 +57,14 @@ async fn the_simulator_keeps_idempotency_keys_as_stripe_does() {
     let again = post_with_key(&app, "/v1/customers", "k1", &ann).await;
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    // Stripe compares parameters, not bytes: the same ones in another order are the same request.
+    let with_metadata = [("email", "cy@example.com"), ("metadata[plan]", "pro")];
+    let reordered = [("metadata[plan]", "pro"), ("email", "cy@example.com")];
+    let made = post_with_key(&app, "/v1/customers", "k4", &with_metadata).await;
+    let made: Value = made.json().await.unwrap();
+    let again = post_with_key(&app, "/v1/customers", "k4", &reordered).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], made["id"]);
 
     // Other parameters, or another endpoint, with that key are refused.
     let other = post_with_key(&app, "/v1/customers", "k1", &[("email", "bob@example.com")]).await;

@@ -98,12 +98,7 @@ async fn the_simulator_never_charges_a_deleted_customer_through_an_open_session(
         .await
         .unwrap();
     assert_eq!(deleted.status(), 200);
-    let paid = client()
-        .post(&url)
-        .form(&[("action", "pay")])
-        .send()
-        .await
-        .unwrap();
+    let paid = app.try_pay(&url).await;
     assert_ne!(
         paid.status(),
         303,

@@ -1,10 +1,10 @@
 //! Delivery: the outbox survives a relay outage and sends each message once, across restarts
 //! and instances; billing notices go out once per Stripe event.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::app_with_mail;
-use crate::helpers::{SmtpSink, TestApp, client};
+use crate::helpers::{SmtpSink, TestApp};
 
 #[tokio::test]
 async fn mail_committed_while_the_relay_is_down_arrives_once_after_a_restart() {
@@ -87,21 +87,10 @@ async fn billing_notices_are_sent_once_per_stripe_event() {
     );
 
     // Delivering the same event again sends nothing more.
-    let events: Value = client()
-        .get(app.sim_url("/_sim/events"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let event = app
+        .sim_event("customer.subscription.trial_will_end")
         .await
         .unwrap();
-    let event = events["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "customer.subscription.trial_will_end")
-        .unwrap()
-        .clone();
     assert_eq!(app.deliver(&event).await["outcome"], "duplicate");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(sink.to("ann@example.com").len(), 2);

@@ -48,17 +48,7 @@ impl TestApp {
     pub async fn wait_for_webhooks(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let sent = client()
-                .get(self.sim_url("/_sim/events"))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()["data"]
-                .as_array()
-                .unwrap()
-                .len() as i64;
+            let sent = self.sim_events().await.len() as i64;
             let stored = self.count("stripe_events").await;
             if stored >= sent {
                 return;
@@ -204,14 +194,40 @@ impl TestApp {
             .to_owned()
     }
 
-    /// Pays on the simulator's hosted Checkout page; returns the success URL it redirects to.
-    pub async fn pay(&self, checkout_url: &str) -> String {
-        let r = client()
+    /// Every event the simulator has sent, oldest first.
+    pub async fn sim_events(&self) -> Vec<Value> {
+        let list: Value = client()
+            .get(self.sim_url("/_sim/events"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["data"].as_array().unwrap().clone()
+    }
+
+    /// The first event of type `kind` the simulator sent, if any.
+    pub async fn sim_event(&self, kind: &str) -> Option<Value> {
+        self.sim_events()
+            .await
+            .into_iter()
+            .find(|e| e["type"] == kind)
+    }
+
+    /// Presses "pay" on the simulator's hosted Checkout page, whatever it answers.
+    pub async fn try_pay(&self, checkout_url: &str) -> Response {
+        client()
             .post(checkout_url)
             .form(&[("action", "pay")])
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Pays on the simulator's hosted Checkout page; returns the success URL it redirects to.
+    pub async fn pay(&self, checkout_url: &str) -> String {
+        let r = self.try_pay(checkout_url).await;
         assert_eq!(r.status(), 303, "payment accepted");
         r.headers()["location"].to_str().unwrap().to_owned()
     }
