@@ -183,17 +183,7 @@ impl App {
 async fn shared_secret(db: &Db, name: &str) -> anyhow::Result<Vec<u8>> {
     let mut fresh = [0u8; 32];
     rand::rng().fill_bytes(&mut fresh);
-    sqlx::query(
-        "INSERT INTO app_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(hex::encode(fresh))
-    .execute(&db.pool)
-    .await?;
-    let (value,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
-        .bind(name)
-        .fetch_one(&db.pool)
-        .await?;
+    let value = db.shared_value(name, &hex::encode(fresh)).await?;
     Ok(hex::decode(value)?)
 }
 

@@ -184,6 +184,34 @@ impl Db {
         self.writer.close().await;
     }
 
+    /// The value stored under `name` in `app_secrets` (a shared key, or a marker that a one-off
+    /// job ran), storing `value` first when there is none. Every instance on one database reads
+    /// the same value; the first writer wins a race.
+    pub async fn shared_value(&self, name: &str, value: &str) -> sqlx::Result<String> {
+        sqlx::query(
+            "INSERT INTO app_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        let (value,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    /// True when `name` is stored in `app_secrets`.
+    pub async fn has_value(&self, name: &str) -> sqlx::Result<bool> {
+        let found: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()

@@ -13,11 +13,11 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::auth::{Auth, confirm_password, rate_limit, session_store};
+use crate::auth::{Auth, confirm_password, rate_limit, session_store, users};
 use crate::gate::CurrentUser;
 use crate::{
-    billing::Billing,
-    db,
+    billing::{Billing, closing, customers},
+    email::outbox,
     error::{AppError, Result},
     extract::ApiJson,
 };
@@ -45,26 +45,14 @@ pub async fn delete_account(state: &Billing, current: &CurrentUser, password: &s
     if !current_epoch {
         return Err(AppError::Unauthenticated);
     }
-    crate::billing::closing::close_for_deletion(state, &user.id).await?;
+    closing::close_for_deletion(state, &user.id).await?;
     let mut tx = state.db.begin().await?;
     if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
         return Err(AppError::Unauthenticated);
     }
-    sqlx::query(
-        "UPDATE billing_customers SET deleted = 1, user_id = NULL, updated_at = $1 WHERE user_id = $2",
-    )
-    .bind(db::now())
-    .bind(&user.id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM outbox WHERE recipient = $1 AND status = 'pending'")
-        .bind(&user.email)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await?;
+    customers::detach_user_on(&mut tx, &user.id).await?;
+    outbox::drop_pending_to(&mut tx, &user.email).await?;
+    users::delete_on(&mut tx, &user.id).await?;
     state.commit_for(tx, &user.id).await?;
     // The row (and with it every session) is gone; drop this session's state too.
     current.session.flush().await?;

@@ -18,7 +18,7 @@ use crate::{
         email_flows::*,
         rate_limit::{self, ClientIp},
         sign_in,
-        users::{self, User},
+        users::{self, Email, User},
     },
     billing::Billing,
     db,
@@ -185,15 +185,11 @@ pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) ->
     let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
         .await?
         .ok_or(AppError::TokenInvalid)?;
-    let changed = sqlx::query(
-        "UPDATE users SET email = $1, email_norm = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
-    )
-    .bind(&new_display)
-    .bind(&consumed.email_norm)
-    .bind(db::now())
-    .bind(&user.id)
-    .execute(&mut *tx)
-    .await;
+    let new_email = Email {
+        display: new_display.clone(),
+        normalised: consumed.email_norm.clone(),
+    };
+    let changed = users::set_proven_email_on(&mut tx, &user.id, &new_email).await;
     match changed {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => return Err(AppError::EmailTaken),

@@ -24,9 +24,8 @@ use super::{
     users::{self, Email, User},
 };
 use crate::{
-    db,
     email::{
-        self, Outgoing,
+        self, Kind, Outgoing,
         tokens::{self, Purpose},
     },
     error::{AppError, Result},
@@ -64,7 +63,7 @@ pub async fn send_verification(state: &Auth, conn: &mut AnyConnection, user: &Us
         state,
         conn,
         Outgoing {
-            kind: "verify",
+            kind: Kind::Verify,
             to: &user.email,
             context: minijinja::context! { link => link(state, "verify-email", &issued.token) },
             dedupe_key: None,
@@ -159,11 +158,7 @@ pub(super) fn bound_to(user: User, consumed: &tokens::Consumed) -> Result<User> 
 }
 
 pub(super) async fn mark_verified(conn: &mut AnyConnection, user: &mut User) -> Result<()> {
-    sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
-        .bind(db::now())
-        .bind(&user.id)
-        .execute(conn)
-        .await?;
+    users::set_verified_on(conn, &user.id).await?;
     user.email_verified = true;
     Ok(())
 }
@@ -181,11 +176,7 @@ pub(super) async fn prove_mailbox(
     // Pre-hijacking: a stranger's password or session must not survive the owner's proof.
     if !user.email_verified && !password_is_theirs {
         if user.password_hash.is_some() {
-            sqlx::query("UPDATE users SET password_hash = NULL, updated_at = $1 WHERE id = $2")
-                .bind(db::now())
-                .bind(&user.id)
-                .execute(&mut *conn)
-                .await?;
+            users::clear_password_on(&mut *conn, &user.id).await?;
             user.password_hash = None;
             tracing::warn!(
                 target: "security",
@@ -289,7 +280,7 @@ pub(super) async fn mail_if_account(
         let mut tx = state.db.begin().await?;
         match mail {
             AccountMail::Reset => queue_reset(&state, &mut tx, &user, &email.normalised).await?,
-            AccountMail::Magic => queue_magic_link(&state, &mut tx, &user, "magic").await?,
+            AccountMail::Magic => queue_magic_link(&state, &mut tx, &user, Kind::Magic).await?,
         }
         email::commit_and_wake(&state, tx).await?;
         Ok(())
@@ -328,7 +319,7 @@ async fn queue_reset(
         state,
         conn,
         Outgoing {
-            kind: "reset",
+            kind: Kind::Reset,
             to: &user.email,
             context: minijinja::context! {
                 link => link(state, "reset-password", &issued.token),
@@ -365,7 +356,7 @@ pub async fn reset_password(
         state,
         &mut tx,
         Outgoing {
-            kind: "password_changed",
+            kind: Kind::PasswordChanged,
             to: &user.email,
             context: minijinja::context! {},
             dedupe_key: None,
@@ -429,7 +420,7 @@ pub async fn request_email_change(
             state,
             &mut tx,
             Outgoing {
-                kind: "email_change",
+                kind: Kind::EmailChange,
                 to: &new.display,
                 context: minijinja::context! { link => link(state, "confirm-email", &issued.token) },
                 dedupe_key: None,
@@ -441,7 +432,7 @@ pub async fn request_email_change(
         state,
         &mut tx,
         Outgoing {
-            kind: "email_change_notice",
+            kind: Kind::EmailChangeNotice,
             to: &current.user.email,
             context: minijinja::context! { new_email => telemetry::mask_address(&new.display) },
             dedupe_key: None,
@@ -473,7 +464,7 @@ pub async fn register_privately(state: &Auth, email: &Email, password_hash: &str
             send_verification(state, &mut tx, &user).await?;
             replaced = Some(user.id);
         }
-        Some(user) => queue_magic_link(state, &mut tx, &user, "signup_attempt").await?,
+        Some(user) => queue_magic_link(state, &mut tx, &user, Kind::SignupAttempt).await?,
     }
     email::commit_and_wake(state, tx).await?;
     if let Some(id) = replaced {
@@ -488,7 +479,7 @@ async fn queue_magic_link(
     state: &Auth,
     conn: &mut AnyConnection,
     user: &User,
-    kind: &str,
+    kind: Kind,
 ) -> Result<()> {
     let email = Email::parse(&user.email)?;
     let issued = tokens::issue(

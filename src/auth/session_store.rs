@@ -21,6 +21,7 @@ use tower_sessions::{
 
 use std::sync::Arc;
 
+use super::users;
 use crate::{
     cache::Cache,
     db::{self, Db},
@@ -196,32 +197,12 @@ pub async fn revoke_all_on(
     user_id: &str,
     expected: Option<i64>,
 ) -> sqlx::Result<Option<i64>> {
-    let bumped: Option<(i64,)> = match expected {
-        None => {
-            sqlx::query_as(
-                "UPDATE users SET session_epoch = session_epoch + 1 WHERE id = $1 \
-                 RETURNING session_epoch",
-            )
-            .bind(user_id)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-        Some(epoch) => {
-            sqlx::query_as(
-                "UPDATE users SET session_epoch = session_epoch + 1 \
-                 WHERE id = $1 AND session_epoch = $2 RETURNING session_epoch",
-            )
-            .bind(user_id)
-            .bind(epoch)
-            .fetch_optional(&mut *conn)
-            .await?
-        }
-    };
+    let bumped = users::bump_session_epoch_on(&mut *conn, user_id, expected).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut *conn)
         .await?;
-    Ok(bumped.map(|(epoch,)| epoch))
+    Ok(bumped)
 }
 
 /// Inside the caller's transaction: true when `user_id`'s sessions are still of `epoch` (nothing
@@ -233,14 +214,7 @@ pub async fn hold_epoch(
     user_id: &str,
     epoch: i64,
 ) -> sqlx::Result<bool> {
-    let held = sqlx::query(
-        "UPDATE users SET session_epoch = session_epoch WHERE id = $1 AND session_epoch = $2",
-    )
-    .bind(user_id)
-    .bind(epoch)
-    .execute(conn)
-    .await?;
-    Ok(held.rows_affected() == 1)
+    users::hold_session_epoch_on(conn, user_id, epoch).await
 }
 
 /// Deletes expired rows; run periodically.

@@ -216,11 +216,7 @@ pub async fn find_by_email(db: &Db, email_norm: &str) -> Result<Option<User>, Ap
 pub async fn renormalise_addresses(base: &Base) -> anyhow::Result<()> {
     let db = &base.db;
     const MARKER: &str = "email_norm_nfkc_idna";
-    let done: Option<(String,)> = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
-        .bind(MARKER)
-        .fetch_optional(&db.pool)
-        .await?;
-    if done.is_some() {
+    if db.has_value(MARKER).await? {
         return Ok(());
     }
     let rows: Vec<(String, String, String)> =
@@ -248,12 +244,7 @@ pub async fn renormalise_addresses(base: &Base) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    sqlx::query(
-        "INSERT INTO app_secrets (name, value) VALUES ($1, 'done') ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(MARKER)
-    .execute(&db.pool)
-    .await?;
+    db.shared_value(MARKER, "done").await?;
     Ok(())
 }
 
@@ -275,6 +266,90 @@ pub async fn find_by_id_on(conn: &mut AnyConnection, id: &str) -> Result<Option<
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = $1"));
     let user: Option<User> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
     Ok(user)
+}
+
+/// Marks the address verified (inside the caller's transaction).
+pub async fn set_verified_on(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2")
+        .bind(db::now())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Removes the password (inside the caller's transaction).
+pub async fn clear_password_on(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET password_hash = NULL, updated_at = $1 WHERE id = $2")
+        .bind(db::now())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the user to a new, proven address (inside the caller's transaction). Fails with a
+/// unique violation when another account holds it.
+pub async fn set_proven_email_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    email: &Email,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE users SET email = $1, email_norm = $2, email_verified = 1, updated_at = $3 \
+         WHERE id = $4",
+    )
+    .bind(&email.display)
+    .bind(&email.normalised)
+    .bind(db::now())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the user (inside the caller's transaction); their sessions and tokens go with the row.
+pub async fn delete_on(conn: &mut AnyConnection, id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the user's session epoch on by one (only if it is still `expected`, when given); the
+/// new epoch, or `None` when the user is gone or the epoch had moved.
+pub async fn bump_session_epoch_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    expected: Option<i64>,
+) -> sqlx::Result<Option<i64>> {
+    let bumped: Option<(i64,)> = sqlx::query_as(
+        "UPDATE users SET session_epoch = session_epoch + 1 \
+         WHERE id = $1 AND ($2 IS NULL OR session_epoch = $2) RETURNING session_epoch",
+    )
+    .bind(id)
+    .bind(expected)
+    .fetch_optional(conn)
+    .await?;
+    Ok(bumped.map(|(epoch,)| epoch))
+}
+
+/// True when the user's session epoch is `epoch`; the row is written (to itself), so on
+/// PostgreSQL it stays locked until the caller's transaction ends.
+pub async fn hold_session_epoch_on(
+    conn: &mut AnyConnection,
+    id: &str,
+    epoch: i64,
+) -> sqlx::Result<bool> {
+    let held = sqlx::query(
+        "UPDATE users SET session_epoch = session_epoch WHERE id = $1 AND session_epoch = $2",
+    )
+    .bind(id)
+    .bind(epoch)
+    .execute(conn)
+    .await?;
+    Ok(held.rows_affected() == 1)
 }
 
 /// Replaces the password hash.

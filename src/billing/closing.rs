@@ -11,7 +11,8 @@ use super::status::Status;
 use crate::{
     billing::Billing,
     billing::{
-        customers,
+        checkout::attempts::{self, Attempt, AttemptState},
+        customers, event_log,
         stripe::{
             absent_as_none, idempotent, is_missing, retrying, retrying_with_key, within_deadline,
         },
@@ -30,18 +31,16 @@ pub async fn close_for_deletion(state: &Billing, user_id: &str) -> Result<(), Ap
 async fn close(state: &Billing, user_id: &str) -> Result<(), AppError> {
     // Open ones, and those tollgate let go as expired while Stripe's clock may still hold them
     // open (a session lives at most a day; an hour of slack for the clocks).
-    let open: Vec<(String, String)> = sqlx::query_as(
-        "SELECT stripe_session_id, status FROM checkout_attempts WHERE user_id = $1 \
-         AND stripe_session_id IS NOT NULL \
-         AND (status = 'open' OR (status = 'expired' AND expires_at > $2))",
-    )
-    .bind(user_id)
-    .bind(state.clock.now() - 3_600)
-    .fetch_all(&state.db.pool)
-    .await?;
-    for (session, status) in open {
+    let open = attempts::closable(&state.db, user_id, state.clock.now() - 3_600).await?;
+    for Attempt {
+        session,
+        state: was,
+        ..
+    } in open
+    {
+        let Some(session) = session else { continue };
         let request = ExpireCheckoutSession::new(session.as_str());
-        let let_go = status == "expired";
+        let let_go = was == AttemptState::Expired;
         let expired = retrying(|| async {
             match request.send(&state.stripe.client).await {
                 // Not open any more (paid, or expired): a paid one's subscription is listed below.
@@ -105,28 +104,15 @@ pub async fn cancel_orphan(state: &Billing, event: &str, id: &str) -> Result<(),
         return Ok(());
     }
     cancel_in_stripe(state, id, &format!("orphan_{id}")).await?;
-    sqlx::query("UPDATE stripe_events SET outcome = 'orphan_canceled' WHERE id = $1")
-        .bind(event)
-        .execute(&state.db.pool)
-        .await?;
+    event_log::set_outcome(
+        &mut *state.db.pool.acquire().await?,
+        event,
+        "orphan_canceled",
+    )
+    .await?;
     tracing::info!(
         subscription = id,
         "subscription of a deleted account canceled in Stripe"
     );
     Ok(())
-}
-
-/// True when `customer` belonged to an account that was deleted (mapping kept, user detached).
-pub async fn of_deleted_account(
-    conn: &mut sqlx::AnyConnection,
-    customer: &str,
-) -> Result<bool, sqlx::Error> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM billing_customers WHERE stripe_customer_id = $1 AND deleted = 1 \
-         AND user_id IS NULL",
-    )
-    .bind(customer)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
 }

@@ -205,6 +205,28 @@ fn retry_delay(base: u64, attempts: i64) -> i64 {
     doubled.min(3_600) as i64
 }
 
+/// A queued email change.
+struct DueChange {
+    id: String,
+    customer: String,
+    email: String,
+    attempts: i64,
+    seq: i64,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for DueChange {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get("id")?,
+            customer: row.try_get("stripe_customer_id")?,
+            email: row.try_get("email_to_sync")?,
+            attempts: row.try_get("email_sync_attempts")?,
+            seq: row.try_get("email_sync_seq")?,
+        })
+    }
+}
+
 /// Pushes every queued email change that is due to Stripe. Each row is claimed first (its next
 /// attempt moved on, compare-and-set on the queue number read), so instances never push the same
 /// change at once. After a push the row is cleared only if its queue number is unchanged;
@@ -215,7 +237,7 @@ fn retry_delay(base: u64, attempts: i64) -> i64 {
 /// Returns how many reached Stripe.
 pub async fn push_due_emails(state: &Billing) -> Result<usize, AppError> {
     let now = state.clock.now();
-    let due: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+    let due: Vec<DueChange> = sqlx::query_as(
         "SELECT id, stripe_customer_id, email_to_sync, email_sync_attempts, email_sync_seq \
          FROM billing_customers \
          WHERE email_sync_at <= $1 AND email_to_sync IS NOT NULL AND deleted = 0 \
@@ -226,7 +248,14 @@ pub async fn push_due_emails(state: &Billing) -> Result<usize, AppError> {
     .fetch_all(&state.db.pool)
     .await?;
     let mut pushed = 0;
-    for (id, customer, email, attempts, seq) in due {
+    for DueChange {
+        id,
+        customer,
+        email,
+        attempts,
+        seq,
+    } in due
+    {
         let next = now + retry_delay(state.config.stripe_retry_secs, attempts);
         let claimed = sqlx::query(
             "UPDATE billing_customers SET email_sync_at = $1, email_sync_attempts = $2 \
@@ -316,4 +345,68 @@ pub async fn set_email(state: &Billing, customer: &str, email: &str) -> Result<b
     })
     .await?;
     Ok(answer.is_some())
+}
+
+/// True when `customer` belonged to an account that was deleted (mapping kept, user detached).
+pub async fn of_deleted_account(
+    conn: &mut sqlx::AnyConnection,
+    customer: &str,
+) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM billing_customers WHERE stripe_customer_id = $1 AND deleted = 1 \
+         AND user_id IS NULL",
+    )
+    .bind(customer)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Lets go of the user's customer (inside the transaction that deletes the account): the row
+/// stays, marked deleted and without its user, so later events for the customer are known to be
+/// a deleted account's and a new account never reuses it.
+pub async fn detach_user_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE billing_customers SET deleted = 1, user_id = NULL, updated_at = $1 \
+         WHERE user_id = $2",
+    )
+    .bind(db::now())
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A live mapping: a Stripe customer and its user.
+pub struct Mapped {
+    /// The Stripe customer id.
+    pub customer: String,
+    /// The tollgate user id.
+    pub user: String,
+}
+
+/// Every live mapping.
+pub async fn mapped(db: &db::Db) -> sqlx::Result<Vec<Mapped>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT stripe_customer_id, user_id FROM billing_customers \
+         WHERE deleted = 0 AND stripe_customer_id IS NOT NULL AND user_id IS NOT NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(customer, user)| Mapped { customer, user })
+        .collect())
+}
+
+/// Every live mapping's Stripe customer id and its user's address.
+pub async fn addresses(db: &db::Db) -> sqlx::Result<HashMap<String, String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.stripe_customer_id, u.email FROM billing_customers c \
+         JOIN users u ON u.id = c.user_id \
+         WHERE c.deleted = 0 AND c.stripe_customer_id IS NOT NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }

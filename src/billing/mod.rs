@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod closing;
 pub mod customers;
+pub mod event_log;
 pub mod portal;
 pub mod status;
 pub mod stripe;

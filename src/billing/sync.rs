@@ -18,13 +18,12 @@ use stripe_core::customer::ListCustomer;
 
 use stripe_billing::subscription::{ListSubscription, ListSubscriptionStatus};
 
-use super::status::Status;
 use crate::{
     billing::Billing,
     billing::{
         customers::{self, USER_METADATA_KEY},
         stripe::retrying,
-        subscriptions::{self, Snapshot},
+        subscriptions::{self, Priced, Snapshot},
     },
     error::AppError,
 };
@@ -64,25 +63,11 @@ impl std::fmt::Display for Report {
     }
 }
 
-type LocalRow = (
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    i64,
-    Option<i64>,
-);
-
 /// Compares (and with `repair`, fixes) every mapped customer's subscriptions.
 pub async fn reconcile(state: &Billing, repair: bool) -> Result<Report, AppError> {
-    let customers: Vec<(String, String)> = sqlx::query_as(
-        "SELECT stripe_customer_id, user_id FROM billing_customers \
-         WHERE deleted = 0 AND stripe_customer_id IS NOT NULL AND user_id IS NOT NULL",
-    )
-    .fetch_all(&state.db.pool)
-    .await?;
+    let customers = customers::mapped(&state.db).await?;
     let mut report = Report::default();
-    for (customer, user) in customers {
+    for customers::Mapped { customer, user } in customers {
         // One failed call is reported and the run carries on with the next customer.
         match reconcile_customer(state, &customer, &user, repair, &mut report).await {
             Err(e @ (AppError::PaymentProviderUnavailable | AppError::Internal(_))) => {
@@ -147,14 +132,11 @@ async fn reconcile_customer(
             detail: live.join(", "),
         });
     }
-    let local: Vec<LocalRow> = sqlx::query_as(
-        "SELECT id, status, price_id, current_period_end, cancel_at_period_end, cancel_at \
-         FROM subscriptions WHERE customer_id = $1",
-    )
-    .bind(customer)
-    .fetch_all(&state.db.pool)
-    .await?;
-    let local: HashMap<String, LocalRow> = local.into_iter().map(|r| (r.0.clone(), r)).collect();
+    let local: HashMap<String, Priced> = subscriptions::of_customer(&state.db, customer)
+        .await?
+        .into_iter()
+        .map(|r| (r.row.id.clone(), r))
+        .collect();
     let mut seen = HashSet::new();
     for snap in &remote {
         seen.insert(snap.id.clone());
@@ -176,8 +158,8 @@ async fn reconcile_customer(
     // A local row Stripe does not know that still grants something; once canceled it is inert.
     let orphans = local
         .values()
-        .filter(|r| !seen.contains(&r.0) && !Status::parse(&r.1).is_terminal())
-        .map(|r| &r.0);
+        .filter(|r| !seen.contains(&r.row.id) && !r.row.status.is_terminal())
+        .map(|r| &r.row.id);
     for id in orphans {
         report.drifts.push(Drift {
             kind: "orphaned",
@@ -197,24 +179,24 @@ fn drift_of(
     state: &Billing,
     customer: &str,
     snap: &Snapshot,
-    row: Option<&LocalRow>,
+    stored: Option<&Priced>,
 ) -> Option<Drift> {
-    let Some(row) = row else {
+    let Some(Priced { row, price_id, .. }) = stored else {
         return Some(Drift {
             kind: "missing",
             subject: snap.id.clone(),
             detail: format!("customer {customer}: Stripe says {}", snap.status),
         });
     };
-    let differs = row.1 != snap.status.as_str()
-        || row.2.as_deref() != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
-        || row.3 != snap.current_period_end
-        || (row.4 != 0) != snap.cancel_at_period_end
-        || row.5 != snap.cancel_at;
+    let differs = row.status.as_str() != snap.status.as_str()
+        || price_id.as_deref() != snap.plan_item(&state.catalog).map(|i| i.price_id.as_str())
+        || row.current_period_end != snap.current_period_end
+        || row.cancel_at_period_end != snap.cancel_at_period_end
+        || row.cancel_at != snap.cancel_at;
     differs.then(|| Drift {
         kind: "stale",
         subject: snap.id.clone(),
-        detail: format!("local status {} / Stripe {}", row.1, snap.status),
+        detail: format!("local status {} / Stripe {}", row.status, snap.status),
     })
 }
 
@@ -250,15 +232,7 @@ async fn check_customers(
     repair: bool,
     report: &mut Report,
 ) -> Result<(), AppError> {
-    let emails: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
-        "SELECT c.stripe_customer_id, u.email FROM billing_customers c \
-         JOIN users u ON u.id = c.user_id \
-         WHERE c.deleted = 0 AND c.stripe_customer_id IS NOT NULL",
-    )
-    .fetch_all(&state.db.pool)
-    .await?
-    .into_iter()
-    .collect();
+    let emails = customers::addresses(&state.db).await?;
     let mut drifted = Vec::new();
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut after: Option<String> = None;

@@ -13,6 +13,7 @@
 //! `/dev/mailbox`. Addresses are parsed by lettre, which refuses header injection; user-provided
 //! text is escaped by the HTML templates.
 
+pub mod outbox;
 pub mod tokens;
 
 use std::time::Duration;
@@ -27,7 +28,7 @@ use sqlx::{Any, AnyConnection};
 
 use std::sync::Arc;
 
-use crate::{base::Base, db, ids::new_id};
+use crate::{base::Base, db};
 
 /// What the email capability shares: the base, how mail leaves, and the worker's wake-up.
 ///
@@ -181,10 +182,63 @@ impl Transport {
     }
 }
 
+/// What a message is: its templates, `templates/email/<kind>.{txt,html}`, and the outbox `kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The address-verification link.
+    Verify,
+    /// The password-reset link.
+    Reset,
+    /// The sign-in link and code.
+    Magic,
+    /// Privacy mode: someone tried to register an address that has an account.
+    SignupAttempt,
+    /// The password was changed.
+    PasswordChanged,
+    /// The link that confirms a new address (to the new address).
+    EmailChange,
+    /// An address change was asked for (to the old address).
+    EmailChangeNotice,
+    /// A trial ends in three days (from Stripe's event).
+    TrialWillEnd,
+    /// A payment failed (from Stripe's event).
+    PaymentFailed,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 9] = [
+        Kind::Verify,
+        Kind::Reset,
+        Kind::Magic,
+        Kind::SignupAttempt,
+        Kind::PasswordChanged,
+        Kind::EmailChange,
+        Kind::EmailChangeNotice,
+        Kind::TrialWillEnd,
+        Kind::PaymentFailed,
+    ];
+
+    /// The template name and outbox `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Verify => "verify",
+            Kind::Reset => "reset",
+            Kind::Magic => "magic",
+            Kind::SignupAttempt => "signup_attempt",
+            Kind::PasswordChanged => "password_changed",
+            Kind::EmailChange => "email_change",
+            Kind::EmailChangeNotice => "email_change_notice",
+            Kind::TrialWillEnd => "trial_will_end",
+            Kind::PaymentFailed => "payment_failed",
+        }
+    }
+}
+
 /// A message to queue.
 pub struct Outgoing<'a> {
-    /// Template name under `templates/email/` and the outbox `kind`.
-    pub kind: &'a str,
+    /// What it is.
+    pub kind: Kind,
     /// Recipient address.
     pub to: &'a str,
     /// Template context (product name and base URL are added).
@@ -207,29 +261,22 @@ pub async fn enqueue(
     let render = |ext: &str| {
         state
             .templates
-            .get_template(&format!("email/{}.{ext}", msg.kind))
+            .get_template(&format!("email/{}.{ext}", msg.kind.as_str()))
             .and_then(|t| t.render(&ctx))
-            .map_err(|e| anyhow::anyhow!("email template {}: {e}", msg.kind))
+            .map_err(|e| anyhow::anyhow!("email template {}: {e}", msg.kind.as_str()))
     };
     let (text, html) = (render("txt")?, render("html")?);
     // The first line of the text template is the subject.
     let (subject, text) = text.split_once('\n').unwrap_or((&text, ""));
-    let now = db::now();
-    sqlx::query(
-        "INSERT INTO outbox (id, kind, recipient, subject, text_body, html_body, dedupe_key, status, \
-         attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8) \
-         ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .bind(new_id("msg"))
-    .bind(msg.kind)
-    .bind(msg.to)
-    .bind(subject.trim().trim_start_matches("Subject:").trim())
-    .bind(text.trim_start())
-    .bind(html)
-    .bind(msg.dedupe_key)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let queued = outbox::NewMessage {
+        kind: msg.kind,
+        to: msg.to,
+        subject: subject.trim().trim_start_matches("Subject:").trim(),
+        text: text.trim_start(),
+        html: &html,
+        dedupe_key: msg.dedupe_key,
+    };
+    outbox::insert(conn, queued, db::now()).await?;
     Ok(())
 }
 
@@ -244,30 +291,7 @@ pub async fn commit_and_wake(
     Ok(())
 }
 
-type Claimed = (String, String, String, String, String, i64);
-
-/// Claims due messages under a lease.
-async fn claim(state: &Mail, limit: i64) -> sqlx::Result<Vec<Claimed>> {
-    let now = db::now();
-    let skip_locked = match state.db.engine {
-        db::Engine::Postgres => "FOR UPDATE SKIP LOCKED",
-        db::Engine::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE outbox SET locked_until = $1, attempts = attempts + 1 WHERE id IN ( \
-           SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $2 \
-           AND (locked_until IS NULL OR locked_until < $2) ORDER BY created_at LIMIT $3 {skip_locked}) \
-         RETURNING id, recipient, subject, text_body, html_body, attempts"
-    );
-    sqlx::query_as::<Any, Claimed>(sqlx::AssertSqlSafe(sql))
-        .bind(now + LEASE_SECS)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&state.db.pool)
-        .await
-}
-
-async fn deliver(state: &Mail, transport: &Transport, m: &Claimed) -> anyhow::Result<()> {
+async fn deliver(state: &Mail, transport: &Transport, m: &outbox::Claimed) -> anyhow::Result<()> {
     let Transport::Smtp(smtp) = transport else {
         return Ok(());
     };
@@ -276,48 +300,36 @@ async fn deliver(state: &Mail, transport: &Transport, m: &Claimed) -> anyhow::Re
         .mail_from
         .parse()
         .context("TOLLGATE_MAIL_FROM is not an address")?;
-    let to: Mailbox = m.1.parse().context("recipient is not an address")?;
+    let to: Mailbox = m.recipient.parse().context("recipient is not an address")?;
     let message = Message::builder()
         .from(from)
         .to(to)
-        .subject(m.2.clone())
-        .multipart(MultiPart::alternative_plain_html(m.3.clone(), m.4.clone()))?;
+        .subject(m.subject.clone())
+        .multipart(MultiPart::alternative_plain_html(
+            m.text_body.clone(),
+            m.html_body.clone(),
+        ))?;
     smtp.send(message).await?;
     Ok(())
 }
 
 /// Sends what is due once; returns how many messages were handled.
 pub async fn send_due(state: &Mail, transport: &Transport) -> sqlx::Result<usize> {
-    let batch = claim(state, CLAIM_BATCH).await?;
+    let now = db::now();
+    let batch = outbox::claim(&state.db, now, now + LEASE_SECS, CLAIM_BATCH).await?;
     for m in &batch {
         match deliver(state, transport, m).await {
             Ok(()) => {
-                sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1, locked_until = NULL WHERE id = $2")
-                    .bind(db::now())
-                    .bind(&m.0)
-                    .execute(&state.db.pool)
-                    .await?;
-                tracing::info!(message = %m.0, to = %crate::telemetry::mask_address(&m.1), "email sent");
+                outbox::mark_sent(&state.db, &m.id, db::now()).await?;
+                tracing::info!(message = %m.id, to = %crate::telemetry::mask_address(&m.recipient), "email sent");
             }
             Err(e) => {
-                let attempts = m.5;
-                let status = if attempts >= MAX_ATTEMPTS {
-                    "failed"
-                } else {
-                    "pending"
-                };
+                let attempts = m.attempts;
                 let wait = 2i64.saturating_pow(attempts.min(12) as u32).min(3_600);
-                tracing::warn!(message = %m.0, attempts, error = %e, "email not sent; will retry");
-                sqlx::query(
-                    "UPDATE outbox SET status = $1, next_attempt_at = $2, locked_until = NULL, last_error = $3 \
-                     WHERE id = $4",
-                )
-                .bind(status)
-                .bind(db::now() + wait)
-                .bind(e.to_string().chars().take(500).collect::<String>())
-                .bind(&m.0)
-                .execute(&state.db.pool)
-                .await?;
+                tracing::warn!(message = %m.id, attempts, error = %e, "email not sent; will retry");
+                let give_up = attempts >= MAX_ATTEMPTS;
+                outbox::mark_unsent(&state.db, &m.id, give_up, db::now() + wait, &e.to_string())
+                    .await?;
             }
         }
     }
@@ -338,3 +350,30 @@ pub async fn worker(state: Mail, transport: Transport) {
 
 // A claimed batch must be sent (or given up) before its lease ends.
 const _: () = assert!(CLAIM_BATCH * (SMTP_TIMEOUT_SECS as i64) < LEASE_SECS);
+
+#[cfg(test)]
+mod tests {
+    use super::{Kind, TEMPLATES};
+
+    #[test]
+    fn every_kind_has_its_two_templates_and_every_template_a_kind() {
+        let names: Vec<&str> = TEMPLATES.iter().map(|(name, _)| *name).collect();
+        let mut expected: Vec<String> = Kind::ALL
+            .iter()
+            .flat_map(|k| ["txt", "html"].map(|ext| format!("email/{}.{ext}", k.as_str())))
+            .collect();
+        let mut found: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        expected.sort();
+        found.sort();
+        assert_eq!(found, expected);
+        // The layout the messages extend is compiled in with the page templates.
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/email"))
+                .expect("templates/email")
+                .map(|e| format!("email/{}", e.expect("entry").file_name().to_string_lossy()))
+                .filter(|name| name != "email/layout.html")
+                .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, found, "a template on disk is not compiled in");
+    }
+}

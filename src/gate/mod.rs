@@ -16,8 +16,6 @@ pub mod member;
 use crate::clock::{date, rfc3339};
 use std::sync::Arc;
 
-use sqlx::{Row as _, any::AnyRow};
-
 use axum::{Extension, Json, Router, extract::FromRef, routing::get};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -32,7 +30,11 @@ use crate::{
     auth::Auth,
     auth::users::User,
     billing::Billing,
-    billing::{catalog::Catalog, status::Status, subscriptions::Row},
+    billing::{
+        catalog::Catalog,
+        status::Status,
+        subscriptions::{self, Row},
+    },
     error::AppError,
 };
 
@@ -82,58 +84,12 @@ pub struct Member {
     pub subscriptions: Vec<Row>,
 }
 
-/// One row of the member query: the user's columns, and one subscription's (all `NULL` when the
-/// user has none).
-struct MemberRow {
-    user: User,
-    subscription: Option<JoinedSubscription>,
-}
-
-/// A subscription's columns in the member query.
-struct JoinedSubscription {
-    row: Row,
-    price_id: Option<String>,
-    product_id: Option<String>,
-}
-
-impl<'r> sqlx::FromRow<'r, AnyRow> for MemberRow {
-    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
-        let subscription = match row.try_get::<Option<String>, _>("sub_id")? {
-            None => None,
-            Some(_) => Some(JoinedSubscription {
-                row: Row::read(row, "sub_")?,
-                price_id: row.try_get("sub_price_id")?,
-                product_id: row.try_get("sub_product_id")?,
-            }),
-        };
-        Ok(Self {
-            user: User::from_row(row)?,
-            subscription,
-        })
-    }
-}
-
 async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, AppError> {
-    let rows: Vec<MemberRow> = sqlx::query_as(
-        "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
-                s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
-                s.current_period_end AS sub_current_period_end, \
-                s.cancel_at_period_end AS sub_cancel_at_period_end, \
-                s.cancel_at AS sub_cancel_at, s.trial_end AS sub_trial_end, \
-                s.past_due_since AS sub_past_due_since, s.price_id AS sub_price_id, \
-                s.product_id AS sub_product_id \
-         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
-         ORDER BY s.created_at",
-    )
-    .bind(user_id)
-    .fetch_all(&state.db.pool)
-    .await?;
-    let Some(user) = rows.first().map(|r| r.user.clone()) else {
+    let Some((user, rows)) = subscriptions::member(&state.db, user_id).await? else {
         return Ok(None);
     };
     let subscriptions = rows
         .into_iter()
-        .filter_map(|r| r.subscription)
         .map(|s| {
             // The plan follows the price (or its product) by this instance's catalog, not the
             // plan stored when the state was applied, so a catalog change takes effect at once

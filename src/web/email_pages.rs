@@ -10,7 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use minijinja::context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{
@@ -22,6 +22,7 @@ use super::{
 use crate::{
     auth::{self, device::DeviceCookie, email_flows, rate_limit::ClientIp},
     config::Mode,
+    email::outbox::{self, MailboxMessage},
     error::AppError,
     state::AppState,
 };
@@ -408,32 +409,11 @@ fn mailbox_enabled(state: &AppState) -> bool {
         && !state.https()
 }
 
-#[derive(Serialize)]
-struct MailboxMessage {
-    to: String,
-    subject: String,
-    text: String,
-    html: String,
-    status: String,
-}
+/// How many messages the development mailbox lists.
+const MAILBOX_SIZE: i64 = 100;
 
 async fn mailbox_messages(state: &AppState) -> Result<Vec<MailboxMessage>, AppError> {
-    let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
-        "SELECT recipient, subject, text_body, html_body, status FROM outbox \
-         ORDER BY created_at DESC, id DESC LIMIT 100",
-    )
-    .fetch_all(&state.db.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(to, subject, text, html, status)| MailboxMessage {
-            to,
-            subject,
-            text,
-            html,
-            status,
-        })
-        .collect())
+    Ok(outbox::latest(&state.db, MAILBOX_SIZE).await?)
 }
 
 async fn show_mailbox(

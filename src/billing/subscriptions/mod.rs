@@ -16,27 +16,8 @@ use sqlx::{Any, Row as _, Transaction, any::AnyRow};
 
 pub use snapshot::{Item, Snapshot, id_of};
 
-use super::status::Status;
-use crate::{base::Base, billing::catalog::Catalog, db};
-
-/// How many of the latest verified events bound the clocks' difference (see [`clock_lead`]).
-const CLOCK_SAMPLES: i64 = 64;
-
-/// How far tollgate's clock runs ahead of Stripe's, at most (negative when it runs behind), from
-/// the latest verified events: Stripe stamps `created` by its clock before it sends an event and
-/// tollgate stamps `received_at` by its own after, so `received_at − created` is the lead plus
-/// the delivery time, and the least over recent events, plus one second for both stamps'
-/// truncation to seconds, is an upper bound of the lead. `None` before any event has arrived.
-pub async fn clock_lead(db: &db::Db) -> sqlx::Result<Option<i64>> {
-    let row: (Option<i64>,) = sqlx::query_as(
-        "SELECT MIN(received_at - created) FROM \
-           (SELECT received_at, created FROM stripe_events ORDER BY received_at DESC LIMIT $1) recent",
-    )
-    .bind(CLOCK_SAMPLES)
-    .fetch_one(&db.pool)
-    .await?;
-    Ok(row.0.map(|lead| lead + 1))
-}
+use super::{event_log, status::Status};
+use crate::{auth::users::User, base::Base, billing::catalog::Catalog, db};
 
 /// What states fetched from Stripe are stamped from, read *before* the request is sent: the rows'
 /// stamps then, and the moment of asking by Stripe's clock. Read after, an event landing during
@@ -46,7 +27,7 @@ pub async fn clock_lead(db: &db::Db) -> sqlx::Result<Option<i64>> {
 /// the skew between tollgate's clock and Stripe's. It is stamped with the row's stamp before the
 /// fetch (applied with `>=`, so it wins over it) or, when later, the moment of asking by Stripe's
 /// clock as far as tollgate can know it: its own clock less the bound of its lead from
-/// [`clock_lead`]. While the clocks' difference holds that is never later than Stripe's clock
+/// [`event_log::clock_lead`]. While the clocks' difference holds that is never later than Stripe's clock
 /// stood when it answered. Should it be later (tollgate's clock was stepped, or instances' clocks
 /// differ), [`apply`] settles every event that loses to such a stamp by fetching again, so no
 /// event is ever dropped for it. Stamped too early, an event created before the fetch but
@@ -79,7 +60,7 @@ impl BeforeFetch {
         let rows: Vec<(String, i64)> = sqlx::query_as(sql).bind(value).fetch_all(&db.pool).await?;
         // Before any event has arrived, tollgate's own clock: a stamp that turns out ahead of
         // Stripe's is harmless (see above).
-        let by_stripe_clock = clock_lead(db)
+        let by_stripe_clock = event_log::clock_lead(db)
             .await?
             .map_or(asked_at, |lead| asked_at - lead);
         Ok(Self {
@@ -437,4 +418,85 @@ pub async fn for_user(db: &db::Db, user_id: &str) -> sqlx::Result<Vec<Row>> {
     .bind(user_id)
     .fetch_all(&db.pool)
     .await
+}
+
+/// A stored subscription and the price (and its product) it was applied with.
+pub struct Priced {
+    /// The row.
+    pub row: Row,
+    /// The plan's price.
+    pub price_id: Option<String>,
+    /// The price's product.
+    pub product_id: Option<String>,
+}
+
+impl Priced {
+    fn read(row: &AnyRow, prefix: &str) -> sqlx::Result<Self> {
+        Ok(Self {
+            row: Row::read(row, prefix)?,
+            price_id: row.try_get(format!("{prefix}price_id").as_str())?,
+            product_id: row.try_get(format!("{prefix}product_id").as_str())?,
+        })
+    }
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for Priced {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        Self::read(row, "")
+    }
+}
+
+/// The subscriptions of a customer, with their prices.
+pub async fn of_customer(db: &db::Db, customer: &str) -> sqlx::Result<Vec<Priced>> {
+    sqlx::query_as(
+        "SELECT id, status, plan_id, current_period_end, cancel_at_period_end, cancel_at, \
+         trial_end, past_due_since, price_id, product_id FROM subscriptions WHERE customer_id = $1",
+    )
+    .bind(customer)
+    .fetch_all(&db.pool)
+    .await
+}
+
+/// One row of the member query: the user's columns, and one subscription's (all `NULL` when the
+/// user has none).
+struct MemberRow {
+    user: User,
+    subscription: Option<Priced>,
+}
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for MemberRow {
+    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
+        let subscription = match row.try_get::<Option<String>, _>("sub_id")? {
+            None => None,
+            Some(_) => Some(Priced::read(row, "sub_")?),
+        };
+        Ok(Self {
+            user: User::from_row(row)?,
+            subscription,
+        })
+    }
+}
+
+/// A user and their subscriptions (oldest first), read in one statement; `None` when the user
+/// does not exist.
+pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<(User, Vec<Priced>)>> {
+    let rows: Vec<MemberRow> = sqlx::query_as(
+        "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
+                s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
+                s.current_period_end AS sub_current_period_end, \
+                s.cancel_at_period_end AS sub_cancel_at_period_end, \
+                s.cancel_at AS sub_cancel_at, s.trial_end AS sub_trial_end, \
+                s.past_due_since AS sub_past_due_since, s.price_id AS sub_price_id, \
+                s.product_id AS sub_product_id \
+         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
+         ORDER BY s.created_at",
+    )
+    .bind(user_id)
+    .fetch_all(&db.pool)
+    .await?;
+    let Some(user) = rows.first().map(|r| r.user.clone()) else {
+        return Ok(None);
+    };
+    let subscriptions = rows.into_iter().filter_map(|r| r.subscription).collect();
+    Ok(Some((user, subscriptions)))
 }

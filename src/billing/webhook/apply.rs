@@ -11,9 +11,10 @@ use crate::{
     billing::{
         Billing,
         checkout::{self, AttemptState},
-        closing, customers,
+        customers,
         subscriptions::{self, Applied, Item, Snapshot, id_of},
     },
+    email,
     error::AppError,
 };
 
@@ -62,7 +63,7 @@ async fn subscription_changed(
     };
     let Some(user) = user else {
         // A deleted account is never charged: what still appears for it is canceled.
-        if !snap.status.is_terminal() && closing::of_deleted_account(tx, &snap.customer).await? {
+        if !snap.status.is_terminal() && customers::of_deleted_account(tx, &snap.customer).await? {
             *follow = Some(FollowUp::CancelOrphan(snap.id));
         }
         return Ok(Outcome::Orphan);
@@ -174,20 +175,20 @@ async fn notify(
                 .map_or("your".to_owned(), |p| p.name.clone());
             let trial_end = trial_end.map(crate::clock::date).unwrap_or_default();
             (
-                "trial_will_end",
+                email::Kind::TrialWillEnd,
                 minijinja::context! { plan_name => plan, trial_end },
             )
         }
-        _ => ("payment_failed", minijinja::context! {}),
+        _ => (email::Kind::PaymentFailed, minijinja::context! {}),
     };
-    crate::email::enqueue(
+    email::enqueue(
         state,
         tx,
-        crate::email::Outgoing {
+        email::Outgoing {
             kind,
             to: &user.email,
             context,
-            dedupe_key: Some(format!("{kind}:{}", event.id)),
+            dedupe_key: Some(format!("{}:{}", kind.as_str(), event.id)),
         },
     )
     .await?;

@@ -118,9 +118,6 @@ async fn follow_up(state: &Billing, event: &str, work: FollowUp) -> Result<(), A
     tracing::warn!(error = %e, event, "follow-up Stripe call failed after a webhook; asking Stripe to redeliver");
     // Only the event row was written for these (a tie lost to the row; an orphan is not
     // applied): dropping it lets the redelivery be processed afresh, not count as a duplicate.
-    sqlx::query("DELETE FROM stripe_events WHERE id = $1")
-        .bind(event)
-        .execute(&state.db.pool)
-        .await?;
+    crate::billing::event_log::forget(&state.db, event).await?;
     Err(AppError::PaymentProviderUnavailable)
 }

@@ -6,7 +6,10 @@ use super::{
     apply::apply,
     event::{Event, Outcome},
 };
-use crate::{billing::Billing, error::AppError};
+use crate::{
+    billing::{Billing, event_log},
+    error::AppError,
+};
 
 /// Stores and applies one event inside `tx`.
 pub(super) async fn record(
@@ -18,21 +21,15 @@ pub(super) async fn record(
     // The event id is the key: a duplicate (or a concurrent delivery to another instance) stops
     // here. The same statement finds the customer's user, and records the outcome as `applied`
     // (corrected below, in the same transaction, when it is something else).
-    let inserted: Option<(Option<String>,)> = sqlx::query_as(
-        "INSERT INTO stripe_events (id, type, created, customer_id, outcome, received_at) \
-         VALUES ($1, $2, $3, $4, 'applied', $5) ON CONFLICT (id) DO NOTHING \
-         RETURNING (SELECT user_id FROM billing_customers \
-                    WHERE stripe_customer_id = $4 AND deleted = 0)",
-    )
-    .bind(&event.id)
-    .bind(event.kind.as_str())
-    .bind(event.created)
-    .bind(&customer)
-    // Tollgate's clock, as the moments of asking Stripe are (see `subscriptions::clock_lead`).
-    .bind(state.clock.now())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((user,)) = inserted else {
+    let stored = event_log::Stored {
+        id: &event.id,
+        kind: event.kind.as_str(),
+        created: event.created,
+        customer: customer.as_deref(),
+        received_at: state.clock.now(),
+    };
+    let inserted = event_log::insert(tx, &stored).await?;
+    let Some(user) = inserted else {
         return Ok(Recorded {
             event: event.id.clone(),
             outcome: Outcome::Duplicate,
@@ -58,11 +55,7 @@ pub(super) async fn record(
         .await?
     };
     if outcome != Outcome::Applied {
-        sqlx::query("UPDATE stripe_events SET outcome = $1 WHERE id = $2")
-            .bind(outcome.as_str())
-            .bind(&event.id)
-            .execute(&mut **tx)
-            .await?;
+        event_log::set_outcome(tx, &event.id, outcome.as_str()).await?;
     }
     Ok(Recorded {
         event: event.id.clone(),

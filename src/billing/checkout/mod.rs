@@ -11,9 +11,9 @@
 //! another choice is expired first, so two sessions can never both complete; a trial is granted
 //! only when the user has never had a subscription.
 
-use std::collections::HashMap;
+pub mod attempts;
 
-use sqlx::AnyConnection;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use stripe::StripeRequest as _;
@@ -34,54 +34,11 @@ use crate::{
         },
         subscriptions::{self, Applied, Snapshot, Source},
     },
-    db,
     error::AppError,
-    ids::new_id,
 };
 
-/// The states of a Checkout attempt (`checkout_attempts.status`): `creating` until Stripe answers,
-/// `open` with its session, then `complete`, `expired`, or `failed` (its process died while
-/// creating).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptState {
-    /// The session is being created.
-    Creating,
-    /// The session exists and can be paid.
-    Open,
-    /// Paid.
-    Complete,
-    /// Expired (by Stripe, or by tollgate before a new attempt).
-    Expired,
-    /// Never created.
-    Failed,
-}
-
-impl AttemptState {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Creating => "creating",
-            Self::Open => "open",
-            Self::Complete => "complete",
-            Self::Expired => "expired",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// Marks the attempt of Checkout session `session` as `state` (Stripe said so).
-pub async fn mark_session(
-    conn: &mut AnyConnection,
-    session: &str,
-    state: AttemptState,
-) -> sqlx::Result<()> {
-    sqlx::query("UPDATE checkout_attempts SET status = $1 WHERE stripe_session_id = $2")
-        .bind(state.as_str())
-        .bind(session)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
+use attempts::Attempt;
+pub use attempts::{AttemptState, mark_session};
 
 /// The answer of `POST /api/billing/checkout` and `/portal`.
 #[derive(Debug, Serialize)]
@@ -143,10 +100,7 @@ async fn checkout(
     let session = match created {
         Ok(Some(s)) => s,
         failed => {
-            sqlx::query("DELETE FROM checkout_attempts WHERE id = $1")
-                .bind(&attempt)
-                .execute(&state.db.pool)
-                .await?;
+            attempts::remove(&state.db, &attempt).await?;
             return Err(failed.err().unwrap_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("a new customer is missing in Stripe"))
             }));
@@ -156,16 +110,13 @@ async fn checkout(
         .url
         .clone()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("Checkout Session without a URL")))?;
-    sqlx::query(
-        "UPDATE checkout_attempts SET stripe_session_id = $1, url = $2, status = $3, \
-         expires_at = $4 WHERE id = $5",
+    attempts::opened(
+        &state.db,
+        &attempt,
+        session.id.as_str(),
+        &url,
+        session.expires_at,
     )
-    .bind(session.id.as_str())
-    .bind(&url)
-    .bind(AttemptState::Open.as_str())
-    .bind(session.expires_at)
-    .bind(&attempt)
-    .execute(&state.db.pool)
     .await?;
     tracing::info!(user = %user.id, plan = %plan.id, %interval, "checkout session created");
     Ok(RedirectUrl { url })
@@ -194,24 +145,7 @@ async fn claim_attempt(
     plan_id: &str,
     interval: Interval,
 ) -> Result<Option<String>, AppError> {
-    let attempt = new_id("chk");
-    let claimed = sqlx::query(
-        "INSERT INTO checkout_attempts (id, user_id, plan_id, price_interval, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&attempt)
-    .bind(&user.id)
-    .bind(plan_id)
-    .bind(interval.as_str())
-    .bind(AttemptState::Creating.as_str())
-    .bind(db::now())
-    .execute(&state.db.pool)
-    .await;
-    match claimed {
-        Ok(_) => Ok(Some(attempt)),
-        Err(e) if db::is_unique_violation(&e) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(attempts::claim(&state.db, &user.id, plan_id, interval.as_str()).await?)
 }
 
 /// Creates the Checkout Session of one attempt (`key`); `None` when Stripe does not know `customer`.
@@ -288,23 +222,9 @@ async fn refuse_if_completed(
         return Ok(());
     };
     sync_subscription(state, &subscription, None).await?;
-    sqlx::query("UPDATE checkout_attempts SET status = 'complete' WHERE id = $1")
-        .bind(attempt)
-        .execute(&state.db.pool)
-        .await?;
+    attempts::set_state(&state.db, attempt, AttemptState::Complete).await?;
     Err(AppError::AlreadySubscribed)
 }
-
-/// A row of `checkout_attempts`: id, status, plan, interval, session id, URL, expiry.
-type LiveAttempt = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
 
 /// Deals with the user's live attempts: returns the URL of an open session for the same choice,
 /// waits (up to 5 s) for one being created concurrently, and expires any other so that two
@@ -316,19 +236,20 @@ async fn settle_live_attempts(
     interval: Interval,
 ) -> Result<Option<String>, AppError> {
     for _ in 0..50 {
-        let live: Vec<LiveAttempt> = sqlx::query_as(
-            "SELECT id, status, plan_id, price_interval, stripe_session_id, url, expires_at \
-                 FROM checkout_attempts WHERE user_id = $1 AND status IN ('creating', 'open')",
-        )
-        .bind(&user.id)
-        .fetch_all(&state.db.pool)
-        .await?;
-        let Some((attempt, status, open_plan, open_interval, session, url, expires)) =
-            live.into_iter().next()
+        let live = attempts::live(&state.db, &user.id).await?;
+        let Some(Attempt {
+            id: attempt,
+            state: status,
+            plan_id: open_plan,
+            interval: open_interval,
+            session,
+            url,
+            expires_at: expires,
+        }) = live.into_iter().next()
         else {
             return Ok(None);
         };
-        if status == "creating" {
+        if status == AttemptState::Creating {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             continue;
         }
@@ -356,18 +277,10 @@ async fn settle_live_attempts(
                 Err(_) => refuse_if_completed(state, &attempt, &session).await?,
             }
         }
-        sqlx::query("UPDATE checkout_attempts SET status = 'expired' WHERE id = $1")
-            .bind(&attempt)
-            .execute(&state.db.pool)
-            .await?;
+        attempts::set_state(&state.db, &attempt, AttemptState::Expired).await?;
     }
     // An attempt stuck in 'creating' for 5 s died with its process: retire it.
-    sqlx::query(
-        "UPDATE checkout_attempts SET status = 'failed' WHERE user_id = $1 AND status = 'creating'",
-    )
-    .bind(&user.id)
-    .execute(&state.db.pool)
-    .await?;
+    attempts::fail_creating(&state.db, &user.id).await?;
     Ok(None)
 }
 
