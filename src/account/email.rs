@@ -15,7 +15,11 @@ use crate::{
     auth::{
         Auth,
         device::DeviceCookie,
-        email_flows::*,
+        email_change::request_email_change,
+        email_flows::{
+            Verifier, check_your_email, forgot_password, request_verification, reset_password,
+            verify_email,
+        },
         rate_limit::{self, ClientIp},
         sign_in,
         users::{self, Email, User},

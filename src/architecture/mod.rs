@@ -5,7 +5,8 @@
 //! - no two modules, at any depth, import each other, directly or round a cycle;
 //! - the README's "Architecture" picture names the same modules in the same order.
 //!
-//! [`tables`] checks that each table has one owner.
+//! [`tables`] checks that each table has one owner, and [`no_source_file_is_over_500_lines`] that
+//! files stay small enough to read.
 
 mod tables;
 
@@ -455,4 +456,35 @@ fn the_parser_resolves_groups_super_paths_and_skips_tests() {
     .map(String::from)
     .into();
     assert_eq!(found, expected);
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable directory") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            found.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn no_source_file_is_over_500_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut long: Vec<String> = ["src", "tests", "bench", "examples"]
+        .iter()
+        .filter(|d| root.join(d).is_dir())
+        .flat_map(|d| rust_files(&root.join(d)))
+        .filter_map(|path| {
+            let lines = std::fs::read_to_string(&path).ok()?.lines().count();
+            let name = path.strip_prefix(root).ok()?.display().to_string();
+            (lines > 500).then(|| format!("{name}: {lines} lines"))
+        })
+        .collect();
+    long.sort();
+    assert!(long.is_empty(), "split these files:\n{}", long.join("\n"));
 }

@@ -1,5 +1,5 @@
-//! Each table has one owner: the module whose queries read and write it. Other modules call the
-//! owner's functions. The one exception is a read of another module's table inside a single
+//! Each table has one owner: the module (with its submodules) whose queries read and write it.
+//! Other modules call the owner's functions. The one exception is a read of another module's table inside a single
 //! statement (a join, or a guard that must hold in the same statement); each is listed in
 //! [`JOINED`] with its reason. Writes (`INSERT INTO`, `UPDATE`, `DELETE FROM`) have no exception.
 
@@ -109,10 +109,12 @@ fn breaches(module: &ModulePath, code: &str, known: &BTreeSet<String>) -> Vec<St
     let mut found = Vec::new();
     for Use { table, writes } in uses(code, known) {
         let owner = OWNERS.iter().find(|(t, _)| *t == table).map(|(_, o)| *o);
-        if owner.is_some_and(|o| path_of(o) == *module) {
+        if owner.is_some_and(|o| module.starts_with(&path_of(o))) {
             continue;
         }
-        let joined = JOINED.iter().any(|(m, t, _)| *m == name && *t == table);
+        let joined = JOINED
+            .iter()
+            .any(|(m, t, _)| module.starts_with(&path_of(m)) && *t == table);
         if writes || !joined {
             let verb = if writes { "writes" } else { "reads" };
             let owner = owner.unwrap_or("no one");

@@ -1,5 +1,6 @@
-//! Email flows: verification, password reset, magic-link sign-in (link or one-time code), email
-//! change, and registration in privacy mode.
+//! Email flows: verification, password reset, magic-link sign-in (link or one-time code; its
+//! consuming side is in `magic.rs`), and registration in privacy mode. The email change is in
+//! `email_change.rs`.
 //!
 //! Request routes (forgot password, magic link) answer the same `202 check_your_email` whether or
 //! not the address has an account, and do the work after answering, so neither the body nor the
@@ -29,7 +30,6 @@ use crate::{
         tokens::{self, Purpose},
     },
     error::{AppError, Result},
-    telemetry,
 };
 
 /// The one answer of every request route.
@@ -366,80 +366,6 @@ pub async fn reset_password(
     email::commit_and_wake(state, tx).await?;
     state.cache.forget_user(&user.id);
     tracing::info!(user = %user.id, "password reset");
-    Ok(())
-}
-
-/// Starts an email change: checks the password, sends a link to the new address and a notice to
-/// the old one.
-pub async fn request_email_change(
-    state: &Auth,
-    ip: ClientIp,
-    current: SignedIn<'_>,
-    current_password: &str,
-    new_email: &str,
-) -> Result<()> {
-    // The password first, on the user's password bucket (as a password change and a deletion),
-    // so a wrong one from a stolen session never spends either address's mail quota.
-    rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
-    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
-    super::confirm_password(state, current.user, current_password).await?;
-    let new = Email::parse(new_email)?;
-    // Both addresses receive mail: the new one's limit stops bombing it from many accounts.
-    rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &new.normalised).await?;
-    rate_limit::hit(
-        state,
-        rate_limit::EMAIL_PER_ADDRESS,
-        &Email::normalise_lenient(&current.user.email),
-    )
-    .await?;
-    let taken = users::find_by_email(&state.db, &new.normalised)
-        .await?
-        .is_some();
-    // Outside privacy mode a taken address is refused; in privacy mode it is answered, and the
-    // current address told, exactly as a free one is, but no link is made (it could not be used).
-    if taken && !state.config.registration_privacy {
-        return Err(AppError::EmailTaken);
-    }
-    let mut tx = state.db.begin().await?;
-    // A request that began before a reset or another revocation changes nothing.
-    if !session_store::hold_epoch(&mut tx, &current.user.id, current.session_epoch).await? {
-        return Err(AppError::Unauthenticated);
-    }
-    if !taken {
-        let issued = tokens::issue(
-            &mut tx,
-            &current.user.id,
-            Purpose::EmailChange,
-            &new.normalised,
-            Some(&new.display),
-            state.config.token_ttl_verify_secs,
-            state.clock.now(),
-        )
-        .await?;
-        email::enqueue(
-            state,
-            &mut tx,
-            Outgoing {
-                kind: Kind::EmailChange,
-                to: &new.display,
-                context: minijinja::context! { link => link(state, "confirm-email", &issued.token) },
-                dedupe_key: None,
-            },
-        )
-        .await?;
-    }
-    email::enqueue(
-        state,
-        &mut tx,
-        Outgoing {
-            kind: Kind::EmailChangeNotice,
-            to: &current.user.email,
-            context: minijinja::context! { new_email => telemetry::mask_address(&new.display) },
-            dedupe_key: None,
-        },
-    )
-    .await?;
-    email::commit_and_wake(state, tx).await?;
     Ok(())
 }
 

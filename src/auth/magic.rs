@@ -1,7 +1,7 @@
 //! Magic-link sign-in: a link or a one-time code sent to the address; consuming it proves the
 //! address and signs in.
 
-use super::email_flows::*;
+use super::email_flows::{AccountMail, bound_to, bound_user, mail_if_account, prove_mailbox};
 use super::{
     Auth,
     device::DeviceCookie,

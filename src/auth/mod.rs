@@ -7,6 +7,7 @@
 //! sign-in and privilege change; logout deletes the record server-side.
 
 pub mod device;
+pub mod email_change;
 pub mod email_flows;
 pub mod magic;
 pub mod password;

@@ -1,6 +1,6 @@
 //! Typed settings, read once from the environment (and `.env`).
 //!
-//! Every setting is named once, in the table of `settings.rs`: its variable, default, description,
+//! Every setting is named once, in the table of `settings/table.rs`: its variable, default, description,
 //! parser and how `check-config` shows it. The README's Settings table is generated from it (a
 //! test keeps them equal). A bad value is a [`ConfigError`] naming the setting; `main` turns it
 //! into exit code 2. Secrets are wrapped in [`Secret`] so that `Debug` and `check-config` never

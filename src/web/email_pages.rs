@@ -388,7 +388,7 @@ async fn submit_email_change(
     CsrfForm(form): CsrfForm<EmailChangeForm>,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account").await?;
-    email_flows::request_email_change(
+    auth::email_change::request_email_change(
         &state,
         ip,
         user.signed_in(),

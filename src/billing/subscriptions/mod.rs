@@ -10,14 +10,16 @@
 //! guessing. A terminal state (`canceled`, `incomplete_expired`) is never left for an older or
 //! equal event.
 
+mod rows;
 mod snapshot;
 
-use sqlx::{Any, Row as _, Transaction, any::AnyRow};
+use sqlx::{Any, Transaction};
 
+pub use rows::{Priced, Row, for_user, member, of_customer};
 pub use snapshot::{Item, Snapshot, id_of};
 
 use super::{event_log, status::Status};
-use crate::{auth::users::User, base::Base, billing::catalog::Catalog, db};
+use crate::{base::Base, billing::catalog::Catalog, db};
 
 /// What states fetched from Stripe are stamped from, read *before* the request is sent: the rows'
 /// stamps then, and the moment of asking by Stripe's clock. Read after, an event landing during
@@ -362,141 +364,4 @@ pub async fn mark_payment_failed(
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected())
-}
-
-/// A row of the table, as access decisions and pages need it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// `sub_…`.
-    pub id: String,
-    /// Stripe status.
-    pub status: Status,
-    /// Catalog plan, when the price maps to one.
-    pub plan_id: Option<String>,
-    /// End of the current period.
-    pub current_period_end: Option<i64>,
-    /// 0 or 1.
-    pub cancel_at_period_end: bool,
-    /// Scheduled cancellation.
-    pub cancel_at: Option<i64>,
-    /// Trial end.
-    pub trial_end: Option<i64>,
-    /// Start of the current past-due episode.
-    pub past_due_since: Option<i64>,
-}
-
-impl Row {
-    /// Reads a row's columns named `{prefix}id`, `{prefix}status`, … (a join prefixes them).
-    pub fn read(row: &AnyRow, prefix: &str) -> sqlx::Result<Self> {
-        let column = |name: &str| format!("{prefix}{name}");
-        Ok(Self {
-            id: row.try_get(column("id").as_str())?,
-            status: Status::parse(&row.try_get::<String, _>(column("status").as_str())?),
-            plan_id: row.try_get(column("plan_id").as_str())?,
-            current_period_end: row.try_get(column("current_period_end").as_str())?,
-            cancel_at_period_end: row.try_get::<i64, _>(column("cancel_at_period_end").as_str())?
-                != 0,
-            cancel_at: row.try_get(column("cancel_at").as_str())?,
-            trial_end: row.try_get(column("trial_end").as_str())?,
-            past_due_since: row.try_get(column("past_due_since").as_str())?,
-        })
-    }
-}
-
-impl<'r> sqlx::FromRow<'r, AnyRow> for Row {
-    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
-        Self::read(row, "")
-    }
-}
-
-/// The subscriptions of a user.
-pub async fn for_user(db: &db::Db, user_id: &str) -> sqlx::Result<Vec<Row>> {
-    sqlx::query_as(
-        "SELECT id, status, plan_id, current_period_end, cancel_at_period_end, cancel_at, \
-         trial_end, past_due_since FROM subscriptions WHERE user_id = $1 ORDER BY created_at",
-    )
-    .bind(user_id)
-    .fetch_all(&db.pool)
-    .await
-}
-
-/// A stored subscription and the price (and its product) it was applied with.
-pub struct Priced {
-    /// The row.
-    pub row: Row,
-    /// The plan's price.
-    pub price_id: Option<String>,
-    /// The price's product.
-    pub product_id: Option<String>,
-}
-
-impl Priced {
-    fn read(row: &AnyRow, prefix: &str) -> sqlx::Result<Self> {
-        Ok(Self {
-            row: Row::read(row, prefix)?,
-            price_id: row.try_get(format!("{prefix}price_id").as_str())?,
-            product_id: row.try_get(format!("{prefix}product_id").as_str())?,
-        })
-    }
-}
-
-impl<'r> sqlx::FromRow<'r, AnyRow> for Priced {
-    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
-        Self::read(row, "")
-    }
-}
-
-/// The subscriptions of a customer, with their prices.
-pub async fn of_customer(db: &db::Db, customer: &str) -> sqlx::Result<Vec<Priced>> {
-    sqlx::query_as(
-        "SELECT id, status, plan_id, current_period_end, cancel_at_period_end, cancel_at, \
-         trial_end, past_due_since, price_id, product_id FROM subscriptions WHERE customer_id = $1",
-    )
-    .bind(customer)
-    .fetch_all(&db.pool)
-    .await
-}
-
-/// One row of the member query: the user's columns, and one subscription's (all `NULL` when the
-/// user has none).
-struct MemberRow {
-    user: User,
-    subscription: Option<Priced>,
-}
-
-impl<'r> sqlx::FromRow<'r, AnyRow> for MemberRow {
-    fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
-        let subscription = match row.try_get::<Option<String>, _>("sub_id")? {
-            None => None,
-            Some(_) => Some(Priced::read(row, "sub_")?),
-        };
-        Ok(Self {
-            user: User::from_row(row)?,
-            subscription,
-        })
-    }
-}
-
-/// A user and their subscriptions (oldest first), read in one statement; `None` when the user
-/// does not exist.
-pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<(User, Vec<Priced>)>> {
-    let rows: Vec<MemberRow> = sqlx::query_as(
-        "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
-                s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
-                s.current_period_end AS sub_current_period_end, \
-                s.cancel_at_period_end AS sub_cancel_at_period_end, \
-                s.cancel_at AS sub_cancel_at, s.trial_end AS sub_trial_end, \
-                s.past_due_since AS sub_past_due_since, s.price_id AS sub_price_id, \
-                s.product_id AS sub_product_id \
-         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
-         ORDER BY s.created_at",
-    )
-    .bind(user_id)
-    .fetch_all(&db.pool)
-    .await?;
-    let Some(user) = rows.first().map(|r| r.user.clone()) else {
-        return Ok(None);
-    };
-    let subscriptions = rows.into_iter().filter_map(|r| r.subscription).collect();
-    Ok(Some((user, subscriptions)))
 }

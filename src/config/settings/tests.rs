@@ -1,0 +1,194 @@
+//! The table checked: README rows, secrets masked, every setting read and shown.
+
+use super::*;
+
+/// The table rows of the README's "## Settings" section.
+fn readme_table() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md is readable");
+    readme
+        .lines()
+        .skip_while(|l| *l != "## Settings")
+        .skip_while(|l| !l.starts_with("|---"))
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_readme_lists_exactly_the_settings_table() {
+    let (readme, table) = (readme_table(), readme_rows());
+    if readme != table {
+        let at = readme
+            .iter()
+            .zip(&table)
+            .take_while(|(r, t)| r == t)
+            .count();
+        panic!(
+            "README.md's \"## Settings\" table is out of step with SETTINGS in \
+             src/config/settings/table.rs, from row {} on:\n  README: {}\n  table:  {}\n\
+             Change SETTINGS, or replace the rows under `|---|---|---|` in README.md with:\n{}\n",
+            at + 1,
+            readme.get(at).map_or("(no row)", String::as_str),
+            table.get(at).map_or("(no row)", String::as_str),
+            table.join("\n")
+        );
+    }
+}
+
+#[test]
+fn every_setting_is_named_once() {
+    let mut names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "a setting appears twice in SETTINGS");
+}
+
+#[test]
+fn secret_settings_never_show_their_value() {
+    let samples = [
+        ("DATABASE_URL", "postgres://u:s3cr3t@db/x"),
+        ("STRIPE_SECRET_KEY", "sk_test_s3cr3t"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_s3cr3t"),
+        ("SMTP_URL", "smtp://u:s3cr3t@mail.example"),
+    ];
+    let secret: Vec<&str> = SETTINGS
+        .iter()
+        .filter(|s| s.secret)
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        secret,
+        samples.map(|(name, _)| name),
+        "every secret setting needs a sample value here"
+    );
+    let config = Config::from_lookup(|name| {
+        samples
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    for s in SETTINGS {
+        let shown = (s.show)(&config);
+        assert!(!shown.contains("s3cr3t"), "{} shows {shown}", s.name);
+    }
+}
+
+/// A value other than the default for every setting, valid together.
+const NOT_DEFAULT: &[(&str, &str)] = &[
+    ("TOLLGATE_ENV", "production"),
+    ("TOLLGATE_BIND", "0.0.0.0:8080"),
+    ("TOLLGATE_BASE_URL", "https://auth.example.com"),
+    ("TOLLGATE_ALLOWED_ORIGINS", "https://app.example.com"),
+    ("DATABASE_URL", "postgres://u:p@db/x"),
+    ("TOLLGATE_PLANS", "/etc/tollgate/plans.toml"),
+    ("STRIPE_SECRET_KEY", "sk_test_1"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_1,whsec_2"),
+    ("STRIPE_WEBHOOK_TOLERANCE_SECS", "60"),
+    ("STRIPE_API_BASE", "http://127.0.0.1:12111"),
+    ("TOLLGATE_STRIPE_TEST_CLOCK", "clock_1"),
+    ("SMTP_URL", "smtp://mail.example.com"),
+    ("TOLLGATE_MAIL_FROM", "Acme <hello@example.com>"),
+    ("TOLLGATE_PRODUCT_NAME", "Acme"),
+    ("TOLLGATE_LOG_FORMAT", "json"),
+    ("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8"),
+    ("TOLLGATE_CLIENT_IP_HEADER", "Fly-Client-IP"),
+    ("TOLLGATE_COOKIE_DOMAIN", "example.com"),
+    ("TOLLGATE_FORWARD_URI_HEADER", "X-Original-URI"),
+    ("TOLLGATE_FORWARD_PATH_CASE", "sensitive"),
+    ("TOLLGATE_MAX_CONNECTIONS", "12345"),
+    ("TOLLGATE_HEADER_TIMEOUT_SECS", "5"),
+    ("TOLLGATE_RATE_LIMIT", "off"),
+    ("TOLLGATE_PASSWORD_MIN_LENGTH", "12"),
+    ("TOLLGATE_ARGON2_M_KIB", "65536"),
+    ("TOLLGATE_ARGON2_T", "3"),
+    ("TOLLGATE_ARGON2_P", "2"),
+    ("TOLLGATE_SESSION_IDLE_SECS", "60"),
+    ("TOLLGATE_SESSION_ABSOLUTE_SECS", "120"),
+    ("TOLLGATE_TOKEN_TTL_VERIFY_SECS", "10"),
+    ("TOLLGATE_TOKEN_TTL_RESET_SECS", "20"),
+    ("TOLLGATE_TOKEN_TTL_MAGIC_SECS", "30"),
+    ("TOLLGATE_REGISTRATION_PRIVACY", "true"),
+    ("TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT", "true"),
+    ("TOLLGATE_PAST_DUE_GRACE_SECS", "0"),
+    ("TOLLGATE_STRIPE_RETRY_SECS", "5"),
+];
+
+/// Each setting's `read` fills what its `show` prints: setting it changes its line.
+#[test]
+fn every_setting_reads_what_it_shows() {
+    let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    let sampled: Vec<&str> = NOT_DEFAULT.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        sampled, names,
+        "NOT_DEFAULT needs one value per setting, in table order"
+    );
+    let defaults = Config::from_lookup(|_| None).unwrap();
+    let set = Config::from_lookup(|name| {
+        NOT_DEFAULT
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap();
+    for s in SETTINGS {
+        assert_ne!(
+            (s.show)(&set),
+            (s.show)(&defaults),
+            "{} is not read",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn joined_rows_show_the_differing_words() {
+    assert_eq!(
+        short_name("TOLLGATE_ARGON2_M_KIB", "TOLLGATE_ARGON2_T"),
+        "_T"
+    );
+    assert_eq!(
+        short_name(
+            "TOLLGATE_TOKEN_TTL_VERIFY_SECS",
+            "TOLLGATE_TOKEN_TTL_RESET_SECS"
+        ),
+        "_RESET_SECS"
+    );
+}
+
+/// The rows of the README's Settings table (`| variable | meaning | default |`), in order.
+fn readme_rows() -> Vec<String> {
+    let mut rows: Vec<(String, &str, String)> = Vec::new();
+    for s in SETTINGS {
+        match rows.last_mut() {
+            Some((names, _, defaults)) if s.joins_previous_row => {
+                let first = names
+                    .trim_start_matches('`')
+                    .split('`')
+                    .next()
+                    .unwrap_or("");
+                names.push_str(&format!(" / `{}`", short_name(first, s.name)));
+                defaults.push_str(&format!(" / {}", s.fallback.markdown()));
+            }
+            _ => rows.push((format!("`{}`", s.name), s.about, s.fallback.markdown())),
+        }
+    }
+    rows.into_iter()
+        .map(|(names, about, defaults)| format!("| {names} | {about} | {defaults} |"))
+        .collect()
+}
+
+/// `name` without the words it shares with `first`: `_T` for `TOLLGATE_ARGON2_T` after
+/// `TOLLGATE_ARGON2_M_KIB`.
+fn short_name<'a>(first: &str, name: &'a str) -> &'a str {
+    let common = first
+        .bytes()
+        .zip(name.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let cut = name[..common].rfind('_').unwrap_or(0);
+    &name[cut..]
+}
