@@ -194,20 +194,12 @@ async fn stripe_sim(
     bind: std::net::SocketAddr,
     webhook_url: String,
 ) -> anyhow::Result<()> {
-    use crate::simulated::{configured_webhook_secret, simulator_prices};
-
     if config.mode != crate::config::Mode::Development || !bind.ip().is_loopback() {
         anyhow::bail!("the Stripe simulator only runs in development, on a loopback address");
     }
-    let secret = configured_webhook_secret(&config);
-    let started = crate::sim::start(crate::sim::SimStart {
-        clock: crate::clock::Clock::new(),
-        bind,
-        webhook_url: webhook_url.clone(),
-        secret,
-        prices: simulator_prices(&mut catalog),
-    })
-    .await?;
+    let clock = crate::clock::Clock::new();
+    let started =
+        crate::simulated::launch(&config, &clock, &mut catalog, bind, &webhook_url).await?;
     let (sim, secret) = (started.sim, started.secret);
     println!("Stripe simulator on {}", sim.base_url());
     println!("Start tollgate with:");
@@ -227,7 +219,7 @@ async fn stripe_sim(
     _: std::net::SocketAddr,
     _: String,
 ) -> anyhow::Result<()> {
-    anyhow::bail!(crate::billing::stripe::NO_SIMULATOR)
+    anyhow::bail!(crate::simulated::NO_SIMULATOR)
 }
 
 async fn create_user(config: Config, email: &str) -> anyhow::Result<()> {

@@ -15,12 +15,36 @@ pub type Running = Option<crate::sim::Simulator>;
 #[cfg(not(feature = "sim"))]
 pub type Running = Option<std::convert::Infallible>;
 
-/// The first configured webhook secret, which a simulator signs with (else it makes one).
-pub fn configured_webhook_secret(config: &Config) -> Option<String> {
-    config
-        .stripe_webhook_secrets
-        .first()
-        .map(|s| s.expose().to_owned())
+/// Why development without Stripe keys cannot start in a build without the simulator.
+pub const NO_SIMULATOR: &str = "this build has no Stripe simulator (built without the `sim` feature): set STRIPE_SECRET_KEY, or build with default features";
+
+/// Starts a simulator on `bind`, on `clock`, signing with the first configured webhook secret
+/// (else one it makes), seeded with the catalog's prices; their ids are written into the
+/// catalog. Used by `serve` (in process) and `stripe-sim` (standalone).
+#[cfg(feature = "sim")]
+pub async fn launch(
+    config: &Config,
+    clock: &Clock,
+    catalog: &mut Catalog,
+    bind: std::net::SocketAddr,
+    webhook_url: &str,
+) -> anyhow::Result<crate::sim::Started> {
+    let mut started = crate::sim::start(crate::sim::SimStart {
+        clock: clock.clone(),
+        bind,
+        webhook_url: webhook_url.to_owned(),
+        secret: config
+            .stripe_webhook_secrets
+            .first()
+            .map(|s| s.expose().to_owned()),
+        prices: simulator_prices(catalog),
+    })
+    .await?;
+    let ids = std::mem::take(&mut started.price_ids);
+    for ((_, _, _, price), id) in catalog.prices_mut().zip(ids) {
+        price.stripe_id = id;
+    }
+    Ok(started)
 }
 
 /// Starts the simulator on a free loopback port, on tollgate's clock, with the catalog's prices
@@ -32,17 +56,7 @@ pub async fn start(
     catalog: &mut Catalog,
     webhook_url: &str,
 ) -> anyhow::Result<(StripeApi, Running)> {
-    let started = crate::sim::start(crate::sim::SimStart {
-        clock: clock.clone(),
-        bind: "127.0.0.1:0".parse()?,
-        webhook_url: webhook_url.to_owned(),
-        secret: configured_webhook_secret(config),
-        prices: simulator_prices(catalog),
-    })
-    .await?;
-    for ((_, _, _, price), id) in catalog.prices_mut().zip(started.price_ids) {
-        price.stripe_id = id;
-    }
+    let started = launch(config, clock, catalog, "127.0.0.1:0".parse()?, webhook_url).await?;
     tracing::info!(url = started.sim.base_url(), "Stripe simulator running");
     let webhook_secrets = if config.stripe_webhook_secrets.is_empty() {
         vec![crate::config::Secret::new(started.secret)]
@@ -61,7 +75,7 @@ pub async fn start(
     _: &mut Catalog,
     _: &str,
 ) -> anyhow::Result<(StripeApi, Running)> {
-    anyhow::bail!(crate::billing::stripe::NO_SIMULATOR)
+    anyhow::bail!(NO_SIMULATOR)
 }
 
 #[cfg(feature = "sim")]
@@ -82,4 +96,18 @@ pub fn simulator_prices(catalog: &mut Catalog) -> Vec<crate::sim::SeedPrice> {
                 .unwrap_or_else(|| Catalog::default_lookup_key(id, interval)),
         })
         .collect()
+}
+
+#[cfg(all(test, not(feature = "sim")))]
+mod tests {
+    #[tokio::test]
+    async fn a_build_without_the_simulator_refuses_to_start_one() {
+        let config = crate::config::Config::from_lookup(|_| None).expect("defaults are valid");
+        let mut catalog = crate::billing::catalog::Catalog::demo();
+        let refused = super::start(&config, &crate::clock::Clock::new(), &mut catalog, "x")
+            .await
+            .err()
+            .expect("no simulator in this build");
+        assert_eq!(refused.to_string(), super::NO_SIMULATOR);
+    }
 }

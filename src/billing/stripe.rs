@@ -25,9 +25,6 @@ use crate::{
 /// How long a call to Stripe may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why development without Stripe keys cannot start in a build without the simulator.
-pub const NO_SIMULATOR: &str = "this build has no Stripe simulator (built without the `sim` feature): set STRIPE_SECRET_KEY, or build with default features";
-
 /// The client and, in development without keys, the simulator behind it.
 #[derive(Clone)]
 pub struct StripeApi {
