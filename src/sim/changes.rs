@@ -37,10 +37,7 @@ impl Simulator {
             return Err((s, v));
         }
         let mut next = state.subscriptions[sub_id].object.clone();
-        if matches!(
-            next["status"].as_str(),
-            Some("canceled" | "incomplete_expired")
-        ) {
+        if objects::ended(next["status"].as_str()) {
             return Err(stripe_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -95,10 +92,7 @@ impl Simulator {
             .get(sub_id)
             .ok_or("unknown subscription")?;
         let mut next = sub.object.clone();
-        if matches!(
-            next["status"].as_str(),
-            Some("canceled" | "incomplete_expired")
-        ) {
+        if objects::ended(next["status"].as_str()) {
             return Err("this subscription has ended".into());
         }
         let period_end = next["items"]["data"][0]["current_period_end"].clone();

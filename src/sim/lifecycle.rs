@@ -122,7 +122,7 @@ impl Simulator {
         };
         let object = &sub.object;
         let status = object["status"].as_str().unwrap_or("").to_owned();
-        if matches!(status.as_str(), "canceled" | "incomplete_expired") {
+        if objects::ended(Some(&status)) {
             return false;
         }
         let period_end = object["items"]["data"][0]["current_period_end"]

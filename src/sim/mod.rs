@@ -79,9 +79,7 @@ pub struct Started {
 /// fresh one: never a constant) and creates the given prices.
 pub async fn start(start: SimStart) -> anyhow::Result<Started> {
     let sim = Simulator::start(start.clock, start.bind).await?;
-    let secret = start
-        .secret
-        .unwrap_or_else(|| format!("whsec_{}", new_id("x").split_off(2)));
+    let secret = start.secret.unwrap_or_else(|| new_id("whsec"));
     sim.set_webhook(start.webhook_url, secret.clone());
     let price_ids = start
         .prices

@@ -26,6 +26,11 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{tail}")
 }
 
+/// True for a subscription status that is over for good (`canceled`, `incomplete_expired`).
+pub fn ended(status: Option<&str>) -> bool {
+    matches!(status, Some("canceled" | "incomplete_expired"))
+}
+
 /// Seconds in one billing interval (the simulator uses 30-day months and 365-day years).
 pub fn interval_secs(interval: &str) -> i64 {
     match interval {

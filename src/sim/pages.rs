@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Simulator,
+    Simulator, objects,
     state::{CheckoutState, SimState},
 };
 
@@ -210,7 +210,7 @@ fn subscription_card(state: &SimState, sub: &Value) -> String {
             ""
         }
     );
-    if !matches!(status, "canceled" | "incomplete_expired") {
+    if !objects::ended(Some(status)) {
         let button = |action: &str, label: &str| {
             format!(
                 "<form method=\"post\" style=\"display:inline\"><input type=\"hidden\" name=\"subscription\" value=\"{}\">\

@@ -44,7 +44,7 @@ async fn create_checkout_session(State(sim): State<Simulator>, call: Call) -> Re
             .get("success_url")
             .ok_or_else(|| bad_param("success_url"))?;
         let cancel_url = f.get("cancel_url").cloned().unwrap_or_default();
-        let id = format!("cs_test_{}", &new_id("x")[2..]);
+        let id = new_id("cs_test");
         let url = format!("{}checkout/{id}", sim.base_url());
         let session = objects::checkout_session(
             &id,
