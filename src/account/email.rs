@@ -80,18 +80,31 @@ async fn verify_email_route(
     session: Session,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
-    rate_limit::hit_ip(&state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let signed_in = crate::gate::current_user(&state, session.clone()).await?;
+    let user =
+        verify_and_sign_in(&state, ip, &session, &body.token, body.password.as_deref()).await?;
+    Ok(super::auth::user_json(&state, &user).await?.into_response())
+}
+
+/// Confirms an address with a verification token (the JSON route and the confirmation page): the
+/// request's signed-in user and a typed password tell whether the registrant is the one proving
+/// it. In privacy mode the verification link is how a new account signs in.
+pub async fn verify_and_sign_in(
+    state: &Billing,
+    ip: ClientIp,
+    session: &Session,
+    token: &str,
+    password: Option<&str>,
+) -> Result<User> {
+    let signed_in = crate::gate::current_user(state, session.clone()).await?;
     let verifier = Verifier {
         signed_in: signed_in.as_ref().map(CurrentUser::signed_in),
-        password: body.password.as_deref(),
+        password,
     };
-    let user = verify_email(&state, &body.token, verifier).await?;
-    // In privacy mode the verification link is how a new account signs in.
+    let user = verify_email(state, ip, token, verifier).await?;
     if state.config.registration_privacy {
-        sign_in(&state, &session, &user, false).await?;
+        sign_in(state, session, &user, false).await?;
     }
-    Ok(super::auth::user_json(&state, &user).await?.into_response())
+    Ok(user)
 }
 
 #[derive(Deserialize)]

@@ -207,7 +207,13 @@ pub struct Verifier<'a> {
 /// Confirms an address with a verification token. The account's password is kept when the
 /// verifier is the registrant (signed in as the account, or showing its password); otherwise it
 /// is removed and earlier sessions end (see [`prove_mailbox`]).
-pub async fn verify_email(state: &Auth, token: &str, verifier: Verifier<'_>) -> Result<User> {
+pub async fn verify_email(
+    state: &Auth,
+    ip: ClientIp,
+    token: &str,
+    verifier: Verifier<'_>,
+) -> Result<User> {
+    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     let mut tx = state.db.begin().await?;
     let consumed = tokens::consume(&mut tx, token, Purpose::Verify, state.clock.now()).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;

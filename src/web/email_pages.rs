@@ -184,16 +184,9 @@ async fn submit_verify(
     CsrfForm(form): CsrfForm<TokenForm>,
 ) -> Result<Response, PageError> {
     async {
-        auth::rate_limit::hit_ip(&state, auth::rate_limit::TOKEN_PER_IP, ip).await?;
-        let signed_in = crate::gate::current_user(&state, session.clone()).await?;
-        let verifier = email_flows::Verifier {
-            signed_in: signed_in.as_ref().map(crate::gate::CurrentUser::signed_in),
-            password: form.password.as_deref(),
-        };
-        let user = email_flows::verify_email(&state, &form.token, verifier).await?;
-        if state.config.registration_privacy {
-            auth::sign_in(&state, &session, &user, false).await?;
-        }
+        let password = form.password.as_deref();
+        crate::account::email::verify_and_sign_in(&state, ip, &session, &form.token, password)
+            .await?;
         Ok::<_, AppError>(())
     }
     .await
