@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use tollgate::{
     app::{AppState, build_router_with},
     config::Config,
-    gate::CurrentUser,
-    gate::{PlanName, RequirePlan, require_feature},
+    gate::{CurrentUser, PlanName, RequirePlan, require_feature},
 };
 
 /// The `pro` plan, as a type.

@@ -8,22 +8,7 @@ use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, me_status, session_coo
 const VICTIM: &str = "victim@example.com";
 
 async fn app_with_mail(privacy: bool) -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let app = TestApp::builder()
-        .with("SMTP_URL", &sink.url())
-        .with("TOLLGATE_REGISTRATION_PRIVACY", &privacy.to_string())
-        .spawn()
-        .await;
-    (app, sink)
-}
-
-/// Status of a password login for the victim's address.
-async fn login_status(app: &TestApp, password: &str) -> u16 {
-    let body = json!({"email": VICTIM, "password": password});
-    let r = app
-        .post_json_with(&client(), "/api/auth/login", &body)
-        .await;
-    r.status().as_u16()
+    crate::helpers::app_with_mail(&[("TOLLGATE_REGISTRATION_PRIVACY", &privacy.to_string())]).await
 }
 
 /// The attacker registers the victim's address with its own password; in normal mode it keeps the
@@ -79,7 +64,7 @@ async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_
             );
         }
         assert_eq!(
-            login_status(&app, PASSWORD).await,
+            app.login_status(VICTIM, PASSWORD).await,
             401,
             "privacy={privacy}: the attacker's password was removed"
         );
@@ -116,7 +101,7 @@ async fn verifying_from_another_browser_without_the_password_removes_it_and_ends
             );
         }
         assert_eq!(
-            login_status(&app, PASSWORD).await,
+            app.login_status(VICTIM, PASSWORD).await,
             401,
             "privacy={privacy}: the unproven password was removed"
         );
@@ -143,7 +128,7 @@ async fn the_registrant_keeps_the_password_when_verifying_in_its_session_or_with
             .await;
         assert_eq!(verified.status(), 200, "privacy={privacy}");
         assert_eq!(
-            login_status(&app, PASSWORD).await,
+            app.login_status(VICTIM, PASSWORD).await,
             200,
             "privacy={privacy}: the registrant's password works"
         );
@@ -307,13 +292,13 @@ async fn a_mistyped_password_on_verification_is_refused_and_removes_nothing() {
     assert_eq!(typo.status(), 401);
     assert_eq!(crate::helpers::error_of(typo).await, "invalid_credentials");
     assert_eq!(
-        login_status(&app, PASSWORD).await,
+        app.login_status(VICTIM, PASSWORD).await,
         200,
         "the password is kept"
     );
     // The link still works with the right password.
     assert_eq!(verify(PASSWORD).await.status(), 200);
-    assert_eq!(login_status(&app, PASSWORD).await, 200);
+    assert_eq!(app.login_status(VICTIM, PASSWORD).await, 200);
 }
 
 #[tokio::test]

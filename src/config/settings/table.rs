@@ -417,7 +417,7 @@ pub(in crate::config) static SETTINGS: &[Setting] = &[
     ),
     Setting::new(
         "TOLLGATE_TOKEN_TTL_VERIFY_SECS",
-        "email token lifetimes (email flows)",
+        "email token lifetimes: verification, reset, magic link",
         Value("86400"),
         |r, c| {
             c.token_ttl_verify_secs = r.positive()?;
@@ -449,7 +449,7 @@ pub(in crate::config) static SETTINGS: &[Setting] = &[
     .joins_previous_row(),
     Setting::new(
         "TOLLGATE_REGISTRATION_PRIVACY",
-        "`true`: registration answers alike for new and taken addresses (email flows)",
+        "`true`: registration answers alike for new and taken addresses",
         Value("false"),
         |r, c| {
             c.registration_privacy = r.boolean()?;

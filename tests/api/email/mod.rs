@@ -11,15 +11,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, SmtpSink, TestApp, client};
 
-/// An app that sends its mail to a fresh SMTP sink, with `extra` settings.
-pub async fn app_with_mail(extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let mut builder = TestApp::builder().with("SMTP_URL", &sink.url());
-    for (k, v) in extra {
-        builder = builder.with(k, v);
-    }
-    (builder.spawn().await, sink)
-}
+pub use crate::helpers::app_with_mail;
 
 /// POSTs JSON `body` to `path` as `c`.
 pub async fn post(app: &TestApp, c: &Client, path: &str, body: Value) -> reqwest::Response {

@@ -40,15 +40,6 @@ async fn register(app: &TestApp, email: &str, password: &str) -> reqwest::Respon
     anonymous(app, "/api/auth/register", body).await
 }
 
-/// The status of a password sign-in as `email` from a fresh client.
-async fn login_status(app: &TestApp, email: &str, password: &str) -> u16 {
-    let body = json!({"email": email, "password": password});
-    anonymous(app, "/api/auth/login", body)
-        .await
-        .status()
-        .as_u16()
-}
-
 #[tokio::test]
 async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let (app, sink) = app_with_mail(&[("TOLLGATE_REGISTRATION_PRIVACY", "true")]).await;
@@ -59,7 +50,7 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let verify = sink.wait_for("ann@example.com", 1).await;
 
     // Unverified: password sign-in is refused like a wrong password.
-    assert_eq!(login_status(&app, "ann@example.com", PASSWORD).await, 401);
+    assert_eq!(app.login_status("ann@example.com", PASSWORD).await, 401);
 
     // A second registration of the unverified address replaces the pending password.
     let again = register(&app, "ann@example.com", "the real owner's passphrase").await;
@@ -90,7 +81,9 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
         400,
         "the link of the replaced registration is dead"
     );
-    let login = login_status(&app, "ann@example.com", "the real owner's passphrase").await;
+    let login = app
+        .login_status("ann@example.com", "the real owner's passphrase")
+        .await;
     assert_eq!(login, 200);
 
     // A verified owner: same answer, and a sign-in link instead of an account.
@@ -100,7 +93,9 @@ async fn privacy_mode_answers_alike_and_protects_unverified_addresses() {
     let warning = sink.wait_for("ann@example.com", 3).await;
     assert!(warning.subject().contains("tried to sign up"));
     assert!(warning.link("magic").contains("/magic?token="));
-    let attacker = login_status(&app, "ann@example.com", "an attacker's passphrase").await;
+    let attacker = app
+        .login_status("ann@example.com", "an attacker's passphrase")
+        .await;
     assert_eq!(attacker, 401);
 }
 

@@ -146,7 +146,7 @@ pub fn life_of(sub: &str, customer: &str, price: &str, t0: i64) -> Vec<Value> {
 }
 
 /// A small deterministic generator of indexes below `n` (xorshift), for permutations with
-/// duplicates without an external crate.
+/// duplicates: the same seed gives the same order, so a failing order is replayed from its seed.
 pub fn index_source(mut seed: u64) -> impl FnMut(usize) -> usize {
     move |n: usize| {
         seed ^= seed << 13;

@@ -237,3 +237,13 @@ async fn session(
         }
     }
 }
+
+/// An app that sends its mail to a fresh SMTP sink, with `extra` settings.
+pub async fn app_with_mail(extra: &[(&str, &str)]) -> (crate::helpers::TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let mut builder = crate::helpers::TestApp::builder().with("SMTP_URL", &sink.url());
+    for (k, v) in extra {
+        builder = builder.with(k, v);
+    }
+    (builder.spawn().await, sink)
+}

@@ -367,6 +367,7 @@ pub async fn subscription_of(app: &TestApp, email: &str) -> (String, i64) {
         .await
         .unwrap()
     };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut last = read().await;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -374,6 +375,10 @@ pub async fn subscription_of(app: &TestApp, email: &str) -> (String, i64) {
         if now == last {
             return (now.0, now.1);
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{email}'s subscription kept changing for 10 s"
+        );
         last = now;
     }
 }

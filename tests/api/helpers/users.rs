@@ -45,6 +45,15 @@ impl TestApp {
         html[start..start + html[start..].find('"').unwrap()].to_owned()
     }
 
+    /// The status of a password sign-in as `email` from a fresh client.
+    pub async fn login_status(&self, email: &str, password: &str) -> u16 {
+        let body = json!({"email": email, "password": password});
+        self.post_json_with(&client(), "/api/auth/login", &body)
+            .await
+            .status()
+            .as_u16()
+    }
+
     /// `/api/me` of `c`.
     pub async fn me(&self, c: &Client) -> Value {
         c.get(self.url("/api/me"))
