@@ -58,6 +58,10 @@ pub async fn start_checkout(
     within_deadline(checkout(state, user, plan_id, interval)).await
 }
 
+/// How often one request tries to claim the live attempt while concurrent requests for other
+/// choices take it first.
+const CLAIM_TRIES: usize = 5;
+
 async fn checkout(
     state: &Billing,
     user: &User,
@@ -72,18 +76,25 @@ async fn checkout(
         .ok_or(AppError::UnknownPlan)?;
     let price = plan.prices.get(&interval).ok_or(AppError::UnknownPlan)?;
     let subs = may_check_out(state, user).await?;
-    if let Some(url) = settle_live_attempts(state, user, &plan.id, interval).await? {
-        return Ok(RedirectUrl { url });
-    }
     let customer = customers::ensure_customer(state, user).await?;
     // Trials go only to a user's first subscription.
     let trial_days = plan.trial_days.filter(|_| subs.is_empty());
-    let Some(attempt) = claim_attempt(state, user, &plan.id, interval).await? else {
-        // A concurrent request holds the one live attempt: share its session.
-        return match settle_live_attempts(state, user, &plan.id, interval).await? {
-            Some(url) => Ok(RedirectUrl { url }),
-            None => Err(AppError::PaymentProviderUnavailable),
-        };
+    // The user's live attempt is shared when it is for the same choice, else expired; then this
+    // request claims the one live attempt. A concurrent request for another choice may claim it
+    // first: its attempt is settled the same way, and the claim tried again. The latest choice
+    // wins, and there is never more than one payable session.
+    let mut claimed = None;
+    for _ in 0..CLAIM_TRIES {
+        if let Some(url) = settle_live_attempts(state, user, &plan.id, interval).await? {
+            return Ok(RedirectUrl { url });
+        }
+        claimed = claim_attempt(state, user, &plan.id, interval).await?;
+        if claimed.is_some() {
+            break;
+        }
+    }
+    let Some(attempt) = claimed else {
+        return Err(AppError::PaymentProviderUnavailable);
     };
     let mut created = create_session(
         state, user, &plan.id, price, trial_days, &customer, &attempt,

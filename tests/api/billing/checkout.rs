@@ -362,6 +362,43 @@ async fn concurrent_checkouts_for_one_user_create_one_customer_and_one_session()
 }
 
 #[tokio::test]
+async fn concurrent_checkouts_for_different_choices_all_answer_and_leave_one_payable_session() {
+    let app = spawn_app().await;
+    let c = app.user("race@example.com").await;
+    app.sim_control("/_sim/latency", &json!({"ms": 100})).await;
+    let choices = [("pro", "month"), ("team", "month"), ("pro", "year")];
+    let mut set = tokio::task::JoinSet::new();
+    for (plan, interval) in choices.iter().chain(&choices) {
+        let (c, url) = (c.clone(), app.url("/api/billing/checkout"));
+        let body = json!({"plan": plan, "interval": interval}).to_string();
+        set.spawn(async move {
+            let r = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        });
+    }
+    let mut sessions = std::collections::BTreeSet::new();
+    for (status, answer) in set.join_all().await {
+        assert_eq!(status, 200, "every request gets a session: {answer}");
+        let url = answer["url"].as_str().unwrap();
+        sessions.insert(url.rsplit('/').next().unwrap().to_owned());
+    }
+    let mut open = Vec::new();
+    for id in &sessions {
+        let session = app.stripe_get(&format!("/v1/checkout/sessions/{id}")).await;
+        if session["status"] == "open" {
+            open.push(id.clone());
+        }
+    }
+    assert_eq!(open.len(), 1, "one payable session of {sessions:?}");
+}
+
+#[tokio::test]
 async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_slow() {
     let app = spawn_app().await;
     let c = app.user("ann@example.com").await;
