@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "subscription fetched stamp",
         include_str!("../migrations/0011_subscription_fetched_stamp.sql"),
     ),
+    (
+        12,
+        "api keys",
+        include_str!("../migrations/0012_api_keys.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

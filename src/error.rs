@@ -86,6 +86,15 @@ pub enum AppError {
     /// 500: a bug or an unexpected failure. Logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+    /// An API key without the scope the route needs.
+    #[error("this API key lacks the `{0}` scope")]
+    ScopeRequired(&'static str),
+    /// An account change, or key management, asked for with an API key.
+    #[error("this needs a signed-in session; an API key cannot change the account")]
+    SessionRequired,
+    /// The user holds as many API keys as allowed.
+    #[error("too many API keys; revoke one first")]
+    TooManyKeys,
 }
 
 impl AppError {
@@ -118,6 +127,9 @@ impl AppError {
                 "payment_provider_unavailable",
             ),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ScopeRequired(_) => (StatusCode::FORBIDDEN, "scope_required"),
+            SessionRequired => (StatusCode::FORBIDDEN, "session_required"),
+            TooManyKeys => (StatusCode::CONFLICT, "too_many_keys"),
         }
     }
 
@@ -172,6 +184,7 @@ impl IntoResponse for AppError {
         match &self {
             AppError::InvalidField(field) => body["field"] = Value::String(field.clone()),
             AppError::PasswordTooShort(min) => body["min_length"] = json!(min),
+            AppError::ScopeRequired(scope) => body["required_scope"] = json!(scope),
             _ => {}
         }
         let mut response = (status, Json(body)).into_response();

@@ -12,13 +12,13 @@ use tower_sessions::Session;
 
 use crate::{
     auth::{
-        Auth, authenticate, change_user_password, device, device::DeviceCookie, email_flows,
-        rate_limit::ClientIp, register_private, register_user, sign_in, users::User,
+        Auth, PasswordChange, authenticate, change_user_password, device, device::DeviceCookie,
+        email_flows, rate_limit::ClientIp, register_private, register_user, sign_in, users::User,
     },
     billing::Billing,
     error::Result,
     extract::ApiJson,
-    gate::{self, CurrentUser, member::UserJson},
+    gate::{self, CurrentUser, SessionUser, member::UserJson},
 };
 
 /// The JSON routes of this module.
@@ -102,22 +102,24 @@ async fn me(current: CurrentUser) -> Json<UserJson> {
 }
 
 #[derive(Deserialize)]
-struct PasswordChange {
+struct PasswordChangeBody {
     current_password: String,
     new_password: String,
+    /// Also revoke every API key of the account.
+    #[serde(default)]
+    revoke_api_keys: bool,
 }
 
 async fn change_password(
     State(state): State<Billing>,
-    current: CurrentUser,
-    ApiJson(body): ApiJson<PasswordChange>,
+    SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<PasswordChangeBody>,
 ) -> Result<StatusCode> {
-    change_user_password(
-        &state,
-        current.signed_in(),
-        &body.current_password,
-        &body.new_password,
-    )
-    .await?;
+    let change = PasswordChange {
+        current: &body.current_password,
+        new: &body.new_password,
+        revoke_api_keys: body.revoke_api_keys,
+    };
+    change_user_password(&state, current.signed_in(), change).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -16,7 +16,7 @@ use crate::{
     },
     error::Result,
     extract::ApiJson,
-    gate::CurrentUser,
+    gate::BillingUser,
 };
 
 /// The routes.
@@ -65,7 +65,7 @@ struct CheckoutRequest {
 
 async fn create_checkout_session(
     State(state): State<Billing>,
-    current: CurrentUser,
+    BillingUser(current): BillingUser,
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Json<RedirectUrl>> {
     checkout::start_checkout(&state, &current.user, &body.plan, &body.interval)
@@ -75,7 +75,7 @@ async fn create_checkout_session(
 
 async fn create_portal_session(
     State(state): State<Billing>,
-    current: CurrentUser,
+    BillingUser(current): BillingUser,
 ) -> Result<Json<RedirectUrl>> {
     crate::billing::portal::open_portal(&state, &current.user)
         .await

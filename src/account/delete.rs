@@ -14,7 +14,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::auth::{Auth, confirm_password, rate_limit, session_store, users};
-use crate::gate::CurrentUser;
+use crate::gate::{CurrentUser, SessionUser};
 use crate::{
     billing::{Billing, closing, customers},
     email::outbox,
@@ -67,7 +67,7 @@ struct DeleteBody {
 
 async fn delete_account_route(
     State(state): State<Billing>,
-    current: CurrentUser,
+    SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<StatusCode> {
     delete_account(&state, &current, &body.password).await?;

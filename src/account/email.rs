@@ -29,7 +29,7 @@ use crate::{
     email::tokens::{self, Purpose},
     error::{AppError, Result},
     extract::ApiJson,
-    gate::CurrentUser,
+    gate::{CurrentUser, SessionUser},
 };
 
 /// The JSON routes of the email flows.
@@ -56,7 +56,7 @@ where
 async fn request_verification_route(
     State(state): State<Billing>,
     ip: ClientIp,
-    current: CurrentUser,
+    SessionUser(current): SessionUser,
 ) -> Result<Response> {
     request_verification(&state, ip, &current.user).await?;
     Ok(StatusCode::ACCEPTED.into_response())
@@ -176,7 +176,7 @@ struct EmailChangeBody {
 async fn request_email_change_route(
     State(state): State<Billing>,
     ip: ClientIp,
-    current: CurrentUser,
+    SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<EmailChangeBody>,
 ) -> Result<StatusCode> {
     request_email_change(

@@ -6,8 +6,13 @@ pub mod auth;
 pub mod billing;
 pub mod delete;
 pub mod email;
+pub mod keys;
 
-use axum::{Router, extract::FromRef};
+use axum::{
+    Router,
+    extract::FromRef,
+    routing::{delete, get},
+};
 
 use crate::{auth::Auth, billing::Billing};
 
@@ -23,4 +28,6 @@ where
         .merge(email::router())
         .merge(delete::router())
         .merge(billing::router())
+        .route("/api/keys", get(keys::list_keys).post(keys::create_key))
+        .route("/api/keys/{id}", delete(keys::revoke_key))
 }

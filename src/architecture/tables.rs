@@ -13,6 +13,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("users", "auth::users"),
     ("sessions", "auth::session_store"),
     ("rate_limits", "auth::rate_limit"),
+    ("api_keys", "auth::api_keys"),
     ("email_tokens", "email::tokens"),
     ("outbox", "email::outbox"),
     ("billing_customers", "billing::customers"),

@@ -6,6 +6,7 @@
 //! refreshed at most once a minute so that reads do not become writes). The id is rotated at every
 //! sign-in and privilege change; logout deletes the record server-side.
 
+pub mod api_keys;
 pub mod device;
 pub mod email_change;
 pub mod email_flows;
@@ -270,17 +271,26 @@ pub async fn confirm_password(state: &Auth, user: &User, password: &str) -> Resu
     Ok(())
 }
 
-/// Changes the password of the signed-in user and ends their other sessions.
+/// A password change as asked for.
+pub struct PasswordChange<'a> {
+    /// The password now.
+    pub current: &'a str,
+    /// The new one.
+    pub new: &'a str,
+    /// Also revoke every API key of the account (a leaked password may have made some).
+    pub revoke_api_keys: bool,
+}
+
+/// Changes the password of the signed-in user and ends their other sessions (and, when asked,
+/// their API keys).
 pub async fn change_user_password(
     state: &Auth,
     current: SignedIn<'_>,
-    current_password: &str,
-    new_password: &str,
+    change: PasswordChange<'_>,
 ) -> Result<()> {
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
-    let new_password =
-        password::check_new_password(new_password, state.config.password_min_length)?;
-    confirm_password(state, current.user, current_password).await?;
+    let new_password = password::check_new_password(change.new, state.config.password_min_length)?;
+    confirm_password(state, current.user, change.current).await?;
     let hash = state.hasher.hash(new_password).await?;
     let mut tx = state.db.begin().await?;
     // Only a session that is still current may change the password: one revoked while this
@@ -292,6 +302,9 @@ pub async fn change_user_password(
     users::set_password_hash_on(&mut tx, &current.user.id, &hash).await?;
     // Outstanding reset and sign-in links die with the old password.
     crate::email::tokens::invalidate_all(&mut tx, &current.user.id, state.clock.now()).await?;
+    if change.revoke_api_keys {
+        api_keys::revoke_all_on(&mut tx, &current.user.id, state.clock.now()).await?;
+    }
     state.commit_for(tx, &current.user.id).await?;
     // A privilege change: every session of the user ended above; this one goes on under a new id
     // and the new epoch.

@@ -35,6 +35,7 @@ use tower_sessions::Session;
 
 use super::enforce::{self, Denied, Need, urlencode};
 use crate::{
+    auth::api_keys::Scope,
     billing::Billing,
     billing::catalog::{Requirement, Rule},
     gate::CurrentUser,
@@ -226,7 +227,8 @@ pub async fn forward_auth(
         Some(Requirement::Plan(p)) => Some(Need::Plan(p.clone())),
         Some(Requirement::Feature(f)) => Some(Need::Feature(f.clone())),
     };
-    let member = match super::current_user(&state, session).await {
+    // An API key in the request the proxy passes on counts as a session does.
+    let member = match super::member::user_of(&state, &headers, session, Scope::Read).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };

@@ -2,19 +2,27 @@
 
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::request::Parts,
+    http::{HeaderMap, header::AUTHORIZATION, request::Parts},
 };
 use serde::Serialize;
 use tower_sessions::Session;
 
 use super::Access;
 use crate::{
-    auth::{self, users::User},
+    auth::{
+        self,
+        api_keys::{self, ApiKey, Scope},
+        users::User,
+    },
     billing::Billing,
     error::{AppError, Result},
 };
 
-/// The signed-in user of this request; rejects with 401 `unauthenticated`.
+/// The user of this request, by their session or by an API key with the `read` scope; rejects
+/// with 401 `unauthenticated` (403 `scope_required` for a key without `read`).
+///
+/// A request with an `Authorization` header is judged by that header alone, never by a cookie
+/// beside it: a key that is malformed, unknown, revoked or expired gets 401.
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     /// The user's row.
@@ -25,9 +33,19 @@ pub struct CurrentUser {
     pub session: Session,
     /// The user's session epoch this session was signed in under.
     pub session_epoch: i64,
+    /// The API key the request came with; `None` for a session.
+    pub key: Option<ApiKey>,
 }
 
 impl CurrentUser {
+    /// Refuses a key without `scope` (403 `scope_required`); a session may do everything.
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        match &self.key {
+            Some(key) if !key.allows(scope) => Err(AppError::ScopeRequired(scope.as_str())),
+            _ => Ok(()),
+        }
+    }
+
     /// The signed-in user, as auth's flows take them.
     pub fn signed_in(&self) -> auth::SignedIn<'_> {
         auth::SignedIn {
@@ -38,27 +56,119 @@ impl CurrentUser {
     }
 }
 
-impl<S> FromRequestParts<S> for CurrentUser
-where
-    Billing: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = Billing::from_ref(state);
-        request_user(&state, parts)
-            .await?
-            .ok_or(AppError::Unauthenticated)
-    }
+/// Which credentials an extractor takes.
+#[derive(Clone, Copy)]
+enum Accepts {
+    /// A session, or an API key with the scope.
+    SessionOrKey(Scope),
+    /// A session only; any `Authorization` header is refused.
+    SessionOnly,
 }
 
-/// The signed-in user of a request, if any (see [`current_user`]).
-pub async fn request_user(state: &Billing, parts: &mut Parts) -> Result<Option<CurrentUser>> {
-    let session = Session::from_request_parts(parts, state)
+/// The user of a request by the credentials `accepts` takes; 401 when there is none.
+async fn extract(state: &Billing, parts: &mut Parts, accepts: Accepts) -> Result<CurrentUser> {
+    let user = match accepts {
+        Accepts::SessionOrKey(scope) => request_user_with(state, parts, scope).await?,
+        Accepts::SessionOnly => {
+            if parts.headers.contains_key(AUTHORIZATION) {
+                return Err(AppError::SessionRequired);
+            }
+            let session = request_session(state, parts).await?;
+            current_user(state, session).await?
+        }
+    };
+    user.ok_or(AppError::Unauthenticated)
+}
+
+/// Implements `FromRequestParts` for a user extractor taking `accepts`.
+macro_rules! user_extractor {
+    ($extractor:ty, $accepts:expr, $wrap:expr) => {
+        impl<S> FromRequestParts<S> for $extractor
+        where
+            Billing: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = AppError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+                extract(&Billing::from_ref(state), parts, $accepts)
+                    .await
+                    .map($wrap)
+            }
+        }
+    };
+}
+
+user_extractor!(CurrentUser, Accepts::SessionOrKey(Scope::Read), |u| u);
+
+/// The user of a request whose key (if it came with one) has the `billing` scope.
+pub struct BillingUser(pub CurrentUser);
+
+user_extractor!(
+    BillingUser,
+    Accepts::SessionOrKey(Scope::Billing),
+    BillingUser
+);
+
+/// The signed-in user of a request by their session only: account changes and key management.
+/// A request with an `Authorization` header gets 403 `session_required`, whatever it holds.
+pub struct SessionUser(pub CurrentUser);
+
+user_extractor!(SessionUser, Accepts::SessionOnly, SessionUser);
+
+async fn request_session(state: &Billing, parts: &mut Parts) -> Result<Session> {
+    Session::from_request_parts(parts, state)
         .await
-        .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
-    current_user(state, session).await
+        .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))
+}
+
+/// The user of a request, by session or by an API key with the `read` scope, if any.
+pub async fn request_user(state: &Billing, parts: &mut Parts) -> Result<Option<CurrentUser>> {
+    request_user_with(state, parts, Scope::Read).await
+}
+
+/// The user of a request, by session or by an API key with `scope`, if any. A request that
+/// carries an `Authorization` header is judged by it alone (see [`CurrentUser`]).
+async fn request_user_with(
+    state: &Billing,
+    parts: &mut Parts,
+    scope: Scope,
+) -> Result<Option<CurrentUser>> {
+    let session = request_session(state, parts).await?;
+    user_of(state, &parts.headers, session, scope).await
+}
+
+/// The user of a request with these headers and this session: by the `Authorization` header
+/// when there is one (a key with `scope`), else by the session.
+pub async fn user_of(
+    state: &Billing,
+    headers: &HeaderMap,
+    session: Session,
+    scope: Scope,
+) -> Result<Option<CurrentUser>> {
+    let mut headers = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = headers.next() else {
+        return current_user(state, session).await;
+    };
+    if headers.next().is_some() {
+        return Err(AppError::Unauthenticated);
+    }
+    let secret = api_keys::from_authorization(value.as_bytes()).ok_or(AppError::Unauthenticated)?;
+    let key = api_keys::resolve(&state.db, &secret, state.clock.now())
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    let (user, access) = super::load_member(state, &key.user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    let current = CurrentUser {
+        session_epoch: user.session_epoch,
+        user,
+        access,
+        session,
+        key: Some(key),
+    };
+    current.require(scope)?;
+    Ok(Some(current))
 }
 
 /// Loads the user of `session` with their access, enforcing the session's timeouts and
@@ -79,6 +189,7 @@ pub async fn current_user(state: &Billing, session: Session) -> Result<Option<Cu
         access,
         session,
         session_epoch: claim.session_epoch,
+        key: None,
     }))
 }
 

@@ -24,7 +24,7 @@ pub use enforce::{
     FeatureName, PlanName, RequireFeature, RequirePlan, require_feature, require_login,
     require_plan,
 };
-pub use member::{CurrentUser, current_user, request_user};
+pub use member::{BillingUser, CurrentUser, SessionUser, current_user, request_user};
 
 use crate::{
     auth::Auth,

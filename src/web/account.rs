@@ -116,6 +116,8 @@ pub(super) fn account_error(
 struct PasswordForm {
     current_password: String,
     new_password: String,
+    /// The "also revoke API keys" box: present when ticked.
+    revoke_api_keys: Option<String>,
 }
 
 async fn submit_password_change(
@@ -125,14 +127,14 @@ async fn submit_password_change(
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account").await?;
-    auth::change_user_password(
-        &state,
-        user.signed_in(),
-        &form.current_password,
-        &form.new_password,
-    )
-    .await
-    .map_err(|err| PageError::reshow(err, |e| account_error(&state, &user, &token, e)))?;
+    let change = auth::PasswordChange {
+        current: &form.current_password,
+        new: &form.new_password,
+        revoke_api_keys: form.revoke_api_keys.is_some(),
+    };
+    auth::change_user_password(&state, user.signed_in(), change)
+        .await
+        .map_err(|err| PageError::reshow(err, |e| account_error(&state, &user, &token, e)))?;
     Ok(Redirect::to("/account?notice=password_changed").into_response())
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - JSON API: every unsafe request under `/api/` must carry `Content-Type: application/json`
 //!   (which a cross-site HTML form cannot send without a CORS preflight), and an `Origin` header,
-//!   when present, must be ours or an allowed one (docs/api.md).
+//!   when present, must be ours or an allowed one (docs/api.md), unless the request carries an
+//!   `Authorization` header (an API key: no ambient credential to abuse).
 //! - HTML forms: a signed double-submit token. The cookie holds `nonce.hmac(nonce)` and every form
 //!   carries the same value in `csrf_token`; a POST passes when both are equal and the MAC checks
 //!   with the key stored in the database. Anonymous page views therefore create no session rows.
@@ -94,7 +95,11 @@ pub async fn check_api(State(state): State<AppState>, request: Request, next: Ne
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        let origin = origin_allowed(&state, request.headers());
+        // A request with an `Authorization` header is judged by it alone, never by the cookies a
+        // browser adds on its own, and a cross-site page cannot add that header without a CORS
+        // preflight: the Origin rule guards cookies, so it does not apply.
+        let bearer = request.headers().contains_key(header::AUTHORIZATION);
+        let origin = bearer || origin_allowed(&state, request.headers());
         if !json || !origin {
             let reason = if json { "origin" } else { "content_type" };
             crate::telemetry::security_event("csrf_refused", None, reason);

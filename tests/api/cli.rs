@@ -211,6 +211,27 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
         .await
         .unwrap();
     assert_eq!(failed.status(), 401);
+    let made: serde_json::Value = http
+        .post(format!("{url}api/keys"))
+        .header("content-type", "application/json")
+        .header("cookie", &cookie)
+        .body(json!({"name": "log check", "scopes": ["read"]}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = made["key"].as_str().expect("a key").to_owned();
+    for auth in [format!("Bearer {key}"), format!("Bearer {key}x")] {
+        let r = client()
+            .get(format!("{url}api/me"))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status() == 200 || r.status() == 401);
+    }
 
     let logs = stop_and_read_logs(child).await;
     assert!(
@@ -223,6 +244,7 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
         cookie_value.as_str(),
         "query-secret-123",
         "logcheck@example.com",
+        &key[3..],
     ] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }

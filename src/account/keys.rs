@@ -1,0 +1,74 @@
+//! API key management over JSON: list, create (the secret is in this one answer), revoke. Only a
+//! signed-in session manages keys; a request made with a key gets 403 `session_required`.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::api_keys::{self, KeyJson, NewKey},
+    billing::Billing,
+    error::{AppError, Result},
+    extract::ApiJson,
+    gate::SessionUser,
+};
+
+/// Longest lifetime a key may be given, in days (ten years).
+const MAX_DAYS: u32 = 3_650;
+
+pub(super) async fn list_keys(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<Json<Value>> {
+    let keys = api_keys::list(&state.db, &current.user.id).await?;
+    let keys: Vec<KeyJson> = keys.iter().map(KeyJson::from).collect();
+    Ok(Json(json!({ "keys": keys })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct CreateBody {
+    name: String,
+    scopes: Vec<String>,
+    /// Whole days from now; absent for a key that does not expire.
+    expires_in_days: Option<u32>,
+}
+
+pub(super) async fn create_key(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let now = state.clock.now();
+    let expires_at = match body.expires_in_days {
+        None => None,
+        Some(days @ 1..=MAX_DAYS) => Some(now + i64::from(days) * 86_400),
+        Some(_) => return Err(AppError::InvalidField("expires_in_days".into())),
+    };
+    let new = NewKey {
+        name: &body.name,
+        scopes: &body.scopes,
+        expires_at,
+    };
+    let (key, secret) = api_keys::create(&state.db, &current.user.id, new, now).await?;
+    tracing::info!(user = %current.user.id, key = %key.id, "API key created");
+    let mut answer =
+        serde_json::to_value(KeyJson::from(&key)).map_err(|e| AppError::Internal(e.into()))?;
+    answer["key"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+pub(super) async fn revoke_key(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    if !api_keys::revoke(&state.db, &current.user.id, &id, state.clock.now()).await? {
+        return Err(AppError::NotFound);
+    }
+    tracing::info!(user = %current.user.id, key = %id, "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
