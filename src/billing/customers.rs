@@ -227,6 +227,32 @@ impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for DueChange {
     }
 }
 
+/// Claims a due change (compare-and-set on its queue number and attempts): its next attempt moves
+/// to `next`. False when another instance claimed it, or it changed, first.
+async fn claim_change(
+    db: &db::Db,
+    id: &str,
+    seq: i64,
+    attempts: i64,
+    next: i64,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let claimed = sqlx::query(
+        "UPDATE billing_customers SET email_sync_at = $1, email_sync_attempts = $2 \
+         WHERE id = $3 AND email_sync_seq = $4 AND email_sync_attempts = $5 \
+           AND email_sync_at <= $6",
+    )
+    .bind(next)
+    .bind(attempts + 1)
+    .bind(id)
+    .bind(seq)
+    .bind(attempts)
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
 /// Pushes every queued email change that is due to Stripe. Each row is claimed first (its next
 /// attempt moved on, compare-and-set on the queue number read), so instances never push the same
 /// change at once. After a push the row is cleared only if its queue number is unchanged;
@@ -248,29 +274,16 @@ pub async fn push_due_emails(state: &Billing) -> Result<usize, AppError> {
     .fetch_all(&state.db.pool)
     .await?;
     let mut pushed = 0;
-    for DueChange {
-        id,
-        customer,
-        email,
-        attempts,
-        seq,
-    } in due
-    {
+    for change in due {
+        let DueChange {
+            id,
+            customer,
+            email,
+            attempts,
+            seq,
+        } = change;
         let next = now + retry_delay(state.config.stripe_retry_secs, attempts);
-        let claimed = sqlx::query(
-            "UPDATE billing_customers SET email_sync_at = $1, email_sync_attempts = $2 \
-             WHERE id = $3 AND email_sync_seq = $4 AND email_sync_attempts = $5 \
-               AND email_sync_at <= $6",
-        )
-        .bind(next)
-        .bind(attempts + 1)
-        .bind(&id)
-        .bind(seq)
-        .bind(attempts)
-        .bind(now)
-        .execute(&state.db.pool)
-        .await?;
-        if claimed.rows_affected() == 0 {
+        if !claim_change(&state.db, &id, seq, attempts, next, now).await? {
             continue;
         }
         let reached = match set_email(state, &customer, &email).await {
