@@ -170,7 +170,9 @@ fn validate(new: &NewKey<'_>, now: i64) -> Result<Vec<Scope>> {
     let name = new.name.trim();
     if name.is_empty()
         || name.chars().count() > NAME_MAX_CHARS
-        || name.chars().any(char::is_control)
+        || name
+            .chars()
+            .any(|c| c.is_control() || super::users::is_invisible(c))
     {
         return Err(AppError::InvalidField("name".into()));
     }
@@ -296,25 +298,83 @@ pub async fn resolve(db: &Db, secret: &str, now: i64) -> Result<Option<ApiKey>> 
     Ok(Some(key))
 }
 
-/// The key an `Authorization` header carries: `Bearer <key>`, or `Basic` with the key as the
-/// password (any user name). `None` for a header that carries no key of ours (another scheme,
-/// bad base64, no colon): the caller refuses the request, it never falls back to the cookie.
-pub fn from_authorization(value: &[u8]) -> Option<String> {
-    let value = std::str::from_utf8(value).ok()?.trim();
-    let (scheme, rest) = value.split_once(' ')?;
+/// What a request's `Authorization` headers present.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// No tollgate key: no header, or one for something else (an upstream app's own Basic auth
+    /// or token). The request is a cookie request, with every cookie rule.
+    Nothing,
+    /// One tollgate key: `Bearer tg_…`, or Basic with `tg_…` as the password (any user name) or
+    /// as the user name (no password).
+    /// The request is judged by it alone.
+    Key(String),
+    /// A tollgate key among several `Authorization` headers: refused.
+    Ambiguous,
+}
+
+/// What `headers` present (see [`Presented`]). A value tollgate cannot read (not UTF-8) is
+/// refused rather than guessed at.
+pub fn presented(headers: &axum::http::HeaderMap) -> Presented {
+    let values: Vec<Carried> = headers
+        .get_all(axum::http::header::AUTHORIZATION)
+        .iter()
+        .map(|v| carried(v.as_bytes()))
+        .collect();
+    if values.contains(&Carried::Unreadable) {
+        return Presented::Ambiguous;
+    }
+    let mut keys = values.iter().filter_map(|c| match c {
+        Carried::Key(k) => Some(k.clone()),
+        _ => None,
+    });
+    match (keys.next(), keys.next(), values.len()) {
+        (None, _, _) => Presented::Nothing,
+        (Some(key), None, 1) => Presented::Key(key),
+        _ => Presented::Ambiguous,
+    }
+}
+
+/// What one `Authorization` value carries.
+#[derive(Debug, PartialEq, Eq)]
+enum Carried {
+    /// Something that is not tollgate's.
+    Other,
+    /// A tollgate key, shaped or not.
+    Key(String),
+    /// Bytes that are not text.
+    Unreadable,
+}
+
+/// `Bearer tg_…`, or Basic whose password (or, with an empty password, user name) starts with
+/// `tg_`, is a key; so is any other value that names the prefix (a key sent under another scheme
+/// is refused, not ignored).
+fn carried(value: &[u8]) -> Carried {
+    let Ok(value) = std::str::from_utf8(value) else {
+        return Carried::Unreadable;
+    };
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(rest.to_owned());
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD
+    let candidate = if scheme.eq_ignore_ascii_case("bearer") {
+        Some(rest.to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        base64::engine::general_purpose::STANDARD
             .decode(rest)
-            .ok()?;
-        let decoded = String::from_utf8(decoded).ok()?;
-        let (_, password) = decoded.split_once(':')?;
-        return Some(password.to_owned());
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|d| {
+                let (user, password) = d.split_once(':')?;
+                let key = if password.is_empty() { user } else { password };
+                Some(key.to_owned())
+            })
+    } else {
+        None
+    };
+    match candidate {
+        Some(key) if key.starts_with(PREFIX) => Carried::Key(key),
+        _ if value.contains(PREFIX) => Carried::Key(value.to_owned()),
+        _ => Carried::Other,
     }
-    None
 }
 
 #[cfg(test)]
@@ -341,28 +401,57 @@ mod tests {
 
     #[test]
     fn authorization_headers_carry_a_key_as_bearer_or_as_the_basic_password() {
-        assert_eq!(from_authorization(b"Bearer tg_x").as_deref(), Some("tg_x"));
-        assert_eq!(
-            from_authorization(b"bearer  tg_x ").as_deref(),
-            Some("tg_x")
-        );
+        let key = |v: &[u8]| match carried(v) {
+            Carried::Key(k) => Some(k),
+            _ => None,
+        };
+        assert_eq!(key(b"Bearer tg_x").as_deref(), Some("tg_x"));
+        assert_eq!(key(b"bearer  tg_x ").as_deref(), Some("tg_x"));
         // `curl -u :tg_x` and `curl -u me:tg_x`.
-        assert_eq!(
-            from_authorization(b"Basic OnRnX3g=").as_deref(),
-            Some("tg_x")
-        );
-        assert_eq!(
-            from_authorization(b"Basic bWU6dGdfeA==").as_deref(),
-            Some("tg_x")
-        );
-        for bad in [
-            &b"Digest x"[..],
+        assert_eq!(key(b"Basic OnRnX3g=").as_deref(), Some("tg_x"));
+        assert_eq!(key(b"Basic bWU6dGdfeA==").as_deref(), Some("tg_x"));
+        // `curl -u tg_x:`: the key as the user name, with no password.
+        assert_eq!(key(b"Basic dGdfeDo=").as_deref(), Some("tg_x"));
+        // A key under another scheme is still a key (and refused).
+        assert!(key(b"Token tg_x").is_some());
+        // Another app's credentials are not tollgate's business.
+        for other in [
+            &b"Bearer eyJhbGciOi"[..],
             b"Bearer",
             b"Basic !!!",
-            b"Basic dGdfeA==",
-            b"\xff\xfe",
+            b"Basic dXBzdHJlYW06cGFzcw==",
+            b"Digest username=x",
         ] {
-            assert_eq!(from_authorization(bad), None, "{bad:?}");
+            assert_eq!(carried(other), Carried::Other, "{other:?}");
+        }
+        assert_eq!(carried(b"Bearer tg_\xff"), Carried::Unreadable);
+    }
+
+    #[test]
+    fn one_key_is_presented_and_a_key_among_several_headers_is_ambiguous() {
+        use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
+        let headers = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            }
+            h
+        };
+        assert_eq!(presented(&headers(&[])), Presented::Nothing);
+        assert_eq!(presented(&headers(&["Bearer other"])), Presented::Nothing);
+        assert_eq!(
+            presented(&headers(&["Bearer other", "Basic x"])),
+            Presented::Nothing
+        );
+        assert_eq!(
+            presented(&headers(&["Bearer tg_1"])),
+            Presented::Key("tg_1".into())
+        );
+        for twice in [
+            &["Bearer tg_1", "Bearer tg_1"][..],
+            &["Basic x", "Bearer tg_1"],
+        ] {
+            assert_eq!(presented(&headers(twice)), Presented::Ambiguous);
         }
     }
 }

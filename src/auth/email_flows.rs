@@ -17,7 +17,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 
 use super::{
-    Auth, SignedIn,
+    Auth, SignedIn, api_keys,
     device::DeviceCookie,
     password, rate_limit,
     rate_limit::ClientIp,
@@ -188,8 +188,10 @@ pub(super) async fn prove_mailbox(
         user.session_epoch = session_store::revoke_all_on(conn, &user.id, None)
             .await?
             .ok_or(AppError::TokenInvalid)?;
-        // Links the earlier registrant asked for (an email change to their own address) die too.
+        // Links the earlier registrant asked for (an email change to their own address) die too,
+        // and so do the API keys they made.
         tokens::invalidate_all(conn, &user.id, now).await?;
+        api_keys::revoke_all_on(conn, &user.id, now).await?;
     }
     mark_verified(conn, user).await
 }
@@ -358,6 +360,8 @@ pub async fn reset_password(
     mark_verified(&mut tx, &mut user).await?;
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
     session_store::revoke_all_on(&mut tx, &user.id, None).await?;
+    // A reset is how an owner takes the account back: keys made by whoever held it end too.
+    api_keys::revoke_all_on(&mut tx, &user.id, now).await?;
     email::enqueue(
         state,
         &mut tx,
@@ -393,6 +397,7 @@ pub async fn register_privately(state: &Auth, email: &Email, password_hash: &str
             // Links sent for the replaced registration stop working, and its sessions end.
             tokens::invalidate_all(&mut tx, &user.id, state.clock.now()).await?;
             session_store::revoke_all_on(&mut tx, &user.id, None).await?;
+            api_keys::revoke_all_on(&mut tx, &user.id, state.clock.now()).await?;
             send_verification(state, &mut tx, &user).await?;
             replaced = Some(user.id);
         }

@@ -38,6 +38,7 @@ use crate::{
     auth::api_keys::Scope,
     billing::Billing,
     billing::catalog::{Requirement, Rule},
+    error::AppError,
     gate::CurrentUser,
 };
 
@@ -200,6 +201,21 @@ fn identity(member: Option<&CurrentUser>) -> [(HeaderName, HeaderValue); 4] {
     ]
 }
 
+/// 401 with the login URL that comes back to `raw`.
+fn login_required(state: &Billing, headers: &HeaderMap, raw: &str) -> Response {
+    let login = format!(
+        "{}login?next={}",
+        state.base_url,
+        urlencode(&next_url(state, headers, raw))
+    );
+    let mut response = Denied::Unauthenticated.json(state);
+    response.headers_mut().insert(
+        "x-tollgate-login-url",
+        HeaderValue::from_str(&login).expect("encoded"),
+    );
+    response
+}
+
 /// The handler.
 pub async fn forward_auth(
     State(state): State<Billing>,
@@ -230,6 +246,8 @@ pub async fn forward_auth(
     // An API key in the request the proxy passes on counts as a session does.
     let member = match super::member::user_of(&state, &headers, session, Scope::Read).await {
         Ok(m) => m,
+        // A bad API key: sign in (or fix the key), like a request without credentials.
+        Err(AppError::Unauthenticated) => return login_required(&state, &headers, raw),
         Err(e) => return e.into_response(),
     };
     let Some(need) = need else {
@@ -237,19 +255,7 @@ pub async fn forward_auth(
     };
     match enforce::check(&state, member.as_ref(), &need) {
         Ok(()) => granted(member.as_ref()),
-        Err(Denied::Unauthenticated) => {
-            let login = format!(
-                "{}login?next={}",
-                state.base_url,
-                urlencode(&next_url(&state, &headers, raw))
-            );
-            let mut response = Denied::Unauthenticated.json(&state);
-            response.headers_mut().insert(
-                "x-tollgate-login-url",
-                HeaderValue::from_str(&login).expect("encoded"),
-            );
-            response
-        }
+        Err(Denied::Unauthenticated) => login_required(&state, &headers, raw),
         Err(denied) => {
             let upgrade = enforce::upgrade_url(&state, &denied);
             let mut response = denied.json(&state);

@@ -2,7 +2,7 @@
 
 use axum::{
     extract::{FromRef, FromRequestParts},
-    http::{HeaderMap, header::AUTHORIZATION, request::Parts},
+    http::{HeaderMap, request::Parts},
 };
 use serde::Serialize;
 use tower_sessions::Session;
@@ -11,7 +11,7 @@ use super::Access;
 use crate::{
     auth::{
         self,
-        api_keys::{self, ApiKey, Scope},
+        api_keys::{self, ApiKey, Presented, Scope},
         users::User,
     },
     billing::Billing,
@@ -21,8 +21,9 @@ use crate::{
 /// The user of this request, by their session or by an API key with the `read` scope; rejects
 /// with 401 `unauthenticated` (403 `scope_required` for a key without `read`).
 ///
-/// A request with an `Authorization` header is judged by that header alone, never by a cookie
-/// beside it: a key that is malformed, unknown, revoked or expired gets 401.
+/// A request that presents an API key (`Bearer tg_…`, or Basic with `tg_…` as the password) is
+/// judged by the key alone, never by a cookie beside it: a key that is malformed, unknown,
+/// revoked or expired gets 401.
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     /// The user's row.
@@ -70,7 +71,7 @@ async fn extract(state: &Billing, parts: &mut Parts, accepts: Accepts) -> Result
     let user = match accepts {
         Accepts::SessionOrKey(scope) => request_user_with(state, parts, scope).await?,
         Accepts::SessionOnly => {
-            if parts.headers.contains_key(AUTHORIZATION) {
+            if api_keys::presented(&parts.headers) != Presented::Nothing {
                 return Err(AppError::SessionRequired);
             }
             let session = request_session(state, parts).await?;
@@ -111,7 +112,7 @@ user_extractor!(
 );
 
 /// The signed-in user of a request by their session only: account changes and key management.
-/// A request with an `Authorization` header gets 403 `session_required`, whatever it holds.
+/// A request that presents an API key gets 403 `session_required`.
 pub struct SessionUser(pub CurrentUser);
 
 user_extractor!(SessionUser, Accepts::SessionOnly, SessionUser);
@@ -128,7 +129,7 @@ pub async fn request_user(state: &Billing, parts: &mut Parts) -> Result<Option<C
 }
 
 /// The user of a request, by session or by an API key with `scope`, if any. A request that
-/// carries an `Authorization` header is judged by it alone (see [`CurrentUser`]).
+/// presents a key is judged by it alone (see [`CurrentUser`]).
 async fn request_user_with(
     state: &Billing,
     parts: &mut Parts,
@@ -138,25 +139,31 @@ async fn request_user_with(
     user_of(state, &parts.headers, session, scope).await
 }
 
-/// The user of a request with these headers and this session: by the `Authorization` header
-/// when there is one (a key with `scope`), else by the session.
+/// The user of a request with these headers and this session: by the tollgate key an
+/// `Authorization` header presents (one with `scope`), else by the session. An `Authorization`
+/// header for something else (an upstream app's own) is not tollgate's and is left alone.
 pub async fn user_of(
     state: &Billing,
     headers: &HeaderMap,
     session: Session,
     scope: Scope,
 ) -> Result<Option<CurrentUser>> {
-    let mut headers = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = headers.next() else {
-        return current_user(state, session).await;
+    let secret = match api_keys::presented(headers) {
+        Presented::Nothing => return current_user(state, session).await,
+        Presented::Key(secret) => secret,
+        Presented::Ambiguous => {
+            crate::telemetry::security_event(
+                "api_key_refused",
+                None,
+                "several authorization headers",
+            );
+            return Err(AppError::Unauthenticated);
+        }
     };
-    if headers.next().is_some() {
+    let Some(key) = api_keys::resolve(&state.db, &secret, state.clock.now()).await? else {
+        crate::telemetry::security_event("api_key_refused", None, "unknown, revoked or expired");
         return Err(AppError::Unauthenticated);
-    }
-    let secret = api_keys::from_authorization(value.as_bytes()).ok_or(AppError::Unauthenticated)?;
-    let key = api_keys::resolve(&state.db, &secret, state.clock.now())
-        .await?
-        .ok_or(AppError::Unauthenticated)?;
+    };
     let (user, access) = super::load_member(state, &key.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;

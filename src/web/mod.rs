@@ -15,6 +15,7 @@ mod billing;
 pub mod csrf;
 mod email_pages;
 pub mod gate_pages;
+mod keys;
 mod page;
 
 use axum::{
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/", get(auth_pages::show_home))
         .merge(auth_pages::routes())
         .merge(account::routes(&state))
+        .merge(keys::routes())
         .merge(billing::routes())
         .merge(email_pages::routes())
         .layer(middleware::from_fn_with_state(
@@ -54,6 +56,7 @@ pub fn templates() -> Environment<'static> {
         ("signup.html", include_str!("../../templates/signup.html")),
         ("login.html", include_str!("../../templates/login.html")),
         ("account.html", include_str!("../../templates/account.html")),
+        ("keys.html", include_str!("../../templates/keys.html")),
         ("error.html", include_str!("../../templates/error.html")),
         ("pricing.html", include_str!("../../templates/pricing.html")),
         ("billing.html", include_str!("../../templates/billing.html")),

@@ -251,7 +251,7 @@ async fn deleting_the_account_from_its_page_says_so_on_the_home_page() {
 }
 
 /// Every form a page posts to.
-const PAGE_FORMS: [&str; 17] = [
+const PAGE_FORMS: [&str; 19] = [
     "/signup",
     "/login",
     "/logout",
@@ -259,6 +259,8 @@ const PAGE_FORMS: [&str; 17] = [
     "/account/delete",
     "/account/email",
     "/account/verify",
+    "/account/keys",
+    "/account/keys/revoke",
     "/billing/checkout",
     "/billing/portal",
     "/verify-email",
@@ -291,6 +293,9 @@ async fn every_page_form_refuses_a_missing_token_and_a_foreign_origin_and_change
         ("interval", "month"),
         ("token", "x"),
         ("code", "123456"),
+        ("name", "a key"),
+        ("scope_read", "on"),
+        ("id", "key_x"),
     ];
     for path in PAGE_FORMS {
         let no_token = c.post(app.url(path)).form(&fields).send().await.unwrap();
@@ -312,6 +317,7 @@ async fn every_page_form_refuses_a_missing_token_and_a_foreign_origin_and_change
         "no account made or deleted"
     );
     assert_eq!(app.count("outbox").await, outbox, "no mail queued");
+    assert_eq!(app.count("api_keys").await, 0, "no API key made");
     assert_eq!(
         app.count("billing_customers").await,
         customers,

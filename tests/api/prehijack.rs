@@ -21,6 +21,22 @@ async fn attacker_registers(app: &TestApp) -> Option<String> {
     session_cookie(r.headers())
 }
 
+/// An API key made with the session `cookie`.
+async fn make_key(app: &TestApp, cookie: &str) -> String {
+    let made: serde_json::Value = client()
+        .post(app.url("/api/keys"))
+        .header("cookie", cookie)
+        .header("content-type", "application/json")
+        .body(json!({"name": "mine now", "scopes": ["read"]}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    made["key"].as_str().expect("a key").to_owned()
+}
+
 /// The victim asks for a magic link (the `nth` mail to the address) and signs in with it: the
 /// victim's client and session cookie.
 async fn victim_signs_in_by_magic_link(
@@ -53,8 +69,23 @@ async fn an_attackers_password_and_session_die_when_the_owner_signs_in_by_magic_
         let attacker_cookie = attacker_registers(&app).await;
         assert_eq!(attacker_cookie.is_some(), !privacy, "privacy={privacy}");
         sink.wait_for(VICTIM, 1).await;
+        // With its session, the attacker makes an API key that would outlive a password.
+        let attacker_key = match &attacker_cookie {
+            Some(cookie) => Some(make_key(&app, cookie).await),
+            None => None,
+        };
 
         let (_, victim_cookie) = victim_signs_in_by_magic_link(&app, &sink, 2).await;
+
+        if let Some(key) = &attacker_key {
+            let me = client()
+                .get(app.url("/api/me"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(me.status(), 401, "the attacker's API key ended");
+        }
 
         if let Some(cookie) = &attacker_cookie {
             assert_eq!(
