@@ -1,5 +1,5 @@
-"""Seeds a benchmark run: a Pro subscriber with a session, a second customer whose distinct
-subscription events are pre-signed for the webhook path, and a login body.
+"""Seeds a benchmark run: a Pro subscriber with a session and an API key, a second customer whose
+distinct subscription events are pre-signed for the webhook path, and a login body.
 
     python3 bench/seed.py BASE_URL WEBHOOK_SECRET WORK_DIR EVENT_COUNT
 """
@@ -63,6 +63,9 @@ def subscriber(email, plan):
 cookie, _ = subscriber("bench@example.com", "pro")
 _, hooks_customer = subscriber("hooks@example.com", "team")
 open(f"{work}/cookie", "w").write(cookie)
+status, _, body = call(f"{base}/api/keys", {"name": "bench", "scopes": ["read"]}, cookie)
+assert status == 201, (status, body)
+open(f"{work}/key", "w").write(json.loads(body)["key"])
 open(f"{work}/login.json", "w").write(json.dumps({"email": "bench@example.com", "password": PASSWORD}))
 
 
