@@ -1,6 +1,6 @@
-//! The in-process cache of sessions and members (what the access decision needs about a user:
-//! the gate's `Member`, a user with their subscription rows), so that the session check and the
-//! access decision on a hot path cost no database round trip. It knows users only by id: what a
+//! The in-process cache of sessions, members (what the access decision needs about a user: the
+//! gate's `Member`, a user with their subscription rows) and API keys, so that the session or key
+//! check and the access decision on a hot path cost no database round trip. It knows users only by id: what a
 //! member entry holds is the caller's type.
 //!
 //! Freshness (docs/api.md: after a change, the next request to the instance that made it sees it,
@@ -85,11 +85,13 @@ impl<K: Eq + Hash, V: Clone> Shelf<K, V> {
     }
 }
 
-/// Sessions by id and members by user id.
+/// Sessions by id, members by user id, and API keys by the hash of their secret (with their
+/// user, so that forgetting a user forgets their keys).
 pub struct Cache {
     generation: AtomicU64,
     sessions: Shelf<Id, (Option<String>, Record)>,
     members: Shelf<String, Entry>,
+    keys: Shelf<String, (String, Entry)>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -106,6 +108,7 @@ impl Default for Cache {
             generation: AtomicU64::new(0),
             sessions: Shelf::new(),
             members: Shelf::new(),
+            keys: Shelf::new(),
         }
     }
 }
@@ -145,6 +148,28 @@ impl Cache {
             .put(&self.generation, ticket, user_id.to_owned(), member);
     }
 
+    /// The API key cached under `hash`, if there is one of type `K`.
+    pub fn api_key<K: Any + Send + Sync>(&self, hash: &str) -> Option<Arc<K>> {
+        self.keys.get(hash)?.1.downcast().ok()
+    }
+
+    /// Stores `key` of `user_id` under `hash`, unless something was forgotten since `ticket`.
+    pub fn put_api_key<K: Any + Send + Sync>(
+        &self,
+        ticket: Ticket,
+        hash: &str,
+        user_id: &str,
+        key: Arc<K>,
+    ) {
+        let entry: Entry = key;
+        self.keys.put(
+            &self.generation,
+            ticket,
+            hash.to_owned(),
+            (user_id.to_owned(), entry),
+        );
+    }
+
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -155,11 +180,12 @@ impl Cache {
         self.sessions.lock().remove(id);
     }
 
-    /// Forgets a user, their subscriptions and every session of theirs (after a commit that
-    /// changed any of them).
+    /// Forgets a user, their subscriptions, their API keys and every session of theirs (after a
+    /// commit that changed any of them).
     pub fn forget_user(&self, user_id: &str) {
         self.bump();
         self.members.lock().remove(user_id);
+        self.keys.lock().retain(|_, (_, (uid, _))| uid != user_id);
         self.sessions
             .lock()
             .retain(|_, (_, (uid, _))| uid.as_deref() != Some(user_id));
@@ -179,6 +205,16 @@ mod tests {
         Arc::new(Member {
             email: email.into(),
         })
+    }
+
+    #[test]
+    fn forgetting_a_user_forgets_their_api_keys_only() {
+        let cache = Cache::default();
+        cache.put_api_key(cache.ticket(), "h1", "u1", member("one"));
+        cache.put_api_key(cache.ticket(), "h2", "u2", member("two"));
+        cache.forget_user("u1");
+        assert!(cache.api_key::<Member>("h1").is_none());
+        assert_eq!(cache.api_key::<Member>("h2").unwrap().email, "two");
     }
 
     #[test]

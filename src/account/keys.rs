@@ -66,7 +66,7 @@ pub(super) async fn revoke_key(
     SessionUser(current): SessionUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    if !api_keys::revoke(&state.db, &current.user.id, &id, state.clock.now()).await? {
+    if !api_keys::revoke(&state, &current.user.id, &id, state.clock.now()).await? {
         return Err(AppError::NotFound);
     }
     tracing::info!(user = %current.user.id, key = %id, "API key revoked");

@@ -13,7 +13,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row as _, any::AnyRow};
 
+use std::sync::Arc;
+
 use crate::{
+    base::Base,
     clock::rfc3339,
     db::Db,
     error::{AppError, Result},
@@ -244,19 +247,21 @@ pub async fn list(db: &Db, user_id: &str) -> Result<Vec<ApiKey>> {
 }
 
 /// Revokes the user's key `id`; false when the user has no such live key.
-pub async fn revoke(db: &Db, user_id: &str, id: &str, now: i64) -> Result<bool> {
+pub async fn revoke(base: &Base, user_id: &str, id: &str, now: i64) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
     )
     .bind(now)
     .bind(id)
     .bind(user_id)
-    .execute(&db.pool)
+    .execute(&base.db.pool)
     .await?;
+    base.cache.forget_user(user_id);
     Ok(done.rows_affected() == 1)
 }
 
-/// Revokes every key of the user (inside the caller's transaction).
+/// Revokes every key of the user (inside the caller's transaction; the caller forgets the user in
+/// the cache after its commit).
 pub async fn revoke_all_on(conn: &mut AnyConnection, user_id: &str, now: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
         .bind(now)
@@ -266,36 +271,49 @@ pub async fn revoke_all_on(conn: &mut AnyConnection, user_id: &str, now: i64) ->
     Ok(())
 }
 
-/// The live key whose secret is `secret`, if any; records its use (at most once a minute).
-pub async fn resolve(db: &Db, secret: &str, now: i64) -> Result<Option<ApiKey>> {
+/// The live key whose secret is `secret`, if any; records its use (at most once a minute). A key
+/// is cached like a member: a revocation on this instance is seen at once (it forgets the user),
+/// on another instance within a second.
+pub async fn resolve(base: &Base, secret: &str, now: i64) -> Result<Option<Arc<ApiKey>>> {
     if !well_formed(secret) {
         return Ok(None);
     }
-    let sql = format!(
-        "{COLUMNS} WHERE secret_hash = $1 AND revoked_at IS NULL \
-         AND (expires_at IS NULL OR expires_at > $2)"
-    );
+    let hashed = hash(secret);
+    let live = |key: &ApiKey| key.expires_at.is_none_or(|at| at > now);
+    if let Some(key) = base.cache.api_key::<ApiKey>(&hashed) {
+        let recorded = key
+            .last_used_at
+            .is_some_and(|at| now - at < LAST_USED_EVERY_SECS);
+        if recorded {
+            return Ok(live(&key).then_some(key));
+        }
+    }
+    let ticket = base.cache.ticket();
+    let sql = format!("{COLUMNS} WHERE secret_hash = $1 AND revoked_at IS NULL");
     let found: Option<ApiKey> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(hash(secret))
-        .bind(now)
-        .fetch_optional(&db.pool)
+        .bind(&hashed)
+        .fetch_optional(&base.db.pool)
         .await?;
     let Some(mut key) = found else {
         return Ok(None);
     };
-    if key
-        .last_used_at
-        .is_none_or(|at| now - at >= LAST_USED_EVERY_SECS)
+    if live(&key)
+        && key
+            .last_used_at
+            .is_none_or(|at| now - at >= LAST_USED_EVERY_SECS)
     {
         let minute = now - now % LAST_USED_EVERY_SECS;
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(minute)
             .bind(&key.id)
-            .execute(&db.pool)
+            .execute(&base.db.pool)
             .await?;
         key.last_used_at = Some(minute);
     }
-    Ok(Some(key))
+    let key = Arc::new(key);
+    base.cache
+        .put_api_key(ticket, &hashed, &key.user_id, key.clone());
+    Ok(live(&key).then_some(key))
 }
 
 /// What a request's `Authorization` headers present.

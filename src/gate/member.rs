@@ -4,6 +4,8 @@ use axum::{
     extract::{FromRef, FromRequestParts},
     http::{HeaderMap, request::Parts},
 };
+use std::sync::Arc;
+
 use serde::Serialize;
 use tower_sessions::Session;
 
@@ -35,7 +37,7 @@ pub struct CurrentUser {
     /// The user's session epoch this session was signed in under.
     pub session_epoch: i64,
     /// The API key the request came with; `None` for a session.
-    pub key: Option<ApiKey>,
+    pub key: Option<Arc<ApiKey>>,
 }
 
 impl CurrentUser {
@@ -160,7 +162,7 @@ pub async fn user_of(
             return Err(AppError::Unauthenticated);
         }
     };
-    let Some(key) = api_keys::resolve(&state.db, &secret, state.clock.now()).await? else {
+    let Some(key) = api_keys::resolve(state, &secret, state.clock.now()).await? else {
         crate::telemetry::security_event("api_key_refused", None, "unknown, revoked or expired");
         return Err(AppError::Unauthenticated);
     };

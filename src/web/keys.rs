@@ -161,7 +161,7 @@ async fn submit_revoke(
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account/keys").await?;
     let now = state.clock.now();
-    if !api_keys::revoke(&state.db, &user.user.id, &form.id, now).await? {
+    if !api_keys::revoke(&state, &user.user.id, &form.id, now).await? {
         let shown = Shown {
             error: Some("That key is not one of yours, or it was revoked already.".into()),
             ..Shown::default()
