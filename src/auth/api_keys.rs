@@ -144,9 +144,12 @@ pub struct NewKey<'a> {
     pub name: &'a str,
     /// Scope names: at least one, each known.
     pub scopes: &'a [String],
-    /// Unix seconds, in the future; `None` for a key that does not expire.
-    pub expires_at: Option<i64>,
+    /// Whole days from now, 1 to [`MAX_DAYS`]; `None` for a key that does not expire.
+    pub expires_in_days: Option<i64>,
 }
+
+/// Longest lifetime a key may be given, in days (ten years).
+pub const MAX_DAYS: i64 = 3_650;
 
 fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -169,7 +172,7 @@ fn well_formed(secret: &str) -> bool {
 }
 
 /// Checks `new` and returns its sorted scopes; nothing is stored.
-fn validate(new: &NewKey<'_>, now: i64) -> Result<Vec<Scope>> {
+fn validate(new: &NewKey<'_>) -> Result<Vec<Scope>> {
     let name = new.name.trim();
     if name.is_empty()
         || name.chars().count() > NAME_MAX_CHARS
@@ -188,7 +191,10 @@ fn validate(new: &NewKey<'_>, now: i64) -> Result<Vec<Scope>> {
     if scopes.is_empty() {
         return Err(AppError::InvalidField("scopes".into()));
     }
-    if new.expires_at.is_some_and(|at| at <= now) {
+    if new
+        .expires_in_days
+        .is_some_and(|d| !(1..=MAX_DAYS).contains(&d))
+    {
         return Err(AppError::InvalidField("expires_in_days".into()));
     }
     Ok(scopes)
@@ -196,7 +202,7 @@ fn validate(new: &NewKey<'_>, now: i64) -> Result<Vec<Scope>> {
 
 /// Creates a key for `user_id`: the key, and its secret (shown once, never stored).
 pub async fn create(db: &Db, user_id: &str, new: NewKey<'_>, now: i64) -> Result<(ApiKey, String)> {
-    let scopes = validate(&new, now)?;
+    let scopes = validate(&new)?;
     let secret = new_secret();
     let key = ApiKey {
         id: new_id("key"),
@@ -205,7 +211,7 @@ pub async fn create(db: &Db, user_id: &str, new: NewKey<'_>, now: i64) -> Result
         hint: secret[secret.len() - 4..].to_owned(),
         scopes,
         created_at: now,
-        expires_at: new.expires_at,
+        expires_at: new.expires_in_days.map(|days| now + days * 86_400),
         last_used_at: None,
     };
     let names: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();

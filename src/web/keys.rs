@@ -107,19 +107,19 @@ async fn submit_new_key(
         .map(|(_, scope)| scope.to_owned())
         .collect();
     let now = state.clock.now();
-    let made = match form.expires_in_days.as_str() {
+    let expires_in_days = match form.expires_in_days.as_str() {
         "" => Ok(None),
-        days => match days.parse::<i64>() {
-            Ok(d @ 1..=3_650) => Ok(Some(now + d * 86_400)),
-            _ => Err(AppError::InvalidField("expires_in_days".into())),
-        },
+        days => days
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| AppError::InvalidField("expires_in_days".into())),
     };
-    let made = match made {
-        Ok(expires_at) => {
+    let made = match expires_in_days {
+        Ok(expires_in_days) => {
             let new = NewKey {
                 name: &form.name,
                 scopes: &scopes,
-                expires_at,
+                expires_in_days,
             };
             api_keys::create(&state.db, &user.user.id, new, now).await
         }
