@@ -65,6 +65,13 @@ impl AppState {
         let csrf_key = shared_secret(&db, "csrf_key").await?;
         let device_key = shared_secret(&db, "device_key").await?;
         let clock = Clock::new();
+        let signing = crate::auth::signing::Keys::load(
+            &db,
+            config.jwt_signing_key.as_ref().map(|k| k.expose()),
+            config.access_token_secs,
+            clock.now(),
+        )
+        .await?;
         let mut catalog = catalog;
         let webhook_url = format!("{base_url}webhooks/stripe");
         let (stripe, sim) = if StripeApi::wants_simulator(&config) {
@@ -96,6 +103,7 @@ impl AppState {
             mail,
             hasher,
             device_key,
+            signing,
         });
         let billing = Billing::new(BillingParts {
             auth,
@@ -151,7 +159,11 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let cleanup = tokio::spawn(cleanup_loop(self.state.db.clone()));
+        let cleanup = tokio::spawn(cleanup_loop(
+            self.state.db.clone(),
+            self.state.clock.clone(),
+            self.state.signing.retired_window(),
+        ));
         let mailer = tokio::spawn(crate::email::worker(
             self.state.billing.auth.mail.clone(),
             self.state.mail_transport.clone(),
@@ -187,8 +199,9 @@ async fn shared_secret(db: &Db, name: &str) -> anyhow::Result<Vec<u8>> {
     Ok(hex::decode(value)?)
 }
 
-/// Deletes expired sessions and stale rate-limit counters every ten minutes.
-async fn cleanup_loop(db: Db) {
+/// Deletes expired sessions, stale rate-limit counters, dead refresh tokens and token families,
+/// and signing keys no token can need any more, every ten minutes.
+async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
@@ -197,6 +210,13 @@ async fn cleanup_loop(db: Db) {
         }
         if let Err(e) = rate_limit::delete_stale(&db).await {
             tracing::warn!(error = %e, "rate-limit cleanup failed");
+        }
+        if let Err(e) = crate::auth::refresh::delete_expired(&db, clock.now()).await {
+            tracing::warn!(error = %e, "refresh-token cleanup failed");
+        }
+        let retired = crate::auth::signing::Keys::delete_retired(&db, clock.now(), retired_window);
+        if let Err(e) = retired.await {
+            tracing::warn!(error = %e, "signing-key cleanup failed");
         }
         if let Err(e) = crate::email::tokens::delete_stale(&db).await {
             tracing::warn!(error = %e, "email token cleanup failed");

@@ -1,5 +1,6 @@
 //! The in-process cache of sessions, members (what the access decision needs about a user: the
-//! gate's `Member`, a user with their subscription rows) and API keys, so that the session or key
+//! gate's `Member`, a user with their subscription rows) and credentials (API keys, verified
+//! access tokens), so that the session or key
 //! check and the access decision on a hot path cost no database round trip. It knows users only by id: what a
 //! member entry holds is the caller's type.
 //!
@@ -85,8 +86,8 @@ impl<K: Eq + Hash, V: Clone> Shelf<K, V> {
     }
 }
 
-/// Sessions by id, members by user id, and API keys by the hash of their secret (with their
-/// user, so that forgetting a user forgets their keys).
+/// Sessions by id, members by user id, and credentials by the hash of their secret (with their
+/// user, so that forgetting a user forgets their keys and tokens).
 pub struct Cache {
     generation: AtomicU64,
     sessions: Shelf<Id, (Option<String>, Record)>,
@@ -148,13 +149,15 @@ impl Cache {
             .put(&self.generation, ticket, user_id.to_owned(), member);
     }
 
-    /// The API key cached under `hash`, if there is one of type `K`.
-    pub fn api_key<K: Any + Send + Sync>(&self, hash: &str) -> Option<Arc<K>> {
+    /// The credential (an API key, a verified access token) cached under `hash`, if there is
+    /// one of type `K`.
+    pub fn credential<K: Any + Send + Sync>(&self, hash: &str) -> Option<Arc<K>> {
         self.keys.get(hash)?.1.downcast().ok()
     }
 
-    /// Stores `key` of `user_id` under `hash`, unless something was forgotten since `ticket`.
-    pub fn put_api_key<K: Any + Send + Sync>(
+    /// Stores credential `key` of `user_id` under `hash`, unless something was forgotten since
+    /// `ticket`.
+    pub fn put_credential<K: Any + Send + Sync>(
         &self,
         ticket: Ticket,
         hash: &str,
@@ -180,7 +183,7 @@ impl Cache {
         self.sessions.lock().remove(id);
     }
 
-    /// Forgets a user, their subscriptions, their API keys and every session of theirs (after a
+    /// Forgets a user, their subscriptions, their credentials and every session of theirs (after a
     /// commit that changed any of them).
     pub fn forget_user(&self, user_id: &str) {
         self.bump();
@@ -210,11 +213,11 @@ mod tests {
     #[test]
     fn forgetting_a_user_forgets_their_api_keys_only() {
         let cache = Cache::default();
-        cache.put_api_key(cache.ticket(), "h1", "u1", member("one"));
-        cache.put_api_key(cache.ticket(), "h2", "u2", member("two"));
+        cache.put_credential(cache.ticket(), "h1", "u1", member("one"));
+        cache.put_credential(cache.ticket(), "h2", "u2", member("two"));
         cache.forget_user("u1");
-        assert!(cache.api_key::<Member>("h1").is_none());
-        assert_eq!(cache.api_key::<Member>("h2").unwrap().email, "two");
+        assert!(cache.credential::<Member>("h1").is_none());
+        assert_eq!(cache.credential::<Member>("h2").unwrap().email, "two");
     }
 
     #[test]

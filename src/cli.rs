@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `check-config`, `user create`.
+//! The command line: `serve` (the default), `migrate`, `check-config`, `user create`,
+//! `jwt rotate`, `stripe sync`, `stripe-sim`.
 //!
 //! Exit codes: 0 success, 1 a runtime failure, 2 a bad setting or command line.
 
@@ -37,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Access-token signing keys.
+    Jwt {
+        #[command(subcommand)]
+        command: JwtCommand,
+    },
     /// Stripe maintenance.
     Stripe {
         #[command(subcommand)]
@@ -64,6 +70,13 @@ enum StripeCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum JwtCommand {
+    /// Retire the current signing key and make a new one. The retired key is still published
+    /// and still verifies until the last token it signed has expired.
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
 enum UserCommand {
     /// Create a user; the password is read from standard input.
     Create {
@@ -71,6 +84,24 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+/// `tollgate jwt rotate`.
+async fn rotate_jwt_key(config: Config) -> anyhow::Result<()> {
+    if config.jwt_signing_key.is_some() {
+        anyhow::bail!(
+            "TOLLGATE_JWT_SIGNING_KEY gives the signing key: rotate by changing that setting"
+        );
+    }
+    let db = Db::connect(config.database_url.expose()).await?;
+    db.migrate().await?;
+    let kid = crate::auth::signing::Keys::rotate(&db, crate::clock::wall_now()).await?;
+    println!(
+        "new signing key {kid}; running instances sign with it within a minute, and the old key \
+         stays published for {} s",
+        config.access_token_secs + 60
+    );
+    Ok(())
 }
 
 /// Entry point of the binary.
@@ -119,6 +150,9 @@ pub fn main() -> ExitCode {
             Command::User {
                 command: UserCommand::Create { email },
             } => create_user(config, &email).await,
+            Command::Jwt {
+                command: JwtCommand::Rotate,
+            } => rotate_jwt_key(config).await,
             Command::Stripe {
                 command: StripeCommand::Sync { dry_run },
             } => stripe_sync(config, catalog, dry_run).await,

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api keys",
         include_str!("../migrations/0012_api_keys.sql"),
     ),
+    (
+        13,
+        "access and refresh tokens",
+        include_str!("../migrations/0013_tokens.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

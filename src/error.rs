@@ -89,9 +89,12 @@ pub enum AppError {
     /// An API key without the scope the route needs.
     #[error("this API key lacks the `{0}` scope")]
     ScopeRequired(&'static str),
-    /// An account change, or key management, asked for with an API key.
-    #[error("this needs a signed-in session; an API key cannot change the account")]
+    /// An account change, or key management, asked for with an API key or an access token.
+    #[error("this needs a signed-in session; an API key or access token cannot change the account")]
     SessionRequired,
+    /// A refresh token that is unknown, expired, used, or of a sign-in that ended.
+    #[error("this refresh token is not valid; sign in again")]
+    RefreshTokenInvalid,
     /// The user holds as many API keys as allowed.
     #[error("too many API keys; revoke one first")]
     TooManyKeys,
@@ -130,6 +133,7 @@ impl AppError {
             ScopeRequired(_) => (StatusCode::FORBIDDEN, "scope_required"),
             SessionRequired => (StatusCode::FORBIDDEN, "session_required"),
             TooManyKeys => (StatusCode::CONFLICT, "too_many_keys"),
+            RefreshTokenInvalid => (StatusCode::UNAUTHORIZED, "refresh_token_invalid"),
         }
     }
 

@@ -3,7 +3,7 @@
 use axum::{
     Json, Router,
     extract::{FromRef, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -12,13 +12,22 @@ use tower_sessions::Session;
 
 use crate::{
     auth::{
-        Auth, PasswordChange, authenticate, change_user_password, device, device::DeviceCookie,
-        email_flows, rate_limit::ClientIp, register_private, register_user, sign_in, users::User,
+        Auth, PasswordChange,
+        api_keys::Scope,
+        authenticate, change_user_password,
+        credentials::{self, Presented},
+        device,
+        device::DeviceCookie,
+        email_flows,
+        rate_limit::ClientIp,
+        refresh::{self, Ending},
+        register_private, register_user, sign_in,
+        users::User,
     },
     billing::Billing,
-    error::Result,
+    error::{AppError, Result},
     extract::ApiJson,
-    gate::{self, CurrentUser, SessionUser, member::UserJson},
+    gate::{self, CurrentUser, SessionUser, UserJson},
 };
 
 /// The JSON routes of this module.
@@ -50,6 +59,10 @@ struct Credentials {
     password: String,
     #[serde(default)]
     remember: bool,
+    /// Answer a token pair instead of starting a session (`"token": true`, or `"issue_tokens":
+    /// true` as the magic-link route names it).
+    #[serde(default, alias = "issue_tokens")]
+    token: bool,
 }
 
 #[derive(Deserialize)]
@@ -81,9 +94,14 @@ async fn login(
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response> {
     let user = authenticate(&state, ip, &device, &body.email, &body.password).await?;
-    sign_in(&state, &session, &user, body.remember).await?;
-    tracing::info!(user = %user.id, "signed in");
-    let mut response = user_json(&state, &user).await?.into_response();
+    let mut response = if body.token {
+        tracing::info!(user = %user.id, "signed in for tokens");
+        super::tokens::pair_response(&state, &user).await?
+    } else {
+        sign_in(&state, &session, &user, body.remember).await?;
+        tracing::info!(user = %user.id, "signed in");
+        user_json(&state, &user).await?.into_response()
+    };
     response.headers_mut().append(
         header::SET_COOKIE,
         device::issue(&state, &user.id, user.session_epoch),
@@ -91,7 +109,25 @@ async fn login(
     Ok(response)
 }
 
-async fn logout(session: Session) -> Result<StatusCode> {
+/// Ends the session (or, with an access token, the token sign-ins) and every token family of the
+/// user. With an API key: 403 `session_required`.
+async fn logout(
+    State(state): State<Billing>,
+    headers: HeaderMap,
+    session: Session,
+) -> Result<StatusCode> {
+    if matches!(credentials::presented(&headers), Presented::Key(_)) {
+        return Err(AppError::SessionRequired);
+    }
+    // Signing out is allowed to whoever holds the cookie, even one the gate no longer takes.
+    if let Ok(Some(current)) =
+        gate::member::user_of(&state, &headers, session.clone(), Scope::Read).await
+    {
+        let mut tx = state.db.begin().await?;
+        refresh::end_all_on(&mut tx, &current.user.id, Ending::Logout, state.clock.now()).await?;
+        state.commit_for(tx, &current.user.id).await?;
+        tracing::info!(user = %current.user.id, "signed out");
+    }
     // Deletes the record server-side and expires the cookie.
     session.flush().await?;
     Ok(StatusCode::NO_CONTENT)

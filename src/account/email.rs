@@ -152,6 +152,10 @@ struct MagicBody {
     token: Option<String>,
     email: Option<String>,
     code: Option<String>,
+    /// Answer a token pair (access and refresh token) instead of starting a session. Named so
+    /// because `token` is the link's.
+    #[serde(default)]
+    issue_tokens: bool,
 }
 
 async fn consume_magic_route(
@@ -162,6 +166,10 @@ async fn consume_magic_route(
 ) -> Result<Response> {
     let pair = body.email.as_deref().zip(body.code.as_deref());
     let user = crate::auth::magic::consume_magic(&state, ip, body.token.as_deref(), pair).await?;
+    if body.issue_tokens {
+        tracing::info!(user = %user.id, "signed in by magic link for tokens");
+        return super::tokens::pair_response(&state, &user).await;
+    }
     sign_in(&state, &session, &user, false).await?;
     tracing::info!(user = %user.id, "signed in by magic link");
     Ok(super::auth::user_json(&state, &user).await?.into_response())

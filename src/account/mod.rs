@@ -7,6 +7,7 @@ pub mod billing;
 pub mod delete;
 pub mod email;
 pub mod keys;
+pub mod tokens;
 
 use axum::{
     Router,
@@ -28,6 +29,7 @@ where
         .merge(email::router())
         .merge(delete::router())
         .merge(billing::router())
+        .merge(tokens::router())
         .route("/api/keys", get(keys::list_keys).post(keys::create_key))
         .route("/api/keys/{id}", delete(keys::revoke_key))
 }

@@ -5,9 +5,9 @@
 //! hash buys nothing against 256 random bits), and it is found by that hash. A key carries
 //! scopes ([`Scope`]), may expire, dies when revoked or with its user, and never reaches account
 //! changes (the gate's `SessionUser`). Its last use is recorded at most once a minute, so a key in
-//! use does not turn every request into a write.
+//! use does not turn every request into a write. How a request presents one is
+//! [`super::credentials`]'s.
 
-use base64::Engine as _;
 use rand::RngCore as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -286,7 +286,7 @@ pub async fn resolve(base: &Base, secret: &str, now: i64) -> Result<Option<Arc<A
     }
     let hashed = hash(secret);
     let live = |key: &ApiKey| key.expires_at.is_none_or(|at| at > now);
-    if let Some(key) = base.cache.api_key::<ApiKey>(&hashed) {
+    if let Some(key) = base.cache.credential::<ApiKey>(&hashed) {
         let recorded = key
             .last_used_at
             .is_some_and(|at| now - at < LAST_USED_EVERY_SECS);
@@ -318,87 +318,8 @@ pub async fn resolve(base: &Base, secret: &str, now: i64) -> Result<Option<Arc<A
     }
     let key = Arc::new(key);
     base.cache
-        .put_api_key(ticket, &hashed, &key.user_id, key.clone());
+        .put_credential(ticket, &hashed, &key.user_id, key.clone());
     Ok(live(&key).then_some(key))
-}
-
-/// What a request's `Authorization` headers present.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Presented {
-    /// No tollgate key: no header, or one for something else (an upstream app's own Basic auth
-    /// or token). The request is a cookie request, with every cookie rule.
-    Nothing,
-    /// One tollgate key: `Bearer tg_…`, or Basic with `tg_…` as the password (any user name) or
-    /// as the user name (no password).
-    /// The request is judged by it alone.
-    Key(String),
-    /// A tollgate key among several `Authorization` headers: refused.
-    Ambiguous,
-}
-
-/// What `headers` present (see [`Presented`]). A value tollgate cannot read (not UTF-8) is
-/// refused rather than guessed at.
-pub fn presented(headers: &axum::http::HeaderMap) -> Presented {
-    let values: Vec<Carried> = headers
-        .get_all(axum::http::header::AUTHORIZATION)
-        .iter()
-        .map(|v| carried(v.as_bytes()))
-        .collect();
-    if values.contains(&Carried::Unreadable) {
-        return Presented::Ambiguous;
-    }
-    let mut keys = values.iter().filter_map(|c| match c {
-        Carried::Key(k) => Some(k.clone()),
-        _ => None,
-    });
-    match (keys.next(), keys.next(), values.len()) {
-        (None, _, _) => Presented::Nothing,
-        (Some(key), None, 1) => Presented::Key(key),
-        _ => Presented::Ambiguous,
-    }
-}
-
-/// What one `Authorization` value carries.
-#[derive(Debug, PartialEq, Eq)]
-enum Carried {
-    /// Something that is not tollgate's.
-    Other,
-    /// A tollgate key, shaped or not.
-    Key(String),
-    /// Bytes that are not text.
-    Unreadable,
-}
-
-/// `Bearer tg_…`, or Basic whose password (or, with an empty password, user name) starts with
-/// `tg_`, is a key; so is any other value that names the prefix (a key sent under another scheme
-/// is refused, not ignored).
-fn carried(value: &[u8]) -> Carried {
-    let Ok(value) = std::str::from_utf8(value) else {
-        return Carried::Unreadable;
-    };
-    let value = value.trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let rest = rest.trim();
-    let candidate = if scheme.eq_ignore_ascii_case("bearer") {
-        Some(rest.to_owned())
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|d| String::from_utf8(d).ok())
-            .and_then(|d| {
-                let (user, password) = d.split_once(':')?;
-                let key = if password.is_empty() { user } else { password };
-                Some(key.to_owned())
-            })
-    } else {
-        None
-    };
-    match candidate {
-        Some(key) if key.starts_with(PREFIX) => Carried::Key(key),
-        _ if value.contains(PREFIX) => Carried::Key(value.to_owned()),
-        _ => Carried::Other,
-    }
 }
 
 #[cfg(test)]
@@ -420,62 +341,6 @@ mod tests {
             &a[1..],
         ] {
             assert!(!well_formed(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn authorization_headers_carry_a_key_as_bearer_or_as_the_basic_password() {
-        let key = |v: &[u8]| match carried(v) {
-            Carried::Key(k) => Some(k),
-            _ => None,
-        };
-        assert_eq!(key(b"Bearer tg_x").as_deref(), Some("tg_x"));
-        assert_eq!(key(b"bearer  tg_x ").as_deref(), Some("tg_x"));
-        // `curl -u :tg_x` and `curl -u me:tg_x`.
-        assert_eq!(key(b"Basic OnRnX3g=").as_deref(), Some("tg_x"));
-        assert_eq!(key(b"Basic bWU6dGdfeA==").as_deref(), Some("tg_x"));
-        // `curl -u tg_x:`: the key as the user name, with no password.
-        assert_eq!(key(b"Basic dGdfeDo=").as_deref(), Some("tg_x"));
-        // A key under another scheme is still a key (and refused).
-        assert!(key(b"Token tg_x").is_some());
-        // Another app's credentials are not tollgate's business.
-        for other in [
-            &b"Bearer eyJhbGciOi"[..],
-            b"Bearer",
-            b"Basic !!!",
-            b"Basic dXBzdHJlYW06cGFzcw==",
-            b"Digest username=x",
-        ] {
-            assert_eq!(carried(other), Carried::Other, "{other:?}");
-        }
-        assert_eq!(carried(b"Bearer tg_\xff"), Carried::Unreadable);
-    }
-
-    #[test]
-    fn one_key_is_presented_and_a_key_among_several_headers_is_ambiguous() {
-        use axum::http::{HeaderMap, HeaderValue, header::AUTHORIZATION};
-        let headers = |values: &[&str]| {
-            let mut h = HeaderMap::new();
-            for v in values {
-                h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-            }
-            h
-        };
-        assert_eq!(presented(&headers(&[])), Presented::Nothing);
-        assert_eq!(presented(&headers(&["Bearer other"])), Presented::Nothing);
-        assert_eq!(
-            presented(&headers(&["Bearer other", "Basic x"])),
-            Presented::Nothing
-        );
-        assert_eq!(
-            presented(&headers(&["Bearer tg_1"])),
-            Presented::Key("tg_1".into())
-        );
-        for twice in [
-            &["Bearer tg_1", "Bearer tg_1"][..],
-            &["Basic x", "Bearer tg_1"],
-        ] {
-            assert_eq!(presented(&headers(twice)), Presented::Ambiguous);
         }
     }
 }

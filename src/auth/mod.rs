@@ -7,13 +7,16 @@
 //! sign-in and privilege change; logout deletes the record server-side.
 
 pub mod api_keys;
+pub mod credentials;
 pub mod device;
 pub mod email_change;
 pub mod email_flows;
 pub mod magic;
 pub mod password;
 pub mod rate_limit;
+pub mod refresh;
 pub mod session_store;
+pub mod signing;
 pub mod users;
 
 use tower_sessions::{Expiry, Session};
@@ -48,6 +51,8 @@ pub struct AuthParts {
     pub hasher: password::PasswordHasherPool,
     /// Key of the device cookies (see [`device`]), shared by all instances through the database.
     pub device_key: Vec<u8>,
+    /// The keys access tokens are signed with (see [`signing`]).
+    pub signing: signing::Keys,
 }
 
 impl Auth {

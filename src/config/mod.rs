@@ -8,6 +8,8 @@
 
 mod settings;
 
+pub use settings::tokens::{ACCESS_TOKEN_SECS, issuer, parse_signing_key, signing_key_public};
+
 use std::{fmt, net::SocketAddr};
 
 use ipnet::IpNet;
@@ -160,6 +162,12 @@ pub struct Config {
     /// `TOLLGATE_STRIPE_RETRY_SECS`: the first delay before queued Stripe work (a customer's
     /// email change) is tried again; it doubles with each failure, up to an hour.
     pub stripe_retry_secs: u64,
+    /// `TOLLGATE_ACCESS_TOKEN_SECS`: how long an access token (JWT) lives.
+    pub access_token_secs: u64,
+    /// `TOLLGATE_JWT_AUDIENCE`: the `aud` of access tokens; `None` means the issuer.
+    pub jwt_audience: Option<String>,
+    /// `TOLLGATE_JWT_SIGNING_KEY`: a PKCS#8 Ed25519 key; `None` means one kept in the database.
+    pub jwt_signing_key: Option<Secret>,
 }
 
 impl Config {
@@ -173,7 +181,7 @@ impl Config {
     /// span settings run.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut config = Self::unread();
-        for setting in SETTINGS {
+        for setting in SETTINGS.iter() {
             (setting.read)(&Raw::read(setting, &lookup), &mut config)?;
         }
         config.check_mode()?;
@@ -222,6 +230,9 @@ impl Config {
             require_verified_for_checkout: false,
             past_due_grace_secs: 0,
             stripe_retry_secs: 0,
+            access_token_secs: 0,
+            jwt_audience: None,
+            jwt_signing_key: None,
         }
     }
 

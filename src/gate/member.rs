@@ -6,26 +6,26 @@ use axum::{
 };
 use std::sync::Arc;
 
-use serde::Serialize;
 use tower_sessions::Session;
 
-use super::Access;
+use super::{Access, tokens};
 use crate::{
     auth::{
         self,
-        api_keys::{self, ApiKey, Presented, Scope},
+        api_keys::{self, ApiKey, Scope},
+        credentials::{self, Presented},
         users::User,
     },
     billing::Billing,
     error::{AppError, Result},
 };
 
-/// The user of this request, by their session or by an API key with the `read` scope; rejects
-/// with 401 `unauthenticated` (403 `scope_required` for a key without `read`).
+/// The user of this request, by their session, an access token, or an API key with the `read`
+/// scope; rejects with 401 `unauthenticated` (403 `scope_required` for a key without `read`).
 ///
-/// A request that presents an API key (`Bearer tg_…`, or Basic with `tg_…` as the password) is
-/// judged by the key alone, never by a cookie beside it: a key that is malformed, unknown,
-/// revoked or expired gets 401.
+/// A request that presents an API key (`Bearer tg_…`, or Basic with `tg_…` as the password) or an
+/// access token (`Bearer` and a JWT of tollgate's) is judged by it alone, never by a cookie
+/// beside it: one that is malformed, unknown, revoked or expired gets 401.
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     /// The user's row.
@@ -36,15 +36,27 @@ pub struct CurrentUser {
     pub session: Session,
     /// The user's session epoch this session was signed in under.
     pub session_epoch: i64,
-    /// The API key the request came with; `None` for a session.
-    pub key: Option<Arc<ApiKey>>,
+    /// What the request signed in with.
+    pub via: Via,
+}
+
+/// The credential a request's user came by.
+#[derive(Clone, Debug)]
+pub enum Via {
+    /// A session cookie.
+    Session,
+    /// An API key.
+    Key(Arc<ApiKey>),
+    /// An access token (JWT).
+    Token(Arc<tokens::Verified>),
 }
 
 impl CurrentUser {
-    /// Refuses a key without `scope` (403 `scope_required`); a session may do everything.
+    /// Refuses a key without `scope` (403 `scope_required`); a session or an access token may do
+    /// everything but account changes (those take [`SessionUser`]).
     pub fn require(&self, scope: Scope) -> Result<()> {
-        match &self.key {
-            Some(key) if !key.allows(scope) => Err(AppError::ScopeRequired(scope.as_str())),
+        match &self.via {
+            Via::Key(key) if !key.allows(scope) => Err(AppError::ScopeRequired(scope.as_str())),
             _ => Ok(()),
         }
     }
@@ -62,9 +74,9 @@ impl CurrentUser {
 /// Which credentials an extractor takes.
 #[derive(Clone, Copy)]
 enum Accepts {
-    /// A session, or an API key with the scope.
+    /// A session, an access token, or an API key with the scope.
     SessionOrKey(Scope),
-    /// A session only; any `Authorization` header is refused.
+    /// A session only; a key or an access token is refused.
     SessionOnly,
 }
 
@@ -73,7 +85,7 @@ async fn extract(state: &Billing, parts: &mut Parts, accepts: Accepts) -> Result
     let user = match accepts {
         Accepts::SessionOrKey(scope) => request_user_with(state, parts, scope).await?,
         Accepts::SessionOnly => {
-            if api_keys::presented(&parts.headers) != Presented::Nothing {
+            if credentials::presented(&parts.headers) != Presented::Nothing {
                 return Err(AppError::SessionRequired);
             }
             let session = request_session(state, parts).await?;
@@ -114,7 +126,7 @@ user_extractor!(
 );
 
 /// The signed-in user of a request by their session only: account changes and key management.
-/// A request that presents an API key gets 403 `session_required`.
+/// A request that presents an API key or an access token gets 403 `session_required`.
 pub struct SessionUser(pub CurrentUser);
 
 user_extractor!(SessionUser, Accepts::SessionOnly, SessionUser);
@@ -141,23 +153,25 @@ async fn request_user_with(
     user_of(state, &parts.headers, session, scope).await
 }
 
-/// The user of a request with these headers and this session: by the tollgate key an
-/// `Authorization` header presents (one with `scope`), else by the session. An `Authorization`
-/// header for something else (an upstream app's own) is not tollgate's and is left alone.
+/// The user of a request with these headers and this session: by the tollgate key (one with
+/// `scope`) or access token an `Authorization` header presents, else by the session. An
+/// `Authorization` header for something else (an upstream app's own) is not tollgate's and is
+/// left alone.
 pub async fn user_of(
     state: &Billing,
     headers: &HeaderMap,
     session: Session,
     scope: Scope,
 ) -> Result<Option<CurrentUser>> {
-    let secret = match api_keys::presented(headers) {
+    let secret = match credentials::presented(headers) {
         Presented::Nothing => return current_user(state, session).await,
         Presented::Key(secret) => secret,
+        Presented::Token(token) => return token_user(state, &token, session).await.map(Some),
         Presented::Ambiguous => {
             crate::telemetry::security_event(
-                "api_key_refused",
+                "credential_refused",
                 None,
-                "several authorization headers",
+                "several authorization headers, or one that is not text",
             );
             return Err(AppError::Unauthenticated);
         }
@@ -174,10 +188,35 @@ pub async fn user_of(
         user,
         access,
         session,
-        key: Some(key),
+        via: Via::Key(key),
     };
     current.require(scope)?;
     Ok(Some(current))
+}
+
+/// The user of an access token: a valid token whose family still holds for its user (not ended,
+/// not outlived by a password change or a sign-out everywhere); 401 otherwise.
+async fn token_user(state: &Billing, token: &str, session: Session) -> Result<CurrentUser> {
+    let refused = |why: &str| {
+        crate::telemetry::security_event("access_token_refused", None, why);
+        AppError::Unauthenticated
+    };
+    let verified = tokens::resolve(state, token)
+        .await?
+        .ok_or_else(|| refused("bad signature, issuer, audience or key, or expired"))?;
+    let (user, access) = super::load_member(state, &verified.claims.sub)
+        .await?
+        .ok_or_else(|| refused("the user is gone"))?;
+    if !verified.family.holds_for(&user, state.clock.now()) {
+        return Err(refused("its sign-in ended"));
+    }
+    Ok(CurrentUser {
+        session_epoch: user.session_epoch,
+        user,
+        access,
+        session,
+        via: Via::Token(verified),
+    })
 }
 
 /// Loads the user of `session` with their access, enforcing the session's timeouts and
@@ -198,31 +237,6 @@ pub async fn current_user(state: &Billing, session: Session) -> Result<Option<Cu
         access,
         session,
         session_epoch: claim.session_epoch,
-        key: None,
+        via: Via::Session,
     }))
-}
-
-/// The user JSON (docs/api.md, "Accounts").
-#[derive(Debug, Serialize)]
-pub struct UserJson {
-    /// Opaque id.
-    pub id: String,
-    /// As typed.
-    pub email: String,
-    /// Whether the address was proven.
-    pub email_verified: bool,
-    /// What the user's subscriptions entitle them to.
-    pub access: Access,
-}
-
-impl UserJson {
-    /// The JSON shape clients see of `user` with `access`.
-    pub fn new(user: &User, access: Access) -> Self {
-        Self {
-            id: user.id.clone(),
-            email: user.email.clone(),
-            email_verified: user.email_verified,
-            access,
-        }
-    }
 }

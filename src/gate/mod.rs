@@ -12,6 +12,7 @@
 pub mod enforce;
 pub mod forward;
 pub mod member;
+pub mod tokens;
 
 use crate::clock::{date, rfc3339};
 use std::sync::Arc;
@@ -152,6 +153,31 @@ async fn demo_json(
     }))
 }
 
+/// The user JSON (docs/api.md, "Accounts").
+#[derive(Debug, Serialize)]
+pub struct UserJson {
+    /// Opaque id.
+    pub id: String,
+    /// As typed.
+    pub email: String,
+    /// Whether the address was proven.
+    pub email_verified: bool,
+    /// What the user's subscriptions entitle them to.
+    pub access: Access,
+}
+
+impl UserJson {
+    /// The JSON shape clients see of `user` with `access`.
+    pub fn new(user: &User, access: Access) -> Self {
+        Self {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified,
+            access,
+        }
+    }
+}
+
 /// The `access` object of the user JSON (docs/api.md).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Access {
@@ -171,6 +197,9 @@ pub struct Access {
     /// pages say "cancels on …" from it).
     #[serde(skip)]
     pub cancels: bool,
+    /// `until` in Unix seconds (not in the JSON: an access token never outlives it).
+    #[serde(skip)]
+    pub ends_at: Option<i64>,
 }
 
 impl Access {
@@ -189,6 +218,7 @@ impl Access {
                 until: None,
                 reason: format!("{why}: {} plan", plan.name),
                 cancels: false,
+                ends_at: None,
             },
             None => Self {
                 plan: None,
@@ -198,6 +228,7 @@ impl Access {
                 until: None,
                 reason: format!("{why}: no access"),
                 cancels: false,
+                ends_at: None,
             },
         }
     }
@@ -219,6 +250,7 @@ impl Access {
             until: until.map(rfc3339),
             reason,
             cancels: false,
+            ends_at: until,
         };
         match &sub.status {
             Status::Active | Status::Trialing => {

@@ -3,7 +3,7 @@
 //! - JSON API: every unsafe request under `/api/` must carry `Content-Type: application/json`
 //!   (which a cross-site HTML form cannot send without a CORS preflight), and an `Origin` header,
 //!   when present, must be ours or an allowed one (docs/api.md), unless the request presents an
-//!   API key and sends no cookie (no ambient credential to abuse).
+//!   API key or an access token and sends no cookie (no ambient credential to abuse).
 //! - HTML forms: a signed double-submit token. The cookie holds `nonce.hmac(nonce)` and every form
 //!   carries the same value in `csrf_token`; a POST passes when both are equal and the MAC checks
 //!   with the key stored in the database. Anonymous page views therefore create no session rows.
@@ -20,7 +20,7 @@ use rand::RngCore as _;
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use crate::{error::AppError, state::AppState};
+use crate::{auth::credentials::Presented, error::AppError, state::AppState};
 
 /// The form field that carries the token.
 pub const FIELD: &str = "csrf_token";
@@ -95,13 +95,14 @@ pub async fn check_api(State(state): State<AppState>, request: Request, next: Ne
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        // A request that presents an API key and sends no cookie has no ambient credential for
-        // the Origin rule to guard (a cross-site page cannot add the header without a CORS
-        // preflight anyway). With a cookie, the rule applies, whatever else is sent.
+        // A request that presents an API key or an access token and sends no cookie has no
+        // ambient credential for the Origin rule to guard (a cross-site page cannot add the
+        // header without a CORS preflight anyway). With a cookie, the rule applies, whatever
+        // else is sent.
         let headers = request.headers();
         let key_only = matches!(
-            crate::auth::api_keys::presented(headers),
-            crate::auth::api_keys::Presented::Key(_)
+            crate::auth::credentials::presented(headers),
+            Presented::Key(_) | Presented::Token(_)
         ) && !headers.contains_key(header::COOKIE);
         let origin = key_only || origin_allowed(&state, headers);
         if !json || !origin {

@@ -131,11 +131,15 @@ async fn migrate_then_user_create_makes_an_account_that_can_log_in() {
     assert_eq!(login.status(), 200);
 }
 
+/// A running `tollgate serve` whose log is read as it is written (a pipe left unread fills, and
+/// the server would block on its next log line).
+struct Served {
+    child: tokio::process::Child,
+    logs: tokio::task::JoinHandle<String>,
+}
+
 /// Starts `tollgate serve` on `db` with JSON logs and `env`; returns it and its URL.
-async fn serve_with_json_logs(
-    db: &TestDb,
-    env: &[(&str, &str)],
-) -> (tokio::process::Child, String) {
+async fn serve_with_json_logs(db: &TestDb, env: &[(&str, &str)]) -> (Served, String) {
     let mut cmd = tollgate();
     cmd.env("DATABASE_URL", &db.url)
         .env("TOLLGATE_BIND", "127.0.0.1:0")
@@ -160,11 +164,18 @@ async fn serve_with_json_logs(
     .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    (child, url)
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut logs = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut logs).await;
+        logs
+    });
+    (Served { child, logs }, url)
 }
 
 /// Stops `child` with SIGTERM, asserts a clean exit and returns everything it logged.
-async fn stop_and_read_logs(mut child: tokio::process::Child) -> String {
+async fn stop_and_read_logs(served: Served) -> String {
+    let Served { mut child, logs } = served;
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -176,11 +187,7 @@ async fn stop_and_read_logs(mut child: tokio::process::Child) -> String {
         .expect("exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    let mut logs = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
-        .await
-        .unwrap();
-    logs
+    logs.await.unwrap()
 }
 
 #[tokio::test]
@@ -233,6 +240,45 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
         assert!(r.status() == 200 || r.status() == 401);
     }
 
+    // Access and refresh tokens: issued, used, refreshed, and a used refresh token replayed.
+    let token_login =
+        json!({"email": "logcheck@example.com", "password": secret_password, "token": true});
+    let pair: serde_json::Value = http
+        .post(format!("{url}api/auth/login"))
+        .json(&token_login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (access, refresh) = (
+        pair["access_token"]
+            .as_str()
+            .expect("an access token")
+            .to_owned(),
+        pair["refresh_token"]
+            .as_str()
+            .expect("a refresh token")
+            .to_owned(),
+    );
+    let me = client()
+        .get(format!("{url}api/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    for expected in [200, 401] {
+        let r = client()
+            .post(format!("{url}api/auth/token/refresh"))
+            .json(&json!({"refresh_token": refresh}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected);
+    }
+
     let logs = stop_and_read_logs(child).await;
     assert!(
         logs.contains("\"path\":\"/api/auth/register\""),
@@ -245,6 +291,9 @@ async fn serve_prints_its_url_logs_no_secrets_and_stops_gracefully_on_sigterm() 
         "query-secret-123",
         "logcheck@example.com",
         &key[3..],
+        &refresh[4..],
+        access.rsplit('.').next().unwrap(),
+        access.split('.').nth(1).unwrap(),
     ] {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }

@@ -21,3 +21,4 @@ mod proxy;
 mod revocation;
 mod sessions;
 mod timing;
+mod tokens;

@@ -186,8 +186,11 @@ impl Raw {
 }
 
 mod table;
+pub mod tokens;
 
-pub(super) use table::SETTINGS;
+/// Every setting, in `check-config` and README order.
+pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
+    std::sync::LazyLock::new(|| table::SETTINGS.iter().chain(tokens::TOKENS).collect());
 
 /// The three argon2 settings are valid together or not at all.
 fn check_argon2(argon2: Argon2Params) -> Result<(), ConfigError> {

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::config::{LogFormat, Mode, Secret, is_live_key};
 
-/// Every setting, in `check-config` and README order.
+/// The settings before the access-token ones (`tokens.rs`), in `check-config` and README order.
 pub(in crate::config) static SETTINGS: &[Setting] = &[
     Setting::new(
         "TOLLGATE_ENV",

@@ -53,6 +53,7 @@ fn secret_settings_never_show_their_value() {
         ("STRIPE_SECRET_KEY", "sk_test_s3cr3t"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_s3cr3t"),
         ("SMTP_URL", "smtp://u:s3cr3t@mail.example"),
+        ("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY),
     ];
     let secret: Vec<&str> = SETTINGS
         .iter()
@@ -71,11 +72,19 @@ fn secret_settings_never_show_their_value() {
             .map(|(_, v)| (*v).to_owned())
     })
     .unwrap();
-    for s in SETTINGS {
+    for s in SETTINGS.iter() {
         let shown = (s.show)(&config);
         assert!(!shown.contains("s3cr3t"), "{} shows {shown}", s.name);
+        assert!(
+            !shown.contains(&SIGNING_KEY[20..]),
+            "{} shows {shown}",
+            s.name
+        );
     }
 }
+
+/// An Ed25519 private key (PKCS#8 DER in base64; its seed is the bytes 1 to 32).
+const SIGNING_KEY: &str = "MC4CAQAwBQYDK2VwBCIEIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g";
 
 /// A value other than the default for every setting, valid together.
 const NOT_DEFAULT: &[(&str, &str)] = &[
@@ -115,6 +124,9 @@ const NOT_DEFAULT: &[(&str, &str)] = &[
     ("TOLLGATE_REQUIRE_VERIFIED_FOR_CHECKOUT", "true"),
     ("TOLLGATE_PAST_DUE_GRACE_SECS", "0"),
     ("TOLLGATE_STRIPE_RETRY_SECS", "5"),
+    ("TOLLGATE_ACCESS_TOKEN_SECS", "300"),
+    ("TOLLGATE_JWT_AUDIENCE", "https://api.example.com"),
+    ("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY),
 ];
 
 /// Each setting's `read` fills what its `show` prints: setting it changes its line.
@@ -134,7 +146,7 @@ fn every_setting_reads_what_it_shows() {
             .map(|(_, v)| (*v).to_owned())
     })
     .unwrap();
-    for s in SETTINGS {
+    for s in SETTINGS.iter() {
         assert_ne!(
             (s.show)(&set),
             (s.show)(&defaults),
@@ -162,7 +174,7 @@ fn joined_rows_show_the_differing_words() {
 /// The rows of the README's Settings table (`| variable | meaning | default |`), in order.
 fn readme_rows() -> Vec<String> {
     let mut rows: Vec<(String, &str, String)> = Vec::new();
-    for s in SETTINGS {
+    for s in SETTINGS.iter() {
         match rows.last_mut() {
             Some((names, _, defaults)) if s.joins_previous_row => {
                 let first = names

@@ -214,19 +214,27 @@ impl TestApp {
     /// A second instance on this app's database and this app's Stripe (its simulator, so both
     /// resolve the catalog to the same prices) that accepts the same webhook signatures.
     pub async fn second_instance(&self) -> TestApp {
+        self.second_instance_with(&[]).await
+    }
+
+    /// [`TestApp::second_instance`] with extra settings.
+    pub async fn second_instance_with(&self, extra: &[(&str, &str)]) -> TestApp {
         let sim = self
             .state
             .sim
             .as_ref()
             .expect("the first instance runs the simulator");
-        TestApp::builder()
+        let builder = TestApp::builder()
             .on_db(self.db.clone())
             .with("STRIPE_API_BASE", sim.base_url())
             .with("STRIPE_SECRET_KEY", "sk_test_simulator")
             .with(
                 "STRIPE_WEBHOOK_SECRET",
                 self.state.stripe.webhook_secrets[0].expose(),
-            )
+            );
+        extra
+            .iter()
+            .fold(builder, |b, (name, value)| b.with(name, value))
             .spawn()
             .await
     }

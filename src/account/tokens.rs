@@ -1,0 +1,97 @@
+//! Access and refresh tokens over JSON: a session exchanged for a pair, a refresh, a client giving
+//! its tokens up, and the published signing keys (`/.well-known/jwks.json`). Signing in with
+//! `"token": true` (password, magic link or code) answers a pair too (`super::auth`,
+//! `super::email`).
+
+use axum::{
+    Json, Router,
+    extract::{FromRef, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use crate::{
+    auth::{Auth, refresh, users::User},
+    billing::Billing,
+    error::{AppError, Result},
+    extract::ApiJson,
+    gate::{SessionUser, tokens},
+};
+
+/// The routes of this module.
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/api/auth/token", post(exchange_session))
+        .route("/api/auth/token/refresh", post(refresh_route))
+        .route("/api/auth/token/revoke", post(revoke_route))
+        .route("/.well-known/jwks.json", get(jwks))
+}
+
+/// A token pair as the answer to a sign-in: `no-store`, as OAuth token responses are.
+pub async fn pair_response(state: &Billing, user: &User) -> Result<Response> {
+    let pair = tokens::issue(state, user).await?;
+    Ok(no_store(Json(pair).into_response()))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A signed-in session asks for a token pair (a web app handing tokens to its own mobile or
+/// desktop client, or to a backend call). The session stays signed in.
+async fn exchange_session(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<Response> {
+    pair_response(&state, &current.user).await
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh_route(
+    State(state): State<Billing>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Response> {
+    let pair = tokens::refresh(&state, &body.refresh_token)
+        .await?
+        .ok_or(AppError::RefreshTokenInvalid)?;
+    Ok(no_store(Json(pair).into_response()))
+}
+
+/// Ends the family of a refresh token (RFC 7009's answer: 204 whether or not it was known, so the
+/// route tells nothing about tokens it is shown).
+async fn revoke_route(
+    State(state): State<Billing>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<StatusCode> {
+    if let Some(user) = refresh::revoke(&state, &body.refresh_token, state.clock.now()).await? {
+        tracing::info!(user = %user, "token family revoked by its client");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The public keys that verify access tokens (RFC 7517). Verifiers may cache it for five
+/// minutes; a token naming a key they do not know yet is their cue to fetch it again.
+async fn jwks(State(state): State<Billing>) -> Result<Response> {
+    let set = state.signing.jwks(state.clock.now()).await?;
+    let mut response = Json(set).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(response)
+}

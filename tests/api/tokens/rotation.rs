@@ -1,0 +1,90 @@
+//! Signing keys: one generated at first start and shared by every instance on the database, a
+//! configured one, and `tollgate jwt rotate`, after which old tokens still verify and new ones are
+//! signed with the new key, which every instance learns.
+
+use std::process::Stdio;
+
+use super::{SIGNING_KEY, access, decode, kids, login_tokens, me_status};
+use crate::helpers::TestApp;
+
+/// Instances of one deployment share its public URL: the tokens' issuer.
+const BASE_URL: (&str, &str) = ("TOLLGATE_BASE_URL", "http://auth.tollgate.test");
+
+async fn rotate(app: &TestApp) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.db.url)
+        .current_dir(std::env::temp_dir())
+        .args(["jwt", "rotate"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn instances_share_one_key_and_a_rotation_keeps_old_tokens_valid() {
+    let app = TestApp::builder()
+        .with(BASE_URL.0, BASE_URL.1)
+        .spawn()
+        .await;
+    app.user("ann@example.com").await;
+    let second = app.second_instance_with(&[BASE_URL]).await;
+    assert_eq!(kids(&app).await.len(), 1);
+    assert_eq!(
+        kids(&app).await,
+        kids(&second).await,
+        "one key for every instance"
+    );
+    let old = login_tokens(&app, "ann@example.com").await;
+    let old_kid = decode(&access(&old)).0["kid"].as_str().unwrap().to_owned();
+    assert_eq!(me_status(&second, &access(&old)).await, 200);
+
+    let said = rotate(&app).await;
+    let third = app.second_instance_with(&[BASE_URL]).await;
+    let new = login_tokens(&third, "ann@example.com").await;
+    let new_kid = decode(&access(&new)).0["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+    assert!(said.contains(&new_kid), "{said}");
+    // The first instance has not read the table since: a token naming a key it does not know
+    // makes it look (at most once a second).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(me_status(&app, &access(&new)).await, 200);
+    assert_eq!(
+        me_status(&app, &access(&old)).await,
+        200,
+        "the old key still verifies"
+    );
+    let published = kids(&third).await;
+    assert!(
+        published.contains(&old_kid) && published.contains(&new_kid),
+        "{published:?}"
+    );
+    assert_eq!(published[0], new_kid, "the current key first");
+}
+
+#[tokio::test]
+async fn a_configured_key_signs_and_its_private_half_never_reaches_the_database() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY)
+        .spawn()
+        .await;
+    app.user("ann@example.com").await;
+    let pair = login_tokens(&app, "ann@example.com").await;
+    let kid = decode(&access(&pair)).0["kid"].as_str().unwrap().to_owned();
+    assert_eq!(kids(&app).await, vec![kid]);
+    let stored: Vec<(Option<String>,)> =
+        sqlx::query_as("SELECT private_key FROM signing_keys WHERE retired_at IS NULL")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![(None,)]);
+}
