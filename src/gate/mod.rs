@@ -197,7 +197,9 @@ pub struct Access {
     /// pages say "cancels on …" from it).
     #[serde(skip)]
     pub cancels: bool,
-    /// `until` in Unix seconds (not in the JSON: an access token never outlives it).
+    /// When the paid access ends for certain if nothing changes (a scheduled cancellation, the
+    /// end of a grace period), in Unix seconds; `None` when it goes on (renewals, trials, free).
+    /// Not in the JSON: an access token never outlives it.
     #[serde(skip)]
     pub ends_at: Option<i64>,
 }
@@ -250,7 +252,7 @@ impl Access {
             until: until.map(rfc3339),
             reason,
             cancels: false,
-            ends_at: until,
+            ends_at: None,
         };
         match &sub.status {
             Status::Active | Status::Trialing => {
@@ -267,6 +269,7 @@ impl Access {
                     ),
                     Some(end) => Self {
                         cancels: true,
+                        ends_at: Some(end),
                         ..paid(
                             Some(end),
                             format!("{}, cancels on {}", sub.status, date(end)),
@@ -292,7 +295,10 @@ impl Access {
                 let since = sub.past_due_since.unwrap_or(now);
                 let end = since + grace_secs;
                 if grace_secs > 0 && now < end {
-                    paid(Some(end), format!("past_due, grace until {}", date(end)))
+                    Self {
+                        ends_at: Some(end),
+                        ..paid(Some(end), format!("past_due, grace until {}", date(end)))
+                    }
                 } else {
                     Self::free(catalog, "past_due", "past_due, grace period over".into())
                 }

@@ -13,6 +13,7 @@ mod email;
 mod gating;
 mod helpers;
 mod hygiene;
+mod interop;
 mod keys;
 mod lockout;
 mod pages;

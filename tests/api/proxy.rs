@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::{TestApp, client, spawn_app};
 
-const NGINX_CONF: &str = include_str!("../../docs/proxy/nginx.conf");
+pub(crate) const NGINX_CONF: &str = include_str!("../../docs/proxy/nginx.conf");
 const CADDYFILE: &str = include_str!("../../docs/proxy/Caddyfile");
 
 fn binary(candidates: &[&str]) -> Option<String> {
@@ -24,7 +24,7 @@ fn binary(candidates: &[&str]) -> Option<String> {
 }
 
 /// The proxy's binary, or `None` with a notice (a failure when the proxies are required).
-fn required(name: &str, candidates: &[&str]) -> Option<String> {
+pub(crate) fn required(name: &str, candidates: &[&str]) -> Option<String> {
     let found = binary(candidates);
     if found.is_none() {
         assert!(
@@ -64,7 +64,7 @@ async fn spawn_upstream() -> u16 {
     port
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -73,10 +73,10 @@ fn free_port() -> u16 {
 }
 
 /// A running proxy; stopped and cleaned up on drop.
-struct Proxy {
+pub(crate) struct Proxy {
     child: tokio::process::Child,
     dir: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Proxy {
@@ -116,7 +116,7 @@ async fn start(mut command: tokio::process::Command, dir: PathBuf, port: u16) ->
     proxy
 }
 
-async fn start_nginx(binary: &str, app: &TestApp, upstream: u16) -> Proxy {
+pub(crate) async fn start_nginx(binary: &str, app: &TestApp, upstream: u16) -> Proxy {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("tollgate-nginx-{port}"));
     std::fs::create_dir_all(&dir).unwrap();

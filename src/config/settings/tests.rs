@@ -204,3 +204,29 @@ fn short_name<'a>(first: &str, name: &'a str) -> &'a str {
     let cut = name[..common].rfind('_').unwrap_or(0);
     &name[cut..]
 }
+
+#[test]
+fn access_tokens_live_5_to_15_minutes_and_the_signing_key_must_be_an_ed25519_key() {
+    let with = |name: &'static str, value: &'static str| {
+        Config::from_lookup(move |n| (n == name).then(|| value.to_owned()))
+    };
+    for secs in ["299", "901", "0", "-1", "ten"] {
+        let e = with("TOLLGATE_ACCESS_TOKEN_SECS", secs).unwrap_err();
+        assert_eq!(e.setting, "TOLLGATE_ACCESS_TOKEN_SECS", "{secs}");
+    }
+    for secs in ["300", "900"] {
+        assert!(with("TOLLGATE_ACCESS_TOKEN_SECS", secs).is_ok(), "{secs}");
+    }
+    let pem: &'static str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\n-----END PRIVATE KEY-----\n";
+    assert!(with("TOLLGATE_JWT_SIGNING_KEY", pem).is_ok());
+    assert!(with("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY).is_ok());
+    for bad in ["not a key", "c2VjcmV0", "MC4CAQAwBQYDK2VwBCIEIAEC"] {
+        let e = with("TOLLGATE_JWT_SIGNING_KEY", bad).unwrap_err();
+        assert_eq!(e.setting, "TOLLGATE_JWT_SIGNING_KEY");
+        assert!(
+            !e.message.contains(bad),
+            "the value is not echoed: {}",
+            e.message
+        );
+    }
+}

@@ -433,3 +433,27 @@ async fn a_plan_change_reaches_the_gate_at_once_and_the_claims_at_the_next_refre
     assert_eq!(claims["exp"], ends);
     assert!(last["expires_in"].as_i64().unwrap() <= 120);
 }
+
+#[tokio::test]
+async fn a_renewal_that_is_late_does_not_shorten_tokens() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_ann").await;
+    let now = app.state.clock.now();
+    app.deliver(&pro_subscription_updated(
+        &app,
+        "ann",
+        "cus_ann",
+        "active",
+        now,
+        json!({}),
+    ))
+    .await;
+    // The period ended (in 10 days) and Stripe's renewal has not arrived yet: still pro, and a
+    // token lives its full lifetime (not born expired at the past period end).
+    app.state.clock.advance(11 * 86_400);
+    let pair = login_tokens(&app, "ann@example.com").await;
+    assert_eq!(pair["expires_in"], 600);
+    assert_eq!(decode(&access(&pair)).1["plan"], "pro");
+    assert_eq!(me_status(&app, &access(&pair)).await, 200);
+}

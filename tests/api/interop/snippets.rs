@@ -1,0 +1,93 @@
+//! README's "Use from other backends" snippets, run as they stand there: the shell one with curl,
+//! the Python one with PyJWT from the virtual environment, the JavaScript one with Node.
+
+use std::process::Stdio;
+
+use crate::{
+    helpers::{PASSWORD, spawn_app},
+    tokens::{access, login_tokens},
+};
+
+const README: &str = include_str!("../../../README.md");
+
+/// The fenced blocks of README's "## Use from other backends": (language, code).
+fn snippets() -> Vec<(String, String)> {
+    let start = README
+        .find("## Use from other backends\n")
+        .expect("the README has the section");
+    let section = &README[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut blocks = vec![];
+    let mut rest = section;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let newline = after.find('\n').unwrap();
+        let language = after[..newline].trim().to_owned();
+        let body = &after[newline + 1..];
+        let close = body.find("```").expect("a closed block");
+        blocks.push((language, body[..close].to_owned()));
+        rest = &body[close + 3..];
+    }
+    blocks
+}
+
+#[tokio::test]
+async fn the_readmes_snippets_for_other_backends_run_against_a_real_tollgate() {
+    let blocks = snippets();
+    let languages: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        languages,
+        ["sh", "python", "js"],
+        "every snippet is run here"
+    );
+    let Some(python) = super::python() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.user("ann@example.com").await;
+    let token = access(&login_tokens(&app, "ann@example.com").await);
+    for (language, code) in &blocks {
+        let mut command = match language.as_str() {
+            "sh" => {
+                let mut c = tokio::process::Command::new("bash");
+                c.args(["-euo", "pipefail", "-c", code]);
+                c
+            }
+            "python" => {
+                let mut c = tokio::process::Command::new(&python);
+                c.args(["-c", code]);
+                c
+            }
+            _ => {
+                let mut c = tokio::process::Command::new("node");
+                c.args(["--input-type=module", "-e", code]);
+                c
+            }
+        };
+        let out = command
+            .env("TOLLGATE_URL", &app.address)
+            .env("EMAIL", "ann@example.com")
+            .env("PASSWORD", PASSWORD)
+            .env("ACCESS_TOKEN", &token)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{language}: {e}"));
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{language}: {stdout}\n{stderr}");
+        let expected: &[&str] = match language.as_str() {
+            "sh" => &[
+                "\"email\":\"ann@example.com\"",
+                "the next access token expires in 600 s",
+            ],
+            "python" => &["ann@example.com free"],
+            _ => &["ann@example.com free none"],
+        };
+        for e in expected {
+            assert!(stdout.contains(e), "{language}: {e:?} not in {stdout}");
+        }
+    }
+}
