@@ -69,7 +69,6 @@ impl AppState {
             &db,
             config.jwt_signing_key.as_ref().map(|k| k.expose()),
             config.access_token_secs,
-            clock.now(),
         )
         .await?;
         let mut catalog = catalog;
@@ -214,7 +213,7 @@ async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
         if let Err(e) = crate::auth::refresh::delete_expired(&db, clock.now()).await {
             tracing::warn!(error = %e, "refresh-token cleanup failed");
         }
-        let retired = crate::auth::signing::Keys::delete_retired(&db, clock.now(), retired_window);
+        let retired = crate::auth::signing::Keys::delete_retired(&db, retired_window);
         if let Err(e) = retired.await {
             tracing::warn!(error = %e, "signing-key cleanup failed");
         }
@@ -416,7 +415,8 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    if !is_static {
+    // Unless the handler chose (the published signing keys may be cached a while).
+    if !is_static && !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response

@@ -95,11 +95,12 @@ async fn rotate_jwt_key(config: Config) -> anyhow::Result<()> {
     }
     let db = Db::connect(config.database_url.expose()).await?;
     db.migrate().await?;
-    let kid = crate::auth::signing::Keys::rotate(&db, crate::clock::wall_now()).await?;
+    let kid = crate::auth::signing::Keys::rotate(&db).await?;
     println!(
-        "new signing key {kid}; running instances sign with it within a minute, and the old key \
-         stays published for {} s",
-        config.access_token_secs + 60
+        "new signing key {kid}: published at once, signing in {} s (when every instance \
+         publishes it); the old key signs until then and stays published for {} s",
+        crate::auth::signing::PUBLISH_AHEAD_SECS,
+        crate::auth::signing::PUBLISH_AHEAD_SECS + config.access_token_secs as i64 + 60
     );
     Ok(())
 }

@@ -96,7 +96,7 @@ async fn login(
     let user = authenticate(&state, ip, &device, &body.email, &body.password).await?;
     let mut response = if body.token {
         tracing::info!(user = %user.id, "signed in for tokens");
-        super::tokens::pair_response(&state, &user).await?
+        super::tokens::pair_response(&state, &user, None).await?
     } else {
         sign_in(&state, &session, &user, body.remember).await?;
         tracing::info!(user = %user.id, "signed in");
@@ -110,27 +110,33 @@ async fn login(
 }
 
 /// Ends the session (or, with an access token, the token sign-ins) and every token family of the
-/// user. With an API key: 403 `session_required`.
+/// user. With an API key: 403 `session_required`; with an access token tollgate refuses (expired,
+/// say): 401, and nothing ends (an app signs out with `POST /api/auth/token/revoke`).
 async fn logout(
     State(state): State<Billing>,
     headers: HeaderMap,
     session: Session,
 ) -> Result<StatusCode> {
-    if matches!(credentials::presented(&headers), Presented::Key(_)) {
+    sign_out(&state, &headers, &session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signing out, for the JSON route and the page's form alike: every token sign-in of the
+/// request's user ends, then the session (its record deleted, the cookie expired).
+pub async fn sign_out(state: &Billing, headers: &HeaderMap, session: &Session) -> Result<()> {
+    if matches!(credentials::presented(headers), Presented::Key(_)) {
         return Err(AppError::SessionRequired);
     }
-    // Signing out is allowed to whoever holds the cookie, even one the gate no longer takes.
-    if let Ok(Some(current)) =
-        gate::member::user_of(&state, &headers, session.clone(), Scope::Read).await
+    if let Some(current) =
+        gate::member::user_of(state, headers, session.clone(), Scope::Read).await?
     {
         let mut tx = state.db.begin().await?;
         refresh::end_all_on(&mut tx, &current.user.id, Ending::Logout, state.clock.now()).await?;
         state.commit_for(tx, &current.user.id).await?;
         tracing::info!(user = %current.user.id, "signed out");
     }
-    // Deletes the record server-side and expires the cookie.
     session.flush().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 async fn me(current: CurrentUser) -> Json<UserJson> {

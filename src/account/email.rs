@@ -168,7 +168,7 @@ async fn consume_magic_route(
     let user = crate::auth::magic::consume_magic(&state, ip, body.token.as_deref(), pair).await?;
     if body.issue_tokens {
         tracing::info!(user = %user.id, "signed in by magic link for tokens");
-        return super::tokens::pair_response(&state, &user).await;
+        return super::tokens::pair_response(&state, &user, None).await;
     }
     sign_in(&state, &session, &user, false).await?;
     tracing::info!(user = %user.id, "signed in by magic link");

@@ -34,9 +34,10 @@ where
         .route("/.well-known/jwks.json", get(jwks))
 }
 
-/// A token pair as the answer to a sign-in: `no-store`, as OAuth token responses are.
-pub async fn pair_response(state: &Billing, user: &User) -> Result<Response> {
-    let pair = tokens::issue(state, user).await?;
+/// A token pair as the answer to a sign-in (`at_most`: see [`tokens::issue`]): `no-store`, as
+/// OAuth token responses are.
+pub async fn pair_response(state: &Billing, user: &User, at_most: Option<i64>) -> Result<Response> {
+    let pair = tokens::issue(state, user, at_most).await?;
     Ok(no_store(Json(pair).into_response()))
 }
 
@@ -49,12 +50,14 @@ fn no_store(mut response: Response) -> Response {
 }
 
 /// A signed-in session asks for a token pair (a web app handing tokens to its own mobile or
-/// desktop client, or to a backend call). The session stays signed in.
+/// desktop client, or to a backend call). The session stays signed in, and the tokens' sign-in
+/// ends no later than the session's absolute timeout would.
 async fn exchange_session(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
 ) -> Result<Response> {
-    pair_response(&state, &current.user).await
+    let left = crate::auth::session_time_left(&state, &current.session).await?;
+    pair_response(&state, &current.user, Some(left)).await
 }
 
 #[derive(Deserialize)]
@@ -87,7 +90,7 @@ async fn revoke_route(
 /// The public keys that verify access tokens (RFC 7517). Verifiers may cache it for five
 /// minutes; a token naming a key they do not know yet is their cue to fetch it again.
 async fn jwks(State(state): State<Billing>) -> Result<Response> {
-    let set = state.signing.jwks(state.clock.now()).await?;
+    let set = state.signing.jwks().await?;
     let mut response = Json(set).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -10,7 +10,7 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 
-use super::{api_keys, signing};
+use super::{api_keys, refresh, signing};
 
 /// What a request's `Authorization` headers present.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,12 +75,19 @@ fn carried(value: &[u8]) -> Carried {
         return Carried::Unreadable;
     };
     let value = value.trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or(("", value));
+    // The scheme ends at any whitespace (a tab too): read the way an upstream app might.
+    let (scheme, rest) = value
+        .split_once(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(("", value));
     let rest = rest.trim();
     let is_key = |k: &str| k.starts_with(api_keys::PREFIX);
     if scheme.eq_ignore_ascii_case("bearer") {
         if is_key(rest) {
             return Carried::Key(rest.to_owned());
+        }
+        if rest.starts_with(refresh::PREFIX) {
+            // A refresh token is never a bearer credential: refused, not passed on upstream.
+            return Carried::Key(value.to_owned());
         }
         if names_our_key(rest) {
             return Carried::Token(rest.to_owned());
@@ -168,6 +175,9 @@ mod tests {
             assert_eq!(carried(other), Carried::Other, "{other:?}");
         }
         assert_eq!(carried(b"Bearer tg_\xff"), Carried::Unreadable);
+        // A tab ends the scheme as a space does; a refresh token as a bearer is refused.
+        assert_eq!(key(b"Bearer\ttg_x").as_deref(), Some("tg_x"));
+        assert!(key(b"Bearer tgr_0123").is_some());
     }
 
     #[test]
@@ -175,6 +185,10 @@ mod tests {
         let ours = jwt(r#"{"alg":"EdDSA","kid":"tollgate-abc"}"#);
         assert_eq!(
             carried(format!("Bearer {ours}").as_bytes()),
+            Carried::Token(ours.clone())
+        );
+        assert_eq!(
+            carried(format!("Bearer\t{ours}").as_bytes()),
             Carried::Token(ours.clone())
         );
         // `alg: none` naming our key is still ours to judge (and refuse).

@@ -129,6 +129,13 @@ pub async fn session_claim(base: &Base, session: &Session) -> Result<Option<Sess
     }))
 }
 
+/// Seconds the signed-in `session` has left before its absolute timeout (0 when it has none
+/// left): a token sign-in made from it lives no longer.
+pub async fn session_time_left(base: &Base, session: &Session) -> Result<i64> {
+    let signed_in_at = session.get::<i64>(SIGNED_IN_AT_KEY).await?.unwrap_or(0);
+    Ok((signed_in_at + base.config.session_absolute_secs as i64 - db::now()).max(0))
+}
+
 /// Whether `claim` still holds for `user` (loaded for it; `None` when the account was deleted
 /// under the session). A session that does not hold is flushed; one that does is marked seen (at
 /// most once a minute, so reads do not become writes).

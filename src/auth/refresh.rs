@@ -102,10 +102,13 @@ fn well_formed(token: &str) -> bool {
     })
 }
 
-/// Starts a family for `user` (a sign-in that asked for tokens): its first refresh token.
-pub async fn start(base: &Base, user: &User, now: i64) -> Result<Issued> {
+/// Starts a family for `user` (a sign-in that asked for tokens): its first refresh token. It
+/// lives `TOLLGATE_SESSION_ABSOLUTE_SECS`, or `at_most` seconds when that is less (a session
+/// exchanged for tokens hands on only the time it has left).
+pub async fn start(base: &Base, user: &User, now: i64, at_most: Option<i64>) -> Result<Issued> {
     let family_id = new_id("fam");
-    let expires_at = now + base.config.session_absolute_secs as i64;
+    let absolute = base.config.session_absolute_secs as i64;
+    let expires_at = now + at_most.map_or(absolute, |secs| secs.min(absolute));
     let mut tx = base.db.begin().await?;
     sqlx::query(
         "INSERT INTO token_families (id, user_id, session_epoch, created_at, expires_at) \
@@ -186,6 +189,8 @@ pub enum Exchange {
     Reused {
         /// The family's user, to forget in the cache.
         user_id: String,
+        /// The family.
+        family_id: String,
     },
 }
 
@@ -232,6 +237,7 @@ pub async fn exchange(base: &Base, token: &str, now: i64) -> Result<Exchange> {
         }
         return Ok(Exchange::Reused {
             user_id: family.user_id,
+            family_id: family.id,
         });
     }
     let user = users::find_by_id_on(&mut tx, &family.user_id).await?;

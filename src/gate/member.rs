@@ -208,7 +208,11 @@ async fn token_user(state: &Billing, token: &str, session: Session) -> Result<Cu
         .await?
         .ok_or_else(|| refused("the user is gone"))?;
     if !verified.family.holds_for(&user, state.clock.now()) {
-        return Err(refused("its sign-in ended"));
+        let family = &verified.family.id;
+        return Err(refused(&format!(
+            "its sign-in ended (family {family} of {})",
+            user.id
+        )));
     }
     Ok(CurrentUser {
         session_epoch: user.session_epoch,

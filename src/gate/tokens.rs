@@ -128,10 +128,10 @@ async fn pair(
 }
 
 /// A new token pair for `user`, in a new family (a sign-in that asked for tokens, or a session
-/// exchanged for them).
-pub async fn issue(state: &Billing, user: &User) -> Result<TokenPair> {
+/// exchanged for them, which passes the seconds it has left as `at_most`).
+pub async fn issue(state: &Billing, user: &User, at_most: Option<i64>) -> Result<TokenPair> {
     let now = state.clock.now();
-    let refresh = refresh::start(state, user, now).await?;
+    let refresh = refresh::start(state, user, now, at_most).await?;
     let access = super::access_for(state, &user.id).await?;
     tracing::info!(user = %user.id, family = %refresh.family_id, "tokens issued");
     pair(state, user, access, refresh, now).await
@@ -148,12 +148,12 @@ pub async fn refresh(state: &Billing, refresh_token: &str) -> Result<Option<Toke
             Ok(Some(pair(state, &user, access, issued, now).await?))
         }
         refresh::Exchange::Refused => Ok(None),
-        refresh::Exchange::Reused { user_id } => {
+        refresh::Exchange::Reused { user_id, family_id } => {
             state.cache.forget_user(&user_id);
             crate::telemetry::security_event(
                 "refresh_token_reused",
                 None,
-                "a used refresh token came back: its family ended",
+                &format!("a used refresh token came back: family {family_id} of {user_id} ended"),
             );
             Ok(None)
         }
@@ -182,14 +182,10 @@ pub async fn resolve(state: &Billing, token: &str) -> Result<Option<Arc<Verified
     }
     let ticket = state.cache.ticket();
     let (iss, aud) = issuer_and_audience(state);
-    let Some(claims) = state
-        .signing
-        .verify::<Claims>(token, &iss, &aud, now)
-        .await?
-    else {
+    let Some(claims) = state.signing.verify::<Claims>(token, &iss, &aud).await? else {
         return Ok(None);
     };
-    if !live_claims(&claims, now) {
+    if !live_claims(&claims, now, state.config.access_token_secs as i64) {
         return Ok(None);
     }
     let Some(family) = refresh::family(&state.db, &claims.sid).await? else {
@@ -205,8 +201,9 @@ pub async fn resolve(state: &Billing, token: &str) -> Result<Option<Arc<Verified
     Ok(Some(verified))
 }
 
-/// True while the claims are within their lifetime by tollgate's clock (issued not in the future,
-/// not expired).
-fn live_claims(claims: &Claims, now: i64) -> bool {
-    claims.iat <= now + 60 && now < claims.exp
+/// True while the claims are within their lifetime by tollgate's clock: issued not in the future,
+/// not expired, and made to live no longer than the setting allows (a token that claims more was
+/// not made by this deployment as it is configured).
+fn live_claims(claims: &Claims, now: i64, lifetime: i64) -> bool {
+    claims.iat <= now + 60 && now < claims.exp && claims.exp - claims.iat <= lifetime
 }

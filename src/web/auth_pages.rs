@@ -3,7 +3,7 @@
 use axum::{
     Extension, Router,
     extract::{Query, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -231,9 +231,11 @@ async fn submit_login(
 }
 
 async fn submit_logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
     session: Session,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
-    session.flush().await.map_err(AppError::from)?;
+    crate::account::auth::sign_out(&state, &headers, &session).await?;
     Ok(Redirect::to("/").into_response())
 }

@@ -60,6 +60,14 @@ async fn forged_and_altered_tokens_are_refused_and_the_genuine_one_re_signed_pas
     hs_header["alg"] = json!("HS256");
     let mut jwt_typ = header.clone();
     jwt_typ["typ"] = json!("JWT");
+    let mut crit = header.clone();
+    crit["crit"] = json!(["exp"]);
+    let long_lived = {
+        let mut c = claims.clone();
+        c["iat"] = json!(now);
+        c["exp"] = json!(now + 3_600);
+        c
+    };
     let mut unknown_kid = header.clone();
     unknown_kid["kid"] = json!("tollgate-not-a-key");
     let none_token = format!(
@@ -105,6 +113,19 @@ async fn forged_and_altered_tokens_are_refused_and_the_genuine_one_re_signed_pas
         (
             "issued in the future",
             assemble(&header, &with("iat", json!(now + 3_600)), &sign),
+        ),
+        ("a critical extension", assemble(&crit, &claims, &sign)),
+        (
+            "longer-lived than the setting",
+            assemble(&header, &long_lived, &sign),
+        ),
+        (
+            "not before an hour from now",
+            assemble(&header, &with("nbf", json!(now + 3_600)), &sign),
+        ),
+        (
+            "exp at the end of time",
+            assemble(&header, &with("exp", json!(i64::MAX)), &sign),
         ),
         (
             "a family that does not exist",

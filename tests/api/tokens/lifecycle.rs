@@ -1,13 +1,13 @@
 //! A token pair's life: obtained by a password or magic-link sign-in or a session, used at the
-//! gates, refreshed (rotating, with reuse ending the family), and ended by logout, a client's
-//! revocation, a password change or reset, and account deletion.
+//! gates, refreshed (rotating, with reuse ending the family), and carrying the plan (endings are
+//! in `endings.rs`).
 
 use serde_json::{Value, json};
 
-use super::{access, bearer_get, decode, kids, login_tokens, me_status, refresh, refresh_of};
-use crate::helpers::{
-    PASSWORD, SmtpSink, TestApp, client, error_of, pro_subscription_updated, spawn_app,
+use super::{
+    access, bearer_get, bearer_post, decode, kids, login_tokens, me_status, refresh, refresh_of,
 };
+use crate::helpers::{PASSWORD, TestApp, client, error_of, pro_subscription_updated, spawn_app};
 
 #[tokio::test]
 async fn a_token_sign_in_answers_a_pair_with_the_claims_and_starts_no_session() {
@@ -195,13 +195,7 @@ async fn a_session_is_exchanged_for_a_pair_but_a_key_or_a_token_is_not() {
         .post_json_with(&client(), "/api/auth/token", &json!({}))
         .await;
     assert_eq!(error_of(anonymous).await, "unauthenticated");
-    let with_token = client()
-        .post(app.url("/api/auth/token"))
-        .bearer_auth(access(&pair))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let with_token = bearer_post(&app, "/api/auth/token", &access(&pair), &json!({})).await;
     assert_eq!(error_of(with_token).await, "session_required");
     // Nor does a token reach account changes.
     for (path, body) in [
@@ -212,143 +206,10 @@ async fn a_session_is_exchanged_for_a_pair_but_a_key_or_a_token_is_not() {
         ("/api/account/delete", json!({"password": PASSWORD})),
         ("/api/keys", json!({"name": "k", "scopes": ["read"]})),
     ] {
-        let r = client()
-            .post(app.url(path))
-            .bearer_auth(access(&pair))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = bearer_post(&app, path, &access(&pair), &body).await;
         assert_eq!(error_of(r).await, "session_required", "{path}");
     }
     assert_eq!(app.me(&c).await["email"], "ann@example.com");
-}
-
-#[tokio::test]
-async fn logout_ends_every_family_and_a_client_can_revoke_its_own() {
-    let app = spawn_app().await;
-    let c = app.user("ann@example.com").await;
-    let a = login_tokens(&app, "ann@example.com").await;
-    let b = login_tokens(&app, "ann@example.com").await;
-
-    // A client gives its tokens up: its family ends, the other lives; unknown tokens get the
-    // same answer.
-    for token in [refresh_of(&a), "tgr_unknown".into()] {
-        let r = app
-            .post_json_with(
-                &client(),
-                "/api/auth/token/revoke",
-                &json!({"refresh_token": token}),
-            )
-            .await;
-        assert_eq!(r.status(), 204);
-    }
-    assert_eq!(me_status(&app, &access(&a)).await, 401);
-    assert_eq!(refresh(&app, &refresh_of(&a)).await.status(), 401);
-    assert_eq!(me_status(&app, &access(&b)).await, 200);
-
-    // An API key cannot log its user out.
-    let made = app
-        .post_json_with(&c, "/api/keys", &json!({"name": "k", "scopes": ["read"]}))
-        .await;
-    let key = made.json::<Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = client()
-        .post(app.url("/api/auth/logout"))
-        .bearer_auth(&key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(error_of(r).await, "session_required");
-    assert_eq!(me_status(&app, &access(&b)).await, 200);
-
-    // Logging out ends every family of the user.
-    let c2 = login_tokens(&app, "ann@example.com").await;
-    let r = app.post_json_with(&c, "/api/auth/logout", &json!({})).await;
-    assert_eq!(r.status(), 204);
-    for pair in [&b, &c2] {
-        assert_eq!(me_status(&app, &access(pair)).await, 401);
-        assert_eq!(refresh(&app, &refresh_of(pair)).await.status(), 401);
-    }
-    // And so does a logout made with an access token.
-    let d = login_tokens(&app, "ann@example.com").await;
-    let e = login_tokens(&app, "ann@example.com").await;
-    let r = client()
-        .post(app.url("/api/auth/logout"))
-        .bearer_auth(access(&d))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    assert_eq!(me_status(&app, &access(&e)).await, 401);
-}
-
-#[tokio::test]
-async fn a_password_change_a_reset_and_deletion_end_every_family() {
-    let sink = SmtpSink::start().await;
-    let app = TestApp::builder()
-        .with("SMTP_URL", &sink.url())
-        .spawn()
-        .await;
-    let c = app.user("ann@example.com").await;
-    sink.wait_for("ann@example.com", 1).await;
-
-    let before = login_tokens(&app, "ann@example.com").await;
-    let body = json!({"current_password": PASSWORD, "new_password": "the second passphrase"});
-    let r = app
-        .post_json_with(&c, "/api/auth/password/change", &body)
-        .await;
-    assert_eq!(r.status(), 204);
-    assert_eq!(me_status(&app, &access(&before)).await, 401);
-    assert_eq!(refresh(&app, &refresh_of(&before)).await.status(), 401);
-
-    let r = app
-        .post_json_with(
-            &client(),
-            "/api/auth/password/forgot",
-            &json!({"email": "ann@example.com"}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let pair = {
-        let body =
-            json!({"email": "ann@example.com", "password": "the second passphrase", "token": true});
-        let r = app
-            .post_json_with(&client(), "/api/auth/login", &body)
-            .await;
-        r.json::<Value>().await.unwrap()
-    };
-    assert_eq!(me_status(&app, &access(&pair)).await, 200);
-    // The verification and this reset (a password change sends no mail of its own).
-    let mail = sink.wait_for("ann@example.com", 2).await;
-    let r = app
-        .post_json_with(
-            &client(),
-            "/api/auth/password/reset",
-            &json!({"token": mail.token("reset-password"), "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(r.status(), 204);
-    assert_eq!(me_status(&app, &access(&pair)).await, 401);
-    assert_eq!(refresh(&app, &refresh_of(&pair)).await.status(), 401);
-
-    let last = login_tokens(&app, "ann@example.com").await;
-    let owner = crate::helpers::client();
-    let body = json!({"email": "ann@example.com", "password": PASSWORD});
-    assert_eq!(
-        app.post_json_with(&owner, "/api/auth/login", &body)
-            .await
-            .status(),
-        200
-    );
-    app.delete_account(&owner).await;
-    assert_eq!(me_status(&app, &access(&last)).await, 401);
-    assert_eq!(refresh(&app, &refresh_of(&last)).await.status(), 401);
-    assert_eq!(app.count("token_families").await, 0);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::helpers::{PASSWORD, TestApp, client};
 
 mod attacks;
+mod endings;
 mod lifecycle;
 mod rotation;
 
@@ -47,6 +48,18 @@ pub(super) async fn bearer_get(app: &TestApp, path: &str, token: &str) -> Respon
     client()
         .get(app.url(path))
         .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// POST JSON `body` to `path` with `token` (an access token or a key) as a bearer token, from a
+/// client without cookies.
+pub(super) async fn bearer_post(app: &TestApp, path: &str, token: &str, body: &Value) -> Response {
+    client()
+        .post(app.url(path))
+        .bearer_auth(token)
+        .json(body)
         .send()
         .await
         .unwrap()

@@ -48,12 +48,33 @@ async fn instances_share_one_key_and_a_rotation_keeps_old_tokens_valid() {
     let old_kid = decode(&access(&old)).0["kid"].as_str().unwrap().to_owned();
     assert_eq!(me_status(&second, &access(&old)).await, 200);
 
+    // The deployment has run a while (key times are wall-clock seconds).
+    sqlx::query("UPDATE signing_keys SET created_at = created_at - 3600")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
     let said = rotate(&app).await;
+    // Step one: the new key is published by every instance that reads the table, and signs
+    // nothing yet (an instance that has not read it would not know it).
     let third = app.second_instance_with(&[BASE_URL]).await;
-    let new = login_tokens(&third, "ann@example.com").await;
-    let new_kid = decode(&access(&new)).0["kid"].as_str().unwrap().to_owned();
-    assert_ne!(new_kid, old_kid);
+    let published = kids(&third).await;
+    assert_eq!(published.len(), 2, "{published:?}");
+    let new_kid = published[0].clone();
+    assert_ne!(new_kid, old_kid, "the current key first");
+    assert!(published.contains(&old_kid));
     assert!(said.contains(&new_kid), "{said}");
+    let during = login_tokens(&third, "ann@example.com").await;
+    assert_eq!(decode(&access(&during)).0["kid"], old_kid.as_str());
+
+    // Step two, once the key has been published long enough (here: made to look that old).
+    sqlx::query("UPDATE signing_keys SET created_at = created_at - 120 WHERE kid = $1")
+        .bind(&new_kid)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let fourth = app.second_instance_with(&[BASE_URL]).await;
+    let new = login_tokens(&fourth, "ann@example.com").await;
+    assert_eq!(decode(&access(&new)).0["kid"], new_kid.as_str());
     // The first instance has not read the table since: a token naming a key it does not know
     // makes it look (at most once a second).
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
@@ -63,12 +84,7 @@ async fn instances_share_one_key_and_a_rotation_keeps_old_tokens_valid() {
         200,
         "the old key still verifies"
     );
-    let published = kids(&third).await;
-    assert!(
-        published.contains(&old_kid) && published.contains(&new_kid),
-        "{published:?}"
-    );
-    assert_eq!(published[0], new_kid, "the current key first");
+    assert_eq!(me_status(&app, &access(&during)).await, 200);
 }
 
 #[tokio::test]
@@ -87,4 +103,11 @@ async fn a_configured_key_signs_and_its_private_half_never_reaches_the_database(
             .await
             .unwrap();
     assert_eq!(stored, vec![(None,)]);
+    // Verifiers may cache the key set a while.
+    let r = crate::helpers::client()
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
 }

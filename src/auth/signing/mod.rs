@@ -7,29 +7,33 @@
 //! as its crypto provider ([`PROVIDER`]).
 //!
 //! Keys: one is generated at first start (or given by `TOLLGATE_JWT_SIGNING_KEY`, then only its
-//! public half is stored); `tollgate jwt rotate` retires the current key and makes a new one. A
-//! retired key is still published and still verifies for [`Keys::retired_window`] (the longest an
-//! access token lives, and a minute), so no token is orphaned by a rotation. Every instance
-//! reads the table again at least once a minute, and at once (at most once a second) when a token
-//! names a key it does not know.
+//! public half is stored); `tollgate jwt rotate` retires the current key and makes a new one.
+//! Every instance reads the table again at least once a minute, and at once (at most once a
+//! second) when a token names a key it does not know. A rotation takes effect in two steps: the
+//! new key is published at once but signs only once it is [`PUBLISH_AHEAD_SECS`] old, when every
+//! instance publishes it too (until then the retired key goes on signing); a retired key is still
+//! published and still verifies for [`Keys::retired_window`] (that delay, the longest an access
+//! token lives, and a minute), so no token is orphaned by a rotation. Key times are wall-clock
+//! seconds (the simulator's test clock does not move them).
 
 use std::{
-    sync::{Arc, Once, RwLock},
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{
-    Algorithm, DecodingKey, EncodingKey, Header, Validation,
-    crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier},
-};
-use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::signature::Ed25519KeyPair;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::db::Db;
+use crate::{clock::wall_now, db::Db};
+
+mod provider;
+
+use provider::install_provider;
 
 /// What every key id starts with: how tollgate knows its own tokens among other bearer tokens.
 pub const KID_PREFIX: &str = "tollgate-";
@@ -37,63 +41,11 @@ pub const KID_PREFIX: &str = "tollgate-";
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// How often an instance reads the key table again.
 const RELOAD_EVERY: Duration = Duration::from_secs(60);
+/// How long a new key is published before it signs: longer than every instance takes to read
+/// the table again.
+pub const PUBLISH_AHEAD_SECS: i64 = 90;
 /// How often a token naming an unknown key may make an instance read the table again.
 const UNKNOWN_KID_RELOAD_EVERY: Duration = Duration::from_secs(1);
-
-/// ring's Ed25519 as jsonwebtoken's crypto: EdDSA only; every other algorithm is an error.
-static PROVIDER: CryptoProvider = CryptoProvider {
-    signer_factory: |alg, key| match alg {
-        Algorithm::EdDSA => Ok(Box::new(RingSigner(
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.inner())
-                .map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidEddsaKey)?,
-        ))),
-        _ => Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into()),
-    },
-    verifier_factory: |alg, key| match alg {
-        Algorithm::EdDSA => Ok(Box::new(RingVerifier(key.as_bytes().to_vec()))),
-        _ => Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into()),
-    },
-    jwk_utils: JwkUtils::new_unimplemented(),
-};
-
-struct RingSigner(Ed25519KeyPair);
-
-impl signature::Signer<Vec<u8>> for RingSigner {
-    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
-        Ok(self.0.sign(msg).as_ref().to_vec())
-    }
-}
-
-impl JwtSigner for RingSigner {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::EdDSA
-    }
-}
-
-struct RingVerifier(Vec<u8>);
-
-impl signature::Verifier<Vec<u8>> for RingVerifier {
-    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
-        UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(msg, signature)
-            .map_err(|_| signature::Error::new())
-    }
-}
-
-impl JwtVerifier for RingVerifier {
-    fn algorithm(&self) -> Algorithm {
-        Algorithm::EdDSA
-    }
-}
-
-/// Makes [`PROVIDER`] jsonwebtoken's, unless the process chose one already (an application that
-/// mounts tollgate and uses jsonwebtoken itself: its provider then signs and verifies EdDSA).
-fn install_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let _ = PROVIDER.install_default();
-    });
-}
 
 /// A key as the table holds it.
 #[derive(Clone)]
@@ -103,8 +55,12 @@ struct StoredKey {
     public: Vec<u8>,
     /// The PKCS#8 document, when this instance can sign with the key.
     private: Option<Vec<u8>>,
+    created_at: i64,
     retired_at: Option<i64>,
 }
+
+/// A row of `signing_keys`: kid, public key, private key, created, retired.
+type KeyRow = (String, String, Option<String>, i64, Option<i64>);
 
 /// The keys one instance knows, as read from the table.
 struct KeySet {
@@ -163,9 +119,9 @@ impl Keys {
         db: &Db,
         configured: Option<&str>,
         access_token_secs: u64,
-        now: i64,
     ) -> anyhow::Result<Self> {
         install_provider();
+        let now = wall_now();
         let configured = match configured {
             Some(text) => {
                 let der = crate::config::parse_signing_key(text)
@@ -177,7 +133,7 @@ impl Keys {
         let keys = Self {
             db: db.clone(),
             configured,
-            retired_window: access_token_secs as i64 + 60,
+            retired_window: PUBLISH_AHEAD_SECS + access_token_secs as i64 + 60,
             set: RwLock::new(Arc::new(KeySet {
                 keys: vec![],
                 loaded_at: Instant::now(),
@@ -211,7 +167,8 @@ impl Keys {
     }
 
     /// Retires every current key and makes a new one (`tollgate jwt rotate`): its key id.
-    pub async fn rotate(db: &Db, now: i64) -> anyhow::Result<String> {
+    pub async fn rotate(db: &Db) -> anyhow::Result<String> {
+        let now = wall_now();
         let der = generate()?;
         let public = public_of(&der)?;
         let kid = kid_of(&public);
@@ -269,8 +226,8 @@ impl Keys {
     }
 
     async fn read_table(&self) -> sqlx::Result<Vec<StoredKey>> {
-        let rows: Vec<(String, String, Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT kid, public_key, private_key, retired_at FROM signing_keys \
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT kid, public_key, private_key, created_at, retired_at FROM signing_keys \
              ORDER BY CASE WHEN retired_at IS NULL THEN 0 ELSE 1 END, created_at DESC, kid DESC",
         )
         .fetch_all(&self.db.pool)
@@ -278,7 +235,7 @@ impl Keys {
         let engine = base64::engine::general_purpose::STANDARD;
         Ok(rows
             .into_iter()
-            .filter_map(|(kid, public, private, retired_at)| {
+            .filter_map(|(kid, public, private, created_at, retired_at)| {
                 let private = match private {
                     Some(p) => Some(engine.decode(p).ok()?),
                     None => self
@@ -291,6 +248,7 @@ impl Keys {
                     public: engine.decode(public).ok()?,
                     kid,
                     private,
+                    created_at,
                     retired_at,
                 })
             })
@@ -325,16 +283,24 @@ impl Keys {
         self.reload().await
     }
 
-    /// The key tokens are signed with now: the newest current key this instance can sign with.
+    /// The key tokens are signed with now: of the trusted keys this instance can sign with, the
+    /// first (current keys first, newest first) published for [`PUBLISH_AHEAD_SECS`]; with none
+    /// that old, the one published longest (at a first start, the only one).
     fn signing_key(&self) -> Option<StoredKey> {
-        self.current_set()
+        let now = wall_now();
+        let set = self.current_set();
+        let mut usable = set
             .keys
             .iter()
-            .find(|k| k.retired_at.is_none() && k.private.is_some())
+            .filter(|k| k.private.is_some() && self.trusted(k, now));
+        let longest = usable.clone().min_by_key(|k| k.created_at);
+        usable
+            .find(|k| k.created_at <= now - PUBLISH_AHEAD_SECS)
+            .or(longest)
             .cloned()
     }
 
-    /// True when `key` is still trusted at `now`.
+    /// True when `key` is still trusted at `now` (wall-clock seconds).
     fn trusted(&self, key: &StoredKey, now: i64) -> bool {
         key.retired_at
             .is_none_or(|at| now < at + self.retired_window)
@@ -367,8 +333,10 @@ impl Keys {
         token: &str,
         issuer: &str,
         audience: &str,
-        now: i64,
     ) -> sqlx::Result<Option<C>> {
+        if names_critical_extensions(token) {
+            return Ok(None);
+        }
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(None);
         };
@@ -384,15 +352,17 @@ impl Keys {
             self.refresh_if_older(UNKNOWN_KID_RELOAD_EVERY).await?;
             key = self.find(&kid);
         }
-        let Some(key) = key.filter(|k| self.trusted(k, now)) else {
+        let Some(key) = key.filter(|k| self.trusted(k, wall_now())) else {
             return Ok(None);
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        // Expiry is checked by the caller against tollgate's clock.
+        // Expiry is checked by the caller against tollgate's clock; tollgate sets no `nbf`, and
+        // one in the future is refused.
         validation.validate_exp = false;
+        validation.validate_nbf = true;
         Ok(
             jsonwebtoken::decode::<C>(token, &DecodingKey::from_ed_der(&key.public), &validation)
                 .ok()
@@ -408,9 +378,10 @@ impl Keys {
             .cloned()
     }
 
-    /// The published key set (RFC 7517): every key still trusted at `now`, current first.
-    pub async fn jwks(&self, now: i64) -> sqlx::Result<Value> {
+    /// The published key set (RFC 7517): every key still trusted, current first.
+    pub async fn jwks(&self) -> sqlx::Result<Value> {
         self.refresh_if_older(RELOAD_EVERY).await?;
+        let now = wall_now();
         let keys: Vec<Value> = self
             .current_set()
             .keys
@@ -431,9 +402,9 @@ impl Keys {
     }
 
     /// Keys retired so long ago that no token they signed is alive: deleted.
-    pub async fn delete_retired(db: &Db, now: i64, retired_window: i64) -> sqlx::Result<u64> {
+    pub async fn delete_retired(db: &Db, retired_window: i64) -> sqlx::Result<u64> {
         let done = sqlx::query("DELETE FROM signing_keys WHERE retired_at < $1")
-            .bind(now - retired_window)
+            .bind(wall_now() - retired_window)
             .execute(&db.pool)
             .await?;
         Ok(done.rows_affected())
@@ -459,4 +430,13 @@ async fn insert_on(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// True when the token's header has `crit`: tollgate understands no JWS extension, and RFC 7515
+/// says a token naming one it does not understand is refused.
+fn names_critical_extensions(token: &str) -> bool {
+    let Some(Ok(header)) = token.split('.').next().map(|h| URL_SAFE_NO_PAD.decode(h)) else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(&header).is_ok_and(|h| h.get("crit").is_some())
 }
