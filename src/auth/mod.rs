@@ -17,6 +17,7 @@ pub mod rate_limit;
 pub mod refresh;
 pub mod session_store;
 pub mod signing;
+pub mod totp;
 pub mod users;
 
 use tower_sessions::{Expiry, Session};
