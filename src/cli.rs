@@ -97,8 +97,9 @@ async fn rotate_jwt_key(config: Config) -> anyhow::Result<()> {
     db.migrate().await?;
     let kid = crate::auth::signing::Keys::rotate(&db).await?;
     println!(
-        "new signing key {kid}: published at once, signing in {} s (when every instance \
-         publishes it); the old key signs until then and stays published for {} s",
+        "new signing key {kid}: every instance publishes it within 30 s and it signs in {} s \
+         (when every cached key set holds it); the old key signs until then and stays published \
+         for {} s",
         crate::auth::signing::PUBLISH_AHEAD_SECS,
         crate::auth::signing::PUBLISH_AHEAD_SECS + config.access_token_secs as i64 + 60
     );

@@ -27,7 +27,7 @@ use crate::{
     billing::Billing,
     error::{AppError, Result},
     extract::ApiJson,
-    gate::{self, CurrentUser, SessionUser, UserJson},
+    gate::{self, CurrentUser, SessionUser, UserJson, member::Via},
 };
 
 /// The JSON routes of this module.
@@ -109,9 +109,9 @@ async fn login(
     Ok(response)
 }
 
-/// Ends the session (or, with an access token, the token sign-ins) and every token family of the
-/// user. With an API key: 403 `session_required`; with an access token tollgate refuses (expired,
-/// say): 401, and nothing ends (an app signs out with `POST /api/auth/token/revoke`).
+/// Signs out (see [`sign_out`]). With an API key: 403 `session_required`; with an access token
+/// tollgate refuses (expired, say): 401, and nothing ends (an app signs out with
+/// `POST /api/auth/token/revoke`).
 async fn logout(
     State(state): State<Billing>,
     headers: HeaderMap,
@@ -121,8 +121,9 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Signing out, for the JSON route and the page's form alike: every token sign-in of the
-/// request's user ends, then the session (its record deleted, the cookie expired).
+/// Signing out, for the JSON route and the page's form alike. A session ends, and with it every
+/// token sign-in of its user; an access token ends its own sign-in only (a backend the token was
+/// handed to cannot sign the user out everywhere).
 pub async fn sign_out(state: &Billing, headers: &HeaderMap, session: &Session) -> Result<()> {
     if matches!(credentials::presented(headers), Presented::Key(_)) {
         return Err(AppError::SessionRequired);
@@ -130,8 +131,14 @@ pub async fn sign_out(state: &Billing, headers: &HeaderMap, session: &Session) -
     if let Some(current) =
         gate::member::user_of(state, headers, session.clone(), Scope::Read).await?
     {
+        let now = state.clock.now();
         let mut tx = state.db.begin().await?;
-        refresh::end_all_on(&mut tx, &current.user.id, Ending::Logout, state.clock.now()).await?;
+        match &current.via {
+            Via::Token(token) => {
+                refresh::end_on_family(&mut tx, &token.family.id, Ending::Logout, now).await?
+            }
+            _ => refresh::end_all_on(&mut tx, &current.user.id, Ending::Logout, now).await?,
+        }
         state.commit_for(tx, &current.user.id).await?;
         tracing::info!(user = %current.user.id, "signed out");
     }

@@ -13,7 +13,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    auth::{Auth, refresh, users::User},
+    auth::{Auth, refresh, signing, users::User},
     billing::Billing,
     error::{AppError, Result},
     extract::ApiJson,
@@ -87,14 +87,16 @@ async fn revoke_route(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The public keys that verify access tokens (RFC 7517). Verifiers may cache it for five
-/// minutes; a token naming a key they do not know yet is their cue to fetch it again.
+/// The public keys that verify access tokens (RFC 7517). Verifiers may cache it for a minute (a
+/// new key signs only once every cached copy holds it); a token naming a key they do not know
+/// yet is their cue to fetch it again.
 async fn jwks(State(state): State<Billing>) -> Result<Response> {
     let set = state.signing.jwks().await?;
     let mut response = Json(set).into_response();
+    let cache = format!("public, max-age={}", signing::JWKS_MAX_AGE_SECS);
     response.headers_mut().insert(
         header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=300"),
+        header::HeaderValue::from_str(&cache).expect("ASCII"),
     );
     Ok(response)
 }

@@ -68,7 +68,8 @@ enum Carried {
 
 /// `Bearer tg_…`, or Basic whose password (or, with an empty password, user name) starts with
 /// `tg_`, is a key, and so is a credential under any other scheme that starts with `tg_` (a key
-/// sent the wrong way is refused, not ignored). `Bearer` and a JWT naming a tollgate key is an
+/// sent the wrong way is refused, not ignored). A refresh token (`tgr_…`) anywhere is refused the
+/// same way: it is never a credential, and never passed on. `Bearer` and a JWT naming a tollgate key is an
 /// access token.
 fn carried(value: &[u8]) -> Carried {
     let Ok(value) = std::str::from_utf8(value) else {
@@ -80,14 +81,14 @@ fn carried(value: &[u8]) -> Carried {
         .split_once(|c: char| c.is_ascii_whitespace())
         .unwrap_or(("", value));
     let rest = rest.trim();
-    let is_key = |k: &str| k.starts_with(api_keys::PREFIX);
+    let is_key = |k: &str| k.starts_with(api_keys::PREFIX) || k.starts_with(refresh::PREFIX);
     if scheme.eq_ignore_ascii_case("bearer") {
-        if is_key(rest) {
-            return Carried::Key(rest.to_owned());
-        }
         if rest.starts_with(refresh::PREFIX) {
             // A refresh token is never a bearer credential: refused, not passed on upstream.
             return Carried::Key(value.to_owned());
+        }
+        if is_key(rest) {
+            return Carried::Key(rest.to_owned());
         }
         if names_our_key(rest) {
             return Carried::Token(rest.to_owned());
@@ -104,6 +105,8 @@ fn carried(value: &[u8]) -> Carried {
                 Some(if password.is_empty() { user } else { password }.to_owned())
             });
         return match key {
+            // A refresh token is never a credential here: refused as a malformed key.
+            Some(key) if key.starts_with(refresh::PREFIX) => Carried::Key(value.to_owned()),
             Some(key) if is_key(&key) => Carried::Key(key),
             _ => Carried::Other,
         };
@@ -178,6 +181,9 @@ mod tests {
         // A tab ends the scheme as a space does; a refresh token as a bearer is refused.
         assert_eq!(key(b"Bearer\ttg_x").as_deref(), Some("tg_x"));
         assert!(key(b"Bearer tgr_0123").is_some());
+        for refresh_token in [&b"Token tgr_0123"[..], b"tgr_0123", b"Basic OnRncl8wMTIz"] {
+            assert!(key(refresh_token).is_some(), "{refresh_token:?}");
+        }
     }
 
     #[test]

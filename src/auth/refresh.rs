@@ -80,6 +80,8 @@ pub struct Issued {
     pub token: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// Unix seconds: when its family ends at the latest.
+    pub family_ends_at: i64,
 }
 
 fn hash(token: &str) -> String {
@@ -149,6 +151,7 @@ async fn issue_on(
         family_id: family_id.to_owned(),
         token,
         expires_at,
+        family_ends_at: family_ends,
     })
 }
 
@@ -302,6 +305,17 @@ pub async fn revoke(base: &Base, token: &str, now: i64) -> Result<Option<String>
     end_on(&mut tx, Families::One(&family_id), Ending::Revoked, now).await?;
     base.commit_for(tx, &user_id).await?;
     Ok(Some(user_id))
+}
+
+/// Ends the family `family_id` (inside the caller's transaction; the caller forgets its user in
+/// the cache after its commit).
+pub async fn end_on_family(
+    conn: &mut AnyConnection,
+    family_id: &str,
+    why: Ending,
+    now: i64,
+) -> sqlx::Result<()> {
+    end_on(conn, Families::One(family_id), why, now).await
 }
 
 /// Ends every family of the user (inside the caller's transaction; the caller forgets the user in

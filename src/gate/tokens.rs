@@ -95,7 +95,8 @@ async fn pair(
     now: i64,
 ) -> Result<TokenPair> {
     let (iss, aud) = issuer_and_audience(state);
-    let lifetime_end = now + state.config.access_token_secs as i64;
+    // Never past the lifetime, the end of the paid access it names, or the end of its sign-in.
+    let lifetime_end = (now + state.config.access_token_secs as i64).min(refresh.family_ends_at);
     let exp = access
         .ends_at
         .map_or(lifetime_end, |end| end.min(lifetime_end));
@@ -201,9 +202,18 @@ pub async fn resolve(state: &Billing, token: &str) -> Result<Option<Arc<Verified
     Ok(Some(verified))
 }
 
+/// Seconds of clock difference allowed between the instance that issued a token and the one that
+/// judges it.
+const SKEW_SECS: i64 = 5;
+
 /// True while the claims are within their lifetime by tollgate's clock: issued not in the future,
 /// not expired, and made to live no longer than the setting allows (a token that claims more was
-/// not made by this deployment as it is configured).
+/// not made by this deployment as it is configured). Overflowing numbers are refused.
 fn live_claims(claims: &Claims, now: i64, lifetime: i64) -> bool {
-    claims.iat <= now + 60 && now < claims.exp && claims.exp - claims.iat <= lifetime
+    let lived = claims.exp.checked_sub(claims.iat);
+    claims.iat >= 0
+        && claims.iat <= now + SKEW_SECS
+        && now < claims.exp
+        && claims.exp <= now + lifetime + SKEW_SECS
+        && lived.is_some_and(|l| (0..=lifetime).contains(&l))
 }

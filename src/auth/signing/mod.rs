@@ -8,13 +8,14 @@
 //!
 //! Keys: one is generated at first start (or given by `TOLLGATE_JWT_SIGNING_KEY`, then only its
 //! public half is stored); `tollgate jwt rotate` retires the current key and makes a new one.
-//! Every instance reads the table again at least once a minute, and at once (at most once a
-//! second) when a token names a key it does not know. A rotation takes effect in two steps: the
-//! new key is published at once but signs only once it is [`PUBLISH_AHEAD_SECS`] old, when every
-//! instance publishes it too (until then the retired key goes on signing); a retired key is still
-//! published and still verifies for [`Keys::retired_window`] (that delay, the longest an access
-//! token lives, and a minute), so no token is orphaned by a rotation. Key times are wall-clock
-//! seconds (the simulator's test clock does not move them).
+//! Every instance reads the table again at least every 30 s, and at once (at most once a second)
+//! when a token names a key it does not know or no longer trusts. A rotation takes effect in two
+//! steps: the new key is published by every instance within 30 s but signs only once it is
+//! [`PUBLISH_AHEAD_SECS`] old, when every instance publishes it and every copy of the key set
+//! cached by its `max-age` ([`JWKS_MAX_AGE_SECS`]) holds it (until then the retired key goes on
+//! signing); a retired key is still published and still verifies for [`Keys::retired_window`]
+//! (that delay, the longest an access token lives, and a minute), so no token is orphaned by a
+//! rotation. Key times are wall-clock seconds (the simulator's test clock does not move them).
 
 use std::{
     sync::{Arc, RwLock},
@@ -40,10 +41,12 @@ pub const KID_PREFIX: &str = "tollgate-";
 /// The `typ` of an access token's header (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 /// How often an instance reads the key table again.
-const RELOAD_EVERY: Duration = Duration::from_secs(60);
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// How long a verifier may cache the published key set (its `Cache-Control: max-age`).
+pub const JWKS_MAX_AGE_SECS: i64 = 60;
 /// How long a new key is published before it signs: longer than every instance takes to read
 /// the table again.
-pub const PUBLISH_AHEAD_SECS: i64 = 90;
+pub const PUBLISH_AHEAD_SECS: i64 = RELOAD_EVERY.as_secs() as i64 + JWKS_MAX_AGE_SECS + 30;
 /// How often a token naming an unknown key may make an instance read the table again.
 const UNKNOWN_KID_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
@@ -198,10 +201,15 @@ impl Keys {
         .bind(kid)
         .execute(&mut *tx)
         .await?;
-        let existing = sqlx::query("UPDATE signing_keys SET retired_at = NULL WHERE kid = $1")
-            .bind(kid)
-            .execute(&mut *tx)
-            .await?;
+        // A key brought back counts as new: it waits to sign like one.
+        let existing = sqlx::query(
+            "UPDATE signing_keys SET retired_at = NULL, created_at = $2 \
+             WHERE kid = $1 AND retired_at IS NOT NULL",
+        )
+        .bind(kid)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         if existing.rows_affected() == 0 {
             insert_on(&mut tx, kid, public, der, now).await?;
         }
@@ -283,6 +291,22 @@ impl Keys {
         self.reload().await
     }
 
+    /// The key `kid`, trusted now: from the set, else (a key new to this instance, or one it
+    /// holds as retired that another instance brought back) from the table read again, at most
+    /// once a second; requests that arrive during that read wait for it rather than judge by
+    /// the old set.
+    async fn trusted_key(&self, kid: &str) -> sqlx::Result<Option<StoredKey>> {
+        let trusted = |k: StoredKey| self.trusted(&k, wall_now()).then_some(k);
+        if let Some(key) = self.find(kid).and_then(trusted) {
+            return Ok(Some(key));
+        }
+        let _guard = self.reloading.lock().await;
+        if self.current_set().loaded_at.elapsed() >= UNKNOWN_KID_RELOAD_EVERY {
+            self.reload().await?;
+        }
+        Ok(self.find(kid).and_then(trusted))
+    }
+
     /// The key tokens are signed with now: of the trusted keys this instance can sign with, the
     /// first (current keys first, newest first) published for [`PUBLISH_AHEAD_SECS`]; with none
     /// that old, the one published longest (at a first start, the only one).
@@ -347,12 +371,7 @@ impl Keys {
             return Ok(None);
         };
         self.refresh_if_older(RELOAD_EVERY).await?;
-        let mut key = self.find(&kid);
-        if key.is_none() {
-            self.refresh_if_older(UNKNOWN_KID_RELOAD_EVERY).await?;
-            key = self.find(&kid);
-        }
-        let Some(key) = key.filter(|k| self.trusted(k, wall_now())) else {
+        let Some(key) = self.trusted_key(&kid).await? else {
             return Ok(None);
         };
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -363,6 +382,7 @@ impl Keys {
         // one in the future is refused.
         validation.validate_exp = false;
         validation.validate_nbf = true;
+        validation.leeway = 0;
         Ok(
             jsonwebtoken::decode::<C>(token, &DecodingKey::from_ed_der(&key.public), &validation)
                 .ok()

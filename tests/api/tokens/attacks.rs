@@ -68,6 +68,12 @@ async fn forged_and_altered_tokens_are_refused_and_the_genuine_one_re_signed_pas
         c["exp"] = json!(now + 3_600);
         c
     };
+    let overflowing = {
+        let mut c = claims.clone();
+        c["iat"] = json!(-9_223_372_036_854_774_808_i64);
+        c["exp"] = json!(i64::MAX);
+        c
+    };
     let mut unknown_kid = header.clone();
     unknown_kid["kid"] = json!("tollgate-not-a-key");
     let none_token = format!(
@@ -126,6 +132,14 @@ async fn forged_and_altered_tokens_are_refused_and_the_genuine_one_re_signed_pas
         (
             "exp at the end of time",
             assemble(&header, &with("exp", json!(i64::MAX)), &sign),
+        ),
+        (
+            "a lifetime that overflows",
+            assemble(&header, &overflowing, &sign),
+        ),
+        (
+            "not before in 30 s",
+            assemble(&header, &with("nbf", json!(now + 30)), &sign),
         ),
         (
             "a family that does not exist",

@@ -1,5 +1,6 @@
 //! How token sign-ins end: a client's revocation, logout (by the API, with an access token, or
-//! by the page's form), a password change or reset, and account deletion.
+//! by the page's form), a password change or reset, account deletion, and the end of the session
+//! they were exchanged from.
 
 use serde_json::{Value, json};
 
@@ -87,12 +88,41 @@ async fn logout_ends_every_family_and_a_client_can_revoke_its_own() {
     let g: Value = refresh(&app, &refresh_of(&g)).await.json().await.unwrap();
     assert_eq!(me_status(&app, &access(&g)).await, 200);
 
-    // And so does a logout made with an access token.
+    // A logout made with an access token ends its own sign-in only: a backend the token was
+    // handed to cannot sign the user out everywhere.
     let d = login_tokens(&app, "ann@example.com").await;
     let e = login_tokens(&app, "ann@example.com").await;
     let r = bearer_post(&app, "/api/auth/logout", &access(&d), &json!({})).await;
     assert_eq!(r.status(), 204);
-    assert_eq!(me_status(&app, &access(&e)).await, 401);
+    assert_eq!(me_status(&app, &access(&d)).await, 401);
+    assert_eq!(refresh(&app, &refresh_of(&d)).await.status(), 401);
+    assert_eq!(me_status(&app, &access(&e)).await, 200);
+    assert_eq!(refresh(&app, &refresh_of(&e)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_session_exchanged_for_tokens_hands_on_only_the_time_it_has_left() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_SESSION_ABSOLUTE_SECS", "120")
+        .spawn()
+        .await;
+    let c = app.user("ann@example.com").await;
+    let pair: Value = app
+        .post_json_with(&c, "/api/auth/token", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Neither token outlives the session's absolute timeout, the access token included.
+    assert!(
+        pair["refresh_token_expires_in"].as_i64().unwrap() <= 120,
+        "{pair}"
+    );
+    assert!(pair["expires_in"].as_i64().unwrap() <= 120, "{pair}");
+    let claims = super::decode(&access(&pair)).1;
+    assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 120);
+    app.state.clock.advance(121);
+    assert_eq!(refresh(&app, &refresh_of(&pair)).await.status(), 401);
 }
 
 #[tokio::test]

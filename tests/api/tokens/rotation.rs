@@ -67,7 +67,7 @@ async fn instances_share_one_key_and_a_rotation_keeps_old_tokens_valid() {
     assert_eq!(decode(&access(&during)).0["kid"], old_kid.as_str());
 
     // Step two, once the key has been published long enough (here: made to look that old).
-    sqlx::query("UPDATE signing_keys SET created_at = created_at - 120 WHERE kid = $1")
+    sqlx::query("UPDATE signing_keys SET created_at = created_at - 200 WHERE kid = $1")
         .bind(&new_kid)
         .execute(&app.state.db.pool)
         .await
@@ -109,5 +109,5 @@ async fn a_configured_key_signs_and_its_private_half_never_reaches_the_database(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.headers()["cache-control"], "public, max-age=300");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
 }
