@@ -24,6 +24,9 @@ use super::users::{self, User};
 
 /// What every refresh token starts with.
 pub const PREFIX: &str = "tgr_";
+/// Live token sign-ins a user may hold; a new one beyond it ends the oldest (so signing in or
+/// exchanging a session again and again cannot grow the tables without bound).
+pub const MAX_LIVE_FAMILIES: i64 = 50;
 
 /// Why a family ended, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub enum Ending {
     Revoked,
     /// A used refresh token came back.
     Reuse,
+    /// The user's newer sign-ins pushed it past [`MAX_LIVE_FAMILIES`].
+    Superseded,
 }
 
 impl Ending {
@@ -42,6 +47,7 @@ impl Ending {
             Ending::Logout => "logout",
             Ending::Revoked => "revoked",
             Ending::Reuse => "reuse",
+            Ending::Superseded => "superseded",
         }
     }
 }
@@ -124,7 +130,24 @@ pub async fn start(base: &Base, user: &User, now: i64, at_most: Option<i64>) -> 
     .execute(&mut *tx)
     .await?;
     let issued = issue_on(&mut tx, base, &family_id, expires_at, now).await?;
-    tx.commit().await?;
+    // Ends the oldest live families beyond the limit (by creation time, to the second).
+    let superseded = sqlx::query(
+        "UPDATE token_families SET ended_at = $1, ended_reason = $2 \
+         WHERE user_id = $3 AND ended_at IS NULL AND id NOT IN (\
+           SELECT id FROM token_families WHERE user_id = $3 AND ended_at IS NULL \
+           ORDER BY created_at DESC LIMIT $4)",
+    )
+    .bind(now)
+    .bind(Ending::Superseded.as_str())
+    .bind(&user.id)
+    .bind(MAX_LIVE_FAMILIES)
+    .execute(&mut *tx)
+    .await?;
+    if superseded.rows_affected() > 0 {
+        base.commit_for(tx, &user.id).await?;
+    } else {
+        tx.commit().await?;
+    }
     Ok(issued)
 }
 

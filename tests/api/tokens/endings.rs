@@ -188,3 +188,30 @@ async fn a_password_change_a_reset_and_deletion_end_every_family() {
     assert_eq!(refresh(&app, &refresh_of(&last)).await.status(), 401);
     assert_eq!(app.count("token_families").await, 0);
 }
+
+#[tokio::test]
+async fn a_user_holds_at_most_fifty_live_token_sign_ins_and_a_new_one_ends_the_oldest() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let mut pairs = vec![];
+    for _ in 0..51 {
+        let r = app.post_json_with(&c, "/api/auth/token", &json!({})).await;
+        pairs.push(r.json::<Value>().await.unwrap());
+        // One second apart, so "the oldest" is one sign-in.
+        app.state.clock.advance(1);
+    }
+    assert_eq!(
+        refresh(&app, &refresh_of(&pairs[0])).await.status(),
+        401,
+        "the oldest"
+    );
+    assert_eq!(me_status(&app, &access(&pairs[0])).await, 401);
+    for pair in [&pairs[1], &pairs[50]] {
+        assert_eq!(me_status(&app, &access(pair)).await, 200);
+    }
+    let live: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM token_families WHERE ended_at IS NULL")
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(live.0, 50);
+}
