@@ -142,7 +142,8 @@ async fn list_customers(
 
 #[derive(Deserialize)]
 struct SearchQuery {
-    query: String,
+    /// Required, as Stripe requires it: its absence is Stripe's 400, not a framework's.
+    query: Option<String>,
 }
 
 async fn search_customers(
@@ -153,6 +154,8 @@ async fn search_customers(
     // Supports the one query shape tollgate uses: metadata['key']:'value'.
     let wanted = q
         .query
+        .as_deref()
+        .unwrap_or_default()
         .strip_prefix("metadata['")
         .and_then(|r| r.split_once("']:'"))
         .map(|(k, v)| (k.to_owned(), v.trim_end_matches('\'').to_owned()));

@@ -67,9 +67,11 @@ async fn list_prices(State(sim): State<Simulator>, RawQuery(q): RawQuery, call: 
 async fn create_price(State(sim): State<Simulator>, call: Call) -> Response {
     let f = &call.form;
     sim.api(&call, |_, state, now| {
+        // A non-negative integer, as Stripe requires.
         let amount: i64 = f
             .get("unit_amount")
             .and_then(|a| a.parse().ok())
+            .filter(|a: &i64| *a >= 0)
             .ok_or_else(|| bad_param("unit_amount"))?;
         let currency = f.get("currency").ok_or_else(|| bad_param("currency"))?;
         let interval = f

@@ -36,6 +36,23 @@ async fn list_subscriptions(
     let params = query_params(q.as_deref());
     sim.api(&call, |_, state, _| {
         let status = params.get("status").map(String::as_str).unwrap_or("");
+        // The statuses Stripe lists by; any other value is its 400.
+        const STATUSES: [&str; 11] = [
+            "",
+            "active",
+            "all",
+            "canceled",
+            "ended",
+            "incomplete",
+            "incomplete_expired",
+            "past_due",
+            "paused",
+            "trialing",
+            "unpaid",
+        ];
+        if !STATUSES.contains(&status) {
+            return Err(bad_param("status"));
+        }
         let mut data: Vec<Value> = state
             .subscriptions
             .values()
@@ -49,6 +66,7 @@ async fn list_subscriptions(
                 "all" => true,
                 // Stripe's default: every subscription that is not canceled.
                 "" => s["status"] != "canceled",
+                "ended" => s["status"] == "canceled" || s["status"] == "incomplete_expired",
                 wanted => s["status"] == json!(wanted),
             })
             .cloned()

@@ -222,3 +222,37 @@ async fn the_simulator_changes_subscription_items_as_stripe_does() {
         .unwrap();
     assert_eq!(refused.status(), 400, "a canceled subscription");
 }
+
+#[tokio::test]
+async fn the_simulator_refuses_what_stripe_refuses_with_stripes_error() {
+    let app = spawn_app().await;
+    let price_form = |amount: &'static str| {
+        vec![
+            ("unit_amount", amount),
+            ("currency", "usd"),
+            ("recurring[interval]", "month"),
+            ("product_data[name]", "Bad"),
+        ]
+    };
+    let refused = [
+        client().get(app.sim_url("/v1/customers/search")),
+        client().get(app.sim_url("/v1/subscriptions?status=everything")),
+        client()
+            .post(app.sim_url("/v1/prices"))
+            .form(&price_form("-100")),
+    ];
+    for (request, param) in refused.into_iter().zip(["query", "status", "unit_amount"]) {
+        let r = request.bearer_auth("sk_test_x").send().await.unwrap();
+        assert_eq!(r.status(), 400, "{param}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{param}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(param),
+            "{param}: {body}"
+        );
+    }
+    // What Stripe accepts still works: a free price, and the `ended` filter.
+    app.stripe_post("/v1/prices", &price_form("0")).await;
+    let ended = app.stripe_get("/v1/subscriptions?status=ended").await;
+    assert_eq!(ended["object"], "list");
+}
