@@ -14,7 +14,7 @@ use tower_sessions::Session;
 use super::{
     csrf::CsrfToken,
     gate_pages,
-    page::{CsrfForm, PageError, member},
+    page::{CsrfForm, NoticeQuery, PageError, member},
     render,
 };
 use crate::{auth, error::AppError, gate::CurrentUser, state::AppState};
@@ -43,29 +43,29 @@ pub(super) fn routes(state: &AppState) -> Router<AppState> {
         )
 }
 
-#[derive(Deserialize, Default)]
-struct AccountQuery {
-    notice: Option<String>,
-}
-
 async fn show_account(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
-    Query(q): Query<AccountQuery>,
+    Query(q): Query<NoticeQuery>,
     session: Session,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account").await?;
-    // Notices are fixed texts chosen by code, never echoed from the URL.
-    let notice = match q.notice.as_deref() {
-        Some("password_changed") => {
-            Some("Your password was changed. Other sessions were signed out.")
-        }
-        Some("email_verified") => Some("Your email address is confirmed."),
-        Some("verification_sent") => Some("We sent a new confirmation link to your address."),
-        Some("email_change_sent") => Some("We sent a confirmation link to the new address."),
-        Some("email_changed") => Some("Your email address was changed."),
-        _ => None,
-    };
+    let notice = q.text(&[
+        (
+            "password_changed",
+            "Your password was changed. Other sessions were signed out.",
+        ),
+        ("email_verified", "Your email address is confirmed."),
+        (
+            "verification_sent",
+            "We sent a new confirmation link to your address.",
+        ),
+        (
+            "email_change_sent",
+            "We sent a confirmation link to the new address.",
+        ),
+        ("email_changed", "Your email address was changed."),
+    ]);
     Ok(account_page(
         &state,
         StatusCode::OK,

@@ -19,7 +19,7 @@ use tower_sessions::Session;
 
 use super::{
     csrf::CsrfToken,
-    page::{CsrfForm, NoFields, PageError, member, page_user},
+    page::{CsrfForm, NoFields, NoticeQuery, PageError, member, page_user},
     render,
 };
 use crate::{
@@ -173,15 +173,10 @@ async fn submit_portal(
     Ok(Redirect::to(&portal.url).into_response())
 }
 
-#[derive(Deserialize, Default)]
-struct BillingQuery {
-    notice: Option<String>,
-}
-
 async fn show_billing(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
-    Query(q): Query<BillingQuery>,
+    Query(q): Query<NoticeQuery>,
     session: Session,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/billing").await?;
@@ -192,8 +187,10 @@ async fn show_billing(
         None => Vec::new(),
     };
     let plan_name = plan_name(&state, access);
-    let error = (q.notice.as_deref() == Some("already_subscribed"))
-        .then_some("You already have a subscription. Change plans in the billing portal.");
+    let error = q.text(&[(
+        "already_subscribed",
+        "You already have a subscription. Change plans in the billing portal.",
+    )]);
     Ok(render(
         &state,
         StatusCode::OK,

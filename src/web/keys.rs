@@ -14,7 +14,7 @@ use tower_sessions::Session;
 
 use super::{
     csrf::CsrfToken,
-    page::{CsrfForm, PageError, member},
+    page::{CsrfForm, NoticeQuery, PageError, member},
     render,
 };
 use crate::{
@@ -60,23 +60,14 @@ async fn keys_page(
     ))
 }
 
-#[derive(Deserialize, Default)]
-struct KeysQuery {
-    notice: Option<String>,
-}
-
 async fn show_keys(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
-    Query(q): Query<KeysQuery>,
+    Query(q): Query<NoticeQuery>,
     session: Session,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account/keys").await?;
-    // Notices are fixed texts chosen by code, never echoed from the URL.
-    let notice = match q.notice.as_deref() {
-        Some("revoked") => Some("The key was revoked. It no longer works."),
-        _ => None,
-    };
+    let notice = q.text(&[("revoked", "The key was revoked. It no longer works.")]);
     let shown = Shown {
         notice,
         ..Shown::default()

@@ -243,3 +243,18 @@ mod tests {
         ));
     }
 }
+
+/// `?notice=` on a page after a redirect: a key that code chose, shown as one of the page's fixed
+/// texts, never echoed from the URL.
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+impl NoticeQuery {
+    /// The text `texts` gives the notice's key, if any.
+    pub fn text(&self, texts: &[(&str, &'static str)]) -> Option<&'static str> {
+        let key = self.notice.as_deref()?;
+        texts.iter().find(|(k, _)| *k == key).map(|(_, text)| *text)
+    }
+}

@@ -1,6 +1,6 @@
 //! The HTML pages: sign-up, log-in, account, log-out, with CSRF-protected forms.
 
-use crate::helpers::{PASSWORD, client, spawn_app};
+use crate::helpers::{PASSWORD, client, page_text, spawn_app};
 
 #[tokio::test]
 async fn signup_form_creates_the_account_and_lands_on_the_account_page() {
@@ -372,4 +372,41 @@ async fn a_form_body_that_cannot_be_read_is_refused_and_changes_nothing() {
         "ann@example.com",
         "the account stays"
     );
+}
+
+#[tokio::test]
+async fn notices_after_a_redirect_are_the_pages_own_texts_never_the_urls() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    for (path, text) in [
+        (
+            "/account?notice=password_changed",
+            "Your password was changed. Other sessions were signed out.",
+        ),
+        (
+            "/account?notice=email_changed",
+            "Your email address was changed.",
+        ),
+        (
+            "/account/keys?notice=revoked",
+            "The key was revoked. It no longer works.",
+        ),
+        (
+            "/billing?notice=already_subscribed",
+            "You already have a subscription.",
+        ),
+    ] {
+        let html = page_text(&c, &app.url(path)).await;
+        assert!(html.contains(text), "{path}");
+    }
+    for path in [
+        "/account?notice=%3Cscript%3Ealert(1)%3C/script%3E",
+        "/account/keys?notice=Your%20account%20was%20hacked",
+    ] {
+        let html = page_text(&c, &app.url(path)).await;
+        assert!(
+            !html.contains("alert(1)") && !html.contains("was hacked"),
+            "{path}"
+        );
+    }
 }
