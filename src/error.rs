@@ -200,3 +200,90 @@ impl IntoResponse for AppError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AppError::{self, *};
+
+    /// One value of every variant. The match in [`listed`] has no wildcard, so a new variant stops
+    /// the build there until it is added here too.
+    fn every_variant() -> Vec<AppError> {
+        vec![
+            InvalidJson,
+            InvalidField("x".into()),
+            InvalidEmail,
+            PasswordTooShort(10),
+            PasswordTooCommon,
+            PasswordTooLong,
+            UnknownPlan,
+            TokenInvalid,
+            SignatureInvalid,
+            Unauthenticated,
+            InvalidCredentials,
+            CsrfFailed,
+            EmailUnverified,
+            NotFound,
+            EmailTaken,
+            AlreadySubscribed,
+            NoCustomer,
+            PayloadTooLarge,
+            RateLimited(1),
+            ServiceUnavailable,
+            PaymentProviderUnavailable,
+            Internal(anyhow::anyhow!("x")),
+            ScopeRequired("read"),
+            SessionRequired,
+            TooManyKeys,
+            RefreshTokenInvalid,
+        ]
+    }
+
+    #[allow(dead_code)]
+    fn listed(e: &AppError) {
+        match e {
+            InvalidJson
+            | InvalidField(_)
+            | InvalidEmail
+            | PasswordTooShort(_)
+            | PasswordTooCommon
+            | PasswordTooLong
+            | UnknownPlan
+            | TokenInvalid
+            | SignatureInvalid
+            | Unauthenticated
+            | InvalidCredentials
+            | CsrfFailed
+            | EmailUnverified
+            | NotFound
+            | EmailTaken
+            | AlreadySubscribed
+            | NoCustomer
+            | PayloadTooLarge
+            | RateLimited(_)
+            | ServiceUnavailable
+            | PaymentProviderUnavailable
+            | Internal(_)
+            | ScopeRequired(_)
+            | SessionRequired
+            | TooManyKeys
+            | RefreshTokenInvalid => {}
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_api_docs_table_with_its_status() {
+        let docs = include_str!("../docs/api.md");
+        for e in every_variant() {
+            let (status, code) = e.status_and_code();
+            let row = docs.lines().find(|l| {
+                l.starts_with(&format!("| {} |", status.as_u16()))
+                    && l.contains(&format!("`{code}`"))
+            });
+            assert!(
+                row.is_some(),
+                "docs/api.md's error table has no {} row naming `{code}`",
+                status.as_u16()
+            );
+        }
+    }
+}
