@@ -40,11 +40,8 @@ pub fn presented(headers: &axum::http::HeaderMap) -> Presented {
     if values.contains(&Carried::Unreadable) {
         return Presented::Ambiguous;
     }
+    let count = values.len();
     let mut ours = values.into_iter().filter(|c| *c != Carried::Other);
-    let count = headers
-        .get_all(axum::http::header::AUTHORIZATION)
-        .iter()
-        .count();
     match (ours.next(), ours.next(), count) {
         (None, _, _) => Presented::Nothing,
         (Some(Carried::Key(key)), None, 1) => Presented::Key(key),

@@ -129,13 +129,15 @@ impl Keys {
             Some(text) => {
                 let der = crate::config::parse_signing_key(text)
                     .map_err(|e| anyhow::anyhow!("TOLLGATE_JWT_SIGNING_KEY: {e}"))?;
-                Some((kid_of(&public_of(&der)?), der))
+                Some((der.clone(), public_of(&der)?))
             }
             None => None,
         };
         let keys = Self {
             db: db.clone(),
-            configured,
+            configured: configured
+                .as_ref()
+                .map(|(der, public)| (kid_of(public), der.clone())),
             retired_window: PUBLISH_AHEAD_SECS + access_token_secs as i64 + 60,
             set: RwLock::new(Arc::new(KeySet {
                 keys: vec![],
@@ -143,8 +145,8 @@ impl Keys {
             })),
             reloading: tokio::sync::Mutex::new(()),
         };
-        match &keys.configured {
-            Some((kid, der)) => keys.make_current(kid, &public_of(der)?, None, now).await?,
+        match &configured {
+            Some((_, public)) => keys.make_current(&kid_of(public), public, now).await?,
             None => {
                 if keys
                     .read_table()
@@ -153,8 +155,8 @@ impl Keys {
                     .all(|k| k.retired_at.is_some())
                 {
                     let der = generate()?;
-                    let kid = kid_of(&public_of(&der)?);
-                    keys.insert(&kid, &public_of(&der)?, Some(&der), now)
+                    let public = public_of(&der)?;
+                    keys.insert(&kid_of(&public), &public, Some(&der), now)
                         .await?;
                 }
             }
@@ -185,14 +187,9 @@ impl Keys {
         Ok(kid)
     }
 
-    /// The key `kid` becomes the only current one (inserted when new).
-    async fn make_current(
-        &self,
-        kid: &str,
-        public: &[u8],
-        der: Option<&[u8]>,
-        now: i64,
-    ) -> anyhow::Result<()> {
+    /// The configured key `kid` becomes the only current one (inserted when new, public half
+    /// only: its private half stays in the setting).
+    async fn make_current(&self, kid: &str, public: &[u8], now: i64) -> anyhow::Result<()> {
         let mut tx = self.db.begin().await?;
         sqlx::query(
             "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL AND kid <> $2",
@@ -211,7 +208,7 @@ impl Keys {
         .execute(&mut *tx)
         .await?;
         if existing.rows_affected() == 0 {
-            insert_on(&mut tx, kid, public, der, now).await?;
+            insert_on(&mut tx, kid, public, None, now).await?;
         }
         tx.commit().await?;
         Ok(())
