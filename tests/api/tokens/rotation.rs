@@ -10,17 +10,24 @@ use crate::helpers::TestApp;
 /// Instances of one deployment share its public URL: the tokens' issuer.
 const BASE_URL: (&str, &str) = ("TOLLGATE_BASE_URL", "http://auth.tollgate.test");
 
-async fn rotate(app: &TestApp) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+/// Runs the binary with `args` on `app`'s database and `env`, nothing else from this process.
+async fn tollgate(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &app.db.url)
+        .env("TOLLGATE_BIND", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .current_dir(std::env::temp_dir())
-        .args(["jwt", "rotate"])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn rotate(app: &TestApp) -> String {
+    let out = tollgate(app, &["jwt", "rotate"], &[]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -110,4 +117,29 @@ async fn a_configured_key_signs_and_its_private_half_never_reaches_the_database(
         .await
         .unwrap();
     assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+}
+
+#[tokio::test]
+async fn an_instance_without_the_configured_key_refuses_to_start_and_rotate_defers_to_the_setting()
+{
+    let app = TestApp::builder()
+        .with("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY)
+        .spawn()
+        .await;
+    // Another instance on the same database without the setting cannot sign: it says so and
+    // stops, instead of serving tokens nobody can verify or making a key of its own.
+    let out = tollgate(&app, &["serve"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TOLLGATE_JWT_SIGNING_KEY"), "{stderr}");
+    // With the setting, rotation is the setting's to do.
+    let out = tollgate(
+        &app,
+        &["jwt", "rotate"],
+        &[("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY)],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changing that setting"));
+    assert_eq!(kids(&app).await.len(), 1, "nothing rotated");
 }
