@@ -226,6 +226,16 @@ pub async fn exchange(base: &Base, token: &str, now: i64) -> Result<Exchange> {
         return Ok(Exchange::Refused);
     }
     let hashed = hash(token);
+    // An unknown token is refused by a read: it never opens a write transaction (on SQLite, the
+    // database's one writer), whoever sends it and however often.
+    let known: Option<(String,)> =
+        sqlx::query_as("SELECT family_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(&hashed)
+            .fetch_optional(&base.db.pool)
+            .await?;
+    if known.is_none() {
+        return Ok(Exchange::Refused);
+    }
     let mut tx = base.db.begin().await?;
     // The mark is the claim: of two exchanges at once, one sets it and the other finds it set.
     let claimed = sqlx::query(
