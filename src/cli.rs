@@ -84,6 +84,14 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Turn two-factor sign-in off for a user who lost their authenticator app and recovery
+    /// codes (check who they are first); they are mailed a notice.
+    #[command(name = "reset-2fa")]
+    ResetSecondFactor {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 /// `tollgate jwt rotate`.
@@ -152,6 +160,9 @@ pub fn main() -> ExitCode {
             Command::User {
                 command: UserCommand::Create { email },
             } => create_user(config, &email).await,
+            Command::User {
+                command: UserCommand::ResetSecondFactor { email },
+            } => reset_second_factor(config, catalog, &email).await,
             Command::Jwt {
                 command: JwtCommand::Rotate,
             } => rotate_jwt_key(config).await,
@@ -279,5 +290,29 @@ async fn create_user(config: Config, email: &str) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("created user {} ({})", user.id, email.display);
+    Ok(())
+}
+
+async fn reset_second_factor(config: Config, catalog: Catalog, email: &str) -> anyhow::Result<()> {
+    let state = crate::app::AppState::build_with(config, catalog, 0).await?;
+    let normalised = users::Email::normalise_lenient(email);
+    let user = users::find_by_email(&state.db, &normalised)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
+    let was_on = crate::auth::second_factor::reset_by_operator(&state, &user)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if was_on {
+        println!(
+            "two-factor sign-in is off for {} ({email}); they were mailed a notice",
+            user.id
+        );
+    } else {
+        println!(
+            "{} ({email}) had no two-factor sign-in: nothing changed",
+            user.id
+        );
+    }
     Ok(())
 }

@@ -93,6 +93,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access and refresh tokens",
         include_str!("../migrations/0013_tokens.sql"),
     ),
+    (
+        14,
+        "second factors",
+        include_str!("../migrations/0014_second_factor.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

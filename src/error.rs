@@ -98,6 +98,21 @@ pub enum AppError {
     /// The user holds as many API keys as allowed.
     #[error("too many API keys; revoke one first")]
     TooManyKeys,
+    /// 400: a second-factor code (authenticator or recovery code) that is wrong or already used.
+    #[error("that code is not right, or was already used")]
+    SecondFactorInvalid,
+    /// 401: a pending sign-in that is unknown, expired (5 minutes), out of attempts or finished.
+    #[error("this sign-in has expired or had too many wrong codes; sign in again")]
+    PendingSignInInvalid,
+    /// 409: two-factor sign-in is already on.
+    #[error("two-factor sign-in is already on; turn it off first")]
+    SecondFactorEnabled,
+    /// 409: two-factor sign-in is off (nothing to confirm, turn off or renew).
+    #[error("two-factor sign-in is not on; start enrolment first")]
+    SecondFactorOff,
+    /// 403: a sensitive change without a proof (password or code) in the last 10 minutes.
+    #[error("confirm it is you (your password or a code) and try again")]
+    ReauthRequired,
 }
 
 impl AppError {
@@ -134,6 +149,11 @@ impl AppError {
             SessionRequired => (StatusCode::FORBIDDEN, "session_required"),
             TooManyKeys => (StatusCode::CONFLICT, "too_many_keys"),
             RefreshTokenInvalid => (StatusCode::UNAUTHORIZED, "refresh_token_invalid"),
+            SecondFactorInvalid => (StatusCode::BAD_REQUEST, "second_factor_invalid"),
+            PendingSignInInvalid => (StatusCode::UNAUTHORIZED, "pending_sign_in_invalid"),
+            SecondFactorEnabled => (StatusCode::CONFLICT, "second_factor_enabled"),
+            SecondFactorOff => (StatusCode::CONFLICT, "second_factor_off"),
+            ReauthRequired => (StatusCode::FORBIDDEN, "reauth_required"),
         }
     }
 
@@ -235,6 +255,11 @@ mod tests {
             SessionRequired,
             TooManyKeys,
             RefreshTokenInvalid,
+            SecondFactorInvalid,
+            PendingSignInInvalid,
+            SecondFactorEnabled,
+            SecondFactorOff,
+            ReauthRequired,
         ]
     }
 
@@ -266,7 +291,12 @@ mod tests {
             | ScopeRequired(_)
             | SessionRequired
             | TooManyKeys
-            | RefreshTokenInvalid => {}
+            | RefreshTokenInvalid
+            | SecondFactorInvalid
+            | PendingSignInInvalid
+            | SecondFactorEnabled
+            | SecondFactorOff
+            | ReauthRequired => {}
         }
     }
 

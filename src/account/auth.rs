@@ -21,7 +21,9 @@ use crate::{
         email_flows,
         rate_limit::ClientIp,
         refresh::{self, Ending},
-        register_private, register_user, sign_in,
+        register_private, register_user,
+        second_factor::{self, Intent, TrustCookie},
+        sign_in,
         users::User,
     },
     billing::Billing,
@@ -90,10 +92,18 @@ async fn login(
     State(state): State<Billing>,
     ip: ClientIp,
     device: DeviceCookie,
+    trust: TrustCookie,
     session: Session,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response> {
     let user = authenticate(&state, ip, &device, &body.email, &body.password).await?;
+    let intent = Intent {
+        remember: body.remember,
+        tokens: body.token,
+    };
+    if let Some(pending) = second_factor::after_first_factor(&state, &user, &trust, intent).await? {
+        return Ok(super::tokens::pending_response(&pending));
+    }
     let mut response = if body.token {
         tracing::info!(user = %user.id, "signed in for tokens");
         super::tokens::pair_response(&state, &user, None).await?

@@ -21,6 +21,7 @@ use crate::{
             verify_email,
         },
         rate_limit::{self, ClientIp},
+        second_factor::{self, Intent, TrustCookie},
         sign_in,
         users::{self, Email, User},
     },
@@ -101,7 +102,9 @@ pub async fn verify_and_sign_in(
         password,
     };
     let user = verify_email(state, ip, token, verifier).await?;
-    if state.config.registration_privacy {
+    // Privacy mode: the link signs a new account in. An account with a second factor is only
+    // verified; its owner signs in with both.
+    if state.config.registration_privacy && !second_factor::enabled(state, &user.id).await? {
         sign_in(state, session, &user, false).await?;
     }
     Ok(user)
@@ -161,11 +164,19 @@ struct MagicBody {
 async fn consume_magic_route(
     State(state): State<Billing>,
     ip: ClientIp,
+    trust: TrustCookie,
     session: Session,
     ApiJson(body): ApiJson<MagicBody>,
 ) -> Result<Response> {
     let pair = body.email.as_deref().zip(body.code.as_deref());
     let user = crate::auth::magic::consume_magic(&state, ip, body.token.as_deref(), pair).await?;
+    let intent = Intent {
+        remember: false,
+        tokens: body.issue_tokens,
+    };
+    if let Some(pending) = second_factor::after_first_factor(&state, &user, &trust, intent).await? {
+        return Ok(super::tokens::pending_response(&pending));
+    }
     if body.issue_tokens {
         tracing::info!(user = %user.id, "signed in by magic link for tokens");
         return super::tokens::pair_response(&state, &user, None).await;

@@ -39,6 +39,7 @@ pub(super) async fn create_key(
     SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
+    crate::auth::require_recent_proof(&state, &current.session).await?;
     let now = state.clock.now();
     let new = NewKey {
         name: &body.name,
@@ -58,6 +59,7 @@ pub(super) async fn revoke_key(
     SessionUser(current): SessionUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
+    crate::auth::require_recent_proof(&state, &current.session).await?;
     if !api_keys::revoke(&state, &current.user.id, &id, state.clock.now()).await? {
         return Err(AppError::NotFound);
     }

@@ -7,6 +7,7 @@ pub mod billing;
 pub mod delete;
 pub mod email;
 pub mod keys;
+pub mod second_factor;
 pub mod tokens;
 
 use axum::{
@@ -30,6 +31,7 @@ where
         .merge(delete::router())
         .merge(billing::router())
         .merge(tokens::router())
+        .merge(second_factor::router())
         .route("/api/keys", get(keys::list_keys).post(keys::create_key))
         .route("/api/keys/{id}", delete(keys::revoke_key))
 }

@@ -41,7 +41,22 @@ pub async fn pair_response(state: &Billing, user: &User, at_most: Option<i64>) -
     Ok(no_store(Json(pair).into_response()))
 }
 
-fn no_store(mut response: Response) -> Response {
+/// The answer to a first step that needs a second factor: 200, no session, no token; only the
+/// pending sign-in's token, for `POST /api/auth/2fa/verify`.
+pub fn pending_response(token: &str) -> Response {
+    no_store(
+        Json(serde_json::json!({
+            "second_factor_required": true,
+            "pending_token": token,
+            "expires_in": crate::auth::second_factor::pending::LIFETIME_SECS,
+            "methods": ["totp", "recovery_code"],
+        }))
+        .into_response(),
+    )
+}
+
+/// `Cache-Control: no-store` on an answer that carries a secret.
+pub fn no_store(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),

@@ -15,6 +15,7 @@ pub mod magic;
 pub mod password;
 pub mod rate_limit;
 pub mod refresh;
+pub mod second_factor;
 pub mod session_store;
 pub mod signing;
 pub mod totp;
@@ -80,6 +81,10 @@ impl std::ops::Deref for AuthParts {
 }
 
 const SIGNED_IN_AT_KEY: &str = "signed_in_at";
+/// When the session's user last proved who they are: at sign-in, and by re-authenticating.
+const PROVED_AT_KEY: &str = "proved_at";
+/// How long a proof counts for sensitive changes (second factors, API keys).
+pub const REAUTH_SECS: i64 = 600;
 const SEEN_AT_KEY: &str = "seen_at";
 /// How stale `seen_at` may get before a request refreshes it (one write per minute at most).
 const SEEN_REFRESH_SECS: i64 = 60;
@@ -168,6 +173,7 @@ pub async fn sign_in(state: &Auth, session: &Session, user: &User, remember: boo
     session.insert(EPOCH_KEY, user.session_epoch).await?;
     session.insert(SIGNED_IN_AT_KEY, now).await?;
     session.insert(SEEN_AT_KEY, now).await?;
+    session.insert(PROVED_AT_KEY, state.clock.now()).await?;
     session.set_expiry(Some(if remember {
         // A persistent cookie that lives as long as the idle timeout, renewed with activity.
         Expiry::OnInactivity(time::Duration::seconds(
@@ -177,6 +183,23 @@ pub async fn sign_in(state: &Auth, session: &Session, user: &User, remember: boo
         Expiry::OnSessionEnd
     }));
     session.save().await?;
+    Ok(())
+}
+
+/// Records a fresh proof (the password or a second factor typed again) on the session.
+pub async fn mark_proved(state: &Auth, session: &Session) -> Result<()> {
+    session.insert(PROVED_AT_KEY, state.clock.now()).await?;
+    session.save().await?;
+    Ok(())
+}
+
+/// `ReauthRequired` unless the session's user signed in or proved who they are in the last
+/// [`REAUTH_SECS`]: a session cookie stolen later cannot make sensitive changes by itself.
+pub async fn require_recent_proof(state: &Auth, session: &Session) -> Result<()> {
+    let proved_at = session.get::<i64>(PROVED_AT_KEY).await?.unwrap_or(0);
+    if state.clock.now() - proved_at > REAUTH_SECS {
+        return Err(AppError::ReauthRequired);
+    }
     Ok(())
 }
 
@@ -282,6 +305,28 @@ pub async fn confirm_password(state: &Auth, user: &User, password: &str) -> Resu
         return Err(AppError::InvalidCredentials);
     }
     Ok(())
+}
+
+/// Re-authentication: the password, or a second factor, typed again; the session may then make
+/// sensitive changes for [`REAUTH_SECS`].
+pub async fn reauthenticate(
+    state: &Auth,
+    current: SignedIn<'_>,
+    password: Option<&str>,
+    proof: Option<second_factor::Proof<'_>>,
+) -> Result<()> {
+    match (password, proof) {
+        (Some(password), None) => {
+            rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
+            confirm_password(state, current.user, password).await?;
+        }
+        (None, Some(proof)) => {
+            second_factor::check(state, current.user, proof).await?;
+        }
+        _ => return Err(AppError::InvalidField("password".into())),
+    }
+    tracing::info!(user = %current.user.id, "re-authenticated");
+    mark_proved(state, current.session).await
 }
 
 /// A password change as asked for.

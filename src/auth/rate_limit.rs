@@ -87,6 +87,13 @@ pub const EMAIL_PER_IP: Limit = Limit {
     max: 30,
     window_secs: 3600,
 };
+/// Second-factor codes (authenticator or recovery) checked for one account, at sign-in and for
+/// changes: with the password known, ten guesses per 15 minutes at three valid 6-digit codes.
+pub const SECOND_FACTOR_PER_USER: Limit = Limit {
+    scope: "second-factor-user",
+    max: 10,
+    window_secs: 900,
+};
 /// Token and code submissions from one client address.
 pub const TOKEN_PER_IP: Limit = Limit {
     scope: "token-ip",

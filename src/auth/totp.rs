@@ -1,8 +1,8 @@
 //! Time-based one-time passwords (RFC 6238) as authenticator apps make them: HMAC-SHA-1, 6 digits,
 //! 30-second steps, a 160-bit secret shown as base32 in an `otpauth://` URI.
 //!
-//! This is the algorithm only (the second-factor issue builds enrolment and sign-in on it). A code
-//! is accepted for the step before, the step of, and the step after now (±30 s of clock drift),
+//! The algorithm only: [`super::second_factor`] builds enrolment and sign-in on it. A code is
+//! accepted for the step before, the step of, and the step after now (±30 s of clock drift),
 //! and only for a step later than the last one used, so a code cannot be replayed.
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -73,9 +73,14 @@ pub fn matching_step(secret: &[u8], code: &str, now: i64, last_used: Option<i64>
 /// The `otpauth://` URI an authenticator app scans: `issuer` (the product) and `account` (the
 /// user's address) label it.
 pub fn otpauth_uri(secret: &[u8], issuer: &str, account: &str) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    // RFC 3986's unreserved characters stay as they are; everything else (`@`, `:`, spaces) is
+    // escaped, so the label's one `:` separates issuer and account.
+    const LABEL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, LABEL).to_string();
     format!(
         "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
         enc(issuer),
@@ -144,7 +149,7 @@ mod tests {
         let uri = otpauth_uri(b"12345678901234567890", "Acme & Co", "ann@example.com");
         assert_eq!(
             uri,
-            "otpauth://totp/Acme%20%26%20Co:ann%40example%2Ecom?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+            "otpauth://totp/Acme%20%26%20Co:ann%40example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &issuer=Acme%20%26%20Co&algorithm=SHA1&digits=6&period=30"
         );
     }

@@ -145,6 +145,30 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "email/payment_failed.html",
         include_str!("../../templates/email/payment_failed.html"),
     ),
+    (
+        "email/second_factor_enabled.txt",
+        include_str!("../../templates/email/second_factor_enabled.txt"),
+    ),
+    (
+        "email/second_factor_enabled.html",
+        include_str!("../../templates/email/second_factor_enabled.html"),
+    ),
+    (
+        "email/second_factor_disabled.txt",
+        include_str!("../../templates/email/second_factor_disabled.txt"),
+    ),
+    (
+        "email/second_factor_disabled.html",
+        include_str!("../../templates/email/second_factor_disabled.html"),
+    ),
+    (
+        "email/recovery_code_used.txt",
+        include_str!("../../templates/email/recovery_code_used.txt"),
+    ),
+    (
+        "email/recovery_code_used.html",
+        include_str!("../../templates/email/recovery_code_used.html"),
+    ),
 ];
 
 /// Longest lease a sender holds on a claimed batch: longer than the batch can take to send
@@ -203,11 +227,17 @@ pub enum Kind {
     TrialWillEnd,
     /// A payment failed (from Stripe's event).
     PaymentFailed,
+    /// Two-factor sign-in was turned on.
+    SecondFactorEnabled,
+    /// Two-factor sign-in was turned off.
+    SecondFactorDisabled,
+    /// A recovery code was used to sign in or to confirm a change.
+    RecoveryCodeUsed,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Verify,
         Kind::Reset,
         Kind::Magic,
@@ -217,6 +247,9 @@ impl Kind {
         Kind::EmailChangeNotice,
         Kind::TrialWillEnd,
         Kind::PaymentFailed,
+        Kind::SecondFactorEnabled,
+        Kind::SecondFactorDisabled,
+        Kind::RecoveryCodeUsed,
     ];
 
     /// The template name and outbox `kind`.
@@ -231,6 +264,9 @@ impl Kind {
             Kind::EmailChangeNotice => "email_change_notice",
             Kind::TrialWillEnd => "trial_will_end",
             Kind::PaymentFailed => "payment_failed",
+            Kind::SecondFactorEnabled => "second_factor_enabled",
+            Kind::SecondFactorDisabled => "second_factor_disabled",
+            Kind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }

@@ -16,9 +16,15 @@ use super::{
     csrf::CsrfToken,
     page::{CsrfForm, NoFields, PageError, page_user, with_retry_after},
     render, safe_next_for,
+    second_factor::code_page,
 };
 use crate::{
-    auth::{self, device::DeviceCookie, rate_limit::ClientIp},
+    auth::{
+        self,
+        device::DeviceCookie,
+        rate_limit::ClientIp,
+        second_factor::{self, Intent, TrustCookie},
+    },
     error::AppError,
     state::AppState,
 };
@@ -199,14 +205,24 @@ async fn submit_login(
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
     device: DeviceCookie,
+    trust: TrustCookie,
     session: Session,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = safe_next_for(&state, form.next.as_deref()).to_owned();
-    let user = async {
+    let signed_in = async {
         let user = auth::authenticate(&state, ip, &device, &form.email, &form.password).await?;
+        let intent = Intent {
+            remember: form.remember.is_some(),
+            tokens: false,
+        };
+        if let Some(pending) =
+            second_factor::after_first_factor(&state, &user, &trust, intent).await?
+        {
+            return Ok::<_, AppError>(Err(pending));
+        }
         auth::sign_in(&state, &session, &user, form.remember.is_some()).await?;
-        Ok::<_, AppError>(user)
+        Ok(Ok(user))
     }
     .await
     .map_err(|err| match err {
@@ -224,6 +240,10 @@ async fn submit_login(
         }
         err => PageError::App(err),
     })?;
+    let user = match signed_in {
+        Ok(user) => user,
+        Err(pending) => return Ok(code_page(&state, &token, &pending, &next, None)),
+    };
     let mut response = Redirect::to(&next).into_response();
     let cookie = auth::device::issue(&state, &user.id, user.session_epoch);
     response.headers_mut().append(header::SET_COOKIE, cookie);

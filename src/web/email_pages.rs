@@ -18,9 +18,16 @@ use super::{
     csrf::CsrfToken,
     page::{CsrfForm, NoFields, PageError, member},
     render,
+    second_factor::code_page,
 };
 use crate::{
-    auth::{self, device::DeviceCookie, email_flows, rate_limit::ClientIp},
+    auth::{
+        self,
+        device::DeviceCookie,
+        email_flows,
+        rate_limit::ClientIp,
+        second_factor::{self, Intent, TrustCookie},
+    },
     config::Mode,
     email::outbox::{self, MailboxMessage},
     error::AppError,
@@ -223,29 +230,45 @@ async fn submit_reset(
     Ok(Redirect::to("/login?notice=password_reset").into_response())
 }
 
-/// Signs in with a magic link's token, or with the address and the code its email carried.
+/// Signs in with a magic link's token, or with the address and the code its email carried; for an
+/// account with a second factor, the pending sign-in that waits for its code instead.
 async fn magic_sign_in(
     state: &AppState,
     ip: ClientIp,
     session: &Session,
+    trust: &TrustCookie,
     token: Option<&str>,
     email_and_code: Option<(&str, &str)>,
-) -> Result<(), AppError> {
+) -> Result<Option<String>, AppError> {
     let user = crate::auth::magic::consume_magic(state, ip, token, email_and_code).await?;
-    auth::sign_in(state, session, &user, false).await
+    let intent = Intent::default();
+    if let Some(pending) = second_factor::after_first_factor(state, &user, trust, intent).await? {
+        return Ok(Some(pending));
+    }
+    auth::sign_in(state, session, &user, false).await?;
+    Ok(None)
+}
+
+/// Where a magic sign-in goes: the account page, or first the code step.
+fn after_magic(state: &AppState, token: &CsrfToken, pending: Option<String>) -> Response {
+    match pending {
+        Some(pending) => code_page(state, token, &pending, "/account", None),
+        None => Redirect::to("/account").into_response(),
+    }
 }
 
 async fn submit_magic(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    trust: TrustCookie,
     session: Session,
     CsrfForm(form): CsrfForm<TokenForm>,
 ) -> Result<Response, PageError> {
-    magic_sign_in(&state, ip, &session, Some(&form.token), None)
+    let pending = magic_sign_in(&state, ip, &session, &trust, Some(&form.token), None)
         .await
         .map_err(|e| link_failed(&state, &token, &MAGIC, e))?;
-    Ok(Redirect::to("/account").into_response())
+    Ok(after_magic(&state, &token, pending))
 }
 
 #[derive(Deserialize)]
@@ -258,10 +281,12 @@ async fn submit_magic_code(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    trust: TrustCookie,
     session: Session,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, PageError> {
-    magic_sign_in(&state, ip, &session, None, Some((&form.email, &form.code)))
+    let email_and_code = Some((form.email.as_str(), form.code.as_str()));
+    let pending = magic_sign_in(&state, ip, &session, &trust, None, email_and_code)
         .await
         .map_err(|e| match e {
             AppError::TokenInvalid | AppError::RateLimited(_) => {
@@ -277,7 +302,7 @@ async fn submit_magic_code(
             }
             e => PageError::App(e),
         })?;
-    Ok(Redirect::to("/account").into_response())
+    Ok(after_magic(&state, &token, pending))
 }
 
 async fn submit_confirm_email(

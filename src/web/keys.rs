@@ -16,6 +16,7 @@ use super::{
     csrf::CsrfToken,
     page::{CsrfForm, NoticeQuery, PageError, member},
     render,
+    second_factor::recently_proved,
 };
 use crate::{
     auth::api_keys::{self, KeyJson, NewKey},
@@ -91,7 +92,7 @@ async fn submit_new_key(
     session: Session,
     CsrfForm(form): CsrfForm<NewKeyForm>,
 ) -> Result<Response, PageError> {
-    let user = member(&state, session, "/account/keys").await?;
+    let user = recently_proved(&state, session, "/account/keys").await?;
     let scopes: Vec<String> = [(&form.scope_read, "read"), (&form.scope_billing, "billing")]
         .into_iter()
         .filter(|(ticked, _)| ticked.is_some())
@@ -150,7 +151,7 @@ async fn submit_revoke(
     session: Session,
     CsrfForm(form): CsrfForm<RevokeForm>,
 ) -> Result<Response, PageError> {
-    let user = member(&state, session, "/account/keys").await?;
+    let user = recently_proved(&state, session, "/account/keys").await?;
     let now = state.clock.now();
     if !api_keys::revoke(&state, &user.user.id, &form.id, now).await? {
         let shown = Shown {

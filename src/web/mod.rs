@@ -7,7 +7,8 @@
 //!
 //! Handlers read their form with `page::CsrfForm` and fail with a `page::PageError` (`?` on an
 //! `AppError` gives its error page); the pages live by area: `auth_pages` (home, sign-up,
-//! log-in, log-out), `account`, `billing`, `email_pages`, each with its route table.
+//! log-in, log-out), `account`, `billing`, `email_pages`, `second_factor` (the code step of a sign-in,
+//! confirming it is you, enrolment), each with its route table.
 
 mod account;
 mod auth_pages;
@@ -17,6 +18,7 @@ mod email_pages;
 pub mod gate_pages;
 mod keys;
 mod page;
+mod second_factor;
 
 use axum::{
     Router,
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(keys::routes())
         .merge(billing::routes())
         .merge(email_pages::routes())
+        .merge(second_factor::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             page::render_errors,
@@ -73,6 +76,15 @@ pub fn templates() -> Environment<'static> {
         ),
         ("forgot.html", include_str!("../../templates/forgot.html")),
         ("mailbox.html", include_str!("../../templates/mailbox.html")),
+        (
+            "second_factor.html",
+            include_str!("../../templates/second_factor.html"),
+        ),
+        (
+            "two_factor.html",
+            include_str!("../../templates/two_factor.html"),
+        ),
+        ("reauth.html", include_str!("../../templates/reauth.html")),
     ] {
         env.add_template(name, source)
             .expect("templates are checked by tests");

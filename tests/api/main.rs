@@ -20,6 +20,7 @@ mod pages;
 mod prehijack;
 mod proxy;
 mod revocation;
+mod second_factor;
 mod sessions;
 mod timing;
 mod tokens;

@@ -100,6 +100,10 @@ async fn revoked_expired_and_deleted_accounts_keys_stop_working() {
         "expired"
     );
 
+    // A day on, making a key needs a fresh proof (a sensitive change).
+    let reauth = json!({"password": PASSWORD});
+    let r = app.post_json_with(&c, "/api/auth/reauth", &reauth).await;
+    assert_eq!(r.status(), 204);
     let lasting = key_of(&app, &c, &["read"]).await;
     app.delete_account(&c).await;
     assert_eq!(get_with_key(&app, "/api/me", &lasting).await.status(), 401);

@@ -1,0 +1,178 @@
+//! Two-factor sign-in over JSON: the second step of a sign-in, re-authentication, and the
+//! account's enrolment, recovery codes and turning it off (see `auth::second_factor`).
+
+use axum::{
+    Json, Router,
+    extract::{FromRef, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+use tower_sessions::Session;
+
+use super::tokens::no_store;
+use crate::{
+    auth::{
+        self, Auth, device,
+        rate_limit::ClientIp,
+        second_factor::{self, Completed, Proof, trust},
+    },
+    billing::Billing,
+    error::Result,
+    extract::ApiJson,
+    gate::SessionUser,
+};
+
+/// The routes.
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/api/auth/2fa/verify", post(verify))
+        .route("/api/auth/reauth", post(reauth))
+        .route("/api/account/2fa", get(status))
+        .route("/api/account/2fa/totp", post(begin))
+        .route("/api/account/2fa/totp/confirm", post(confirm))
+        .route("/api/account/2fa/recovery-codes", post(renew_codes))
+        .route("/api/account/2fa/disable", post(turn_off))
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    pending_token: String,
+    code: Option<String>,
+    recovery_code: Option<String>,
+    /// Skip the second factor on this browser for 30 days (a signed cookie).
+    #[serde(default)]
+    trust_device: bool,
+}
+
+/// The second step: the session (or token pair) the first step asked for, the device cookie, and
+/// with `trust_device` the trusted-device cookie.
+async fn verify(
+    State(state): State<Billing>,
+    ip: ClientIp,
+    session: Session,
+    ApiJson(body): ApiJson<VerifyBody>,
+) -> Result<Response> {
+    let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let done = second_factor::complete(&state, ip, &body.pending_token, proof).await?;
+    let mut response = if done.intent.tokens {
+        tracing::info!(user = %done.user.id, "signed in with a second factor for tokens");
+        super::tokens::pair_response(&state, &done.user, None).await?
+    } else {
+        auth::sign_in(&state, &session, &done.user, done.intent.remember).await?;
+        tracing::info!(user = %done.user.id, "signed in with a second factor");
+        super::auth::user_json(&state, &done.user)
+            .await?
+            .into_response()
+    };
+    finish_cookies(&state, &mut response, &done, body.trust_device);
+    Ok(response)
+}
+
+/// The cookies of a completed two-step sign-in: a new device cookie, and the trusted-device one
+/// when asked for.
+pub fn finish_cookies(state: &Auth, response: &mut Response, done: &Completed, trust_device: bool) {
+    let user = &done.user;
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        device::issue(state, &user.id, user.session_epoch),
+    );
+    if trust_device {
+        let now = state.clock.now();
+        let cookie = trust::issue(state, &user.id, user.session_epoch, &done.factor_id, now);
+        headers.append(header::SET_COOKIE, cookie);
+    }
+}
+
+#[derive(Deserialize)]
+struct ReauthBody {
+    password: Option<String>,
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+/// A fresh proof for the next 10 minutes of sensitive changes: the password, a code from the
+/// app, or a recovery code.
+async fn reauth(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<ReauthBody>,
+) -> Result<StatusCode> {
+    let proof = match (body.code.as_deref(), body.recovery_code.as_deref()) {
+        (None, None) => None,
+        (code, recovery) => Some(Proof::from_fields(code, recovery)?),
+    };
+    auth::reauthenticate(&state, current.signed_in(), body.password.as_deref(), proof).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn status(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<Json<second_factor::Status>> {
+    Ok(Json(second_factor::status(&state, &current.user.id).await?))
+}
+
+async fn begin(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<Response> {
+    auth::require_recent_proof(&state, &current.session).await?;
+    let enrolment = second_factor::begin(&state, &current.user).await?;
+    Ok(no_store(Json(enrolment).into_response()))
+}
+
+#[derive(Deserialize)]
+struct CodeBody {
+    code: String,
+}
+
+async fn confirm(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Response> {
+    auth::require_recent_proof(&state, &current.session).await?;
+    let codes = second_factor::confirm(&state, current.signed_in(), &body.code).await?;
+    Ok(no_store(
+        Json(json!({ "recovery_codes": codes })).into_response(),
+    ))
+}
+
+async fn renew_codes(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<Response> {
+    auth::require_recent_proof(&state, &current.session).await?;
+    let codes = second_factor::renew_codes(&state, current.signed_in()).await?;
+    Ok(no_store(
+        Json(json!({ "recovery_codes": codes })).into_response(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TurnOffBody {
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+/// Turning two-factor off takes a recent proof and, on top, a current code: a stolen session
+/// without the authenticator cannot do it.
+async fn turn_off(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<TurnOffBody>,
+) -> Result<StatusCode> {
+    auth::require_recent_proof(&state, &current.session).await?;
+    let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
+    second_factor::turn_off(&state, current.signed_in(), proof).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,197 @@
+//! The attacker's side: replayed codes, guessing, an expired or forged pending sign-in, racing
+//! the same code, and a stolen session without the second factor.
+
+use serde_json::json;
+
+use super::{first_step, fresh, second_step, user_with_2fa};
+use crate::helpers::{PASSWORD, TestApp, session_cookie, spawn_app};
+
+#[tokio::test]
+async fn a_code_is_accepted_once_and_a_recovery_code_too() {
+    let app = spawn_app().await;
+    let Some((_, mut otp, codes)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let code = otp.next_code().await;
+    let first = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let (status, _) = second_step(&app, &fresh(), &first, json!({"code": code})).await;
+    assert_eq!(status, 200);
+    let again = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let (status, body) = second_step(&app, &fresh(), &again, json!({"code": code})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("second_factor_invalid")),
+        "replayed"
+    );
+    // So is an earlier code of the window, once a later one was used.
+    let earlier = otp.code_of(otp.last_step().unwrap() - 1);
+    let (status, _) = second_step(&app, &fresh(), &again, json!({"code": earlier})).await;
+    assert_eq!(status, 400, "a step before the last used");
+
+    let (status, _) = second_step(&app, &fresh(), &again, json!({"recovery_code": codes[3]})).await;
+    assert_eq!(status, 200);
+    let third = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let (status, body) =
+        second_step(&app, &fresh(), &third, json!({"recovery_code": codes[3]})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("second_factor_invalid")),
+        "spent"
+    );
+}
+
+#[tokio::test]
+async fn two_requests_racing_with_one_code_sign_in_once() {
+    let app = spawn_app().await;
+    let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let code = otp.next_code().await;
+    let a = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let b = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let (ca, cb) = (fresh(), fresh());
+    let ((sa, _), (sb, _)) = tokio::join!(
+        second_step(&app, &ca, &a, json!({"code": code})),
+        second_step(&app, &cb, &b, json!({"code": code})),
+    );
+    let mut statuses = [sa, sb];
+    statuses.sort();
+    assert_eq!(statuses, [200, 400], "exactly one sign-in");
+}
+
+#[tokio::test]
+async fn a_pending_sign_in_takes_five_codes_and_the_account_ten_per_window() {
+    let app = TestApp::builder()
+        .with("TOLLGATE_RATE_LIMIT", "on")
+        .spawn()
+        .await;
+    let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let wrong = otp.wrong_code();
+    let pending = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    for _ in 0..5 {
+        let (status, body) = second_step(&app, &fresh(), &pending, json!({"code": wrong})).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("second_factor_invalid"))
+        );
+    }
+    let code = otp.next_code().await;
+    let (status, body) = second_step(&app, &fresh(), &pending, json!({"code": code})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("pending_sign_in_invalid")),
+        "out of attempts, even for the right code"
+    );
+    // New pending sign-ins do not add up to more guesses: the account stops at ten codes per
+    // window (the enrolment's code was the first).
+    let next = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    for _ in 0..4 {
+        let (status, _) = second_step(&app, &fresh(), &next, json!({"code": wrong})).await;
+        assert_eq!(status, 400);
+    }
+    let last = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let r = app
+        .post_json_with(
+            &fresh(),
+            "/api/auth/2fa/verify",
+            &json!({"pending_token": last, "code": code}),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn a_pending_sign_in_expires_after_five_minutes_and_a_made_up_one_is_nothing() {
+    let app = spawn_app().await;
+    let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let pending = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    app.state.clock.advance(301);
+    let code = otp.next_code().await;
+    let (status, body) = second_step(&app, &fresh(), &pending, json!({"code": code})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("pending_sign_in_invalid"))
+    );
+    let forged = format!("tgp_{}", "0".repeat(64));
+    for token in [forged.as_str(), "tgp_", "", "x".repeat(5000).as_str()] {
+        let (status, body) = second_step(&app, &fresh(), token, json!({"code": code})).await;
+        assert!(
+            status == 401 || status == 413,
+            "{token:.10}: {status} {body}"
+        );
+    }
+    let (status, body) = second_step(
+        &app,
+        &fresh(),
+        &pending,
+        json!({"code": code, "recovery_code": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_field")),
+        "one proof only"
+    );
+}
+
+/// A session cookie stolen from a signed-in owner lacks the authenticator: it cannot turn the
+/// factor off, renew the recovery codes after ten minutes, or start a new enrolment.
+#[tokio::test]
+async fn a_stolen_session_without_the_second_factor_cannot_turn_it_off() {
+    let app = spawn_app().await;
+    let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let owner = fresh();
+    let pending = first_step(&app, &owner, "ann@example.com", json!({})).await;
+    let code = otp.next_code().await;
+    let r = app
+        .post_json_with(
+            &owner,
+            "/api/auth/2fa/verify",
+            &json!({"pending_token": pending, "code": code}),
+        )
+        .await;
+    let cookie = session_cookie(r.headers()).expect("a session cookie");
+    let thief = reqwest::Client::builder().build().unwrap();
+    let steal = |path: &str, body: serde_json::Value| {
+        thief
+            .post(app.url(path))
+            .header("cookie", &cookie)
+            .json(&body)
+            .send()
+    };
+    let wrong = otp.wrong_code();
+    let r = steal("/api/account/2fa/disable", json!({"code": wrong}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = steal("/api/account/2fa/disable", json!({})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = steal("/api/account/2fa/totp", json!({})).await.unwrap();
+    assert_eq!(r.status(), 409, "no second enrolment over the first");
+    app.state.clock.advance(601);
+    for path in [
+        "/api/account/2fa/recovery-codes",
+        "/api/account/2fa/disable",
+    ] {
+        let r = steal(path, json!({"code": wrong})).await.unwrap();
+        assert_eq!(r.status(), 403, "{path}: the proof is old");
+    }
+    let r = steal("/api/auth/reauth", json!({"code": wrong}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let state = super::two_factor_state(&app, &owner).await;
+    assert_eq!(state["enabled"], true, "still on");
+    assert_eq!(
+        app.login_status("ann@example.com", PASSWORD).await,
+        200,
+        "first step only"
+    );
+}
