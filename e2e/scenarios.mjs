@@ -177,7 +177,7 @@ const scenarios = {
 };
 
 Object.assign(scenarios, {
-  async 'two-factor: set up with the QR page → recovery codes → sign in with a code, trusting the device'() {
+  async 'two-factor: set up with the QR page → recovery codes → sign in with a code, trusting the device → devices'() {
     const page = await newPage();
     const email = `otp-${Date.now()}@example.com`;
     await page.goto(url('signup'));
@@ -206,6 +206,9 @@ Object.assign(scenarios, {
     await page.check('input[name="trust"]');
     await page.click('button:has-text("Sign in")');
     await page.waitForURL(/\/account/);
+    await page.goto(url('account/devices'));
+    assert.match(await page.textContent('main'), /this device/);
+    await shot(page, 'devices');
     // Trusted: the next sign-in on this browser skips the code.
     await page.click('button:has-text("Sign out")');
     await page.goto(url('login'));

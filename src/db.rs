@@ -98,6 +98,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "second factors",
         include_str!("../migrations/0014_second_factor.sql"),
     ),
+    (
+        15,
+        "devices",
+        include_str!("../migrations/0015_devices.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

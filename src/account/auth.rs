@@ -3,7 +3,7 @@
 use axum::{
     Json, Router,
     extract::{FromRef, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -16,8 +16,7 @@ use crate::{
         api_keys::Scope,
         authenticate, change_user_password,
         credentials::{self, Presented},
-        device,
-        device::DeviceCookie,
+        devices::{self, SignInFrom},
         email_flows,
         rate_limit::ClientIp,
         refresh::{self, Ending},
@@ -76,6 +75,7 @@ struct Registration {
 async fn register(
     State(state): State<Billing>,
     ip: ClientIp,
+    from: SignInFrom,
     session: Session,
     ApiJson(body): ApiJson<Registration>,
 ) -> Result<Response> {
@@ -84,19 +84,19 @@ async fn register(
         return Ok(email_flows::check_your_email());
     }
     let user = register_user(&state, ip, &body.email, &body.password).await?;
-    sign_in(&state, &session, &user, false).await?;
+    sign_in(&state, &session, &user, false, &from).await?;
     Ok((StatusCode::CREATED, user_json(&state, &user).await?).into_response())
 }
 
 async fn login(
     State(state): State<Billing>,
     ip: ClientIp,
-    device: DeviceCookie,
+    from: SignInFrom,
     trust: TrustCookie,
     session: Session,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response> {
-    let user = authenticate(&state, ip, &device, &body.email, &body.password).await?;
+    let user = authenticate(&state, ip, &from.device, &body.email, &body.password).await?;
     let intent = Intent {
         remember: body.remember,
         tokens: body.token,
@@ -104,18 +104,27 @@ async fn login(
     if let Some(pending) = second_factor::after_first_factor(&state, &user, &trust, intent).await? {
         return Ok(super::tokens::pending_response(&pending));
     }
-    let mut response = if body.token {
+    complete_sign_in(&state, &session, &user, intent, &from).await
+}
+
+/// Completes a sign-in whose factors all passed, as the first step asked: a token pair, or a
+/// session and the user JSON; then the new-device notice and a fresh device cookie.
+pub async fn complete_sign_in(
+    state: &Billing,
+    session: &Session,
+    user: &User,
+    intent: Intent,
+    from: &SignInFrom,
+) -> Result<Response> {
+    let mut response = if intent.tokens {
         tracing::info!(user = %user.id, "signed in for tokens");
-        super::tokens::pair_response(&state, &user, None).await?
+        super::tokens::pair_response(state, user, None).await?
     } else {
-        sign_in(&state, &session, &user, body.remember).await?;
+        sign_in(state, session, user, intent.remember, from).await?;
         tracing::info!(user = %user.id, "signed in");
-        user_json(&state, &user).await?.into_response()
+        user_json(state, user).await?.into_response()
     };
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        device::issue(&state, &user.id, user.session_epoch),
-    );
+    devices::welcome(state, user, from, response.headers_mut()).await?;
     Ok(response)
 }
 

@@ -15,6 +15,7 @@ use crate::{
     auth::{
         Auth,
         device::DeviceCookie,
+        devices::SignInFrom,
         email_change::request_email_change,
         email_flows::{
             Verifier, check_your_email, forgot_password, request_verification, reset_password,
@@ -78,11 +79,12 @@ struct VerifyBody {
 async fn verify_email_route(
     State(state): State<Billing>,
     ip: ClientIp,
+    from: SignInFrom,
     session: Session,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
-    let user =
-        verify_and_sign_in(&state, ip, &session, &body.token, body.password.as_deref()).await?;
+    let proof = (body.token.as_str(), body.password.as_deref());
+    let user = verify_and_sign_in(&state, ip, &session, proof, &from).await?;
     Ok(super::auth::user_json(&state, &user).await?.into_response())
 }
 
@@ -93,8 +95,8 @@ pub async fn verify_and_sign_in(
     state: &Billing,
     ip: ClientIp,
     session: &Session,
-    token: &str,
-    password: Option<&str>,
+    (token, password): (&str, Option<&str>),
+    from: &SignInFrom,
 ) -> Result<User> {
     let signed_in = crate::gate::current_user(state, session.clone()).await?;
     let verifier = Verifier {
@@ -105,7 +107,7 @@ pub async fn verify_and_sign_in(
     // Privacy mode: the link signs a new account in. An account with a second factor is only
     // verified; its owner signs in with both.
     if state.config.registration_privacy && !second_factor::enabled(state, &user.id).await? {
-        sign_in(state, session, &user, false).await?;
+        sign_in(state, session, &user, false, from).await?;
     }
     Ok(user)
 }
@@ -164,6 +166,7 @@ struct MagicBody {
 async fn consume_magic_route(
     State(state): State<Billing>,
     ip: ClientIp,
+    from: SignInFrom,
     trust: TrustCookie,
     session: Session,
     ApiJson(body): ApiJson<MagicBody>,
@@ -177,13 +180,7 @@ async fn consume_magic_route(
     if let Some(pending) = second_factor::after_first_factor(&state, &user, &trust, intent).await? {
         return Ok(super::tokens::pending_response(&pending));
     }
-    if body.issue_tokens {
-        tracing::info!(user = %user.id, "signed in by magic link for tokens");
-        return super::tokens::pair_response(&state, &user, None).await;
-    }
-    sign_in(&state, &session, &user, false).await?;
-    tracing::info!(user = %user.id, "signed in by magic link");
-    Ok(super::auth::user_json(&state, &user).await?.into_response())
+    super::auth::complete_sign_in(&state, &session, &user, intent, &from).await
 }
 
 #[derive(Deserialize)]

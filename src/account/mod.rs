@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod billing;
 pub mod delete;
+pub mod devices;
 pub mod email;
 pub mod keys;
 pub mod second_factor;
@@ -32,6 +33,7 @@ where
         .merge(billing::router())
         .merge(tokens::router())
         .merge(second_factor::router())
+        .merge(devices::router())
         .route("/api/keys", get(keys::list_keys).post(keys::create_key))
         .route("/api/keys/{id}", delete(keys::revoke_key))
 }

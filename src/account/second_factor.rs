@@ -15,7 +15,8 @@ use tower_sessions::Session;
 use super::tokens::no_store;
 use crate::{
     auth::{
-        self, Auth, device,
+        self, Auth,
+        devices::SignInFrom,
         rate_limit::ClientIp,
         second_factor::{self, Completed, Proof, trust},
     },
@@ -57,39 +58,26 @@ struct VerifyBody {
 async fn verify(
     State(state): State<Billing>,
     ip: ClientIp,
+    from: SignInFrom,
     session: Session,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
     let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
     let done = second_factor::complete(&state, ip, &body.pending_token, proof).await?;
-    let mut response = if done.intent.tokens {
-        tracing::info!(user = %done.user.id, "signed in with a second factor for tokens");
-        super::tokens::pair_response(&state, &done.user, None).await?
-    } else {
-        auth::sign_in(&state, &session, &done.user, done.intent.remember).await?;
-        tracing::info!(user = %done.user.id, "signed in with a second factor");
-        super::auth::user_json(&state, &done.user)
-            .await?
-            .into_response()
-    };
-    finish_cookies(&state, &mut response, &done, body.trust_device);
+    let mut response =
+        super::auth::complete_sign_in(&state, &session, &done.user, done.intent, &from).await?;
+    if body.trust_device {
+        trust_cookie(&state, &mut response, &done);
+    }
     Ok(response)
 }
 
-/// The cookies of a completed two-step sign-in: a new device cookie, and the trusted-device one
-/// when asked for.
-pub fn finish_cookies(state: &Auth, response: &mut Response, done: &Completed, trust_device: bool) {
+/// Trusts the browser of a completed two-step sign-in for 30 days (the cookie).
+pub fn trust_cookie(state: &Auth, response: &mut Response, done: &Completed) {
     let user = &done.user;
-    let headers = response.headers_mut();
-    headers.append(
-        header::SET_COOKIE,
-        device::issue(state, &user.id, user.session_epoch),
-    );
-    if trust_device {
-        let now = state.clock.now();
-        let cookie = trust::issue(state, &user.id, user.session_epoch, &done.factor_id, now);
-        headers.append(header::SET_COOKIE, cookie);
-    }
+    let now = state.clock.now();
+    let cookie = trust::issue(state, &user.id, user.session_epoch, &done.factor_id, now);
+    response.headers_mut().append(header::SET_COOKIE, cookie);
 }
 
 #[derive(Deserialize)]
@@ -147,19 +135,23 @@ async fn confirm(
     ))
 }
 
+/// New recovery codes take a recent proof and, on top, a current code (as turning off does).
 async fn renew_codes(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<Response> {
     auth::require_recent_proof(&state, &current.session).await?;
-    let codes = second_factor::renew_codes(&state, current.signed_in()).await?;
+    let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let codes = second_factor::renew_codes(&state, current.signed_in(), proof).await?;
     Ok(no_store(
         Json(json!({ "recovery_codes": codes })).into_response(),
     ))
 }
 
+/// A body with one current second factor.
 #[derive(Deserialize)]
-struct TurnOffBody {
+struct FactorBody {
     code: Option<String>,
     recovery_code: Option<String>,
 }
@@ -169,7 +161,7 @@ struct TurnOffBody {
 async fn turn_off(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
-    ApiJson(body): ApiJson<TurnOffBody>,
+    ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<StatusCode> {
     auth::require_recent_proof(&state, &current.session).await?;
     let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;

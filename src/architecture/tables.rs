@@ -20,6 +20,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("totp_factors", "auth::second_factor::factors"),
     ("recovery_codes", "auth::second_factor::recovery"),
     ("pending_sign_ins", "auth::second_factor::pending"),
+    ("sign_in_notice_opt_outs", "auth::devices"),
     ("email_tokens", "email::tokens"),
     ("outbox", "email::outbox"),
     ("billing_customers", "billing::customers"),

@@ -192,6 +192,8 @@ pub(super) async fn prove_mailbox(
         // and so do the API keys they made.
         tokens::invalidate_all(conn, &user.id, now).await?;
         api_keys::revoke_all_on(conn, &user.id, now).await?;
+        // So does a second factor they enrolled: it would lock the owner out of their address.
+        super::second_factor::clear_on(conn, &user.id).await?;
     }
     mark_verified(conn, user).await
 }
@@ -356,6 +358,12 @@ pub async fn reset_password(
     let consumed = tokens::consume(&mut tx, token, Purpose::Reset, now).await?;
     let mut user = bound_user(&mut tx, &consumed).await?;
     users::set_password_hash_on(&mut tx, &user.id, &hash).await?;
+    // An address proven only now: a second factor on it was enrolled by whoever registered it,
+    // maybe a stranger, and goes. One enrolled on a proven address stays: a reset by mail alone
+    // never removes the owner's second factor.
+    if !user.email_verified {
+        super::second_factor::clear_on(&mut tx, &user.id).await?;
+    }
     // The new password replaces any other; every session ends either way.
     mark_verified(&mut tx, &mut user).await?;
     tokens::invalidate_all(&mut tx, &user.id, now).await?;

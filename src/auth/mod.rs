@@ -9,6 +9,7 @@
 pub mod api_keys;
 pub mod credentials;
 pub mod device;
+pub mod devices;
 pub mod email_change;
 pub mod email_flows;
 pub mod magic;
@@ -163,8 +164,14 @@ pub async fn session_holds(
     Ok(true)
 }
 
-/// Starts a signed-in session for `user` on a fresh session id.
-pub async fn sign_in(state: &Auth, session: &Session, user: &User, remember: bool) -> Result<()> {
+/// Starts a signed-in session for `user` on a fresh session id, recording where it came from.
+pub async fn sign_in(
+    state: &Auth,
+    session: &Session,
+    user: &User,
+    remember: bool,
+    from: &devices::SignInFrom,
+) -> Result<()> {
     // A new id at every sign-in defeats session fixation.
     session.cycle_id().await?;
     session.clear().await;
@@ -174,6 +181,7 @@ pub async fn sign_in(state: &Auth, session: &Session, user: &User, remember: boo
     session.insert(SIGNED_IN_AT_KEY, now).await?;
     session.insert(SEEN_AT_KEY, now).await?;
     session.insert(PROVED_AT_KEY, state.clock.now()).await?;
+    devices::record(session, from).await?;
     session.set_expiry(Some(if remember {
         // A persistent cookie that lives as long as the idle timeout, renewed with activity.
         Expiry::OnInactivity(time::Duration::seconds(

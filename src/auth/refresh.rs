@@ -362,6 +362,63 @@ pub async fn end_all_on(
     end_on(conn, Families::OfUser(user_id), why, now).await
 }
 
+/// Ends the family `family_id` if it is a live one of `user_id` (inside the caller's transaction;
+/// the caller forgets the user in the cache after its commit): whether it was.
+pub async fn end_one_of_user_on(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    family_id: &str,
+    why: Ending,
+    now: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE token_families SET ended_at = $1, ended_reason = $2 \
+         WHERE id = $3 AND user_id = $4 AND ended_at IS NULL",
+    )
+    .bind(now)
+    .bind(why.as_str())
+    .bind(family_id)
+    .bind(user_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A live token sign-in, as the list of signed-in devices shows it.
+#[derive(Clone, Debug)]
+pub struct FamilySummary {
+    /// `fam_…`.
+    pub id: String,
+    /// When it signed in.
+    pub created_at: i64,
+    /// When its newest refresh token was issued (its last refresh).
+    pub last_used_at: i64,
+}
+
+/// The user's token sign-ins that still hold at `now`.
+pub async fn live_families(db: &Db, user: &User, now: i64) -> sqlx::Result<Vec<FamilySummary>> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT f.id, f.created_at, COALESCE(MAX(t.created_at), f.created_at) \
+         FROM token_families f LEFT JOIN refresh_tokens t ON t.family_id = f.id \
+         WHERE f.user_id = $1 AND f.ended_at IS NULL AND f.expires_at > $2 \
+           AND f.session_epoch >= $3 \
+         GROUP BY f.id, f.created_at",
+    )
+    .bind(&user.id)
+    .bind(now)
+    .bind(user.session_epoch)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, created_at, last_used_at)| FamilySummary {
+            id,
+            created_at,
+            last_used_at,
+        })
+        .collect())
+}
+
 /// Deletes families past their absolute end and refresh tokens past theirs; run periodically.
 pub async fn delete_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
     let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")

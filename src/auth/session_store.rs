@@ -217,6 +217,53 @@ pub async fn hold_epoch(
     users::hold_session_epoch_on(conn, user_id, epoch).await
 }
 
+/// A stored session, as the list of signed-in devices reads it.
+pub struct StoredSession {
+    /// The SHA-256 of its id.
+    pub id_hash: String,
+    /// Its data (user, epoch, times, where it came from).
+    pub data: std::collections::HashMap<String, serde_json::Value>,
+    /// When the row was first written.
+    pub created_at: i64,
+}
+
+/// The unexpired sessions of `user_id`.
+pub async fn list_for_user(db: &Db, user_id: &str, now: i64) -> sqlx::Result<Vec<StoredSession>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id_hash, data, created_at FROM sessions WHERE user_id = $1 AND expires_at > $2",
+    )
+    .bind(user_id)
+    .bind(now)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id_hash, data, created_at)| {
+            let data = serde_json::from_str(&data).ok()?;
+            Some(StoredSession {
+                id_hash,
+                data,
+                created_at,
+            })
+        })
+        .collect())
+}
+
+/// Deletes the session whose id hashes to `id_hash` if it is `user_id`'s (inside the caller's
+/// transaction; the caller forgets the user in the cache after its commit): whether it was.
+pub async fn delete_for_user_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    id_hash: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM sessions WHERE id_hash = $1 AND user_id = $2")
+        .bind(id_hash)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes expired rows; run periodically.
 pub async fn delete_expired(db: &Db) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")

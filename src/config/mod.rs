@@ -126,6 +126,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `TOLLGATE_CLIENT_IP_HEADER`: a platform header carrying the client address.
     pub client_ip_header: Option<String>,
+    /// `TOLLGATE_LOCATION_HEADER`: a platform header carrying an approximate place of the client.
+    pub location_header: Option<String>,
     /// `TOLLGATE_COOKIE_DOMAIN`.
     pub cookie_domain: Option<String>,
     /// `TOLLGATE_FORWARD_URI_HEADER` (lower-case): the one header forward-auth reads the URI from.
@@ -209,6 +211,7 @@ impl Config {
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             client_ip_header: None,
+            location_header: None,
             cookie_domain: None,
             forward_uri_header: String::new(),
             forward_path_ignore_case: true,

@@ -169,6 +169,22 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "email/recovery_code_used.html",
         include_str!("../../templates/email/recovery_code_used.html"),
     ),
+    (
+        "email/new_sign_in.txt",
+        include_str!("../../templates/email/new_sign_in.txt"),
+    ),
+    (
+        "email/new_sign_in.html",
+        include_str!("../../templates/email/new_sign_in.html"),
+    ),
+    (
+        "email/recovery_codes_renewed.txt",
+        include_str!("../../templates/email/recovery_codes_renewed.txt"),
+    ),
+    (
+        "email/recovery_codes_renewed.html",
+        include_str!("../../templates/email/recovery_codes_renewed.html"),
+    ),
 ];
 
 /// Longest lease a sender holds on a claimed batch: longer than the batch can take to send
@@ -233,11 +249,15 @@ pub enum Kind {
     SecondFactorDisabled,
     /// A recovery code was used to sign in or to confirm a change.
     RecoveryCodeUsed,
+    /// A sign-in from a browser new to the account.
+    NewSignIn,
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesRenewed,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Verify,
         Kind::Reset,
         Kind::Magic,
@@ -250,6 +270,8 @@ impl Kind {
         Kind::SecondFactorEnabled,
         Kind::SecondFactorDisabled,
         Kind::RecoveryCodeUsed,
+        Kind::NewSignIn,
+        Kind::RecoveryCodesRenewed,
     ];
 
     /// The template name and outbox `kind`.
@@ -267,6 +289,8 @@ impl Kind {
             Kind::SecondFactorEnabled => "second_factor_enabled",
             Kind::SecondFactorDisabled => "second_factor_disabled",
             Kind::RecoveryCodeUsed => "recovery_code_used",
+            Kind::NewSignIn => "new_sign_in",
+            Kind::RecoveryCodesRenewed => "recovery_codes_renewed",
         }
     }
 }

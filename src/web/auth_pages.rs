@@ -3,7 +3,7 @@
 use axum::{
     Extension, Router,
     extract::{Query, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -21,7 +21,7 @@ use super::{
 use crate::{
     auth::{
         self,
-        device::DeviceCookie,
+        devices::SignInFrom,
         rate_limit::ClientIp,
         second_factor::{self, Intent, TrustCookie},
     },
@@ -110,6 +110,7 @@ async fn submit_signup(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    from: SignInFrom,
     session: Session,
     CsrfForm(form): CsrfForm<SignupForm>,
 ) -> Result<Response, PageError> {
@@ -132,7 +133,7 @@ async fn submit_signup(
     }
     let user = async {
         let user = auth::register_user(&state, ip, &form.email, &form.password).await?;
-        auth::sign_in(&state, &session, &user, false).await?;
+        auth::sign_in(&state, &session, &user, false, &from).await?;
         Ok::<_, AppError>(user)
     }
     .await
@@ -204,14 +205,15 @@ async fn submit_login(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
-    device: DeviceCookie,
+    from: SignInFrom,
     trust: TrustCookie,
     session: Session,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, PageError> {
     let next = safe_next_for(&state, form.next.as_deref()).to_owned();
     let signed_in = async {
-        let user = auth::authenticate(&state, ip, &device, &form.email, &form.password).await?;
+        let user =
+            auth::authenticate(&state, ip, &from.device, &form.email, &form.password).await?;
         let intent = Intent {
             remember: form.remember.is_some(),
             tokens: false,
@@ -221,7 +223,7 @@ async fn submit_login(
         {
             return Ok::<_, AppError>(Err(pending));
         }
-        auth::sign_in(&state, &session, &user, form.remember.is_some()).await?;
+        auth::sign_in(&state, &session, &user, form.remember.is_some(), &from).await?;
         Ok(Ok(user))
     }
     .await
@@ -245,8 +247,7 @@ async fn submit_login(
         Err(pending) => return Ok(code_page(&state, &token, &pending, &next, None)),
     };
     let mut response = Redirect::to(&next).into_response();
-    let cookie = auth::device::issue(&state, &user.id, user.session_epoch);
-    response.headers_mut().append(header::SET_COOKIE, cookie);
+    auth::devices::welcome(&state, &user, &from, response.headers_mut()).await?;
     Ok(response)
 }
 

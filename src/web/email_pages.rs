@@ -24,6 +24,7 @@ use crate::{
     auth::{
         self,
         device::DeviceCookie,
+        devices::SignInFrom,
         email_flows,
         rate_limit::ClientIp,
         second_factor::{self, Intent, TrustCookie},
@@ -187,13 +188,13 @@ async fn submit_verify(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    from: SignInFrom,
     session: Session,
     CsrfForm(form): CsrfForm<TokenForm>,
 ) -> Result<Response, PageError> {
     async {
-        let password = form.password.as_deref();
-        crate::account::email::verify_and_sign_in(&state, ip, &session, &form.token, password)
-            .await?;
+        let proof = (form.token.as_str(), form.password.as_deref());
+        crate::account::email::verify_and_sign_in(&state, ip, &session, proof, &from).await?;
         Ok::<_, AppError>(())
     }
     .await
@@ -230,45 +231,41 @@ async fn submit_reset(
     Ok(Redirect::to("/login?notice=password_reset").into_response())
 }
 
-/// Signs in with a magic link's token, or with the address and the code its email carried; for an
-/// account with a second factor, the pending sign-in that waits for its code instead.
+/// Signs in with a magic link's token, or with the address and the code its email carried, and
+/// goes to the account page; for an account with a second factor, to the code step first.
 async fn magic_sign_in(
     state: &AppState,
-    ip: ClientIp,
+    (ip, from, trust): (ClientIp, &SignInFrom, &TrustCookie),
     session: &Session,
-    trust: &TrustCookie,
+    csrf: &CsrfToken,
     token: Option<&str>,
     email_and_code: Option<(&str, &str)>,
-) -> Result<Option<String>, AppError> {
+) -> Result<Response, AppError> {
     let user = crate::auth::magic::consume_magic(state, ip, token, email_and_code).await?;
     let intent = Intent::default();
     if let Some(pending) = second_factor::after_first_factor(state, &user, trust, intent).await? {
-        return Ok(Some(pending));
+        return Ok(code_page(state, csrf, &pending, "/account", None));
     }
-    auth::sign_in(state, session, &user, false).await?;
-    Ok(None)
-}
-
-/// Where a magic sign-in goes: the account page, or first the code step.
-fn after_magic(state: &AppState, token: &CsrfToken, pending: Option<String>) -> Response {
-    match pending {
-        Some(pending) => code_page(state, token, &pending, "/account", None),
-        None => Redirect::to("/account").into_response(),
-    }
+    auth::sign_in(state, session, &user, false, from).await?;
+    let mut response = Redirect::to("/account").into_response();
+    auth::devices::welcome(state, &user, from, response.headers_mut()).await?;
+    Ok(response)
 }
 
 async fn submit_magic(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    from: SignInFrom,
     trust: TrustCookie,
     session: Session,
     CsrfForm(form): CsrfForm<TokenForm>,
 ) -> Result<Response, PageError> {
-    let pending = magic_sign_in(&state, ip, &session, &trust, Some(&form.token), None)
+    let request = (ip, &from, &trust);
+    let link = Some(form.token.as_str());
+    magic_sign_in(&state, request, &session, &token, link, None)
         .await
-        .map_err(|e| link_failed(&state, &token, &MAGIC, e))?;
-    Ok(after_magic(&state, &token, pending))
+        .map_err(|e| link_failed(&state, &token, &MAGIC, e))
 }
 
 #[derive(Deserialize)]
@@ -281,12 +278,14 @@ async fn submit_magic_code(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    from: SignInFrom,
     trust: TrustCookie,
     session: Session,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, PageError> {
+    let request = (ip, &from, &trust);
     let email_and_code = Some((form.email.as_str(), form.code.as_str()));
-    let pending = magic_sign_in(&state, ip, &session, &trust, None, email_and_code)
+    let response = magic_sign_in(&state, request, &session, &token, None, email_and_code)
         .await
         .map_err(|e| match e {
             AppError::TokenInvalid | AppError::RateLimited(_) => {
@@ -302,7 +301,7 @@ async fn submit_magic_code(
             }
             e => PageError::App(e),
         })?;
-    Ok(after_magic(&state, &token, pending))
+    Ok(response)
 }
 
 async fn submit_confirm_email(

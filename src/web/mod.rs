@@ -14,6 +14,7 @@ mod account;
 mod auth_pages;
 mod billing;
 pub mod csrf;
+mod devices;
 mod email_pages;
 pub mod gate_pages;
 mod keys;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(billing::routes())
         .merge(email_pages::routes())
         .merge(second_factor::routes())
+        .merge(devices::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             page::render_errors,
@@ -85,6 +87,7 @@ pub fn templates() -> Environment<'static> {
             include_str!("../../templates/two_factor.html"),
         ),
         ("reauth.html", include_str!("../../templates/reauth.html")),
+        ("devices.html", include_str!("../../templates/devices.html")),
     ] {
         env.add_template(name, source)
             .expect("templates are checked by tests");

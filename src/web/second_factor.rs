@@ -21,6 +21,7 @@ use crate::{
     account::tokens::no_store,
     auth::{
         self,
+        devices::SignInFrom,
         rate_limit::ClientIp,
         second_factor::{self, Proof},
     },
@@ -77,6 +78,7 @@ async fn submit_code(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    from: SignInFrom,
     session: Session,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, PageError> {
@@ -101,15 +103,13 @@ async fn submit_code(
         }
         Err(err) => return Err(err.into()),
     };
-    auth::sign_in(&state, &session, &done.user, done.intent.remember).await?;
+    auth::sign_in(&state, &session, &done.user, done.intent.remember, &from).await?;
     tracing::info!(user = %done.user.id, "signed in with a second factor");
     let mut response = Redirect::to(&next).into_response();
-    crate::account::second_factor::finish_cookies(
-        &state,
-        &mut response,
-        &done,
-        form.trust.is_some(),
-    );
+    auth::devices::welcome(&state, &done.user, &from, response.headers_mut()).await?;
+    if form.trust.is_some() {
+        crate::account::second_factor::trust_cookie(&state, &mut response, &done);
+    }
     Ok(response)
 }
 
@@ -355,10 +355,11 @@ async fn submit_renew(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     session: Session,
-    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+    CsrfForm(form): CsrfForm<OneCodeForm>,
 ) -> Result<Response, PageError> {
     let user = recently_proved(&state, session, "/account/2fa").await?;
-    let codes = match second_factor::renew_codes(&state, user.signed_in()).await {
+    let proof = Proof::from_typed(&form.code);
+    let codes = match second_factor::renew_codes(&state, user.signed_in(), proof).await {
         Ok(codes) => codes,
         Err(err) => return Err(reshow(&state, &token, &user, err).await),
     };

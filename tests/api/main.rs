@@ -8,6 +8,7 @@ mod catalog_check;
 mod cli;
 mod codes;
 mod deploy;
+mod devices;
 mod edge;
 mod email;
 mod gating;

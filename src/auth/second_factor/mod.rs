@@ -169,7 +169,7 @@ pub async fn complete(
 /// recovery code); the factor's id. Counted on the account's second-factor bucket. A recovery code
 /// used mails a notice with the number left.
 pub async fn check(state: &Auth, user: &User, proof: Proof<'_>) -> Result<String> {
-    rate_limit::hit(state, rate_limit::SECOND_FACTOR_PER_USER, &user.id).await?;
+    rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &user.id).await?;
     let factor = confirmed(state, &user.id)
         .await?
         .ok_or(AppError::SecondFactorOff)?;
@@ -283,7 +283,7 @@ fn enrolment(state: &Auth, user: &User, secret: &[u8]) -> Result<Enrolment> {
 /// the ten recovery codes (shown once) are returned. A notice is mailed.
 pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<Vec<String>> {
     let user = current.user;
-    rate_limit::hit(state, rate_limit::SECOND_FACTOR_PER_USER, &user.id).await?;
+    rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &user.id).await?;
     let factor = factors::of(&state.db, &user.id)
         .await?
         .ok_or(AppError::SecondFactorOff)?;
@@ -309,19 +309,24 @@ pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<
     Ok(codes)
 }
 
-/// A new set of recovery codes; the old ones stop working.
-pub async fn renew_codes(state: &Auth, current: SignedIn<'_>) -> Result<Vec<String>> {
-    let user_id = &current.user.id;
-    if !enabled(state, user_id).await? {
-        return Err(AppError::SecondFactorOff);
-    }
+/// A new set of recovery codes, given a current code from the app (or one of the old recovery
+/// codes): the old ones stop working, and a notice is mailed. Like turning the factor off, it
+/// takes the factor itself: a stolen session cannot mint codes and then use them.
+pub async fn renew_codes(
+    state: &Auth,
+    current: SignedIn<'_>,
+    proof: Proof<'_>,
+) -> Result<Vec<String>> {
+    let user = current.user;
+    check(state, user, proof).await?;
     let mut tx = state.db.begin().await?;
-    if !session_store::hold_epoch(&mut tx, user_id, current.session_epoch).await? {
+    if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
         return Err(AppError::Unauthenticated);
     }
-    let codes = recovery::replace_on(&mut tx, user_id, state.clock.now()).await?;
-    tx.commit().await?;
-    tracing::info!(user = %user_id, "recovery codes renewed");
+    let codes = recovery::replace_on(&mut tx, &user.id, state.clock.now()).await?;
+    notify(state, &mut tx, user, Kind::RecoveryCodesRenewed, 0).await?;
+    email::commit_and_wake(state, tx).await?;
+    tracing::info!(user = %user.id, "recovery codes renewed");
     Ok(codes)
 }
 
@@ -357,8 +362,23 @@ pub async fn reset_by_operator(state: &Auth, user: &User) -> Result<bool> {
 /// The factor, its recovery codes and pending sign-ins go (and with the factor every trusted
 /// device); the notice is queued.
 async fn remove_on(state: &Auth, conn: &mut sqlx::AnyConnection, user: &User) -> Result<()> {
-    factors::delete_on(conn, &user.id).await?;
-    recovery::delete_on(conn, &user.id).await?;
-    pending::end_all_on(conn, &user.id).await?;
+    clear_on(conn, &user.id).await?;
     notify(state, conn, user, Kind::SecondFactorDisabled, 0).await
+}
+
+/// Removes the user's factor (confirmed or not), recovery codes and pending sign-ins, inside the
+/// caller's transaction and without a notice: for a mailbox proof that takes an account back from
+/// whoever registered its address before it was proven.
+pub async fn clear_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> Result<()> {
+    if factors::delete_on(conn, user_id).await? {
+        tracing::warn!(
+            target: "security",
+            security_event = "unproven_second_factor_removed",
+            user = %user_id,
+            "a mailbox proof removed a second factor enrolled before the address was proven"
+        );
+    }
+    recovery::delete_on(conn, user_id).await?;
+    pending::end_all_on(conn, user_id).await?;
+    Ok(())
 }

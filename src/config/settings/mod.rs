@@ -185,12 +185,19 @@ impl Raw {
     }
 }
 
+mod devices;
 mod table;
 pub mod tokens;
 
 /// Every setting, in `check-config` and README order.
 pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
-    std::sync::LazyLock::new(|| table::SETTINGS.iter().chain(tokens::TOKENS).collect());
+    std::sync::LazyLock::new(|| {
+        table::SETTINGS
+            .iter()
+            .chain(tokens::TOKENS)
+            .chain(devices::DEVICES)
+            .collect()
+    });
 
 /// The three argon2 settings are valid together or not at all.
 fn check_argon2(argon2: Argon2Params) -> Result<(), ConfigError> {

@@ -127,6 +127,7 @@ const NOT_DEFAULT: &[(&str, &str)] = &[
     ("TOLLGATE_ACCESS_TOKEN_SECS", "300"),
     ("TOLLGATE_JWT_AUDIENCE", "https://api.example.com"),
     ("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY),
+    ("TOLLGATE_LOCATION_HEADER", "CF-IPCountry"),
 ];
 
 /// Each setting's `read` fills what its `show` prints: setting it changes its line.

@@ -52,6 +52,11 @@ impl Mail {
         text[at..at + 6].to_owned()
     }
 
+    /// Whether this is a "new sign-in" notice.
+    pub fn is_sign_in_notice(&self) -> bool {
+        self.subject().starts_with("New sign-in to")
+    }
+
     /// The subject line.
     pub fn subject(&self) -> String {
         self.text()
@@ -139,8 +144,25 @@ impl SmtpSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    /// All mail to `address` so far.
+    /// Mail to `address` so far, except the "new sign-in" notices (every sign-in from a fresh
+    /// client sends one, so counting them would tie every mail test to its sign-ins; the notice
+    /// tests read them with [`SmtpSink::notices_to`]).
     pub fn to(&self, address: &str) -> Vec<Mail> {
+        self.all_to(address)
+            .into_iter()
+            .filter(|m| !m.is_sign_in_notice())
+            .collect()
+    }
+
+    /// The "new sign-in" notices to `address` so far.
+    pub fn notices_to(&self, address: &str) -> Vec<Mail> {
+        self.all_to(address)
+            .into_iter()
+            .filter(Mail::is_sign_in_notice)
+            .collect()
+    }
+
+    fn all_to(&self, address: &str) -> Vec<Mail> {
         self.mails
             .lock()
             .unwrap()
@@ -154,6 +176,27 @@ impl SmtpSink {
     pub async fn wait_for(&self, address: &str, n: usize) -> Mail {
         self.wait_for_within(address, n, Duration::from_secs(10))
             .await
+    }
+
+    /// Waits (10 s at most) for a message to `address` whose subject contains `subject`; returns
+    /// the newest such.
+    pub async fn wait_for_subject(&self, address: &str, subject: &str) -> Mail {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(m) = self
+                .all_to(address)
+                .into_iter()
+                .rev()
+                .find(|m| m.subject().contains(subject))
+            {
+                return m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for a mail to {address} about {subject:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// [`SmtpSink::wait_for`] with another deadline.

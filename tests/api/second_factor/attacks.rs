@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::{first_step, fresh, second_step, user_with_2fa};
-use crate::helpers::{PASSWORD, TestApp, session_cookie, spawn_app};
+use crate::helpers::{PASSWORD, app_with_mail, session_cookie, spawn_app};
 
 #[tokio::test]
 async fn a_code_is_accepted_once_and_a_recovery_code_too() {
@@ -61,10 +61,8 @@ async fn two_requests_racing_with_one_code_sign_in_once() {
 
 #[tokio::test]
 async fn a_pending_sign_in_takes_five_codes_and_the_account_ten_per_window() {
-    let app = TestApp::builder()
-        .with("TOLLGATE_RATE_LIMIT", "on")
-        .spawn()
-        .await;
+    // Even with TOLLGATE_RATE_LIMIT=off (the tests' default): the cap is the factor's security.
+    let app = spawn_app().await;
     let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
         return;
     };
@@ -175,6 +173,13 @@ async fn a_stolen_session_without_the_second_factor_cannot_turn_it_off() {
     assert_eq!(r.status(), 400);
     let r = steal("/api/account/2fa/totp", json!({})).await.unwrap();
     assert_eq!(r.status(), 409, "no second enrolment over the first");
+    // Nor can it mint recovery codes to use for the factor it lacks.
+    for body in [json!({}), json!({"code": wrong})] {
+        let r = steal("/api/account/2fa/recovery-codes", body)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
     app.state.clock.advance(601);
     for path in [
         "/api/account/2fa/recovery-codes",
@@ -194,4 +199,81 @@ async fn a_stolen_session_without_the_second_factor_cannot_turn_it_off() {
         200,
         "first step only"
     );
+}
+
+/// Someone registers an address that is not theirs and enrols an authenticator on it: the
+/// owner's proof of the mailbox takes the account back, factor and all. A factor enrolled on a
+/// proven address survives a password reset (mail alone never removes it).
+#[tokio::test]
+async fn a_squatters_second_factor_goes_when_the_owner_proves_the_mailbox() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let squatter = app.user("ann@example.com").await;
+    let Some(_) = super::enable(&app, &squatter).await else {
+        return;
+    };
+    sink.wait_for("ann@example.com", 2).await;
+    let owner = fresh();
+    let ask = json!({"email": "ann@example.com"});
+    app.post_json_with(&owner, "/api/auth/magic-link", &ask)
+        .await;
+    let mail = sink.wait_for("ann@example.com", 3).await;
+    let consume = json!({"token": mail.token("magic")});
+    let r = app
+        .post_json_with(&owner, "/api/auth/magic-link/consume", &consume)
+        .await;
+    assert_eq!(r.status(), 200);
+    let me: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        me["email"], "ann@example.com",
+        "signed in, no code asked: {me}"
+    );
+    assert_eq!(
+        super::two_factor_state(&app, &owner).await["enabled"],
+        false
+    );
+    assert_eq!(app.get_with(&squatter, "/api/me").await.status(), 401);
+
+    // Now proven: the owner's own factor survives a reset by mail.
+    let Some(_) = super::enable(&app, &owner).await else {
+        return;
+    };
+    app.post_json_with(&fresh(), "/api/auth/password/forgot", &ask)
+        .await;
+    let reset = sink.wait_for_subject("ann@example.com", "Reset your").await;
+    let new_password = "a brand new passphrase here";
+    let body = json!({"token": reset.token("reset-password"), "password": new_password});
+    let r = app
+        .post_json_with(&fresh(), "/api/auth/password/reset", &body)
+        .await;
+    assert_eq!(r.status(), 204);
+    let login = json!({"email": "ann@example.com", "password": new_password});
+    let r = app
+        .post_json_with(&fresh(), "/api/auth/login", &login)
+        .await;
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["second_factor_required"], true, "{answer}");
+}
+
+#[tokio::test]
+async fn a_reset_of_an_unproven_address_removes_a_squatters_factor() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let squatter = app.user("ann@example.com").await;
+    let Some(_) = super::enable(&app, &squatter).await else {
+        return;
+    };
+    let ask = json!({"email": "ann@example.com"});
+    app.post_json_with(&fresh(), "/api/auth/password/forgot", &ask)
+        .await;
+    let reset = sink.wait_for_subject("ann@example.com", "Reset your").await;
+    let new_password = "a brand new passphrase here";
+    let body = json!({"token": reset.token("reset-password"), "password": new_password});
+    let r = app
+        .post_json_with(&fresh(), "/api/auth/password/reset", &body)
+        .await;
+    assert_eq!(r.status(), 204);
+    let c = fresh();
+    let login = json!({"email": "ann@example.com", "password": new_password});
+    let r = app.post_json_with(&c, "/api/auth/login", &login).await;
+    let me: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(me["email"], "ann@example.com", "no code asked: {me}");
 }

@@ -143,6 +143,20 @@ pub(super) async fn two_factor_state(app: &TestApp, c: &Client) -> Value {
         .unwrap()
 }
 
+/// Proves the address of the signed-in `c` with the verification link mailed at registration
+/// (the first mail to it): the account's password and factor are then the owner's for sure.
+pub(super) async fn verify_address(
+    app: &TestApp,
+    sink: &crate::helpers::SmtpSink,
+    c: &Client,
+    email: &str,
+) {
+    let mail = sink.wait_for(email, 1).await;
+    let body = json!({"token": mail.token("verify-email")});
+    let r = app.post_json_with(c, "/api/auth/verify-email", &body).await;
+    assert_eq!(r.status(), 200);
+}
+
 /// A registered user with two-factor on: their signed-in client, app and recovery codes.
 pub(super) async fn user_with_2fa(
     app: &TestApp,

@@ -216,6 +216,7 @@ async fn a_change_after_ten_minutes_goes_through_confirm_it_is_you() {
 async fn the_magic_link_page_and_its_code_form_lead_to_the_code_step() {
     let (app, sink) = crate::helpers::app_with_mail(&[]).await;
     let owner = app.user("ann@example.com").await;
+    super::verify_address(&app, &sink, &owner, "ann@example.com").await;
     let Some((mut otp, _)) = enable(&app, &owner).await else {
         return;
     };

@@ -1,0 +1,81 @@
+//! Signed-in devices over JSON: the list, signing one out or every other, and the "new sign-in"
+//! notice switch (see `auth::devices`). A session only: keys and access tokens get 403
+//! `session_required`.
+
+use axum::{
+    Json, Router,
+    extract::{FromRef, Path, State},
+    http::StatusCode,
+    routing::{delete, get, post},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    auth::{Auth, devices},
+    billing::Billing,
+    error::{AppError, Result},
+    extract::ApiJson,
+    gate::SessionUser,
+};
+
+/// The routes.
+pub fn router<S>() -> Router<S>
+where
+    Billing: FromRef<S>,
+    Auth: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/api/account/devices", get(list))
+        .route("/api/account/devices/{id}", delete(sign_out_one))
+        .route(
+            "/api/account/devices/sign-out-others",
+            post(sign_out_others),
+        )
+        .route("/api/account/devices/notices", post(set_notices))
+}
+
+async fn list(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<Json<Value>> {
+    let devices = devices::list(&state, current.signed_in()).await?;
+    let notices = devices::notices_on(&state, &current.user.id).await?;
+    Ok(Json(
+        json!({ "devices": devices, "sign_in_notices": notices }),
+    ))
+}
+
+async fn sign_out_one(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    if !devices::sign_out_one(&state, &current.user.id, &id).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn sign_out_others(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+) -> Result<StatusCode> {
+    devices::sign_out_others(&state, current.signed_in()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct NoticesBody {
+    enabled: bool,
+}
+
+async fn set_notices(
+    State(state): State<Billing>,
+    SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<NoticesBody>,
+) -> Result<StatusCode> {
+    devices::set_notices(&state, &current.user.id, body.enabled).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
