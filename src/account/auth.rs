@@ -3,7 +3,7 @@
 use axum::{
     Json, Router,
     extract::{FromRef, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -182,12 +182,14 @@ async fn change_password(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<PasswordChangeBody>,
-) -> Result<StatusCode> {
+) -> Result<Response> {
     let change = PasswordChange {
         current: &body.current_password,
         new: &body.new_password,
         revoke_api_keys: body.revoke_api_keys,
     };
-    change_user_password(&state, current.signed_in(), change).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let epoch = change_user_password(&state, current.signed_in(), change).await?;
+    // This browser stays known under the new epoch (no "new sign-in" mail for its owner).
+    let cookie = crate::auth::device::issue(&state, &current.user.id, epoch);
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }

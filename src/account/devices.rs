@@ -5,14 +5,15 @@
 use axum::{
     Json, Router,
     extract::{FromRef, Path, State},
-    http::StatusCode,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    auth::{Auth, devices},
+    auth::{Auth, device, devices},
     billing::Billing,
     error::{AppError, Result},
     extract::ApiJson,
@@ -58,12 +59,15 @@ async fn sign_out_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every other device signed out; this browser's device cookie is renewed under the new epoch, so
+/// its owner's next sign-in here is not taken for a new browser.
 async fn sign_out_others(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
-) -> Result<StatusCode> {
-    devices::sign_out_others(&state, current.signed_in()).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response> {
+    let epoch = devices::sign_out_others(&state, current.signed_in()).await?;
+    let cookie = device::issue(&state, &current.user.id, epoch);
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
 #[derive(Deserialize)]
@@ -76,6 +80,6 @@ async fn set_notices(
     SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<NoticesBody>,
 ) -> Result<StatusCode> {
-    devices::set_notices(&state, &current.user.id, body.enabled).await?;
+    devices::set_notices(&state, current.signed_in(), body.enabled).await?;
     Ok(StatusCode::NO_CONTENT)
 }

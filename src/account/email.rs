@@ -65,14 +65,10 @@ async fn request_verification_route(
 }
 
 #[derive(Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
-#[derive(Deserialize)]
 struct VerifyBody {
     token: String,
-    /// The account's password: keeps it when the verifier is not signed in as the account.
+    /// The account's password, from a browser not signed in to it: for a verification it keeps
+    /// the password; for an email change it proves the account.
     password: Option<String>,
 }
 
@@ -209,7 +205,18 @@ async fn request_email_change_route(
 /// Confirms a new address: the user's email changes (verified), outstanding tokens die, and the
 /// Stripe customer's email follows (queued with the change, pushed at once and retried until
 /// Stripe has it).
-pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) -> Result<User> {
+///
+/// The link proves the new mailbox, not the account: whoever confirms must also be signed in to
+/// the account on this device or type its password (`ReauthRequired` otherwise; a wrong password
+/// is `InvalidCredentials`, and the link stays usable). Else anyone could ask to attach a
+/// stranger's address to their own account (one guarded by their authenticator, say) and count on
+/// the stranger pressing "confirm".
+pub async fn confirm_email_change(
+    state: &Billing,
+    ip: ClientIp,
+    token: &str,
+    verifier: Verifier<'_>,
+) -> Result<User> {
     rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
@@ -218,6 +225,18 @@ pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) ->
     let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
         .await?
         .ok_or(AppError::TokenInvalid)?;
+    let account_session = verifier.signed_in.is_some_and(|current| {
+        current.user.id == user.id && current.session_epoch >= user.session_epoch
+    });
+    if !account_session {
+        match verifier.password.filter(|p| !p.is_empty()) {
+            Some(given) => {
+                rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &user.id).await?;
+                crate::auth::confirm_password(state, &user, given).await?;
+            }
+            None => return Err(AppError::ReauthRequired),
+        }
+    }
     let new_email = Email {
         display: new_display.clone(),
         normalised: consumed.email_norm.clone(),
@@ -247,8 +266,14 @@ pub async fn confirm_email_change(state: &Billing, ip: ClientIp, token: &str) ->
 async fn confirm_email_change_route(
     State(state): State<Billing>,
     ip: ClientIp,
-    ApiJson(body): ApiJson<TokenBody>,
+    session: Session,
+    ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
-    let user = confirm_email_change(&state, ip, &body.token).await?;
+    let signed_in = crate::gate::current_user(&state, session).await?;
+    let verifier = Verifier {
+        signed_in: signed_in.as_ref().map(CurrentUser::signed_in),
+        password: body.password.as_deref(),
+    };
+    let user = confirm_email_change(&state, ip, &body.token, verifier).await?;
     Ok(super::auth::user_json(&state, &user).await?.into_response())
 }

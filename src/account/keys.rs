@@ -46,7 +46,7 @@ pub(super) async fn create_key(
         scopes: &body.scopes,
         expires_in_days: body.expires_in_days,
     };
-    let (key, secret) = api_keys::create(&state.db, &current.user.id, new, now).await?;
+    let (key, secret) = api_keys::create(&state.db, current.signed_in(), new, now).await?;
     tracing::info!(user = %current.user.id, key = %key.id, "API key created");
     let mut answer =
         serde_json::to_value(KeyJson::from(&key)).map_err(|e| AppError::Internal(e.into()))?;

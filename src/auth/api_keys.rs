@@ -201,7 +201,13 @@ fn validate(new: &NewKey<'_>) -> Result<Vec<Scope>> {
 }
 
 /// Creates a key for `user_id`: the key, and its secret (shown once, never stored).
-pub async fn create(db: &Db, user_id: &str, new: NewKey<'_>, now: i64) -> Result<(ApiKey, String)> {
+pub async fn create(
+    db: &Db,
+    current: super::SignedIn<'_>,
+    new: NewKey<'_>,
+    now: i64,
+) -> Result<(ApiKey, String)> {
+    let user_id = current.user.id.as_str();
     let scopes = validate(&new)?;
     let secret = new_secret();
     let key = ApiKey {
@@ -230,12 +236,16 @@ pub async fn create(db: &Db, user_id: &str, new: NewKey<'_>, now: i64) -> Result
     .bind(names.join(" "))
     .bind(now)
     .bind(key.expires_at)
-    .bind(MAX_KEYS)
-    .execute(&db.pool)
-    .await?;
+    .bind(MAX_KEYS);
+    // Made only while the session asking is live: a request held open across a password reset
+    // (which revokes every key) or the sign-out of this device makes nothing.
+    let mut tx = db.begin().await?;
+    current.hold_on(&mut tx).await?;
+    let inserted = inserted.execute(&mut *tx).await?;
     if inserted.rows_affected() == 0 {
         return Err(AppError::TooManyKeys);
     }
+    tx.commit().await?;
     Ok((key, secret))
 }
 

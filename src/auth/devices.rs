@@ -228,7 +228,7 @@ pub async fn sign_out_one(state: &Auth, user_id: &str, id: &str) -> Result<bool>
 /// Signs out every other device: every session but this one, every token sign-in, and every
 /// device trusted to skip the second factor (the session epoch moves; this session goes on under
 /// a new id and the new epoch, as after a password change).
-pub async fn sign_out_others(state: &Auth, current: SignedIn<'_>) -> Result<()> {
+pub async fn sign_out_others(state: &Auth, current: SignedIn<'_>) -> Result<i64> {
     let user_id = &current.user.id;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
@@ -244,7 +244,7 @@ pub async fn sign_out_others(state: &Auth, current: SignedIn<'_>) -> Result<()> 
         .await?;
     current.session.save().await?;
     tracing::info!(user = %user_id, "signed out everywhere else");
-    Ok(())
+    Ok(epoch)
 }
 
 /// Whether the user gets the "new sign-in" notice.
@@ -257,12 +257,19 @@ pub async fn notices_on(state: &Auth, user_id: &str) -> Result<bool> {
     Ok(row.is_none())
 }
 
-/// Turns the "new sign-in" notice on or off for the user.
-pub async fn set_notices(state: &Auth, user_id: &str, on: bool) -> Result<()> {
+/// Turns the "new sign-in" notice on or off for the signed-in user. Off takes a proof from the
+/// last 10 minutes: a stolen session must not silence the mail that would give it away.
+pub async fn set_notices(state: &Auth, current: SignedIn<'_>, on: bool) -> Result<()> {
+    if !on {
+        super::require_recent_proof(state, current.session).await?;
+    }
+    let user_id = &current.user.id;
+    let mut tx = state.db.begin().await?;
+    current.hold_on(&mut tx).await?;
     if on {
         sqlx::query("DELETE FROM sign_in_notice_opt_outs WHERE user_id = $1")
             .bind(user_id)
-            .execute(&state.db.pool)
+            .execute(&mut *tx)
             .await?;
     } else {
         sqlx::query(
@@ -271,9 +278,10 @@ pub async fn set_notices(state: &Auth, user_id: &str, on: bool) -> Result<()> {
         )
         .bind(user_id)
         .bind(state.clock.now())
-        .execute(&state.db.pool)
+        .execute(&mut *tx)
         .await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -295,13 +303,15 @@ pub async fn welcome(
 
 /// After a sign-in completed: a notice to the owner when the browser is new to the account (it
 /// holds no device cookie for it under the current session epoch), unless they turned notices
-/// off.
+/// off or the address is not proven.
 pub async fn notice_if_new(state: &Auth, user: &User, from: &SignInFrom) -> Result<()> {
     let known = from
         .device
         .nonce_for(&state.device_key, &user.id, user.session_epoch)
         .is_some();
-    if known || !notices_on(state, &user.id).await? {
+    // An address nobody has proven gets none: registering someone else's address must not be a
+    // way to mail them on every sign-in.
+    if known || !user.email_verified || !notices_on(state, &user.id).await? {
         return Ok(());
     }
     let mut tx = state.db.begin().await?;

@@ -102,6 +102,28 @@ pub struct SignedIn<'a> {
     pub session_epoch: i64,
 }
 
+impl SignedIn<'_> {
+    /// The session's stored key (the SHA-256 of its id; empty for a session never saved).
+    pub fn session_key(&self) -> String {
+        self.session
+            .id()
+            .map(|id| session_store::hash_id(&id))
+            .unwrap_or_default()
+    }
+
+    /// Inside the caller's transaction: `Unauthenticated` unless this session is still live (see
+    /// [`session_store::hold_session`]); a request held open across a revocation, or across the
+    /// sign-out of this device, then writes nothing.
+    pub async fn hold_on(&self, conn: &mut sqlx::AnyConnection) -> Result<()> {
+        let id_hash = self.session_key();
+        if session_store::hold_session(conn, &self.user.id, &id_hash, self.session_epoch).await? {
+            Ok(())
+        } else {
+            Err(AppError::Unauthenticated)
+        }
+    }
+}
+
 /// A session's claim to a user, once its timeouts are checked: see [`session_claim`].
 #[derive(Clone, Debug)]
 pub struct SessionClaim {
@@ -329,7 +351,8 @@ pub async fn reauthenticate(
             confirm_password(state, current.user, password).await?;
         }
         (None, Some(proof)) => {
-            second_factor::check(state, current.user, proof).await?;
+            let counted_on = second_factor::CountedOn::Session(current);
+            second_factor::check(state, current.user, proof, counted_on).await?;
         }
         _ => return Err(AppError::InvalidField("password".into())),
     }
@@ -348,12 +371,13 @@ pub struct PasswordChange<'a> {
 }
 
 /// Changes the password of the signed-in user and ends their other sessions (and, when asked,
-/// their API keys).
+/// their API keys); the new session epoch (the caller renews this browser's device cookie under
+/// it).
 pub async fn change_user_password(
     state: &Auth,
     current: SignedIn<'_>,
     change: PasswordChange<'_>,
-) -> Result<()> {
+) -> Result<i64> {
     rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
     let new_password = password::check_new_password(change.new, state.config.password_min_length)?;
     confirm_password(state, current.user, change.current).await?;
@@ -378,5 +402,5 @@ pub async fn change_user_password(
     current.session.insert(EPOCH_KEY, epoch).await?;
     current.session.save().await?;
     tracing::info!(user = %current.user.id, "password changed");
-    Ok(())
+    Ok(epoch)
 }

@@ -264,6 +264,30 @@ pub async fn delete_for_user_on(
     Ok(done.rows_affected() == 1)
 }
 
+/// Inside the caller's transaction: true when the session whose id hashes to `id_hash` is still
+/// a live session of `user_id` under `epoch` (no revocation and no sign-out of this device since
+/// the request loaded it). Both rows stay locked on PostgreSQL until the transaction ends, so a
+/// revocation or a sign-out cannot slip in between this check and the commit; SQLite write
+/// transactions are serial anyway. For writes a request held open must not make after its
+/// session ended (a new API key, say).
+pub async fn hold_session(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    id_hash: &str,
+    epoch: i64,
+) -> sqlx::Result<bool> {
+    if !hold_epoch(&mut *conn, user_id, epoch).await? {
+        return Ok(false);
+    }
+    let held =
+        sqlx::query("UPDATE sessions SET id_hash = id_hash WHERE id_hash = $1 AND user_id = $2")
+            .bind(id_hash)
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+    Ok(held.rows_affected() == 1)
+}
+
 /// Deletes expired rows; run periodically.
 pub async fn delete_expired(db: &Db) -> sqlx::Result<u64> {
     let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")

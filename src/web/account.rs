@@ -132,10 +132,15 @@ async fn submit_password_change(
         new: &form.new_password,
         revoke_api_keys: form.revoke_api_keys.is_some(),
     };
-    auth::change_user_password(&state, user.signed_in(), change)
+    let epoch = auth::change_user_password(&state, user.signed_in(), change)
         .await
         .map_err(|err| PageError::reshow(err, |e| account_error(&state, &user, &token, e)))?;
-    Ok(Redirect::to("/account?notice=password_changed").into_response())
+    let mut response = Redirect::to("/account?notice=password_changed").into_response();
+    let cookie = auth::device::issue(&state, &user.user.id, epoch);
+    response
+        .headers_mut()
+        .append(axum::http::header::SET_COOKIE, cookie);
+    Ok(response)
 }
 
 #[derive(Deserialize)]

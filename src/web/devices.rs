@@ -4,7 +4,7 @@
 use axum::{
     Extension, Router,
     extract::{Query, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -16,6 +16,7 @@ use super::{
     csrf::CsrfToken,
     page::{CsrfForm, NoFields, NoticeQuery, PageError, member},
     render,
+    second_factor::recently_proved,
 };
 use crate::{auth::devices, state::AppState};
 
@@ -42,6 +43,7 @@ async fn show_devices(
     let notices = devices::notices_on(&state, &user.user.id).await?;
     let notice = q.text(&[
         ("signed_out", "That device was signed out."),
+        ("not_found", "That device was not signed in any more."),
         (
             "signed_out_others",
             "Every other device was signed out, and no device is trusted to skip the second factor any more.",
@@ -71,8 +73,9 @@ async fn submit_sign_out(
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account/devices").await?;
     // An id that is not (or no longer) one of the user's: the list again, as it is now.
-    devices::sign_out_one(&state, &user.user.id, &form.id).await?;
-    Ok(Redirect::to("/account/devices?notice=signed_out").into_response())
+    let done = devices::sign_out_one(&state, &user.user.id, &form.id).await?;
+    let notice = if done { "signed_out" } else { "not_found" };
+    Ok(Redirect::to(&format!("/account/devices?notice={notice}")).into_response())
 }
 
 async fn submit_sign_out_others(
@@ -81,8 +84,11 @@ async fn submit_sign_out_others(
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account/devices").await?;
-    devices::sign_out_others(&state, user.signed_in()).await?;
-    Ok(Redirect::to("/account/devices?notice=signed_out_others").into_response())
+    let epoch = devices::sign_out_others(&state, user.signed_in()).await?;
+    let mut response = Redirect::to("/account/devices?notice=signed_out_others").into_response();
+    let cookie = crate::auth::device::issue(&state, &user.user.id, epoch);
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -96,9 +102,14 @@ async fn submit_notices(
     session: Session,
     CsrfForm(form): CsrfForm<NoticesForm>,
 ) -> Result<Response, PageError> {
-    let user = member(&state, session, "/account/devices").await?;
     let on = form.enabled.is_some();
-    devices::set_notices(&state, &user.user.id, on).await?;
+    // Turning the notices off takes a recent proof (a stolen session must not silence them).
+    let user = if on {
+        member(&state, session, "/account/devices").await?
+    } else {
+        recently_proved(&state, session, "/account/devices").await?
+    };
+    devices::set_notices(&state, user.signed_in(), on).await?;
     let to = if on { "notices_on" } else { "notices_off" };
     Ok(Redirect::to(&format!("/account/devices?notice={to}")).into_response())
 }

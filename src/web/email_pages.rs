@@ -68,6 +68,8 @@ struct Confirm {
     ask_password: bool,
     /// Verification: an optional field for the password chosen at sign-up, which keeps it.
     ask_own_password: bool,
+    /// Email change: the account's password, unless the browser is signed in to it.
+    ask_account_password: bool,
 }
 
 const VERIFY: Confirm = Confirm {
@@ -77,6 +79,7 @@ const VERIFY: Confirm = Confirm {
     button: "Confirm my address",
     ask_password: false,
     ask_own_password: true,
+    ask_account_password: false,
 };
 const RESET: Confirm = Confirm {
     heading: "Choose a new password",
@@ -85,6 +88,7 @@ const RESET: Confirm = Confirm {
     button: "Set the new password",
     ask_password: true,
     ask_own_password: false,
+    ask_account_password: false,
 };
 const MAGIC: Confirm = Confirm {
     heading: "Sign in",
@@ -93,14 +97,18 @@ const MAGIC: Confirm = Confirm {
     button: "Sign me in",
     ask_password: false,
     ask_own_password: false,
+    ask_account_password: false,
 };
 const CHANGE: Confirm = Confirm {
     heading: "Confirm your new email address",
-    text: "Press the button to make this the address of your account.",
+    text: "Someone asked to make this the address of their account. If it was you, confirm it \
+           where you are signed in to that account, or type its password. If not, close this \
+           page: nothing changes.",
     action: "/confirm-email",
     button: "Confirm the new address",
     ask_password: false,
     ask_own_password: false,
+    ask_account_password: true,
 };
 
 fn confirm_page(
@@ -124,6 +132,7 @@ fn confirm_page(
             button => page.button,
             ask_password => page.ask_password,
             ask_own_password => page.ask_own_password,
+            ask_account_password => page.ask_account_password,
             token => link_token.filter(|t| !t.is_empty()),
             min_length => state.config.password_min_length,
             error,
@@ -308,11 +317,32 @@ async fn submit_confirm_email(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
     ip: ClientIp,
+    session: Session,
     CsrfForm(form): CsrfForm<TokenForm>,
 ) -> Result<Response, PageError> {
-    crate::account::email::confirm_email_change(&state, ip, &form.token)
+    let signed_in = crate::gate::current_user(&state, session).await?;
+    let verifier = email_flows::Verifier {
+        signed_in: signed_in.as_ref().map(crate::gate::CurrentUser::signed_in),
+        password: form.password.as_deref(),
+    };
+    crate::account::email::confirm_email_change(&state, ip, &form.token, verifier)
         .await
-        .map_err(|e| link_failed(&state, &token, &CHANGE, e))?;
+        .map_err(|e| match e {
+            // Not signed in to the account here and no (or a wrong) password: the form again,
+            // with the link still usable.
+            AppError::ReauthRequired | AppError::InvalidCredentials | AppError::RateLimited(_) => {
+                let (status, _) = e.status_and_code();
+                PageError::Page(confirm_page(
+                    &state,
+                    &token,
+                    &CHANGE,
+                    Some(&form.token),
+                    status,
+                    Some(e.public_message()),
+                ))
+            }
+            e => link_failed(&state, &token, &CHANGE, e),
+        })?;
     Ok(Redirect::to("/account?notice=email_changed").into_response())
 }
 

@@ -113,7 +113,7 @@ async fn submit_new_key(
                 scopes: &scopes,
                 expires_in_days,
             };
-            api_keys::create(&state.db, &user.user.id, new, now).await
+            api_keys::create(&state.db, user.signed_in(), new, now).await
         }
         Err(e) => Err(e),
     };

@@ -231,7 +231,20 @@ async fn a_browser_new_to_the_account_gets_a_notice_unless_it_is_turned_off() {
     let laptop = browser(FIREFOX);
     app.register_with(&laptop, "ann@example.com", PASSWORD)
         .await;
-    sink.wait_for("ann@example.com", 1).await; // the verification link
+    // Notices go to proven addresses only (an unproven one may be a stranger's).
+    let verify = sink
+        .wait_for("ann@example.com", 1)
+        .await
+        .token("verify-email");
+    login(&app, &browser(CHROME), json!({})).await;
+    let r = app
+        .post_json_with(&laptop, "/api/auth/verify-email", &json!({"token": verify}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        sink.notices_to("ann@example.com").is_empty(),
+        "unproven: none"
+    );
 
     let phone = browser(CHROME);
     login(&app, &phone, json!({})).await;

@@ -212,8 +212,12 @@ async fn device_cookies_from_before_a_password_change_are_not_trusted_and_device
     let (app, _sink) = limited_app().await;
     // Someone who knew the password signs in from a browser, then the owner changes it.
     let former = signed_in_browser(&app, "10.0.0.1", OWNER).await;
+    // (From the owner's own browser, whose device cookie the change renews.)
+    let owner = client();
+    let r = login(&app, &owner, "10.0.0.5", OWNER, PASSWORD).await;
+    assert_eq!(r.status(), 200);
     let body = json!({"current_password": PASSWORD, "new_password": "the owner's new passphrase"});
-    let r = post_from(&app, &former, "10.0.0.1", "/api/auth/password/change", body).await;
+    let r = post_from(&app, &owner, "10.0.0.5", "/api/auth/password/change", body).await;
     assert_eq!(r.status(), 204);
     fill_account_bucket(&app, &client(), "10.0.0.2", OWNER).await;
     // The old device cookie gives its holder no guesses of its own any more.

@@ -250,3 +250,49 @@ async fn an_email_change_or_a_deletion_held_open_across_a_reset_changes_nothing(
         login_cookie(&app, "ann@example.com", OWNER_PASSWORD).await;
     }
 }
+
+/// A new API key asked for by a stolen session and held open across a reset (which revokes every
+/// key) or across the owner signing that device out is not made.
+#[tokio::test]
+async fn a_key_held_open_across_a_reset_or_a_device_sign_out_is_not_made() {
+    for by_reset in [true, false] {
+        let (app, sink) = app_with_ann().await;
+        let stolen = login_cookie(&app, "ann@example.com", PASSWORD).await;
+        let key = json!({"name": "thief", "scopes": ["read"]});
+        let held = HeldPost::start(&app, "/api/keys", &stolen, &key).await;
+        if by_reset {
+            revoke(&app, &sink, Revocation::Reset).await;
+        } else {
+            let owner = login_cookie(&app, "ann@example.com", PASSWORD).await;
+            let list: Value = client_without_jar()
+                .get(app.url("/api/account/devices"))
+                .header("cookie", &owner)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            // Every other session (the stolen one among them: they signed in the same second).
+            let others = list["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["current"] == false && d["kind"] == "session");
+            for device in others {
+                let id = device["id"].as_str().unwrap();
+                let r = client_without_jar()
+                    .delete(app.url(&format!("/api/account/devices/{id}")))
+                    .header("cookie", &owner)
+                    .header("content-type", "application/json")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 204);
+            }
+        }
+        let (status, answer) = held.finish().await;
+        assert_eq!(status, 401, "reset: {by_reset}: {answer}");
+        assert_eq!(app.count("api_keys").await, 0, "reset: {by_reset}: no key");
+    }
+}

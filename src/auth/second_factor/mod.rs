@@ -20,9 +20,7 @@ pub mod trust;
 pub use pending::Intent;
 pub use trust::TrustCookie;
 
-use super::{
-    Auth, SignedIn, rate_limit, rate_limit::ClientIp, session_store, totp, users, users::User,
-};
+use super::{Auth, SignedIn, rate_limit, rate_limit::ClientIp, totp, users, users::User};
 use crate::{
     db,
     email::{self, Kind, Outgoing},
@@ -154,7 +152,7 @@ pub async fn complete(
     let user = user
         .filter(|u| u.session_epoch == pending.session_epoch)
         .ok_or(AppError::PendingSignInInvalid)?;
-    let factor_id = check(state, &user, proof).await?;
+    let factor_id = check(state, &user, proof, CountedOn::Account).await?;
     if !pending::finish(&state.db, token).await? {
         return Err(AppError::PendingSignInInvalid);
     }
@@ -165,11 +163,31 @@ pub async fn complete(
     })
 }
 
+/// Where a code is counted: a sign-in's on the account (whoever holds the password may start
+/// many), a signed-in session's on that session (so a stolen session guessing codes cannot lock
+/// the owner's own sign-ins out).
+#[derive(Clone, Copy, Debug)]
+pub enum CountedOn<'a> {
+    /// The second step of a sign-in.
+    Account,
+    /// A change asked for by a signed-in session.
+    Session(SignedIn<'a>),
+}
+
 /// Checks `proof` against the user's confirmed factor and spends it (a code's step, or the
-/// recovery code); the factor's id. Counted on the account's second-factor bucket. A recovery code
-/// used mails a notice with the number left.
-pub async fn check(state: &Auth, user: &User, proof: Proof<'_>) -> Result<String> {
-    rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &user.id).await?;
+/// recovery code); the factor's id. Counted as [`CountedOn`] says, 10 per 15 minutes. A recovery
+/// code used mails a notice with the number left.
+pub async fn check(
+    state: &Auth,
+    user: &User,
+    proof: Proof<'_>,
+    counted_on: CountedOn<'_>,
+) -> Result<String> {
+    let subject = match counted_on {
+        CountedOn::Account => user.id.clone(),
+        CountedOn::Session(current) => format!("session:{}", current.session_key()),
+    };
+    rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &subject).await?;
     let factor = confirmed(state, &user.id)
         .await?
         .ok_or(AppError::SecondFactorOff)?;
@@ -283,7 +301,8 @@ fn enrolment(state: &Auth, user: &User, secret: &[u8]) -> Result<Enrolment> {
 /// the ten recovery codes (shown once) are returned. A notice is mailed.
 pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<Vec<String>> {
     let user = current.user;
-    rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &user.id).await?;
+    let subject = format!("session:{}", current.session_key());
+    rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &subject).await?;
     let factor = factors::of(&state.db, &user.id)
         .await?
         .ok_or(AppError::SecondFactorOff)?;
@@ -295,9 +314,7 @@ pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<
         totp::matching_step(&secret, code, db::now(), None).ok_or(AppError::SecondFactorInvalid)?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
-        return Err(AppError::Unauthenticated);
-    }
+    current.hold_on(&mut tx).await?;
     // Confirms this enrolment only: one begun again meanwhile has another id.
     if !factors::use_step_on(&mut tx, &user.id, &factor.id, step, Some(now)).await? {
         return Err(AppError::SecondFactorInvalid);
@@ -318,11 +335,9 @@ pub async fn renew_codes(
     proof: Proof<'_>,
 ) -> Result<Vec<String>> {
     let user = current.user;
-    check(state, user, proof).await?;
+    check(state, user, proof, CountedOn::Session(current)).await?;
     let mut tx = state.db.begin().await?;
-    if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
-        return Err(AppError::Unauthenticated);
-    }
+    current.hold_on(&mut tx).await?;
     let codes = recovery::replace_on(&mut tx, &user.id, state.clock.now()).await?;
     notify(state, &mut tx, user, Kind::RecoveryCodesRenewed, 0).await?;
     email::commit_and_wake(state, tx).await?;
@@ -334,11 +349,9 @@ pub async fn renew_codes(
 /// recovery codes, pending sign-ins and every trusted device go; a notice is mailed.
 pub async fn turn_off(state: &Auth, current: SignedIn<'_>, proof: Proof<'_>) -> Result<()> {
     let user = current.user;
-    check(state, user, proof).await?;
+    check(state, user, proof, CountedOn::Session(current)).await?;
     let mut tx = state.db.begin().await?;
-    if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
-        return Err(AppError::Unauthenticated);
-    }
+    current.hold_on(&mut tx).await?;
     remove_on(state, &mut tx, user).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "two-factor sign-in turned off");

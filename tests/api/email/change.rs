@@ -60,10 +60,23 @@ async fn email_change_needs_the_password_confirms_the_new_address_and_tells_the_
         "nothing changes before confirmation"
     );
 
+    // The link alone proves the mailbox, not the account: from a browser not signed in to it,
+    // the account's password too (a wrong one leaves the link usable).
+    let token = link.token("confirm-email");
+    let r = anonymous(&app, "/api/auth/email/confirm", json!({"token": token})).await;
+    assert_eq!(error_of(r).await, "reauth_required");
+    let wrong = json!({"token": token, "password": "not the password"});
+    let r = anonymous(&app, "/api/auth/email/confirm", wrong).await;
+    assert_eq!(error_of(r).await, "invalid_credentials");
+    assert_eq!(
+        app.me(&c).await["email"],
+        "ann@example.com",
+        "nothing changed yet"
+    );
     let r = anonymous(
         &app,
         "/api/auth/email/confirm",
-        json!({"token": link.token("confirm-email")}),
+        json!({"token": token, "password": PASSWORD}),
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -101,7 +114,10 @@ async fn an_email_change_made_while_stripe_is_down_reaches_stripe_when_it_is_bac
     let token = change_link(&app, &c, &sink, "ann@new.example").await;
 
     app.sim_control("/_sim/outage", &json!({"on": true})).await;
-    let r = anonymous(&app, "/api/auth/email/confirm", json!({"token": token})).await;
+    // Confirmed where the account is signed in: no password needed.
+    let r = app
+        .post_json_with(&c, "/api/auth/email/confirm", &json!({"token": token}))
+        .await;
     assert_eq!(r.status(), 200, "the change itself never waits for Stripe");
     // Tried and failed at least twice, and still queued.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);

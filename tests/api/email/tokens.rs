@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{anonymous, app_with_mail, ask_for_mail, change_link, post};
-use crate::helpers::{client, error_of};
+use crate::helpers::{PASSWORD, client, error_of};
 
 #[tokio::test]
 async fn password_reset_ends_sessions_does_not_sign_in_and_sends_a_notice() {
@@ -211,7 +211,8 @@ async fn tokens_are_refused_when_tampered_expired_misused_or_for_an_old_address(
 
     // An email change kills tokens sent to the old address.
     let confirm = change_link(&app, &c, &sink, "ann@new.example").await;
-    let r = anonymous(&app, "/api/auth/email/confirm", json!({"token": confirm})).await;
+    let body = json!({"token": confirm, "password": PASSWORD});
+    let r = anonymous(&app, "/api/auth/email/confirm", body).await;
     assert_eq!(r.status(), 200);
     let r = anonymous(&app, "/api/auth/verify-email", json!({"token": verify})).await;
     assert_eq!(

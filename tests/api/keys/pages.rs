@@ -2,7 +2,7 @@
 //! its button; the forms are CSRF-checked like every page form.
 
 use super::get_with_key;
-use crate::helpers::{client, page_text, spawn_app};
+use crate::helpers::{PASSWORD, client, page_text, spawn_app};
 
 #[tokio::test]
 async fn the_keys_page_makes_a_key_shows_it_once_and_revokes_it() {
@@ -78,4 +78,60 @@ async fn the_keys_page_makes_a_key_shows_it_once_and_revokes_it() {
 
     let anonymous = client().get(app.url("/account/keys")).send().await.unwrap();
     assert_eq!(anonymous.status(), 303, "to the login page");
+}
+
+/// Ten minutes after the last proof, making or revoking a key on the page first asks "confirm it
+/// is you", then comes back to the keys page.
+#[tokio::test]
+async fn the_keys_page_asks_for_a_fresh_proof_after_ten_minutes() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let token = app.csrf_token(&c, "/account/keys").await;
+    app.state.clock.advance(601);
+    for (path, form) in [
+        (
+            "/account/keys",
+            vec![
+                ("csrf_token", token.as_str()),
+                ("name", "ci"),
+                ("scope_read", "on"),
+            ],
+        ),
+        (
+            "/account/keys/revoke",
+            vec![("csrf_token", token.as_str()), ("id", "key_x")],
+        ),
+    ] {
+        let r = c.post(app.url(path)).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(
+            r.headers()["location"],
+            "/account/confirm?next=/account/keys"
+        );
+    }
+    assert_eq!(app.count("api_keys").await, 0, "nothing was made");
+    let r = c
+        .post(app.url("/account/confirm"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("password", PASSWORD),
+            ("next", "/account/keys"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/account/keys");
+    let r = c
+        .post(app.url("/account/keys"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("name", "ci"),
+            ("scope_read", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.count("api_keys").await, 1);
 }

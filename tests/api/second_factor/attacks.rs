@@ -83,9 +83,9 @@ async fn a_pending_sign_in_takes_five_codes_and_the_account_ten_per_window() {
         "out of attempts, even for the right code"
     );
     // New pending sign-ins do not add up to more guesses: the account stops at ten codes per
-    // window (the enrolment's code was the first).
+    // window.
     let next = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
-    for _ in 0..4 {
+    for _ in 0..5 {
         let (status, _) = second_step(&app, &fresh(), &next, json!({"code": wrong})).await;
         assert_eq!(status, 400);
     }
@@ -276,4 +276,79 @@ async fn a_reset_of_an_unproven_address_removes_a_squatters_factor() {
     let r = app.post_json_with(&c, "/api/auth/login", &login).await;
     let me: serde_json::Value = r.json().await.unwrap();
     assert_eq!(me["email"], "ann@example.com", "no code asked: {me}");
+}
+
+/// An attacker with an authenticator on their own account asks to move it to the victim's
+/// address: the victim's click on the emailed link alone attaches nothing (it proves the mailbox,
+/// not the account), so the victim's address never ends up behind the attacker's second factor.
+#[tokio::test]
+async fn an_email_change_link_alone_cannot_move_a_strangers_address_into_an_account() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let attacker = app.user("mallory@evil.example").await;
+    let Some(_) = super::enable(&app, &attacker).await else {
+        return;
+    };
+    let change = json!({"password": PASSWORD, "new_email": "ann@example.com"});
+    let r = app
+        .post_json_with(&attacker, "/api/auth/email/change", &change)
+        .await;
+    assert_eq!(r.status(), 202);
+    let link = sink.wait_for("ann@example.com", 1).await;
+    // The victim presses "confirm" on the page, from their own browser.
+    let victim = fresh();
+    let csrf = app.csrf_token(&victim, "/login").await;
+    let r = victim
+        .post(app.url("/confirm-email"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("token", &link.token("confirm-email")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Someone asked to make this the address"),
+        "{page}"
+    );
+    assert_eq!(app.me(&attacker).await["email"], "mallory@evil.example");
+    // The address is still free for its owner.
+    let r = app
+        .post_json_with(
+            &fresh(),
+            "/api/auth/register",
+            &json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+/// A stolen session guessing codes (to turn the factor off, say) spends its own allowance, not
+/// the account's: the owner still signs in with their code.
+#[tokio::test]
+async fn a_sessions_wrong_codes_do_not_lock_the_owner_out() {
+    let app = spawn_app().await;
+    let Some((thief, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let wrong = otp.wrong_code();
+    for _ in 0..9 {
+        let r = app
+            .post_json_with(&thief, "/api/account/2fa/disable", &json!({"code": wrong}))
+            .await;
+        assert_eq!(r.status(), 400);
+    }
+    let r = app
+        .post_json_with(&thief, "/api/account/2fa/disable", &json!({"code": wrong}))
+        .await;
+    assert_eq!(
+        r.status(),
+        429,
+        "the session's tenth (the enrolment was its first)"
+    );
+    let pending = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let code = otp.next_code().await;
+    let (status, _) = second_step(&app, &fresh(), &pending, json!({"code": code})).await;
+    assert_eq!(status, 200, "the owner's sign-in");
 }
