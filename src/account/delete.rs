@@ -13,12 +13,12 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::auth::{Auth, confirm_password, rate_limit, session_store, users};
+use crate::auth::{Auth, confirm_password, rate_limit, users};
 use crate::gate::{CurrentUser, SessionUser};
 use crate::{
     billing::{Billing, closing, customers},
     email::outbox,
-    error::{AppError, Result},
+    error::Result,
     extract::ApiJson,
 };
 
@@ -39,17 +39,11 @@ pub async fn delete_account(state: &Billing, current: &CurrentUser, password: &s
     confirm_password(state, user, password).await?;
     // A request that began before a reset or another revocation touches nothing, not even Stripe.
     let mut check = state.db.begin().await?;
-    let current_epoch =
-        session_store::hold_epoch(&mut check, &user.id, current.session_epoch).await?;
+    current.signed_in().hold_on(&mut check).await?;
     check.commit().await?;
-    if !current_epoch {
-        return Err(AppError::Unauthenticated);
-    }
     closing::close_for_deletion(state, &user.id).await?;
     let mut tx = state.db.begin().await?;
-    if !session_store::hold_epoch(&mut tx, &user.id, current.session_epoch).await? {
-        return Err(AppError::Unauthenticated);
-    }
+    current.signed_in().hold_on(&mut tx).await?;
     customers::detach_user_on(&mut tx, &user.id).await?;
     outbox::drop_pending_to(&mut tx, &user.email).await?;
     users::delete_on(&mut tx, &user.id).await?;

@@ -6,7 +6,6 @@ use super::{
     email_flows::link,
     rate_limit,
     rate_limit::ClientIp,
-    session_store,
     users::{self, Email},
 };
 use crate::{
@@ -51,9 +50,7 @@ pub async fn request_email_change(
     }
     let mut tx = state.db.begin().await?;
     // A request that began before a reset or another revocation changes nothing.
-    if !session_store::hold_epoch(&mut tx, &current.user.id, current.session_epoch).await? {
-        return Err(AppError::Unauthenticated);
-    }
+    current.hold_on(&mut tx).await?;
     if !taken {
         let issued = tokens::issue(
             &mut tx,

@@ -384,7 +384,9 @@ pub async fn change_user_password(
     let hash = state.hasher.hash(new_password).await?;
     let mut tx = state.db.begin().await?;
     // Only a session that is still current may change the password: one revoked while this
-    // request ran (a reset, another change, a mailbox proof) answers 401 and changes nothing.
+    // request ran (a reset, another change, a mailbox proof, the sign-out of this device)
+    // answers 401 and changes nothing.
+    current.hold_on(&mut tx).await?;
     let epoch =
         session_store::revoke_all_on(&mut tx, &current.user.id, Some(current.session_epoch))
             .await?

@@ -251,15 +251,20 @@ async fn an_email_change_or_a_deletion_held_open_across_a_reset_changes_nothing(
     }
 }
 
-/// A new API key asked for by a stolen session and held open across a reset (which revokes every
-/// key) or across the owner signing that device out is not made.
+/// A new API key (or a password change) asked for by a stolen session and held open across a
+/// reset (which revokes every key) or across the owner signing that device out is not made.
 #[tokio::test]
 async fn a_key_held_open_across_a_reset_or_a_device_sign_out_is_not_made() {
-    for by_reset in [true, false] {
+    let key = json!({"name": "thief", "scopes": ["read"]});
+    let change = json!({"current_password": PASSWORD, "new_password": "the thief's passphrase"});
+    for (by_reset, path, body) in [
+        (true, "/api/keys", &key),
+        (false, "/api/keys", &key),
+        (false, "/api/auth/password/change", &change),
+    ] {
         let (app, sink) = app_with_ann().await;
         let stolen = login_cookie(&app, "ann@example.com", PASSWORD).await;
-        let key = json!({"name": "thief", "scopes": ["read"]});
-        let held = HeldPost::start(&app, "/api/keys", &stolen, &key).await;
+        let held = HeldPost::start(&app, path, &stolen, body).await;
         if by_reset {
             revoke(&app, &sink, Revocation::Reset).await;
         } else {
@@ -292,7 +297,11 @@ async fn a_key_held_open_across_a_reset_or_a_device_sign_out_is_not_made() {
             }
         }
         let (status, answer) = held.finish().await;
-        assert_eq!(status, 401, "reset: {by_reset}: {answer}");
-        assert_eq!(app.count("api_keys").await, 0, "reset: {by_reset}: no key");
+        assert_eq!(status, 401, "{path}, reset: {by_reset}: {answer}");
+        assert_eq!(app.count("api_keys").await, 0, "{path}: no key");
+        if !by_reset {
+            // The password is still the owner's.
+            login_cookie(&app, "ann@example.com", PASSWORD).await;
+        }
     }
 }
