@@ -63,6 +63,7 @@ async fn two_requests_racing_with_one_code_sign_in_once() {
 async fn a_pending_sign_in_takes_five_codes_and_the_account_ten_per_window() {
     // Even with TOLLGATE_RATE_LIMIT=off (the tests' default): the cap is the factor's security.
     let app = spawn_app().await;
+    super::start_of_code_window(&app);
     let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
         return;
     };
@@ -329,6 +330,7 @@ async fn an_email_change_link_alone_cannot_move_a_strangers_address_into_an_acco
 #[tokio::test]
 async fn a_sessions_wrong_codes_do_not_lock_the_owner_out() {
     let app = spawn_app().await;
+    super::start_of_code_window(&app);
     let Some((thief, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
         return;
     };
