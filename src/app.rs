@@ -199,7 +199,8 @@ async fn shared_secret(db: &Db, name: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Deletes expired sessions, stale rate-limit counters, dead refresh tokens and token families,
-/// and signing keys no token can need any more, every ten minutes.
+/// signing keys no token can need any more, stale email tokens and expired pending sign-ins,
+/// every ten minutes.
 async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
@@ -219,6 +220,10 @@ async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
         }
         if let Err(e) = crate::email::tokens::delete_stale(&db).await {
             tracing::warn!(error = %e, "email token cleanup failed");
+        }
+        let pending = crate::auth::second_factor::pending::delete_expired(&db, clock.now());
+        if let Err(e) = pending.await {
+            tracing::warn!(error = %e, "pending sign-in cleanup failed");
         }
     }
 }

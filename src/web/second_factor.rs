@@ -42,6 +42,24 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/account/2fa/disable", post(submit_turn_off))
 }
 
+/// A page of this module, answering `err` when there is one: its status, its message as `error`,
+/// and a rate limit's `Retry-After`.
+fn form_page(
+    state: &AppState,
+    name: &str,
+    (user, token): (Option<&CurrentUser>, &CsrfToken),
+    err: Option<&AppError>,
+    extra: minijinja::Value,
+) -> Response {
+    let status = err.map_or(StatusCode::OK, |e| e.status_and_code().0);
+    let ctx = context! { error => err.map(AppError::public_message), ..extra };
+    let response = render(state, status, name, user, Some(token), ctx);
+    match err {
+        Some(err) => with_retry_after(response, err),
+        None => response,
+    }
+}
+
 /// The code step of a sign-in whose first factor passed: the pending sign-in's token rides in the
 /// form (it grants nothing by itself).
 pub(super) fn code_page(
@@ -51,19 +69,8 @@ pub(super) fn code_page(
     next: &str,
     err: Option<&AppError>,
 ) -> Response {
-    let status = err.map_or(StatusCode::OK, |e| e.status_and_code().0);
-    let response = render(
-        state,
-        status,
-        "second_factor.html",
-        None,
-        Some(token),
-        context! { pending, next, error => err.map(AppError::public_message) },
-    );
-    match err {
-        Some(err) => with_retry_after(response, err),
-        None => response,
-    }
+    let extra = context! { pending, next };
+    form_page(state, "second_factor.html", (None, token), err, extra)
 }
 
 #[derive(Deserialize)]
@@ -142,25 +149,19 @@ async fn reauth_page(
     next: &str,
     err: Option<&AppError>,
 ) -> Result<Response, AppError> {
-    let status = err.map_or(StatusCode::OK, |e| e.status_and_code().0);
     let has_code = second_factor::enabled(state, &user.user.id).await?;
-    let response = render(
+    let extra = context! {
+        next,
+        has_password => user.user.password_hash.is_some(),
+        has_code,
+    };
+    Ok(form_page(
         state,
-        status,
         "reauth.html",
-        Some(user),
-        Some(token),
-        context! {
-            next,
-            has_password => user.user.password_hash.is_some(),
-            has_code,
-            error => err.map(AppError::public_message),
-        },
-    );
-    Ok(match err {
-        Some(err) => with_retry_after(response, err),
-        None => response,
-    })
+        (Some(user), token),
+        err,
+        extra,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -222,23 +223,14 @@ async fn manage_page(
     err: Option<&AppError>,
 ) -> Result<Response, AppError> {
     let status = second_factor::status(state, &user.user.id).await?;
-    let code = err.map_or(StatusCode::OK, |e| e.status_and_code().0);
-    let response = render(
+    let extra = context! { status, notice };
+    Ok(form_page(
         state,
-        code,
         "two_factor.html",
-        Some(user),
-        Some(token),
-        context! {
-            status,
-            notice,
-            error => err.map(AppError::public_message),
-        },
-    );
-    Ok(match err {
-        Some(err) => with_retry_after(response, err),
-        None => response,
-    })
+        (Some(user), token),
+        err,
+        extra,
+    ))
 }
 
 /// `err` on the two-factor page, except the server's own failures (the error page).
@@ -275,19 +267,14 @@ fn enrolment_page(
     enrolment: &second_factor::Enrolment,
     err: Option<&AppError>,
 ) -> Response {
-    let status = err.map_or(StatusCode::OK, |e| e.status_and_code().0);
-    let response = render(
+    let extra = context! { enrolment };
+    no_store(form_page(
         state,
-        status,
         "two_factor.html",
-        Some(user),
-        Some(token),
-        context! {
-            enrolment,
-            error => err.map(AppError::public_message),
-        },
-    );
-    no_store(response)
+        (Some(user), token),
+        err,
+        extra,
+    ))
 }
 
 fn codes_page(
@@ -341,8 +328,7 @@ async fn submit_confirm(
             let again = second_factor::enrolment_in_progress(&state, &user.user).await?;
             match again {
                 Some(enrolment) => {
-                    let page = enrolment_page(&state, &token, &user, &enrolment, Some(&err));
-                    Err(with_retry_after(page, &err).into())
+                    Err(enrolment_page(&state, &token, &user, &enrolment, Some(&err)).into())
                 }
                 None => Err(reshow(&state, &token, &user, err).await),
             }

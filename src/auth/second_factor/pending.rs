@@ -58,11 +58,6 @@ pub async fn create(
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", hex::encode(bytes));
-    // Old pending sign-ins of anyone are litter: cleared as new ones come.
-    sqlx::query("DELETE FROM pending_sign_ins WHERE expires_at <= $1")
-        .bind(now)
-        .execute(&db.pool)
-        .await?;
     sqlx::query(
         "INSERT INTO pending_sign_ins \
          (token_hash, user_id, session_epoch, created_at, expires_at, remember, tokens) \
@@ -117,6 +112,16 @@ pub async fn finish(db: &Db, token: &str) -> sqlx::Result<bool> {
         .execute(&db.pool)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Deletes pending sign-ins past their 5 minutes; run periodically (an expired one is refused
+/// by [`attempt`] whether or not it is still stored).
+pub async fn delete_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM pending_sign_ins WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Ends every pending sign-in of the user (second factor removed, account changes).
