@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -216,6 +217,130 @@ Object.assign(scenarios, {
     await page.fill('#password', password);
     await page.click('form[action="/login"] button:has-text("Sign in")');
     await page.waitForURL(/\/account/);
+  },
+});
+
+// Browsers make passkeys only for a host name: the passkey scenario uses tollgate as
+// http://localhost:PORT (its relying party in development), not 127.0.0.1.
+const local = (path) => url(path).replace('://127.0.0.1:', '://localhost:');
+
+/** POSTs JSON to tollgate from outside the browser: the status and the JSON answer. */
+async function api(path, body) {
+  const r = await fetch(local(path), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return [r.status, await r.json().catch(() => null)];
+}
+
+/** A page with Chromium's virtual authenticator (CTAP2, platform, resident keys, user verified). */
+async function pageWithAuthenticator() {
+  const page = await newPage();
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+      hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+  return { page, cdp, authenticatorId };
+}
+
+Object.assign(scenarios, {
+  async 'passkeys: add one → sign in with it alone → refusals (replay, counter back, another origin) → second step'() {
+    const { page, cdp, authenticatorId } = await pageWithAuthenticator();
+    const email = `passkey-${Date.now()}@example.com`;
+    await page.goto(local('signup'));
+    await page.fill('#email', email);
+    await page.fill('#password', password);
+    await page.click('button:has-text("Create account")');
+    const verify = (await mailboxLink(page, 'verify-email')).replace('://127.0.0.1:', '://localhost:');
+    await page.goto(verify);
+    await page.click('button:has-text("Confirm my address")');
+
+    // Add a passkey from the account page.
+    await page.goto(local('account'));
+    await page.click('a:has-text("Add or remove passkeys")');
+    await page.fill('#name', 'This laptop');
+    await page.click('button:has-text("Add a passkey")');
+    await page.waitForURL(/\/account\/passkeys\?notice=added/);
+    assert.match(await page.textContent('main'), /Passkey added/);
+    assert.equal(await page.inputValue('input[name="name"][value="This laptop"]'), 'This laptop');
+    await shot(page, 'passkeys');
+    const [stored] = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials;
+    assert.ok(stored.isResidentCredential, 'a discoverable credential');
+
+    // Sign out; sign in with the passkey alone, keeping its answer.
+    await page.click('button:has-text("Sign out")');
+    await page.goto(local('login'));
+    await shot(page, 'login-passkey');
+    const sent = page.waitForRequest((r) => r.url().endsWith('/api/auth/passkey') && r.method() === 'POST');
+    await page.click('button:has-text("Sign in with a passkey")');
+    const captured = (await sent).postData();
+    await page.waitForURL(/\/account/);
+    assert.match(await page.textContent('main'), new RegExp(email.replace('.', '\\.')));
+
+    // The same answer again is refused: its ceremony was taken.
+    let [status, body] = await api('api/auth/passkey', JSON.parse(captured));
+    assert.deepEqual([status, body.error], [400, 'passkey_invalid']);
+
+    // A clone behind the counter: the authenticator's credential with its counter set back.
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    const now = credentials[0];
+    assert.ok(now.signCount > 0, `Chromium's authenticator keeps a counter (${now.signCount})`);
+    await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: now.credentialId });
+    await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: { ...now, signCount: 0 } });
+    await page.click('button:has-text("Sign out")');
+    await page.goto(local('login'));
+    await page.click('button:has-text("Sign in with a passkey")');
+    await page.waitForSelector('[data-passkey-error]:not([hidden])');
+    assert.match(await page.textContent('[data-passkey-error]'), /could not be verified/);
+    assert.match(page.url(), /\/login/);
+    await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: now.credentialId });
+    await cdp.send('WebAuthn.addCredential', {
+      authenticatorId, credential: { ...now, signCount: now.signCount + 10 },
+    });
+
+    // A phishing page on another origin relays tollgate's challenge to the same authenticator.
+    const phish = createServer((_, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><title>Totally tollgate</title><p>Sign in</p>');
+    });
+    await new Promise((done) => phish.listen(0, '127.0.0.1', done));
+    try {
+      await page.goto(`http://localhost:${phish.address().port}/`);
+      const [, options] = await api('api/auth/passkey/options', {});
+      const credential = await page.evaluate(async (json) => {
+        const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(json);
+        return (await navigator.credentials.get({ publicKey })).toJSON();
+      }, options.publicKey);
+      [status, body] = await api('api/auth/passkey', { ceremony: options.ceremony, credential });
+      assert.deepEqual([status, body.error], [400, 'passkey_invalid']);
+    } finally {
+      phish.close();
+    }
+
+    // With an authenticator app on, the passkey finishes a password sign-in's second step.
+    await page.goto(local('login'));
+    await page.click('button:has-text("Sign in with a passkey")');
+    await page.waitForURL(/\/account/);
+    await page.goto(local('account/2fa'));
+    await page.click('button:has-text("Set up two-factor sign-in")');
+    const secret = (await page.textContent('code.secret')).trim();
+    await page.fill('#code', totp(secret, Math.floor(Date.now() / 30_000)));
+    await page.click('button:has-text("Turn on two-factor sign-in")');
+    await page.click('button:has-text("Sign out")');
+    await page.goto(local('login'));
+    await page.fill('#email', email);
+    await page.fill('#password', password);
+    await page.click('form[action="/login"] button:has-text("Sign in")');
+    assert.match(await page.textContent('main'), /Enter your code/);
+    await shot(page, 'two-factor-passkey');
+    await page.click('button:has-text("Use a passkey instead")');
+    await page.waitForURL(/\/account/);
+    assert.match(await page.textContent('main'), new RegExp(email.replace('.', '\\.')));
   },
 });
 

@@ -98,11 +98,22 @@ impl AppState {
             mail_transport,
             mail_wakeup: tokio::sync::Notify::new(),
         });
+        let passkeys = crate::auth::passkeys::RelyingParty::for_base(
+            &mail.base_url,
+            mail.config.base_url.is_some(),
+            mail.config.mode == crate::config::Mode::Development,
+            port,
+            &mail.config.product_name,
+        );
+        if passkeys.is_none() {
+            tracing::warn!("passkeys are off: TOLLGATE_BASE_URL is on an IP address");
+        }
         let auth = Auth::new(AuthParts {
             mail,
             hasher,
             device_key,
             signing,
+            passkeys,
         });
         let billing = Billing::new(BillingParts {
             auth,
@@ -224,6 +235,10 @@ async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
         let pending = crate::auth::second_factor::pending::delete_expired(&db, clock.now());
         if let Err(e) = pending.await {
             tracing::warn!(error = %e, "pending sign-in cleanup failed");
+        }
+        let ceremonies = crate::auth::passkeys::ceremonies::delete_expired(&db, clock.now());
+        if let Err(e) = ceremonies.await {
+            tracing::warn!(error = %e, "passkey ceremony cleanup failed");
         }
     }
 }

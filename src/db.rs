@@ -103,6 +103,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "devices",
         include_str!("../migrations/0015_devices.sql"),
     ),
+    (
+        16,
+        "passkeys",
+        include_str!("../migrations/0016_passkeys.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -113,6 +113,22 @@ pub enum AppError {
     /// 403: a sensitive change without a proof (password or code) in the last 10 minutes.
     #[error("confirm it is you (your password or a code) and try again")]
     ReauthRequired,
+    /// 400: a passkey answer that does not verify (wrong origin, challenge or signature, a
+    /// counter that went back, an unknown passkey), or whose ceremony is unknown, expired or used.
+    #[error("that passkey could not be verified; try again")]
+    PasskeyInvalid,
+    /// 503: passkeys are off (`TOLLGATE_BASE_URL` is on an IP address, which browsers refuse).
+    #[error("passkeys are not available here: TOLLGATE_BASE_URL needs a host name")]
+    PasskeysUnavailable,
+    /// 409: that passkey is already registered.
+    #[error("that passkey is already registered")]
+    PasskeyExists,
+    /// 409: the account holds as many passkeys as allowed.
+    #[error("too many passkeys; remove one first")]
+    TooManyPasskeys,
+    /// 409: the account has no passkey to use.
+    #[error("this account has no passkey")]
+    NoPasskey,
 }
 
 impl AppError {
@@ -154,6 +170,11 @@ impl AppError {
             SecondFactorEnabled => (StatusCode::CONFLICT, "second_factor_enabled"),
             SecondFactorOff => (StatusCode::CONFLICT, "second_factor_off"),
             ReauthRequired => (StatusCode::FORBIDDEN, "reauth_required"),
+            PasskeyInvalid => (StatusCode::BAD_REQUEST, "passkey_invalid"),
+            PasskeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "passkeys_unavailable"),
+            PasskeyExists => (StatusCode::CONFLICT, "passkey_exists"),
+            TooManyPasskeys => (StatusCode::CONFLICT, "too_many_passkeys"),
+            NoPasskey => (StatusCode::CONFLICT, "no_passkey"),
         }
     }
 
@@ -260,6 +281,11 @@ mod tests {
             SecondFactorEnabled,
             SecondFactorOff,
             ReauthRequired,
+            PasskeyInvalid,
+            PasskeysUnavailable,
+            PasskeyExists,
+            TooManyPasskeys,
+            NoPasskey,
         ]
     }
 
@@ -296,7 +322,12 @@ mod tests {
             | PendingSignInInvalid
             | SecondFactorEnabled
             | SecondFactorOff
-            | ReauthRequired => {}
+            | ReauthRequired
+            | PasskeyInvalid
+            | PasskeysUnavailable
+            | PasskeyExists
+            | TooManyPasskeys
+            | NoPasskey => {}
         }
     }
 

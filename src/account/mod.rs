@@ -8,6 +8,7 @@ pub mod delete;
 pub mod devices;
 pub mod email;
 pub mod keys;
+pub mod passkeys;
 pub mod second_factor;
 pub mod tokens;
 
@@ -34,6 +35,7 @@ where
         .merge(tokens::router())
         .merge(second_factor::router())
         .merge(devices::router())
+        .merge(passkeys::router())
         .route("/api/keys", get(keys::list_keys).post(keys::create_key))
         .route("/api/keys/{id}", delete(keys::revoke_key))
 }

@@ -17,6 +17,7 @@ use crate::{
     auth::{
         self, Auth,
         devices::SignInFrom,
+        passkeys::Answer,
         rate_limit::ClientIp,
         second_factor::{self, Completed, Proof, trust},
     },
@@ -48,6 +49,8 @@ struct VerifyBody {
     pending_token: String,
     code: Option<String>,
     recovery_code: Option<String>,
+    /// A passkey's answer (`{"ceremony", "credential"}`) to `/api/auth/2fa/passkey/options`.
+    passkey: Option<Answer>,
     /// Skip the second factor on this browser for 30 days (a signed cookie).
     #[serde(default)]
     trust_device: bool,
@@ -62,7 +65,7 @@ async fn verify(
     session: Session,
     ApiJson(body): ApiJson<VerifyBody>,
 ) -> Result<Response> {
-    let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let proof = body.proof()?;
     let done = second_factor::complete(&state, ip, &body.pending_token, proof).await?;
     let mut response =
         super::auth::complete_sign_in(&state, &session, &done.user, done.intent, &from).await?;
@@ -85,6 +88,7 @@ struct ReauthBody {
     password: Option<String>,
     code: Option<String>,
     recovery_code: Option<String>,
+    passkey: Option<Answer>,
 }
 
 /// A fresh proof for the next 10 minutes of sensitive changes: the password, a code from the
@@ -94,9 +98,10 @@ async fn reauth(
     SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<ReauthBody>,
 ) -> Result<StatusCode> {
-    let proof = match (body.code.as_deref(), body.recovery_code.as_deref()) {
-        (None, None) => None,
-        (code, recovery) => Some(Proof::from_fields(code, recovery)?),
+    let (code, recovery) = (body.code.as_deref(), body.recovery_code.as_deref());
+    let proof = match (code, recovery, body.passkey.as_ref()) {
+        (None, None, None) => None,
+        (code, recovery, passkey) => Some(Proof::from_fields(code, recovery, passkey)?),
     };
     auth::reauthenticate(&state, current.signed_in(), body.password.as_deref(), proof).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -142,7 +147,7 @@ async fn renew_codes(
     ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<Response> {
     auth::require_recent_proof(&state, &current.session).await?;
-    let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let proof = body.proof()?;
     let codes = second_factor::renew_codes(&state, current.signed_in(), proof).await?;
     Ok(no_store(
         Json(json!({ "recovery_codes": codes })).into_response(),
@@ -154,6 +159,21 @@ async fn renew_codes(
 struct FactorBody {
     code: Option<String>,
     recovery_code: Option<String>,
+    passkey: Option<Answer>,
+}
+
+impl FactorBody {
+    fn proof(&self) -> Result<Proof<'_>> {
+        let (code, recovery) = (self.code.as_deref(), self.recovery_code.as_deref());
+        Proof::from_fields(code, recovery, self.passkey.as_ref())
+    }
+}
+
+impl VerifyBody {
+    fn proof(&self) -> Result<Proof<'_>> {
+        let (code, recovery) = (self.code.as_deref(), self.recovery_code.as_deref());
+        Proof::from_fields(code, recovery, self.passkey.as_ref())
+    }
 }
 
 /// Turning two-factor off takes a recent proof and, on top, a current code: a stolen session
@@ -164,7 +184,7 @@ async fn turn_off(
     ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<StatusCode> {
     auth::require_recent_proof(&state, &current.session).await?;
-    let proof = Proof::from_fields(body.code.as_deref(), body.recovery_code.as_deref())?;
+    let proof = body.proof()?;
     second_factor::turn_off(&state, current.signed_in(), proof).await?;
     Ok(StatusCode::NO_CONTENT)
 }

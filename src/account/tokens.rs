@@ -43,13 +43,13 @@ pub async fn pair_response(state: &Billing, user: &User, at_most: Option<i64>) -
 
 /// The answer to a first step that needs a second factor: 200, no session, no token; only the
 /// pending sign-in's token, for `POST /api/auth/2fa/verify`.
-pub fn pending_response(token: &str) -> Response {
+pub fn pending_response(waiting: &crate::auth::second_factor::Waiting) -> Response {
     no_store(
         Json(serde_json::json!({
             "second_factor_required": true,
-            "pending_token": token,
+            "pending_token": waiting.token,
             "expires_in": crate::auth::second_factor::pending::LIFETIME_SECS,
-            "methods": ["totp", "recovery_code"],
+            "methods": waiting.methods,
         }))
         .into_response(),
     )

@@ -193,7 +193,9 @@ pub(super) async fn prove_mailbox(
         tokens::invalidate_all(conn, &user.id, now).await?;
         api_keys::revoke_all_on(conn, &user.id, now).await?;
         // So does a second factor they enrolled: it would lock the owner out of their address.
+        // And their passkeys, which would let them back in.
         super::second_factor::clear_on(conn, &user.id).await?;
+        super::passkeys::remove_unproven_on(conn, &user.id).await?;
     }
     mark_verified(conn, user).await
 }
@@ -363,6 +365,7 @@ pub async fn reset_password(
     // never removes the owner's second factor.
     if !user.email_verified {
         super::second_factor::clear_on(&mut tx, &user.id).await?;
+        super::passkeys::remove_unproven_on(&mut tx, &user.id).await?;
     }
     // The new password replaces any other; every session ends either way.
     mark_verified(&mut tx, &mut user).await?;

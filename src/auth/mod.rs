@@ -13,6 +13,8 @@ pub mod devices;
 pub mod email_change;
 pub mod email_flows;
 pub mod magic;
+pub mod opaque;
+pub mod passkeys;
 pub mod password;
 pub mod rate_limit;
 pub mod refresh;
@@ -56,6 +58,8 @@ pub struct AuthParts {
     pub device_key: Vec<u8>,
     /// The keys access tokens are signed with (see [`signing`]).
     pub signing: signing::Keys,
+    /// The passkeys' relying party; `None` when passkeys are off (see [`passkeys`]).
+    pub passkeys: Option<passkeys::RelyingParty>,
 }
 
 impl Auth {

@@ -14,13 +14,14 @@
 //! epoch moved past its own (a password change or reset, signing out everywhere, a mailbox proof):
 //! whatever ends every session ends every family.
 
-use rand::RngCore as _;
-use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
 use crate::{base::Base, db::Db, error::Result, ids::new_id};
 
-use super::users::{self, User};
+use super::{
+    opaque::hash,
+    users::{self, User},
+};
 
 /// What every refresh token starts with.
 pub const PREFIX: &str = "tgr_";
@@ -90,24 +91,13 @@ pub struct Issued {
     pub family_ends_at: i64,
 }
 
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{PREFIX}{}", hex::encode(bytes))
+    super::opaque::new(PREFIX)
 }
 
 /// True for a string shaped like a refresh token.
 fn well_formed(token: &str) -> bool {
-    token.strip_prefix(PREFIX).is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    super::opaque::well_formed(token, PREFIX)
 }
 
 /// Starts a family for `user` (a sign-in that asked for tokens): its first refresh token. It

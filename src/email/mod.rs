@@ -185,6 +185,22 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "email/recovery_codes_renewed.html",
         include_str!("../../templates/email/recovery_codes_renewed.html"),
     ),
+    (
+        "email/passkey_added.txt",
+        include_str!("../../templates/email/passkey_added.txt"),
+    ),
+    (
+        "email/passkey_added.html",
+        include_str!("../../templates/email/passkey_added.html"),
+    ),
+    (
+        "email/passkey_removed.txt",
+        include_str!("../../templates/email/passkey_removed.txt"),
+    ),
+    (
+        "email/passkey_removed.html",
+        include_str!("../../templates/email/passkey_removed.html"),
+    ),
 ];
 
 /// Longest lease a sender holds on a claimed batch: longer than the batch can take to send
@@ -253,11 +269,15 @@ pub enum Kind {
     NewSignIn,
     /// A new set of recovery codes replaced the old one.
     RecoveryCodesRenewed,
+    /// A passkey was added to the account.
+    PasskeyAdded,
+    /// A passkey was removed from the account.
+    PasskeyRemoved,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Verify,
         Kind::Reset,
         Kind::Magic,
@@ -272,6 +292,8 @@ impl Kind {
         Kind::RecoveryCodeUsed,
         Kind::NewSignIn,
         Kind::RecoveryCodesRenewed,
+        Kind::PasskeyAdded,
+        Kind::PasskeyRemoved,
     ];
 
     /// The template name and outbox `kind`.
@@ -291,6 +313,8 @@ impl Kind {
             Kind::RecoveryCodeUsed => "recovery_code_used",
             Kind::NewSignIn => "new_sign_in",
             Kind::RecoveryCodesRenewed => "recovery_codes_renewed",
+            Kind::PasskeyAdded => "passkey_added",
+            Kind::PasskeyRemoved => "passkey_removed",
         }
     }
 }

@@ -89,6 +89,7 @@ async fn show_signup(
         Some(&token),
         context! {
             next => safe_next_for(&state, q.next.as_deref()),
+            passkeys => state.passkeys.is_some(),
             min_length => state.config.password_min_length,
             plan => plan.map(|p| p.id.clone()),
             plan_name => plan.map(|p| p.name.clone()),
@@ -186,6 +187,7 @@ async fn show_login(
         Some(&token),
         context! {
             next => safe_next_for(&state, q.next.as_deref()),
+            passkeys => state.passkeys.is_some(),
             // Fixed texts chosen by code, never echoed from the URL.
             notice => (q.notice.as_deref() == Some("password_reset"))
                 .then_some("Your password was changed. Sign in with the new one."),
@@ -236,7 +238,12 @@ async fn submit_login(
                 "login.html",
                 None,
                 Some(&token),
-                context! { error => err.public_message(), email => &form.email, next => &next },
+                context! {
+                    error => err.public_message(),
+                    email => &form.email,
+                    next => &next,
+                    passkeys => state.passkeys.is_some(),
+                },
             );
             PageError::Page(with_retry_after(response, &err))
         }
@@ -244,7 +251,10 @@ async fn submit_login(
     })?;
     let user = match signed_in {
         Ok(user) => user,
-        Err(pending) => return Ok(code_page(&state, &token, &pending, &next, None)),
+        Err(pending) => {
+            let pending = (pending.token.as_str(), pending.passkey());
+            return Ok(code_page(&state, &token, pending, &next, None));
+        }
     };
     let mut response = Redirect::to(&next).into_response();
     auth::devices::welcome(&state, &user, &from, response.headers_mut()).await?;

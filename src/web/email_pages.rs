@@ -253,7 +253,8 @@ async fn magic_sign_in(
     let user = crate::auth::magic::consume_magic(state, ip, token, email_and_code).await?;
     let intent = Intent::default();
     if let Some(pending) = second_factor::after_first_factor(state, &user, trust, intent).await? {
-        return Ok(code_page(state, csrf, &pending, "/account", None));
+        let pending = (pending.token.as_str(), pending.passkey());
+        return Ok(code_page(state, csrf, pending, "/account", None));
     }
     auth::sign_in(state, session, &user, false, from).await?;
     let mut response = Redirect::to("/account").into_response();

@@ -19,6 +19,7 @@ mod email_pages;
 pub mod gate_pages;
 mod keys;
 mod page;
+mod passkeys;
 mod second_factor;
 
 use axum::{
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(email_pages::routes())
         .merge(second_factor::routes())
         .merge(devices::routes())
+        .merge(passkeys::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             page::render_errors,
@@ -88,6 +90,10 @@ pub fn templates() -> Environment<'static> {
         ),
         ("reauth.html", include_str!("../../templates/reauth.html")),
         ("devices.html", include_str!("../../templates/devices.html")),
+        (
+            "passkeys.html",
+            include_str!("../../templates/passkeys.html"),
+        ),
     ] {
         env.add_template(name, source)
             .expect("templates are checked by tests");

@@ -22,6 +22,7 @@ use crate::{
     auth::{
         self,
         devices::SignInFrom,
+        passkeys,
         rate_limit::ClientIp,
         second_factor::{self, Proof},
     },
@@ -65,17 +66,19 @@ fn form_page(
 pub(super) fn code_page(
     state: &AppState,
     token: &CsrfToken,
-    pending: &str,
+    (pending, passkey): (&str, bool),
     next: &str,
     err: Option<&AppError>,
 ) -> Response {
-    let extra = context! { pending, next };
+    let extra = context! { pending, passkey, next };
     form_page(state, "second_factor.html", (None, token), err, extra)
 }
 
 #[derive(Deserialize)]
 struct CodeForm {
     pending_token: String,
+    /// Present when the account has a passkey (the page offers it again).
+    passkey: Option<String>,
     code: String,
     next: Option<String>,
     trust: Option<String>,
@@ -94,7 +97,8 @@ async fn submit_code(
     let done = match second_factor::complete(&state, ip, &form.pending_token, proof).await {
         Ok(done) => done,
         Err(err @ (AppError::SecondFactorInvalid | AppError::RateLimited(_))) => {
-            return Err(code_page(&state, &token, &form.pending_token, &next, Some(&err)).into());
+            let pending = (form.pending_token.as_str(), form.passkey.is_some());
+            return Err(code_page(&state, &token, pending, &next, Some(&err)).into());
         }
         Err(err @ AppError::PendingSignInInvalid) => {
             let (status, _) = err.status_and_code();
@@ -104,7 +108,11 @@ async fn submit_code(
                 "login.html",
                 None,
                 Some(&token),
-                context! { error => err.public_message(), next => &next },
+                context! {
+                    error => err.public_message(),
+                    next => &next,
+                    passkeys => state.passkeys.is_some(),
+                },
             );
             return Err(page.into());
         }
@@ -150,10 +158,12 @@ async fn reauth_page(
     err: Option<&AppError>,
 ) -> Result<Response, AppError> {
     let has_code = second_factor::enabled(state, &user.user.id).await?;
+    let has_passkey = state.passkeys.is_some() && passkeys::count(state, &user.user.id).await? > 0;
     let extra = context! {
         next,
         has_password => user.user.password_hash.is_some(),
         has_code,
+        has_passkey,
     };
     Ok(form_page(
         state,

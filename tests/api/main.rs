@@ -18,6 +18,7 @@ mod interop;
 mod keys;
 mod lockout;
 mod pages;
+mod passkeys;
 mod prehijack;
 mod proxy;
 mod revocation;

@@ -20,7 +20,7 @@ pub mod trust;
 pub use pending::Intent;
 pub use trust::TrustCookie;
 
-use super::{Auth, SignedIn, rate_limit, rate_limit::ClientIp, totp, users, users::User};
+use super::{Auth, SignedIn, passkeys, rate_limit, rate_limit::ClientIp, totp, users, users::User};
 use crate::{
     db,
     email::{self, Kind, Outgoing},
@@ -64,21 +64,28 @@ async fn confirmed(state: &Auth, user_id: &str) -> Result<Option<factors::Factor
         .filter(|f| f.confirmed_at.is_some()))
 }
 
-/// A second factor as typed: a code from the authenticator app, or a recovery code.
+/// A second factor: a code from the authenticator app, a recovery code, or a passkey's answer.
 #[derive(Clone, Copy, Debug)]
 pub enum Proof<'a> {
     /// Six digits from the app.
     Totp(&'a str),
     /// One of the recovery codes.
     Recovery(&'a str),
+    /// A passkey's answer to a ceremony begun for this sign-in or this proof.
+    Passkey(&'a passkeys::Answer),
 }
 
 impl<'a> Proof<'a> {
-    /// The proof of a JSON body: exactly one of `code` and `recovery_code`.
-    pub fn from_fields(code: Option<&'a str>, recovery_code: Option<&'a str>) -> Result<Self> {
-        match (code, recovery_code) {
-            (Some(code), None) => Ok(Proof::Totp(code)),
-            (None, Some(code)) => Ok(Proof::Recovery(code)),
+    /// The proof of a JSON body: exactly one of `code`, `recovery_code` and `passkey`.
+    pub fn from_fields(
+        code: Option<&'a str>,
+        recovery_code: Option<&'a str>,
+        passkey: Option<&'a passkeys::Answer>,
+    ) -> Result<Self> {
+        match (code, recovery_code, passkey) {
+            (Some(code), None, None) => Ok(Proof::Totp(code)),
+            (None, Some(code), None) => Ok(Proof::Recovery(code)),
+            (None, None, Some(answer)) => Ok(Proof::Passkey(answer)),
             _ => Err(AppError::InvalidField("code".into())),
         }
     }
@@ -94,14 +101,30 @@ impl<'a> Proof<'a> {
     }
 }
 
+/// A sign-in waiting for its second step.
+#[derive(Clone, Debug)]
+pub struct Waiting {
+    /// The pending sign-in's token.
+    pub token: String,
+    /// What the second step takes: `totp`, `recovery_code`, and `passkey` when the account has one.
+    pub methods: Vec<&'static str>,
+}
+
+impl Waiting {
+    /// Whether a passkey may finish it.
+    pub fn passkey(&self) -> bool {
+        self.methods.contains(&"passkey")
+    }
+}
+
 /// After a first factor proved `user`: `None` when the sign-in may complete now (no second factor,
-/// or a browser trusted for it), or the token of the pending sign-in that waits for the code.
+/// or a browser trusted for it), or the pending sign-in that waits for the second step.
 pub async fn after_first_factor(
     state: &Auth,
     user: &User,
     trust: &TrustCookie,
     intent: Intent,
-) -> Result<Option<String>> {
+) -> Result<Option<Waiting>> {
     let Some(factor) = confirmed(state, &user.id).await? else {
         return Ok(None);
     };
@@ -118,7 +141,22 @@ pub async fn after_first_factor(
     }
     let token = pending::create(&state.db, &user.id, user.session_epoch, intent, now).await?;
     tracing::info!(user = %user.id, "first factor passed; waiting for the second");
-    Ok(Some(token))
+    let mut methods = vec!["totp", "recovery_code"];
+    if state.passkeys.is_some() && passkeys::count(state, &user.id).await? > 0 {
+        methods.push("passkey");
+    }
+    Ok(Some(Waiting { token, methods }))
+}
+
+/// Options for a passkey to finish the pending sign-in `token` (which must be alive; this does
+/// not count as an attempt).
+pub async fn passkey_options(state: &Auth, ip: ClientIp, token: &str) -> Result<passkeys::Options> {
+    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
+    let user_id = pending::peek(&state.db, token, state.clock.now())
+        .await?
+        .ok_or(AppError::PendingSignInInvalid)?;
+    let hash = passkeys::ceremonies::hash(token);
+    passkeys::assertion_options(state, &user_id, passkeys::Purpose::SecondStep, Some(&hash)).await
 }
 
 /// A sign-in whose second factor passed.
@@ -152,7 +190,11 @@ pub async fn complete(
     let user = user
         .filter(|u| u.session_epoch == pending.session_epoch)
         .ok_or(AppError::PendingSignInInvalid)?;
-    let factor_id = check(state, &user, proof, CountedOn::Account).await?;
+    let factor_id = check(state, &user, proof, CountedOn::SignIn(token)).await?;
+    // The factor went (turned off by another session) while a passkey finished the sign-in.
+    if factor_id.is_empty() {
+        return Err(AppError::PendingSignInInvalid);
+    }
     if !pending::finish(&state.db, token).await? {
         return Err(AppError::PendingSignInInvalid);
     }
@@ -168,15 +210,16 @@ pub async fn complete(
 /// the owner's own sign-ins out).
 #[derive(Clone, Copy, Debug)]
 pub enum CountedOn<'a> {
-    /// The second step of a sign-in.
-    Account,
+    /// The second step of the pending sign-in whose token this is.
+    SignIn(&'a str),
     /// A change asked for by a signed-in session.
     Session(SignedIn<'a>),
 }
 
-/// Checks `proof` against the user's confirmed factor and spends it (a code's step, or the
-/// recovery code); the factor's id. Counted as [`CountedOn`] says, 10 per 15 minutes. A recovery
-/// code used mails a notice with the number left.
+/// Checks `proof` against the user's confirmed factor and spends it (a code's step, the recovery
+/// code, or the passkey ceremony); the factor's id. Counted as [`CountedOn`] says, 10 per 15
+/// minutes. A recovery code used mails a notice with the number left. A passkey is a proof
+/// with or without an authenticator app (the id is then empty): it is two factors in itself.
 pub async fn check(
     state: &Auth,
     user: &User,
@@ -184,16 +227,35 @@ pub async fn check(
     counted_on: CountedOn<'_>,
 ) -> Result<String> {
     let subject = match counted_on {
-        CountedOn::Account => user.id.clone(),
+        CountedOn::SignIn(_) => user.id.clone(),
         CountedOn::Session(current) => format!("session:{}", current.session_key()),
     };
     rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &subject).await?;
-    let factor = confirmed(state, &user.id)
-        .await?
-        .ok_or(AppError::SecondFactorOff)?;
+    let factor = confirmed(state, &user.id).await?;
     let passed = match proof {
+        Proof::Passkey(answer) => {
+            let (purpose, pending) = match counted_on {
+                CountedOn::SignIn(token) => (
+                    passkeys::Purpose::SecondStep,
+                    Some(passkeys::ceremonies::hash(token)),
+                ),
+                CountedOn::Session(_) => (passkeys::Purpose::Reauth, None),
+            };
+            let (ceremony, credential) = (&answer.ceremony, &answer.credential);
+            passkeys::verify_for(
+                state,
+                user,
+                purpose,
+                pending.as_deref(),
+                ceremony,
+                credential,
+            )
+            .await?;
+            return Ok(factor.map(|f| f.id).unwrap_or_default());
+        }
         Proof::Totp(code) => {
-            let secret = secret_bytes(&factor)?;
+            let factor = factor.as_ref().ok_or(AppError::SecondFactorOff)?;
+            let secret = secret_bytes(factor)?;
             match totp::matching_step(&secret, code, db::now(), factor.last_step) {
                 Some(step) => {
                     let mut conn = state.db.pool.acquire().await?;
@@ -202,13 +264,16 @@ pub async fn check(
                 None => false,
             }
         }
-        Proof::Recovery(code) => spend_recovery_code(state, user, code).await?,
+        Proof::Recovery(code) => {
+            factor.as_ref().ok_or(AppError::SecondFactorOff)?;
+            spend_recovery_code(state, user, code).await?
+        }
     };
     if !passed {
         crate::telemetry::security_event("second_factor_failed", None, "invalid_code");
         return Err(AppError::SecondFactorInvalid);
     }
-    Ok(factor.id)
+    Ok(factor.map(|f| f.id).unwrap_or_default())
 }
 
 async fn spend_recovery_code(state: &Auth, user: &User, code: &str) -> Result<bool> {
@@ -335,7 +400,13 @@ pub async fn renew_codes(
     proof: Proof<'_>,
 ) -> Result<Vec<String>> {
     let user = current.user;
-    check(state, user, proof, CountedOn::Session(current)).await?;
+    // A passkey proves the user even with the factor off: the factor must still be on.
+    if check(state, user, proof, CountedOn::Session(current))
+        .await?
+        .is_empty()
+    {
+        return Err(AppError::SecondFactorOff);
+    }
     let mut tx = state.db.begin().await?;
     current.hold_on(&mut tx).await?;
     let codes = recovery::replace_on(&mut tx, &user.id, state.clock.now()).await?;
@@ -349,7 +420,13 @@ pub async fn renew_codes(
 /// recovery codes, pending sign-ins and every trusted device go; a notice is mailed.
 pub async fn turn_off(state: &Auth, current: SignedIn<'_>, proof: Proof<'_>) -> Result<()> {
     let user = current.user;
-    check(state, user, proof, CountedOn::Session(current)).await?;
+    // A passkey proves the user even with the factor off: the factor must still be on.
+    if check(state, user, proof, CountedOn::Session(current))
+        .await?
+        .is_empty()
+    {
+        return Err(AppError::SecondFactorOff);
+    }
     let mut tx = state.db.begin().await?;
     current.hold_on(&mut tx).await?;
     remove_on(state, &mut tx, user).await?;

@@ -2,10 +2,7 @@
 //! It grants nothing: it is not a session, and its token (`tgp_…`, 256 random bits, stored only
 //! as a SHA-256 hash) is accepted nowhere but at the second step.
 
-use rand::RngCore as _;
-use sha2::{Digest, Sha256};
-
-use crate::db::Db;
+use crate::{auth::opaque::hash, db::Db};
 
 /// The token's prefix.
 pub const PREFIX: &str = "tgp_";
@@ -34,17 +31,8 @@ pub struct Pending {
     pub intent: Intent,
 }
 
-fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 fn well_formed(token: &str) -> bool {
-    token.strip_prefix(PREFIX).is_some_and(|hex| {
-        hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    crate::auth::opaque::well_formed(token, PREFIX)
 }
 
 /// Records a pending sign-in; its token.
@@ -55,9 +43,7 @@ pub async fn create(
     intent: Intent,
     now: i64,
 ) -> sqlx::Result<String> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!("{PREFIX}{}", hex::encode(bytes));
+    let token = crate::auth::opaque::new(PREFIX);
     sqlx::query(
         "INSERT INTO pending_sign_ins \
          (token_hash, user_id, session_epoch, created_at, expires_at, remember, tokens) \
@@ -102,6 +88,24 @@ pub async fn attempt(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<Pend
             },
         }),
     )
+}
+
+/// The user of the pending sign-in `token` while it is unexpired and has attempts left, without
+/// counting an attempt (a passkey ceremony begun for it; its answer counts).
+pub async fn peek(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<String>> {
+    if !well_formed(token) {
+        return Ok(None);
+    }
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT user_id FROM pending_sign_ins \
+         WHERE token_hash = $1 AND expires_at > $2 AND attempts < $3",
+    )
+    .bind(hash(token))
+    .bind(now)
+    .bind(MAX_ATTEMPTS)
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(row.map(|(user_id,)| user_id))
 }
 
 /// Ends the pending sign-in `token` once its second factor passed: `false` when it was already

@@ -1,0 +1,164 @@
+//! A passkey as the second step of a two-step sign-in, and as the fresh proof sensitive changes
+//! ask for.
+
+use serde_json::json;
+
+use super::{Device, answer, options, post, refusal, register, verified_user};
+use crate::{
+    helpers::{PASSWORD, app_with_mail, client},
+    second_factor::{enable, first_step, second_step},
+};
+
+#[tokio::test]
+async fn a_passkey_finishes_a_two_step_sign_in_and_only_the_one_it_was_asked_for() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "ann@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    let Some(_app_codes) = enable(&app, &c).await else {
+        return;
+    };
+    register(&app, &c, &mut device, "Key").await;
+
+    let browser = client();
+    let pending = first_step(&app, &browser, "ann@example.com", json!({})).await;
+    let (_, answer_json) = post(
+        &app,
+        &browser,
+        "/api/auth/login",
+        &json!({"email": "ann@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        answer_json["methods"],
+        json!(["totp", "recovery_code", "passkey"]),
+        "{answer_json}"
+    );
+    let other_pending = answer_json["pending_token"].as_str().unwrap().to_owned();
+
+    let body = json!({"pending_token": pending});
+    let opts = options(&app, &browser, "/api/auth/2fa/passkey/options", body).await;
+    assert_eq!(
+        opts["publicKey"]["allowCredentials"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "{opts}"
+    );
+    assert_eq!(
+        app.get_with(&browser, "/api/me").await.status(),
+        401,
+        "nothing granted yet"
+    );
+
+    // The ceremony belongs to the first pending sign-in: it cannot finish the other.
+    let credential = device.get(&opts);
+    let proof = json!({"passkey": answer(&opts, credential.clone())});
+    let (status, body) = second_step(&app, &browser, &other_pending, proof.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("passkey_invalid"))
+    );
+
+    // Its own pending sign-in, with a fresh ceremony, passes.
+    let body = json!({"pending_token": pending});
+    let opts = options(&app, &browser, "/api/auth/2fa/passkey/options", body).await;
+    let proof = json!({"passkey": answer(&opts, device.get(&opts))});
+    let (status, me) = second_step(&app, &browser, &pending, proof).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(app.me(&browser).await["email"], "ann@example.com");
+
+    // A dead pending sign-in gets no options.
+    let body = json!({"pending_token": pending});
+    let r = post(&app, &browser, "/api/auth/2fa/passkey/options", &body).await;
+    assert_eq!(refusal(r), (401, "pending_sign_in_invalid".into()));
+}
+
+#[tokio::test]
+async fn an_account_without_a_passkey_is_not_offered_one_at_the_second_step() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "bo@example.com").await;
+    if enable(&app, &c).await.is_none() {
+        return;
+    }
+    let browser = client();
+    let (_, first) = post(
+        &app,
+        &browser,
+        "/api/auth/login",
+        &json!({"email": "bo@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(first["methods"], json!(["totp", "recovery_code"]));
+    let body = json!({"pending_token": first["pending_token"]});
+    let r = post(&app, &browser, "/api/auth/2fa/passkey/options", &body).await;
+    assert_eq!(refusal(r), (409, "no_passkey".into()));
+}
+
+#[tokio::test]
+async fn a_passkey_is_a_fresh_proof_for_sensitive_changes() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "cy@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    register(&app, &c, &mut device, "Key").await;
+    app.state.clock.advance(601);
+    let r = post(&app, &c, "/api/account/passkeys/options", &json!({})).await;
+    assert_eq!(
+        refusal(r),
+        (403, "reauth_required".into()),
+        "the sign-in's proof is old"
+    );
+
+    let opts = options(&app, &c, "/api/auth/reauth/passkey/options", json!({})).await;
+    let (status, body) = post(
+        &app,
+        &c,
+        "/api/auth/reauth",
+        &json!({"passkey": answer(&opts, device.get(&opts))}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    options(&app, &c, "/api/account/passkeys/options", json!({})).await;
+
+    // A reauth ceremony proves nothing at a sign-in, and a used one nothing at all.
+    app.state.clock.advance(601);
+    let opts = options(&app, &c, "/api/auth/reauth/passkey/options", json!({})).await;
+    let body = answer(&opts, device.get(&opts));
+    let r = post(&app, &client(), "/api/auth/passkey", &body).await;
+    assert_eq!(refusal(r), (400, "passkey_invalid".into()));
+    let r = post(&app, &c, "/api/auth/reauth", &json!({"passkey": body})).await;
+    assert_eq!(
+        refusal(r),
+        (400, "passkey_invalid".into()),
+        "taken by the first answer"
+    );
+}
+
+#[tokio::test]
+async fn turning_two_factor_off_takes_a_passkey_as_the_current_factor() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "di@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    if enable(&app, &c).await.is_none() {
+        return;
+    }
+    register(&app, &c, &mut device, "Key").await;
+    let opts = options(&app, &c, "/api/auth/reauth/passkey/options", json!({})).await;
+    let proof = json!({"passkey": answer(&opts, device.get(&opts))});
+    let (status, body) = post(&app, &c, "/api/account/2fa/disable", &proof).await;
+    assert_eq!(status, 204, "{body}");
+    let state = crate::second_factor::two_factor_state(&app, &c).await;
+    assert_eq!(state["enabled"], false);
+
+    // Off, a passkey answer cannot turn it "off" again or mint recovery codes.
+    let opts = options(&app, &c, "/api/auth/reauth/passkey/options", json!({})).await;
+    let proof = json!({"passkey": answer(&opts, device.get(&opts))});
+    let r = post(&app, &c, "/api/account/2fa/recovery-codes", &proof).await;
+    assert_eq!(refusal(r), (409, "second_factor_off".into()));
+}
