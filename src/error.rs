@@ -129,6 +129,11 @@ pub enum AppError {
     /// 409: the account has no passkey to use.
     #[error("this account has no passkey")]
     NoPasskey,
+    /// 403: a change that, with two-factor sign-in on, takes a current code (adding a passkey).
+    #[error(
+        "with two-factor sign-in on, this needs a current code from your authenticator app (or a recovery code)"
+    )]
+    SecondFactorRequired,
 }
 
 impl AppError {
@@ -175,6 +180,7 @@ impl AppError {
             PasskeyExists => (StatusCode::CONFLICT, "passkey_exists"),
             TooManyPasskeys => (StatusCode::CONFLICT, "too_many_passkeys"),
             NoPasskey => (StatusCode::CONFLICT, "no_passkey"),
+            SecondFactorRequired => (StatusCode::FORBIDDEN, "second_factor_required"),
         }
     }
 
@@ -286,6 +292,7 @@ mod tests {
             PasskeyExists,
             TooManyPasskeys,
             NoPasskey,
+            SecondFactorRequired,
         ]
     }
 
@@ -327,7 +334,8 @@ mod tests {
             | PasskeysUnavailable
             | PasskeyExists
             | TooManyPasskeys
-            | NoPasskey => {}
+            | NoPasskey
+            | SecondFactorRequired => {}
         }
     }
 

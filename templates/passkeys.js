@@ -58,7 +58,11 @@
     },
     async register(el) {
       const name = el.querySelector('input[name="name"]');
-      const answer = await creation(await post('/api/account/passkeys/options'));
+      // With two-factor sign-in on, adding a passkey takes a current code (or a recovery code).
+      const code = el.querySelector('input[name="code"]');
+      const typed = code ? code.value.trim() : '';
+      const factor = !code ? {} : /^\d{6}$/.test(typed) ? { code: typed } : { recovery_code: typed };
+      const answer = await creation(await post('/api/account/passkeys/options', factor));
       await post('/api/account/passkeys', { ...answer, name: name ? name.value : '' });
     },
   };

@@ -120,12 +120,23 @@ async fn list(
     Ok(Json(passkeys::list(&state, &current.user.id).await?))
 }
 
-/// Registering a passkey takes a recent proof, as every change to how the account signs in does.
+#[derive(Deserialize, Default)]
+struct FactorBody {
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+/// Registering a passkey takes a recent proof, as every change to how the account signs in does;
+/// with two-factor sign-in on, also a current code (a stolen session must not add a passkey and
+/// then use it as the second factor it lacks).
 async fn registration_options(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
+    ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<Response> {
     auth::require_recent_proof(&state, &current.session).await?;
+    let (code, recovery) = (body.code.as_deref(), body.recovery_code.as_deref());
+    second_factor::check_if_on(&state, current.signed_in(), code, recovery).await?;
     Ok(options(
         passkeys::registration_options(&state, &current.user).await?,
     ))

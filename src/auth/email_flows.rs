@@ -195,7 +195,14 @@ pub(super) async fn prove_mailbox(
         // So does a second factor they enrolled: it would lock the owner out of their address.
         // And their passkeys, which would let them back in.
         super::second_factor::clear_on(conn, &user.id).await?;
-        super::passkeys::remove_unproven_on(conn, &user.id).await?;
+        if super::passkeys::remove_all_on(conn, &user.id).await? > 0 {
+            tracing::warn!(
+                target: "security",
+                security_event = "unproven_passkeys_removed",
+                user = %user.id,
+                "a mailbox proof removed passkeys registered before the address was proven"
+            );
+        }
     }
     mark_verified(conn, user).await
 }
@@ -365,14 +372,18 @@ pub async fn reset_password(
     // never removes the owner's second factor.
     if !user.email_verified {
         super::second_factor::clear_on(&mut tx, &user.id).await?;
-        super::passkeys::remove_unproven_on(&mut tx, &user.id).await?;
     }
     // The new password replaces any other; every session ends either way.
     mark_verified(&mut tx, &mut user).await?;
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
     session_store::revoke_all_on(&mut tx, &user.id, None).await?;
-    // A reset is how an owner takes the account back: keys made by whoever held it end too.
+    // A reset is how an owner takes the account back: keys and passkeys made by whoever held it
+    // end too (the owner adds their passkeys again; mail alone never removes the second factor).
     api_keys::revoke_all_on(&mut tx, &user.id, now).await?;
+    let passkeys = super::passkeys::remove_all_on(&mut tx, &user.id).await?;
+    if passkeys > 0 {
+        tracing::info!(user = %user.id, passkeys, "a password reset removed the passkeys");
+    }
     email::enqueue(
         state,
         &mut tx,

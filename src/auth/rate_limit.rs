@@ -94,6 +94,14 @@ pub const SECOND_FACTOR_PER_USER: Limit = Limit {
     max: 10,
     window_secs: 900,
 };
+/// Passkey ceremonies begun for one account (registering, a second step, a fresh proof): each
+/// stores its challenge for 5 minutes, so even with `TOLLGATE_RATE_LIMIT=off` an account cannot
+/// pile them up.
+pub const CEREMONIES_PER_USER: Limit = Limit {
+    scope: "passkey-ceremony-user",
+    max: 30,
+    window_secs: 300,
+};
 /// Token and code submissions from one client address.
 pub const TOKEN_PER_IP: Limit = Limit {
     scope: "token-ip",

@@ -81,8 +81,10 @@ async fn page(
         })
         .collect();
     let status = err.map_or(StatusCode::OK, |e| e.status_and_code().0);
+    let two_factor = crate::auth::second_factor::enabled(state, &user.user.id).await?;
     let ctx = context! {
         passkeys => list,
+        two_factor,
         available => state.passkeys.is_some(),
         notice,
         error => err.map(AppError::public_message),

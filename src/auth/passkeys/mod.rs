@@ -16,14 +16,16 @@
 //! `localhost` on tollgate's port.
 
 pub mod ceremonies;
+mod register;
 pub mod store;
 
 pub use ceremonies::Purpose;
+pub use register::{clean_name, register, registration_options};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use passki::{
-    AuthenticationCredential, AuthenticationOptions, Passki, RegistrationCredential,
-    RegistrationOptions, ResidentKeyRequirement, StoredPasskey, UserVerificationRequirement,
+    AuthenticationCredential, AuthenticationOptions, Passki, StoredPasskey,
+    UserVerificationRequirement,
 };
 use serde::Serialize;
 use url::Url;
@@ -38,6 +40,10 @@ use crate::{
 pub const MAX_PER_USER: usize = 20;
 /// The longest name a passkey takes, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
+/// The longest credential id taken, in bytes (WebAuthn: ids over 1023 bytes are to be refused).
+pub const MAX_CREDENTIAL_ID_BYTES: usize = 1023;
+/// The algorithms offered at registration (COSE): ES256, EdDSA, ES384, RS256, RS384.
+const ALGORITHMS: [i32; 5] = [-7, -8, -35, -257, -258];
 /// How long the browser waits for the authenticator (milliseconds): the ceremony's lifetime.
 const TIMEOUT_MS: u64 = (ceremonies::LIFETIME_SECS as u64) * 1000;
 
@@ -145,111 +151,12 @@ fn stored(row: &store::Row) -> Result<StoredPasskey> {
     serde_json::from_str(&row.credential).map_err(|e| internal("stored passkey", e))
 }
 
-/// A refused answer: one code for every reason, the reason in the security log.
+/// A refused answer: one code for every reason, the reason in the security log (cut short: a
+/// reason may quote what the client sent).
 fn refused(reason: &str) -> AppError {
-    crate::telemetry::security_event("passkey_refused", None, reason);
+    let cut: String = reason.chars().take(160).collect();
+    crate::telemetry::security_event("passkey_refused", None, &cut);
     AppError::PasskeyInvalid
-}
-
-/// A name as typed: trimmed, 1 to 64 characters, no control characters; `Passkey` when blank.
-pub fn clean_name(name: Option<&str>) -> Result<String> {
-    let name = name.map(str::trim).unwrap_or("");
-    if name.is_empty() {
-        return Ok("Passkey".into());
-    }
-    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(AppError::InvalidField("name".into()));
-    }
-    Ok(name.to_owned())
-}
-
-/// Begins registering a passkey on the user's account. The address must be verified (a passkey
-/// must not outlive a stranger's pre-registration of it).
-pub async fn registration_options(state: &Auth, user: &User) -> Result<Options> {
-    let rp = relying_party(state)?;
-    if !user.email_verified {
-        return Err(AppError::EmailUnverified);
-    }
-    let existing = store::of_user(&state.db, &user.id).await?;
-    if existing.len() >= MAX_PER_USER {
-        return Err(AppError::TooManyPasskeys);
-    }
-    let exclude = existing.iter().map(stored).collect::<Result<Vec<_>>>()?;
-    let handle = store::user_handle(&state.db, &user.id).await?;
-    let mut options = RegistrationOptions::default();
-    options.timeout = TIMEOUT_MS;
-    options.resident_key = ResidentKeyRequirement::Required;
-    options.user_verification = UserVerificationRequirement::Required;
-    options.exclude_credentials = Some(&exclude);
-    let (challenge, ceremony_state) = rp
-        .passki
-        .start_passkey_registration(&handle, &user.email, &user.email, options)
-        .map_err(|e| internal("passkey registration", e))?;
-    let saved = serde_json::to_string(&ceremony_state).map_err(|e| internal("ceremony", e))?;
-    let now = state.clock.now();
-    let token = ceremonies::create(
-        &state.db,
-        Purpose::Register,
-        Some(&user.id),
-        None,
-        &saved,
-        now,
-    )
-    .await?;
-    let public_key = serde_json::to_value(&challenge).map_err(|e| internal("options", e))?;
-    Ok(Options {
-        ceremony: token,
-        public_key,
-    })
-}
-
-/// Finishes a registration begun by [`registration_options`] on this account: the passkey is
-/// stored under `name` and a notice is mailed.
-pub async fn register(
-    state: &Auth,
-    current: SignedIn<'_>,
-    ceremony: &str,
-    credential: &serde_json::Value,
-    name: &str,
-) -> Result<Summary> {
-    let rp = relying_party(state)?;
-    let user = current.user;
-    let now = state.clock.now();
-    let taken = ceremonies::take(&state.db, ceremony, Purpose::Register, now)
-        .await?
-        .ok_or_else(|| refused("ceremony"))?;
-    if taken.user_id.as_deref() != Some(user.id.as_str()) {
-        return Err(refused("ceremony_of_another_account"));
-    }
-    let answer: RegistrationCredential =
-        serde_json::from_value(credential.clone()).map_err(|_| refused("malformed"))?;
-    let ceremony_state = serde_json::from_str(&taken.state).map_err(|e| internal("ceremony", e))?;
-    let passkey = rp
-        .passki
-        .finish_passkey_registration(&answer, &ceremony_state)
-        .map_err(|e| refused(&format!("registration: {e}")))?;
-    let row = store::Row {
-        id: crate::ids::new_id("pk"),
-        user_id: user.id.clone(),
-        name: name.to_owned(),
-        credential_id: URL_SAFE_NO_PAD.encode(&passkey.credential_id),
-        credential: serde_json::to_string(&passkey).map_err(|e| internal("passkey", e))?,
-        sign_count: i64::from(passkey.counter),
-        created_at: now,
-        last_used_at: None,
-    };
-    if store::count(&state.db, &user.id).await? >= MAX_PER_USER as i64 {
-        return Err(AppError::TooManyPasskeys);
-    }
-    let mut tx = state.db.begin().await?;
-    current.hold_on(&mut tx).await?;
-    if !store::insert_on(&mut tx, &row).await? {
-        return Err(AppError::PasskeyExists);
-    }
-    notify(state, &mut tx, user, Kind::PasskeyAdded, &row.name).await?;
-    email::commit_and_wake(state, tx).await?;
-    tracing::info!(user = %user.id, passkey = %row.id, "passkey registered");
-    Ok(Summary::from(&row))
 }
 
 /// Renames the user's passkey `id`.
@@ -278,20 +185,12 @@ pub async fn remove(state: &Auth, current: SignedIn<'_>, id: &str) -> Result<()>
 }
 
 /// Removes every passkey of the user and their open ceremonies, inside the caller's transaction
-/// and without a notice: for a mailbox proof that takes an account back from whoever registered
-/// its address before it was proven (registering needs a proven address, so this finds none
-/// unless the address stopped being proven).
-pub async fn remove_unproven_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> Result<()> {
+/// and without a notice of its own: a password reset (how an owner takes the account back: a
+/// passkey added by whoever held it must not outlive it) and a mailbox proof of an address
+/// registered by someone else. How many there were.
+pub async fn remove_all_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> Result<u64> {
     ceremonies::end_all_on(conn, user_id).await?;
-    if store::delete_all_on(conn, user_id).await? > 0 {
-        tracing::warn!(
-            target: "security",
-            security_event = "unproven_passkeys_removed",
-            user = %user_id,
-            "a mailbox proof removed passkeys registered before the address was proven"
-        );
-    }
-    Ok(())
+    Ok(store::delete_all_on(conn, user_id).await?)
 }
 
 async fn notify(
@@ -398,6 +297,7 @@ pub async fn assertion_options(
     if rows.is_empty() {
         return Err(AppError::NoPasskey);
     }
+    rate_limit::hit_always(state, rate_limit::CEREMONIES_PER_USER, user_id).await?;
     let allowed = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
     let (public_key, saved) = request_options(rp, &allowed)?;
     let now = state.clock.now();
@@ -445,7 +345,9 @@ fn parse_assertion(credential: &serde_json::Value) -> Result<AuthenticationCrede
 async fn row_of(state: &Auth, answer: &AuthenticationCredential) -> Result<store::Row> {
     let raw = URL_SAFE_NO_PAD
         .decode(answer.raw_id.as_bytes())
-        .map_err(|_| refused("malformed_credential_id"))?;
+        .ok()
+        .filter(|raw| (1..=MAX_CREDENTIAL_ID_BYTES).contains(&raw.len()))
+        .ok_or_else(|| refused("malformed_credential_id"))?;
     store::by_credential(&state.db, &URL_SAFE_NO_PAD.encode(raw))
         .await?
         .ok_or_else(|| refused("unknown_credential"))

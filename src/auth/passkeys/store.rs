@@ -105,6 +105,16 @@ pub async fn count(db: &Db, user_id: &str) -> sqlx::Result<i64> {
     Ok(n)
 }
 
+/// How many passkeys the user has, inside the caller's transaction (which holds the account, so
+/// racing registrations count one after the other).
+pub async fn count_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM passkeys WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
 /// The passkey whose credential id (base64url, canonical) is `credential_id`.
 pub async fn by_credential(db: &Db, credential_id: &str) -> sqlx::Result<Option<Row>> {
     let found: Option<Tuple> = sqlx::query_as(

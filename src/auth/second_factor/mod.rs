@@ -13,10 +13,12 @@
 //! once. [`turn_off`] takes a current code and mails a notice.
 
 pub mod factors;
+mod passkey;
 pub mod pending;
 pub mod recovery;
 pub mod trust;
 
+pub use passkey::{check_if_on, passkey_options};
 pub use pending::Intent;
 pub use trust::TrustCookie;
 
@@ -146,17 +148,6 @@ pub async fn after_first_factor(
         methods.push("passkey");
     }
     Ok(Some(Waiting { token, methods }))
-}
-
-/// Options for a passkey to finish the pending sign-in `token` (which must be alive; this does
-/// not count as an attempt).
-pub async fn passkey_options(state: &Auth, ip: ClientIp, token: &str) -> Result<passkeys::Options> {
-    rate_limit::hit_ip(state, rate_limit::TOKEN_PER_IP, ip).await?;
-    let user_id = pending::peek(&state.db, token, state.clock.now())
-        .await?
-        .ok_or(AppError::PendingSignInInvalid)?;
-    let hash = passkeys::ceremonies::hash(token);
-    passkeys::assertion_options(state, &user_id, passkeys::Purpose::SecondStep, Some(&hash)).await
 }
 
 /// A sign-in whose second factor passed.

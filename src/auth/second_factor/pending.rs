@@ -90,22 +90,22 @@ pub async fn attempt(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<Pend
     )
 }
 
-/// The user of the pending sign-in `token` while it is unexpired and has attempts left, without
-/// counting an attempt (a passkey ceremony begun for it; its answer counts).
-pub async fn peek(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<String>> {
+/// The user and session epoch of the pending sign-in `token` while it is unexpired and has
+/// attempts left, without counting an attempt (a passkey ceremony begun for it; its answer
+/// counts).
+pub async fn peek(db: &Db, token: &str, now: i64) -> sqlx::Result<Option<(String, i64)>> {
     if !well_formed(token) {
         return Ok(None);
     }
-    let row: Option<(String,)> = sqlx::query_as(
-        "SELECT user_id FROM pending_sign_ins \
+    sqlx::query_as(
+        "SELECT user_id, session_epoch FROM pending_sign_ins \
          WHERE token_hash = $1 AND expires_at > $2 AND attempts < $3",
     )
     .bind(hash(token))
     .bind(now)
     .bind(MAX_ATTEMPTS)
     .fetch_optional(&db.pool)
-    .await?;
-    Ok(row.map(|(user_id,)| user_id))
+    .await
 }
 
 /// Ends the pending sign-in `token` once its second factor passed: `false` when it was already

@@ -244,6 +244,17 @@ async fn registering_needs_a_proven_address_a_fresh_proof_and_the_ceremony_of_th
     device.origin = origin;
     let r = refusal(post(&app, &c, "/api/account/passkeys", &body).await);
     assert!(is_invalid(r.clone()), "{r:?}");
+    // Keys tollgate could not check, and ids past WebAuthn's 1023 bytes.
+    for knobs in [
+        json!({"cose_alg": -999}),
+        json!({"cose_alg": -8}),
+        json!({"id_len": 1024}),
+    ] {
+        let opts = options(&app, &c, "/api/account/passkeys/options", json!({})).await;
+        let body = answer(&opts, device.create_with(&opts, knobs.clone()));
+        let r = refusal(post(&app, &c, "/api/account/passkeys", &body).await);
+        assert!(is_invalid(r.clone()), "{knobs}: {r:?}");
+    }
     // The same credential twice.
     let first = register(&app, &c, &mut device, "Key").await;
     let opts = options(&app, &c, "/api/account/passkeys/options", json!({})).await;
@@ -284,4 +295,32 @@ async fn passkey_routes_need_a_session_and_an_ip_base_url_turns_passkeys_off() {
         !login.contains("data-passkey"),
         "no button that cannot work"
     );
+}
+
+#[tokio::test]
+async fn racing_registrations_stop_at_twenty_passkeys() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "hal@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    for n in 0..18 {
+        register(&app, &c, &mut device, &format!("Key {n}")).await;
+    }
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let opts = options(&app, &c, "/api/account/passkeys/options", json!({})).await;
+        bodies.push(answer(&opts, device.create(&opts)));
+    }
+    let path = "/api/account/passkeys";
+    let (a, b, c3, d) = tokio::join!(
+        post(&app, &c, path, &bodies[0]),
+        post(&app, &c, path, &bodies[1]),
+        post(&app, &c, path, &bodies[2]),
+        post(&app, &c, path, &bodies[3]),
+    );
+    let statuses = [a.0, b.0, c3.0, d.0];
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    assert_eq!(created, 2, "{statuses:?}");
+    assert_eq!(app.count("passkeys").await, 20);
 }

@@ -6,7 +6,8 @@ stdin and writes one JSON answer:
 
   {"op": "create" | "get", "options": <publicKey options JSON from tollgate>,
    "origin": "http://localhost:PORT", "state": <this authenticator's state, or null>,
-   "uv": true, "rp_id": <override>, "counter": <override>}
+   "uv": true, "rp_id": <override>, "counter": <override>,
+   "id_len": <credential id bytes, 32>, "cose_alg": <the key's declared algorithm, -7>}
 
 and answers {"state": <the new state>, "credential": <credential.toJSON()>}.
 """
@@ -48,9 +49,15 @@ def create(req):
     key = ec.generate_private_key(ec.SECP256R1())
     numbers = key.public_key().public_numbers()
     cose = cbor.encode(
-        {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+        {
+            1: 2,
+            3: req.get("cose_alg", -7),
+            -1: 1,
+            -2: numbers.x.to_bytes(32, "big"),
+            -3: numbers.y.to_bytes(32, "big"),
+        }
     )
-    credential_id = os.urandom(32)
+    credential_id = os.urandom(req.get("id_len", 32))
     rp_id = req.get("rp_id") or options["rp"]["id"]
     flags = UP | AT | (UV if req.get("uv", True) else 0)
     auth_data = (

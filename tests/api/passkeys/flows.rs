@@ -100,6 +100,8 @@ async fn passkeys_are_renamed_and_removed_and_a_removed_one_no_longer_signs_in()
         json!({"name": ""}),
         json!({"name": "x".repeat(65)}),
         json!({"name": "a\u{7}b"}),
+        json!({"name": "evil\u{202e}yek"}),
+        json!({"name": "zero\u{200b}width"}),
     ] {
         assert_eq!(patch(&app, &c, &path, &bad).await, 400, "{bad}");
     }
@@ -176,4 +178,42 @@ async fn the_pages_offer_passkeys_and_serve_the_one_script_from_this_origin() {
     assert!(page.contains("Desk &lt;key&gt;"), "escaped: {page}");
     let account = app.get_with(&c, "/account").await.text().await.unwrap();
     assert!(account.contains(r#"href="/account/passkeys""#));
+    // "Confirm it is you" offers the passkey, with the script.
+    let confirm = app
+        .get_with(&c, "/account/confirm")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains(r#"data-passkey="reauth""#), "{confirm}");
+    assert!(confirm.contains("/static/passkeys.js"));
+}
+
+#[tokio::test]
+async fn a_password_reset_removes_every_passkey_as_it_ends_every_session() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "gil@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    register(&app, &c, &mut device, "Whose?").await;
+    let (status, _) = post(
+        &app,
+        &client(),
+        "/api/auth/password/forgot",
+        &json!({"email": "gil@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mail = sink.wait_for_subject("gil@example.com", "eset").await;
+    let body =
+        json!({"token": mail.token("reset-password"), "password": "the owner's new passphrase"});
+    let (status, _) = post(&app, &client(), "/api/auth/password/reset", &body).await;
+    assert_eq!(status, 204);
+    assert_eq!(app.count("passkeys").await, 0);
+    let (status, body) = sign_in(&app, &client(), &mut device, json!({})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("passkey_invalid"))
+    );
 }

@@ -94,6 +94,11 @@ impl Device {
         self.run("get", options, json!({}))
     }
 
+    /// `create` with knobs: `id_len`, `cose_alg`, `uv`, `rp_id`.
+    pub fn create_with(&mut self, options: &Value, knobs: Value) -> Value {
+        self.run("create", options, knobs)
+    }
+
     /// `get` with knobs: `uv`, `rp_id`, `counter`.
     pub fn get_with(&mut self, options: &Value, knobs: Value) -> Value {
         self.run("get", options, knobs)

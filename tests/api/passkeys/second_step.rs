@@ -16,10 +16,10 @@ async fn a_passkey_finishes_a_two_step_sign_in_and_only_the_one_it_was_asked_for
     let Some(mut device) = Device::new(&app) else {
         return;
     };
+    register(&app, &c, &mut device, "Key").await;
     let Some(_app_codes) = enable(&app, &c).await else {
         return;
     };
-    register(&app, &c, &mut device, "Key").await;
 
     let browser = client();
     let pending = first_step(&app, &browser, "ann@example.com", json!({})).await;
@@ -145,10 +145,10 @@ async fn turning_two_factor_off_takes_a_passkey_as_the_current_factor() {
     let Some(mut device) = Device::new(&app) else {
         return;
     };
+    register(&app, &c, &mut device, "Key").await;
     if enable(&app, &c).await.is_none() {
         return;
     }
-    register(&app, &c, &mut device, "Key").await;
     let opts = options(&app, &c, "/api/auth/reauth/passkey/options", json!({})).await;
     let proof = json!({"passkey": answer(&opts, device.get(&opts))});
     let (status, body) = post(&app, &c, "/api/account/2fa/disable", &proof).await;
@@ -161,4 +161,62 @@ async fn turning_two_factor_off_takes_a_passkey_as_the_current_factor() {
     let proof = json!({"passkey": answer(&opts, device.get(&opts))});
     let r = post(&app, &c, "/api/account/2fa/recovery-codes", &proof).await;
     assert_eq!(refusal(r), (409, "second_factor_off".into()));
+}
+
+#[tokio::test]
+async fn with_two_factor_on_adding_a_passkey_takes_a_current_code_so_a_stolen_session_cannot() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "eve@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    let Some((mut otp, codes)) = enable(&app, &c).await else {
+        return;
+    };
+    // The session is fresh (it just proved itself), and still that is not enough.
+    let path = "/api/account/passkeys/options";
+    let r = post(&app, &c, path, &json!({})).await;
+    assert_eq!(refusal(r), (403, "second_factor_required".into()));
+    let r = post(&app, &c, path, &json!({"code": otp.wrong_code()})).await;
+    assert_eq!(refusal(r), (400, "second_factor_invalid".into()));
+    assert_eq!(app.count("passkeys").await, 0);
+
+    let opts = options(&app, &c, path, json!({"code": otp.next_code().await})).await;
+    let (status, _) = post(
+        &app,
+        &c,
+        "/api/account/passkeys",
+        &answer(&opts, device.create(&opts)),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // A recovery code does as well (and is spent).
+    let recovery = json!({"recovery_code": codes[0]});
+    options(&app, &c, path, recovery.clone()).await;
+    let r = post(&app, &c, path, &recovery).await;
+    assert_eq!(
+        refusal(r),
+        (400, "second_factor_invalid".into()),
+        "used once"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_sign_in_dead_since_a_password_change_gets_no_passkey_options() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "fay@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    register(&app, &c, &mut device, "Key").await;
+    if enable(&app, &c).await.is_none() {
+        return;
+    }
+    let pending = first_step(&app, &client(), "fay@example.com", json!({})).await;
+    let change = json!({"current_password": PASSWORD, "new_password": "another long passphrase"});
+    let (status, _) = post(&app, &c, "/api/auth/password/change", &change).await;
+    assert_eq!(status, 204);
+    let body = json!({"pending_token": pending});
+    let r = post(&app, &client(), "/api/auth/2fa/passkey/options", &body).await;
+    assert_eq!(refusal(r), (401, "pending_sign_in_invalid".into()));
 }
