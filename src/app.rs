@@ -108,12 +108,14 @@ impl AppState {
         if passkeys.is_none() {
             tracing::warn!("passkeys are off: TOLLGATE_BASE_URL is on an IP address");
         }
+        let social = crate::auth::social::Providers::from_config(&mail.config)?;
         let auth = Auth::new(AuthParts {
             mail,
             hasher,
             device_key,
             signing,
             passkeys,
+            social,
         });
         let billing = Billing::new(BillingParts {
             auth,
@@ -239,6 +241,14 @@ async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
         let ceremonies = crate::auth::passkeys::ceremonies::delete_expired(&db, clock.now());
         if let Err(e) = ceremonies.await {
             tracing::warn!(error = %e, "passkey ceremony cleanup failed");
+        }
+        let flows = crate::auth::social::flows::delete_expired(&db, clock.now());
+        if let Err(e) = flows.await {
+            tracing::warn!(error = %e, "sign-in flow cleanup failed");
+        }
+        let links = crate::auth::social::links::delete_expired(&db, clock.now());
+        if let Err(e) = links.await {
+            tracing::warn!(error = %e, "pending link cleanup failed");
         }
     }
 }

@@ -108,6 +108,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "passkeys",
         include_str!("../migrations/0016_passkeys.sql"),
     ),
+    (
+        17,
+        "social sign-in",
+        include_str!("../migrations/0017_social.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -129,6 +129,30 @@ pub enum AppError {
     /// 409: the account has no passkey to use.
     #[error("this account has no passkey")]
     NoPasskey,
+    /// 400: a provider's callback that is not for a sign-in this browser started (unknown,
+    /// expired or used `state`, another browser, another provider), or a link opened elsewhere.
+    #[error(
+        "this sign-in could not be finished (it expired, or was started in another browser); try again"
+    )]
+    SocialStateInvalid,
+    /// 403: the user said no at the provider.
+    #[error("the sign-in was cancelled at the provider")]
+    SocialDenied,
+    /// 502: the provider could not be reached, refused the code, or sent an ID token that failed
+    /// a check.
+    #[error("the sign-in provider did not answer as expected; try again in a moment")]
+    SocialProviderFailed,
+    /// 403: the provider gave no address, or one it has not verified.
+    #[error(
+        "your account at that provider has no verified email address; verify it there, or sign up with a password"
+    )]
+    SocialEmailUnverified,
+    /// 409: that provider account is linked to another of our accounts.
+    #[error("that account at the provider is already linked to another account here")]
+    SocialIdentityTaken,
+    /// 409: unlinking would leave no way to sign in but email.
+    #[error("this is your only way to sign in; set a password or add a passkey first")]
+    SocialLastMethod,
     /// 403: a change that, with two-factor sign-in on, takes a current code (adding a passkey).
     #[error(
         "with two-factor sign-in on, this needs a current code from your authenticator app (or a recovery code)"
@@ -181,6 +205,12 @@ impl AppError {
             TooManyPasskeys => (StatusCode::CONFLICT, "too_many_passkeys"),
             NoPasskey => (StatusCode::CONFLICT, "no_passkey"),
             SecondFactorRequired => (StatusCode::FORBIDDEN, "second_factor_required"),
+            SocialStateInvalid => (StatusCode::BAD_REQUEST, "social_state_invalid"),
+            SocialDenied => (StatusCode::FORBIDDEN, "social_denied"),
+            SocialProviderFailed => (StatusCode::BAD_GATEWAY, "social_provider_failed"),
+            SocialEmailUnverified => (StatusCode::FORBIDDEN, "social_email_unverified"),
+            SocialIdentityTaken => (StatusCode::CONFLICT, "social_identity_taken"),
+            SocialLastMethod => (StatusCode::CONFLICT, "social_last_method"),
         }
     }
 
@@ -293,6 +323,12 @@ mod tests {
             TooManyPasskeys,
             NoPasskey,
             SecondFactorRequired,
+            SocialStateInvalid,
+            SocialDenied,
+            SocialProviderFailed,
+            SocialEmailUnverified,
+            SocialIdentityTaken,
+            SocialLastMethod,
         ]
     }
 
@@ -335,7 +371,13 @@ mod tests {
             | PasskeyExists
             | TooManyPasskeys
             | NoPasskey
-            | SecondFactorRequired => {}
+            | SecondFactorRequired
+            | SocialStateInvalid
+            | SocialDenied
+            | SocialProviderFailed
+            | SocialEmailUnverified
+            | SocialIdentityTaken
+            | SocialLastMethod => {}
         }
     }
 

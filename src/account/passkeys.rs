@@ -135,6 +135,7 @@ async fn registration_options(
     ApiJson(body): ApiJson<FactorBody>,
 ) -> Result<Response> {
     auth::require_recent_proof(&state, &current.session).await?;
+    passkeys::registration_precheck(&state, &current.user).await?;
     let (code, recovery) = (body.code.as_deref(), body.recovery_code.as_deref());
     second_factor::check_if_on(&state, current.signed_in(), code, recovery).await?;
     Ok(options(

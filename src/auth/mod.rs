@@ -21,6 +21,7 @@ pub mod refresh;
 pub mod second_factor;
 pub mod session_store;
 pub mod signing;
+pub mod social;
 pub mod totp;
 pub mod users;
 
@@ -60,6 +61,8 @@ pub struct AuthParts {
     pub signing: signing::Keys,
     /// The passkeys' relying party; `None` when passkeys are off (see [`passkeys`]).
     pub passkeys: Option<passkeys::RelyingParty>,
+    /// The sign-in providers the settings turn on (see [`social`]).
+    pub social: social::Providers,
 }
 
 impl Auth {

@@ -177,16 +177,32 @@ pub async fn insert_user_on(
     email: &Email,
     password_hash: &str,
 ) -> Result<User, AppError> {
+    insert_on(conn, email, Some(password_hash), false).await
+}
+
+/// A user without a password whose address a sign-in provider proved (social sign-in): the
+/// address counts as verified. `EmailTaken` as for [`insert_user`].
+pub async fn insert_proven_on(conn: &mut AnyConnection, email: &Email) -> Result<User, AppError> {
+    insert_on(conn, email, None, true).await
+}
+
+async fn insert_on(
+    conn: &mut AnyConnection,
+    email: &Email,
+    password_hash: Option<&str>,
+    verified: bool,
+) -> Result<User, AppError> {
     let id = new_id("usr");
     let now = db::now();
     let result = sqlx::query(
         "INSERT INTO users (id, email, email_norm, password_hash, email_verified, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 0, $5, $5)",
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(&id)
     .bind(&email.display)
     .bind(&email.normalised)
     .bind(password_hash)
+    .bind(i64::from(verified))
     .bind(now)
     .execute(conn)
     .await;
@@ -194,8 +210,8 @@ pub async fn insert_user_on(
         Ok(_) => Ok(User {
             id,
             email: email.display.clone(),
-            password_hash: Some(password_hash.to_owned()),
-            email_verified: false,
+            password_hash: password_hash.map(str::to_owned),
+            email_verified: verified,
             session_epoch: 0,
         }),
         // The unique constraint on email_norm is the guard against concurrent duplicates.

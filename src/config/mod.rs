@@ -8,6 +8,7 @@
 
 mod settings;
 
+pub use settings::social::{Social, pair as client_pair};
 pub use settings::tokens::{ACCESS_TOKEN_SECS, issuer, parse_signing_key, signing_key_public};
 
 use std::{fmt, net::SocketAddr};
@@ -170,6 +171,8 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// `TOLLGATE_JWT_SIGNING_KEY`: a PKCS#8 Ed25519 key; `None` means one kept in the database.
     pub jwt_signing_key: Option<Secret>,
+    /// Social sign-in: the providers' clients.
+    pub social: settings::social::Social,
 }
 
 impl Config {
@@ -188,6 +191,7 @@ impl Config {
         }
         config.check_mode()?;
         config.check_cookie_domain()?;
+        settings::social::check(&config)?;
         Ok(config)
     }
 
@@ -236,6 +240,7 @@ impl Config {
             access_token_secs: 0,
             jwt_audience: None,
             jwt_signing_key: None,
+            social: Default::default(),
         }
     }
 

@@ -201,6 +201,22 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "email/passkey_removed.html",
         include_str!("../../templates/email/passkey_removed.html"),
     ),
+    (
+        "email/link_identity.txt",
+        include_str!("../../templates/email/link_identity.txt"),
+    ),
+    (
+        "email/link_identity.html",
+        include_str!("../../templates/email/link_identity.html"),
+    ),
+    (
+        "email/identity_linked.txt",
+        include_str!("../../templates/email/identity_linked.txt"),
+    ),
+    (
+        "email/identity_linked.html",
+        include_str!("../../templates/email/identity_linked.html"),
+    ),
 ];
 
 /// Longest lease a sender holds on a claimed batch: longer than the batch can take to send
@@ -273,11 +289,15 @@ pub enum Kind {
     PasskeyAdded,
     /// A passkey was removed from the account.
     PasskeyRemoved,
+    /// A provider identity with the account's address asks to be linked (the owner confirms).
+    LinkIdentity,
+    /// A provider was linked to the account.
+    IdentityLinked,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Verify,
         Kind::Reset,
         Kind::Magic,
@@ -294,6 +314,8 @@ impl Kind {
         Kind::RecoveryCodesRenewed,
         Kind::PasskeyAdded,
         Kind::PasskeyRemoved,
+        Kind::LinkIdentity,
+        Kind::IdentityLinked,
     ];
 
     /// The template name and outbox `kind`.
@@ -315,6 +337,8 @@ impl Kind {
             Kind::RecoveryCodesRenewed => "recovery_codes_renewed",
             Kind::PasskeyAdded => "passkey_added",
             Kind::PasskeyRemoved => "passkey_removed",
+            Kind::LinkIdentity => "link_identity",
+            Kind::IdentityLinked => "identity_linked",
         }
     }
 }

@@ -90,6 +90,7 @@ async fn show_signup(
         context! {
             next => safe_next_for(&state, q.next.as_deref()),
             passkeys => state.passkeys.is_some(),
+            social => state.social.buttons(),
             min_length => state.config.password_min_length,
             plan => plan.map(|p| p.id.clone()),
             plan_name => plan.map(|p| p.name.clone()),
@@ -167,6 +168,7 @@ fn signup_error(
             error => err.public_message(),
             email => &form.email,
             next,
+            social => state.social.buttons(),
             min_length => state.config.password_min_length,
             plan => &form.plan,
             interval => &form.interval,
@@ -188,6 +190,7 @@ async fn show_login(
         context! {
             next => safe_next_for(&state, q.next.as_deref()),
             passkeys => state.passkeys.is_some(),
+            social => state.social.buttons(),
             // Fixed texts chosen by code, never echoed from the URL.
             notice => (q.notice.as_deref() == Some("password_reset"))
                 .then_some("Your password was changed. Sign in with the new one."),
@@ -243,6 +246,7 @@ async fn submit_login(
                     email => &form.email,
                     next => &next,
                     passkeys => state.passkeys.is_some(),
+                    social => state.social.buttons(),
                 },
             );
             PageError::Page(with_retry_after(response, &err))

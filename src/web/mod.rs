@@ -21,6 +21,7 @@ mod keys;
 mod page;
 mod passkeys;
 mod second_factor;
+mod social;
 
 use axum::{
     Router,
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(second_factor::routes())
         .merge(devices::routes())
         .merge(passkeys::routes())
+        .merge(social::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             page::render_errors,
@@ -93,6 +95,22 @@ pub fn templates() -> Environment<'static> {
         (
             "passkeys.html",
             include_str!("../../templates/passkeys.html"),
+        ),
+        (
+            "social_confirm.html",
+            include_str!("../../templates/social_confirm.html"),
+        ),
+        (
+            "social_link.html",
+            include_str!("../../templates/social_link.html"),
+        ),
+        (
+            "providers.html",
+            include_str!("../../templates/providers.html"),
+        ),
+        (
+            "social_buttons.html",
+            include_str!("../../templates/social_buttons.html"),
         ),
     ] {
         env.add_template(name, source)

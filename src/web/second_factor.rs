@@ -112,6 +112,7 @@ async fn submit_code(
                     error => err.public_message(),
                     next => &next,
                     passkeys => state.passkeys.is_some(),
+                    social => state.social.buttons(),
                 },
             );
             return Err(page.into());

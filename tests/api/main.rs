@@ -24,5 +24,6 @@ mod proxy;
 mod revocation;
 mod second_factor;
 mod sessions;
+mod social;
 mod timing;
 mod tokens;

@@ -114,6 +114,20 @@ pub async fn delete_expired(db: &Db, now: i64) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// Ends the user's open ceremonies of `purpose`.
+pub async fn end_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    purpose: Purpose,
+) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM webauthn_ceremonies WHERE user_id = $1 AND purpose = $2")
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Ends every ceremony of the user (passkeys removed, account changes).
 pub async fn end_all_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM webauthn_ceremonies WHERE user_id = $1")

@@ -20,7 +20,7 @@ mod register;
 pub mod store;
 
 pub use ceremonies::Purpose;
-pub use register::{clean_name, register, registration_options};
+pub use register::{clean_name, register, registration_options, registration_precheck};
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use passki::{
@@ -184,6 +184,12 @@ pub async fn remove(state: &Auth, current: SignedIn<'_>, id: &str) -> Result<()>
     Ok(())
 }
 
+/// Ends the user's open registrations (two-factor sign-in just turned on: adding a passkey now
+/// takes a code, which they were begun without).
+pub async fn end_registrations_on(conn: &mut sqlx::AnyConnection, user_id: &str) -> Result<()> {
+    Ok(ceremonies::end_on(conn, user_id, Purpose::Register).await?)
+}
+
 /// Removes every passkey of the user and their open ceremonies, inside the caller's transaction
 /// and without a notice of its own: a password reset (how an owner takes the account back: a
 /// passkey added by whoever held it must not outlive it) and a mailbox proof of an address
@@ -297,7 +303,10 @@ pub async fn assertion_options(
     if rows.is_empty() {
         return Err(AppError::NoPasskey);
     }
-    rate_limit::hit_always(state, rate_limit::CEREMONIES_PER_USER, user_id).await?;
+    // A second step counts on its pending sign-in: whoever holds the password must not use up
+    // the owner's ceremonies.
+    let subject = pending_hash.map_or_else(|| user_id.to_owned(), |h| format!("pending:{h}"));
+    rate_limit::hit_always(state, rate_limit::CEREMONIES_PER_USER, &subject).await?;
     let allowed = rows.iter().map(stored).collect::<Result<Vec<_>>>()?;
     let (public_key, saved) = request_options(rp, &allowed)?;
     let now = state.clock.now();

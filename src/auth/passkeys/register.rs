@@ -23,11 +23,54 @@ pub fn clean_name(name: Option<&str>) -> Result<String> {
     if name.is_empty() {
         return Ok("Passkey".into());
     }
-    let bad = |c: char| c.is_control() || users::is_invisible(c);
-    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(bad) {
+    if name.chars().count() > MAX_NAME_CHARS || !name.chars().all(shows) || stacked(name) {
         return Err(AppError::InvalidField("name".into()));
     }
     Ok(name.to_owned())
+}
+
+/// A character that shows as itself on one line: not a control, format, private-use, surrogate
+/// or unassigned one, not a line or paragraph separator, not invisible.
+fn shows(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory as _};
+    let hidden = matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::PrivateUse
+            | G::Surrogate
+            | G::Unassigned
+            | G::LineSeparator
+            | G::ParagraphSeparator
+    );
+    !hidden && !users::is_invisible(c) && !matches!(c as u32, 0xFFFE | 0xFFFF)
+}
+
+/// More than two combining marks on one character (marks piled up to cover other text).
+fn stacked(name: &str) -> bool {
+    use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory as _};
+    let mut run = 0;
+    name.chars().any(|c| {
+        run = if c.general_category_group() == GeneralCategoryGroup::Mark {
+            run + 1
+        } else {
+            0
+        };
+        run > 2
+    })
+}
+
+/// What registering needs before anything is spent (a code, a ceremony): passkeys on, a verified
+/// address (a passkey must not outlive a stranger's pre-registration of it), room for one more.
+pub async fn registration_precheck(state: &Auth, user: &User) -> Result<()> {
+    relying_party(state)?;
+    if !user.email_verified {
+        return Err(AppError::EmailUnverified);
+    }
+    if store::count(&state.db, &user.id).await? >= MAX_PER_USER as i64 {
+        return Err(AppError::TooManyPasskeys);
+    }
+    Ok(())
 }
 
 /// Begins registering a passkey on the user's account. The address must be verified (a passkey
@@ -147,28 +190,43 @@ fn key_fits_algorithm(algorithm: i32, cose: &[u8]) -> bool {
         map.iter()
             .find(|(k, _)| k.as_integer() == Some(label.into()))
             .and_then(|(_, v)| v.as_bytes())
-            .map(Vec::len)
+            .map(Vec::as_slice)
     };
-    if int(3) != Some(i64::from(algorithm)) {
+    // A public key never carries a private part (`d`, label -4 for EC2 and OKP).
+    if int(3) != Some(i64::from(algorithm)) || (int(1) != Some(3) && bytes(-4).is_some()) {
         return false;
     }
+    let point = |size: usize| match (bytes(-2), bytes(-3)) {
+        (Some(x), Some(y)) if x.len() == size && y.len() == size => {
+            Some([&[0x04][..], x, y].concat())
+        }
+        _ => None,
+    };
     match algorithm {
         -7 => {
             int(1) == Some(2)
                 && int(-1) == Some(1)
-                && bytes(-2) == Some(32)
-                && bytes(-3) == Some(32)
+                && point(32).is_some_and(|p| p256::PublicKey::from_sec1_bytes(&p).is_ok())
         }
         -35 => {
             int(1) == Some(2)
                 && int(-1) == Some(2)
-                && bytes(-2) == Some(48)
-                && bytes(-3) == Some(48)
+                && point(48).is_some_and(|p| p384::PublicKey::from_sec1_bytes(&p).is_ok())
         }
-        -8 => int(1) == Some(1) && int(-1) == Some(6) && bytes(-2) == Some(32),
-        -257 | -258 => {
-            int(1) == Some(3) && bytes(-1).is_some_and(|n| n >= 256) && bytes(-2).is_some()
-        }
+        -8 => int(1) == Some(1) && int(-1) == Some(6) && bytes(-2).is_some_and(|x| x.len() == 32),
+        -257 | -258 => int(1) == Some(3) && rsa_fits(bytes(-1), bytes(-2)),
         _ => false,
     }
+}
+
+/// An RSA key ring and passki verify: a 2048- to 8192-bit modulus (leading zero bytes aside)
+/// and an odd public exponent of at least 3 that fits in 32 bits.
+fn rsa_fits(n: Option<&[u8]>, e: Option<&[u8]>) -> bool {
+    let strip = |b: &[u8]| -> Vec<u8> { b.iter().copied().skip_while(|&x| x == 0).collect() };
+    let (Some(n), Some(e)) = (n.map(strip), e.map(strip)) else {
+        return false;
+    };
+    let modulus_ok = (n.len() == 256 && n[0] >= 0x80) || (257..=1024).contains(&n.len());
+    let exponent = (e.len() <= 4).then(|| e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)));
+    modulus_ok && exponent.is_some_and(|e| e >= 3 && e % 2 == 1)
 }

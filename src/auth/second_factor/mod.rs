@@ -197,8 +197,9 @@ pub async fn complete(
 }
 
 /// Where a code is counted: a sign-in's on the account (whoever holds the password may start
-/// many), a signed-in session's on that session (so a stolen session guessing codes cannot lock
-/// the owner's own sign-ins out).
+/// many), a signed-in session's on the account's changes, a bucket of its own (so a stolen
+/// session guessing codes cannot lock the owner's sign-ins out, and cannot escape its count by
+/// getting a new session id either).
 #[derive(Clone, Copy, Debug)]
 pub enum CountedOn<'a> {
     /// The second step of the pending sign-in whose token this is.
@@ -219,7 +220,7 @@ pub async fn check(
 ) -> Result<String> {
     let subject = match counted_on {
         CountedOn::SignIn(_) => user.id.clone(),
-        CountedOn::Session(current) => format!("session:{}", current.session_key()),
+        CountedOn::Session(current) => format!("changes:{}", current.user.id),
     };
     rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &subject).await?;
     let factor = confirmed(state, &user.id).await?;
@@ -357,7 +358,7 @@ fn enrolment(state: &Auth, user: &User, secret: &[u8]) -> Result<Enrolment> {
 /// the ten recovery codes (shown once) are returned. A notice is mailed.
 pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<Vec<String>> {
     let user = current.user;
-    let subject = format!("session:{}", current.session_key());
+    let subject = format!("changes:{}", user.id);
     rate_limit::hit_always(state, rate_limit::SECOND_FACTOR_PER_USER, &subject).await?;
     let factor = factors::of(&state.db, &user.id)
         .await?
@@ -376,6 +377,9 @@ pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<
         return Err(AppError::SecondFactorInvalid);
     }
     let codes = recovery::replace_on(&mut tx, &user.id, now).await?;
+    // A passkey registration begun before the factor was on would finish without the code that
+    // adding one now takes: it ends.
+    passkeys::end_registrations_on(&mut tx, &user.id).await?;
     notify(state, &mut tx, user, Kind::SecondFactorEnabled, 0).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "two-factor sign-in turned on");

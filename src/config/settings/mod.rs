@@ -186,6 +186,7 @@ impl Raw {
 }
 
 mod devices;
+pub mod social;
 mod table;
 pub mod tokens;
 
@@ -196,6 +197,7 @@ pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
             .iter()
             .chain(tokens::TOKENS)
             .chain(devices::DEVICES)
+            .chain(social::SOCIAL)
             .collect()
     });
 

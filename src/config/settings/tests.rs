@@ -54,6 +54,16 @@ fn secret_settings_never_show_their_value() {
         ("STRIPE_WEBHOOK_SECRET", "whsec_s3cr3t"),
         ("SMTP_URL", "smtp://u:s3cr3t@mail.example"),
         ("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY),
+        ("TOLLGATE_GOOGLE_CLIENT_SECRET", "gsec-s3cr3t"),
+        ("TOLLGATE_GITHUB_CLIENT_SECRET", "ghsec-s3cr3t"),
+        ("TOLLGATE_OIDC_CLIENT_SECRET", "osec-s3cr3t"),
+    ];
+    // The secrets' companions (a client secret comes with its client id).
+    let companions = [
+        ("TOLLGATE_GOOGLE_CLIENT_ID", "g-id"),
+        ("TOLLGATE_GITHUB_CLIENT_ID", "gh-id"),
+        ("TOLLGATE_OIDC_CLIENT_ID", "o-id"),
+        ("TOLLGATE_OIDC_ISSUER", "https://id.example.com/"),
     ];
     let secret: Vec<&str> = SETTINGS
         .iter()
@@ -68,6 +78,7 @@ fn secret_settings_never_show_their_value() {
     let config = Config::from_lookup(|name| {
         samples
             .iter()
+            .chain(&companions)
             .find(|(n, _)| *n == name)
             .map(|(_, v)| (*v).to_owned())
     })
@@ -128,6 +139,22 @@ const NOT_DEFAULT: &[(&str, &str)] = &[
     ("TOLLGATE_JWT_AUDIENCE", "https://api.example.com"),
     ("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY),
     ("TOLLGATE_LOCATION_HEADER", "CF-IPCountry"),
+    (
+        "TOLLGATE_GOOGLE_CLIENT_ID",
+        "123-abc.apps.googleusercontent.com",
+    ),
+    ("TOLLGATE_GOOGLE_CLIENT_SECRET", "GOCSPX-secret"),
+    ("TOLLGATE_GITHUB_CLIENT_ID", "Iv1.0123456789abcdef"),
+    ("TOLLGATE_GITHUB_CLIENT_SECRET", "gh-secret"),
+    ("TOLLGATE_GITHUB_URL", "https://github.example.com/"),
+    (
+        "TOLLGATE_GITHUB_API_URL",
+        "https://github.example.com/api/v3",
+    ),
+    ("TOLLGATE_OIDC_ISSUER", "https://id.example.com/"),
+    ("TOLLGATE_OIDC_CLIENT_ID", "tollgate"),
+    ("TOLLGATE_OIDC_CLIENT_SECRET", "oidc-secret"),
+    ("TOLLGATE_OIDC_NAME", "Acme SSO"),
 ];
 
 /// Each setting's `read` fills what its `show` prints: setting it changes its line.

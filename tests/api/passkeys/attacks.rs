@@ -249,6 +249,7 @@ async fn registering_needs_a_proven_address_a_fresh_proof_and_the_ceremony_of_th
         json!({"cose_alg": -999}),
         json!({"cose_alg": -8}),
         json!({"id_len": 1024}),
+        json!({"y_zero": true}),
     ] {
         let opts = options(&app, &c, "/api/account/passkeys/options", json!({})).await;
         let body = answer(&opts, device.create_with(&opts, knobs.clone()));

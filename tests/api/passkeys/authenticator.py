@@ -7,7 +7,8 @@ stdin and writes one JSON answer:
   {"op": "create" | "get", "options": <publicKey options JSON from tollgate>,
    "origin": "http://localhost:PORT", "state": <this authenticator's state, or null>,
    "uv": true, "rp_id": <override>, "counter": <override>,
-   "id_len": <credential id bytes, 32>, "cose_alg": <the key's declared algorithm, -7>}
+   "id_len": <credential id bytes, 32>, "cose_alg": <the key's declared algorithm, -7>,
+   "y_zero": <a point off the curve>}
 
 and answers {"state": <the new state>, "credential": <credential.toJSON()>}.
 """
@@ -54,7 +55,7 @@ def create(req):
             3: req.get("cose_alg", -7),
             -1: 1,
             -2: numbers.x.to_bytes(32, "big"),
-            -3: numbers.y.to_bytes(32, "big"),
+            -3: bytes(32) if req.get("y_zero") else numbers.y.to_bytes(32, "big"),
         }
     )
     credential_id = os.urandom(req.get("id_len", 32))

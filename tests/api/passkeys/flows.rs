@@ -102,6 +102,9 @@ async fn passkeys_are_renamed_and_removed_and_a_removed_one_no_longer_signs_in()
         json!({"name": "a\u{7}b"}),
         json!({"name": "evil\u{202e}yek"}),
         json!({"name": "zero\u{200b}width"}),
+        json!({"name": "two\u{2028}lines"}),
+        json!({"name": "private\u{e000}use"}),
+        json!({"name": "pile\u{301}\u{301}\u{301}"}),
     ] {
         assert_eq!(patch(&app, &c, &path, &bad).await, 400, "{bad}");
     }

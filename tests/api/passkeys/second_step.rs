@@ -220,3 +220,89 @@ async fn a_pending_sign_in_dead_since_a_password_change_gets_no_passkey_options(
     let r = post(&app, &client(), "/api/auth/2fa/passkey/options", &body).await;
     assert_eq!(refusal(r), (401, "pending_sign_in_invalid".into()));
 }
+
+#[tokio::test]
+async fn a_new_session_id_does_not_reset_the_count_of_codes_a_session_guesses() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "gus@example.com").await;
+    let Some((otp, _)) = enable(&app, &c).await else {
+        return;
+    };
+    crate::second_factor::start_of_code_window(&app);
+    let wrong = json!({"code": otp.wrong_code()});
+    for _ in 0..10 {
+        let r = post(&app, &c, "/api/auth/reauth", &wrong).await;
+        assert_eq!(refusal(r), (400, "second_factor_invalid".into()));
+    }
+    let r = post(&app, &c, "/api/auth/reauth", &wrong).await;
+    assert_eq!(refusal(r).0, 429);
+    // "Sign out everywhere else" gives this browser a new session id: the count stays.
+    let (status, _) = post(&app, &c, "/api/account/devices/sign-out-others", &json!({})).await;
+    assert_eq!(status, 204);
+    let r = post(&app, &c, "/api/auth/reauth", &wrong).await;
+    assert_eq!(refusal(r).0, 429, "still counted on the account's changes");
+    // Sign-ins keep their own count: the owner still signs in with a code.
+    let pending = first_step(&app, &client(), "gus@example.com", json!({})).await;
+    let r = second_step(&app, &client(), &pending, json!({"code": otp.wrong_code()})).await;
+    assert_eq!(refusal(r), (400, "second_factor_invalid".into()));
+}
+
+#[tokio::test]
+async fn a_registration_begun_before_two_factor_was_on_cannot_finish_after() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "hil@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    let opts = options(&app, &c, "/api/account/passkeys/options", json!({})).await;
+    if enable(&app, &c).await.is_none() {
+        return;
+    }
+    let body = answer(&opts, device.create(&opts));
+    let r = post(&app, &c, "/api/account/passkeys", &body).await;
+    assert_eq!(refusal(r), (400, "passkey_invalid".into()));
+    assert_eq!(app.count("passkeys").await, 0);
+}
+
+#[tokio::test]
+async fn whoever_holds_the_password_cannot_use_up_the_owners_ceremonies() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "ida@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    register(&app, &c, &mut device, "Key").await;
+    if enable(&app, &c).await.is_none() {
+        return;
+    }
+    let thief = client();
+    let pending = first_step(&app, &thief, "ida@example.com", json!({})).await;
+    let body = json!({"pending_token": pending});
+    for _ in 0..30 {
+        options(&app, &thief, "/api/auth/2fa/passkey/options", body.clone()).await;
+    }
+    let r = post(&app, &thief, "/api/auth/2fa/passkey/options", &body).await;
+    assert_eq!(refusal(r).0, 429);
+    // The owner's own ceremonies are counted apart.
+    options(&app, &c, "/api/auth/reauth/passkey/options", json!({})).await;
+}
+
+#[tokio::test]
+async fn a_refused_registration_does_not_spend_the_code_it_carried() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = verified_user(&app, &sink, "jo@example.com").await;
+    let Some(mut device) = Device::new(&app) else {
+        return;
+    };
+    for n in 0..20 {
+        register(&app, &c, &mut device, &format!("Key {n}")).await;
+    }
+    let Some((_, codes)) = enable(&app, &c).await else {
+        return;
+    };
+    let body = json!({"recovery_code": codes[0]});
+    let r = post(&app, &c, "/api/account/passkeys/options", &body).await;
+    assert_eq!(refusal(r), (409, "too_many_passkeys".into()));
+    let state = crate::second_factor::two_factor_state(&app, &c).await;
+    assert_eq!(state["recovery_codes_left"], 10, "{state}");
+}

@@ -1,0 +1,254 @@
+//! OpenID Connect: the issuer's metadata by discovery, its signing keys (JWKS), and the ID token
+//! checked with jsonwebtoken: the signature by the key its `kid` names, in an algorithm that key
+//! allows (never HMAC, never `none`); `iss`, `aud` (and `azp` when there are several audiences),
+//! `exp` with a minute of leeway; and the nonce of this sign-in.
+
+use std::{sync::Arc, time::Duration};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
+use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::{Endpoints, Identity, ProviderError};
+
+/// How long metadata and keys are kept before they are read again (keys are also read again,
+/// at most once a minute, when a token names one not seen).
+const METADATA_SECS: u64 = 3600;
+const KEY_REFRESH_SECS: u64 = 60;
+/// Algorithms accepted in ID tokens.
+const ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: Url,
+    token_endpoint: Url,
+    jwks_uri: Url,
+}
+
+/// What discovery found, with the keys.
+struct Metadata {
+    issuer: String,
+    endpoints: Endpoints,
+    jwks_uri: Url,
+    keys: JwkSet,
+    fetched: tokio::time::Instant,
+    keys_fetched: tokio::time::Instant,
+}
+
+/// An OpenID Connect issuer, read by discovery on first use.
+pub struct Issuer {
+    issuer: Url,
+    /// Other spellings of the issuer its tokens may carry (Google's `accounts.google.com`).
+    also: &'static [&'static str],
+    cache: Mutex<Option<Arc<Metadata>>>,
+}
+
+fn trimmed(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+impl Issuer {
+    /// The issuer at `issuer`.
+    pub fn new(issuer: Url, also: &'static [&'static str]) -> Self {
+        Self {
+            issuer,
+            also,
+            cache: Mutex::new(None),
+        }
+    }
+
+    async fn metadata(
+        &self,
+        http: &reqwest::Client,
+        refresh_keys: bool,
+    ) -> Result<Arc<Metadata>, ProviderError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(meta) = cache.as_ref() {
+            let fresh = meta.fetched.elapsed() < Duration::from_secs(METADATA_SECS);
+            let keys_recent = meta.keys_fetched.elapsed() < Duration::from_secs(KEY_REFRESH_SECS);
+            if fresh && (!refresh_keys || keys_recent) {
+                return Ok(meta.clone());
+            }
+            if fresh {
+                let keys = fetch::<JwkSet>(http, &meta.jwks_uri).await?;
+                let updated = Arc::new(Metadata {
+                    issuer: meta.issuer.clone(),
+                    endpoints: meta.endpoints.clone(),
+                    jwks_uri: meta.jwks_uri.clone(),
+                    keys,
+                    fetched: meta.fetched,
+                    keys_fetched: tokio::time::Instant::now(),
+                });
+                *cache = Some(updated.clone());
+                return Ok(updated);
+            }
+        }
+        let base = trimmed(self.issuer.as_str());
+        let url = Url::parse(&format!("{base}/.well-known/openid-configuration"))
+            .map_err(|_| ProviderError::Unavailable("discovery URL".into()))?;
+        let found: Discovery = fetch(http, &url).await?;
+        // The document must be the issuer's own (OpenID Connect Discovery 1.0, section 4.3).
+        if trimmed(&found.issuer) != base {
+            return Err(ProviderError::Unavailable(
+                "discovery names another issuer".into(),
+            ));
+        }
+        let keys = fetch::<JwkSet>(http, &found.jwks_uri).await?;
+        let now = tokio::time::Instant::now();
+        let meta = Arc::new(Metadata {
+            issuer: found.issuer,
+            endpoints: Endpoints {
+                authorize: found.authorization_endpoint,
+                token: found.token_endpoint,
+            },
+            jwks_uri: found.jwks_uri,
+            keys,
+            fetched: now,
+            keys_fetched: now,
+        });
+        *cache = Some(meta.clone());
+        Ok(meta)
+    }
+
+    /// The issuer's authorization and token endpoints.
+    pub async fn endpoints(&self, http: &reqwest::Client) -> Result<Endpoints, ProviderError> {
+        Ok(self.metadata(http, false).await?.endpoints.clone())
+    }
+
+    /// The identity an ID token vouches for, once every check passed.
+    pub async fn identity(
+        &self,
+        http: &reqwest::Client,
+        provider: &str,
+        id_token: &str,
+        (client_id, nonce): (&str, &str),
+    ) -> Result<Identity, ProviderError> {
+        let header = jsonwebtoken::decode_header(id_token)
+            .map_err(|_| ProviderError::IdToken("malformed".into()))?;
+        if !ALGORITHMS.contains(&header.alg) {
+            return Err(ProviderError::IdToken(format!(
+                "algorithm {:?}",
+                header.alg
+            )));
+        }
+        let mut meta = self.metadata(http, false).await?;
+        let key = match find_key(&meta.keys, header.kid.as_deref()) {
+            Some(key) => key,
+            None => {
+                // A key rotated in since the keys were read: read them again, once.
+                meta = self.metadata(http, true).await?;
+                find_key(&meta.keys, header.kid.as_deref())
+                    .ok_or_else(|| ProviderError::IdToken("unknown key".into()))?
+            }
+        };
+        if key
+            .common
+            .key_algorithm
+            .is_some_and(|alg| alg.to_string() != format!("{:?}", header.alg))
+        {
+            return Err(ProviderError::IdToken("algorithm not the key's".into()));
+        }
+        let decoding = DecodingKey::from_jwk(key)
+            .map_err(|_| ProviderError::IdToken("unusable key".into()))?;
+        let mut validation = Validation::new(header.alg);
+        let mut issuers = vec![meta.issuer.clone()];
+        issuers.extend(self.also.iter().map(|s| (*s).to_owned()));
+        validation.set_issuer(&issuers);
+        validation.set_audience(&[client_id]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = 60;
+        let claims = jsonwebtoken::decode::<Claims>(id_token, &decoding, &validation)
+            .map_err(|e| ProviderError::IdToken(format!("{:?}", e.kind())))?
+            .claims;
+        if let Some(azp) = &claims.azp
+            && azp != client_id
+        {
+            return Err(ProviderError::IdToken("azp".into()));
+        }
+        let sent = claims.nonce.as_deref().unwrap_or("");
+        if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) || nonce.is_empty() {
+            return Err(ProviderError::IdToken("nonce".into()));
+        }
+        if claims.sub.is_empty() || claims.sub.len() > 255 {
+            return Err(ProviderError::IdToken("sub".into()));
+        }
+        Ok(Identity {
+            provider: provider.to_owned(),
+            subject: claims.sub,
+            email: claims.email,
+            email_verified: claims.email_verified.is_some_and(|v| v.yes()),
+        })
+    }
+}
+
+fn find_key<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a jsonwebtoken::jwk::Jwk> {
+    match kid {
+        Some(kid) => keys.find(kid),
+        // No `kid`: only a provider with one key can be understood.
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+}
+
+/// `email_verified` as providers send it: a boolean, or (some) the string `"true"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+impl Flag {
+    fn yes(&self) -> bool {
+        match self {
+            Flag::Bool(b) => *b,
+            Flag::Text(t) => t == "true",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    nonce: Option<String>,
+    azp: Option<String>,
+    email: Option<String>,
+    email_verified: Option<Flag>,
+}
+
+/// GETs JSON from a provider (at most 1 MiB, no redirects, the client's timeout).
+pub(super) async fn fetch<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &Url,
+) -> Result<T, ProviderError> {
+    let response = http
+        .get(url.clone())
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(ProviderError::Unavailable(format!(
+            "{url}: {}",
+            response.status()
+        )));
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
+    if bytes.len() > 1 << 20 {
+        return Err(ProviderError::Unavailable(format!("{url}: too large")));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))
+}
