@@ -344,6 +344,33 @@ Object.assign(scenarios, {
   },
 });
 
+Object.assign(scenarios, {
+  async 'social sign-in: choose Pro → continue with the OpenID Connect provider → Checkout → the providers page'() {
+    if (!process.env.E2E_PROVIDER) {
+      console.log('# no sign-in provider (tests/oidc not installed): skipped');
+      return;
+    }
+    const email = `social-${Date.now()}@example.com`;
+    const r = await fetch(`${process.env.E2E_PROVIDER}/_control/next`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ claims: { sub: email, email, email_verified: true } }),
+    });
+    assert.equal(r.status, 200);
+    const page = await newPage();
+    await page.goto(url('pricing'));
+    await page.click('a:has-text("Choose Pro")');
+    await shot(page, 'signup-social');
+    await page.click('button:has-text("Continue with Acme ID")');
+    await page.waitForURL(/\/checkout\//);
+    await page.click('button:has-text("Subscribe")');
+    await page.waitForURL(/\/billing\/success/);
+    await page.goto(url('account/social'));
+    assert.match(await page.textContent('main'), new RegExp(`as ${email.replace('.', '\\.')}`));
+    await shot(page, 'providers');
+  },
+});
+
 let passed = 0;
 let failed = 0;
 for (const [name, run] of Object.entries(scenarios)) {

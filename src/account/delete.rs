@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use crate::auth::{Auth, confirm_password, rate_limit, users};
+use crate::auth::{Auth, confirm_owner, users};
 use crate::gate::{CurrentUser, SessionUser};
 use crate::{
     billing::{Billing, closing, customers},
@@ -33,10 +33,13 @@ where
 }
 
 /// Deletes the signed-in user's account.
-pub async fn delete_account(state: &Billing, current: &CurrentUser, password: &str) -> Result<()> {
-    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
+pub async fn delete_account(
+    state: &Billing,
+    current: &CurrentUser,
+    password: Option<&str>,
+) -> Result<()> {
     let user = &current.user;
-    confirm_password(state, user, password).await?;
+    confirm_owner(state, current.signed_in(), password).await?;
     // A request that began before a reset or another revocation touches nothing, not even Stripe.
     let mut check = state.db.begin().await?;
     current.signed_in().hold_on(&mut check).await?;
@@ -56,7 +59,8 @@ pub async fn delete_account(state: &Billing, current: &CurrentUser, password: &s
 
 #[derive(Deserialize)]
 struct DeleteBody {
-    password: String,
+    /// Absent for an account without a password (a recent proof stands in).
+    password: Option<String>,
 }
 
 async fn delete_account_route(
@@ -64,6 +68,6 @@ async fn delete_account_route(
     SessionUser(current): SessionUser,
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<StatusCode> {
-    delete_account(&state, &current, &body.password).await?;
+    delete_account(&state, &current, body.password.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

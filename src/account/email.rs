@@ -181,7 +181,8 @@ async fn consume_magic_route(
 
 #[derive(Deserialize)]
 struct EmailChangeBody {
-    password: String,
+    /// Absent for an account without a password (a recent proof stands in).
+    password: Option<String>,
     new_email: String,
 }
 
@@ -195,7 +196,7 @@ async fn request_email_change_route(
         &state,
         ip,
         current.signed_in(),
-        &body.password,
+        body.password.as_deref(),
         &body.new_email,
     )
     .await?;

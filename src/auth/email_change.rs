@@ -23,14 +23,13 @@ pub async fn request_email_change(
     state: &Auth,
     ip: ClientIp,
     current: SignedIn<'_>,
-    current_password: &str,
+    current_password: Option<&str>,
     new_email: &str,
 ) -> Result<()> {
     // The password first, on the user's password bucket (as a password change and a deletion),
     // so a wrong one from a stolen session never spends either address's mail quota.
     rate_limit::hit_ip(state, rate_limit::EMAIL_PER_IP, ip).await?;
-    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
-    super::confirm_password(state, current.user, current_password).await?;
+    super::confirm_owner(state, current, current_password).await?;
     let new = Email::parse(new_email)?;
     // Both addresses receive mail: the new one's limit stops bombing it from many accounts.
     rate_limit::hit(state, rate_limit::EMAIL_PER_ADDRESS, &new.normalised).await?;

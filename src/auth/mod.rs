@@ -344,6 +344,21 @@ pub async fn confirm_password(state: &Auth, user: &User, password: &str) -> Resu
     Ok(())
 }
 
+/// The proof a change takes in its own body (an email change, a deletion): the password, for an
+/// account that has one (counted on its password bucket); for one without (made by a sign-in
+/// provider, or kept by email links), a proof from the last [`REAUTH_SECS`] instead.
+pub async fn confirm_owner(
+    state: &Auth,
+    current: SignedIn<'_>,
+    password: Option<&str>,
+) -> Result<()> {
+    if current.user.password_hash.is_none() {
+        return require_recent_proof(state, current.session).await;
+    }
+    rate_limit::hit(state, rate_limit::PASSWORD_PER_USER, &current.user.id).await?;
+    confirm_password(state, current.user, password.unwrap_or("")).await
+}
+
 /// Re-authentication: the password, or a second factor, typed again; the session may then make
 /// sensitive changes for [`REAUTH_SECS`].
 pub async fn reauthenticate(

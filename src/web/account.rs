@@ -93,6 +93,7 @@ fn account_page(
         Some(token),
         context! {
             email_verified => user.user.email_verified,
+            has_password => user.user.password_hash.is_some(),
             access,
             notice,
             error,
@@ -145,7 +146,7 @@ async fn submit_password_change(
 
 #[derive(Deserialize)]
 struct DeleteForm {
-    password: String,
+    password: Option<String>,
 }
 
 async fn submit_delete_account(
@@ -155,9 +156,10 @@ async fn submit_delete_account(
     CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/account").await?;
-    crate::account::delete::delete_account(&state, &user, &form.password)
+    crate::account::delete::delete_account(&state, &user, form.password.as_deref())
         .await
         .map_err(|err| match err {
+            AppError::ReauthRequired => super::page::confirm_first("/account"),
             AppError::InvalidCredentials | AppError::RateLimited(_) => {
                 PageError::Page(account_error(&state, &user, &token, err))
             }

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use super::{
     account::account_error,
     csrf::CsrfToken,
-    page::{CsrfForm, NoFields, PageError, member},
+    page::{CsrfForm, NoFields, PageError, confirm_first, member},
     render,
     second_factor::code_page,
 };
@@ -425,7 +425,7 @@ async fn submit_resend_verification(
 #[derive(Deserialize)]
 struct EmailChangeForm {
     new_email: String,
-    password: String,
+    password: Option<String>,
 }
 
 async fn submit_email_change(
@@ -440,11 +440,14 @@ async fn submit_email_change(
         &state,
         ip,
         user.signed_in(),
-        &form.password,
+        form.password.as_deref(),
         &form.new_email,
     )
     .await
-    .map_err(|e| PageError::reshow(e, |e| account_error(&state, &user, &token, e)))?;
+    .map_err(|e| match e {
+        AppError::ReauthRequired => confirm_first("/account"),
+        e => PageError::reshow(e, |e| account_error(&state, &user, &token, e)),
+    })?;
     Ok(Redirect::to("/account?notice=email_change_sent").into_response())
 }
 

@@ -258,3 +258,9 @@ impl NoticeQuery {
         texts.iter().find(|(k, _)| *k == key).map(|(_, text)| *text)
     }
 }
+
+/// The way to a change that needs a fresh proof: confirm it is you, then come back to `back` (a
+/// path of this site).
+pub(super) fn confirm_first(back: &str) -> PageError {
+    PageError::Page(Redirect::to(&format!("/account/confirm?next={back}")).into_response())
+}

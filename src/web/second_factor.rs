@@ -217,10 +217,7 @@ pub(super) async fn recently_proved(
     let user = member(state, session, back).await?;
     match auth::require_recent_proof(state, &user.session).await {
         Ok(()) => Ok(user),
-        Err(AppError::ReauthRequired) => {
-            let to = format!("/account/confirm?next={back}");
-            Err(Redirect::to(&to).into_response().into())
-        }
+        Err(AppError::ReauthRequired) => Err(super::page::confirm_first(back)),
         Err(err) => Err(err.into()),
     }
 }

@@ -348,7 +348,9 @@ async fn a_form_body_that_cannot_be_read_is_refused_and_changes_nothing() {
             400,
             "a repeated field",
         ),
-        (format!("csrf_token={token}"), 400, "a missing field"),
+        // The password is optional in the form (an account without one confirms otherwise); for
+        // an account with one, none given is a wrong one.
+        (format!("csrf_token={token}"), 401, "a missing password"),
         (
             format!("csrf_token={token}&password={}", "a".repeat(70 * 1024)),
             413,

@@ -203,3 +203,41 @@ async fn an_identity_linked_to_one_account_cannot_be_linked_to_another() {
     let r = post_form(&app, &unproven, "/account/social/oidc/link", &csrf).await;
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn an_account_made_by_a_provider_changes_its_email_and_deletes_itself_with_a_recent_proof() {
+    let Some((app, sink, providers)) = app_with_providers().await else {
+        return;
+    };
+    providers.next(verified("gus-sub", "gus@example.com")).await;
+    let c = client();
+    assert_eq!(sign_in(&app, &c, "oidc").await.status(), 303);
+    // Fresh from its sign-in, no password asked.
+    let body = serde_json::json!({"new_email": "gus.new@example.com"});
+    let r = app
+        .post_json_with(&c, "/api/auth/email/change", &body)
+        .await;
+    assert_eq!(r.status(), 202);
+    sink.wait_for("gus.new@example.com", 1).await;
+    // Past ten minutes, the proof is old: the change asks for a new one.
+    app.state.clock.advance(601);
+    let r = app
+        .post_json_with(&c, "/api/account/delete", &json!({}))
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(crate::helpers::error_of(r).await, "reauth_required");
+    // A password typed for an account without one proves nothing either.
+    let r = app
+        .post_json_with(&c, "/api/account/delete", &json!({"password": "guess"}))
+        .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.count("users").await, 1);
+    // Signing in again with the provider is a fresh proof: then it goes.
+    providers.next(verified("gus-sub", "gus@example.com")).await;
+    assert_eq!(sign_in(&app, &c, "oidc").await.status(), 303);
+    let r = app
+        .post_json_with(&c, "/api/account/delete", &json!({}))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.count("users").await, 0);
+}
