@@ -1,18 +1,22 @@
 -- Social sign-in: provider identities linked to accounts, sign-ins on their way through a
 -- provider, and links waiting for the account owner's confirmation.
 --
--- `social_identities`: a provider's account (`provider` is google, github or oidc; `subject` its
--- stable id there: the ID token's `sub`, GitHub's numeric user id) linked to one of ours. An
--- identity signs in the account it is linked to and no other; an account links one identity per
--- provider. `email` is what the provider said when it was linked (shown on the account page).
+-- `social_identities`: a provider's account (`provider` is google, github or oidc; `issuer` who
+-- vouches for it: the OpenID Connect issuer, or GitHub's address; `subject` its stable id there:
+-- the ID token's `sub`, GitHub's numeric user id) linked to one of ours. A subject is unique only
+-- at its issuer, so an identity is found by all three: pointing a provider at another issuer
+-- matches none of the old ones. An identity signs in the account it is linked to and no other;
+-- an account links one identity per provider. `email` is what the provider said when it was
+-- linked (shown on the account page).
 CREATE TABLE social_identities (
     provider      TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
     subject       TEXT NOT NULL,
     user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     email         TEXT NOT NULL,
     created_at    BIGINT NOT NULL,
     last_used_at  BIGINT,
-    PRIMARY KEY (provider, subject),
+    PRIMARY KEY (provider, issuer, subject),
     UNIQUE (user_id, provider)
 );
 
@@ -43,6 +47,7 @@ CREATE TABLE pending_links (
     token_hash    TEXT PRIMARY KEY,
     user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     provider      TEXT NOT NULL,
+    issuer        TEXT NOT NULL,
     subject       TEXT NOT NULL,
     email         TEXT NOT NULL,
     binding_hash  TEXT NOT NULL,

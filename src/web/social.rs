@@ -138,16 +138,13 @@ async fn callback(
             context! { email },
         )),
         Outcome::SignIn {
-            user, next, plan, ..
+            user,
+            next,
+            plan,
+            created,
         } => {
-            sign_in(
-                &state,
-                (&session, &from, &trust, &token),
-                &user,
-                &next,
-                plan,
-            )
-            .await
+            let to = (next.as_str(), plan, created);
+            sign_in(&state, (&session, &from, &trust, &token), &user, to).await
         }
     }
 }
@@ -158,8 +155,7 @@ async fn sign_in(
     state: &AppState,
     (session, from, trust, token): (&Session, &SignInFrom, &TrustCookie, &CsrfToken),
     user: &User,
-    next: &str,
-    plan: Option<String>,
+    (next, plan, created): (&str, Option<String>, bool),
 ) -> Result<Response, PageError> {
     let intent = Intent::default();
     if let Some(waiting) = second_factor::after_first_factor(state, user, trust, intent).await? {
@@ -171,7 +167,10 @@ async fn sign_in(
         Some((plan, interval)) => billing::checkout_redirect(state, user, plan, interval).await?,
         None => Redirect::to(next).into_response(),
     };
-    auth::devices::welcome(state, user, from, response.headers_mut()).await?;
+    // An account made just now is not told of a "new device" (a registration never is).
+    if !created {
+        auth::devices::welcome(state, user, from, response.headers_mut()).await?;
+    }
     Ok(response)
 }
 
@@ -211,14 +210,8 @@ async fn submit_link(
 ) -> Result<Response, PageError> {
     let binding = social::binding_of(&state, &headers);
     let (user, next) = accounts::confirm_link(&state, &form.token, binding.as_deref()).await?;
-    sign_in(
-        &state,
-        (&session, &from, &trust, &token),
-        &user,
-        &next,
-        None,
-    )
-    .await
+    let to = (next.as_str(), None, false);
+    sign_in(&state, (&session, &from, &trust, &token), &user, to).await
 }
 
 async fn show_providers(

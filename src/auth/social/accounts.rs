@@ -5,7 +5,7 @@
 //! asked: never silently. An unverified (or missing) address never makes, links or verifies
 //! anything. A signed-in user links and unlinks providers, and cannot unlink the last way in.
 
-use super::{Finished, identities, links};
+use super::{Finished, Identity, identities, identities::Key, links};
 use crate::{
     auth::{
         Auth, SignedIn, email_flows, opaque, passkeys, rate_limit,
@@ -50,6 +50,23 @@ fn name_of(state: &Auth, provider: &str) -> String {
         .map_or_else(|| provider.to_owned(), |p| p.name.clone())
 }
 
+fn key(id: &Identity) -> Key<'_> {
+    Key {
+        provider: &id.provider,
+        issuer: &id.issuer,
+        subject: &id.subject,
+    }
+}
+
+/// The provider's address, if it is one (shown on the account page; never trusted unverified).
+fn shown_address(id: &Identity) -> String {
+    id.email
+        .as_deref()
+        .and_then(|e| Email::parse(e).ok())
+        .map(|e| e.display)
+        .unwrap_or_default()
+}
+
 /// Decides what the identity of a finished flow does (see the module's rules). `signed_in`: the
 /// request's session, which a link flow must still be of the account that started it.
 pub async fn resolve(
@@ -60,21 +77,16 @@ pub async fn resolve(
 ) -> Result<Outcome> {
     let id = &finished.identity;
     let now = state.clock.now();
-    let email_text = id.email.clone().unwrap_or_default();
     if let Some(link_user) = &finished.link_user_id {
         let current = signed_in
             .filter(|s| &s.user.id == link_user)
             .ok_or(AppError::SocialStateInvalid)?;
         let mut tx = state.db.begin().await?;
         current.hold_on(&mut tx).await?;
-        let identity = (
-            id.provider.as_str(),
-            id.subject.as_str(),
-            email_text.as_str(),
-        );
-        if !identities::link_on(&mut tx, link_user, identity, now).await? {
+        let shown = shown_address(id);
+        if !identities::link_on(&mut tx, link_user, (key(id), &shown), now).await? {
             drop(tx);
-            return match identities::user_of(&state.db, &id.provider, &id.subject).await? {
+            return match identities::user_of(&state.db, key(id)).await? {
                 Some(owner) if &owner == link_user => Ok(Outcome::Linked {
                     next: finished.next,
                 }),
@@ -88,13 +100,13 @@ pub async fn resolve(
             next: finished.next,
         });
     }
-    if let Some(owner) = identities::user_of(&state.db, &id.provider, &id.subject).await? {
+    if let Some(owner) = identities::user_of(&state.db, key(id)).await? {
         let mut conn = state.db.pool.acquire().await?;
         let user = users::find_by_id_on(&mut conn, &owner)
             .await?
             .ok_or(AppError::SocialStateInvalid)?;
         drop(conn);
-        identities::used(&state.db, &id.provider, &id.subject, now).await?;
+        identities::used(&state.db, key(id), now).await?;
         return Ok(Outcome::SignIn {
             user,
             next: finished.next,
@@ -107,58 +119,71 @@ pub async fn resolve(
         _ => return Err(AppError::SocialEmailUnverified),
     };
     if let Some(owner) = users::find_by_email(&state.db, &email.normalised).await? {
-        email_flows::limit_requests(state, ip, &email.normalised).await?;
-        let pending = links::Pending {
-            user_id: owner.id.clone(),
-            provider: id.provider.clone(),
-            subject: id.subject.clone(),
-            email: email.normalised.clone(),
-            binding_hash: finished.binding_hash,
-            next_path: finished.next,
-        };
-        let token = links::create(&state.db, &pending, now).await?;
-        let link = format!("{}auth/link?token={token}", state.base_url);
-        let mut conn = state.db.pool.acquire().await?;
-        email::enqueue(
-            state,
-            &mut conn,
-            Outgoing {
-                kind: Kind::LinkIdentity,
-                to: &owner.email,
-                context: minijinja::context! {
-                    link,
-                    provider => name_of(state, &id.provider),
-                    valid_for => "30 minutes",
-                },
-                dedupe_key: None,
-            },
-        )
-        .await?;
-        drop(conn);
-        state.mail_wakeup.notify_one();
-        tracing::info!(user = %owner.id, provider = %id.provider, "provider link waits for the owner");
-        return Ok(Outcome::ConfirmByEmail {
-            email: email.display,
-        });
+        return ask_the_owner(state, ip, &finished, &owner, email).await;
     }
     let mut tx = state.db.begin().await?;
-    let user = users::insert_proven_on(&mut tx, &email).await?;
-    let identity = (
-        id.provider.as_str(),
-        id.subject.as_str(),
-        email.display.as_str(),
-    );
-    if !identities::link_on(&mut tx, &user.id, identity, now).await? {
+    let user = match users::insert_proven_on(&mut tx, &email).await {
+        Ok(user) => user,
+        // Made by a racing callback (another provider, same address): sign in again.
+        Err(AppError::EmailTaken) => return Err(AppError::SocialStateInvalid),
+        Err(e) => return Err(e),
+    };
+    if !identities::link_on(&mut tx, &user.id, (key(id), &email.display), now).await? {
         // Linked by a racing callback of the same identity: that one made the account.
-        return Err(AppError::SocialIdentityTaken);
+        return Err(AppError::SocialStateInvalid);
     }
     tx.commit().await?;
     tracing::info!(user = %user.id, provider = %id.provider, "account made with a provider");
     Ok(Outcome::SignIn {
         user,
-        next: finished.next,
-        plan: finished.plan,
+        next: finished.next.clone(),
+        plan: finished.plan.clone(),
         created: true,
+    })
+}
+
+/// A verified address that has an account: a link for the owner to confirm is mailed to it.
+async fn ask_the_owner(
+    state: &Auth,
+    ip: ClientIp,
+    finished: &Finished,
+    owner: &User,
+    email: Email,
+) -> Result<Outcome> {
+    let id = &finished.identity;
+    email_flows::limit_requests(state, ip, &email.normalised).await?;
+    let pending = links::Pending {
+        user_id: owner.id.clone(),
+        provider: id.provider.clone(),
+        issuer: id.issuer.clone(),
+        subject: id.subject.clone(),
+        email: email.normalised.clone(),
+        binding_hash: finished.binding_hash.clone(),
+        next_path: finished.next.clone(),
+    };
+    let token = links::create(&state.db, &pending, state.clock.now()).await?;
+    let link = format!("{}auth/link?token={token}", state.base_url);
+    let mut conn = state.db.pool.acquire().await?;
+    email::enqueue(
+        state,
+        &mut conn,
+        Outgoing {
+            kind: Kind::LinkIdentity,
+            to: &owner.email,
+            context: minijinja::context! {
+                link,
+                provider => name_of(state, &id.provider),
+                valid_for => "30 minutes",
+            },
+            dedupe_key: None,
+        },
+    )
+    .await?;
+    drop(conn);
+    state.mail_wakeup.notify_one();
+    tracing::info!(user = %owner.id, provider = %id.provider, "provider link waits for the owner");
+    Ok(Outcome::ConfirmByEmail {
+        email: email.display,
     })
 }
 
@@ -181,26 +206,28 @@ async fn notify_linked(
     .await
 }
 
-/// Confirms a link mailed by [`resolve`], in the browser that asked (`binding`): the mailbox is
-/// proven (an account whose address was not is taken back from whoever registered it), the
-/// identity is linked, and the owner is returned to be signed in, with where to go after.
+/// Confirms a link mailed by [`resolve`], in the browser that asked (`binding`): the link is
+/// used up whatever comes of it; the mailbox is proven (an account whose address was not is taken
+/// back from whoever registered it), the identity is linked, and the owner is returned to be
+/// signed in, with where to go after.
 pub async fn confirm_link(
     state: &Auth,
     token: &str,
     binding: Option<&str>,
 ) -> Result<(User, String)> {
     let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    let pending = links::take_on(&mut tx, token, now)
+    let mut taking = state.db.begin().await?;
+    let pending = links::take_on(&mut taking, token, now)
         .await?
         .ok_or(AppError::TokenInvalid)?;
+    taking.commit().await?;
     let bound = binding.is_some_and(|b| opaque::hash(b) == pending.binding_hash);
     if !bound {
-        // Opened in another browser: whoever asked is not here. The link dies.
-        tx.commit().await?;
+        // Opened in another browser: whoever asked is not here. The link is gone.
         crate::telemetry::security_event("social_link_refused", None, "another_browser");
         return Err(AppError::SocialStateInvalid);
     }
+    let mut tx = state.db.begin().await?;
     let mut user = users::find_by_id_on(&mut tx, &pending.user_id)
         .await?
         .ok_or(AppError::TokenInvalid)?;
@@ -209,12 +236,12 @@ pub async fn confirm_link(
         return Err(AppError::TokenInvalid);
     }
     email_flows::prove_mailbox(&mut tx, &mut user, false, now).await?;
-    let identity = (
-        pending.provider.as_str(),
-        pending.subject.as_str(),
-        pending.email.as_str(),
-    );
-    if !identities::link_on(&mut tx, &user.id, identity, now).await? {
+    let identity = Key {
+        provider: &pending.provider,
+        issuer: &pending.issuer,
+        subject: &pending.subject,
+    };
+    if !identities::link_on(&mut tx, &user.id, (identity, &pending.email), now).await? {
         return Err(AppError::SocialIdentityTaken);
     }
     notify_linked(state, &mut tx, &user, &pending.provider).await?;

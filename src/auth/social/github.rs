@@ -53,6 +53,7 @@ impl GitHub {
         let primary = addresses.into_iter().find(|a| a.primary);
         Ok(Identity {
             provider: "github".into(),
+            issuer: self.web.as_str().trim_end_matches('/').to_owned(),
             subject: user.id.to_string(),
             email_verified: primary.as_ref().is_some_and(|a| a.verified),
             email: primary.map(|a| a.email),
@@ -80,10 +81,7 @@ impl GitHub {
                 "GitHub {path}: {status}"
             )));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("GitHub {path}: {e}")))?;
+        let bytes = super::oidc::capped_body(response, path).await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::Unavailable(format!("GitHub {path}: {e}")))
     }

@@ -15,13 +15,26 @@ pub struct Linked {
     pub last_used_at: Option<i64>,
 }
 
-/// The account `(provider, subject)` is linked to, if any.
-pub async fn user_of(db: &Db, provider: &str, subject: &str) -> sqlx::Result<Option<String>> {
+/// An identity: the provider, the issuer that vouches for it, its subject there.
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    /// `google`, `github` or `oidc`.
+    pub provider: &'a str,
+    /// The issuer (a subject is unique only there).
+    pub issuer: &'a str,
+    /// The subject.
+    pub subject: &'a str,
+}
+
+/// The account the identity is linked to, if any.
+pub async fn user_of(db: &Db, key: Key<'_>) -> sqlx::Result<Option<String>> {
     let row: Option<(String,)> = sqlx::query_as(
-        "SELECT user_id FROM social_identities WHERE provider = $1 AND subject = $2",
+        "SELECT user_id FROM social_identities \
+         WHERE provider = $1 AND issuer = $2 AND subject = $3",
     )
-    .bind(provider)
-    .bind(subject)
+    .bind(key.provider)
+    .bind(key.issuer)
+    .bind(key.subject)
     .fetch_optional(&db.pool)
     .await?;
     Ok(row.map(|(id,)| id))
@@ -47,20 +60,21 @@ pub async fn of_user(db: &Db, user_id: &str) -> sqlx::Result<Vec<Linked>> {
         .collect())
 }
 
-/// Links `(provider, subject)` to the user inside the caller's transaction; `false` when the
-/// identity is linked already (to anyone) or the user has one of that provider.
+/// Links the identity (seen with `email`) to the user inside the caller's transaction; `false`
+/// when it is linked already (to anyone) or the user has one of that provider.
 pub async fn link_on(
     conn: &mut sqlx::AnyConnection,
     user_id: &str,
-    (provider, subject, email): (&str, &str, &str),
+    (key, email): (Key<'_>, &str),
     now: i64,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
-        "INSERT INTO social_identities (provider, subject, user_id, email, created_at, \
-         last_used_at) VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT DO NOTHING",
+        "INSERT INTO social_identities (provider, issuer, subject, user_id, email, created_at, \
+         last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT DO NOTHING",
     )
-    .bind(provider)
-    .bind(subject)
+    .bind(key.provider)
+    .bind(key.issuer)
+    .bind(key.subject)
     .bind(user_id)
     .bind(email)
     .bind(now)
@@ -70,13 +84,15 @@ pub async fn link_on(
 }
 
 /// Stamps a sign-in with the identity.
-pub async fn used(db: &Db, provider: &str, subject: &str, now: i64) -> sqlx::Result<()> {
+pub async fn used(db: &Db, key: Key<'_>, now: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE social_identities SET last_used_at = $1 WHERE provider = $2 AND subject = $3",
+        "UPDATE social_identities SET last_used_at = $1 \
+         WHERE provider = $2 AND issuer = $3 AND subject = $4",
     )
     .bind(now)
-    .bind(provider)
-    .bind(subject)
+    .bind(key.provider)
+    .bind(key.issuer)
+    .bind(key.subject)
     .execute(&db.pool)
     .await?;
     Ok(())

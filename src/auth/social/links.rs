@@ -20,6 +20,8 @@ pub struct Pending {
     pub user_id: String,
     /// The provider.
     pub provider: String,
+    /// Its issuer.
+    pub issuer: String,
     /// The identity's subject there.
     pub subject: String,
     /// The address the provider gave.
@@ -34,12 +36,14 @@ pub struct Pending {
 pub async fn create(db: &Db, link: &Pending, now: i64) -> sqlx::Result<String> {
     let token = opaque::new(PREFIX);
     sqlx::query(
-        "INSERT INTO pending_links (token_hash, user_id, provider, subject, email, binding_hash, \
-         next_path, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO pending_links (token_hash, user_id, provider, issuer, subject, email, \
+         binding_hash, next_path, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(hash(&token))
     .bind(&link.user_id)
     .bind(&link.provider)
+    .bind(&link.issuer)
     .bind(&link.subject)
     .bind(&link.email)
     .bind(&link.binding_hash)
@@ -51,7 +55,7 @@ pub async fn create(db: &Db, link: &Pending, now: i64) -> sqlx::Result<String> {
     Ok(token)
 }
 
-type Row = (String, String, String, String, String, String, i64);
+type Row = (String, String, String, String, String, String, String, i64);
 
 /// Takes the unexpired pending link `token` inside the caller's transaction: gone afterwards.
 pub async fn take_on(
@@ -63,16 +67,17 @@ pub async fn take_on(
         return Ok(None);
     }
     let row: Option<Row> = sqlx::query_as(
-        "DELETE FROM pending_links WHERE token_hash = $1 RETURNING user_id, provider, subject, \
-         email, binding_hash, next_path, expires_at",
+        "DELETE FROM pending_links WHERE token_hash = $1 RETURNING user_id, provider, issuer, \
+         subject, email, binding_hash, next_path, expires_at",
     )
     .bind(hash(token))
     .fetch_optional(conn)
     .await?;
-    Ok(row.filter(|r| r.6 > now).map(
-        |(user_id, provider, subject, email, binding_hash, next_path, _)| Pending {
+    Ok(row.filter(|r| r.7 > now).map(
+        |(user_id, provider, issuer, subject, email, binding_hash, next_path, _)| Pending {
             user_id,
             provider,
+            issuer,
             subject,
             email,
             binding_hash,

@@ -20,8 +20,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue};
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, StandardRevocableToken,
-    StandardTokenResponse, TokenResponse as _, TokenUrl,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse as _, TokenUrl,
     basic::{
         BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
         BasicTokenType,
@@ -50,6 +50,8 @@ pub struct Endpoints {
 pub struct Identity {
     /// `google`, `github` or `oidc`.
     pub provider: String,
+    /// Who vouches for the subject: the OpenID Connect issuer, or GitHub's address.
+    pub issuer: String,
     /// The provider's stable id for them.
     pub subject: String,
     /// The address the provider gave, if any.
@@ -371,18 +373,38 @@ pub async fn finish(
         return Err(refused("another_provider"));
     }
     if let Some(error) = &callback.error {
-        tracing::info!(provider = provider.id, error = %error.chars().take(64).collect::<String>(), "the provider refused the sign-in");
+        // The provider's error code, as a code: nothing a client could shape into a log line.
+        let code: String = error
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        tracing::info!(provider = provider.id, error = %code, "the provider refused the sign-in");
         return Err(AppError::SocialDenied);
     }
     let code = callback.code.clone().ok_or_else(|| refused("no_code"))?;
     let endpoints = provider.endpoints(&state.social.http).await?;
     let client = provider.client(endpoints, &redirect_uri(state, provider.id))?;
+    let http = state.social.http.clone();
+    let capped = move |request| {
+        let http = http.clone();
+        async move { capped_call(&http, request).await }
+    };
     let answer = client
         .exchange_code(AuthorizationCode::new(code))
         .set_pkce_verifier(PkceCodeVerifier::new(flow.verifier.clone()))
-        .request_async(&state.social.http)
+        .request_async(&capped)
         .await
-        .map_err(|e| ProviderError::Unavailable(format!("token exchange: {e}")))?;
+        .map_err(|e| {
+            // Only the error's kind: a provider's own text may quote the code or the verifier.
+            let why = match e {
+                RequestTokenError::ServerResponse(r) => format!("refused: {:?}", r.error()),
+                RequestTokenError::Request(e) => format!("unreachable: {e}"),
+                RequestTokenError::Parse(..) => "an unreadable answer".to_owned(),
+                RequestTokenError::Other(_) => "an unexpected answer".to_owned(),
+            };
+            ProviderError::Unavailable(format!("token exchange: {why}"))
+        })?;
     let identity = match &provider.kind {
         Kind::Oidc(issuer) => {
             let id_token = answer
@@ -408,6 +430,30 @@ pub async fn finish(
         plan: flow.plan,
         binding_hash: flow.binding_hash,
     })
+}
+
+/// The token endpoint's request, sent by reqwest, its answer read up to 1 MiB.
+async fn capped_call(
+    http: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, std::io::Error> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(std::io::Error::other)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = oidc::capped_body(response, "token endpoint")
+        .await
+        .map_err(|_| std::io::Error::other("the answer is too large or broke off"))?;
+    let mut answer = oauth2::HttpResponse::new(body);
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
+    Ok(answer)
 }
 
 fn refused(reason: &str) -> AppError {

@@ -67,20 +67,22 @@ impl Issuer {
         }
     }
 
+    /// The metadata and keys, read again when old (the cache's lock is not held while the
+    /// provider is asked: one slow provider answer does not queue every sign-in behind it).
     async fn metadata(
         &self,
         http: &reqwest::Client,
         refresh_keys: bool,
     ) -> Result<Arc<Metadata>, ProviderError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(meta) = cache.as_ref() {
+        let cached = self.cache.lock().await.clone();
+        if let Some(meta) = cached {
             let fresh = meta.fetched.elapsed() < Duration::from_secs(METADATA_SECS);
             let keys_recent = meta.keys_fetched.elapsed() < Duration::from_secs(KEY_REFRESH_SECS);
             if fresh && (!refresh_keys || keys_recent) {
-                return Ok(meta.clone());
+                return Ok(meta);
             }
             if fresh {
-                let keys = fetch::<JwkSet>(http, &meta.jwks_uri).await?;
+                let keys = fetch_keys(http, &meta.jwks_uri).await?;
                 let updated = Arc::new(Metadata {
                     issuer: meta.issuer.clone(),
                     endpoints: meta.endpoints.clone(),
@@ -89,7 +91,7 @@ impl Issuer {
                     fetched: meta.fetched,
                     keys_fetched: tokio::time::Instant::now(),
                 });
-                *cache = Some(updated.clone());
+                *self.cache.lock().await = Some(updated.clone());
                 return Ok(updated);
             }
         }
@@ -103,7 +105,7 @@ impl Issuer {
                 "discovery names another issuer".into(),
             ));
         }
-        let keys = fetch::<JwkSet>(http, &found.jwks_uri).await?;
+        let keys = fetch_keys(http, &found.jwks_uri).await?;
         let now = tokio::time::Instant::now();
         let meta = Arc::new(Metadata {
             issuer: found.issuer,
@@ -116,7 +118,7 @@ impl Issuer {
             fetched: now,
             keys_fetched: now,
         });
-        *cache = Some(meta.clone());
+        *self.cache.lock().await = Some(meta.clone());
         Ok(meta)
     }
 
@@ -141,6 +143,10 @@ impl Issuer {
                 header.alg
             )));
         }
+        // Extensions tollgate does not understand must not be ignored (RFC 7515, 4.1.11).
+        if header.crit.is_some() {
+            return Err(ProviderError::IdToken("crit".into()));
+        }
         let mut meta = self.metadata(http, false).await?;
         let key = match find_key(&meta.keys, header.kid.as_deref()) {
             Some(key) => key,
@@ -158,6 +164,12 @@ impl Issuer {
         {
             return Err(ProviderError::IdToken("algorithm not the key's".into()));
         }
+        if matches!(
+            key.common.public_key_use,
+            Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+        ) {
+            return Err(ProviderError::IdToken("an encryption key".into()));
+        }
         let decoding = DecodingKey::from_jwk(key)
             .map_err(|_| ProviderError::IdToken("unusable key".into()))?;
         let mut validation = Validation::new(header.alg);
@@ -165,15 +177,25 @@ impl Issuer {
         issuers.extend(self.also.iter().map(|s| (*s).to_owned()));
         validation.set_issuer(&issuers);
         validation.set_audience(&[client_id]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 60;
         let claims = jsonwebtoken::decode::<Claims>(id_token, &decoding, &validation)
             .map_err(|e| ProviderError::IdToken(format!("{:?}", e.kind())))?
             .claims;
-        if let Some(azp) = &claims.azp
-            && azp != client_id
+        // With several audiences, `azp` must name this client (OpenID Connect Core, 3.1.3.7).
+        let several = matches!(&claims.aud, Audience::Many(list) if list.len() > 1);
+        if claims.azp.as_deref().is_some_and(|azp| azp != client_id)
+            || (several && claims.azp.is_none())
         {
             return Err(ProviderError::IdToken("azp".into()));
+        }
+        // Issued now, not in the future, and not for longer than a day.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if claims.iat.is_none_or(|iat| iat > now + 60) || claims.exp > now + 86_400 {
+            return Err(ProviderError::IdToken("iat or exp".into()));
         }
         let sent = claims.nonce.as_deref().unwrap_or("");
         if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) || nonce.is_empty() {
@@ -184,6 +206,7 @@ impl Issuer {
         }
         Ok(Identity {
             provider: provider.to_owned(),
+            issuer: trimmed(&meta.issuer).to_owned(),
             subject: claims.sub,
             email: claims.email,
             email_verified: claims.email_verified.is_some_and(|v| v.yes()),
@@ -206,6 +229,7 @@ fn find_key<'a>(keys: &'a JwkSet, kid: Option<&str>) -> Option<&'a jsonwebtoken:
 enum Flag {
     Bool(bool),
     Text(String),
+    Other(serde::de::IgnoredAny),
 }
 
 impl Flag {
@@ -213,17 +237,72 @@ impl Flag {
         match self {
             Flag::Bool(b) => *b,
             Flag::Text(t) => t == "true",
+            Flag::Other(_) => false,
         }
     }
+}
+
+/// `aud`: one audience or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    Many(Vec<String>),
+    One(serde::de::IgnoredAny),
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    aud: Audience,
+    exp: i64,
+    iat: Option<i64>,
     nonce: Option<String>,
     azp: Option<String>,
     email: Option<String>,
     email_verified: Option<Flag>,
+}
+
+/// The provider's keys, skipping any tollgate cannot read (one odd key must not stop sign-ins).
+async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<JwkSet, ProviderError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        keys: Vec<serde_json::Value>,
+    }
+    let raw: Raw = fetch(http, url).await?;
+    let keys = raw
+        .keys
+        .into_iter()
+        .filter_map(|k| serde_json::from_value(k).ok())
+        .collect();
+    Ok(JwkSet { keys })
+}
+
+/// The most a provider may answer with (1 MiB).
+pub(super) const MAX_BODY: usize = 1 << 20;
+
+/// Reads at most [`MAX_BODY`] bytes of a provider's answer, refusing more as it arrives.
+pub(super) async fn capped_body(
+    mut response: reqwest::Response,
+    what: &str,
+) -> Result<Vec<u8>, ProviderError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY as u64)
+    {
+        return Err(ProviderError::Unavailable(format!("{what}: too large")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("{what}: {e}")))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return Err(ProviderError::Unavailable(format!("{what}: too large")));
+        }
+    }
+    Ok(body)
 }
 
 /// GETs JSON from a provider (at most 1 MiB, no redirects, the client's timeout).
@@ -243,12 +322,6 @@ pub(super) async fn fetch<T: serde::de::DeserializeOwned>(
             response.status()
         )));
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-    if bytes.len() > 1 << 20 {
-        return Err(ProviderError::Unavailable(format!("{url}: too large")));
-    }
+    let bytes = capped_body(response, url.as_str()).await?;
     serde_json::from_slice(&bytes).map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))
 }

@@ -45,6 +45,11 @@ async fn id_tokens_with_another_audience_issuer_or_nonce_or_expired_are_refused(
         json!({"nonce": null}),
         json!({"exp": past}),
         json!({"azp": "someone-else", "aud": ["tollgate-test", "someone-else"]}),
+        json!({"aud": ["tollgate-test", "someone-else"]}),
+        json!({"iat": null}),
+        json!({"iat": past + 3600 * 24 * 365}),
+        json!({"exp": past + 3600 * 24 * 365}),
+        json!({"nbf": past + 3600 * 24 * 365}),
     ] {
         let mut claims = base.clone();
         claims
@@ -149,4 +154,43 @@ async fn a_refusal_at_the_provider_or_a_provider_that_is_down_lands_on_a_readabl
         "{page}"
     );
     assert_eq!(down.count("oauth_flows").await, 0);
+}
+
+#[tokio::test]
+async fn a_subject_is_matched_only_at_the_issuer_that_vouched_for_it() {
+    let Some((app, _sink, first)) = app_with_providers().await else {
+        return;
+    };
+    first
+        .next(json!({"claims": {"sub": "same-sub", "email": "old@example.com", "email_verified": true}}))
+        .await;
+    let c = client();
+    let authorize = start(&app, &c, "oidc", &[]).await;
+    assert_eq!(
+        c.get(consent(&authorize).await)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    // The deployment points the provider at another issuer, whose users number their own way.
+    let Some(second) = super::Providers::start().await else {
+        return;
+    };
+    let settings = second.settings();
+    let pairs: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let moved = app.second_instance_with(&pairs).await;
+    second
+        .next(json!({"claims": {"sub": "same-sub", "email": "other@example.com", "email_verified": true}}))
+        .await;
+    let other = client();
+    let authorize = start(&moved, &other, "oidc", &[]).await;
+    let r = other.get(consent(&authorize).await).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        moved.me(&other).await["email"],
+        "other@example.com",
+        "not signed in to the account the old issuer's subject has"
+    );
 }

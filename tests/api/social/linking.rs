@@ -128,6 +128,7 @@ async fn an_unverified_provider_address_never_links_or_makes_anything() {
         json!({"sub": "s1", "email": "cy@example.com", "email_verified": false}),
         json!({"sub": "s2", "email": "new@example.com", "email_verified": "false"}),
         json!({"sub": "s3", "email": null}),
+        json!({"sub": "s4", "email": "num@example.com", "email_verified": 1}),
     ] {
         providers.next(json!({"claims": claims})).await;
         let r = sign_in(&app, &client(), "oidc").await;
