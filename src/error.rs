@@ -150,8 +150,8 @@ pub enum AppError {
     /// 409: that provider account is linked to another of our accounts.
     #[error("that account at the provider is already linked to another account here")]
     SocialIdentityTaken,
-    /// 409: unlinking would leave no way to sign in but email.
-    #[error("this is your only way to sign in; set a password or add a passkey first")]
+    /// 409: unlinking a provider (or removing a passkey) would leave no way to sign in but email.
+    #[error("this is your only way to sign in besides email; set a password first")]
     SocialLastMethod,
     /// 403: a change that, with two-factor sign-in on, takes a current code (adding a passkey).
     #[error(

@@ -23,6 +23,7 @@ use crate::{
         passkeys::{self, Answer, Options, Summary},
         rate_limit::ClientIp,
         second_factor::{self, Intent},
+        social,
     },
     billing::Billing,
     error::Result,
@@ -195,6 +196,9 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     auth::require_recent_proof(&state, &current.session).await?;
-    passkeys::remove(&state, current.signed_in(), &id).await?;
+    let providers = social::accounts::linked(&state, &current.user.id)
+        .await?
+        .len();
+    passkeys::remove(&state, current.signed_in(), &id, providers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -57,6 +57,10 @@ async fn show_passkeys(
         ("renamed", "Passkey renamed."),
         ("removed", "Passkey removed: it no longer signs in."),
         ("not_found", "That passkey is not on your account any more."),
+        (
+            "last_method",
+            "That passkey is your only way to sign in besides email: set a password or link a provider first.",
+        ),
     ]);
     Ok(page(&state, &token, &user, notice, None).await?)
 }
@@ -142,9 +146,13 @@ async fn submit_remove(
     CsrfForm(form): CsrfForm<RemoveForm>,
 ) -> Result<Response, PageError> {
     let user = recently_proved(&state, session, BACK).await?;
-    let notice = match passkeys::remove(&state, user.signed_in(), &form.id).await {
+    let providers = crate::auth::social::accounts::linked(&state, &user.user.id)
+        .await?
+        .len();
+    let notice = match passkeys::remove(&state, user.signed_in(), &form.id, providers).await {
         Ok(()) => "removed",
         Err(AppError::NotFound) => "not_found",
+        Err(AppError::SocialLastMethod) => "last_method",
         Err(err) => return Err(err.into()),
     };
     Ok(Redirect::to(&format!("/account/passkeys?notice={notice}")).into_response())

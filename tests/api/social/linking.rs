@@ -242,3 +242,25 @@ async fn an_account_made_by_a_provider_changes_its_email_and_deletes_itself_with
     assert_eq!(r.status(), 204);
     assert_eq!(app.count("users").await, 0);
 }
+
+#[tokio::test]
+async fn the_last_passkey_of_an_account_without_a_password_or_provider_stays() {
+    let Some((app, _sink, providers)) = app_with_providers().await else {
+        return;
+    };
+    providers.next(verified("hal-sub", "hal@example.com")).await;
+    let c = client();
+    assert_eq!(sign_in(&app, &c, "oidc").await.status(), 303);
+    let Some(mut device) = crate::passkeys::Device::new(&app) else {
+        return;
+    };
+    let passkey = crate::passkeys::register(&app, &c, &mut device, "Only key").await;
+    // The provider may go: the passkey remains a way in.
+    let csrf = app.csrf_token(&c, "/account/social").await;
+    let r = post_form(&app, &c, "/account/social/oidc/unlink", &csrf).await;
+    assert_eq!(location(&r), "/account/social?notice=unlinked");
+    // Then the passkey may not.
+    let path = format!("/api/account/passkeys/{}", passkey["id"].as_str().unwrap());
+    assert_eq!(crate::passkeys::delete(&app, &c, &path).await, 409);
+    assert_eq!(app.count("passkeys").await, 1);
+}
