@@ -23,7 +23,6 @@ use crate::{
         passkeys::{self, Answer, Options, Summary},
         rate_limit::ClientIp,
         second_factor::{self, Intent},
-        social,
     },
     billing::Billing,
     error::Result,
@@ -196,9 +195,6 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     auth::require_recent_proof(&state, &current.session).await?;
-    let providers = social::accounts::linked(&state, &current.user.id)
-        .await?
-        .len();
-    passkeys::remove(&state, current.signed_in(), &id, providers).await?;
+    passkeys::remove(&state, current.signed_in(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

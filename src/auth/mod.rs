@@ -344,6 +344,15 @@ pub async fn confirm_password(state: &Auth, user: &User, password: &str) -> Resu
     Ok(())
 }
 
+/// How many ways the user signs in besides email (a password, each passkey, each provider),
+/// counted inside the caller's transaction, which holds the account: two removals racing each
+/// other count one after the other, so they cannot take the last two ways in together.
+pub async fn ways_in_on(conn: &mut sqlx::AnyConnection, user: &User) -> Result<i64> {
+    let passkeys = passkeys::store::count_on(&mut *conn, &user.id).await?;
+    let providers = social::identities::count_on(&mut *conn, &user.id).await?;
+    Ok(i64::from(user.password_hash.is_some()) + passkeys + providers)
+}
+
 /// The proof a change takes in its own body (an email change, a deletion): the password, for an
 /// account that has one (counted on its password bucket); for one without (made by a sign-in
 /// provider, or kept by email links), a proof from the last [`REAUTH_SECS`] instead.

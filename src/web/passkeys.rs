@@ -146,10 +146,7 @@ async fn submit_remove(
     CsrfForm(form): CsrfForm<RemoveForm>,
 ) -> Result<Response, PageError> {
     let user = recently_proved(&state, session, BACK).await?;
-    let providers = crate::auth::social::accounts::linked(&state, &user.user.id)
-        .await?
-        .len();
-    let notice = match passkeys::remove(&state, user.signed_in(), &form.id, providers).await {
+    let notice = match passkeys::remove(&state, user.signed_in(), &form.id).await {
         Ok(()) => "removed",
         Err(AppError::NotFound) => "not_found",
         Err(AppError::SocialLastMethod) => "last_method",

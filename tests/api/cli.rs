@@ -386,3 +386,67 @@ async fn refusals_are_logged_as_structured_security_events_without_secrets() {
         assert!(!logs.contains(secret), "{secret:?} leaked into the logs");
     }
 }
+
+#[tokio::test]
+async fn a_providers_own_text_never_reaches_the_log() {
+    let Some(providers) = crate::social::Providers::start().await else {
+        return;
+    };
+    let db = TestDb::new().await;
+    let settings = providers.settings();
+    let env: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (served, url) = serve_with_json_logs(&db, &env).await;
+    let forged = "ATTACKER_TEXT code=SECRET\n2026-01-01T00:00:00Z  INFO FORGED line";
+    providers.next(json!({"token_error": forged})).await;
+    let browser = client();
+    let start = |browser: reqwest::Client, url: String| async move {
+        let page = browser.get(format!("{url}login")).send().await.unwrap();
+        let html = page.text().await.unwrap();
+        let marker = "name=\"csrf_token\" value=\"";
+        let from = html.find(marker).unwrap() + marker.len();
+        let csrf = html[from..from + html[from..].find('"').unwrap()].to_owned();
+        let r = browser
+            .post(format!("{url}auth/oidc"))
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        reqwest::Url::parse(&crate::social::location(&r)).unwrap()
+    };
+    // The token endpoint refuses with text of the provider's choosing.
+    let authorize = start(browser.clone(), url.clone()).await;
+    let callback = crate::social::consent(&authorize).await;
+    let r = browser.get(callback).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    // A callback's own `error`, shaped into a log line.
+    let authorize = start(browser.clone(), url.clone()).await;
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let r = browser
+        .get(format!(
+            "{url}auth/oidc/callback?state={state}&error=x%0A2026%20INFO%20FORGED%20callback"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let logs = stop_and_read_logs(served).await;
+    assert!(
+        logs.contains("token exchange"),
+        "the refusal is logged: {logs}"
+    );
+    assert!(
+        !logs.contains("ATTACKER_TEXT") && !logs.contains("SECRET"),
+        "{logs}"
+    );
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "every line is one JSON object, none forged: {line}"
+        );
+    }
+}

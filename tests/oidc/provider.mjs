@@ -8,8 +8,9 @@
 //
 // Neither asks anyone anything: /authorize redirects straight back with a code, as a user who
 // consents would. What the next sign-in claims (the subject, the email and whether it is
-// verified, or a broken ID token: another audience, issuer or nonce, expired) is set by the test
-// with POST /_control/next {"claims": {...}, "github": {...}, "token_error": "..."}.
+// verified, or a broken ID token: another audience, issuer or nonce, expired; a key set with a
+// key nobody can read, keys marked for encryption, or past 1 MiB) is set by the test with
+// POST /_control/next {"claims": {...}, "github": {...}, "token_error": "...", "jwks": "..."}.
 //
 //   node provider.mjs        prints "listening http://127.0.0.1:PORT" and serves until killed
 import { OAuth2Server, Events } from 'oauth2-mock-server';
@@ -52,6 +53,20 @@ async function body(req) {
 }
 
 const asObject = (b, parse) => (typeof b === 'string' ? parse(b) : b);
+
+// The key set as the test shapes it ("junk", "enc", "huge"), served at /_jwks when asked for.
+server.service.on(Events.BeforeWellKnownOpenIdConfiguration, (response) => {
+  if (next.jwks) response.body.jwks_uri = `${base}/_jwks`;
+});
+
+server.service.addRoute('GET', '/_jwks', (req, res) => {
+  let keys = server.issuer.keys.toJSON();
+  if (next.jwks === 'junk') keys = [{ kty: 'foo', kid: 'junk' }, ...keys];
+  if (next.jwks === 'enc') keys = keys.map((k) => ({ ...k, use: 'enc' }));
+  const answer = { keys };
+  if (next.jwks === 'huge') answer.padding = 'x'.repeat(2 * 1024 * 1024);
+  json(res, 200, answer);
+});
 
 server.service.addRoute('POST', '/_control/next', async (req, res) => {
   next = asObject(await body(req), JSON.parse);

@@ -170,20 +170,19 @@ pub async fn rename(state: &Auth, current: SignedIn<'_>, id: &str, name: &str) -
     Ok(())
 }
 
-/// Removes the user's passkey `id`; a notice is mailed.
-/// Unless it is the user's last way in besides email: `providers` is how many sign-in providers
-/// the caller found linked (none, no password and no other passkey: `SocialLastMethod`).
-pub async fn remove(state: &Auth, current: SignedIn<'_>, id: &str, providers: usize) -> Result<()> {
+/// Removes the user's passkey `id`, unless it is their last way in besides email
+/// (`SocialLastMethod`); a notice is mailed.
+pub async fn remove(state: &Auth, current: SignedIn<'_>, id: &str) -> Result<()> {
     let user = current.user;
     let mut tx = state.db.begin().await?;
     current.hold_on(&mut tx).await?;
-    let others = store::count_on(&mut tx, &user.id).await? - 1;
-    if user.password_hash.is_none() && providers == 0 && others < 1 {
-        return Err(AppError::SocialLastMethod);
-    }
     let name = store::delete_on(&mut tx, &user.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    // Counted after the removal, in the transaction that holds the account (which rolls back).
+    if super::ways_in_on(&mut tx, user).await? < 1 {
+        return Err(AppError::SocialLastMethod);
+    }
     notify(state, &mut tx, user, Kind::PasskeyRemoved, &name).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, passkey = %id, "passkey removed");

@@ -8,7 +8,7 @@
 use super::{Finished, Identity, identities, identities::Key, links};
 use crate::{
     auth::{
-        Auth, SignedIn, email_flows, opaque, passkeys, rate_limit,
+        Auth, SignedIn, email_flows, opaque, rate_limit,
         rate_limit::ClientIp,
         users::{self, Email, User},
     },
@@ -256,15 +256,14 @@ pub async fn confirm_link(
 /// password, a passkey, or another provider).
 pub async fn unlink(state: &Auth, current: SignedIn<'_>, provider: &str) -> Result<()> {
     let user = current.user;
-    let passkeys = passkeys::count(state, &user.id).await?;
     let mut tx = state.db.begin().await?;
     current.hold_on(&mut tx).await?;
-    let others = identities::count_on(&mut tx, &user.id).await? - 1;
-    if user.password_hash.is_none() && passkeys == 0 && others < 1 {
-        return Err(AppError::SocialLastMethod);
-    }
     if !identities::unlink_on(&mut tx, &user.id, provider).await? {
         return Err(AppError::NotFound);
+    }
+    // Counted after the unlink, in the transaction that holds the account (which rolls back).
+    if crate::auth::ways_in_on(&mut tx, user).await? < 1 {
+        return Err(AppError::SocialLastMethod);
     }
     tx.commit().await?;
     tracing::info!(user = %user.id, provider, "provider unlinked");

@@ -73,7 +73,8 @@ impl From<ProviderError> for AppError {
     fn from(err: ProviderError) -> Self {
         match err {
             ProviderError::Unavailable(why) => {
-                tracing::warn!(why = %why, "sign-in provider unavailable");
+                // Escaped: a reason may quote what a provider answered.
+                tracing::warn!(why = ?why, "sign-in provider unavailable");
                 AppError::SocialProviderFailed
             }
             ProviderError::IdToken(why) => {
@@ -374,11 +375,7 @@ pub async fn finish(
     }
     if let Some(error) = &callback.error {
         // The provider's error code, as a code: nothing a client could shape into a log line.
-        let code: String = error
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let code = code_of(error);
         tracing::info!(provider = provider.id, error = %code, "the provider refused the sign-in");
         return Err(AppError::SocialDenied);
     }
@@ -398,7 +395,7 @@ pub async fn finish(
         .map_err(|e| {
             // Only the error's kind: a provider's own text may quote the code or the verifier.
             let why = match e {
-                RequestTokenError::ServerResponse(r) => format!("refused: {:?}", r.error()),
+                RequestTokenError::ServerResponse(r) => format!("refused: {}", code_of(r.error())),
                 RequestTokenError::Request(e) => format!("unreachable: {e}"),
                 RequestTokenError::Parse(..) => "an unreadable answer".to_owned(),
                 RequestTokenError::Other(_) => "an unexpected answer".to_owned(),
@@ -430,6 +427,30 @@ pub async fn finish(
         plan: flow.plan,
         binding_hash: flow.binding_hash,
     })
+}
+
+/// A provider's error code as logged: one of the codes OAuth 2.0 and OpenID Connect define, or
+/// `other` (a provider's own words, or a client's, never reach the log).
+fn code_of(code: &impl std::fmt::Display) -> &'static str {
+    const KNOWN: [&str; 15] = [
+        "access_denied",
+        "invalid_request",
+        "unauthorized_client",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+        "invalid_client",
+        "invalid_grant",
+        "unsupported_grant_type",
+        "login_required",
+        "consent_required",
+        "interaction_required",
+        "account_selection_required",
+        "bad_verification_code",
+    ];
+    let code = code.to_string();
+    KNOWN.into_iter().find(|k| *k == code).unwrap_or("other")
 }
 
 /// The token endpoint's request, sent by reqwest, its answer read up to 1 MiB.

@@ -51,6 +51,8 @@ pub struct Issuer {
     /// Other spellings of the issuer its tokens may carry (Google's `accounts.google.com`).
     also: &'static [&'static str],
     cache: Mutex<Option<Arc<Metadata>>>,
+    /// Held while the provider is asked (the cache's own lock is not).
+    reading: Mutex<()>,
 }
 
 fn trimmed(url: &str) -> &str {
@@ -64,6 +66,7 @@ impl Issuer {
             issuer,
             also,
             cache: Mutex::new(None),
+            reading: Mutex::new(()),
         }
     }
 
@@ -74,11 +77,23 @@ impl Issuer {
         http: &reqwest::Client,
         refresh_keys: bool,
     ) -> Result<Arc<Metadata>, ProviderError> {
-        let cached = self.cache.lock().await.clone();
-        if let Some(meta) = cached {
+        let usable = |meta: &Metadata| {
             let fresh = meta.fetched.elapsed() < Duration::from_secs(METADATA_SECS);
             let keys_recent = meta.keys_fetched.elapsed() < Duration::from_secs(KEY_REFRESH_SECS);
-            if fresh && (!refresh_keys || keys_recent) {
+            (fresh, fresh && (!refresh_keys || keys_recent))
+        };
+        if let Some(meta) = self.cache.lock().await.clone()
+            && usable(&meta).1
+        {
+            return Ok(meta);
+        }
+        // One reading at a time: many sign-ins at once ask the provider once, and an older answer
+        // can never land after a newer one.
+        let _reading = self.reading.lock().await;
+        let cached = self.cache.lock().await.clone();
+        if let Some(meta) = cached {
+            let (fresh, enough) = usable(&meta);
+            if enough {
                 return Ok(meta);
             }
             if fresh {
@@ -167,8 +182,18 @@ impl Issuer {
         if matches!(
             key.common.public_key_use,
             Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
-        ) {
-            return Err(ProviderError::IdToken("an encryption key".into()));
+        ) || key
+            .common
+            .key_operations
+            .as_ref()
+            .is_some_and(|ops| !ops.contains(&jsonwebtoken::jwk::KeyOperations::Verify))
+        {
+            return Err(ProviderError::IdToken("not a signing key".into()));
+        }
+        if !key_fits(key, header.alg) {
+            return Err(ProviderError::IdToken(
+                "key type not the algorithm's".into(),
+            ));
         }
         let decoding = DecodingKey::from_jwk(key)
             .map_err(|_| ProviderError::IdToken("unusable key".into()))?;
@@ -211,6 +236,19 @@ impl Issuer {
             email: claims.email,
             email_verified: claims.email_verified.is_some_and(|v| v.yes()),
         })
+    }
+}
+
+/// Whether the key's type (and curve) is the one the algorithm signs with: RSA for RS*, P-256
+/// for ES256, P-384 for ES384, Ed25519 for EdDSA; never a symmetric key.
+fn key_fits(key: &jsonwebtoken::jwk::Jwk, alg: Algorithm) -> bool {
+    use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C};
+    match (&key.algorithm, alg) {
+        (P::RSA(_), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) => true,
+        (P::EllipticCurve(ec), Algorithm::ES256) => ec.curve == C::P256,
+        (P::EllipticCurve(ec), Algorithm::ES384) => ec.curve == C::P384,
+        (P::OctetKeyPair(okp), Algorithm::EdDSA) => okp.curve == C::Ed25519,
+        _ => false,
     }
 }
 

@@ -194,3 +194,32 @@ async fn a_subject_is_matched_only_at_the_issuer_that_vouched_for_it() {
         "not signed in to the account the old issuer's subject has"
     );
 }
+
+#[tokio::test]
+async fn a_key_set_with_an_unreadable_key_still_works_but_encryption_keys_and_huge_sets_do_not() {
+    // Each app reads the provider's metadata once: one app per key set.
+    for (jwks, expected) in [("junk", 303), ("enc", 502), ("huge", 502)] {
+        let Some((app, _sink, providers)) = app_with_providers().await else {
+            return;
+        };
+        providers
+            .next(json!({"jwks": jwks, "claims": {"sub": "k", "email": "k@example.com", "email_verified": true}}))
+            .await;
+        let c = client();
+        let csrf = app.csrf_token(&c, "/login").await;
+        let r = c
+            .post(app.url("/auth/oidc"))
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let status = if r.status().is_redirection() {
+            let authorize = reqwest::Url::parse(&super::location(&r)).unwrap();
+            let r = c.get(consent(&authorize).await).send().await.unwrap();
+            r.status().as_u16()
+        } else {
+            r.status().as_u16()
+        };
+        assert_eq!(status, expected, "{jwks}");
+    }
+}

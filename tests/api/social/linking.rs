@@ -264,3 +264,31 @@ async fn the_last_passkey_of_an_account_without_a_password_or_provider_stays() {
     assert_eq!(crate::passkeys::delete(&app, &c, &path).await, 409);
     assert_eq!(app.count("passkeys").await, 1);
 }
+
+#[tokio::test]
+async fn an_unlink_racing_the_removal_of_the_last_passkey_leaves_one_way_in() {
+    let Some((app, _sink, providers)) = app_with_providers().await else {
+        return;
+    };
+    for n in 0..3 {
+        let email = format!("race{n}@example.com");
+        providers.next(verified(&format!("race-{n}"), &email)).await;
+        let c = client();
+        assert_eq!(sign_in(&app, &c, "oidc").await.status(), 303);
+        let Some(mut device) = crate::passkeys::Device::new(&app) else {
+            return;
+        };
+        let passkey = crate::passkeys::register(&app, &c, &mut device, "Key").await;
+        let path = format!("/api/account/passkeys/{}", passkey["id"].as_str().unwrap());
+        let csrf = app.csrf_token(&c, "/account/social").await;
+        let (unlinked, removed) = tokio::join!(
+            post_form(&app, &c, "/account/social/oidc/unlink", &csrf),
+            crate::passkeys::delete(&app, &c, &path)
+        );
+        let unlinked = location(&unlinked) == "/account/social?notice=unlinked";
+        assert!(
+            unlinked != (removed == 204),
+            "exactly one of the two may go (unlinked {unlinked}, removal {removed})"
+        );
+    }
+}
