@@ -56,8 +56,9 @@ pub enum AppError {
     /// 403: CSRF check failed.
     #[error("the request failed the cross-site request check")]
     CsrfFailed,
-    /// 403: Checkout needs a verified email (when configured).
-    #[error("verify your email address before subscribing")]
+    /// 403: a step that needs a verified address: Checkout (when configured), adding a passkey,
+    /// linking a sign-in provider.
+    #[error("verify your email address first: open the link we sent you")]
     EmailUnverified,
     /// 404.
     #[error("not found")]
