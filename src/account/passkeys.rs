@@ -181,11 +181,7 @@ async fn rename(
     ApiJson(body): ApiJson<RenameBody>,
 ) -> Result<StatusCode> {
     auth::require_recent_proof(&state, &current.session).await?;
-    if body.name.trim().is_empty() {
-        return Err(crate::error::AppError::InvalidField("name".into()));
-    }
-    let name = passkeys::clean_name(Some(&body.name))?;
-    passkeys::rename(&state, current.signed_in(), &id, &name).await?;
+    passkeys::rename(&state, current.signed_in(), &id, &body.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

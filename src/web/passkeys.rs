@@ -116,14 +116,7 @@ async fn submit_rename(
     CsrfForm(form): CsrfForm<RenameForm>,
 ) -> Result<Response, PageError> {
     let user = recently_proved(&state, session, BACK).await?;
-    let renamed = match passkeys::clean_name(Some(&form.name)) {
-        Ok(name) if !form.name.trim().is_empty() => {
-            passkeys::rename(&state, user.signed_in(), &form.id, &name).await
-        }
-        Ok(_) => Err(AppError::InvalidField("name".into())),
-        Err(err) => Err(err),
-    };
-    match renamed {
+    match passkeys::rename(&state, user.signed_in(), &form.id, &form.name).await {
         Ok(()) => Ok(Redirect::to("/account/passkeys?notice=renamed").into_response()),
         Err(AppError::NotFound) => {
             Ok(Redirect::to("/account/passkeys?notice=not_found").into_response())

@@ -13,6 +13,7 @@
 // POST /_control/next {"claims": {...}, "github": {...}, "token_error": "...", "jwks": "..."}.
 //
 //   node provider.mjs        prints "listening http://127.0.0.1:PORT" and serves until killed
+import { createHash } from 'node:crypto';
 import { OAuth2Server, Events } from 'oauth2-mock-server';
 
 const server = new OAuth2Server();
@@ -22,6 +23,8 @@ const base = server.issuer.url;
 
 let next = {};
 const githubCodes = new Map();
+// Access tokens this stand-in issued: GitHub's API answers no other.
+const githubTokens = new Set();
 
 server.service.on(Events.BeforeTokenSigning, (token) => {
   const claims = next.claims || {};
@@ -87,22 +90,37 @@ server.service.addRoute('GET', '/login/oauth/authorize', (req, res) => {
 
 server.service.addRoute('POST', '/login/oauth/access_token', async (req, res) => {
   const form = asObject(await body(req), (t) => Object.fromEntries(new URLSearchParams(t)));
+  // As GitHub: the client's id and secret, the code once, the same redirect URI, and the PKCE
+  // verifier of the challenge the authorization carried; errors come as 200 with an `error`.
+  if (!form.client_id || !form.client_secret) {
+    return json(res, 200, { error: 'incorrect_client_credentials' });
+  }
   const grant = githubCodes.get(form.code);
   githubCodes.delete(form.code);
   if (!grant || grant.redirect !== form.redirect_uri) {
     return json(res, 200, { error: 'bad_verification_code' });
   }
-  json(res, 200, { access_token: `gho_${Math.random().toString(36).slice(2)}`, token_type: 'bearer', scope: 'read:user,user:email' });
+  const verified = (v) => v && createHash('sha256').update(v).digest('base64url') === grant.challenge;
+  if (grant.challenge && !verified(form.code_verifier)) {
+    return json(res, 200, { error: 'bad_verification_code' });
+  }
+  const token = `gho_${Math.random().toString(36).slice(2)}`;
+  githubTokens.add(token);
+  json(res, 200, { access_token: token, token_type: 'bearer', scope: 'read:user,user:email' });
 });
 
 server.service.addRoute('GET', '/api/user', (req, res) => {
-  if (!(req.headers.authorization || '').startsWith('Bearer gho_')) return json(res, 401, { message: 'Bad credentials' });
+  if (!githubTokens.has((req.headers.authorization || '').replace(/^Bearer /, ''))) {
+    return json(res, 401, { message: 'Bad credentials' });
+  }
   const g = next.github || {};
   json(res, 200, { id: g.id ?? 1001, login: g.login ?? 'octocat', name: g.name ?? 'The Octocat', email: null });
 });
 
 server.service.addRoute('GET', '/api/user/emails', (req, res) => {
-  if (!(req.headers.authorization || '').startsWith('Bearer gho_')) return json(res, 401, { message: 'Bad credentials' });
+  if (!githubTokens.has((req.headers.authorization || '').replace(/^Bearer /, ''))) {
+    return json(res, 401, { message: 'Bad credentials' });
+  }
   const g = next.github || {};
   json(res, 200, g.emails ?? [{ email: 'octocat@example.com', primary: true, verified: true, visibility: 'public' }]);
 });

@@ -160,7 +160,12 @@ fn refused(reason: &str) -> AppError {
 }
 
 /// Renames the user's passkey `id`.
+/// `name` as typed: a blank one is refused (`InvalidField`), as any [`clean_name`] refuses.
 pub async fn rename(state: &Auth, current: SignedIn<'_>, id: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(AppError::InvalidField("name".into()));
+    }
+    let name = &clean_name(Some(name))?;
     let mut tx = state.db.begin().await?;
     current.hold_on(&mut tx).await?;
     if !store::rename_on(&mut tx, &current.user.id, id, name).await? {

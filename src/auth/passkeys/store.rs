@@ -98,11 +98,7 @@ pub async fn of_user(db: &Db, user_id: &str) -> sqlx::Result<Vec<Row>> {
 
 /// How many passkeys the user has.
 pub async fn count(db: &Db, user_id: &str) -> sqlx::Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM passkeys WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(&db.pool)
-        .await?;
-    Ok(n)
+    count_on(&mut *db.pool.acquire().await?, user_id).await
 }
 
 /// How many passkeys the user has, inside the caller's transaction (which holds the account, so

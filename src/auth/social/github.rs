@@ -66,23 +66,11 @@ impl GitHub {
         path: &str,
         token: &str,
     ) -> Result<T, ProviderError> {
-        let url = join(&self.api, path)?;
-        let response = http
-            .get(url)
+        let request = http
+            .get(join(&self.api, path)?)
             .bearer_auth(token)
             .header("accept", "application/vnd.github+json")
-            .header("user-agent", "tollgate")
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("GitHub {path}: {e}")))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            return Err(ProviderError::Unavailable(format!(
-                "GitHub {path}: {status}"
-            )));
-        }
-        let bytes = super::oidc::capped_body(response, path).await?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ProviderError::Unavailable(format!("GitHub {path}: {e}")))
+            .header("user-agent", "tollgate");
+        super::answers::json_of(request, &format!("GitHub {path}")).await
     }
 }

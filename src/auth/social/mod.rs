@@ -9,6 +9,7 @@
 //! [`accounts`]'s.
 
 pub mod accounts;
+mod answers;
 pub mod flows;
 pub mod github;
 pub mod identities;
@@ -468,7 +469,7 @@ async fn capped_call(
         .map_err(std::io::Error::other)?;
     let status = response.status();
     let headers = response.headers().clone();
-    let body = oidc::capped_body(response, "token endpoint")
+    let body = answers::capped_body(response, "token endpoint")
         .await
         .map_err(|_| std::io::Error::other("the answer is too large or broke off"))?;
     let mut answer = oauth2::HttpResponse::new(body);

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq as _;
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::{Endpoints, Identity, ProviderError};
+use super::{Endpoints, Identity, ProviderError, answers::json_of};
 
 /// How long metadata and keys are kept before they are read again (keys are also read again,
 /// at most once a minute, when a token names one not seen).
@@ -315,51 +315,11 @@ async fn fetch_keys(http: &reqwest::Client, url: &Url) -> Result<JwkSet, Provide
     Ok(JwkSet { keys })
 }
 
-/// The most a provider may answer with (1 MiB).
-pub(super) const MAX_BODY: usize = 1 << 20;
-
-/// Reads at most [`MAX_BODY`] bytes of a provider's answer, refusing more as it arrives.
-pub(super) async fn capped_body(
-    mut response: reqwest::Response,
-    what: &str,
-) -> Result<Vec<u8>, ProviderError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY as u64)
-    {
-        return Err(ProviderError::Unavailable(format!("{what}: too large")));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| ProviderError::Unavailable(format!("{what}: {e}")))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY {
-            return Err(ProviderError::Unavailable(format!("{what}: too large")));
-        }
-    }
-    Ok(body)
-}
-
-/// GETs JSON from a provider (at most 1 MiB, no redirects, the client's timeout).
+/// GETs JSON from a provider.
 pub(super) async fn fetch<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &Url,
 ) -> Result<T, ProviderError> {
-    let response = http
-        .get(url.clone())
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))?;
-    if !response.status().is_success() {
-        return Err(ProviderError::Unavailable(format!(
-            "{url}: {}",
-            response.status()
-        )));
-    }
-    let bytes = capped_body(response, url.as_str()).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ProviderError::Unavailable(format!("{url}: {e}")))
+    let request = http.get(url.clone()).header("accept", "application/json");
+    json_of(request, url.as_str()).await
 }

@@ -223,3 +223,34 @@ async fn a_key_set_with_an_unreadable_key_still_works_but_encryption_keys_and_hu
         assert_eq!(status, expected, "{jwks}");
     }
 }
+
+#[tokio::test]
+async fn a_code_github_refuses_lands_on_a_readable_page_and_makes_nothing() {
+    let Some((app, _sink, _providers)) = app_with_providers().await else {
+        return;
+    };
+    let c = client();
+    let authorize = start(&app, &c, "github", &[]).await;
+    let mut callback = consent(&authorize).await;
+    let pairs: Vec<(String, String)> = callback
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                "gh_forged".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    callback.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = c.get(callback).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("did not answer as expected")
+    );
+    assert_eq!(app.count("users").await, 0);
+}
