@@ -72,6 +72,24 @@ pub enum AppError {
     /// 409: the user never started a checkout, so there is no customer to manage.
     #[error("there is no billing account yet; subscribe to a plan first")]
     NoCustomer,
+    /// 409: a plan change, cancellation or resumption without a live subscription.
+    #[error("you have no subscription to change; choose a plan first")]
+    NoSubscription,
+    /// 409: a plan change to the plan and interval the subscription already has.
+    #[error("you are already on that plan")]
+    SamePlan,
+    /// 409: a plan change while the subscription is set to cancel.
+    #[error("your subscription is set to cancel; resume it before changing plan")]
+    SubscriptionCancelling,
+    /// 409: a plan change while the last payment has failed.
+    #[error("your last payment failed; update your payment method before changing plan")]
+    PaymentPastDue,
+    /// 402: the card was declined for a plan change's charge; nothing changed.
+    #[error("your card was declined and nothing changed; update your payment method and try again")]
+    CardDeclined,
+    /// 400: a plan change confirmed from a price preview more than 10 minutes old.
+    #[error("this price preview has expired; look at the change again before confirming")]
+    PreviewExpired,
     /// 413.
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -182,6 +200,12 @@ impl AppError {
             NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AlreadySubscribed => (StatusCode::CONFLICT, "already_subscribed"),
             NoCustomer => (StatusCode::CONFLICT, "no_customer"),
+            NoSubscription => (StatusCode::CONFLICT, "no_subscription"),
+            SamePlan => (StatusCode::CONFLICT, "same_plan"),
+            SubscriptionCancelling => (StatusCode::CONFLICT, "subscription_cancelling"),
+            PaymentPastDue => (StatusCode::CONFLICT, "payment_past_due"),
+            CardDeclined => (StatusCode::PAYMENT_REQUIRED, "card_declined"),
+            PreviewExpired => (StatusCode::BAD_REQUEST, "preview_expired"),
             EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -304,6 +328,12 @@ mod tests {
             EmailTaken,
             AlreadySubscribed,
             NoCustomer,
+            NoSubscription,
+            SamePlan,
+            SubscriptionCancelling,
+            PaymentPastDue,
+            CardDeclined,
+            PreviewExpired,
             PayloadTooLarge,
             RateLimited(1),
             ServiceUnavailable,
@@ -353,6 +383,12 @@ mod tests {
             | EmailTaken
             | AlreadySubscribed
             | NoCustomer
+            | NoSubscription
+            | SamePlan
+            | SubscriptionCancelling
+            | PaymentPastDue
+            | CardDeclined
+            | PreviewExpired
             | PayloadTooLarge
             | RateLimited(_)
             | ServiceUnavailable

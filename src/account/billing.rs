@@ -1,4 +1,5 @@
-//! The signed-in billing routes: the plans, Checkout and the customer portal.
+//! The signed-in billing routes: the plans, Checkout, the customer portal, the subscription as
+//! Stripe has it, plan changes with their preview, and cancelling or resuming.
 
 use axum::{
     Json, Router,
@@ -12,6 +13,7 @@ use crate::{
     auth::Auth,
     billing::{
         Billing,
+        changes::{self, Changed, Preview, summary},
         checkout::{self, RedirectUrl},
     },
     error::Result,
@@ -30,6 +32,11 @@ where
         .route("/api/plans", get(list_plans))
         .route("/api/billing/checkout", post(create_checkout_session))
         .route("/api/billing/portal", post(create_portal_session))
+        .route("/api/billing/subscription", get(show_subscription))
+        .route("/api/billing/change/preview", post(preview_change))
+        .route("/api/billing/change", post(confirm_change))
+        .route("/api/billing/cancel", post(cancel))
+        .route("/api/billing/resume", post(resume))
 }
 
 async fn list_plans(State(state): State<Billing>) -> Json<Value> {
@@ -80,4 +87,71 @@ async fn create_portal_session(
     crate::billing::portal::open_portal(&state, &current.user)
         .await
         .map(Json)
+}
+
+async fn show_subscription(
+    State(state): State<Billing>,
+    BillingUser(current): BillingUser,
+) -> Result<Json<Value>> {
+    let summary = summary::summary(&state, &current.user).await?;
+    Ok(Json(json!({ "subscription": summary })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    plan: String,
+    interval: String,
+    #[serde(default)]
+    proration_date: Option<i64>,
+}
+
+async fn preview_change(
+    State(state): State<Billing>,
+    BillingUser(current): BillingUser,
+    ApiJson(body): ApiJson<ChangeRequest>,
+) -> Result<Json<Preview>> {
+    changes::preview(&state, &current.user, &body.plan, &body.interval)
+        .await
+        .map(Json)
+}
+
+async fn confirm_change(
+    State(state): State<Billing>,
+    BillingUser(current): BillingUser,
+    ApiJson(body): ApiJson<ChangeRequest>,
+) -> Result<Json<Changed>> {
+    changes::change(
+        &state,
+        &current.user,
+        &body.plan,
+        &body.interval,
+        body.proration_date,
+    )
+    .await
+    .map(Json)
+}
+
+async fn cancel(
+    State(state): State<Billing>,
+    BillingUser(current): BillingUser,
+) -> Result<Json<Value>> {
+    set_cancel(&state, &current, true).await
+}
+
+async fn resume(
+    State(state): State<Billing>,
+    BillingUser(current): BillingUser,
+) -> Result<Json<Value>> {
+    set_cancel(&state, &current, false).await
+}
+
+async fn set_cancel(
+    state: &Billing,
+    current: &crate::gate::CurrentUser,
+    cancel: bool,
+) -> Result<Json<Value>> {
+    changes::set_cancel(state, &current.user, cancel).await?;
+    let summary = summary::summary(state, &current.user).await?;
+    Ok(Json(json!({ "subscription": summary })))
 }

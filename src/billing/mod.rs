@@ -2,6 +2,7 @@
 //! signed webhooks into the subscription-state table.
 
 pub mod catalog;
+pub mod changes;
 pub mod checkout;
 pub mod closing;
 pub mod customers;
@@ -74,11 +75,16 @@ pub fn money(amount: i64, currency: &str) -> String {
         "gbp" => "£",
         _ => "",
     };
-    let value = format!("{}.{:02}", amount / 100, amount % 100);
+    let sign = if amount < 0 { "-" } else { "" };
+    let value = format!(
+        "{}.{:02}",
+        amount.unsigned_abs() / 100,
+        amount.unsigned_abs() % 100
+    );
     if symbol.is_empty() {
-        format!("{value} {}", currency.to_uppercase())
+        format!("{sign}{value} {}", currency.to_uppercase())
     } else {
-        format!("{symbol}{value}")
+        format!("{sign}{symbol}{value}")
     }
 }
 

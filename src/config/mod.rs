@@ -162,6 +162,9 @@ pub struct Config {
     pub require_verified_for_checkout: bool,
     /// `TOLLGATE_PAST_DUE_GRACE_SECS`.
     pub past_due_grace_secs: u64,
+    /// `TOLLGATE_DOWNGRADES_AT`: true (`period_end`) when in-app downgrades wait for the period
+    /// end.
+    pub downgrades_at_period_end: bool,
     /// `TOLLGATE_STRIPE_RETRY_SECS`: the first delay before queued Stripe work (a customer's
     /// email change) is tried again; it doubles with each failure, up to an hour.
     pub stripe_retry_secs: u64,
@@ -236,6 +239,7 @@ impl Config {
             registration_privacy: false,
             require_verified_for_checkout: false,
             past_due_grace_secs: 0,
+            downgrades_at_period_end: true,
             stripe_retry_secs: 0,
             access_token_secs: 0,
             jwt_audience: None,

@@ -60,10 +60,7 @@ impl Simulator {
                     .iter_mut()
                     .find(|i| i["id"] == item_id.as_str())
                     .ok_or_else(|| missing("subscription_item", item_id))?;
-                let quantity = item["quantity"].as_i64().unwrap_or(1);
-                let kept = item["id"].clone();
-                *item = objects::subscription_item(sub_id, &price, quantity, period, now);
-                item["id"] = kept;
+                objects::reprice_item(item, sub_id, &price, period, now);
             }
             None => items.push(objects::subscription_item(sub_id, &price, 1, period, now)),
         }

@@ -46,17 +46,17 @@ impl Simulator {
             .trial_days
             .map(|d| (now, now + d * 86_400));
         let (subscription, invoice) = first_subscription(state, id, &customer, &items, trial, now);
+        let mut subscription = subscription;
+        subscription["default_payment_method"] = json!(self.new_card(state, &customer, now));
         let completed = mark_complete(state, id, &subscription, &invoice, trial.is_some());
-        state.invoices.insert(
-            invoice["id"].as_str().unwrap_or_default().to_owned(),
-            invoice.clone(),
-        );
+        let invoice = self.keep_invoice(state, invoice);
         state.subscriptions.insert(
             subscription["id"].as_str().unwrap_or_default().to_owned(),
             SubState {
                 object: subscription.clone(),
                 failed_attempts: 0,
                 trial_will_end_sent: false,
+                pending_lines: Vec::new(),
             },
         );
         self.emit(
@@ -181,12 +181,10 @@ impl Simulator {
         previous_status: String,
         period_end: i64,
     ) -> bool {
+        self.enter_phase(state, id, period_end);
         let mut next = state.subscriptions[id].object.clone();
         let (invoice, next_period, fails) = renewal_invoice(state, id, &next, period_end);
-        state.invoices.insert(
-            invoice["id"].as_str().unwrap_or_default().to_owned(),
-            invoice.clone(),
-        );
+        let (invoice, fails) = self.settle_renewal(state, id, invoice, fails);
         next["latest_invoice"] = invoice["id"].clone();
         for item in next["items"]["data"].as_array_mut().into_iter().flatten() {
             item["current_period_start"] = json!(next_period.0);
@@ -231,6 +229,75 @@ impl Simulator {
             period_end,
         );
         true
+    }
+}
+
+impl Simulator {
+    /// A card (Stripe's test Visa) for `customer`, made its default for invoices; its id.
+    fn new_card(&self, state: &mut SimState, customer: &str, now: i64) -> String {
+        let id = new_id("pm");
+        let mut card = objects::template("payment_method");
+        card["id"] = json!(id);
+        card["customer"] = json!(customer);
+        card["created"] = json!(now);
+        card["billing_details"]["email"] = state.customers[customer]["email"].clone();
+        card["card"]["exp_year"] = json!(2035);
+        state.payment_methods.insert(id.clone(), card);
+        if let Some(c) = state.customers.get_mut(customer) {
+            c["invoice_settings"]["default_payment_method"] = json!(id);
+        }
+        id
+    }
+
+    /// A renewal `invoice` with the subscription's waiting proration lines added and the
+    /// customer's credit applied, stored; and whether its charge fails (nothing left to charge
+    /// never fails).
+    fn settle_renewal(
+        &self,
+        state: &mut SimState,
+        id: &str,
+        invoice: Value,
+        fails: bool,
+    ) -> (Value, bool) {
+        let sub = state.subscriptions.get_mut(id).expect("present");
+        let pending = std::mem::take(&mut sub.pending_lines);
+        let object = sub.object.clone();
+        let customer = object["customer"].as_str().unwrap_or("").to_owned();
+        let balance = state.customers[&customer]["balance"].as_i64().unwrap_or(0);
+        let regular = super::proration::line(
+            "Subscription renewal",
+            invoice["total"].as_i64().unwrap_or(0),
+            &object["items"]["data"][0]["price"],
+            1,
+            (
+                invoice["period_start"].as_i64().unwrap_or(0),
+                invoice["period_end"].as_i64().unwrap_or(0),
+            ),
+            false,
+            (id, object["items"]["data"][0]["id"].as_str().unwrap_or("")),
+        );
+        let mut lines = pending;
+        lines.push(regular);
+        let period = (
+            invoice["period_start"].as_i64().unwrap_or(0),
+            invoice["period_end"].as_i64().unwrap_or(0),
+        );
+        let created = invoice["created"].as_i64().unwrap_or(0);
+        let (mut settled, after) = super::proration::invoice_of_lines(
+            &object,
+            lines,
+            balance,
+            period,
+            "subscription_cycle",
+            created,
+        );
+        let fails = fails && settled["amount_due"].as_i64().unwrap_or(0) > 0;
+        if fails {
+            super::proration::mark_unpaid(&mut settled);
+        } else if let Some(c) = state.customers.get_mut(&customer) {
+            c["balance"] = json!(after);
+        }
+        (self.keep_invoice(state, settled), fails)
     }
 }
 

@@ -9,8 +9,10 @@
 //! under `/_sim/`.
 //!
 //! Simplifications, documented for people reading test results: months are 30 days and years 365;
-//! a subscription has one item; a failing card fails every charge until it is fixed, and a
-//! subscription that fails three renewal attempts in a row is canceled.
+//! a subscription is billed on its first item's interval; a failing card fails every charge until
+//! it is fixed, and a subscription that fails three renewal attempts in a row is canceled; a
+//! schedule's phases have one item each and change prices only at a period boundary; every paid
+//! Checkout leaves the test Visa ending 4242 as the customer's card.
 
 mod api;
 mod call;
@@ -20,6 +22,9 @@ pub mod delivery;
 mod lifecycle;
 mod objects;
 mod pages;
+mod previews;
+mod proration;
+mod schedules;
 mod state;
 mod wire;
 

@@ -152,6 +152,21 @@ pub fn subscription_item(
     item
 }
 
+/// Puts item `item` of subscription `subscription` on `price` for `period`, keeping its id and
+/// quantity.
+pub fn reprice_item(
+    item: &mut Value,
+    subscription: &str,
+    price: &Value,
+    period: (i64, i64),
+    now: i64,
+) {
+    let quantity = item["quantity"].as_i64().unwrap_or(1);
+    let kept = item["id"].clone();
+    *item = subscription_item(subscription, price, quantity, period, now);
+    item["id"] = kept;
+}
+
 /// A subscription with one item.
 #[expect(
     clippy::too_many_arguments,

@@ -20,6 +20,8 @@ pub(super) fn router() -> Router<Simulator> {
     Router::new()
         .route("/checkout/{id}", get(show_checkout).post(submit_checkout))
         .route("/portal/{id}", get(show_portal).post(submit_portal))
+        .route("/invoice/{id}", get(show_invoice))
+        .route("/invoice/{id}/pdf", get(invoice_pdf))
 }
 
 fn escape(s: &str) -> String {
@@ -47,11 +49,85 @@ fn page(title: &str, body: &str) -> Html<String> {
 
 fn money(amount: i64, currency: &str) -> String {
     format!(
-        "{}.{:02} {}",
-        amount / 100,
-        amount % 100,
+        "{}{}.{:02} {}",
+        if amount < 0 { "-" } else { "" },
+        amount.unsigned_abs() / 100,
+        amount.unsigned_abs() % 100,
         currency.to_uppercase()
     )
+}
+
+/// The hosted invoice page: the invoice's lines, total and status.
+async fn show_invoice(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
+    let state = sim.lock();
+    let Some(invoice) = state.invoices.get(&id) else {
+        return not_found();
+    };
+    let currency = invoice["currency"].as_str().unwrap_or("usd");
+    let mut rows = String::new();
+    for line in invoice["lines"]["data"].as_array().into_iter().flatten() {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td></tr>",
+            escape(line["description"].as_str().unwrap_or("")),
+            money(line["amount"].as_i64().unwrap_or(0), currency)
+        ));
+    }
+    let body = format!(
+        "<h1>Invoice {}</h1><p>Status: <strong>{}</strong></p><table>{rows}</table>\
+         <p>Total: {}</p><p>Amount due: {}</p><p><a href=\"/invoice/{}/pdf\">Download PDF</a></p>",
+        escape(invoice["number"].as_str().unwrap_or("")),
+        escape(invoice["status"].as_str().unwrap_or("")),
+        money(invoice["total"].as_i64().unwrap_or(0), currency),
+        money(invoice["amount_due"].as_i64().unwrap_or(0), currency),
+        escape(&id)
+    );
+    page("Invoice", &body).into_response()
+}
+
+/// The invoice as a one-page PDF naming its number and total.
+async fn invoice_pdf(State(sim): State<Simulator>, Path(id): Path<String>) -> Response {
+    let state = sim.lock();
+    let Some(invoice) = state.invoices.get(&id) else {
+        return not_found();
+    };
+    let text: String = format!(
+        "Invoice {} total {}",
+        invoice["number"].as_str().unwrap_or(""),
+        money(
+            invoice["total"].as_i64().unwrap_or(0),
+            invoice["currency"].as_str().unwrap_or("usd")
+        )
+    )
+    .chars()
+    .filter(|c| c.is_ascii_alphanumeric() || " .-".contains(*c))
+    .collect();
+    let stream = format!("BT /F1 14 Tf 72 720 Td ({text}) Tj ET");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_owned(),
+        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut pdf = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (n, o) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.push_str(&format!("{} 0 obj\n{o}\nendobj\n", n + 1));
+    }
+    let xref = pdf.len();
+    pdf.push_str(&format!(
+        "xref\n0 {}\n0000000000 65535 f \n",
+        objects.len() + 1
+    ));
+    for o in offsets {
+        pdf.push_str(&format!("{o:010} 00000 n \n"));
+    }
+    pdf.push_str(&format!(
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    ));
+    ([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response()
 }
 
 fn not_found() -> Response {

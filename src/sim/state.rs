@@ -16,6 +16,8 @@ pub(super) struct SimState {
     pub(super) portal_sessions: BTreeMap<String, Value>,
     pub(super) subscriptions: BTreeMap<String, SubState>,
     pub(super) invoices: BTreeMap<String, Value>,
+    pub(super) payment_methods: BTreeMap<String, Value>,
+    pub(super) schedules: BTreeMap<String, Value>,
     pub(super) events: Vec<Value>,
     pub(super) idempotency: HashMap<String, Idempotency>,
     pub(super) failing_customers: HashSet<String>,
@@ -59,4 +61,6 @@ pub(super) struct SubState {
     pub(super) object: Value,
     pub(super) failed_attempts: u32,
     pub(super) trial_will_end_sent: bool,
+    /// Proration lines waiting for the next renewal invoice (`create_prorations`).
+    pub(super) pending_lines: Vec<Value>,
 }

@@ -185,6 +185,7 @@ impl Raw {
     }
 }
 
+mod billing;
 mod devices;
 pub mod social;
 mod table;
@@ -197,6 +198,7 @@ pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
             .iter()
             .chain(tokens::TOKENS)
             .chain(devices::DEVICES)
+            .chain(billing::BILLING)
             .chain(social::SOCIAL)
             .collect()
     });

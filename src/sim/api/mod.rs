@@ -3,6 +3,7 @@
 mod checkout;
 mod customers;
 mod prices;
+mod schedules;
 mod subscriptions;
 
 use axum::Router;
@@ -16,4 +17,5 @@ pub(super) fn router() -> Router<Simulator> {
         .merge(prices::routes())
         .merge(checkout::routes())
         .merge(subscriptions::routes())
+        .merge(schedules::routes())
 }

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use crate::sim::{
     Simulator,
     call::Call,
+    objects,
+    proration::ChangeTerms,
     wire::{bad_param, found, list, missing, page, query_params, stripe_error},
 };
 
@@ -79,14 +81,31 @@ async fn list_subscriptions(
 async fn retrieve_subscription(
     State(sim): State<Simulator>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
     call: Call,
 ) -> Response {
+    let params = query_params(q.as_deref());
     sim.api(&call, |_, state, _| {
-        found(
+        let (status, mut sub) = found(
             state.subscriptions.get(&id).map(|s| &s.object),
             "subscription",
             &id,
-        )
+        )?;
+        // `expand[]`: the payment method and the schedule come as objects.
+        for (k, v) in &params {
+            if !k.starts_with("expand") {
+                continue;
+            }
+            let table = match v.as_str() {
+                "default_payment_method" => &state.payment_methods,
+                "schedule" => &state.schedules,
+                _ => return Err(bad_param(k)),
+            };
+            if let Some(object) = sub[v.as_str()].as_str().and_then(|i| table.get(i)) {
+                sub[v.as_str()] = object.clone();
+            }
+        }
+        Ok((status, sub))
     })
     .await
 }
@@ -98,25 +117,48 @@ async fn update_subscription(
 ) -> Response {
     let f = &call.form;
     sim.api(&call, |sim, state, now| {
-        if !state.subscriptions.contains_key(&id) {
+        let Some(sub) = state.subscriptions.get(&id) else {
             return Err(missing("subscription", &id));
-        }
-        let action = match (
-            f.get("cancel_at_period_end").map(String::as_str),
-            f.get("items[0][price]"),
-        ) {
-            (Some("true"), _) => ("cancel_at_period_end", None),
-            (Some("false"), _) => ("resume", None),
-            (_, Some(price)) => {
-                // As the API does: `items[0][id]` names the item whose price changes;
-                // without it the price is added as another item (and billed too).
-                sim.change_items(state, &id, f.get("items[0][id]"), price, now)?;
-                return Ok((StatusCode::OK, state.subscriptions[&id].object.clone()));
-            }
-            _ => return Err(bad_param("cancel_at_period_end")),
         };
-        sim.portal_action(state, &id, action.0, action.1, now)
-            .map_err(|m| stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None))?;
+        let cancel = f.get("cancel_at_period_end").map(String::as_str);
+        if let (Some(_), Some(schedule)) = (cancel, sub.object["schedule"].as_str()) {
+            return Err(stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("The subscription is managed by the subscription schedule `{schedule}`, and updating any cancelation behavior directly is not allowed. Please update the schedule instead."),
+                None,
+            ));
+        }
+        let terms = ChangeTerms::read(f, "")?;
+        match (f.get("items[0][id]"), f.get("items[0][price]")) {
+            (Some(item), Some(price)) => {
+                if objects::ended(sub.object["status"].as_str()) {
+                    return Err(stripe_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "A canceled subscription can only update its cancellation_details and metadata.".into(),
+                        None,
+                    ));
+                }
+                sim.change_price(state, &id, item, price, &terms, now)?;
+            }
+            // Without `items[0][id]` the price is added as another item (and billed too).
+            (None, Some(price)) => sim.change_items(state, &id, None, price, now)?,
+            (Some(_), None) => return Err(bad_param("items[0][price]")),
+            (None, None) if cancel.is_none() => return Err(bad_param("cancel_at_period_end")),
+            (None, None) => {}
+        }
+        let action = match cancel {
+            Some("true") => Some("cancel_at_period_end"),
+            Some("false") => Some("resume"),
+            Some(_) => return Err(bad_param("cancel_at_period_end")),
+            None => None,
+        };
+        if let Some(action) = action {
+            sim.portal_action(state, &id, action, None, now).map_err(|m| {
+                stripe_error(StatusCode::BAD_REQUEST, "invalid_request_error", m, None)
+            })?;
+        }
         Ok((StatusCode::OK, state.subscriptions[&id].object.clone()))
     })
     .await

@@ -4,6 +4,7 @@
 //! names the behaviour it stands for.
 
 mod catalog;
+mod changes;
 mod checkout;
 mod deletion;
 mod grace;
