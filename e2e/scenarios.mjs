@@ -121,15 +121,28 @@ const scenarios = {
     assert.match(await page.textContent('main'), new RegExp(state.email.replace('.', '\\.')));
   },
 
-  async 'billing → portal → cancel at period end → advance the clock → the pro page asks to upgrade'() {
+  async 'pricing → switch plan with a preview → billing → cancel in-app → advance the clock → the pro page asks to upgrade'() {
     const page = state.proPage;
-    await page.goto(url('billing'));
-    await page.click('button:has-text("Manage subscription")');
+    await page.goto(url('pricing'));
+    await page.click('a:has-text("Switch to Team")');
+    await page.waitForURL(/\/billing\/change\?plan=team/);
+    assert.match(await page.textContent('main'), /Change to Team, billed monthly/);
+    assert.match(await page.textContent('main'), /Nothing is charged today/);
+    await shot(page, 'change-plan');
+    await page.click('button:has-text("Confirm the change")');
+    await page.waitForURL(/\/billing\?notice=changed/);
+    assert.match(await page.textContent('main'), /Team · \$49\.00 per month/);
+    assert.match(await page.textContent('main'), /Visa ending in 4242/);
+    await page.click('button:has-text("Update payment method")');
     await page.waitForURL(/\/portal\//);
     await shot(page, 'portal');
-    await page.click('button:has-text("Cancel at period end")');
-    await page.waitForURL(/\/portal\//);
-    await waitForText(page, 'billing', 'Cancels on');
+    await page.goto(url('billing'));
+    await page.click('a:has-text("Cancel subscription")');
+    await page.waitForURL(/\/billing\/cancel/);
+    assert.match(await page.textContent('main'), /Cancel your Team subscription\?/);
+    await page.click('button:has-text("Cancel subscription")');
+    await page.waitForURL(/\/billing\?notice=cancelling/);
+    assert.match(await page.textContent('main'), /Cancels on/);
     await shot(page, 'billing');
     const simulator = await page.getAttribute('a:has-text("Open the simulator")', 'href');
     await page.goto(simulator);

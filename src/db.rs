@@ -113,6 +113,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "social sign-in",
         include_str!("../migrations/0017_social.sql"),
     ),
+    (
+        18,
+        "billing changes",
+        include_str!("../migrations/0018_billing_changes.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

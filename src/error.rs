@@ -87,6 +87,14 @@ pub enum AppError {
     /// 402: the card was declined for a plan change's charge; nothing changed.
     #[error("your card was declined and nothing changed; update your payment method and try again")]
     CardDeclined,
+    /// 409: another change of the user's subscription did not finish in time.
+    #[error("another change to your subscription is in progress; try again in a moment")]
+    ChangeInProgress,
+    /// 409: the subscription carries a schedule of changes tollgate did not make.
+    #[error(
+        "your subscription has changes scheduled by our billing team; contact support to change it"
+    )]
+    SubscriptionScheduled,
     /// 400: a plan change confirmed from a price preview more than 10 minutes old.
     #[error("this price preview has expired; look at the change again before confirming")]
     PreviewExpired,
@@ -206,6 +214,8 @@ impl AppError {
             PaymentPastDue => (StatusCode::CONFLICT, "payment_past_due"),
             CardDeclined => (StatusCode::PAYMENT_REQUIRED, "card_declined"),
             PreviewExpired => (StatusCode::BAD_REQUEST, "preview_expired"),
+            ChangeInProgress => (StatusCode::CONFLICT, "change_in_progress"),
+            SubscriptionScheduled => (StatusCode::CONFLICT, "subscription_scheduled"),
             EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -334,6 +344,8 @@ mod tests {
             PaymentPastDue,
             CardDeclined,
             PreviewExpired,
+            ChangeInProgress,
+            SubscriptionScheduled,
             PayloadTooLarge,
             RateLimited(1),
             ServiceUnavailable,
@@ -389,6 +401,8 @@ mod tests {
             | PaymentPastDue
             | CardDeclined
             | PreviewExpired
+            | ChangeInProgress
+            | SubscriptionScheduled
             | PayloadTooLarge
             | RateLimited(_)
             | ServiceUnavailable

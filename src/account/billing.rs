@@ -98,7 +98,6 @@ async fn show_subscription(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ChangeRequest {
     plan: String,
     interval: String,
@@ -132,9 +131,14 @@ async fn confirm_change(
     .map(Json)
 }
 
+/// The body of cancel and resume: a JSON object (its fields are ignored).
+#[derive(Deserialize)]
+struct NoFields {}
+
 async fn cancel(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
+    ApiJson(NoFields {}): ApiJson<NoFields>,
 ) -> Result<Json<Value>> {
     set_cancel(&state, &current, true).await
 }
@@ -142,6 +146,7 @@ async fn cancel(
 async fn resume(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
+    ApiJson(NoFields {}): ApiJson<NoFields>,
 ) -> Result<Json<Value>> {
     set_cancel(&state, &current, false).await
 }

@@ -31,6 +31,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("outbox", "email::outbox"),
     ("billing_customers", "billing::customers"),
     ("checkout_attempts", "billing::checkout::attempts"),
+    ("billing_change_leases", "billing::changes::lease"),
     ("subscriptions", "billing::subscriptions"),
     ("stripe_events", "billing::event_log"),
 ];

@@ -56,6 +56,8 @@ pub struct InvoiceLine {
     pub status: String,
     /// Stripe's hosted page, when it has one.
     pub url: Option<String>,
+    /// Its PDF, when Stripe has one.
+    pub pdf: Option<String>,
 }
 
 /// The customer's last invoices, newest first (empty when Stripe has none or cannot be reached:
@@ -79,6 +81,7 @@ pub async fn recent_invoices(state: &Billing, customer: &str) -> Vec<InvoiceLine
                 .map(|s| s.as_str().to_owned())
                 .unwrap_or_default(),
             url: i.hosted_invoice_url.clone(),
+            pdf: i.invoice_pdf.clone(),
         })
         .collect()
 }

@@ -127,6 +127,9 @@ impl Simulator {
         };
         state.subscriptions.get_mut(sub_id).expect("present").object = next.clone();
         self.emit(state, kind, next, Some(previous), now);
+        if action == "cancel_now" {
+            self.end_schedule_of(state, sub_id, now);
+        }
         Ok(())
     }
 }

@@ -166,6 +166,7 @@ impl Simulator {
                 None,
                 period_end,
             );
+            self.end_schedule_of(state, id, period_end);
             return false;
         }
         self.charge_period(state, id, status, period_end)
@@ -206,6 +207,7 @@ impl Simulator {
                     None,
                     period_end,
                 );
+                self.end_schedule_of(state, id, period_end);
                 return false;
             }
             next["status"] = json!("past_due");

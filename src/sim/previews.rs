@@ -64,8 +64,8 @@ impl Simulator {
                 .iter_mut()
                 .find(|i| i["id"] == item_id.as_str())
                 .ok_or_else(|| missing("subscription_item", item_id))?;
-            let at = terms.date.unwrap_or(now);
-            let p = prorate(state, sub, item, price, at);
+            let at = terms.proration_date(item, "subscription_details[proration_date]", now)?;
+            let p = prorate(state, sub, item, price, (at, now), terms.ends_trial);
             if p.resets_cycle || terms.behavior == "always_invoice" {
                 let lines = if terms.behavior == "none" {
                     p.lines
@@ -77,6 +77,8 @@ impl Simulator {
                 };
                 let (mut inv, _) =
                     invoice_of_lines(sub, lines, balance, p.period, "subscription_update", now);
+                // Stripe says which moment it prorated for.
+                inv["parent"]["subscription_details"]["subscription_proration_date"] = json!(at);
                 return Ok(preview(&mut inv));
             }
             if terms.behavior == "create_prorations" {

@@ -24,21 +24,24 @@ pub(super) struct Proration {
     pub(super) resets_cycle: bool,
 }
 
-/// The proration of moving `sub`'s item `item` to `new_price` at `at`.
+/// The proration of moving `sub`'s item `item` to `new_price`, computed for `at`, made at `now`.
+/// `ends_trial`: the change ends a trial (`trial_end=now`), so the new price's first period is
+/// charged from now.
 pub(super) fn prorate(
     state: &SimState,
     sub: &Value,
     item: &Value,
     new_price: &Value,
-    at: i64,
+    (at, now): (i64, i64),
+    ends_trial: bool,
 ) -> Proration {
     let start = item["current_period_start"].as_i64().unwrap_or(at);
     let end = item["current_period_end"].as_i64().unwrap_or(at);
     let quantity = item["quantity"].as_i64().unwrap_or(1);
     let old_price = &item["price"];
     let interval = |p: &Value| p["recurring"]["interval"].as_str().unwrap_or("").to_owned();
-    let resets_cycle = interval(old_price) != interval(new_price);
-    let trialing = sub["status"] == "trialing";
+    let trialing = sub["status"] == "trialing" && !ends_trial;
+    let resets_cycle = interval(old_price) != interval(new_price) || ends_trial;
     let sub_id = sub["id"].as_str().unwrap_or("");
     let item_id = item["id"].as_str().unwrap_or("");
     let len = (end - start).max(1);
@@ -47,7 +50,7 @@ pub(super) fn prorate(
     let unit = |p: &Value| p["unit_amount"].as_i64().unwrap_or(0) * quantity;
     let name = |p: &Value| product_name(state, p);
     let mut lines = Vec::new();
-    if !trialing && left > 0 {
+    if !trialing && !ends_trial && left > 0 {
         lines.push(line(
             &format!("Unused time on {} after {}", name(old_price), day(at)),
             -share(unit(old_price)),
@@ -59,7 +62,8 @@ pub(super) fn prorate(
         ));
     }
     let period = if resets_cycle && !trialing {
-        let next = (at, at + objects::interval_secs(&interval(new_price)));
+        // The new cycle starts when the change is made.
+        let next = (now, now + objects::interval_secs(&interval(new_price)));
         lines.push(line(
             &format!("{} × {}", quantity, name(new_price)),
             unit(new_price),
@@ -227,6 +231,8 @@ pub(super) struct ChangeTerms {
     pub(super) behavior: String,
     pub(super) error_if_incomplete: bool,
     pub(super) date: Option<i64>,
+    /// `trial_end=now`: the change ends the trial.
+    pub(super) ends_trial: bool,
 }
 
 impl ChangeTerms {
@@ -259,11 +265,43 @@ impl ChangeTerms {
                     .map_err(|_| bad_param(&name("proration_date")))?,
             ),
         };
+        let ends_trial = match form.get(&name("trial_end")).map(String::as_str) {
+            None => false,
+            Some("now") => true,
+            Some(_) => return Err(bad_param(&name("trial_end"))),
+        };
         Ok(Self {
             behavior,
             error_if_incomplete,
             date,
+            ends_trial,
         })
+    }
+}
+
+impl ChangeTerms {
+    /// The moment a change of `item` is prorated for: `proration_date` (named `param`), which must
+    /// lie in the item's current period and not after `now`, as Stripe requires; else `now`.
+    pub(super) fn proration_date(
+        &self,
+        item: &Value,
+        param: &str,
+        now: i64,
+    ) -> Result<i64, (StatusCode, Value)> {
+        let at = self.date.unwrap_or(now);
+        let start = item["current_period_start"].as_i64().unwrap_or(now);
+        if at < start || at > now {
+            let (status, mut body) = stripe_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "The proration date must be within the subscription's current period and not in the future."
+                    .into(),
+                None,
+            );
+            body["error"]["param"] = json!(param);
+            return Err((status, body));
+        }
+        Ok(at)
     }
 }
 
@@ -291,15 +329,8 @@ impl Simulator {
             .and_then(|items| items.iter().find(|i| i["id"] == item_id))
             .ok_or_else(|| missing("subscription_item", item_id))?
             .clone();
-        let at = terms.date.unwrap_or(now);
-        let (start, end) = (
-            item["current_period_start"].as_i64().unwrap_or(now),
-            item["current_period_end"].as_i64().unwrap_or(now),
-        );
-        if at < start || at > end || at > now {
-            return Err(bad_param("proration_date"));
-        }
-        let p = prorate(state, &sub, &item, &new_price, at);
+        let at = terms.proration_date(&item, "proration_date", now)?;
+        let p = prorate(state, &sub, &item, &new_price, (at, now), terms.ends_trial);
         let customer = sub["customer"].as_str().unwrap_or("").to_owned();
         let balance = state.customers[&customer]["balance"].as_i64().unwrap_or(0);
         let keep = |lines: Vec<Value>| -> Vec<Value> {
@@ -341,6 +372,14 @@ impl Simulator {
         }
         if p.resets_cycle {
             next["billing_cycle_anchor"] = json!(p.period.0);
+            // A cancellation at the period end moves with the period.
+            if next["cancel_at_period_end"] == true {
+                next["cancel_at"] = json!(p.period.1);
+            }
+        }
+        if terms.ends_trial && next["status"] == "trialing" {
+            next["status"] = json!("active");
+            next["trial_end"] = json!(now);
         }
         let entry = state.subscriptions.get_mut(sub_id).expect("present");
         if !invoice_now && terms.behavior == "create_prorations" {

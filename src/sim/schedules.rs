@@ -189,6 +189,10 @@ impl Simulator {
         }
         let mut next = schedule.clone();
         next["phases"] = json!(phases);
+        let metadata = super::wire::metadata(form, "metadata");
+        if metadata.as_object().is_some_and(|m| !m.is_empty()) {
+            next["metadata"] = metadata;
+        }
         state.schedules.insert(id.to_owned(), next.clone());
         self.emit(
             state,
@@ -255,6 +259,24 @@ impl Simulator {
             Some(previous),
             at,
         );
+    }
+
+    /// Subscription `sub_id` ended at `at`: its schedule, if any, is canceled with it.
+    pub(super) fn end_schedule_of(&self, state: &mut SimState, sub_id: &str, at: i64) {
+        let Some(sub) = state.subscriptions.get_mut(sub_id) else {
+            return;
+        };
+        let Some(id) = sub.object["schedule"].as_str().map(str::to_owned) else {
+            return;
+        };
+        sub.object["schedule"] = Value::Null;
+        if let Some(schedule) = state.schedules.get_mut(&id) {
+            schedule["status"] = json!("canceled");
+            schedule["canceled_at"] = json!(at);
+            schedule["current_phase"] = Value::Null;
+            let canceled = schedule.clone();
+            self.emit(state, "subscription_schedule.canceled", canceled, None, at);
+        }
     }
 
     /// At subscription `sub_id`'s period boundary `at`: a schedule whose last phase ends there is

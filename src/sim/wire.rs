@@ -54,12 +54,14 @@ pub(super) fn live_customer<'a>(
 }
 
 pub(super) fn bad_param(param: &str) -> (StatusCode, Value) {
-    stripe_error(
+    let (status, mut body) = stripe_error(
         StatusCode::BAD_REQUEST,
         "invalid_request_error",
         format!("Missing or invalid parameter: {param}"),
         Some("parameter_missing"),
-    )
+    );
+    body["error"]["param"] = json!(param);
+    (status, body)
 }
 
 /// Form fields with bracketed keys, as Stripe clients send them.

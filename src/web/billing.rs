@@ -20,11 +20,12 @@ use tower_sessions::Session;
 use super::{
     csrf::CsrfToken,
     page::{CsrfForm, NoFields, NoticeQuery, PageError, member, page_user},
-    render,
+    plan_change, render,
 };
 use crate::{
     billing::{
         catalog::Interval,
+        changes::summary,
         checkout::{self, CheckoutOutcome},
         customers,
     },
@@ -93,6 +94,11 @@ async fn show_pricing(
 ) -> Result<Response, PageError> {
     let user = page_user(&state, session).await?;
     let current = user.as_ref().and_then(|u| u.access.plan.clone());
+    // A subscriber changes plan (with a preview) instead of starting another Checkout.
+    let subscribed = match &user {
+        Some(u) => current_price(&state, &u.user.id).await?,
+        None => None,
+    };
     let interval = q
         .interval
         .as_deref()
@@ -114,22 +120,58 @@ async fn show_pricing(
                 .map(|pr| crate::billing::money(pr.amount, &pr.currency)),
         })
         .collect();
-    let notice = if q.canceled.is_some() {
-        Some("Checkout was canceled; you have not been charged.".to_owned())
-    } else {
-        q.required
-            .as_deref()
-            .and_then(|r| state.catalog.plan(r))
-            .map(|p| format!("That page needs the {} plan or higher.", p.name))
-    };
+    let notice = q
+        .canceled
+        .is_some()
+        .then(|| "Checkout was canceled; you have not been charged.".to_owned());
+    let prompt = q
+        .required
+        .as_deref()
+        .and_then(|r| state.catalog.plan(r))
+        .map(|p| format!("That page needs the {} plan or higher.", p.name));
+    let (subscribed_plan, subscribed_interval) = subscribed.unzip();
     Ok(render(
         &state,
         StatusCode::OK,
         "pricing.html",
         user.as_ref(),
         Some(&token),
-        context! { plans, interval => interval.as_str(), current_plan => current, notice },
+        context! {
+            plans,
+            interval => interval.as_str(),
+            current_plan => current,
+            subscribed_plan,
+            subscribed_interval,
+            notice,
+            prompt,
+        },
     ))
+}
+
+/// The catalog plan and interval of the user's newest live subscription, if any.
+async fn current_price(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Option<(String, &'static str)>, PageError> {
+    let member = crate::billing::subscriptions::member(&state.db, user_id)
+        .await
+        .map_err(AppError::from)?;
+    let Some((_, subs)) = member else {
+        return Ok(None);
+    };
+    let price = subs
+        .iter()
+        .rev()
+        .find(|s| !s.row.status.is_terminal())
+        .and_then(|s| s.price_id.clone());
+    Ok(price.and_then(|price| {
+        state.catalog.plans.iter().find_map(|p| {
+            p.prices
+                .iter()
+                .find(|(_, pr)| pr.stripe_id == price)
+                .map(|(i, _)| (p.id.clone(), i.as_str()))
+        })
+    }))
 }
 
 #[derive(Deserialize)]
@@ -186,11 +228,13 @@ async fn show_billing(
         Some(c) => crate::billing::portal::recent_invoices(&state, c).await,
         None => Vec::new(),
     };
-    let plan_name = plan_name(&state, access);
-    let error = q.text(&[(
-        "already_subscribed",
-        "You already have a subscription. Change plans in the billing portal.",
-    )]);
+    // Stripe's view of the subscription; the page still renders, from tollgate's own state, when
+    // Stripe cannot be asked.
+    let (subscription, unavailable) = match summary::summary(&state, &user.user).await {
+        Ok(s) => (s.map(|s| SubscriptionView::of(&state, &s)), false),
+        Err(AppError::PaymentProviderUnavailable) => (None, true),
+        Err(e) => return Err(e.into()),
+    };
     Ok(render(
         &state,
         StatusCode::OK,
@@ -198,14 +242,97 @@ async fn show_billing(
         Some(&user),
         Some(&token),
         context! {
-            plan_name,
+            plan_name => plan_name(&state, access),
             status_words => status_words(access),
             has_customer => customer.is_some(),
+            subscription,
+            unavailable,
             invoices,
-            error,
+            error => q.text(plan_change::REFUSALS),
+            notice => q.text(plan_change::DONE),
             simulator_url => state.stripe.simulator_url.clone(),
         },
     ))
+}
+
+/// A live subscription as the billing page words it.
+#[derive(Serialize)]
+struct SubscriptionView {
+    plan: Option<String>,
+    interval: Option<String>,
+    price: String,
+    cancelling: bool,
+    next_charge: Option<String>,
+    card: Option<String>,
+    scheduled: Option<String>,
+}
+
+impl SubscriptionView {
+    fn of(state: &AppState, s: &summary::Summary) -> Self {
+        let name = |plan: &Option<String>| {
+            plan.as_deref()
+                .and_then(|p| state.catalog.plan(p))
+                .map_or_else(|| "another plan".to_owned(), |p| p.name.clone())
+        };
+        let per = |interval: Option<Interval>| match interval {
+            Some(Interval::Year) => "per year",
+            _ => "per month",
+        };
+        Self {
+            plan: s.plan.clone(),
+            interval: s.interval.map(|i| i.as_str().to_owned()),
+            price: format!(
+                "{} {}",
+                crate::billing::money(s.amount, &s.currency),
+                per(s.interval)
+            ),
+            cancelling: s.cancel_at_period_end,
+            next_charge: s.next_charge.as_ref().map(|c| {
+                format!(
+                    "{} on {}",
+                    crate::billing::money(c.amount, &c.currency),
+                    crate::clock::date(c.at)
+                )
+            }),
+            card: s.card.as_ref().map(|c| {
+                format!(
+                    "{} ending in {} (expires {:02}/{})",
+                    brand(&c.brand),
+                    c.last4,
+                    c.exp_month,
+                    c.exp_year
+                )
+            }),
+            scheduled: s.scheduled_change.as_ref().map(|c| {
+                format!(
+                    "Changes to {} ({}) on {}",
+                    name(&c.plan),
+                    per(c.interval),
+                    crate::clock::date(c.at)
+                )
+            }),
+        }
+    }
+}
+
+/// A card brand as people write it.
+fn brand(brand: &str) -> String {
+    match brand {
+        "visa" => "Visa".into(),
+        "mastercard" => "Mastercard".into(),
+        "amex" => "American Express".into(),
+        "discover" => "Discover".into(),
+        "diners" => "Diners Club".into(),
+        "jcb" => "JCB".into(),
+        "unionpay" => "UnionPay".into(),
+        other => {
+            let mut chars = other.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_else(|| "Card".into())
+        }
+    }
 }
 
 fn plan_name(state: &AppState, access: &Access) -> String {

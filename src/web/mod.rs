@@ -20,6 +20,7 @@ pub mod gate_pages;
 mod keys;
 mod page;
 mod passkeys;
+mod plan_change;
 mod second_factor;
 mod social;
 
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(account::routes(&state))
         .merge(keys::routes())
         .merge(billing::routes())
+        .merge(plan_change::routes())
         .merge(email_pages::routes())
         .merge(second_factor::routes())
         .merge(devices::routes())
@@ -69,6 +71,11 @@ pub fn templates() -> Environment<'static> {
         ("error.html", include_str!("../../templates/error.html")),
         ("pricing.html", include_str!("../../templates/pricing.html")),
         ("billing.html", include_str!("../../templates/billing.html")),
+        (
+            "change_plan.html",
+            include_str!("../../templates/change_plan.html"),
+        ),
+        ("cancel.html", include_str!("../../templates/cancel.html")),
         ("success.html", include_str!("../../templates/success.html")),
         ("demo.html", include_str!("../../templates/demo.html")),
         (

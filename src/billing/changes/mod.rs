@@ -16,22 +16,26 @@
 //!   credited to the customer's balance.
 //! - During a trial a change is immediate and charges nothing; the trial goes on.
 
+mod lease;
+mod live;
 mod schedule;
 pub mod summary;
 
-use serde::Serialize;
-use sha2::{Digest as _, Sha256};
+pub(crate) use live::{Live, SCHEDULE_TAG, live, live_schedule};
+
+use serde::{Deserialize, Serialize};
 use stripe::{StripeError, StripeRequest as _};
-use stripe_billing::{Subscription, SubscriptionStatus};
 use stripe_billing::{
+    SubscriptionStatus,
     invoice::{
         CreatePreviewInvoice, CreatePreviewInvoiceSubscriptionDetails,
         CreatePreviewInvoiceSubscriptionDetailsItems,
         CreatePreviewInvoiceSubscriptionDetailsProrationBehavior,
+        CreatePreviewInvoiceSubscriptionDetailsTrialEnd,
     },
     subscription::{
-        RetrieveSubscription, UpdateSubscription, UpdateSubscriptionItems,
-        UpdateSubscriptionPaymentBehavior, UpdateSubscriptionProrationBehavior,
+        UpdateSubscription, UpdateSubscriptionItems, UpdateSubscriptionPaymentBehavior,
+        UpdateSubscriptionProrationBehavior, UpdateSubscriptionTrialEnd,
     },
 };
 
@@ -41,9 +45,7 @@ use crate::{
         Billing,
         catalog::{Interval, Plan},
         checkout::sync_subscription,
-        customers,
-        stripe::{absent_as_none, idempotent, is_missing, retrying, retrying_with_key},
-        subscriptions,
+        stripe::{idempotent, retrying, retrying_with_key, within_deadline},
     },
     error::AppError,
     ids::new_id,
@@ -52,82 +54,17 @@ use crate::{
 /// How old a preview's `proration_date` may be when the change is confirmed.
 pub const PREVIEW_LIFETIME_SECS: i64 = 600;
 
+/// How far ahead of tollgate's clock a preview's `proration_date` (Stripe's clock) may be.
+const CLOCK_SKEW_SECS: i64 = 60;
+
 /// When a change takes effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Effective {
     /// At once.
     Now,
     /// At the end of the period paid for.
     PeriodEnd,
-}
-
-/// The user's live subscription as Stripe has it now.
-pub(crate) struct Live {
-    pub(crate) sub: Subscription,
-    pub(crate) item: String,
-    pub(crate) price: String,
-    pub(crate) quantity: u64,
-    pub(crate) period: (i64, i64),
-}
-
-impl Live {
-    pub(crate) fn id(&self) -> &str {
-        self.sub.id.as_str()
-    }
-
-    /// The schedule attached to it, if any.
-    pub(crate) fn schedule(&self) -> Option<&str> {
-        self.sub.schedule.as_ref().map(|s| s.id().as_str())
-    }
-}
-
-/// The user's live subscription, fetched from Stripe (with its schedule and payment method), or
-/// `None` when they have none.
-pub(crate) async fn live(state: &Billing, user: &User) -> Result<Option<Live>, AppError> {
-    let Some(customer) = customers::customer_of(state, &user.id).await? else {
-        return Ok(None);
-    };
-    let rows = subscriptions::for_user(&state.db, &user.id).await?;
-    let Some(row) = rows.iter().rev().find(|r| !r.status.is_terminal()) else {
-        return Ok(None);
-    };
-    let request = RetrieveSubscription::new(row.id.as_str())
-        .expand(vec!["schedule".into(), "default_payment_method".into()]);
-    let fetched =
-        retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
-            .await?;
-    let Some(sub) = fetched else {
-        return Ok(None);
-    };
-    let ended = matches!(
-        sub.status,
-        SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
-    );
-    if ended || sub.customer.id().as_str() != customer {
-        return Ok(None);
-    }
-    let Some(item) = sub.items.data.first() else {
-        return Ok(None);
-    };
-    let live = Live {
-        item: item.id.to_string(),
-        price: item.price.id.to_string(),
-        quantity: item.quantity.unwrap_or(1),
-        period: (item.current_period_start, item.current_period_end),
-        sub,
-    };
-    Ok(Some(live))
-}
-
-/// The schedule attached to subscription `id` now, if any.
-pub(crate) async fn live_schedule(
-    state: &Billing,
-    id: &str,
-) -> Result<Option<stripe_billing::SubscriptionSchedule>, AppError> {
-    let request = RetrieveSubscription::new(id).expand(vec!["schedule".into()]);
-    let sub = retrying(|| request.send(&state.stripe.client)).await?;
-    Ok(sub.schedule.and_then(|s| s.into_object()))
 }
 
 /// The plan and price a change asks for.
@@ -152,10 +89,27 @@ fn target<'a>(state: &'a Billing, plan: &str, interval: &str) -> Result<Target<'
     })
 }
 
-/// When moving `live` to `target` takes effect.
-fn effective(state: &Billing, live: &Live, target: &Target) -> Effective {
+/// How a change of `live` to `target` is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Way {
+    /// At once, prorated and charged now.
+    Now,
+    /// At once during a trial to a plan with a trial: the trial goes on, nothing is charged.
+    InTrial,
+    /// At once during a trial to a plan without one: the trial ends and the new price is charged.
+    EndingTrial,
+    /// At the end of the period paid for, on a schedule.
+    PeriodEnd,
+}
+
+fn way(state: &Billing, live: &Live, target: &Target) -> Way {
     if live.sub.status == SubscriptionStatus::Trialing {
-        return Effective::Now;
+        // A trial is the trial of a plan: moving to a plan without one ends it.
+        return if target.plan.trial_days.is_some() {
+            Way::InTrial
+        } else {
+            Way::EndingTrial
+        };
     }
     let current = state.catalog.plans.iter().find_map(|p| {
         p.prices
@@ -165,20 +119,21 @@ fn effective(state: &Billing, live: &Live, target: &Target) -> Effective {
     });
     // A price the catalog does not offer (a legacy price): any catalog plan is a step up.
     let Some((tier, interval)) = current else {
-        return Effective::Now;
+        return Way::Now;
     };
     let upgrade = target.plan.tier > tier
         || (target.plan.tier == tier
             && interval == Interval::Month
             && target.interval == Interval::Year);
     if upgrade || !state.config.downgrades_at_period_end {
-        Effective::Now
+        Way::Now
     } else {
-        Effective::PeriodEnd
+        Way::PeriodEnd
     }
 }
 
-/// Refuses a change `live` cannot take: a payment outstanding, or a cancellation set.
+/// Refuses a change `live` cannot take: a payment outstanding, a cancellation set, or a schedule
+/// made outside tollgate.
 fn changeable(live: &Live) -> Result<(), AppError> {
     match live.sub.status {
         SubscriptionStatus::Active | SubscriptionStatus::Trialing => {}
@@ -187,6 +142,7 @@ fn changeable(live: &Live) -> Result<(), AppError> {
     if live.sub.cancel_at_period_end || live.sub.cancel_at.is_some() {
         return Err(AppError::SubscriptionCancelling);
     }
+    live.own_schedule()?;
     Ok(())
 }
 
@@ -220,12 +176,23 @@ pub struct Preview {
     pub lines: Vec<PreviewLine>,
     /// The recurring price from then on (minor units per interval).
     pub recurring_amount: i64,
-    /// Pass back to confirm: the moment the proration is computed for.
+    /// Whether the change ends a free trial.
+    pub ends_trial: bool,
+    /// Pass back to confirm: the moment (Stripe's clock) the proration is computed for.
     pub proration_date: i64,
 }
 
 /// Previews moving the user's subscription to `plan` billed every `interval`.
 pub async fn preview(
+    state: &Billing,
+    user: &User,
+    plan: &str,
+    interval: &str,
+) -> Result<Preview, AppError> {
+    within_deadline(preview_now(state, user, plan, interval)).await
+}
+
+async fn preview_now(
     state: &Billing,
     user: &User,
     plan: &str,
@@ -238,20 +205,22 @@ pub async fn preview(
         return Err(AppError::SamePlan);
     }
     let now = state.clock.now();
-    let when = effective(state, &live, &target);
+    let way = way(state, &live, &target);
     let mut preview = Preview {
         plan: target.plan.id.clone(),
         plan_name: target.plan.name.clone(),
         interval: target.interval,
-        effective: when,
+        effective: Effective::Now,
         effective_at: now,
         amount_due: 0,
         currency: target.currency.clone(),
         lines: Vec::new(),
         recurring_amount: target.amount * live.quantity as i64,
+        ends_trial: way == Way::EndingTrial,
         proration_date: now,
     };
-    if when == Effective::PeriodEnd {
+    if way == Way::PeriodEnd {
+        preview.effective = Effective::PeriodEnd;
         preview.effective_at = live.period.1;
         return Ok(preview);
     }
@@ -264,7 +233,11 @@ pub async fn preview(
     }]);
     details.proration_behavior =
         Some(CreatePreviewInvoiceSubscriptionDetailsProrationBehavior::AlwaysInvoice);
-    details.proration_date = Some(now);
+    if way == Way::EndingTrial {
+        details.trial_end = Some(CreatePreviewInvoiceSubscriptionDetailsTrialEnd::Now);
+    }
+    // No proration date is sent: Stripe prorates from its own clock and says which moment it
+    // used, and the confirmation sends that moment back.
     let request = CreatePreviewInvoice::new()
         .customer(customer)
         .subscription(live.id())
@@ -272,6 +245,12 @@ pub async fn preview(
     let invoice = retrying(|| request.send(&state.stripe.client)).await?;
     preview.amount_due = invoice.amount_due;
     preview.currency = invoice.currency.to_string();
+    preview.proration_date = invoice
+        .parent
+        .as_ref()
+        .and_then(|p| p.subscription_details.as_ref())
+        .and_then(|d| d.subscription_proration_date)
+        .unwrap_or(now);
     preview.lines = invoice
         .lines
         .data
@@ -298,8 +277,10 @@ pub struct Changed {
 }
 
 /// Moves the user's subscription to `plan` billed every `interval`, prorated from
-/// `proration_date` (a preview's, at most [`PREVIEW_LIFETIME_SECS`] old; now when absent). Asking
-/// for the price the subscription already has drops a scheduled downgrade, if there is one.
+/// `proration_date` (a preview's, at most [`PREVIEW_LIFETIME_SECS`] old and within the current
+/// period; Stripe's now when absent). Asking for the price the subscription already has drops a
+/// scheduled downgrade, if there is one. One change per user at a time (a lease, across
+/// instances), all of it within the request deadline.
 pub async fn change(
     state: &Billing,
     user: &User,
@@ -308,75 +289,98 @@ pub async fn change(
     proration_date: Option<i64>,
 ) -> Result<Changed, AppError> {
     let target = target(state, plan, interval)?;
-    let now = state.clock.now();
-    let date = proration_date.unwrap_or(now);
-    if date > now || date < now.saturating_sub(PREVIEW_LIFETIME_SECS) {
-        return Err(AppError::PreviewExpired);
+    if let Some(date) = proration_date {
+        let now = state.clock.now();
+        if date > now.saturating_add(CLOCK_SKEW_SECS)
+            || date < now.saturating_sub(PREVIEW_LIFETIME_SECS)
+        {
+            return Err(AppError::PreviewExpired);
+        }
     }
+    within_deadline(async {
+        let lease = lease::take(&state.db, &user.id).await?;
+        let changed = change_held(state, user, &target, proration_date).await;
+        lease.release().await;
+        changed
+    })
+    .await
+}
+
+async fn change_held(
+    state: &Billing,
+    user: &User,
+    target: &Target<'_>,
+    date: Option<i64>,
+) -> Result<Changed, AppError> {
     let live = live(state, user).await?.ok_or(AppError::NoSubscription)?;
     changeable(&live)?;
     let mut changed = Changed {
         plan: target.plan.id.clone(),
         interval: target.interval,
         effective: Effective::Now,
-        effective_at: now,
+        effective_at: state.clock.now(),
     };
     if live.price == target.price {
-        let Some(schedule) = live.schedule() else {
+        let Some(schedule) = live.own_schedule()? else {
             return Err(AppError::SamePlan);
         };
         schedule::release(state, schedule).await?;
         sync_subscription(state, live.id(), None).await?;
         return Ok(changed);
     }
-    match effective(state, &live, &target) {
-        Effective::PeriodEnd => {
+    // A preview of another period (a renewal came in between) is not this change's price.
+    if date.is_some_and(|d| d < live.period.0) {
+        return Err(AppError::PreviewExpired);
+    }
+    match way(state, &live, target) {
+        Way::PeriodEnd => {
             schedule::at_period_end(state, &live, &target.price).await?;
             changed.effective = Effective::PeriodEnd;
             changed.effective_at = live.period.1;
         }
-        Effective::Now => {
-            if let Some(schedule) = live.schedule() {
+        way => {
+            if let Some(schedule) = live.own_schedule()? {
                 schedule::release(state, schedule).await?;
             }
-            switch_now(state, user, &live, &target.price, date).await?;
+            switch_now(state, &live, &target.price, date, way).await?;
         }
     }
     sync_subscription(state, live.id(), None).await?;
     Ok(changed)
 }
 
+/// What Stripe said to a price change.
+enum Switched {
+    Done,
+    Declined,
+    DateRefused,
+}
+
 /// The price change itself: prorated from `date`, invoiced and charged at once; a declined card
-/// changes nothing. The idempotency key names the change (who, which subscription, from and to
-/// which price, from when), so a double submit is one change, and a retry after a decline (a new
-/// preview, a new date) is a new one.
+/// changes nothing. Each attempt has its own idempotency key: the lease makes changes one at a
+/// time, and a retry after a declined card (fixed since) must reach Stripe, not a replay.
 async fn switch_now(
     state: &Billing,
-    user: &User,
     live: &Live,
     price: &str,
-    date: i64,
+    date: Option<i64>,
+    way: Way,
 ) -> Result<(), AppError> {
-    let digest = Sha256::digest(
-        format!(
-            "{}|{}|{}|{}|{price}|{date}",
-            user.id,
-            live.id(),
-            live.item,
-            live.price
-        )
-        .as_bytes(),
-    );
-    let key = format!("chg_{}", hex::encode(&digest[..16]));
-    let request = UpdateSubscription::new(live.id())
+    let mut request = UpdateSubscription::new(live.id())
         .items(vec![UpdateSubscriptionItems {
             id: Some(live.item.clone()),
             price: Some(price.to_owned()),
             ..UpdateSubscriptionItems::new()
         }])
         .proration_behavior(UpdateSubscriptionProrationBehavior::AlwaysInvoice)
-        .proration_date(date)
         .payment_behavior(UpdateSubscriptionPaymentBehavior::ErrorIfIncomplete);
+    if let Some(date) = date {
+        request = request.proration_date(date);
+    }
+    if way == Way::EndingTrial {
+        request = request.trial_end(UpdateSubscriptionTrialEnd::Now);
+    }
+    let key = new_id("idem_change");
     let answer = retrying_with_key(&key, |key| {
         let sent = request
             .customize()
@@ -384,28 +388,51 @@ async fn switch_now(
             .send(&state.stripe.client);
         async move {
             match sent.await {
+                Ok(_) => Ok(Switched::Done),
                 Err(StripeError::Stripe(api, 402))
                     if api.type_ == stripe::ApiErrorsType::CardError =>
                 {
-                    Ok(None)
+                    Ok(Switched::Declined)
                 }
-                other => other.map(Some),
+                // Stripe's clock or period disagrees with the preview's moment.
+                Err(StripeError::Stripe(api, 400))
+                    if api.param.as_deref() == Some("proration_date") =>
+                {
+                    Ok(Switched::DateRefused)
+                }
+                Err(e) => Err(e),
             }
         }
     })
     .await?;
-    answer.map(|_| ()).ok_or(AppError::CardDeclined)
+    match answer {
+        Switched::Done => Ok(()),
+        Switched::Declined => Err(AppError::CardDeclined),
+        Switched::DateRefused => Err(AppError::PreviewExpired),
+    }
 }
 
 /// Sets (or clears) cancellation at the period end. Cancelling drops a scheduled downgrade (the
 /// subscription ends instead). Asking for what is already so changes nothing. A cancellation on
-/// a set date (made in Stripe's dashboard, not at the period end) is left to the portal.
+/// a set date (made in Stripe's dashboard, not at the period end), or a schedule made there, is
+/// left to the portal and the billing team.
 pub async fn set_cancel(state: &Billing, user: &User, cancel: bool) -> Result<(), AppError> {
+    within_deadline(async {
+        let lease = lease::take(&state.db, &user.id).await?;
+        let done = set_cancel_held(state, user, cancel).await;
+        lease.release().await;
+        done
+    })
+    .await
+}
+
+async fn set_cancel_held(state: &Billing, user: &User, cancel: bool) -> Result<(), AppError> {
     let live = live(state, user).await?.ok_or(AppError::NoSubscription)?;
     if live.sub.cancel_at_period_end == cancel {
         return Ok(());
     }
-    if cancel && let Some(schedule) = live.schedule() {
+    // Stripe refuses cancellation changes on a subscription a schedule manages.
+    if let Some(schedule) = live.own_schedule()? {
         schedule::release(state, schedule).await?;
     }
     let request = UpdateSubscription::new(live.id()).cancel_at_period_end(cancel);

@@ -1,8 +1,8 @@
 //! A downgrade at the period end, kept by Stripe: the subscription gets a schedule (made from it)
 //! with two phases, the current price to the period end, then the new price, after which the
 //! schedule releases the subscription to go on by itself. Dropping the downgrade releases the
-//! schedule at once. A schedule the subscription already has (made in Stripe's dashboard, say) is
-//! reused: its phases are replaced.
+//! schedule at once. Only a schedule tollgate made (tagged in its metadata) is reused or
+//! released; one made in Stripe's dashboard is left alone (see `Live::schedule`).
 
 use stripe::StripeRequest as _;
 use stripe_billing::subscription_schedule::{
@@ -73,9 +73,14 @@ pub(super) async fn at_period_end(
     let mut next = UpdateSubscriptionSchedulePhases::new(vec![item(price)]);
     next.duration = Some(UpdateSubscriptionSchedulePhasesDuration::new(interval));
     next.proration_behavior = Some(UpdateSubscriptionSchedulePhasesProrationBehavior::None);
+    let tag = std::collections::HashMap::from([(
+        super::SCHEDULE_TAG.0.to_owned(),
+        super::SCHEDULE_TAG.1.to_owned(),
+    )]);
     let request = UpdateSubscriptionSchedule::new(schedule.id.as_str())
         .phases(vec![current, next])
-        .end_behavior(SubscriptionScheduleEndBehavior::Release);
+        .end_behavior(SubscriptionScheduleEndBehavior::Release)
+        .metadata(tag);
     // Setting the same phases twice is harmless; each attempt has its own key.
     let key = new_id("idem_sched");
     retrying_with_key(&key, |key| {

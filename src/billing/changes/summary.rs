@@ -11,7 +11,7 @@ use crate::{
     billing::{
         Billing,
         catalog::Interval,
-        stripe::{absent_as_none, retrying},
+        stripe::{absent_as_none, retrying, within_deadline},
     },
     error::AppError,
 };
@@ -82,8 +82,12 @@ pub struct Summary {
     pub scheduled_change: Option<Scheduled>,
 }
 
-/// The user's live subscription, or `None`.
+/// The user's live subscription, or `None`; within the request deadline.
 pub async fn summary(state: &Billing, user: &User) -> Result<Option<Summary>, AppError> {
+    within_deadline(read(state, user)).await
+}
+
+async fn read(state: &Billing, user: &User) -> Result<Option<Summary>, AppError> {
     let Some(live) = live(state, user).await? else {
         return Ok(None);
     };

@@ -4,6 +4,8 @@
 //! names the behaviour it stands for.
 
 mod catalog;
+mod change_pages;
+mod change_races;
 mod changes;
 mod checkout;
 mod deletion;

@@ -1,0 +1,107 @@
+//! The user's live subscription as Stripe has it when asked: the one thing every change decides
+//! on.
+
+use stripe_billing::{Subscription, SubscriptionStatus, subscription::RetrieveSubscription};
+
+use crate::{
+    auth::users::User,
+    billing::{
+        Billing, customers,
+        stripe::{absent_as_none, is_missing, retrying},
+        subscriptions,
+    },
+    error::AppError,
+};
+
+/// The metadata a schedule tollgate made carries.
+pub(crate) const SCHEDULE_TAG: (&str, &str) = ("tollgate", "plan_change");
+
+/// The user's live subscription as Stripe has it now.
+pub(crate) struct Live {
+    pub(crate) sub: Subscription,
+    pub(crate) item: String,
+    pub(crate) price: String,
+    pub(crate) quantity: u64,
+    pub(crate) period: (i64, i64),
+}
+
+impl Live {
+    pub(crate) fn id(&self) -> &str {
+        self.sub.id.as_str()
+    }
+
+    /// The schedule attached to it, if any, and whether tollgate may change or release it: one
+    /// tollgate made (its metadata says so), or one that only mirrors the subscription (one
+    /// phase, then release: what `from_subscription` makes), which changes nothing when released.
+    /// A schedule made in Stripe's dashboard (a price rise, a discount's end) is left alone.
+    pub(crate) fn schedule(&self) -> Option<(&str, bool)> {
+        let schedule = self.sub.schedule.as_ref()?;
+        let ours = schedule.as_object().is_some_and(|s| {
+            s.metadata
+                .as_ref()
+                .and_then(|m| m.get(SCHEDULE_TAG.0))
+                .is_some_and(|v| v == SCHEDULE_TAG.1)
+                || (s.phases.len() == 1
+                    && s.end_behavior == stripe_billing::SubscriptionScheduleEndBehavior::Release)
+        });
+        Some((schedule.id().as_str(), ours))
+    }
+
+    /// The schedule tollgate may release, if one is attached; a foreign one is 409
+    /// `subscription_scheduled`.
+    pub(crate) fn own_schedule(&self) -> Result<Option<&str>, AppError> {
+        match self.schedule() {
+            None => Ok(None),
+            Some((id, true)) => Ok(Some(id)),
+            Some((_, false)) => Err(AppError::SubscriptionScheduled),
+        }
+    }
+}
+
+/// The user's live subscription, fetched from Stripe (with its schedule and payment method), or
+/// `None` when they have none.
+pub(crate) async fn live(state: &Billing, user: &User) -> Result<Option<Live>, AppError> {
+    let Some(customer) = customers::customer_of(state, &user.id).await? else {
+        return Ok(None);
+    };
+    let rows = subscriptions::for_user(&state.db, &user.id).await?;
+    let Some(row) = rows.iter().rev().find(|r| !r.status.is_terminal()) else {
+        return Ok(None);
+    };
+    let request = RetrieveSubscription::new(row.id.as_str())
+        .expand(vec!["schedule".into(), "default_payment_method".into()]);
+    let fetched =
+        retrying(|| async { absent_as_none(request.send(&state.stripe.client).await, is_missing) })
+            .await?;
+    let Some(sub) = fetched else {
+        return Ok(None);
+    };
+    let ended = matches!(
+        sub.status,
+        SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+    );
+    if ended || sub.customer.id().as_str() != customer {
+        return Ok(None);
+    }
+    let Some(item) = sub.items.data.first() else {
+        return Ok(None);
+    };
+    let live = Live {
+        item: item.id.to_string(),
+        price: item.price.id.to_string(),
+        quantity: item.quantity.unwrap_or(1),
+        period: (item.current_period_start, item.current_period_end),
+        sub,
+    };
+    Ok(Some(live))
+}
+
+/// The schedule attached to subscription `id` now, if any.
+pub(crate) async fn live_schedule(
+    state: &Billing,
+    id: &str,
+) -> Result<Option<stripe_billing::SubscriptionSchedule>, AppError> {
+    let request = RetrieveSubscription::new(id).expand(vec!["schedule".into()]);
+    let sub = retrying(|| request.send(&state.stripe.client)).await?;
+    Ok(sub.schedule.and_then(|s| s.into_object()))
+}
