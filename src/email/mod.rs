@@ -460,6 +460,9 @@ pub async fn worker(state: Mail, transport: Transport) {
 const _: () = assert!(CLAIM_BATCH * (SMTP_TIMEOUT_SECS as i64) < LEASE_SECS);
 
 #[cfg(test)]
+mod render_tests;
+
+#[cfg(test)]
 mod tests {
     use super::{Kind, TEMPLATES};
 

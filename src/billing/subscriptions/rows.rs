@@ -87,6 +87,17 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for Priced {
     }
 }
 
+/// One subscription's row and price, read on `conn` (inside a transaction).
+pub async fn priced_on(conn: &mut sqlx::AnyConnection, id: &str) -> sqlx::Result<Option<Priced>> {
+    sqlx::query_as(
+        "SELECT id, status, plan_id, current_period_end, cancel_at_period_end, cancel_at, \
+         trial_end, past_due_since, price_id, product_id FROM subscriptions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
 /// The subscriptions of a customer, with their prices.
 pub async fn of_customer(db: &db::Db, customer: &str) -> sqlx::Result<Vec<Priced>> {
     sqlx::query_as(

@@ -12,7 +12,7 @@ use crate::{
         Billing,
         checkout::{self, AttemptState},
         customers,
-        subscriptions::{self, Applied, Item, Snapshot, id_of},
+        subscriptions::{self, Applied, Snapshot, id_of},
     },
     email,
     error::AppError,
@@ -68,21 +68,21 @@ async fn subscription_changed(
         }
         return Ok(Outcome::Orphan);
     };
-    if event.kind == Kind::TrialWillEnd {
-        let item = snap.plan_item(&state.catalog);
-        notify(state, tx, user, event, item, snap.trial_end).await?;
-    }
     let stamp = subscriptions::Stamp::event(event.created);
-    Ok(
-        match subscriptions::apply(tx, &state.catalog, &snap, user, stamp).await? {
-            Applied::Applied => Outcome::Applied,
-            Applied::Stale => Outcome::Stale,
-            Applied::Tie(at) => {
-                *follow = Some(FollowUp::Refetch(snap.id, Some(at)));
-                Outcome::Refetched
-            }
-        },
-    )
+    let outcome = match subscriptions::apply(tx, &state.catalog, &snap, user, stamp).await? {
+        Applied::Applied => Outcome::Applied,
+        Applied::Stale => Outcome::Stale,
+        Applied::Tie(at) => {
+            *follow = Some(FollowUp::Refetch(snap.id.clone(), Some(at)));
+            Outcome::Refetched
+        }
+    };
+    // The notice says what happens next by the state as it now stands (a cancellation made
+    // after Stripe sent the event included), not by the event's copy.
+    if event.kind == Kind::TrialWillEnd {
+        notify(state, tx, user, event, &snap.id).await?;
+    }
+    Ok(outcome)
 }
 
 /// `checkout.session.completed`: the attempt is complete, and the subscription it made is
@@ -135,10 +135,10 @@ async fn payment_failed(
     let Some(sub) = invoice_subscription(&event.object) else {
         return Ok(Outcome::Ignored);
     };
-    if event.kind == Kind::PaymentFailed {
-        notify(state, tx, user, event, None, None).await?;
-    }
     subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
+    if event.kind == Kind::PaymentFailed {
+        notify(state, tx, user, event, &sub).await?;
+    }
     Ok(Outcome::Applied)
 }
 
@@ -156,30 +156,70 @@ async fn customer_deleted(
     Ok(Outcome::Applied)
 }
 
-/// Queues the billing notice of `event` for `user_id`, once per Stripe event id.
+/// Queues the billing notice of `event` about subscription `sub_id` for `user_id`, once per
+/// Stripe event id, worded for the subscription's state as tollgate now knows it: a trial that
+/// ends in a cancellation says no charge follows, one that goes on says what is charged; a failed
+/// payment of a subscription that has ended says so instead of asking for a new card. A trial
+/// notice for a subscription that has already ended is not sent.
 async fn notify(
     state: &Billing,
     tx: &mut Tx,
     user_id: &str,
     event: &Event,
-    item: Option<&Item>,
-    trial_end: Option<i64>,
+    sub_id: &str,
 ) -> Result<(), AppError> {
     let Some(user) = crate::auth::users::find_by_id_on(tx, user_id).await? else {
         return Ok(());
     };
+    let priced = subscriptions::priced_on(tx, sub_id).await?;
+    let row = priced.as_ref().map(|p| &p.row);
+    let ended = row.is_some_and(|r| r.status.is_terminal());
+    let cancelling = row.is_some_and(|r| r.cancel_at_period_end || r.cancel_at.is_some());
+    let plan = row
+        .and_then(|r| r.plan_id.as_deref())
+        .and_then(|p| state.catalog.plan(p));
+    let plan_name = plan.map_or("your".to_owned(), |p| p.name.clone());
+    let free_name = state.catalog.free_plan().map(|p| p.name.clone());
     let (kind, context) = match event.kind {
         Kind::TrialWillEnd => {
-            let plan = item
-                .and_then(|i| i.plan(&state.catalog))
-                .map_or("your".to_owned(), |p| p.name.clone());
-            let trial_end = trial_end.map(crate::clock::date).unwrap_or_default();
+            if ended {
+                return Ok(());
+            }
+            let trial_end = row
+                .and_then(|r| r.trial_end)
+                .map(crate::clock::date)
+                .unwrap_or_default();
+            // What the card is charged when the trial ends: the catalog's price for the
+            // subscription's Stripe price.
+            let price = priced
+                .as_ref()
+                .and_then(|p| p.price_id.as_deref())
+                .and_then(|id| {
+                    state.catalog.plans.iter().find_map(|p| {
+                        p.prices
+                            .iter()
+                            .find(|(_, pr)| pr.stripe_id == id)
+                            .map(|(i, pr)| {
+                                (crate::billing::money(pr.amount, &pr.currency), i.as_str())
+                            })
+                    })
+                });
             (
                 email::Kind::TrialWillEnd,
-                minijinja::context! { plan_name => plan, trial_end },
+                minijinja::context! {
+                    plan_name,
+                    trial_end,
+                    cancelling,
+                    free_name,
+                    price => price.as_ref().map(|p| p.0.clone()),
+                    interval => price.map(|p| p.1),
+                },
             )
         }
-        _ => (email::Kind::PaymentFailed, minijinja::context! {}),
+        _ => (
+            email::Kind::PaymentFailed,
+            minijinja::context! { plan_name, ended, free_name },
+        ),
     };
     email::enqueue(
         state,

@@ -105,3 +105,40 @@ async fn billing_notices_are_sent_once_per_stripe_event() {
     let failed = sink.wait_for("ann@example.com", 3).await;
     assert!(failed.text().contains("could not charge your card"));
 }
+
+#[tokio::test]
+async fn the_trial_notice_follows_a_cancellation_made_before_it() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = app.subscriber("bea@example.com", "pro").await;
+    let r = app
+        .post_json_with(&c, "/api/billing/cancel", &json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    app.advance(12 * 86_400).await;
+    let notice = sink.wait_for("bea@example.com", 2).await;
+    assert!(
+        notice.subject().contains("trial ends on"),
+        "{}",
+        notice.subject()
+    );
+    assert!(
+        notice.text().contains("so your card will not be charged"),
+        "{}",
+        notice.text()
+    );
+    assert!(!notice.text().contains("is charged"), "{}", notice.text());
+    assert!(notice.text().contains("because you subscribe to"));
+
+    // Without a cancellation it names what the card is charged.
+    let d = app.subscriber("cy@example.com", "pro").await;
+    drop(d);
+    app.advance(12 * 86_400).await;
+    let notice = sink.wait_for("cy@example.com", 2).await;
+    assert!(
+        notice
+            .text()
+            .contains("your card is charged $19.00 per month"),
+        "{}",
+        notice.text()
+    );
+}
