@@ -8,7 +8,15 @@ use minijinja::{Environment, UndefinedBehavior, Value, context};
 use super::{Kind, TEMPLATES};
 
 fn env() -> Environment<'static> {
-    let mut env = crate::web::templates();
+    let mut env = Environment::new();
+    env.add_template(
+        "email/layout.html",
+        include_str!("../../templates/email/layout.html"),
+    )
+    .expect("layout");
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source).expect("template");
+    }
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env
 }
