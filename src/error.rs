@@ -90,13 +90,13 @@ pub enum AppError {
     /// 409: another change of the user's subscription did not finish in time.
     #[error("another change to your subscription is in progress; try again in a moment")]
     ChangeInProgress,
-    /// 409: the subscription carries a schedule of changes tollgate did not make.
-    #[error(
-        "your subscription has changes scheduled by our billing team; contact support to change it"
-    )]
-    SubscriptionScheduled,
-    /// 400: a plan change confirmed from a price preview more than 10 minutes old.
-    #[error("this price preview has expired; look at the change again before confirming")]
+    /// 409: the subscription was arranged outside tollgate (a schedule or a dated cancellation
+    /// made in Stripe's dashboard, several items), which tollgate leaves alone.
+    #[error("your subscription was arranged by our billing team; contact support to change it")]
+    SubscriptionManaged,
+    /// 400: a plan change confirmed with a preview's moment that is too old, or that Stripe
+    /// refuses (a renewal came in between).
+    #[error("this price preview is no longer valid; look at the change again before confirming")]
     PreviewExpired,
     /// 413.
     #[error("the request body is too large")]
@@ -215,7 +215,7 @@ impl AppError {
             CardDeclined => (StatusCode::PAYMENT_REQUIRED, "card_declined"),
             PreviewExpired => (StatusCode::BAD_REQUEST, "preview_expired"),
             ChangeInProgress => (StatusCode::CONFLICT, "change_in_progress"),
-            SubscriptionScheduled => (StatusCode::CONFLICT, "subscription_scheduled"),
+            SubscriptionManaged => (StatusCode::CONFLICT, "subscription_managed"),
             EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
@@ -345,7 +345,7 @@ mod tests {
             CardDeclined,
             PreviewExpired,
             ChangeInProgress,
-            SubscriptionScheduled,
+            SubscriptionManaged,
             PayloadTooLarge,
             RateLimited(1),
             ServiceUnavailable,
@@ -402,7 +402,7 @@ mod tests {
             | CardDeclined
             | PreviewExpired
             | ChangeInProgress
-            | SubscriptionScheduled
+            | SubscriptionManaged
             | PayloadTooLarge
             | RateLimited(_)
             | ServiceUnavailable

@@ -64,12 +64,12 @@ pub(super) const REFUSALS: &[(&str, &str)] = &[
         "Another change to your subscription is still being made. Try again in a moment.",
     ),
     (
-        "subscription_scheduled",
-        "Your subscription has changes scheduled by our billing team. Contact support to change it.",
+        "subscription_managed",
+        "Your subscription was arranged by our billing team. Contact support to change it.",
     ),
     (
         "preview_expired",
-        "That price was shown more than 10 minutes ago. Look at the change again before confirming.",
+        "That price is no longer valid (it was shown too long ago, or your billing period has renewed since). Look at the change again before confirming.",
     ),
 ];
 
@@ -189,13 +189,12 @@ async fn submit_change(
                 .map_err(|_| back_to_billing(AppError::PreviewExpired))?,
         ),
     };
-    let kept = user.access.plan.as_deref() == Some(form.plan.as_str());
     let changed = changes::change(&state, &user.user, &form.plan, &form.interval, date)
         .await
         .map_err(back_to_billing)?;
     let notice = match changed.effective {
         Effective::PeriodEnd => "scheduled",
-        Effective::Now if kept && date.is_none() => "kept",
+        Effective::Now if changed.scheduled_change_dropped => "kept",
         Effective::Now => "changed",
     };
     Ok(Redirect::to(&format!("/billing?notice={notice}")).into_response())

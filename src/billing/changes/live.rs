@@ -31,29 +31,45 @@ impl Live {
     }
 
     /// The schedule attached to it, if any, and whether tollgate may change or release it: one
-    /// tollgate made (its metadata says so), or one that only mirrors the subscription (one
-    /// phase, then release: what `from_subscription` makes), which changes nothing when released.
-    /// A schedule made in Stripe's dashboard (a price rise, a discount's end) is left alone.
+    /// tollgate made (its metadata says so), or a bare mirror of the subscription as
+    /// `from_subscription` makes it (no metadata, one phase of the subscription's one price to the
+    /// period end, no discount, no trial, then release), which changes nothing when released. Any
+    /// other (a price rise, a coupon's or a trial's phase set in Stripe's dashboard) is left
+    /// alone.
     pub(crate) fn schedule(&self) -> Option<(&str, bool)> {
         let schedule = self.sub.schedule.as_ref()?;
         let ours = schedule.as_object().is_some_and(|s| {
-            s.metadata
-                .as_ref()
+            let metadata = s.metadata.as_ref();
+            let tagged = metadata
                 .and_then(|m| m.get(SCHEDULE_TAG.0))
-                .is_some_and(|v| v == SCHEDULE_TAG.1)
-                || (s.phases.len() == 1
-                    && s.end_behavior == stripe_billing::SubscriptionScheduleEndBehavior::Release)
+                .is_some_and(|v| v == SCHEDULE_TAG.1);
+            let mirror = metadata.is_none_or(|m| m.is_empty())
+                && s.end_behavior == stripe_billing::SubscriptionScheduleEndBehavior::Release
+                && matches!(s.phases.as_slice(), [phase]
+                    if phase.end_date == self.period.1
+                        && phase.discounts.is_empty()
+                        && phase.trial_end.is_none()
+                        && matches!(phase.items.as_slice(), [item]
+                            if item.price.id().as_str() == self.price && item.discounts.is_empty()));
+            tagged || mirror
         });
         Some((schedule.id().as_str(), ours))
     }
 
+    /// Whether the subscription was arranged outside tollgate in a way tollgate must not undo: a
+    /// cancellation on a set date (not at the period end), or several items.
+    pub(crate) fn arranged_elsewhere(&self) -> bool {
+        (self.sub.cancel_at.is_some() && !self.sub.cancel_at_period_end)
+            || self.sub.items.data.len() != 1
+    }
+
     /// The schedule tollgate may release, if one is attached; a foreign one is 409
-    /// `subscription_scheduled`.
+    /// `subscription_managed`.
     pub(crate) fn own_schedule(&self) -> Result<Option<&str>, AppError> {
         match self.schedule() {
             None => Ok(None),
             Some((id, true)) => Ok(Some(id)),
-            Some((_, false)) => Err(AppError::SubscriptionScheduled),
+            Some((_, false)) => Err(AppError::SubscriptionManaged),
         }
     }
 }

@@ -16,11 +16,13 @@
 //!   credited to the customer's balance.
 //! - During a trial a change is immediate and charges nothing; the trial goes on.
 
+mod cancel;
 mod lease;
 mod live;
 mod schedule;
 pub mod summary;
 
+pub use cancel::set_cancel;
 pub(crate) use live::{Live, SCHEDULE_TAG, live, live_schedule};
 
 use serde::{Deserialize, Serialize};
@@ -135,6 +137,9 @@ fn way(state: &Billing, live: &Live, target: &Target) -> Way {
 /// Refuses a change `live` cannot take: a payment outstanding, a cancellation set, or a schedule
 /// made outside tollgate.
 fn changeable(live: &Live) -> Result<(), AppError> {
+    if live.arranged_elsewhere() {
+        return Err(AppError::SubscriptionManaged);
+    }
     match live.sub.status {
         SubscriptionStatus::Active | SubscriptionStatus::Trialing => {}
         _ => return Err(AppError::PaymentPastDue),
@@ -274,6 +279,8 @@ pub struct Changed {
     pub effective: Effective,
     /// When (Unix seconds).
     pub effective_at: i64,
+    /// True when the request asked for the plan already held and dropped a scheduled downgrade.
+    pub scheduled_change_dropped: bool,
 }
 
 /// Moves the user's subscription to `plan` billed every `interval`, prorated from
@@ -289,21 +296,32 @@ pub async fn change(
     proration_date: Option<i64>,
 ) -> Result<Changed, AppError> {
     let target = target(state, plan, interval)?;
-    if let Some(date) = proration_date {
-        let now = state.clock.now();
-        if date > now.saturating_add(CLOCK_SKEW_SECS)
-            || date < now.saturating_sub(PREVIEW_LIFETIME_SECS)
-        {
-            return Err(AppError::PreviewExpired);
-        }
-    }
-    within_deadline(async {
+    let (changed, sub_id) = within_deadline(async {
         let lease = lease::take(&state.db, &user.id).await?;
         let changed = change_held(state, user, &target, proration_date).await;
         lease.release().await;
         changed
     })
-    .await
+    .await?;
+    // Stripe has taken the change: the answer is success whatever the local follow-up meets (the
+    // webhook brings the same state if this cannot).
+    if let Err(e) = sync_subscription(state, &sub_id, None).await {
+        tracing::warn!(error = %e, "subscription not re-read after a plan change; the webhook will bring it");
+    }
+    Ok(changed)
+}
+
+/// Whether a preview's moment `date` may be charged now: not more than 10 minutes old nor more
+/// than a minute ahead by tollgate's clock (Stripe's is the same within seconds), and inside the
+/// current period. A subscription on a Stripe test clock runs on that clock, which only Stripe
+/// knows: there the period alone bounds it, and Stripe refuses a moment in its future.
+fn date_valid(state: &Billing, live: &Live, date: i64) -> bool {
+    let now = state.clock.now();
+    let on_test_clock = live.sub.test_clock.is_some();
+    date >= live.period.0
+        && (on_test_clock
+            || (date <= now.saturating_add(CLOCK_SKEW_SECS)
+                && date >= now.saturating_sub(PREVIEW_LIFETIME_SECS)))
 }
 
 async fn change_held(
@@ -311,25 +329,26 @@ async fn change_held(
     user: &User,
     target: &Target<'_>,
     date: Option<i64>,
-) -> Result<Changed, AppError> {
+) -> Result<(Changed, String), AppError> {
     let live = live(state, user).await?.ok_or(AppError::NoSubscription)?;
     changeable(&live)?;
+    let sub_id = live.id().to_owned();
     let mut changed = Changed {
         plan: target.plan.id.clone(),
         interval: target.interval,
         effective: Effective::Now,
         effective_at: state.clock.now(),
+        scheduled_change_dropped: false,
     };
     if live.price == target.price {
         let Some(schedule) = live.own_schedule()? else {
             return Err(AppError::SamePlan);
         };
         schedule::release(state, schedule).await?;
-        sync_subscription(state, live.id(), None).await?;
-        return Ok(changed);
+        changed.scheduled_change_dropped = true;
+        return Ok((changed, sub_id));
     }
-    // A preview of another period (a renewal came in between) is not this change's price.
-    if date.is_some_and(|d| d < live.period.0) {
+    if date.is_some_and(|d| !date_valid(state, &live, d)) {
         return Err(AppError::PreviewExpired);
     }
     match way(state, &live, target) {
@@ -339,14 +358,41 @@ async fn change_held(
             changed.effective_at = live.period.1;
         }
         way => {
-            if let Some(schedule) = live.own_schedule()? {
-                schedule::release(state, schedule).await?;
+            let scheduled = released_for(state, &live).await?;
+            if let Err(e) = switch_now(state, &live, &target.price, date, way).await {
+                restore(state, user, scheduled).await;
+                return Err(e);
             }
-            switch_now(state, &live, &target.price, date, way).await?;
         }
     }
-    sync_subscription(state, live.id(), None).await?;
-    Ok(changed)
+    Ok((changed, sub_id))
+}
+
+/// Releases `live`'s own schedule, if it has one, before a change Stripe makes on the
+/// subscription itself; returns the price it was moving to, so a refused change can put the
+/// downgrade back ([`restore`]).
+pub(super) async fn released_for(state: &Billing, live: &Live) -> Result<Option<String>, AppError> {
+    let Some(schedule) = live.own_schedule()? else {
+        return Ok(None);
+    };
+    let next = summary::scheduled_price(live);
+    schedule::release(state, schedule).await?;
+    Ok(next)
+}
+
+/// Schedules again the downgrade to `price` that a refused change released: a refusal changes
+/// nothing the user can see. Logged when it cannot be done.
+pub(super) async fn restore(state: &Billing, user: &User, price: Option<String>) {
+    let Some(price) = price else {
+        return;
+    };
+    let restored = async {
+        let live = live(state, user).await?.ok_or(AppError::NoSubscription)?;
+        schedule::at_period_end(state, &live, &price).await
+    };
+    if let Err(e) = restored.await {
+        tracing::error!(error = %e, "a scheduled downgrade released for a refused change was not put back");
+    }
 }
 
 /// What Stripe said to a price change.
@@ -410,40 +456,4 @@ async fn switch_now(
         Switched::Declined => Err(AppError::CardDeclined),
         Switched::DateRefused => Err(AppError::PreviewExpired),
     }
-}
-
-/// Sets (or clears) cancellation at the period end. Cancelling drops a scheduled downgrade (the
-/// subscription ends instead). Asking for what is already so changes nothing. A cancellation on
-/// a set date (made in Stripe's dashboard, not at the period end), or a schedule made there, is
-/// left to the portal and the billing team.
-pub async fn set_cancel(state: &Billing, user: &User, cancel: bool) -> Result<(), AppError> {
-    within_deadline(async {
-        let lease = lease::take(&state.db, &user.id).await?;
-        let done = set_cancel_held(state, user, cancel).await;
-        lease.release().await;
-        done
-    })
-    .await
-}
-
-async fn set_cancel_held(state: &Billing, user: &User, cancel: bool) -> Result<(), AppError> {
-    let live = live(state, user).await?.ok_or(AppError::NoSubscription)?;
-    if live.sub.cancel_at_period_end == cancel {
-        return Ok(());
-    }
-    // Stripe refuses cancellation changes on a subscription a schedule manages.
-    if let Some(schedule) = live.own_schedule()? {
-        schedule::release(state, schedule).await?;
-    }
-    let request = UpdateSubscription::new(live.id()).cancel_at_period_end(cancel);
-    let key = new_id("idem_cancel");
-    retrying_with_key(&key, |key| {
-        request
-            .customize()
-            .request_strategy(idempotent(key))
-            .send(&state.stripe.client)
-    })
-    .await?;
-    sync_subscription(state, live.id(), None).await?;
-    Ok(())
 }

@@ -143,6 +143,11 @@ async fn read(state: &Billing, user: &User) -> Result<Option<Summary>, AppError>
     }))
 }
 
+/// The price `live`'s schedule moves it to after this period, if any.
+pub(super) fn scheduled_price(live: &Live) -> Option<String> {
+    scheduled(live).map(|(price, _)| price)
+}
+
 /// The price a schedule moves the subscription to after this period, and when.
 fn scheduled(live: &Live) -> Option<(String, i64)> {
     let schedule = live.sub.schedule.as_ref()?.as_object()?;

@@ -133,7 +133,7 @@ async fn a_schedule_made_in_stripes_dashboard_is_left_alone() {
         let (status, answer) = post(&app, &c, path, body).await;
         assert_eq!(
             (status, answer["error"].as_str()),
-            (409, Some("subscription_scheduled")),
+            (409, Some("subscription_managed")),
             "{path}"
         );
     }
@@ -226,4 +226,102 @@ async fn cancel_and_resume_take_a_json_object_and_nothing_else() {
     }
     let sub = subscription(&app, &c).await;
     assert_eq!(sub["cancel_at_period_end"], false, "nothing was cancelled");
+}
+
+#[tokio::test]
+async fn arrangements_made_in_stripe_are_not_undone() {
+    let app = spawn_app().await;
+    // A one-phase schedule the billing team tagged (a coupon's phase, say) is not tollgate's.
+    let c = paying_pro(&app, "gil@example.com").await;
+    let sub = subscription(&app, &c).await;
+    let id = sub["id"].as_str().unwrap();
+    let schedule = app
+        .stripe_post("/v1/subscription_schedules", &[("from_subscription", id)])
+        .await;
+    let sched = schedule["id"].as_str().unwrap();
+    let start = schedule["phases"][0]["start_date"].to_string();
+    let end = sub["current_period_end"].to_string();
+    app.stripe_post(
+        &format!("/v1/subscription_schedules/{sched}"),
+        &[
+            ("phases[0][items][0][price]", &app.price_of("pro")),
+            ("phases[0][start_date]", &start),
+            ("phases[0][end_date]", &end),
+            ("metadata[owner]", "finance"),
+        ],
+    )
+    .await;
+    for (path, body) in [
+        (
+            "/api/billing/change",
+            json!({"plan": "team", "interval": "month"}),
+        ),
+        ("/api/billing/cancel", json!({})),
+    ] {
+        let (status, answer) = post(&app, &c, path, body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (409, Some("subscription_managed")),
+            "{path}"
+        );
+    }
+    let kept = app
+        .stripe_get(&format!("/v1/subscription_schedules/{sched}"))
+        .await;
+    assert_eq!(kept["status"], "active");
+    assert_eq!(kept["metadata"]["owner"], "finance");
+
+    // A subscription of several items (an add-on sold in the dashboard).
+    let c = app.user("hal@example.com").await;
+    app.checkout(&c, "pro", "month").await;
+    let customer = app.customer_of("hal@example.com").await.unwrap();
+    let addon = app.new_price("Extra storage", 500).await;
+    app.subscribe_to_prices(&customer, &[(&addon, 1), (&app.price_of("pro"), 1)])
+        .await;
+    app.wait_for_plan(&c, Some("pro")).await;
+    let (status, answer) = post(
+        &app,
+        &c,
+        "/api/billing/change",
+        json!({"plan": "team", "interval": "month"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("subscription_managed"))
+    );
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_keeps_the_scheduled_downgrade() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ivy@example.com", "team").await;
+    let (status, _) = post(
+        &app,
+        &c,
+        "/api/billing/change",
+        json!({"plan": "pro", "interval": "month"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let customer = app.customer_of("ivy@example.com").await.unwrap();
+    app.sim_control(
+        &format!("/_sim/customers/{customer}/card"),
+        &json!({"failing": true}),
+    )
+    .await;
+    let (status, answer) = post(
+        &app,
+        &c,
+        "/api/billing/change",
+        json!({"plan": "team", "interval": "year"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (402, Some("card_declined"))
+    );
+    let sub = subscription(&app, &c).await;
+    assert_eq!(sub["scheduled_change"]["plan"], "pro", "{sub}");
+    assert_eq!(sub["next_charge"]["amount"], 1900, "{sub}");
 }

@@ -254,3 +254,64 @@ async fn a_code_github_refuses_lands_on_a_readable_page_and_makes_nothing() {
     );
     assert_eq!(app.count("users").await, 0);
 }
+
+#[tokio::test]
+async fn the_next_page_of_a_provider_sign_in_stays_on_this_site() {
+    let Some((app, _sink, providers)) = app_with_providers().await else {
+        return;
+    };
+    let sign_in_with_next = |n: usize, next: &'static str| {
+        let (app, providers) = (&app, &providers);
+        async move {
+            providers
+                .next(super::verified(
+                    &format!("next-{n}"),
+                    &format!("n{n}@example.com"),
+                ))
+                .await;
+            let c = client();
+            let csrf = app.csrf_token(&c, "/login").await;
+            let r = c
+                .post(app.url("/auth/oidc"))
+                .form(&[("csrf_token", csrf.as_str()), ("next", next)])
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_redirection(), "{next:?}: {}", r.status());
+            let authorize = url::Url::parse(&super::location(&r)).unwrap();
+            let r = c.get(consent(&authorize).await).send().await.unwrap();
+            assert!(r.status().is_redirection(), "{next:?}: {}", r.status());
+            super::location(&r)
+        }
+    };
+    // A path of this site is followed.
+    assert_eq!(sign_in_with_next(0, "/billing").await, "/billing");
+    for (n, evil) in [
+        "//evil.example/",
+        "/\\evil.example/",
+        "https://evil.example/",
+        "/%2F%2Fevil.example",
+        "/account\r\nSet-Cookie: x=1",
+        "javascript:alert(1)",
+        "\\\\evil.example",
+        "/%5Cevil.example",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let to = sign_in_with_next(n + 1, evil).await;
+        // Wherever it leads, a browser resolving it stays on this site.
+        let resolved = url::Url::parse("https://app.example/")
+            .unwrap()
+            .join(&to)
+            .unwrap();
+        assert!(
+            to.starts_with('/')
+                && !to.starts_with("//")
+                && !to.contains('\\')
+                && !to.contains('\r')
+                && resolved.host_str() == Some("app.example"),
+            "{evil:?} led to {to:?}"
+        );
+    }
+}
