@@ -127,9 +127,10 @@ const scenarios = {
     await page.click('a:has-text("Switch to Team")');
     await page.waitForURL(/\/billing\/change\?plan=team/);
     assert.match(await page.textContent('main'), /Change to Team, billed monthly/);
-    assert.match(await page.textContent('main'), /Nothing is charged today/);
+    // Team has no trial: the switch ends Pro's trial and charges Team's first month.
+    assert.match(await page.textContent('main'), /your trial ends now and the first month is charged today: \$49\.00/);
     await shot(page, 'change-plan');
-    await page.click('button:has-text("Confirm the change")');
+    await page.click('button:has-text("Pay $49.00 and change plan")');
     await page.waitForURL(/\/billing\?notice=changed/);
     assert.match(await page.textContent('main'), /Team · \$49\.00 per month/);
     assert.match(await page.textContent('main'), /Visa ending in 4242/);

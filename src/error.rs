@@ -145,7 +145,9 @@ pub enum AppError {
     #[error("that passkey could not be verified; try again")]
     PasskeyInvalid,
     /// 503: passkeys are off (`TOLLGATE_BASE_URL` is on an IP address, which browsers refuse).
-    #[error("passkeys are not available here: TOLLGATE_BASE_URL needs a host name")]
+    #[error(
+        "passkeys are not available at this address: the site needs a host name, not an IP address"
+    )]
     PasskeysUnavailable,
     /// 409: that passkey is already registered.
     #[error("that passkey is already registered")]
@@ -255,6 +257,21 @@ impl AppError {
             AppError::Internal(_) => "something went wrong on our side".into(),
             other => other.to_string(),
         }
+    }
+
+    /// [`AppError::public_message`] as a sentence for a page: a capital first letter and a full
+    /// stop ("That password is too common; choose another.").
+    pub fn sentence(&self) -> String {
+        let message = self.public_message();
+        let mut chars = message.chars();
+        let mut out: String = chars
+            .next()
+            .map(|c| c.to_uppercase().chain(chars).collect())
+            .unwrap_or_default();
+        if !out.ends_with(['.', '!', '?']) {
+            out.push('.');
+        }
+        out
     }
 }
 
@@ -430,6 +447,21 @@ mod tests {
             | SocialIdentityTaken
             | SocialLastMethod => {}
         }
+    }
+
+    #[test]
+    fn every_message_a_page_shows_is_a_sentence() {
+        for e in every_variant() {
+            let s = e.sentence();
+            let first = s.chars().next().unwrap();
+            assert!(first.is_uppercase(), "{s}");
+            assert!(s.ends_with('.'), "{s}");
+            assert!(!s.contains('_'), "no codes in what people read: {s}");
+        }
+        assert_eq!(
+            AppError::PasswordTooCommon.sentence(),
+            "That password is too common; choose another."
+        );
     }
 
     #[test]

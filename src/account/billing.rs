@@ -57,11 +57,11 @@ async fn list_plans(State(state): State<Billing>) -> Json<Value> {
                 .collect();
             json!({
                 "id": p.id, "name": p.name, "tier": p.tier, "features": p.features,
-                "trial_days": p.trial_days, "prices": prices,
+                "trial_days": p.trial_days, "highlight": p.highlight, "prices": prices,
             })
         })
         .collect();
-    Json(json!({ "plans": plans }))
+    Json(json!({ "plans": plans, "features": state.catalog.feature_list() }))
 }
 
 #[derive(Deserialize)]

@@ -110,7 +110,7 @@ pub(super) fn account_error(
     err: AppError,
 ) -> Response {
     let (status, _) = err.status_and_code();
-    account_page(state, status, user, token, None, Some(err.public_message()))
+    account_page(state, status, user, token, None, Some(err.sentence()))
 }
 
 #[derive(Deserialize)]

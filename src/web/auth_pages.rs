@@ -165,12 +165,17 @@ fn signup_error(
         None,
         Some(token),
         context! {
-            error => err.public_message(),
+            error => err.sentence(),
             email => &form.email,
             next,
             social => state.social.buttons(),
             min_length => state.config.password_min_length,
             plan => &form.plan,
+            plan_name => form
+                .plan
+                .as_deref()
+                .and_then(|p| state.catalog.plan(p))
+                .map(|p| p.name.clone()),
             interval => &form.interval,
         },
     )
@@ -242,7 +247,7 @@ async fn submit_login(
                 None,
                 Some(&token),
                 context! {
-                    error => err.public_message(),
+                    error => err.sentence(),
                     email => &form.email,
                     next => &next,
                     passkeys => state.passkeys.is_some(),

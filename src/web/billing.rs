@@ -74,9 +74,19 @@ struct PlanView {
     id: String,
     name: String,
     free: bool,
+    highlight: bool,
     trial_days: Option<u32>,
-    features: Vec<String>,
+    features: Vec<crate::billing::catalog::Feature>,
     price: Option<String>,
+    saving: Option<String>,
+}
+
+/// One row of the pricing page's comparison table: a feature and, per plan, whether it has it.
+#[derive(Serialize)]
+struct ComparisonRow {
+    name: String,
+    description: Option<String>,
+    included: Vec<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,16 +104,18 @@ async fn show_pricing(
 ) -> Result<Response, PageError> {
     let user = page_user(&state, session).await?;
     let current = user.as_ref().and_then(|u| u.access.plan.clone());
-    // A subscriber changes plan (with a preview) instead of starting another Checkout.
-    let subscribed = match &user {
+    // A subscriber changes plan (with a preview) instead of starting another Checkout; a trial
+    // is offered only to someone who never subscribed (it is for a first subscription).
+    let (subscribed, trial_eligible) = match &user {
         Some(u) => current_price(&state, &u.user.id).await?,
-        None => None,
+        None => (None, true),
     };
     let interval = q
         .interval
         .as_deref()
         .and_then(Interval::parse)
         .unwrap_or(Interval::Month);
+    let features = state.catalog.feature_list();
     let plans: Vec<PlanView> = state
         .catalog
         .plans
@@ -112,12 +124,39 @@ async fn show_pricing(
             id: p.id.clone(),
             name: p.name.clone(),
             free: p.is_free(),
-            trial_days: p.trial_days,
-            features: p.features.clone(),
+            highlight: p.highlight,
+            trial_days: p.trial_days.filter(|_| trial_eligible),
+            features: features
+                .iter()
+                .filter(|f| p.features.contains(&f.id))
+                .cloned()
+                .collect(),
             price: p
                 .prices
                 .get(&interval)
                 .map(|pr| crate::billing::money(pr.amount, &pr.currency)),
+            saving: yearly_saving(p).filter(|_| interval == Interval::Year),
+        })
+        .collect();
+    // The free plan's price, in the catalog's currency.
+    let zero = state
+        .catalog
+        .plans
+        .iter()
+        .flat_map(|p| p.prices.values())
+        .next()
+        .map_or_else(|| "0".to_owned(), |p| crate::billing::money(0, &p.currency));
+    let comparison: Vec<ComparisonRow> = features
+        .iter()
+        .map(|f| ComparisonRow {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            included: state
+                .catalog
+                .plans
+                .iter()
+                .map(|p| p.features.contains(&f.id))
+                .collect(),
         })
         .collect();
     let notice = q
@@ -138,6 +177,8 @@ async fn show_pricing(
         Some(&token),
         context! {
             plans,
+            comparison,
+            zero,
             interval => interval.as_str(),
             current_plan => current,
             subscribed_plan,
@@ -148,30 +189,46 @@ async fn show_pricing(
     ))
 }
 
-/// The catalog plan and interval of the user's newest live subscription, if any.
+/// What yearly billing saves against twelve months of `plan`, in words, when it saves anything.
+fn yearly_saving(plan: &crate::billing::catalog::Plan) -> Option<String> {
+    let month = plan.prices.get(&Interval::Month)?;
+    let year = plan.prices.get(&Interval::Year)?;
+    let saved = month.amount * 12 - year.amount;
+    (saved > 0 && month.currency == year.currency).then(|| {
+        format!(
+            "Save {} a year against monthly billing",
+            crate::billing::money(saved, &year.currency)
+        )
+    })
+}
+
+/// The catalog plan and interval of the user's newest live subscription, if any, and whether
+/// the user never subscribed (so a trial is theirs to take).
 async fn current_price(
     state: &AppState,
     user_id: &str,
-) -> Result<Option<(String, &'static str)>, PageError> {
+) -> Result<(Option<(String, &'static str)>, bool), PageError> {
     let member = crate::billing::subscriptions::member(&state.db, user_id)
         .await
         .map_err(AppError::from)?;
     let Some((_, subs)) = member else {
-        return Ok(None);
+        return Ok((None, false));
     };
+    let never_subscribed = subs.is_empty();
     let price = subs
         .iter()
         .rev()
         .find(|s| !s.row.status.is_terminal())
         .and_then(|s| s.price_id.clone());
-    Ok(price.and_then(|price| {
+    let current = price.and_then(|price| {
         state.catalog.plans.iter().find_map(|p| {
             p.prices
                 .iter()
                 .find(|(_, pr)| pr.stripe_id == price)
                 .map(|(i, _)| (p.id.clone(), i.as_str()))
         })
-    }))
+    });
+    Ok((current, never_subscribed))
 }
 
 #[derive(Deserialize)]

@@ -186,7 +186,7 @@ fn link_failed(state: &AppState, token: &CsrfToken, page: &Confirm, err: AppErro
                 page,
                 None,
                 status,
-                Some(err.public_message()),
+                Some(err.sentence()),
             ))
         }
         other => PageError::App(other),
@@ -232,7 +232,7 @@ async fn submit_reset(
                     &RESET,
                     Some(&form.token),
                     status,
-                    Some(e.public_message()),
+                    Some(e.sentence()),
                 ))
             }
             e => link_failed(&state, &token, &RESET, e),
@@ -306,7 +306,7 @@ async fn submit_magic_code(
                     "check_email.html",
                     None,
                     Some(&token),
-                    context! { code_form => true, email => &form.email, error => e.public_message() },
+                    context! { code_form => true, email => &form.email, error => e.sentence() },
                 ))
             }
             e => PageError::App(e),
@@ -339,7 +339,7 @@ async fn submit_confirm_email(
                     &CHANGE,
                     Some(&form.token),
                     status,
-                    Some(e.public_message()),
+                    Some(e.sentence()),
                 ))
             }
             e => link_failed(&state, &token, &CHANGE, e),

@@ -16,7 +16,7 @@ use crate::{
 pub fn denied_page(state: &Billing, denied: Denied, parts: &Parts) -> Response {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     match denied {
-        Denied::Error(e) => super::error_page(state, e.status_and_code().0, &e.public_message()),
+        Denied::Error(e) => super::error_page(state, e.status_and_code().0, &e.sentence()),
         Denied::Unauthenticated => {
             let next = super::safe_next(Some(path));
             Redirect::to(&format!("/login?next={}", enforce::urlencode(next))).into_response()

@@ -131,7 +131,7 @@ async fn submit_new_key(
         Err(err) => {
             let (status, _) = err.status_and_code();
             let shown = Shown {
-                error: Some(err.public_message()),
+                error: Some(err.sentence()),
                 ..Shown::default()
             };
             return keys_page(&state, status, &user, &token, shown).await;

@@ -56,6 +56,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         ))
         .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
         .route("/static/style.css", get(stylesheet))
+        .route("/static/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
 }
 
 /// Loads the templates, compiled into the binary.
@@ -129,6 +131,18 @@ pub fn templates() -> Environment<'static> {
             .expect("templates are checked by tests");
     }
     env
+}
+
+/// The site's icon (an SVG, which every current browser takes, also at `/favicon.ico`).
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../templates/favicon.svg"),
+    )
+        .into_response()
 }
 
 async fn stylesheet() -> Response {

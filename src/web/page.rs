@@ -147,7 +147,7 @@ impl IntoResponse for PageError {
         match self {
             PageError::Page(response) => response,
             PageError::App(err) => {
-                let message = err.public_message();
+                let message = err.sentence();
                 // The error's own answer (which logs an internal error, with its cause, once),
                 // until `render_errors` puts the page in its place.
                 let mut response = err.into_response();
@@ -218,7 +218,7 @@ mod tests {
         let response = PageError::from(AppError::RateLimited(42)).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         let pending = response.extensions().get::<PendingErrorPage>().unwrap();
-        assert_eq!(pending.message, AppError::RateLimited(42).public_message());
+        assert_eq!(pending.message, AppError::RateLimited(42).sentence());
         assert_eq!(response.headers()[header::RETRY_AFTER], "42");
     }
 

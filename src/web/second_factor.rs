@@ -109,7 +109,7 @@ async fn submit_code(
                 None,
                 Some(&token),
                 context! {
-                    error => err.public_message(),
+                    error => err.sentence(),
                     next => &next,
                     passkeys => state.passkeys.is_some(),
                     social => state.social.buttons(),

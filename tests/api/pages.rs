@@ -114,7 +114,7 @@ async fn login_page_shows_one_message_for_every_failure_and_follows_a_local_next
             .unwrap();
         assert_eq!(response.status(), 401);
         let html = response.text().await.unwrap();
-        assert!(html.contains("wrong email or password"));
+        assert!(html.contains("Wrong email or password."));
         pages.push(html.replace(email, "EMAIL"));
     }
     assert_eq!(pages[0], pages[1], "no difference but the echoed address");
@@ -410,5 +410,18 @@ async fn notices_after_a_redirect_are_the_pages_own_texts_never_the_urls() {
             !html.contains("alert(1)") && !html.contains("was hacked"),
             "{path}"
         );
+    }
+}
+
+#[tokio::test]
+async fn every_page_names_the_site_icon_and_it_is_served() {
+    let app = spawn_app().await;
+    let page = page_text(&client(), &app.url("/pricing")).await;
+    assert!(page.contains("<link rel=\"icon\" href=\"/static/favicon.svg\""));
+    for path in ["/static/favicon.svg", "/favicon.ico"] {
+        let r = client().get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], "image/svg+xml", "{path}");
+        assert!(r.text().await.unwrap().starts_with("<svg"), "{path}");
     }
 }

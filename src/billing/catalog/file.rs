@@ -5,11 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use super::{Catalog, CatalogError, Interval, Plan, Price, Requirement, Rule};
+use super::{Catalog, CatalogError, Feature, Interval, Plan, Price, Requirement, Rule};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSpec {
+    #[serde(default)]
+    features: Vec<FeatureSpec>,
     #[serde(default)]
     plans: Vec<PlanSpec>,
     #[serde(default)]
@@ -18,10 +20,21 @@ struct FileSpec {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FeatureSpec {
+    id: String,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PlanSpec {
     id: String,
     name: String,
     tier: i64,
+    #[serde(default)]
+    highlight: bool,
     #[serde(default)]
     features: Vec<String>,
     trial_days: Option<u32>,
@@ -53,6 +66,21 @@ struct RuleSpec {
 
 /// The demo catalog of docs/api.md, in the catalog file format.
 pub const DEMO: &str = r#"
+[[features]]
+id = "projects"
+name = "Projects"
+description = "Create projects and share them with your team."
+
+[[features]]
+id = "export"
+name = "Export"
+description = "Download your data as CSV or JSON."
+
+[[features]]
+id = "audit"
+name = "Audit log"
+description = "See who changed what, and when."
+
 [[plans]]
 id = "free"
 name = "Free"
@@ -65,6 +93,7 @@ name = "Pro"
 tier = 1
 features = ["projects", "export"]
 trial_days = 14
+highlight = true
 
 [plans.prices.month]
 amount = 1900
@@ -152,6 +181,7 @@ impl Catalog {
                 id: p.id,
                 name: p.name,
                 tier: p.tier,
+                highlight: p.highlight,
                 features: p.features,
                 trial_days: p.trial_days.filter(|d| *d > 0),
                 legacy_prices: p.legacy_prices,
@@ -164,7 +194,13 @@ impl Catalog {
                 "more than one free plan (a plan without prices); at most one is allowed".into(),
             ));
         }
+        if plans.iter().filter(|p| p.highlight).count() > 1 {
+            return Err(CatalogError(
+                "more than one plan has `highlight = true`; at most one is allowed".into(),
+            ));
+        }
         plans.sort_by_key(|p| p.tier);
+        let declared = parse_features(spec.features, &plans)?;
         let features: HashSet<&str> = plans
             .iter()
             .flat_map(|p| p.features.iter().map(String::as_str))
@@ -174,8 +210,44 @@ impl Catalog {
             .into_iter()
             .map(|r| parse_rule(r, &ids, &features))
             .collect::<Result<_, _>>()?;
-        Ok(Self { plans, rules })
+        Ok(Self {
+            plans,
+            rules,
+            features: declared,
+        })
     }
+}
+
+/// The `[[features]]` table: each id once, with a name; once there is one, every feature a plan
+/// lists must be declared (a typo is an error, not a feature nobody has).
+fn parse_features(specs: Vec<FeatureSpec>, plans: &[Plan]) -> Result<Vec<Feature>, CatalogError> {
+    let mut seen = HashSet::new();
+    let mut features = Vec::new();
+    for f in specs {
+        let at = format!("feature `{}`", f.id);
+        if f.id.is_empty() || f.name.trim().is_empty() {
+            return Err(CatalogError(format!("{at}: needs an id and a name")));
+        }
+        if !seen.insert(f.id.clone()) {
+            return Err(CatalogError(format!("{at}: duplicate id")));
+        }
+        features.push(Feature {
+            id: f.id,
+            name: f.name,
+            description: f.description.filter(|d| !d.trim().is_empty()),
+        });
+    }
+    if !features.is_empty() {
+        for plan in plans {
+            if let Some(missing) = plan.features.iter().find(|f| !seen.contains(*f)) {
+                return Err(CatalogError(format!(
+                    "plan `{}`: feature `{missing}` is not declared in [[features]]",
+                    plan.id
+                )));
+            }
+        }
+    }
+    Ok(features)
 }
 
 /// A plan's prices by interval (`at` names the plan in errors).

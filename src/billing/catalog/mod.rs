@@ -74,6 +74,8 @@ pub struct Plan {
     pub name: String,
     /// Higher tiers include every lower one for plan gates.
     pub tier: i64,
+    /// Shown as the recommended plan on the pricing page.
+    pub highlight: bool,
     /// Features of this plan; they do not carry over between plans.
     pub features: Vec<String>,
     /// Trial granted to a user's first subscription.
@@ -118,13 +120,26 @@ pub struct Rule {
     pub requires: Requirement,
 }
 
-/// All plans, ordered by tier, and the rules.
+/// A feature as people read it (`[[features]]` in the catalog file).
+#[derive(Clone, Debug, Serialize)]
+pub struct Feature {
+    /// The id plans and rules use.
+    pub id: String,
+    /// Its name on the pricing page.
+    pub name: String,
+    /// A sentence about it, if the catalog gives one.
+    pub description: Option<String>,
+}
+
+/// All plans, ordered by tier, the rules, and the features' names.
 #[derive(Clone, Debug)]
 pub struct Catalog {
     /// The plans, ascending tier.
     pub plans: Vec<Plan>,
     /// Forward-auth rules in file order.
     pub rules: Vec<Rule>,
+    /// The declared features, in file order (empty when the file declares none).
+    pub features: Vec<Feature>,
 }
 
 /// A catalog that cannot be used, with a message naming the plan and field.
@@ -136,6 +151,25 @@ impl Catalog {
     /// The plan a user without a subscription has, if the catalog has one.
     pub fn free_plan(&self) -> Option<&Plan> {
         self.plans.iter().find(|p| p.is_free())
+    }
+
+    /// Every feature any plan has, as people read it: the declared ones in file order, else each
+    /// plan's in tier order, named by their ids.
+    pub fn feature_list(&self) -> Vec<Feature> {
+        if !self.features.is_empty() {
+            return self.features.clone();
+        }
+        let mut seen = std::collections::HashSet::new();
+        self.plans
+            .iter()
+            .flat_map(|p| p.features.iter())
+            .filter(|f| seen.insert(f.as_str()))
+            .map(|f| Feature {
+                id: f.clone(),
+                name: f.clone(),
+                description: None,
+            })
+            .collect()
     }
 
     /// The plan with this id.
@@ -286,5 +320,47 @@ mod tests {
         );
         assert_eq!(plan("price_other", Some("prod_other")), None);
         assert_eq!(plan("price_other", None), None);
+    }
+
+    #[test]
+    fn features_have_names_and_a_plan_cannot_list_an_undeclared_one() {
+        let c = Catalog::demo();
+        let names: Vec<_> = c.feature_list().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["Projects", "Export", "Audit log"]);
+        assert!(c.plan("pro").unwrap().highlight);
+        let undeclared = "[[features]]\nid = \"export\"\nname = \"Export\"\n\
+             [[plans]]\nid = \"pro\"\nname = \"Pro\"\ntier = 1\nfeatures = [\"exports\"]\n";
+        let err = Catalog::parse(undeclared).unwrap_err().to_string();
+        assert!(
+            err.contains("plan `pro`: feature `exports` is not declared"),
+            "{err}"
+        );
+        let twice =
+            "[[features]]\nid = \"a\"\nname = \"A\"\n[[features]]\nid = \"a\"\nname = \"B\"\n";
+        assert!(
+            Catalog::parse(twice)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate")
+        );
+        let paid = "[plans.prices.month]\namount = 100\ncurrency = \"usd\"\n";
+        let two_highlights = format!(
+            "[[plans]]\nid = \"a\"\nname = \"A\"\ntier = 1\nhighlight = true\n{paid}\
+             [[plans]]\nid = \"b\"\nname = \"B\"\ntier = 2\nhighlight = true\n{paid}"
+        );
+        assert!(
+            Catalog::parse(&two_highlights)
+                .unwrap_err()
+                .to_string()
+                .contains("highlight")
+        );
+        // Without [[features]], features are shown by their ids, each once.
+        let plain = Catalog::parse(&format!(
+            "[[plans]]\nid = \"a\"\nname = \"A\"\ntier = 1\nfeatures = [\"x\", \"y\"]\n\
+             [[plans]]\nid = \"b\"\nname = \"B\"\ntier = 2\nfeatures = [\"y\", \"z\"]\n{paid}"
+        ))
+        .unwrap();
+        let ids: Vec<_> = plain.feature_list().into_iter().map(|f| f.name).collect();
+        assert_eq!(ids, ["x", "y", "z"]);
     }
 }

@@ -221,3 +221,37 @@ async fn refusals_are_sentences_on_the_billing_page() {
     );
     assert!(page.contains("Team · $49.00 per month"), "{page}");
 }
+
+#[tokio::test]
+async fn the_pricing_page_names_features_compares_plans_and_offers_a_trial_only_once() {
+    let app = spawn_app().await;
+    let anon = client();
+    let page = page_text(&anon, &app.url("/pricing")).await;
+    assert!(page.contains("most popular"), "the highlighted plan");
+    assert!(page.contains("14-day free trial"));
+    assert!(page.contains("<li>Audit log</li>"), "features by name");
+    assert!(page.contains("Compare plans"));
+    assert!(
+        page.contains("See who changed what, and when."),
+        "descriptions"
+    );
+    // "Free" is the plan's name, not also its price.
+    assert!(
+        page.contains("$0.00 <span class=\"muted\">forever</span>"),
+        "{page}"
+    );
+    assert!(!page.contains(">Free</p>"), "{page}");
+    let yearly = page_text(&anon, &app.url("/pricing?interval=year")).await;
+    // 12 × $19 − $190 and 12 × $49 − $490.
+    assert!(yearly.contains("Save $38.00 a year"), "{yearly}");
+    assert!(yearly.contains("Save $98.00 a year"), "{yearly}");
+
+    // Someone who subscribed before gets no second trial, so none is offered.
+    let c = app.subscriber("kim@example.com", "team").await;
+    let r = app
+        .post_json_with(&c, "/api/billing/cancel", &serde_json::json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = page_text(&c, &app.url("/pricing")).await;
+    assert!(!page.contains("free trial"), "{page}");
+}
