@@ -385,6 +385,89 @@ Object.assign(scenarios, {
   },
 });
 
+/** Text on `page` whose contrast with its background is below WCAG AA (4.5:1, 3:1 for large text). */
+function lowContrast(page) {
+  return page.evaluate(() => {
+    const parse = (c) => {
+      const m = c.match(/rgba?\(([^)]+)\)/);
+      if (!m) return null;
+      const p = m[1].split(',').map((x) => parseFloat(x));
+      return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+    };
+    const lum = ({ r, g, b }) => {
+      const f = (v) => ((v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c.a > 0.5) return c;
+      }
+      return { r: 255, g: 255, b: 255, a: 1 };
+    };
+    const low = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!n.textContent.trim() || el.closest('[hidden], .visually-hidden')) continue;
+      const style = getComputedStyle(el);
+      const box = el.getBoundingClientRect();
+      if (style.visibility === 'hidden' || box.width === 0 || box.height === 0) continue;
+      const [a, b] = [lum(parse(style.color)), lum(background(el))].sort((x, y) => y - x);
+      const ratio = (a + 0.05) / (b + 0.05);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (parseInt(style.fontWeight, 10) >= 700 && size >= 18.66);
+      if (ratio < (large ? 3 : 4.5)) low.push(`"${n.textContent.trim().slice(0, 40)}" ${ratio.toFixed(2)}:1`);
+    }
+    return low;
+  });
+}
+
+Object.assign(scenarios, {
+  async 'every page fits a 360 px screen and its text meets WCAG AA contrast'() {
+    const check = async (page, path) => {
+      await page.goto(url(path));
+      const width = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 360, `${path} is ${width} px wide at 360 px`);
+      assert.deepEqual(await lowContrast(page), [], `${path} has text below AA contrast`);
+    };
+    const narrow = async () => {
+      const context = await browser.newContext({ viewport: { width: 360, height: 740 } });
+      const page = await context.newPage();
+      page.setDefaultTimeout(10_000);
+      return page;
+    };
+    const visitor = await narrow();
+    for (const path of ['', 'pricing', 'pricing?interval=year', 'pricing?required=pro', 'login', 'signup',
+      'forgot-password']) {
+      await check(visitor, path);
+    }
+    // The checks can fail: faint text and an overflowing block are caught.
+    await visitor.evaluate(() => {
+      const faint = document.createElement('p');
+      faint.textContent = 'faint words';
+      faint.style.color = '#bbbbbb';
+      const wide = document.createElement('div');
+      wide.style.width = '500px';
+      wide.textContent = 'wide';
+      document.querySelector('main').append(faint, wide);
+    });
+    assert.match((await lowContrast(visitor)).join(), /faint words/);
+    assert.ok(await visitor.evaluate(() => document.documentElement.scrollWidth) > 360);
+    // A subscriber's pages: billing with its invoices, a plan change's preview, cancelling.
+    const page = await narrow();
+    await signUpForPlan(page, `narrow-${Date.now()}@example.com`, 'Team');
+    await page.click('button:has-text("Subscribe")');
+    await page.waitForURL(/\/billing\/success/);
+    await waitForText(page, 'billing', 'Next charge');
+    for (const path of ['billing', 'billing?notice=card_declined', 'billing/change?plan=pro&interval=month',
+      'billing/cancel', 'account', 'account/devices', 'account/keys', 'pricing']) {
+      await check(page, path);
+    }
+    await shot(page, 'billing-narrow');
+  },
+});
+
 let passed = 0;
 let failed = 0;
 for (const [name, run] of Object.entries(scenarios)) {
