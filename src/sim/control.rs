@@ -10,11 +10,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Simulator, delivery, pages};
+use super::{Simulator, delivery, dev_page};
 
 pub(super) fn router() -> Router<Simulator> {
     Router::new()
-        .route("/_sim/", get(pages::show_dev_ui).post(pages::submit_dev_ui))
+        .route("/_sim/", get(dev_page::show).post(dev_page::submit))
         .route("/_sim/clock", get(show_clock))
         .route("/_sim/clock/advance", post(advance))
         .route("/_sim/clock/skew", post(set_skew))

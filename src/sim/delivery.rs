@@ -75,6 +75,20 @@ impl Deliverer {
         *self.target.lock().unwrap_or_else(|e| e.into_inner()) = Some(Target { url, secret });
     }
 
+    /// Where events go, if anywhere yet.
+    pub fn target_url(&self) -> Option<String> {
+        self.target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|t| t.url.clone())
+    }
+
+    /// The chaos switch as it stands.
+    pub fn chaos(&self) -> Chaos {
+        self.chaos.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Sets the chaos switch.
     pub fn set_chaos(&self, chaos: Chaos) {
         *self.chaos.lock().unwrap_or_else(|e| e.into_inner()) = chaos;

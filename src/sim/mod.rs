@@ -19,6 +19,7 @@ mod call;
 mod changes;
 mod control;
 pub mod delivery;
+mod dev_page;
 mod lifecycle;
 mod objects;
 mod pages;

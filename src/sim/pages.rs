@@ -24,7 +24,7 @@ pub(super) fn router() -> Router<Simulator> {
         .route("/invoice/{id}/pdf", get(invoice_pdf))
 }
 
-fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -32,7 +32,7 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -387,54 +387,4 @@ async fn submit_portal(
         )
             .into_response(),
     }
-}
-
-/// The simulator's developer page: the test clock and recent events.
-pub(super) async fn show_dev_ui(State(sim): State<Simulator>) -> Html<String> {
-    let now = sim.clock().now();
-    let date = time::OffsetDateTime::from_unix_timestamp(now)
-        .map(|t| t.date().to_string())
-        .unwrap_or_default();
-    let events: String = sim
-        .lock()
-        .events
-        .iter()
-        .rev()
-        .take(20)
-        .map(|e| {
-            format!(
-                "<li><code>{}</code> {}</li>",
-                escape(e["type"].as_str().unwrap_or("")),
-                escape(e["id"].as_str().unwrap_or(""))
-            )
-        })
-        .collect();
-    let button = |days: i64, label: &str| {
-        format!("<button type=\"submit\" name=\"days\" value=\"{days}\">{label}</button>")
-    };
-    page(
-        "Simulator",
-        &format!(
-            "<h1>Stripe simulator</h1><p>Simulated date: <strong>{date}</strong> \
-             (tollgate shares this clock).</p><form method=\"post\">{}{}{}</form>\
-             <p>Advancing runs what falls due: trial ends, renewals, failed payments, cancellations.</p>\
-             <h2>Recent events</h2><ol>{events}</ol>",
-            button(1, "Advance 1 day"),
-            button(15, "Advance 15 days"),
-            button(31, "Advance 31 days"),
-        ),
-    )
-}
-
-#[derive(Deserialize)]
-pub(super) struct DevForm {
-    days: i64,
-}
-
-pub(super) async fn submit_dev_ui(
-    State(sim): State<Simulator>,
-    Form(form): Form<DevForm>,
-) -> Redirect {
-    sim.advance_clock(form.days.clamp(0, 3_650) * 86_400);
-    Redirect::to("/_sim/")
 }

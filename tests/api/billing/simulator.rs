@@ -28,6 +28,71 @@ async fn the_simulator_dev_page_moves_the_shared_clock() {
 }
 
 #[tokio::test]
+async fn the_simulator_dev_page_has_the_switches_as_buttons_and_a_way_back() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "team").await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let page = client()
+        .get(app.sim_url("/_sim/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Back to the app"), "{page}");
+    assert!(
+        page.contains(&app.url("/billing")),
+        "links to the app's billing page"
+    );
+    assert!(page.contains("Make the card decline"));
+    let press = |fields: Vec<(&'static str, String)>| {
+        let url = app.sim_url("/_sim/");
+        async move {
+            let r = client().post(url).form(&fields).send().await.unwrap();
+            assert_eq!(r.status(), 303);
+        }
+    };
+    // The card button makes the next renewal fail.
+    press(vec![
+        ("action", "card".into()),
+        ("customer", customer.clone()),
+        ("on", "true".into()),
+    ])
+    .await;
+    press(vec![("action", "advance".into()), ("days", "31".into())]).await;
+    app.wait_for(
+        &c,
+        |m| m["access"]["status"] == "past_due",
+        "a failed renewal",
+    )
+    .await;
+    // The outage button makes Stripe's API answer 503; off again, it answers.
+    press(vec![("action", "outage".into()), ("on", "true".into())]).await;
+    let r = client()
+        .get(app.sim_url("/v1/customers"))
+        .bearer_auth("sk_test_x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    press(vec![("action", "outage".into()), ("on", "false".into())]).await;
+    // Holding webhooks keeps events from tollgate until released.
+    press(vec![("action", "hold".into()), ("on", "true".into())]).await;
+    let page = client()
+        .get(app.sim_url("/_sim/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Hold webhooks: on"), "{page}");
+    press(vec![("action", "hold".into()), ("on", "false".into())]).await;
+    app.wait_for_webhooks().await;
+}
+
+#[tokio::test]
 async fn the_simulator_pages_subscription_lists_like_stripe() {
     let app = spawn_app().await;
     for n in 0..3 {
