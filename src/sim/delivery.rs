@@ -86,7 +86,7 @@ impl Deliverer {
 
     /// The chaos switch as it stands.
     pub fn chaos(&self) -> Chaos {
-        self.chaos.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        *self.chaos.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sets the chaos switch.
