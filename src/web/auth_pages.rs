@@ -197,8 +197,13 @@ async fn show_login(
             passkeys => state.passkeys.is_some(),
             social => state.social.buttons(),
             // Fixed texts chosen by code, never echoed from the URL.
-            notice => (q.notice.as_deref() == Some("password_reset"))
-                .then_some("Your password was changed. Sign in with the new one."),
+            notice => match q.notice.as_deref() {
+                Some("password_reset") => Some("Your password was changed. Sign in with the new one."),
+                Some("email_changed") => {
+                    Some("Your email address was changed. Sign in with the new one.")
+                }
+                _ => None,
+            },
         },
     )
 }

@@ -70,6 +70,8 @@ struct Confirm {
     ask_own_password: bool,
     /// Email change: the account's password, unless the browser is signed in to it.
     ask_account_password: bool,
+    /// Where to go when the link is used or expired, and the words of that link.
+    next_step: (&'static str, &'static str),
 }
 
 const VERIFY: Confirm = Confirm {
@@ -80,6 +82,10 @@ const VERIFY: Confirm = Confirm {
     ask_password: false,
     ask_own_password: true,
     ask_account_password: false,
+    next_step: (
+        "/account",
+        "Sign in and ask for a new confirmation link on your account page",
+    ),
 };
 const RESET: Confirm = Confirm {
     heading: "Choose a new password",
@@ -89,6 +95,7 @@ const RESET: Confirm = Confirm {
     ask_password: true,
     ask_own_password: false,
     ask_account_password: false,
+    next_step: ("/forgot-password", "Ask for a new password reset link"),
 };
 const MAGIC: Confirm = Confirm {
     heading: "Sign in",
@@ -98,6 +105,7 @@ const MAGIC: Confirm = Confirm {
     ask_password: false,
     ask_own_password: false,
     ask_account_password: false,
+    next_step: ("/login", "Ask for a new sign-in link"),
 };
 const CHANGE: Confirm = Confirm {
     heading: "Confirm your new email address",
@@ -109,6 +117,7 @@ const CHANGE: Confirm = Confirm {
     ask_password: false,
     ask_own_password: false,
     ask_account_password: true,
+    next_step: ("/account", "Start the change again from your account page"),
 };
 
 fn confirm_page(
@@ -134,6 +143,8 @@ fn confirm_page(
             ask_own_password => page.ask_own_password,
             ask_account_password => page.ask_account_password,
             token => link_token.filter(|t| !t.is_empty()),
+            next_href => page.next_step.0,
+            next_text => page.next_step.1,
             min_length => state.config.password_min_length,
             error,
         },
@@ -322,6 +333,7 @@ async fn submit_confirm_email(
     CsrfForm(form): CsrfForm<TokenForm>,
 ) -> Result<Response, PageError> {
     let signed_in = crate::gate::current_user(&state, session).await?;
+    let here = signed_in.is_some();
     let verifier = email_flows::Verifier {
         signed_in: signed_in.as_ref().map(crate::gate::CurrentUser::signed_in),
         password: form.password.as_deref(),
@@ -344,7 +356,13 @@ async fn submit_confirm_email(
             }
             e => link_failed(&state, &token, &CHANGE, e),
         })?;
-    Ok(Redirect::to("/account?notice=email_changed").into_response())
+    // Confirmed with the password in a browser that is not signed in: the sign-in page says so.
+    let to = if here {
+        "/account?notice=email_changed"
+    } else {
+        "/login?notice=email_changed"
+    };
+    Ok(Redirect::to(to).into_response())
 }
 
 async fn show_forgot(

@@ -251,7 +251,7 @@ async fn deleting_the_account_from_its_page_says_so_on_the_home_page() {
 }
 
 /// Every form a page posts to.
-const PAGE_FORMS: [&str; 19] = [
+const PAGE_FORMS: [&str; 22] = [
     "/signup",
     "/login",
     "/logout",
@@ -263,6 +263,9 @@ const PAGE_FORMS: [&str; 19] = [
     "/account/keys/revoke",
     "/billing/checkout",
     "/billing/portal",
+    "/billing/change",
+    "/billing/cancel",
+    "/billing/resume",
     "/verify-email",
     "/reset-password",
     "/magic",
@@ -423,5 +426,56 @@ async fn every_page_names_the_site_icon_and_it_is_served() {
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], "image/svg+xml", "{path}");
         assert!(r.text().await.unwrap().starts_with("<svg"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_used_or_unknown_link_says_what_to_do_next() {
+    let app = spawn_app().await;
+    for (page, action, fields, next, words) in [
+        (
+            "/magic?token=tgm_x",
+            "/magic",
+            vec![],
+            "/login",
+            "Ask for a new sign-in link",
+        ),
+        (
+            "/reset-password?token=tgr_x",
+            "/reset-password",
+            vec![("password", "another horse battery staple")],
+            "/forgot-password",
+            "Ask for a new password reset link",
+        ),
+        (
+            "/verify-email?token=tgv_x",
+            "/verify-email",
+            vec![],
+            "/account",
+            "ask for a new confirmation link",
+        ),
+    ] {
+        let browser = client();
+        let csrf = app.csrf_token(&browser, page).await;
+        let mut form = vec![("csrf_token", csrf.as_str()), ("token", "tg_unknown")];
+        form.extend(fields);
+        let r = browser
+            .post(app.url(action))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{action}");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("This link or code is invalid or has expired"),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("<a href=\"{}\">", next.replace('/', "&#x2f;")))
+                || html.contains(&format!("<a href=\"{next}\">")),
+            "{action}: {html}"
+        );
+        assert!(html.contains(words), "{action}: {html}");
     }
 }

@@ -5,7 +5,7 @@ use reqwest::Client;
 use serde_json::json;
 
 use super::{anonymous, app_with_mail, change_link, post};
-use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, error_of};
+use crate::helpers::{PASSWORD, SmtpSink, TestApp, client, error_of, page_text};
 
 #[tokio::test]
 async fn email_change_needs_the_password_confirms_the_new_address_and_tells_the_old() {
@@ -229,4 +229,45 @@ async fn in_privacy_mode_an_email_change_to_a_taken_address_answers_like_any_oth
             .all(|m| m.subject().contains("is being changed")),
         "two notices"
     );
+}
+
+#[tokio::test]
+async fn confirming_a_new_address_while_signed_out_says_it_worked() {
+    let (app, sink) = app_with_mail(&[]).await;
+    let c = app.user("kay@example.com").await;
+    let r = post(
+        &app,
+        &c,
+        "/api/auth/email/change",
+        json!({"password": PASSWORD, "new_email": "kay@new.example"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let token = sink
+        .wait_for("kay@new.example", 1)
+        .await
+        .token("confirm-email");
+    // Another browser, not signed in: the page form with the account's password.
+    let browser = client();
+    let page = format!("/confirm-email?token={token}");
+    let csrf = app.csrf_token(&browser, &page).await;
+    let r = browser
+        .post(app.url("/confirm-email"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("token", token.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(to, "/login?notice=email_changed");
+    let html = page_text(&browser, &app.url(&to)).await;
+    assert!(
+        html.contains("Your email address was changed. Sign in with the new one."),
+        "{html}"
+    );
+    assert_eq!(app.me(&c).await["email"], "kay@new.example");
 }
