@@ -1,9 +1,9 @@
 //! Pages of the email flows. Every link in an email opens a page whose GET only shows a
 //! confirmation form (link scanners that prefetch change nothing); its POST acts. Also the forgot
-//! password and magic-link request forms, and the development mailbox.
+//! password and magic-link request forms (the development mailbox is in `mailbox.rs`).
 
 use axum::{
-    Extension, Json, Router,
+    Extension, Router,
     extract::{Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
@@ -29,13 +29,11 @@ use crate::{
         rate_limit::ClientIp,
         second_factor::{self, Intent, TrustCookie},
     },
-    config::Mode,
-    email::outbox::{self, MailboxMessage},
     error::AppError,
     state::AppState,
 };
 
-/// The pages behind the emails' links, the request forms and the development mailbox.
+/// The pages behind the emails' links and the request forms.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/verify-email", get(show_verify).post(submit_verify))
@@ -50,8 +48,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/forgot-password", get(show_forgot).post(submit_forgot))
         .route("/account/verify", post(submit_resend_verification))
         .route("/account/email", post(submit_email_change))
-        .route("/dev/mailbox", get(show_mailbox))
-        .route("/dev/mailbox.json", get(mailbox_json))
 }
 
 #[derive(Deserialize, Default)]
@@ -467,52 +463,4 @@ async fn submit_email_change(
         e => PageError::reshow(e, |e| account_error(&state, &user, &token, e)),
     })?;
     Ok(Redirect::to("/account?notice=email_change_sent").into_response())
-}
-
-/// True where the development mailbox may exist: development mode, no SMTP, no real Stripe keys,
-/// and a base URL that is not https.
-fn mailbox_enabled(state: &AppState) -> bool {
-    state.config.mode == Mode::Development
-        && matches!(state.mail_transport, crate::email::Transport::Mailbox)
-        && state.config.stripe_secret_key.is_none()
-        && !state.https()
-}
-
-/// How many messages the development mailbox lists.
-const MAILBOX_SIZE: i64 = 100;
-
-async fn mailbox_messages(state: &AppState) -> Result<Vec<MailboxMessage>, AppError> {
-    Ok(outbox::latest(&state.db, MAILBOX_SIZE).await?)
-}
-
-async fn show_mailbox(
-    State(state): State<AppState>,
-    Extension(token): Extension<CsrfToken>,
-) -> Result<Response, PageError> {
-    if !mailbox_enabled(&state) {
-        return Ok(super::error_page(
-            &state,
-            StatusCode::NOT_FOUND,
-            "There is nothing at this address.",
-        ));
-    }
-    let messages = mailbox_messages(&state).await?;
-    Ok(render(
-        &state,
-        StatusCode::OK,
-        "mailbox.html",
-        None,
-        Some(&token),
-        context! { messages },
-    ))
-}
-
-async fn mailbox_json(State(state): State<AppState>) -> Response {
-    if !mailbox_enabled(&state) {
-        return AppError::NotFound.into_response();
-    }
-    match mailbox_messages(&state).await {
-        Ok(messages) => Json(serde_json::json!({ "messages": messages })).into_response(),
-        Err(e) => e.into_response(),
-    }
 }

@@ -18,6 +18,7 @@ mod devices;
 mod email_pages;
 pub mod gate_pages;
 mod keys;
+mod mailbox;
 mod page;
 mod passkeys;
 mod plan_change;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(billing::routes())
         .merge(plan_change::routes())
         .merge(email_pages::routes())
+        .merge(mailbox::routes())
         .merge(second_factor::routes())
         .merge(devices::routes())
         .merge(passkeys::routes())
