@@ -19,6 +19,7 @@ use tower_sessions::Session;
 
 use super::{
     csrf::CsrfToken,
+    dates::Locale,
     page::{CsrfForm, NoFields, NoticeQuery, PageError, member, page_user},
     plan_change, render,
 };
@@ -45,13 +46,8 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// A plan's status in words, for people.
-fn status_words(access: &Access) -> String {
-    let date = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|d| d.get(..10))
-            .unwrap_or("")
-            .to_owned()
-    };
+fn status_words(access: &Access, locale: Locale) -> String {
+    let date = |s: &Option<String>| locale.date_of(s.as_deref());
     match access.status.as_str() {
         "none" => "No subscription".into(),
         "active" | "trialing" if access.cancels => {
@@ -275,6 +271,7 @@ async fn submit_portal(
 async fn show_billing(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
+    locale: Locale,
     Query(q): Query<NoticeQuery>,
     session: Session,
 ) -> Result<Response, PageError> {
@@ -288,7 +285,7 @@ async fn show_billing(
     // Stripe's view of the subscription; the page still renders, from tollgate's own state, when
     // Stripe cannot be asked.
     let (subscription, unavailable) = match summary::summary(&state, &user.user).await {
-        Ok(s) => (s.map(|s| SubscriptionView::of(&state, &s)), false),
+        Ok(s) => (s.map(|s| SubscriptionView::of(&state, &s, locale)), false),
         Err(AppError::PaymentProviderUnavailable) => (None, true),
         Err(e) => return Err(e.into()),
     };
@@ -300,7 +297,7 @@ async fn show_billing(
         Some(&token),
         context! {
             plan_name => plan_name(&state, access),
-            status_words => status_words(access),
+            status_words => status_words(access, locale),
             has_customer => customer.is_some(),
             subscription,
             unavailable,
@@ -325,7 +322,7 @@ struct SubscriptionView {
 }
 
 impl SubscriptionView {
-    fn of(state: &AppState, s: &summary::Summary) -> Self {
+    fn of(state: &AppState, s: &summary::Summary, locale: Locale) -> Self {
         let name = |plan: &Option<String>| {
             plan.as_deref()
                 .and_then(|p| state.catalog.plan(p))
@@ -348,7 +345,7 @@ impl SubscriptionView {
                 format!(
                     "{} on {}",
                     crate::billing::money(c.amount, &c.currency),
-                    crate::clock::date(c.at)
+                    locale.date(c.at)
                 )
             }),
             card: s.card.as_ref().map(|c| {
@@ -365,7 +362,7 @@ impl SubscriptionView {
                     "Changes to {} ({}) on {}",
                     name(&c.plan),
                     per(c.interval),
-                    crate::clock::date(c.at)
+                    locale.date(c.at)
                 )
             }),
         }
@@ -408,6 +405,7 @@ struct SuccessQuery {
 async fn show_success(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
+    locale: Locale,
     Query(q): Query<SuccessQuery>,
     session: Session,
 ) -> Result<Response, PageError> {
@@ -429,7 +427,7 @@ async fn show_success(
         context! {
             outcome,
             plan_name => plan_name(&state, &access),
-            status_words => status_words(&access),
+            status_words => status_words(&access, locale),
         },
     ))
 }

@@ -14,6 +14,7 @@ mod account;
 mod auth_pages;
 mod billing;
 pub mod csrf;
+mod dates;
 mod devices;
 mod email_pages;
 pub mod gate_pages;

@@ -15,6 +15,7 @@ use tower_sessions::Session;
 
 use super::{
     csrf::CsrfToken,
+    dates::Locale,
     page::{CsrfForm, NoFields, PageError, member},
     render,
 };
@@ -23,7 +24,6 @@ use crate::{
         changes::{self, Effective, summary},
         money,
     },
-    clock,
     error::AppError,
     state::AppState,
 };
@@ -121,6 +121,7 @@ struct Line {
 async fn show_change(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
+    locale: Locale,
     Query(q): Query<ChangeQuery>,
     session: Session,
 ) -> Result<Response, PageError> {
@@ -157,7 +158,7 @@ async fn show_change(
             plan_name => preview.plan_name,
             interval => preview.interval.as_str(),
             now => preview.effective == Effective::Now,
-            date => clock::date(preview.effective_at),
+            date => locale.date(preview.effective_at),
             due => money(preview.amount_due, &preview.currency),
             charged => preview.amount_due > 0,
             ends_trial => preview.ends_trial,
@@ -203,6 +204,7 @@ async fn submit_change(
 async fn show_cancel(
     State(state): State<AppState>,
     Extension(token): Extension<CsrfToken>,
+    locale: Locale,
     session: Session,
 ) -> Result<Response, PageError> {
     let user = member(&state, session, "/billing/cancel").await?;
@@ -227,7 +229,7 @@ async fn show_cancel(
         context! {
             plan_name,
             free,
-            until => clock::date(summary.current_period_end),
+            until => locale.date(summary.current_period_end),
         },
     ))
 }

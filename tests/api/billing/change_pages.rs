@@ -255,3 +255,77 @@ async fn the_pricing_page_names_features_compares_plans_and_offers_a_trial_only_
     let page = page_text(&c, &app.url("/pricing")).await;
     assert!(!page.contains("free trial"), "{page}");
 }
+
+#[tokio::test]
+async fn dates_are_written_in_the_readers_language() {
+    let app = spawn_app().await;
+    let c = app.subscriber("lea@example.com", "team").await;
+    let sub: serde_json::Value = app
+        .get_with(&c, "/api/billing/subscription")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = sub["subscription"]["next_charge"]["at"].as_i64().unwrap();
+    let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+    let (day, year) = (t.day(), t.year());
+    let month = u8::from(t.month()) as usize - 1;
+    let english = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ][month];
+    let german = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ][month];
+    let page = |language: Option<&'static str>| {
+        let (app, c) = (&app, &c);
+        async move {
+            let mut request = c.get(app.url("/billing"));
+            if let Some(l) = language {
+                request = request.header("accept-language", l);
+            }
+            request.send().await.unwrap().text().await.unwrap()
+        }
+    };
+    let us = page(None).await;
+    assert!(
+        us.contains(&format!("$49.00 on {english} {day}, {year}")),
+        "{us}"
+    );
+    let de = page(Some("de-DE,de;q=0.9,en;q=0.8")).await;
+    assert!(
+        de.contains(&format!("$49.00 on {day}. {german} {year}")),
+        "{de}"
+    );
+    let gb = page(Some("en-GB")).await;
+    assert!(
+        gb.contains(&format!("$49.00 on {day} {english} {year}")),
+        "{gb}"
+    );
+    let unknown = page(Some("xx-YY, zz;q=0.5")).await;
+    assert!(
+        unknown.contains(&format!("{english} {day}, {year}")),
+        "English fallback"
+    );
+}

@@ -1,0 +1,246 @@
+//! Dates as the reader writes them: the language of their browser's `Accept-Language` (English,
+//! German, French, Spanish, Italian, Dutch, Portuguese; English when none of these is asked for),
+//! in UTC. Month names are written out, so "03/04" never means two dates.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+
+/// The languages dates are written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lang {
+    /// American English: "December 14, 2026" (the fallback).
+    EnUs,
+    /// Other English: "14 December 2026".
+    En,
+    De,
+    Fr,
+    Es,
+    It,
+    Nl,
+    Pt,
+}
+
+/// The reader's date language, from `Accept-Language`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Locale(pub(super) Lang);
+
+impl<S: Send + Sync> FromRequestParts<S> for Locale {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Ok(Locale(negotiate(header)))
+    }
+}
+
+/// The best language of an `Accept-Language` value (highest `q`, first on ties); unknown,
+/// malformed or absent: American English. At most 20 entries are read.
+pub(super) fn negotiate(header: &str) -> Lang {
+    let mut best: Option<(f32, Lang)> = None;
+    for entry in header.split(',').take(20) {
+        let mut parts = entry.split(';');
+        let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = parts
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        if !(q > 0.0 && q <= 1.0) {
+            continue;
+        }
+        let primary = tag.split('-').next().unwrap_or("");
+        let lang = match primary {
+            "en" if tag == "en" || tag == "en-us" => Lang::EnUs,
+            "en" => Lang::En,
+            "de" => Lang::De,
+            "fr" => Lang::Fr,
+            "es" => Lang::Es,
+            "it" => Lang::It,
+            "nl" => Lang::Nl,
+            "pt" => Lang::Pt,
+            _ => continue,
+        };
+        if best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, lang));
+        }
+    }
+    best.map_or(Lang::EnUs, |(_, lang)| lang)
+}
+
+const MONTHS: [[&str; 12]; 7] = [
+    [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ],
+    [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ],
+    [
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ],
+    [
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ],
+    [
+        "gennaio",
+        "febbraio",
+        "marzo",
+        "aprile",
+        "maggio",
+        "giugno",
+        "luglio",
+        "agosto",
+        "settembre",
+        "ottobre",
+        "novembre",
+        "dicembre",
+    ],
+    [
+        "januari",
+        "februari",
+        "maart",
+        "april",
+        "mei",
+        "juni",
+        "juli",
+        "augustus",
+        "september",
+        "oktober",
+        "november",
+        "december",
+    ],
+    [
+        "janeiro",
+        "fevereiro",
+        "março",
+        "abril",
+        "maio",
+        "junho",
+        "julho",
+        "agosto",
+        "setembro",
+        "outubro",
+        "novembro",
+        "dezembro",
+    ],
+];
+
+impl Locale {
+    /// The day of Unix time `ts` (UTC), in the reader's language.
+    pub(super) fn date(self, ts: i64) -> String {
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp(ts) else {
+            return String::new();
+        };
+        self.ymd(t.year(), u8::from(t.month()), t.day())
+    }
+
+    /// An RFC 3339 moment (as `Access` carries them, UTC) as [`Locale::date`] writes it; empty
+    /// when it cannot be read.
+    pub(super) fn date_of(self, rfc3339: Option<&str>) -> String {
+        let day = rfc3339.and_then(|s| s.get(..10)).and_then(|d| {
+            let mut parts = d.split('-').map(|p| p.parse::<i32>().ok());
+            let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+            let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+            time::Date::from_calendar_date(y, month, u8::try_from(d).ok()?).ok()
+        });
+        day.map_or_else(String::new, |d| {
+            self.ymd(d.year(), u8::from(d.month()), d.day())
+        })
+    }
+
+    fn ymd(self, y: i32, month: u8, d: u8) -> String {
+        let m = usize::from(month.clamp(1, 12)) - 1;
+        let name = |table: usize| MONTHS[table][m];
+        match self.0 {
+            Lang::EnUs => format!("{} {d}, {y}", name(0)),
+            Lang::En => format!("{d} {} {y}", name(0)),
+            Lang::De => format!("{d}. {} {y}", name(1)),
+            Lang::Fr => format!("{d} {} {y}", name(2)),
+            Lang::Es => format!("{d} de {} de {y}", name(3)),
+            Lang::It => format!("{d} {} {y}", name(4)),
+            Lang::Nl => format!("{d} {} {y}", name(5)),
+            Lang::Pt => format!("{d} de {} de {y}", name(6)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readers_language_writes_the_date() {
+        // 2026-12-14T12:00:00Z.
+        let ts = 1_797_249_600;
+        let cases = [
+            ("", "December 14, 2026"),
+            ("en-US,en;q=0.9", "December 14, 2026"),
+            ("en-GB", "14 December 2026"),
+            ("de-DE,de;q=0.9,en;q=0.8", "14. Dezember 2026"),
+            ("fr-CH, fr;q=0.9, en;q=0.8", "14 décembre 2026"),
+            ("ja, es;q=0.5", "14 de diciembre de 2026"),
+            ("en;q=0.4, it;q=0.6", "14 dicembre 2026"),
+            ("nl", "14 december 2026"),
+            ("pt-BR", "14 de dezembro de 2026"),
+            ("xx, zz;q=0.3", "December 14, 2026"),
+            ("de;q=0, fr;q=2", "December 14, 2026"),
+            (";;;,,,q=", "December 14, 2026"),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(Locale(negotiate(header)).date(ts), expected, "{header:?}");
+        }
+        assert_eq!(
+            Locale(Lang::De).date_of(Some("2026-12-14T12:00:00Z")),
+            "14. Dezember 2026"
+        );
+        assert_eq!(Locale(Lang::De).date_of(Some("not a date")), "");
+    }
+}
