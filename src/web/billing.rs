@@ -217,12 +217,10 @@ async fn current_price(
         .find(|s| !s.row.status.is_terminal())
         .and_then(|s| s.price_id.clone());
     let current = price.and_then(|price| {
-        state.catalog.plans.iter().find_map(|p| {
-            p.prices
-                .iter()
-                .find(|(_, pr)| pr.stripe_id == price)
-                .map(|(i, _)| (p.id.clone(), i.as_str()))
-        })
+        state
+            .catalog
+            .offer(&price)
+            .map(|(plan, interval, _)| (plan.id.clone(), interval.as_str()))
     });
     Ok((current, never_subscribed))
 }

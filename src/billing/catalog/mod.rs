@@ -196,6 +196,17 @@ impl Catalog {
             })
     }
 
+    /// The plan, interval and price the catalog offers for Stripe price `stripe_price` (current
+    /// prices only: a legacy price or a mapped product is no offer).
+    pub fn offer(&self, stripe_price: &str) -> Option<(&Plan, Interval, &Price)> {
+        self.plans.iter().find_map(|p| {
+            p.prices
+                .iter()
+                .find(|(_, pr)| pr.stripe_id == stripe_price)
+                .map(|(i, pr)| (p, *i, pr))
+        })
+    }
+
     /// Every price with its plan's id and name and its interval, to resolve Stripe ids at
     /// start-up.
     pub fn prices_mut(&mut self) -> impl Iterator<Item = (&str, &str, Interval, &mut Price)> {

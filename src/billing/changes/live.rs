@@ -111,13 +111,3 @@ pub(crate) async fn live(state: &Billing, user: &User) -> Result<Option<Live>, A
     };
     Ok(Some(live))
 }
-
-/// The schedule attached to subscription `id` now, if any.
-pub(crate) async fn live_schedule(
-    state: &Billing,
-    id: &str,
-) -> Result<Option<stripe_billing::SubscriptionSchedule>, AppError> {
-    let request = RetrieveSubscription::new(id).expand(vec!["schedule".into()]);
-    let sub = retrying(|| request.send(&state.stripe.client)).await?;
-    Ok(sub.schedule.and_then(|s| s.into_object()))
-}

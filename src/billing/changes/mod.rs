@@ -23,7 +23,7 @@ mod schedule;
 pub mod summary;
 
 pub use cancel::set_cancel;
-pub(crate) use live::{Live, SCHEDULE_TAG, live, live_schedule};
+pub(crate) use live::{Live, SCHEDULE_TAG, live};
 
 use serde::{Deserialize, Serialize};
 use stripe::{StripeError, StripeRequest as _};
@@ -113,12 +113,10 @@ fn way(state: &Billing, live: &Live, target: &Target) -> Way {
             Way::EndingTrial
         };
     }
-    let current = state.catalog.plans.iter().find_map(|p| {
-        p.prices
-            .iter()
-            .find(|(_, pr)| pr.stripe_id == live.price)
-            .map(|(i, _)| (p.tier, *i))
-    });
+    let current = state
+        .catalog
+        .offer(&live.price)
+        .map(|(plan, interval, _)| (plan.tier, interval));
     // A price the catalog does not offer (a legacy price): any catalog plan is a step up.
     let Some((tier, interval)) = current else {
         return Way::Now;

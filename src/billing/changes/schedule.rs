@@ -18,6 +18,7 @@ use super::Live;
 use crate::{
     billing::{
         Billing,
+        catalog::Interval,
         stripe::{idempotent, retrying, retrying_with_key},
     },
     error::AppError,
@@ -32,14 +33,8 @@ pub(super) async fn at_period_end(
 ) -> Result<(), AppError> {
     let schedule = match live.sub.schedule.as_ref().and_then(|s| s.as_object()) {
         Some(schedule) => schedule.clone(),
-        None => match create(state, live).await {
-            Ok(schedule) => schedule,
-            // A request racing this one attached its schedule first: use that one.
-            Err(AppError::Internal(e)) => super::live_schedule(state, live.id())
-                .await?
-                .ok_or(AppError::Internal(e))?,
-            Err(e) => return Err(e),
-        },
+        // The user's lease keeps another of their requests from attaching one meanwhile.
+        None => create(state, live).await?,
     };
     // The current phase keeps its start; it ends with the period paid for.
     let start = schedule
@@ -59,15 +54,8 @@ pub(super) async fn at_period_end(
         live.period.1,
     ));
     current.proration_behavior = Some(UpdateSubscriptionSchedulePhasesProrationBehavior::None);
-    let interval = match state
-        .catalog
-        .plans
-        .iter()
-        .flat_map(|p| p.prices.iter())
-        .find(|(_, p)| p.stripe_id == price)
-        .map(|(i, _)| i.as_str())
-    {
-        Some("year") => UpdateSubscriptionSchedulePhasesDurationInterval::Year,
+    let interval = match state.catalog.offer(price).map(|(_, i, _)| i) {
+        Some(Interval::Year) => UpdateSubscriptionSchedulePhasesDurationInterval::Year,
         _ => UpdateSubscriptionSchedulePhasesDurationInterval::Month,
     };
     let mut next = UpdateSubscriptionSchedulePhases::new(vec![item(price)]);

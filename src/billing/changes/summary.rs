@@ -92,12 +92,10 @@ async fn read(state: &Billing, user: &User) -> Result<Option<Summary>, AppError>
         return Ok(None);
     };
     let plan_of = |price: &str| {
-        state.catalog.plans.iter().find_map(|p| {
-            p.prices
-                .iter()
-                .find(|(_, pr)| pr.stripe_id == price)
-                .map(|(i, _)| (p.id.clone(), *i))
-        })
+        state
+            .catalog
+            .offer(price)
+            .map(|(plan, interval, _)| (plan.id.clone(), interval))
     };
     let current = plan_of(&live.price);
     let sub = &live.sub;

@@ -194,15 +194,12 @@ async fn notify(
             let price = priced
                 .as_ref()
                 .and_then(|p| p.price_id.as_deref())
-                .and_then(|id| {
-                    state.catalog.plans.iter().find_map(|p| {
-                        p.prices
-                            .iter()
-                            .find(|(_, pr)| pr.stripe_id == id)
-                            .map(|(i, pr)| {
-                                (crate::billing::money(pr.amount, &pr.currency), i.as_str())
-                            })
-                    })
+                .and_then(|id| state.catalog.offer(id))
+                .map(|(_, interval, pr)| {
+                    (
+                        crate::billing::money(pr.amount, &pr.currency),
+                        interval.as_str(),
+                    )
                 });
             (
                 email::Kind::TrialWillEnd,

@@ -323,6 +323,22 @@ async fn dates_are_written_in_the_readers_language() {
         gb.contains(&format!("$49.00 on {day} {english} {year}")),
         "{gb}"
     );
+    // A header that is not text is no language: the fallback, never an error.
+    let garbled = c
+        .get(app.url("/billing"))
+        .header(
+            "accept-language",
+            reqwest::header::HeaderValue::from_bytes(b"de\xff\xfe;q=1").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbled.status(), 200);
+    let garbled = garbled.text().await.unwrap();
+    assert!(
+        garbled.contains(&format!("{english} {day}, {year}")),
+        "{garbled}"
+    );
     let unknown = page(Some("xx-YY, zz;q=0.5")).await;
     assert!(
         unknown.contains(&format!("{english} {day}, {year}")),

@@ -19,6 +19,30 @@ async fn subscription(app: &TestApp, c: &Client) -> Value {
     r.json::<Value>().await.unwrap()["subscription"].clone()
 }
 
+/// A schedule made in Stripe's dashboard on `c`'s Pro subscription: its current phase as the
+/// subscription is, plus `extra` (a next phase, metadata); its id.
+async fn dashboard_schedule(app: &TestApp, c: &Client, extra: (&str, &str)) -> String {
+    let sub = subscription(app, c).await;
+    let id = sub["id"].as_str().unwrap();
+    let schedule = app
+        .stripe_post("/v1/subscription_schedules", &[("from_subscription", id)])
+        .await;
+    let sched = schedule["id"].as_str().unwrap().to_owned();
+    let start = schedule["phases"][0]["start_date"].to_string();
+    let end = sub["current_period_end"].to_string();
+    app.stripe_post(
+        &format!("/v1/subscription_schedules/{sched}"),
+        &[
+            ("phases[0][items][0][price]", &app.price_of("pro")),
+            ("phases[0][start_date]", &start),
+            ("phases[0][end_date]", &end),
+            extra,
+        ],
+    )
+    .await;
+    sched
+}
+
 /// A user on Pro, past its trial and paid for a month.
 async fn paying_pro(app: &TestApp, email: &str) -> Client {
     let c = app.subscriber(email, "pro").await;
@@ -100,25 +124,9 @@ async fn raced_changes_and_cancellations_leave_one_consistent_state_that_can_be_
 async fn a_schedule_made_in_stripes_dashboard_is_left_alone() {
     let app = spawn_app().await;
     let c = paying_pro(&app, "dan@example.com").await;
-    let sub = subscription(&app, &c).await;
-    let id = sub["id"].as_str().unwrap();
     // The merchant schedules a move to Team at the period end (a price rise, say).
-    let schedule = app
-        .stripe_post("/v1/subscription_schedules", &[("from_subscription", id)])
-        .await;
-    let sched = schedule["id"].as_str().unwrap();
-    let start = schedule["phases"][0]["start_date"].to_string();
-    let end = sub["current_period_end"].to_string();
-    app.stripe_post(
-        &format!("/v1/subscription_schedules/{sched}"),
-        &[
-            ("phases[0][items][0][price]", &app.price_of("pro")),
-            ("phases[0][start_date]", &start),
-            ("phases[0][end_date]", &end),
-            ("phases[1][items][0][price]", &app.price_of("team")),
-        ],
-    )
-    .await;
+    let team = app.price_of("team");
+    let sched = dashboard_schedule(&app, &c, ("phases[1][items][0][price]", &team)).await;
     for (path, body) in [
         (
             "/api/billing/change",
@@ -233,24 +241,7 @@ async fn arrangements_made_in_stripe_are_not_undone() {
     let app = spawn_app().await;
     // A one-phase schedule the billing team tagged (a coupon's phase, say) is not tollgate's.
     let c = paying_pro(&app, "gil@example.com").await;
-    let sub = subscription(&app, &c).await;
-    let id = sub["id"].as_str().unwrap();
-    let schedule = app
-        .stripe_post("/v1/subscription_schedules", &[("from_subscription", id)])
-        .await;
-    let sched = schedule["id"].as_str().unwrap();
-    let start = schedule["phases"][0]["start_date"].to_string();
-    let end = sub["current_period_end"].to_string();
-    app.stripe_post(
-        &format!("/v1/subscription_schedules/{sched}"),
-        &[
-            ("phases[0][items][0][price]", &app.price_of("pro")),
-            ("phases[0][start_date]", &start),
-            ("phases[0][end_date]", &end),
-            ("metadata[owner]", "finance"),
-        ],
-    )
-    .await;
+    let sched = dashboard_schedule(&app, &c, ("metadata[owner]", "finance")).await;
     for (path, body) in [
         (
             "/api/billing/change",
