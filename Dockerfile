@@ -15,6 +15,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --create-home tollgate
 COPY --from=build /src/target/release/tollgate /usr/local/bin/tollgate
+# The catalog (plans, prices by Stripe lookup key, forward-auth rules): edit deploy/plans.toml.
+COPY deploy/plans.toml /etc/tollgate/plans.toml
+ENV TOLLGATE_PLANS=/etc/tollgate/plans.toml
 USER tollgate
 WORKDIR /data
 ENV TOLLGATE_BIND=0.0.0.0:8080

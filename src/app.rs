@@ -9,7 +9,6 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use rand::RngCore as _;
 use tokio::net::TcpListener;
@@ -287,8 +286,6 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
         None => session_layer,
     };
     Router::new()
-        .route("/healthz", get(|| async { StatusCode::OK }))
-        .route("/readyz", get(ready))
         .merge(crate::account::router())
         .merge(billing::router())
         .merge(crate::gate::router(state.billing.clone()))
@@ -388,14 +385,6 @@ fn plain_errors_as_json(response: Response) -> Response {
     );
     let body = serde_json::json!({"error": error, "message": message}).to_string();
     Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-async fn ready(State(state): State<AppState>) -> Response {
-    if state.db.ping().await {
-        StatusCode::OK.into_response()
-    } else {
-        AppError::ServiceUnavailable.into_response()
-    }
 }
 
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {

@@ -33,6 +33,8 @@ enum Command {
     Migrate,
     /// Print the effective settings, secrets masked, and exit.
     CheckConfig,
+    /// Print the OpenAPI 3.1 document of the JSON API (as served at /api/openapi.json).
+    Openapi,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -155,6 +157,10 @@ pub fn main() -> ExitCode {
             }
             Command::CheckConfig => {
                 print!("{}", config.describe());
+                Ok(())
+            }
+            Command::Openapi => {
+                println!("{}", crate::account::openapi::pretty());
                 Ok(())
             }
             Command::User {

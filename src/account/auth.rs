@@ -54,7 +54,7 @@ pub async fn user_json(state: &Billing, user: &User) -> Result<Json<UserJson>> {
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
     email: String,
     password: String,
@@ -66,12 +66,14 @@ struct Credentials {
     token: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Registration {
     email: String,
     password: String,
 }
 
+/// Registers an account with an email and a password and signs it in (in privacy mode: emails a link instead).
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts", request_body = Registration, responses((status = 201, description = "Registered and signed in (a session cookie)", body = UserJson), (status = 202, description = "Privacy mode: an email was sent; the link signs in", body = super::openapi::schemas::CheckYourEmail)))]
 async fn register(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -88,6 +90,8 @@ async fn register(
     Ok((StatusCode::CREATED, user_json(&state, &user).await?).into_response())
 }
 
+/// Signs in with an email and a password: a session, a token pair (`"token": true`), or the second step a second factor needs.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = Credentials, responses((status = 200, description = "Signed in, a token pair, or a second step", body = super::openapi::schemas::SignInAnswer)))]
 async fn login(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -131,6 +135,7 @@ pub async fn complete_sign_in(
 /// Signs out (see [`sign_out`]). With an API key: 403 `session_required`; with an access token
 /// tollgate refuses (expired, say): 401, and nothing ends (an app signs out with
 /// `POST /api/auth/token/revoke`).
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts", responses((status = 204, description = "Signed out (and every token sign-in of the session's user)")))]
 async fn logout(
     State(state): State<Billing>,
     headers: HeaderMap,
@@ -165,11 +170,13 @@ pub async fn sign_out(state: &Billing, headers: &HeaderMap, session: &Session) -
     Ok(())
 }
 
+/// The signed-in user and their access (session, API key or access token).
+#[utoipa::path(get, path = "/api/me", tag = "accounts", responses((status = 200, description = "The signed-in user and their access", body = UserJson)))]
 async fn me(current: CurrentUser) -> Json<UserJson> {
     Json(UserJson::new(&current.user, current.access))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PasswordChangeBody {
     current_password: String,
     new_password: String,
@@ -178,6 +185,8 @@ struct PasswordChangeBody {
     revoke_api_keys: bool,
 }
 
+/// Changes the password (the current one is required); every other session and token sign-in ends.
+#[utoipa::path(post, path = "/api/auth/password/change", tag = "accounts", request_body = PasswordChangeBody, responses((status = 204, description = "Changed; every other session and token sign-in ends")))]
 async fn change_password(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,

@@ -13,6 +13,7 @@ use crate::{
     auth::Auth,
     billing::{
         Billing,
+        catalog::Interval,
         changes::{self, Changed, Preview, summary},
         checkout::{self, RedirectUrl},
     },
@@ -39,6 +40,8 @@ where
         .route("/api/billing/resume", post(resume))
 }
 
+/// The catalog: plans by tier with their prices, trials and features.
+#[utoipa::path(get, path = "/api/plans", tag = "billing", responses((status = 200, description = "The catalog", body = super::openapi::schemas::PlanList)))]
 async fn list_plans(State(state): State<Billing>) -> Json<Value> {
     let plans: Vec<Value> = state
         .catalog
@@ -64,12 +67,18 @@ async fn list_plans(State(state): State<Billing>) -> Json<Value> {
     Json(json!({ "plans": plans, "features": state.catalog.feature_list() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CheckoutRequest {
+    /// A paid plan's id from `/api/plans`.
+    #[schema(example = "pro")]
     plan: String,
+    /// `month` or `year`.
+    #[schema(value_type = Interval)]
     interval: String,
 }
 
+/// Starts Stripe Checkout for a plan and interval (or returns the open one).
+#[utoipa::path(post, path = "/api/billing/checkout", tag = "billing", request_body = CheckoutRequest, responses((status = 200, description = "Send the browser to Stripe Checkout", body = RedirectUrl)))]
 async fn create_checkout_session(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
@@ -80,6 +89,8 @@ async fn create_checkout_session(
         .map(Json)
 }
 
+/// Opens Stripe's customer portal (payment methods, invoices).
+#[utoipa::path(post, path = "/api/billing/portal", tag = "billing", responses((status = 200, description = "Send the browser to Stripe's customer portal", body = RedirectUrl)))]
 async fn create_portal_session(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
@@ -89,6 +100,8 @@ async fn create_portal_session(
         .map(Json)
 }
 
+/// The live subscription as Stripe has it now: price, next charge, card, scheduled change.
+#[utoipa::path(get, path = "/api/billing/subscription", tag = "billing", responses((status = 200, description = "The subscription as Stripe has it now", body = super::openapi::schemas::SubscriptionAnswer)))]
 async fn show_subscription(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
@@ -97,14 +110,21 @@ async fn show_subscription(
     Ok(Json(json!({ "subscription": summary })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ChangeRequest {
+    /// A paid plan's id from `/api/plans`.
+    #[schema(example = "team")]
     plan: String,
+    /// `month` or `year`.
+    #[schema(value_type = Interval)]
     interval: String,
+    /// A preview's `proration_date`, to be charged exactly what it showed; absent: now.
     #[serde(default)]
     proration_date: Option<i64>,
 }
 
+/// Previews a plan change: Stripe's prorated amount, and when it takes effect.
+#[utoipa::path(post, path = "/api/billing/change/preview", tag = "billing", request_body = ChangeRequest, responses((status = 200, description = "What the change would charge, from Stripe's invoice preview", body = Preview)))]
 async fn preview_change(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
@@ -115,6 +135,8 @@ async fn preview_change(
         .map(Json)
 }
 
+/// Changes plan: upgrades at once (charged the prorated amount), downgrades at the period end.
+#[utoipa::path(post, path = "/api/billing/change", tag = "billing", request_body = ChangeRequest, responses((status = 200, description = "Changed, or scheduled for the period end", body = Changed)))]
 async fn confirm_change(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
@@ -132,9 +154,12 @@ async fn confirm_change(
 }
 
 /// The body of cancel and resume: a JSON object (its fields are ignored).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = EmptyObject)]
 struct NoFields {}
 
+/// Sets the subscription to cancel at the end of the period paid for.
+#[utoipa::path(post, path = "/api/billing/cancel", tag = "billing", request_body = NoFields, responses((status = 200, description = "Set to cancel at the period end", body = super::openapi::schemas::SubscriptionAnswer)))]
 async fn cancel(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,
@@ -143,6 +168,8 @@ async fn cancel(
     set_cancel(&state, &current, true).await
 }
 
+/// Withdraws a cancellation set for the period end.
+#[utoipa::path(post, path = "/api/billing/resume", tag = "billing", request_body = NoFields, responses((status = 200, description = "The cancellation is withdrawn", body = super::openapi::schemas::SubscriptionAnswer)))]
 async fn resume(
     State(state): State<Billing>,
     BillingUser(current): BillingUser,

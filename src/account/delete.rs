@@ -57,12 +57,14 @@ pub async fn delete_account(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct DeleteBody {
     /// Absent for an account without a password (a recent proof stands in).
     password: Option<String>,
 }
 
+/// Deletes the signed-in account (the password is required): subscriptions are canceled in Stripe first.
+#[utoipa::path(post, path = "/api/account/delete", tag = "accounts", request_body = DeleteBody, responses((status = 204, description = "Deleted: subscriptions canceled in Stripe, personal data removed")))]
 async fn delete_account_route(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,

@@ -37,6 +37,8 @@ where
         .route("/api/account/devices/notices", post(set_notices))
 }
 
+/// The browsers and apps signed in to the account.
+#[utoipa::path(get, path = "/api/account/devices", tag = "devices", responses((status = 200, description = "The signed-in devices", body = super::openapi::schemas::DeviceList)))]
 async fn list(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -48,6 +50,8 @@ async fn list(
     ))
 }
 
+/// Signs one device out.
+#[utoipa::path(delete, path = "/api/account/devices/{id}", tag = "devices", params(("id" = String, Path, description = "A device's `id` from the list")), responses((status = 204, description = "Signed out")))]
 async fn sign_out_one(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -61,6 +65,7 @@ async fn sign_out_one(
 
 /// Every other device signed out; this browser's device cookie is renewed under the new epoch, so
 /// its owner's next sign-in here is not taken for a new browser.
+#[utoipa::path(post, path = "/api/account/devices/sign-out-others", tag = "devices", responses((status = 204, description = "Every other device is signed out")))]
 async fn sign_out_others(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -70,11 +75,13 @@ async fn sign_out_others(
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NoticesBody {
     enabled: bool,
 }
 
+/// Turns the "new sign-in" email on or off.
+#[utoipa::path(post, path = "/api/account/devices/notices", tag = "devices", request_body = NoticesBody, responses((status = 204, description = "Set")))]
 async fn set_notices(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,

@@ -55,6 +55,8 @@ where
         .route("/api/auth/email/confirm", post(confirm_email_change_route))
 }
 
+/// Sends the signed-in user a new verification link.
+#[utoipa::path(post, path = "/api/auth/verify-email/request", tag = "email", responses((status = 202, description = "A verification email was sent (no body)")))]
 async fn request_verification_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -64,7 +66,8 @@ async fn request_verification_route(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = EmailTokenBody)]
 struct VerifyBody {
     token: String,
     /// The account's password, from a browser not signed in to it: for a verification it keeps
@@ -72,6 +75,8 @@ struct VerifyBody {
     password: Option<String>,
 }
 
+/// Confirms an address with the token of a verification link.
+#[utoipa::path(post, path = "/api/auth/verify-email", tag = "email", request_body = VerifyBody, responses((status = 200, description = "Verified", body = crate::gate::UserJson)))]
 async fn verify_email_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -108,11 +113,13 @@ pub async fn verify_and_sign_in(
     Ok(user)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EmailBody {
     email: String,
 }
 
+/// Sends a password reset link, if the address has an account.
+#[utoipa::path(post, path = "/api/auth/password/forgot", tag = "email", request_body = EmailBody, responses((status = 202, description = "Answered the same whether or not the address has an account", body = super::openapi::schemas::CheckYourEmail)))]
 async fn forgot_password_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -123,12 +130,14 @@ async fn forgot_password_route(
     Ok(check_your_email())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ResetBody {
     token: String,
     password: String,
 }
 
+/// Sets a new password with a reset link's token.
+#[utoipa::path(post, path = "/api/auth/password/reset", tag = "email", request_body = ResetBody, responses((status = 204, description = "The password is reset; every session ends")))]
 async fn reset_password_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -138,6 +147,8 @@ async fn reset_password_route(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Sends a sign-in link and code, if the address has an account.
+#[utoipa::path(post, path = "/api/auth/magic-link", tag = "email", request_body = EmailBody, responses((status = 202, description = "Answered the same whether or not the address has an account", body = super::openapi::schemas::CheckYourEmail)))]
 async fn request_magic_link_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -148,7 +159,7 @@ async fn request_magic_link_route(
     Ok(check_your_email())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MagicBody {
     token: Option<String>,
     email: Option<String>,
@@ -159,6 +170,8 @@ struct MagicBody {
     issue_tokens: bool,
 }
 
+/// Signs in with a magic link's token, or with the email and its code.
+#[utoipa::path(post, path = "/api/auth/magic-link/consume", tag = "email", request_body = MagicBody, responses((status = 200, description = "Signed in, a token pair, or a second step", body = super::openapi::schemas::SignInAnswer)))]
 async fn consume_magic_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -179,13 +192,15 @@ async fn consume_magic_route(
     super::auth::complete_sign_in(&state, &session, &user, intent, &from).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EmailChangeBody {
     /// Absent for an account without a password (a recent proof stands in).
     password: Option<String>,
     new_email: String,
 }
 
+/// Asks to change the address: a confirmation link goes to the new one.
+#[utoipa::path(post, path = "/api/auth/email/change", tag = "email", request_body = EmailChangeBody, responses((status = 202, description = "A confirmation link was sent to the new address (no body)")))]
 async fn request_email_change_route(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -264,6 +279,8 @@ pub async fn confirm_email_change(
     Ok(user)
 }
 
+/// Confirms a new address with the token of its link.
+#[utoipa::path(post, path = "/api/auth/email/confirm", tag = "email", request_body = VerifyBody, responses((status = 200, description = "The address is changed", body = crate::gate::UserJson)))]
 async fn confirm_email_change_route(
     State(state): State<Billing>,
     ip: ClientIp,

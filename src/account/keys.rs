@@ -17,6 +17,8 @@ use crate::{
     gate::SessionUser,
 };
 
+/// The account's API keys (never their secrets).
+#[utoipa::path(get, path = "/api/keys", tag = "api-keys", responses((status = 200, description = "The account's keys", body = super::openapi::schemas::KeyList)))]
 pub(super) async fn list_keys(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -26,7 +28,8 @@ pub(super) async fn list_keys(
     Ok(Json(json!({ "keys": keys })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewKeyBody)]
 pub(super) struct CreateBody {
     name: String,
     scopes: Vec<String>,
@@ -34,6 +37,8 @@ pub(super) struct CreateBody {
     expires_in_days: Option<i64>,
 }
 
+/// Makes an API key with scopes and an optional expiry.
+#[utoipa::path(post, path = "/api/keys", tag = "api-keys", request_body = CreateBody, responses((status = 201, description = "The key and its secret, shown once", body = super::openapi::schemas::NewKey)))]
 pub(super) async fn create_key(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -54,6 +59,8 @@ pub(super) async fn create_key(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
+/// Revokes an API key.
+#[utoipa::path(delete, path = "/api/keys/{id}", tag = "api-keys", params(("id" = String, Path, description = "The key (`key_…`)")), responses((status = 204, description = "Revoked")))]
 pub(super) async fn revoke_key(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,

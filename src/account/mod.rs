@@ -7,7 +7,9 @@ pub mod billing;
 pub mod delete;
 pub mod devices;
 pub mod email;
+pub mod health;
 pub mod keys;
+pub mod openapi;
 pub mod passkeys;
 pub mod second_factor;
 pub mod tokens;
@@ -28,6 +30,8 @@ where
     S: Clone + Send + Sync + 'static,
 {
     Router::new()
+        .merge(health::router())
+        .merge(openapi::router())
         .merge(auth::router())
         .merge(email::router())
         .merge(delete::router())

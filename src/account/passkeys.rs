@@ -51,11 +51,14 @@ fn options(options: Options) -> Response {
     no_store(Json(options).into_response())
 }
 
+/// Options for signing in with a passkey.
+#[utoipa::path(post, path = "/api/auth/passkey/options", tag = "passkeys", responses((status = 200, description = "Options for navigator.credentials.get()", body = crate::auth::passkeys::Options)))]
 async fn sign_in_options(State(state): State<Billing>, ip: ClientIp) -> Result<Response> {
     Ok(options(passkeys::sign_in_options(&state, ip).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PasskeySignInBody)]
 struct SignInBody {
     #[serde(flatten)]
     answer: Answer,
@@ -68,6 +71,7 @@ struct SignInBody {
 
 /// A sign-in with a passkey alone: a session (or a token pair), as a password sign-in gives. The
 /// passkey verified its user, so no second step follows even with an authenticator app on.
+#[utoipa::path(post, path = "/api/auth/passkey", tag = "passkeys", request_body = SignInBody, responses((status = 200, description = "Signed in, or a token pair", body = super::openapi::schemas::SignInAnswer)))]
 async fn sign_in(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -84,13 +88,14 @@ async fn sign_in(
     super::auth::complete_sign_in(&state, &session, &user, intent, &from).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PendingBody {
     pending_token: String,
 }
 
 /// Options for a passkey to finish a pending sign-in (then `POST /api/auth/2fa/verify` with
 /// `passkey`).
+#[utoipa::path(post, path = "/api/auth/2fa/passkey/options", tag = "passkeys", request_body = PendingBody, responses((status = 200, description = "Options for a passkey as the second step", body = crate::auth::passkeys::Options)))]
 async fn second_step_options(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -102,6 +107,7 @@ async fn second_step_options(
 }
 
 /// Options for a passkey as a fresh proof (then `POST /api/auth/reauth` with `passkey`).
+#[utoipa::path(post, path = "/api/auth/reauth/passkey/options", tag = "passkeys", responses((status = 200, description = "Options for a passkey as a fresh proof", body = crate::auth::passkeys::Options)))]
 async fn reauth_options(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -113,6 +119,8 @@ async fn reauth_options(
     ))
 }
 
+/// The account's passkeys.
+#[utoipa::path(get, path = "/api/account/passkeys", tag = "passkeys", responses((status = 200, description = "The account's passkeys", body = Vec<crate::auth::passkeys::Summary>)))]
 async fn list(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -120,7 +128,8 @@ async fn list(
     Ok(Json(passkeys::list(&state, &current.user.id).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = PasskeyFactorBody)]
 struct FactorBody {
     code: Option<String>,
     recovery_code: Option<String>,
@@ -129,6 +138,7 @@ struct FactorBody {
 /// Registering a passkey takes a recent proof, as every change to how the account signs in does;
 /// with two-factor sign-in on, also a current code (a stolen session must not add a passkey and
 /// then use it as the second factor it lacks).
+#[utoipa::path(post, path = "/api/account/passkeys/options", tag = "passkeys", request_body = FactorBody, responses((status = 200, description = "Options for navigator.credentials.create()", body = crate::auth::passkeys::Options)))]
 async fn registration_options(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -143,13 +153,16 @@ async fn registration_options(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PasskeyRegisterBody)]
 struct RegisterBody {
     #[serde(flatten)]
     answer: Answer,
     name: Option<String>,
 }
 
+/// Registers a passkey with the browser's answer to the registration options.
+#[utoipa::path(post, path = "/api/account/passkeys", tag = "passkeys", request_body = RegisterBody, responses((status = 201, description = "Registered", body = crate::auth::passkeys::Summary)))]
 async fn register(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -169,11 +182,13 @@ async fn register(
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RenameBody {
     name: String,
 }
 
+/// Renames a passkey.
+#[utoipa::path(patch, path = "/api/account/passkeys/{id}", tag = "passkeys", params(("id" = String, Path, description = "The passkey (`pk_…`)")), request_body = RenameBody, responses((status = 204, description = "Renamed")))]
 async fn rename(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -185,6 +200,8 @@ async fn rename(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Removes a passkey.
+#[utoipa::path(delete, path = "/api/account/passkeys/{id}", tag = "passkeys", params(("id" = String, Path, description = "The passkey (`pk_…`)")), responses((status = 204, description = "Removed")))]
 async fn remove(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,

@@ -44,7 +44,8 @@ where
         .route("/api/account/2fa/disable", post(turn_off))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SecondStepBody)]
 struct VerifyBody {
     pending_token: String,
     code: Option<String>,
@@ -58,6 +59,7 @@ struct VerifyBody {
 
 /// The second step: the session (or token pair) the first step asked for, the device cookie, and
 /// with `trust_device` the trusted-device cookie.
+#[utoipa::path(post, path = "/api/auth/2fa/verify", tag = "two-factor", request_body = VerifyBody, responses((status = 200, description = "Signed in, or the token pair the first step asked for", body = super::openapi::schemas::SignInAnswer)))]
 async fn verify(
     State(state): State<Billing>,
     ip: ClientIp,
@@ -83,7 +85,7 @@ pub fn trust_cookie(state: &Auth, response: &mut Response, done: &Completed) {
     response.headers_mut().append(header::SET_COOKIE, cookie);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ReauthBody {
     password: Option<String>,
     code: Option<String>,
@@ -93,6 +95,7 @@ struct ReauthBody {
 
 /// A fresh proof for the next 10 minutes of sensitive changes: the password, a code from the
 /// app, or a recovery code.
+#[utoipa::path(post, path = "/api/auth/reauth", tag = "two-factor", request_body = ReauthBody, responses((status = 204, description = "Proven for the next 10 minutes")))]
 async fn reauth(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -107,6 +110,8 @@ async fn reauth(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The account's two-factor state.
+#[utoipa::path(get, path = "/api/account/2fa", tag = "two-factor", responses((status = 200, description = "The account's two-factor state", body = second_factor::Status)))]
 async fn status(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -114,6 +119,8 @@ async fn status(
     Ok(Json(second_factor::status(&state, &current.user.id).await?))
 }
 
+/// Begins enrolling an authenticator app: its secret and QR code.
+#[utoipa::path(post, path = "/api/account/2fa/totp", tag = "two-factor", responses((status = 200, description = "The secret for the authenticator app", body = crate::auth::second_factor::Enrolment)))]
 async fn begin(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -123,11 +130,13 @@ async fn begin(
     Ok(no_store(Json(enrolment).into_response()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CodeBody {
     code: String,
 }
 
+/// Confirms the enrolment with a code from the app: two-factor sign-in is on.
+#[utoipa::path(post, path = "/api/account/2fa/totp/confirm", tag = "two-factor", request_body = CodeBody, responses((status = 200, description = "Two-factor sign-in is on; the recovery codes, shown once", body = super::openapi::schemas::RecoveryCodes)))]
 async fn confirm(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -141,6 +150,7 @@ async fn confirm(
 }
 
 /// New recovery codes take a recent proof and, on top, a current code (as turning off does).
+#[utoipa::path(post, path = "/api/account/2fa/recovery-codes", tag = "two-factor", request_body = FactorBody, responses((status = 200, description = "New recovery codes, shown once (the old ones stop working)", body = super::openapi::schemas::RecoveryCodes)))]
 async fn renew_codes(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -155,7 +165,8 @@ async fn renew_codes(
 }
 
 /// A body with one current second factor.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CurrentFactorBody)]
 struct FactorBody {
     code: Option<String>,
     recovery_code: Option<String>,
@@ -178,6 +189,7 @@ impl VerifyBody {
 
 /// Turning two-factor off takes a recent proof and, on top, a current code: a stolen session
 /// without the authenticator cannot do it.
+#[utoipa::path(post, path = "/api/account/2fa/disable", tag = "two-factor", request_body = FactorBody, responses((status = 204, description = "Two-factor sign-in is off")))]
 async fn turn_off(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,

@@ -67,6 +67,7 @@ pub fn no_store(mut response: Response) -> Response {
 /// A signed-in session asks for a token pair (a web app handing tokens to its own mobile or
 /// desktop client, or to a backend call). The session stays signed in, and the tokens' sign-in
 /// ends no later than the session's absolute timeout would.
+#[utoipa::path(post, path = "/api/auth/token", tag = "tokens", responses((status = 200, description = "A token pair for the session's user", body = crate::gate::tokens::TokenPair)))]
 async fn exchange_session(
     State(state): State<Billing>,
     SessionUser(current): SessionUser,
@@ -75,11 +76,13 @@ async fn exchange_session(
     pair_response(&state, &current.user, Some(left)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshBody {
     refresh_token: String,
 }
 
+/// Trades a refresh token for a new pair (each refresh token works once).
+#[utoipa::path(post, path = "/api/auth/token/refresh", tag = "tokens", request_body = RefreshBody, responses((status = 200, description = "A new pair; the refresh token sent is used up", body = crate::gate::tokens::TokenPair)))]
 async fn refresh_route(
     State(state): State<Billing>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -92,6 +95,7 @@ async fn refresh_route(
 
 /// Ends the family of a refresh token (RFC 7009's answer: 204 whether or not it was known, so the
 /// route tells nothing about tokens it is shown).
+#[utoipa::path(post, path = "/api/auth/token/revoke", tag = "tokens", request_body = RefreshBody, responses((status = 204, description = "Ended (the same answer for an unknown token)")))]
 async fn revoke_route(
     State(state): State<Billing>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -105,6 +109,7 @@ async fn revoke_route(
 /// The public keys that verify access tokens (RFC 7517). Verifiers may cache it for a minute (a
 /// new key signs only once every cached copy holds it); a token naming a key they do not know
 /// yet is their cue to fetch it again.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens", responses((status = 200, description = "The keys that verify access tokens", body = super::openapi::schemas::Jwks)))]
 async fn jwks(State(state): State<Billing>) -> Result<Response> {
     let set = state.signing.jwks().await?;
     let mut response = Json(set).into_response();

@@ -33,7 +33,7 @@ pub const NAME_MAX_CHARS: usize = 100;
 const LAST_USED_EVERY_SECS: i64 = 60;
 
 /// What a key may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Who am I, my access, the plans; the gate (plan and feature gates, forward-auth).
@@ -106,7 +106,8 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for ApiKey {
 }
 
 /// A key as the API shows it (docs/api.md, "API keys").
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
 pub struct KeyJson {
     /// `key_…`.
     pub id: String,

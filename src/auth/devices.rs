@@ -141,7 +141,8 @@ pub(super) async fn record(session: &Session, from: &SignInFrom) -> Result<()> {
 }
 
 /// One signed-in device as its owner sees it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Device)]
 pub struct DeviceJson {
     /// What to sign out with: a session's (hashed) id, or a token sign-in's `fam_…` id.
     pub id: String,

@@ -154,7 +154,7 @@ async fn demo_json(
 }
 
 /// The user JSON (docs/api.md, "Accounts").
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserJson {
     /// Opaque id.
     pub id: String,
@@ -179,7 +179,7 @@ impl UserJson {
 }
 
 /// The `access` object of the user JSON (docs/api.md).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Access {
     /// Plan id, or `None` when the catalog has no free plan and the user no access.
     pub plan: Option<String>,

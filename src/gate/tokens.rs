@@ -58,7 +58,7 @@ pub struct Claims {
 }
 
 /// A token pair as the API answers it (an OAuth 2.0 token response, with the user).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     /// Always `Bearer`.
     pub token_type: &'static str,

@@ -7,7 +7,7 @@ use tokio::{io::AsyncWriteExt as _, process::Command};
 
 use crate::helpers::{PASSWORD, TestApp, TestDb, client};
 
-fn tollgate() -> Command {
+pub(crate) fn tollgate() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
     // Start from a clean slate: nothing from the developer's environment or a .env file.
     cmd.env_clear()
@@ -449,4 +449,19 @@ async fn a_providers_own_text_never_reaches_the_log() {
             "every line is one JSON object, none forged: {line}"
         );
     }
+}
+
+#[tokio::test]
+async fn openapi_prints_the_document_the_server_serves() {
+    let out = tollgate().arg("openapi").output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let app = crate::helpers::spawn_app().await;
+    let served: serde_json::Value = app.get("/api/openapi.json").await.json().await.unwrap();
+    assert_eq!(printed, served);
+    assert_eq!(printed["openapi"], "3.1.0");
 }

@@ -89,7 +89,8 @@ fn relying_party(state: &Auth) -> Result<&RelyingParty> {
 
 /// Options for the browser's `navigator.credentials.create()` or `.get()`, and the token of the
 /// ceremony its answer finishes.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = PasskeyOptions)]
 pub struct Options {
     /// The ceremony's token (`tgw_…`), sent back with the answer.
     pub ceremony: String,
@@ -100,7 +101,8 @@ pub struct Options {
 
 /// A passkey's answer to a ceremony, as a client sends it: the ceremony's token and
 /// `credential.toJSON()`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = PasskeyAnswer)]
 pub struct Answer {
     /// The ceremony's token (`tgw_…`).
     pub ceremony: String,
@@ -109,7 +111,8 @@ pub struct Answer {
 }
 
 /// A passkey as its owner sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Passkey)]
 pub struct Summary {
     /// Its id (`pk_…`).
     pub id: String,

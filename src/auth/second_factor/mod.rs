@@ -30,7 +30,8 @@ use crate::{
 };
 
 /// The account's two-factor state, as its owner sees it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TwoFactorStatus)]
 pub struct Status {
     /// A confirmed authenticator makes sign-ins two steps.
     pub enabled: bool,
@@ -308,7 +309,7 @@ async fn notify(
 }
 
 /// An enrolment begun: what the authenticator app needs.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Enrolment {
     /// The secret, base32, for typing in by hand.
     pub secret: String,

@@ -16,7 +16,19 @@ pub use file::DEMO;
 use serde::{Deserialize, Serialize};
 
 /// A billing interval.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
     /// Monthly.
@@ -121,7 +133,7 @@ pub struct Rule {
 }
 
 /// A feature as people read it (`[[features]]` in the catalog file).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Feature {
     /// The id plans and rules use.
     pub id: String,

@@ -60,7 +60,7 @@ pub const PREVIEW_LIFETIME_SECS: i64 = 600;
 const CLOCK_SKEW_SECS: i64 = 60;
 
 /// When a change takes effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effective {
     /// At once.
@@ -150,7 +150,7 @@ fn changeable(live: &Live) -> Result<(), AppError> {
 }
 
 /// One line of a preview.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PreviewLine {
     /// Stripe's description ("Unused time on Pro after …").
     pub description: String,
@@ -159,7 +159,7 @@ pub struct PreviewLine {
 }
 
 /// What a plan change would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// The plan asked for.
     pub plan: String,
@@ -267,7 +267,7 @@ async fn preview_now(
 }
 
 /// What a confirmed change did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Changed {
     /// The plan now held or scheduled.
     pub plan: String,

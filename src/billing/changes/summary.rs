@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The card a subscription is charged to (never more than brand, last four and expiry).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Card {
     /// `visa`, `mastercard`, …
     pub brand: String,
@@ -30,7 +30,7 @@ pub struct Card {
 }
 
 /// The next invoice.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NextCharge {
     /// Minor units.
     pub amount: i64,
@@ -41,7 +41,7 @@ pub struct NextCharge {
 }
 
 /// A downgrade waiting for the period end.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Scheduled {
     /// The plan it moves to (`null` for a price the catalog does not offer).
     pub plan: Option<String>,
@@ -52,7 +52,8 @@ pub struct Scheduled {
 }
 
 /// A live subscription as the billing page shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SubscriptionSummary)]
 pub struct Summary {
     /// `sub_…`.
     pub id: String,

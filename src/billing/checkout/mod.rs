@@ -41,7 +41,7 @@ use attempts::Attempt;
 pub use attempts::{AttemptState, mark_session};
 
 /// The answer of `POST /api/billing/checkout` and `/portal`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RedirectUrl {
     /// Where to send the browser.
     pub url: String,

@@ -21,14 +21,19 @@ async fn paying_pro(app: &TestApp, email: &str) -> Client {
     c
 }
 
-async fn post(app: &TestApp, c: &Client, path: &str, body: Value) -> (u16, Value) {
+pub(super) async fn post(app: &TestApp, c: &Client, path: &str, body: Value) -> (u16, Value) {
     let r = app.post_json_with(c, path, &body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Previews moving `c`'s subscription to `plan` every `interval`.
-async fn preview_change(app: &TestApp, c: &Client, plan: &str, interval: &str) -> (u16, Value) {
+pub(super) async fn preview_change(
+    app: &TestApp,
+    c: &Client,
+    plan: &str,
+    interval: &str,
+) -> (u16, Value) {
     let body = json!({"plan": plan, "interval": interval});
     post(app, c, "/api/billing/change/preview", body).await
 }
@@ -39,14 +44,30 @@ async fn change(app: &TestApp, c: &Client, plan: &str, interval: &str) -> (u16, 
     post(app, c, "/api/billing/change", body).await
 }
 
-async fn subscription(app: &TestApp, c: &Client) -> Value {
+pub(super) async fn subscription(app: &TestApp, c: &Client) -> Value {
     let r = app.get_with(c, "/api/billing/subscription").await;
     assert_eq!(r.status(), 200);
     r.json::<Value>().await.unwrap()["subscription"].clone()
 }
 
+/// The share of a period's price left at `at`, for the subscription `before` (its current
+/// period), as Stripe prorates: `amount × time left / period length`, rounded down.
+pub(super) fn share_left(before: &Value, at: i64) -> impl Fn(i64) -> i64 {
+    let start = before["current_period_start"].as_i64().unwrap();
+    let end = before["current_period_end"].as_i64().unwrap();
+    move |amount| amount * (end - at) / (end - start)
+}
+
+/// A preview of two lines: the credit for the old price, then the charge for the new one.
+pub(super) fn assert_lines(preview: &Value, credit: i64, charge: i64) {
+    let lines = preview["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{preview}");
+    assert_eq!(lines[0]["amount"], credit, "{preview}");
+    assert_eq!(lines[1]["amount"], charge, "{preview}");
+}
+
 /// The customer's invoices in Stripe, newest first.
-async fn invoices(app: &TestApp, email: &str) -> Vec<Value> {
+pub(super) async fn invoices(app: &TestApp, email: &str) -> Vec<Value> {
     let customer = app.customer_of(email).await.unwrap();
     app.stripe_get(&format!("/v1/invoices?customer={customer}&limit=100"))
         .await["data"]
@@ -71,16 +92,9 @@ async fn an_upgrade_charges_at_once_exactly_what_the_preview_showed() {
     assert_eq!(preview["effective"], "now");
     assert_eq!(preview["recurring_amount"], 4900);
     // 20 of the period's 30 days are left: 20/30 of the difference (4900 − 1900).
-    let (start, end) = (
-        before["current_period_start"].as_i64().unwrap(),
-        before["current_period_end"].as_i64().unwrap(),
-    );
     let at = preview["proration_date"].as_i64().unwrap();
-    let share = |amount: i64| amount * (end - at) / (end - start);
-    let lines = preview["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 2, "{preview}");
-    assert_eq!(lines[0]["amount"], -share(1900));
-    assert_eq!(lines[1]["amount"], share(4900));
+    let share = share_left(&before, at);
+    assert_lines(&preview, -share(1900), share(4900));
     let due = preview["amount_due"].as_i64().unwrap();
     assert_eq!(due, share(4900) - share(1900));
     assert!(due > 1000, "most of a month's difference: {due}");
@@ -182,78 +196,6 @@ async fn a_downgrade_waits_for_the_period_end_and_can_be_taken_back() {
     );
     let sub = subscription(&app, &c).await;
     assert!(sub["scheduled_change"].is_null(), "{sub}");
-}
-
-/// `TOLLGATE_DOWNGRADES_AT=now`: a downgrade takes effect at once, charges nothing, and leaves
-/// the unused time as account credit that pays the next renewals.
-#[tokio::test]
-async fn with_downgrades_at_now_a_downgrade_is_immediate_and_credits_the_unused_time() {
-    let app = TestApp::builder()
-        .with("TOLLGATE_DOWNGRADES_AT", "now")
-        .spawn()
-        .await;
-    // Team has no trial: paid for a month at once.
-    let c = app.subscriber("dan@example.com", "team").await;
-    app.advance(10 * 86_400).await;
-    let before = subscription(&app, &c).await;
-    assert_eq!(
-        (before["plan"].as_str(), before["status"].as_str()),
-        (Some("team"), Some("active"))
-    );
-
-    let (status, preview) = preview_change(&app, &c, "pro", "month").await;
-    assert_eq!(status, 200, "{preview}");
-    assert_eq!(preview["effective"], "now");
-    assert_eq!(
-        preview["amount_due"], 0,
-        "a credit is never charged: {preview}"
-    );
-    let (start, end) = (
-        before["current_period_start"].as_i64().unwrap(),
-        before["current_period_end"].as_i64().unwrap(),
-    );
-    let at = preview["proration_date"].as_i64().unwrap();
-    let share = |amount: i64| amount * (end - at) / (end - start);
-    let lines = preview["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 2, "{preview}");
-    assert_eq!(lines[0]["amount"], -share(4900));
-    assert_eq!(lines[1]["amount"], share(1900));
-    let credit = share(4900) - share(1900);
-    assert!(credit > 1000, "most of a month's difference: {credit}");
-
-    let body = json!({"plan": "pro", "interval": "month", "proration_date": at});
-    let (status, done) = post(&app, &c, "/api/billing/change", body).await;
-    assert_eq!(status, 200, "{done}");
-    assert_eq!(done["effective"], "now");
-    assert_eq!(app.me(&c).await["access"]["plan"], "pro");
-    let sub = subscription(&app, &c).await;
-    assert!(sub["scheduled_change"].is_null(), "no schedule: {sub}");
-
-    // Nothing charged now; the difference is the customer's credit in Stripe.
-    app.wait_for_webhooks().await;
-    let update: Vec<Value> = invoices(&app, "dan@example.com")
-        .await
-        .into_iter()
-        .filter(|i| i["billing_reason"] == "subscription_update")
-        .collect();
-    assert!(
-        update.iter().all(|i| i["amount_paid"] == 0),
-        "nothing charged: {update:?}"
-    );
-    let customer = app.customer_of("dan@example.com").await.unwrap();
-    let balance = app.stripe_get(&format!("/v1/customers/{customer}")).await["balance"]
-        .as_i64()
-        .unwrap();
-    assert_eq!(balance, -credit);
-
-    // The credit pays the renewal at Pro's price.
-    app.advance(end - app.state.clock.now() + 60).await;
-    app.wait_for_webhooks().await;
-    let renewal = &invoices(&app, "dan@example.com").await[0];
-    assert_eq!(renewal["billing_reason"], "subscription_cycle");
-    assert_eq!(renewal["total"], 1900);
-    assert_eq!(renewal["amount_paid"], (1900 - credit).max(0));
-    assert_eq!(app.me(&c).await["access"]["status"], "active");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ mod checkout;
 mod deletion;
 mod grace;
 mod idempotency;
+mod immediate_downgrades;
 mod ordering;
 mod outages;
 mod portal;

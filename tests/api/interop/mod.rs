@@ -5,6 +5,7 @@
 //! fails instead.
 
 mod flask;
+mod schemathesis;
 mod snippets;
 
 use std::path::PathBuf;
