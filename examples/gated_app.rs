@@ -1,8 +1,12 @@
 //! A small axum app that embeds tollgate and gates two of its own routes by plan.
 //!
 //! ```sh
-//! cargo run --example gated_app      # on http://127.0.0.1:3000, SQLite + the Stripe simulator
+//! cargo run --example gated_app      # on http://127.0.0.1:3001, SQLite + the Stripe simulator
 //! ```
+//!
+//! It reads tollgate's settings, with two defaults of its own so it runs beside `cargo run`:
+//! `TOLLGATE_BIND=127.0.0.1:3001` and `DATABASE_URL=sqlite://gated_app.db` (set either to change
+//! it).
 //!
 //! - `GET /reports` needs the `pro` plan (or higher): JSON 401 / 403 `plan_required` otherwise.
 //! - `GET /audit` needs the `audit` feature (the `team` plan): JSON 403 `feature_required`.
@@ -46,9 +50,19 @@ async fn build(config: Config) -> anyhow::Result<(tokio::net::TcpListener, Route
     Ok((listener, build_router_with(state, routes)))
 }
 
+/// The example's defaults where the environment sets nothing: its own port and database file.
+fn example_default(name: &str) -> Option<String> {
+    match name {
+        "TOLLGATE_BIND" => Some("127.0.0.1:3001".into()),
+        "DATABASE_URL" => Some("sqlite://gated_app.db".into()),
+        _ => None,
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env()?;
+    let config =
+        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| example_default(name)))?;
     let (listener, router) = build(config).await?;
     println!("gated example on http://{}", listener.local_addr()?);
     axum::serve(
@@ -113,6 +127,27 @@ mod tests {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
         }
+    }
+
+    /// With nothing set, the example and `cargo run` use different ports and database files.
+    #[test]
+    fn by_default_it_runs_beside_tollgate() {
+        let tollgate = Config::from_lookup(|_| None).unwrap();
+        let example = Config::from_lookup(example_default).unwrap();
+        assert_eq!(example.bind.to_string(), "127.0.0.1:3001");
+        assert_ne!(example.bind.port(), tollgate.bind.port());
+        assert_ne!(
+            example.database_url.expose(),
+            tollgate.database_url.expose()
+        );
+        // A setting in the environment still wins (the lookup in `main` asks it first).
+        let set = Config::from_lookup(|name| {
+            (name == "TOLLGATE_BIND")
+                .then(|| "127.0.0.1:4000".to_owned())
+                .or_else(|| example_default(name))
+        })
+        .unwrap();
+        assert_eq!(set.bind.port(), 4000);
     }
 
     #[tokio::test]

@@ -270,7 +270,47 @@ pub fn build_router(state: AppState) -> Router {
 
 /// tollgate's router with an application's own routes merged in, under the same layers
 /// (sessions, CSRF, security headers), so the app's handlers can use tollgate's extractors and
-/// gate layers. This is how a Rust app embeds tollgate.
+/// gate layers. This is how a Rust app embeds tollgate (the README shows this example):
+///
+/// ```no_run
+/// use axum::{Router, response::Html, routing::get};
+/// use tollgate::{
+///     app::{AppState, build_router_with},
+///     config::Config,
+///     gate::{PlanName, RequirePlan, require_feature},
+///     web::gate_pages::require_plan_page,
+/// };
+///
+/// struct Pro;
+/// impl PlanName for Pro {
+///     const PLAN: &'static str = "pro";
+/// }
+///
+/// // JSON: 401 without a session, 403 `plan_required` below Pro.
+/// async fn reports(RequirePlan(member, _): RequirePlan<Pro>) -> String {
+///     member.user.email
+/// }
+/// async fn audit() -> &'static str {
+///     "[]"
+/// }
+/// async fn dashboard() -> Html<&'static str> {
+///     Html("<h1>Team dashboard</h1>")
+/// }
+///
+/// # async fn run() -> anyhow::Result<()> {
+/// let config = Config::from_env()?; // TOLLGATE_BIND, DATABASE_URL, STRIPE_SECRET_KEY, …
+/// let listener = tokio::net::TcpListener::bind(config.bind).await?;
+/// let state = AppState::build(config, listener.local_addr()?.port()).await?;
+/// let routes = Router::new()
+///     .route("/reports", get(reports))
+///     .route("/audit", get(audit).route_layer(require_feature(&state, "audit")))
+///     .route("/dashboard", get(dashboard).route_layer(require_plan_page(&state, "team")));
+/// let app = build_router_with(state, routes);
+/// let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+/// axum::serve(listener, app).await?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Router {
     let session_layer = SessionManagerLayer::new(session_store::DbSessionStore::new(
         state.db.clone(),

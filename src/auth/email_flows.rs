@@ -219,7 +219,7 @@ pub struct Verifier<'a> {
 
 /// Confirms an address with a verification token. The account's password is kept when the
 /// verifier is the registrant (signed in as the account, or showing its password); otherwise it
-/// is removed and earlier sessions end (see [`prove_mailbox`]).
+/// is removed and earlier sessions end (see `prove_mailbox`).
 pub async fn verify_email(
     state: &Auth,
     ip: ClientIp,

@@ -135,7 +135,7 @@ impl Drop for Submit {
 /// Why not `spawn_blocking`: every new blocking thread makes glibc's allocator grow a new arena,
 /// and each argon2 call allocates its 19 MiB afresh, so a login flood left hundreds of MiB resident
 /// after it ended. Here the threads are few and fixed, each keeps one block buffer and reuses it
-/// for every hash while there is work (given back after [`IDLE_RELEASE`] without), and the queue
+/// for every hash while there is work (given back after `IDLE_RELEASE` without), and the queue
 /// in front of them is the bound on concurrent work.
 #[derive(Clone)]
 pub struct PasswordHasherPool {

@@ -154,7 +154,7 @@ const USER_COLUMNS: &str =
     "SELECT id, email, password_hash, email_verified, session_epoch FROM users";
 
 impl<'r> sqlx::FromRow<'r, AnyRow> for User {
-    /// Reads the columns of [`USER_COLUMNS`] by name (a join may alias them `user_…`).
+    /// Reads the columns of `USER_COLUMNS` by name (a join may alias them `user_…`).
     fn from_row(row: &'r AnyRow) -> sqlx::Result<Self> {
         Ok(Self {
             id: row.try_get("id")?,

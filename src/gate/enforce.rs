@@ -6,16 +6,47 @@
 //! HTML routes (the layers in `web::gate_pages`): 303 to `/login?next=<path>` without a session,
 //! 303 to `/pricing?required=<plan>` when the plan or feature is missing.
 //!
-//! ```ignore
-//! struct Pro;
-//! impl tollgate::gate::PlanName for Pro { const PLAN: &'static str = "pro"; }
+//! ```no_run
+//! use std::marker::PhantomData;
 //!
-//! async fn reports(RequirePlan(member, ..): RequirePlan<Pro>) -> String { member.user.email }
+//! use axum::{Extension, Router, routing::get};
+//! use tollgate::{
+//!     app::AppState,
+//!     gate::{CurrentUser, FeatureName, PlanName, RequireFeature, RequirePlan, require_plan},
+//! };
 //!
-//! let routes = Router::new()
-//!     .route("/reports", get(reports))
-//!     .route("/export", get(export).route_layer(require_feature(&state, "export")))
-//!     .route("/dashboard", get(page).route_layer(require_plan_page(&state, "team")));
+//! struct Team;
+//! impl PlanName for Team {
+//!     const PLAN: &'static str = "team";
+//! }
+//! struct Export;
+//! impl FeatureName for Export {
+//!     const FEATURE: &'static str = "export";
+//! }
+//!
+//! // Extractors: the handler runs only for a member who qualifies.
+//! async fn members(RequirePlan(member, PhantomData): RequirePlan<Team>) -> String {
+//!     format!("{} is on {:?}", member.user.email, member.access.plan)
+//! }
+//! async fn export(RequireFeature(member, _): RequireFeature<Export>) -> String {
+//!     member.user.id
+//! }
+//! // Any signed-in user (401 otherwise), to decide in the handler.
+//! async fn whoami(member: CurrentUser) -> String {
+//!     member.user.email
+//! }
+//! // Or a route layer, which leaves the member in the request's extensions.
+//! async fn billing_report(Extension(member): Extension<CurrentUser>) -> String {
+//!     member.access.status
+//! }
+//!
+//! fn routes(state: &AppState) -> Router<AppState> {
+//!     Router::new()
+//!         .route("/whoami", get(whoami))
+//!         .route("/members", get(members))
+//!         .route("/export", get(export))
+//!         .route("/report", get(billing_report).route_layer(require_plan(state, "pro")))
+//! }
 //! ```
 
 use std::{

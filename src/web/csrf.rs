@@ -63,7 +63,7 @@ pub(super) fn cookie_token(state: &AppState, headers: &HeaderMap) -> Option<Stri
     crate::auth::device::request_cookie(headers, cookie_name(state))
 }
 
-/// True when a form's token matches the request's cookie token ([`cookie_token`]) and carries our
+/// True when a form's token matches the request's cookie token (`cookie_token`) and carries our
 /// MAC.
 pub fn form_token_valid(state: &AppState, cookie: Option<&str>, submitted: &str) -> bool {
     let Some(cookie) = cookie else {

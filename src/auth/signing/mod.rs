@@ -4,7 +4,7 @@
 //! Access tokens are JWTs signed with Ed25519 (`alg: EdDSA`) and nothing else: no shared-secret
 //! (HS256) key exists to be confused with, and `alg: none` is not an algorithm here. The JWT
 //! encoding and claim checks are the `jsonwebtoken` crate's; the signatures are ring's, installed
-//! as its crypto provider ([`PROVIDER`]).
+//! as its crypto provider (`PROVIDER`).
 //!
 //! Keys: one is generated at first start (or given by `TOLLGATE_JWT_SIGNING_KEY`, then only its
 //! public half is stored); `tollgate jwt rotate` retires the current key and makes a new one.

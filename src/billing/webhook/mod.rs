@@ -1,7 +1,7 @@
 //! `POST /webhooks/stripe`: verify, store once, apply — in one transaction, before the 2xx. One
 //! file per step of the pipeline:
 //!
-//! 1. [`verify`]: the [`verify::SignedEvent`] extractor checks the signature over the raw body;
+//! 1. [`verify`](mod@verify): the [`verify::SignedEvent`] extractor checks the signature over the raw body;
 //! 2. [`event`]: the body becomes a typed [`event::Event`] (its [`event::Kind`]);
 //! 3. `store`: the event id is the primary key of `stripe_events`, and inserting it is what
 //!    makes delivery exactly-once across instances (a concurrent duplicate waits on the key and

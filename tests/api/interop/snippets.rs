@@ -91,3 +91,32 @@ async fn the_readmes_snippets_for_other_backends_run_against_a_real_tollgate() {
         }
     }
 }
+
+/// README's Rust embedding example is the doc example of `app::build_router_with`, which
+/// `cargo test --doc` compiles: the same lines, less the hidden ones (`# `).
+#[test]
+fn the_readmes_rust_example_is_the_compiled_doc_example() {
+    let source = include_str!("../../../src/app.rs");
+    let start = source
+        .find("/// ```no_run\n/// use axum::{Router, response::Html")
+        .expect("build_router_with has the example");
+    let block = &source[start..];
+    let block = &block[..block[5..].find("/// ```\n").unwrap() + 5];
+    let example: String = block
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.strip_prefix("/// ")
+                .unwrap_or(l.trim_start_matches("///"))
+        })
+        .filter(|l| !l.starts_with("# ") && *l != "#")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let open = README
+        .find("```rust\n")
+        .expect("the README has a Rust block")
+        + "```rust\n".len();
+    let close = open + README[open..].find("```\n").unwrap();
+    assert_eq!(&README[open..close], example);
+    assert!(example.contains("build_router_with(state, routes)"));
+}
