@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use crate::{
-    helpers::{PASSWORD, spawn_app},
+    helpers::{PASSWORD, TestApp, spawn_app},
     tokens::{access, login_tokens},
 };
 
@@ -119,4 +119,78 @@ fn the_readmes_rust_example_is_the_compiled_doc_example() {
     let close = open + README[open..].find("```\n").unwrap();
     assert_eq!(&README[open..close], example);
     assert!(example.contains("build_router_with(state, routes)"));
+}
+
+/// The README's `sh` block whose first line is `first`.
+fn sh_block(first: &str) -> &'static str {
+    let marker = format!("```sh\n{first}");
+    let open = README
+        .find(&marker)
+        .unwrap_or_else(|| panic!("the README has a block starting {first:?}"))
+        + "```sh\n".len();
+    &README[open..open + README[open..].find("```\n").unwrap()]
+}
+
+/// Runs a README curl block against `app` as it stands, except that tollgate's address is the
+/// test's and every `curl` prints only its status; returns the statuses and the ones the block's
+/// comments state (`# 201 …`), in order.
+async fn run_curl_block(app: &TestApp, code: &str, env: &[(&str, &str)]) -> (Vec<u16>, Vec<u16>) {
+    let stated: Vec<u16> = code
+        .lines()
+        .filter_map(|l| l.split_once("# ").map(|(_, comment)| comment))
+        .filter_map(|c| c.get(..3).and_then(|s| s.parse().ok()))
+        .collect();
+    let script = code
+        .replace("http://127.0.0.1:3000", &app.address)
+        .replace("curl ", "curl -s -o /dev/null -w '%{http_code}\\n' ");
+    let dir = std::env::temp_dir().join(format!("tollgate-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .envs(env.iter().copied())
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script}\n{stdout}");
+    let statuses = stdout.lines().map(|l| l.trim().parse().unwrap()).collect();
+    (statuses, stated)
+}
+
+/// The README's curl walkthrough, API key and access token commands answer what their comments
+/// say, run against a real tollgate.
+#[tokio::test]
+async fn the_readmes_curl_commands_answer_what_they_say() {
+    let app = spawn_app().await;
+    let walkthrough = sh_block("# Register (JSON API");
+    let (got, stated) = run_curl_block(&app, walkthrough, &[]).await;
+    assert_eq!(stated, [201, 200, 204, 401, 200], "{walkthrough}");
+    assert_eq!(got, stated, "{walkthrough}");
+
+    // Ann (registered by the walkthrough) pays for Pro; then her key and her token.
+    let ann = crate::helpers::client();
+    let body = serde_json::json!({"email": "ann@example.com", "password": PASSWORD});
+    assert_eq!(
+        app.post_json_with(&ann, "/api/auth/login", &body)
+            .await
+            .status(),
+        200
+    );
+    let url = app.checkout(&ann, "pro", "month").await;
+    app.pay(&url).await;
+    app.wait_for_plan(&ann, Some("pro")).await;
+    let key = crate::keys::key_of(&app, &ann, &["read"]).await;
+    let keys = sh_block("curl -H \"Authorization: Bearer $TOLLGATE_KEY\"");
+    let (got, stated) = run_curl_block(&app, keys, &[("TOLLGATE_KEY", &key)]).await;
+    assert_eq!(stated, [200, 200]);
+    assert_eq!(got, stated, "{keys}");
+
+    let token = access(&login_tokens(&app, "ann@example.com").await);
+    let tokens = sh_block("curl -s -X POST http://127.0.0.1:3000/api/auth/login");
+    let (got, stated) = run_curl_block(&app, tokens, &[("ACCESS_TOKEN", &token)]).await;
+    assert_eq!(stated, [200, 200]);
+    assert_eq!(got, stated, "{tokens}");
 }
