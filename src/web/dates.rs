@@ -36,6 +36,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Locale {
     }
 }
 
+tokio::task_local! {
+    /// The language of the request a page is rendered for (set by [`reader_language`]).
+    static READER: Lang;
+}
+
+/// Middleware of the pages: the request's date language, for the templates' `moment` filter.
+pub(super) async fn reader_language(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let header = request
+        .headers()
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    READER.scope(negotiate(header), next.run(request)).await
+}
+
+/// The templates' `moment` filter: an RFC 3339 moment in the language of the request being
+/// rendered (American English outside a request).
+pub(super) fn moment(value: String) -> String {
+    let lang = READER.try_with(|lang| *lang).unwrap_or(Lang::EnUs);
+    Locale(lang).moment_of(&value)
+}
+
 /// The best language of an `Accept-Language` value (highest `q`, first on ties); unknown,
 /// malformed or absent: American English. At most 20 entries are read.
 pub(super) fn negotiate(header: &str) -> Lang {
@@ -196,6 +221,33 @@ impl Locale {
         })
     }
 
+    /// An RFC 3339 moment (UTC) as a date and a time of day in the reader's language, with
+    /// "UTC" ("December 14, 2026, 3:05 PM UTC"; "14. Dezember 2026, 15:05 UTC"); the value as
+    /// given when it cannot be read.
+    pub(super) fn moment_of(self, rfc3339: &str) -> String {
+        let time = rfc3339.get(11..16).and_then(|t| {
+            let (h, m) = t.split_once(':')?;
+            Some((h.parse::<u8>().ok()?, m.parse::<u8>().ok()?))
+        });
+        let day = self.date_of(Some(rfc3339));
+        let (Some((h, m)), false) = (time.filter(|&(h, m)| h < 24 && m < 60), day.is_empty())
+        else {
+            return rfc3339.to_owned();
+        };
+        match self.0 {
+            Lang::EnUs => {
+                let (h12, half) = match h {
+                    0 => (12, "AM"),
+                    1..=11 => (h, "AM"),
+                    12 => (12, "PM"),
+                    _ => (h - 12, "PM"),
+                };
+                format!("{day}, {h12}:{m:02} {half} UTC")
+            }
+            _ => format!("{day}, {h:02}:{m:02} UTC"),
+        }
+    }
+
     fn ymd(self, y: i32, month: u8, d: u8) -> String {
         let m = usize::from(month.clamp(1, 12)) - 1;
         let name = |table: usize| MONTHS[table][m];
@@ -215,6 +267,41 @@ impl Locale {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readers_language_writes_the_moment() {
+        let at = "2026-12-14T15:05:00Z";
+        let cases = [
+            (Lang::EnUs, "December 14, 2026, 3:05 PM UTC"),
+            (Lang::En, "14 December 2026, 15:05 UTC"),
+            (Lang::De, "14. Dezember 2026, 15:05 UTC"),
+            (Lang::Fr, "14 décembre 2026, 15:05 UTC"),
+            (Lang::Pt, "14 de dezembro de 2026, 15:05 UTC"),
+        ];
+        for (lang, expected) in cases {
+            assert_eq!(Locale(lang).moment_of(at), expected, "{lang:?}");
+        }
+        let us = Locale(Lang::EnUs);
+        assert_eq!(
+            us.moment_of("2026-12-14T00:30:00Z"),
+            "December 14, 2026, 12:30 AM UTC"
+        );
+        assert_eq!(
+            us.moment_of("2026-12-14T12:00:00Z"),
+            "December 14, 2026, 12:00 PM UTC"
+        );
+        // Not a moment: shown as given, never a wrong date.
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T10:00:00Z",
+            "2026-12-14T25:00:00Z",
+        ] {
+            assert_eq!(us.moment_of(bad), bad);
+        }
+        // Outside a request the filter writes American English.
+        assert_eq!(moment(at.to_owned()), "December 14, 2026, 3:05 PM UTC");
+    }
 
     #[test]
     fn the_readers_language_writes_the_date() {

@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             page::render_errors,
         ))
         .layer(middleware::from_fn_with_state(state, csrf::ensure_cookie))
+        .layer(middleware::from_fn(dates::reader_language))
         .route("/static/style.css", get(stylesheet))
         .route("/static/favicon.svg", get(favicon))
         .route("/favicon.ico", get(favicon))
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// Loads the templates, compiled into the binary.
 pub fn templates() -> Environment<'static> {
     let mut env = Environment::new();
+    env.add_filter("moment", dates::moment);
     for (name, source) in [
         ("base.html", include_str!("../../templates/base.html")),
         ("home.html", include_str!("../../templates/home.html")),

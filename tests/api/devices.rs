@@ -341,3 +341,85 @@ async fn the_devices_page_lists_and_signs_out() {
     assert!(page.contains("Every other device was signed out"));
     assert!(!page.contains("Chrome on macOS"));
 }
+
+/// The devices page writes its times in the reader's language (`Accept-Language`), in UTC;
+/// American English without one.
+#[tokio::test]
+async fn the_devices_page_writes_times_in_the_readers_language() {
+    let app = spawn_app().await;
+    let c = browser(FIREFOX);
+    app.register_with(&c, "ann@example.com", PASSWORD).await;
+    let seen = devices(&app, &c).await["devices"][0]["signed_in_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // "2026-12-14T15:00:00Z" → its month's names and the time of day.
+    let month: usize = seen[5..7].parse().unwrap();
+    let day: u32 = seen[8..10].parse().unwrap();
+    let hour: u32 = seen[11..13].parse().unwrap();
+    let english = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ][month - 1];
+    let german = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ][month - 1];
+    let page = |language: Option<&'static str>| {
+        let (app, c) = (&app, &c);
+        async move {
+            let mut request = c.get(app.url("/account/devices"));
+            if let Some(l) = language {
+                request = request.header("accept-language", l);
+            }
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    };
+    let (h12, half) = match hour {
+        0 => (12, "AM"),
+        h @ 1..=11 => (h, "AM"),
+        12 => (12, "PM"),
+        h => (h - 12, "PM"),
+    };
+    let us = page(None).await;
+    let year = &seen[..4];
+    assert!(
+        us.contains(&format!(
+            "{english} {day}, {year}, {h12}:{} {half} UTC",
+            &seen[14..16]
+        )),
+        "{us}"
+    );
+    let de = page(Some("de-DE,de;q=0.9")).await;
+    assert!(
+        de.contains(&format!(
+            "{day}. {german} {year}, {}:{} UTC",
+            &seen[11..13],
+            &seen[14..16]
+        )),
+        "{de}"
+    );
+    assert!(!de.contains(&seen[..10]), "no ISO dates left on the page");
+}
