@@ -357,34 +357,7 @@ async fn the_devices_page_writes_times_in_the_readers_language() {
     let month: usize = seen[5..7].parse().unwrap();
     let day: u32 = seen[8..10].parse().unwrap();
     let hour: u32 = seen[11..13].parse().unwrap();
-    let english = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ][month - 1];
-    let german = [
-        "Januar",
-        "Februar",
-        "März",
-        "April",
-        "Mai",
-        "Juni",
-        "Juli",
-        "August",
-        "September",
-        "Oktober",
-        "November",
-        "Dezember",
-    ][month - 1];
+    let (english, german) = crate::helpers::month_names(month);
     let page = |language: Option<&'static str>| {
         let (app, c) = (&app, &c);
         async move {

@@ -269,35 +269,7 @@ async fn dates_are_written_in_the_readers_language() {
     let at = sub["subscription"]["next_charge"]["at"].as_i64().unwrap();
     let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
     let (day, year) = (t.day(), t.year());
-    let month = u8::from(t.month()) as usize - 1;
-    let english = [
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ][month];
-    let german = [
-        "Januar",
-        "Februar",
-        "März",
-        "April",
-        "Mai",
-        "Juni",
-        "Juli",
-        "August",
-        "September",
-        "Oktober",
-        "November",
-        "Dezember",
-    ][month];
+    let (english, german) = crate::helpers::month_names(u8::from(t.month()).into());
     let page = |language: Option<&'static str>| {
         let (app, c) = (&app, &c);
         async move {

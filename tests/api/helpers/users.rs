@@ -168,3 +168,13 @@ pub async fn post_with_cookie(app: &TestApp, path: &str, cookie: &str, body: &Va
         .await
         .unwrap()
 }
+
+/// A month's name in English and in German (`month` 1–12), as pages write dates.
+pub fn month_names(month: usize) -> (&'static str, &'static str) {
+    const EN: &str =
+        "January February March April May June July August September October November December";
+    const DE: &str =
+        "Januar Februar März April Mai Juni Juli August September Oktober November Dezember";
+    let pick = |names: &'static str| names.split(' ').nth(month - 1).expect("a month 1-12");
+    (pick(EN), pick(DE))
+}
