@@ -344,6 +344,21 @@ pub async fn cancel_for_deleted_customer(
     Ok(())
 }
 
+/// True when the stored state of subscription `id` is newer than Stripe time `at`: an event
+/// from then is late and says nothing about now.
+pub async fn stored_after(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    at: i64,
+) -> sqlx::Result<bool> {
+    let stamp: Option<(i64,)> =
+        sqlx::query_as("SELECT stripe_updated FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(stamp.is_some_and(|(stored,)| stored > at))
+}
+
 /// Marks the start of a past-due episode (first failed payment), if not already marked. A failure
 /// older than the row's state (a late delivery, say from before a recovery) marks nothing: it
 /// must never start, or restart, a grace period.

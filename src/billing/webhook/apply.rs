@@ -135,7 +135,12 @@ async fn payment_failed(
     let Some(sub) = invoice_subscription(&event.object) else {
         return Ok(Outcome::Ignored);
     };
-    subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
+    let marked = subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
+    if marked == 0 && subscriptions::stored_after(tx, &sub, event.created).await? {
+        // A failure from before the state stored (another retry's invoice, delivered after the
+        // payment went through): no past-due episode, and no email asking for a new card.
+        return Ok(Outcome::Stale);
+    }
     if event.kind == Kind::PaymentFailed {
         notify(state, tx, user, event, &sub).await?;
     }

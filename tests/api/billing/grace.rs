@@ -109,9 +109,18 @@ async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period()
             "past_due",
         ),
     ];
+    let mut outcomes = vec![];
     for event in &stream {
-        app.deliver(event).await;
+        outcomes.push(app.deliver(event).await["outcome"].clone());
     }
+    assert_eq!(outcomes[4], "stale", "the late failure says nothing about now");
+    // One "payment failed" email: the real failure's, none for the late one.
+    let (mails,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE kind = 'payment_failed'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(mails, 1);
 
     let (since,): (Option<i64>,) =
         sqlx::query_as("SELECT past_due_since FROM subscriptions WHERE id = 'sub_grace'")
