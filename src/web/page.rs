@@ -169,13 +169,30 @@ pub(super) async fn render_errors(
 ) -> Response {
     let mut response = next.run(request).await;
     let Some(pending) = response.extensions_mut().remove::<PendingErrorPage>() else {
-        return response;
+        return readable(&state, response);
     };
     let mut page = error_page(&state, response.status(), &pending.message);
     if let Some(v) = response.headers().get(header::RETRY_AFTER) {
         page.headers_mut().insert(header::RETRY_AFTER, v.clone());
     }
     page
+}
+
+/// An extractor's plain-text refusal (a query string that does not deserialize, such as a
+/// repeated `next`) as the error page: people read pages, not axum's messages.
+fn readable(state: &AppState, response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !(plain && response.status().is_client_error()) {
+        return response;
+    }
+    error_page(
+        state,
+        response.status(),
+        "That address could not be read. Check the link, or start again from the home page.",
+    )
 }
 
 /// `response` with the `Retry-After` header a rate-limit error calls for.

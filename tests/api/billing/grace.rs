@@ -113,7 +113,10 @@ async fn a_late_payment_failure_that_predates_the_state_starts_no_grace_period()
     for event in &stream {
         outcomes.push(app.deliver(event).await["outcome"].clone());
     }
-    assert_eq!(outcomes[4], "stale", "the late failure says nothing about now");
+    assert_eq!(
+        outcomes[4], "stale",
+        "the late failure says nothing about now"
+    );
     // One "payment failed" email: the real failure's, none for the late one.
     let (mails,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE kind = 'payment_failed'")
