@@ -151,3 +151,27 @@ async fn unknown_api_routes_are_json_404_and_pages_are_html_404() {
     assert_eq!(page.status(), 404);
     assert!(page.text().await.unwrap().contains("Page not found"));
 }
+
+/// A query string a page cannot read (a repeated `next`, `required` or `notice`) is the 400 error
+/// page in the site's look, never the framework's plain-text message.
+#[tokio::test]
+async fn a_query_string_a_page_cannot_read_is_a_readable_error_page() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    for path in [
+        "/login?next=/a&next=/b",
+        "/pricing?required=pro&required=team",
+        "/account/devices?notice=signed_out&notice=not_found",
+    ] {
+        let r = app.get_with(&c, path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("That address could not be read."),
+            "{path}: {body}"
+        );
+        assert!(!body.contains("deserialize"), "{path}: {body}");
+    }
+}
