@@ -118,6 +118,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "billing changes",
         include_str!("../migrations/0018_billing_changes.sql"),
     ),
+    (
+        19,
+        "webhook follow-ups",
+        include_str!("../migrations/0019_webhook_follow_ups.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

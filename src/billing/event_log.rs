@@ -81,3 +81,38 @@ pub async fn forget(db: &db::Db, id: &str) -> sqlx::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Writes the Stripe work event `id` still needs after its commit (see migration 0019).
+pub async fn set_follow_up(conn: &mut AnyConnection, id: &str, work: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE stripe_events SET follow_up = $1 WHERE id = $2")
+        .bind(work)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The work event `id` left undone, when it was received before `before` (tollgate's clock): a
+/// process that took it stopped before finishing. Younger work may still be under way.
+pub async fn unfinished_follow_up(
+    conn: &mut AnyConnection,
+    id: &str,
+    before: i64,
+) -> sqlx::Result<Option<String>> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT follow_up FROM stripe_events WHERE id = $1 AND received_at < $2")
+            .bind(id)
+            .bind(before)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.and_then(|(work,)| work))
+}
+
+/// Marks the work of event `id` done.
+pub async fn follow_up_done(db: &db::Db, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE stripe_events SET follow_up = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}

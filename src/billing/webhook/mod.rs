@@ -98,6 +98,35 @@ fn committed(state: &Billing, recorded: &Recorded) {
     state.mail_wakeup.notify_one();
 }
 
+impl FollowUp {
+    /// As stored with its event (migration 0019).
+    fn encode(&self) -> String {
+        match self {
+            FollowUp::Refetch(sub, tie) => {
+                format!(
+                    "refetch:{sub}:{}",
+                    tie.map(|t| t.to_string()).unwrap_or_default()
+                )
+            }
+            FollowUp::CancelOrphan(sub) => format!("cancel:{sub}"),
+        }
+    }
+
+    /// From its stored form; `None` for anything else.
+    fn decode(stored: &str) -> Option<Self> {
+        let mut parts = stored.split(':');
+        let work = match (parts.next()?, parts.next()?, parts.next()) {
+            ("refetch", sub, Some("")) => FollowUp::Refetch(sub.to_owned(), None),
+            ("refetch", sub, Some(tie)) => {
+                FollowUp::Refetch(sub.to_owned(), Some(tie.parse().ok()?))
+            }
+            ("cancel", sub, None) => FollowUp::CancelOrphan(sub.to_owned()),
+            _ => return None,
+        };
+        (parts.next().is_none() && !stored.is_empty()).then_some(work)
+    }
+}
+
 /// A tie (or a pointer to state we must fetch): Stripe is the authority; or a deleted account's
 /// subscription to cancel. If Stripe cannot be reached the event is forgotten again and the answer
 /// is 503, so Stripe redelivers it and the work is done then: it is never acknowledged undone.
@@ -113,6 +142,7 @@ async fn follow_up(state: &Billing, event: &str, work: FollowUp) -> Result<(), A
         }
     };
     let Err(e) = done else {
+        crate::billing::event_log::follow_up_done(&state.db, event).await?;
         return Ok(());
     };
     tracing::warn!(error = %e, event, "follow-up Stripe call failed after a webhook; asking Stripe to redeliver");
@@ -120,4 +150,31 @@ async fn follow_up(state: &Billing, event: &str, work: FollowUp) -> Result<(), A
     // applied): dropping it lets the redelivery be processed afresh, not count as a duplicate.
     crate::billing::event_log::forget(&state.db, event).await?;
     Err(AppError::PaymentProviderUnavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FollowUp;
+
+    #[test]
+    fn a_follow_up_is_stored_and_read_back_as_itself() {
+        for work in [
+            FollowUp::Refetch("sub_1".into(), None),
+            FollowUp::Refetch("sub_1".into(), Some(1_700_000_000)),
+            FollowUp::CancelOrphan("sub_2".into()),
+        ] {
+            let stored = work.encode();
+            assert_eq!(FollowUp::decode(&stored).map(|w| w.encode()), Some(stored));
+        }
+        for bad in [
+            "",
+            "refetch",
+            "refetch:sub_1",
+            "refetch:sub_1:x",
+            "cancel:a:b",
+            "other:x",
+        ] {
+            assert!(FollowUp::decode(bad).is_none(), "{bad}");
+        }
+    }
 }

@@ -30,11 +30,15 @@ pub(super) async fn record(
     };
     let inserted = event_log::insert(tx, &stored).await?;
     let Some(user) = inserted else {
+        // Seen before. If the process that took it stopped before its Stripe work was done (and
+        // so never acknowledged it), this redelivery finishes the work.
+        let settled = state.clock.now() - FOLLOW_UP_TAKEOVER_SECS;
+        let left = event_log::unfinished_follow_up(tx, &event.id, settled).await?;
         return Ok(Recorded {
             event: event.id.clone(),
             outcome: Outcome::Duplicate,
             user: None,
-            follow_up: None,
+            follow_up: left.as_deref().and_then(FollowUp::decode),
         });
     };
     let mut follow: Option<FollowUp> = None;
@@ -57,6 +61,9 @@ pub(super) async fn record(
     if outcome != Outcome::Applied {
         event_log::set_outcome(tx, &event.id, outcome.as_str()).await?;
     }
+    if let Some(work) = &follow {
+        event_log::set_follow_up(tx, &event.id, &work.encode()).await?;
+    }
     Ok(Recorded {
         event: event.id.clone(),
         outcome,
@@ -64,6 +71,10 @@ pub(super) async fn record(
         follow_up: follow,
     })
 }
+
+/// How old an event's unfinished follow-up must be before a redelivery takes it over: longer
+/// than any request runs (the deadline is 14 s), so the first delivery has finished or died.
+const FOLLOW_UP_TAKEOVER_SECS: i64 = 60;
 
 /// True when the configured key is a live-mode key (`sk_live_…`, `rk_live_…`); the simulator and
 /// test keys are test mode.

@@ -9,6 +9,7 @@ mod change_races;
 mod changes;
 mod checkout;
 mod deletion;
+mod follow_ups;
 mod grace;
 mod idempotency;
 mod immediate_downgrades;
