@@ -38,6 +38,15 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub use crate::state::{AppState, Shared};
 
+/// Why the state is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StartUp {
+    /// To serve, or for a command that acts like the server.
+    Serving,
+    /// To compare the stored state with Stripe (`tollgate stripe sync`).
+    Reconciling,
+}
+
 impl AppState {
     /// Opens and migrates the database, loads the catalog and connects to Stripe (or starts the
     /// simulator). `port` is the bound port, for the default base URL.
@@ -49,6 +58,18 @@ impl AppState {
     /// [`AppState::build`] with a catalog already loaded (`catalog`'s prices are not yet resolved
     /// to Stripe ids).
     pub async fn build_with(config: Config, catalog: Catalog, port: u16) -> anyhow::Result<Self> {
+        Self::build_as(config, catalog, port, StartUp::Serving).await
+    }
+
+    /// [`AppState::build_with`] for `purpose`: `tollgate stripe sync` leaves the stored plans as
+    /// they are, so that it reports (and, unless a dry run, repairs) what does not follow the
+    /// catalog instead of the start-up quietly doing it.
+    pub(crate) async fn build_as(
+        config: Config,
+        catalog: Catalog,
+        port: u16,
+        purpose: StartUp,
+    ) -> anyhow::Result<Self> {
         let db = Db::connect(config.database_url.expose()).await?;
         db.migrate().await?;
         let base_url = match &config.base_url {
@@ -91,7 +112,9 @@ impl AppState {
         };
         crate::auth::users::renormalise_addresses(&base).await?;
         // Plans follow prices: stored subscriptions take the plan this catalog gives their price.
-        crate::billing::subscriptions::remap_plans(&base, &catalog).await?;
+        if purpose == StartUp::Serving {
+            crate::billing::subscriptions::remap_plans(&base, &catalog).await?;
+        }
         let mail = Mail::new(MailParts {
             base,
             mail_transport,
@@ -170,7 +193,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let cleanup = tokio::spawn(cleanup_loop(
+        let cleanup = tokio::spawn(crate::auth::cleanup::run_forever(
             self.state.db.clone(),
             self.state.clock.clone(),
             self.state.signing.retired_window(),
@@ -208,48 +231,6 @@ async fn shared_secret(db: &Db, name: &str) -> anyhow::Result<Vec<u8>> {
     rand::rng().fill_bytes(&mut fresh);
     let value = db.shared_value(name, &hex::encode(fresh)).await?;
     Ok(hex::decode(value)?)
-}
-
-/// Deletes expired sessions, stale rate-limit counters, dead refresh tokens and token families,
-/// signing keys no token can need any more, stale email tokens and expired pending sign-ins,
-/// every ten minutes.
-async fn cleanup_loop(db: Db, clock: Clock, retired_window: i64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        tick.tick().await;
-        if let Err(e) = session_store::delete_expired(&db).await {
-            tracing::warn!(error = %e, "session cleanup failed");
-        }
-        if let Err(e) = rate_limit::delete_stale(&db).await {
-            tracing::warn!(error = %e, "rate-limit cleanup failed");
-        }
-        if let Err(e) = crate::auth::refresh::delete_expired(&db, clock.now()).await {
-            tracing::warn!(error = %e, "refresh-token cleanup failed");
-        }
-        let retired = crate::auth::signing::Keys::delete_retired(&db, retired_window);
-        if let Err(e) = retired.await {
-            tracing::warn!(error = %e, "signing-key cleanup failed");
-        }
-        if let Err(e) = crate::email::tokens::delete_stale(&db).await {
-            tracing::warn!(error = %e, "email token cleanup failed");
-        }
-        let pending = crate::auth::second_factor::pending::delete_expired(&db, clock.now());
-        if let Err(e) = pending.await {
-            tracing::warn!(error = %e, "pending sign-in cleanup failed");
-        }
-        let ceremonies = crate::auth::passkeys::ceremonies::delete_expired(&db, clock.now());
-        if let Err(e) = ceremonies.await {
-            tracing::warn!(error = %e, "passkey ceremony cleanup failed");
-        }
-        let flows = crate::auth::social::flows::delete_expired(&db, clock.now());
-        if let Err(e) = flows.await {
-            tracing::warn!(error = %e, "sign-in flow cleanup failed");
-        }
-        let links = crate::auth::social::links::delete_expired(&db, clock.now());
-        if let Err(e) = links.await {
-            tracing::warn!(error = %e, "pending link cleanup failed");
-        }
-    }
 }
 
 /// Request ids: 64 random bits, hex.

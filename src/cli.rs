@@ -229,7 +229,8 @@ async fn stripe_sync(config: Config, catalog: Catalog, dry_run: bool) -> anyhow:
             "stripe sync needs STRIPE_SECRET_KEY (the simulator keeps no state between runs)"
         );
     }
-    let state = crate::app::AppState::build_with(config, catalog, 0).await?;
+    let purpose = crate::app::StartUp::Reconciling;
+    let state = crate::app::AppState::build_as(config, catalog, 0, purpose).await?;
     let report = crate::billing::sync::reconcile(&state, !dry_run)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -7,6 +7,7 @@
 //! sign-in and privilege change; logout deletes the record server-side.
 
 pub mod api_keys;
+pub mod cleanup;
 pub mod credentials;
 pub mod device;
 pub mod devices;

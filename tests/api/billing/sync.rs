@@ -247,3 +247,60 @@ async fn stripe_sync_reports_and_repairs_email_drift() {
     let now = app.stripe_get(&format!("/v1/customers/{customer}")).await;
     assert_eq!(now["email"], "ann@example.com");
 }
+
+/// `tollgate stripe sync --dry-run` reports a stored plan that does not follow its price and
+/// changes nothing (start-up leaves the plans alone for it); without `--dry-run` it repairs it.
+#[tokio::test]
+async fn the_sync_command_reports_plan_drift_in_a_dry_run_and_repairs_it_otherwise() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    sqlx::query("UPDATE subscriptions SET plan_id = 'team'")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let sync = |dry: bool| {
+        let mut cmd = crate::cli::tollgate();
+        cmd.args(["stripe", "sync"])
+            .env("DATABASE_URL", &app.db.url)
+            .env("STRIPE_SECRET_KEY", "sk_test_x")
+            .env("STRIPE_API_BASE", app.sim_url(""));
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        cmd.output()
+    };
+    let plan = || async {
+        let (plan,): (Option<String>,) = sqlx::query_as("SELECT plan_id FROM subscriptions")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        plan
+    };
+
+    let out = sync(true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("plan-mismatch"), "{stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+    assert_eq!(
+        plan().await.as_deref(),
+        Some("team"),
+        "a dry run changes nothing"
+    );
+
+    let out = sync(false).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(plan().await.as_deref(), Some("pro"));
+    app.state
+        .cache
+        .forget_user(app.me(&c).await["id"].as_str().unwrap());
+    assert_eq!(app.me(&c).await["access"]["plan"], "pro");
+}
