@@ -200,12 +200,13 @@ impl Simulator {
                 next["ended_at"] = json!(period_end);
                 sub.object = next.clone();
                 self.emit(state, "invoice.payment_failed", invoice, None, period_end);
+                // Stripe stamps the subscription's change a moment after the invoice's failure.
                 self.emit(
                     state,
                     "customer.subscription.deleted",
                     next,
                     None,
-                    period_end,
+                    period_end + 1,
                 );
                 self.end_schedule_of(state, id, period_end);
                 return false;
@@ -223,12 +224,15 @@ impl Simulator {
             "status": previous_status,
             "items": {"data": [{"current_period_end": period_end}]},
         });
+        // After a failure, Stripe stamps the `past_due` update a moment after the invoice's event
+        // (and may deliver it first).
+        let stamp = if fails { period_end + 1 } else { period_end };
         self.emit(
             state,
             "customer.subscription.updated",
             next,
             Some(previous),
-            period_end,
+            stamp,
         );
         true
     }

@@ -344,19 +344,23 @@ pub async fn cancel_for_deleted_customer(
     Ok(())
 }
 
-/// True when the stored state of subscription `id` is newer than Stripe time `at`: an event
-/// from then is late and says nothing about now.
-pub async fn stored_after(
+/// True when the stored state of subscription `id` is newer than Stripe time `at` and shows the
+/// subscription paid for (`active` or `trialing`): a payment failure from then was overcome (a
+/// retry went through) and says nothing about now. A newer `past_due`, `unpaid` or ended state
+/// does not settle it.
+pub async fn paid_since(
     tx: &mut Transaction<'static, Any>,
     id: &str,
     at: i64,
 ) -> sqlx::Result<bool> {
-    let stamp: Option<(i64,)> =
-        sqlx::query_as("SELECT stripe_updated FROM subscriptions WHERE id = $1")
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT status, stripe_updated FROM subscriptions WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut **tx)
             .await?;
-    Ok(stamp.is_some_and(|(stored,)| stored > at))
+    Ok(row.is_some_and(|(status, stored)| {
+        stored > at && matches!(Status::parse(&status), Status::Active | Status::Trialing)
+    }))
 }
 
 /// Marks the start of a past-due episode (first failed payment), if not already marked. A failure

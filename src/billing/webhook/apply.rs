@@ -136,9 +136,10 @@ async fn payment_failed(
         return Ok(Outcome::Ignored);
     };
     let marked = subscriptions::mark_payment_failed(tx, &sub, event.created).await?;
-    if marked == 0 && subscriptions::stored_after(tx, &sub, event.created).await? {
-        // A failure from before the state stored (another retry's invoice, delivered after the
-        // payment went through): no past-due episode, and no email asking for a new card.
+    if marked == 0 && subscriptions::paid_since(tx, &sub, event.created).await? {
+        // A failure from before a state that shows the subscription paid for (a retry went
+        // through, and its events came first): no past-due episode, and no email asking for a
+        // new card. A newer past-due or ended state still gets the notice.
         return Ok(Outcome::Stale);
     }
     if event.kind == Kind::PaymentFailed {

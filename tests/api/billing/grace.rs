@@ -174,3 +174,50 @@ async fn a_past_due_state_found_by_fetching_starts_its_grace_period_when_it_is_s
         "{since:?} vs {now}"
     );
 }
+
+/// Stripe stamps a renewal's `past_due` update a second after its `invoice.payment_failed`, and
+/// delivers in any order; the final failure comes with the subscription's deletion. A failure
+/// delivered after a newer state that is unpaid or ended is a real one: it is applied and its
+/// email (asking for a card, or saying the subscription ended) goes out.
+#[tokio::test]
+async fn a_failure_delivered_after_a_newer_unpaid_or_ended_state_still_gets_its_email() {
+    let app = spawn_app().await;
+    let t0 = app.state.clock.now() - 1_000;
+    let cases = [
+        ("bob", "customer.subscription.updated", "past_due"),
+        ("cat", "customer.subscription.deleted", "canceled"),
+    ];
+    for (name, later_kind, later_status) in cases {
+        let email = format!("{name}@example.com");
+        let (customer, sub) = (format!("cus_{name}"), format!("sub_{name}"));
+        let c = app.user(&email).await;
+        app.map_customer_of(&c, &customer).await;
+        let id = |n: u8| format!("evt_{name}_{n}");
+        let created = "customer.subscription.created";
+        let stream = [
+            sub_event(&id(1), created, t0, &sub, &customer, "active"),
+            sub_event(&id(2), later_kind, t0 + 11, &sub, &customer, later_status),
+            sub_event(
+                &id(3),
+                "invoice.payment_failed",
+                t0 + 10,
+                &sub,
+                &customer,
+                "",
+            ),
+        ];
+        let mut outcomes = vec![];
+        for event in &stream {
+            outcomes.push(app.deliver(event).await["outcome"].clone());
+        }
+        assert_eq!(outcomes[2], "applied", "{name}: {outcomes:?}");
+        let (mails,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'payment_failed' AND recipient = $1",
+        )
+        .bind(&email)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(mails, 1, "{name}: the failure's email");
+    }
+}
