@@ -32,6 +32,8 @@ pub(super) async fn list_keys(
 #[schema(as = NewKeyBody)]
 pub(super) struct CreateBody {
     name: String,
+    /// `read` (who am I, the gates, forward-auth) and `billing` (Checkout, the portal).
+    #[schema(value_type = Vec<crate::auth::api_keys::Scope>)]
     scopes: Vec<String>,
     /// Whole days from now; absent for a key that does not expire.
     expires_in_days: Option<i64>,

@@ -161,6 +161,7 @@ async fn show_change(
             date => locale.date(preview.effective_at),
             due => money(preview.amount_due, &preview.currency),
             charged => preview.amount_due > 0,
+            credit => (preview.credit > 0).then(|| money(preview.credit, &preview.currency)),
             ends_trial => preview.ends_trial,
             lines,
             recurring => money(preview.recurring_amount, &preview.currency),

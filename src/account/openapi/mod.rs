@@ -19,7 +19,9 @@ use utoipa::{
     openapi::{
         self, Ref, RefOr, ResponseBuilder,
         content::ContentBuilder,
-        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+        security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        },
     },
 };
 
@@ -123,7 +125,7 @@ impl Modify for Conventions {
                     .build(),
             )
             .build();
-        for item in doc.paths.paths.values_mut() {
+        for (path, item) in doc.paths.paths.iter_mut() {
             let operations = [
                 &mut item.get,
                 &mut item.post,
@@ -137,6 +139,17 @@ impl Modify for Conventions {
                     .responses
                     .entry("default".into())
                     .or_insert_with(|| RefOr::T(error.clone()));
+                let (optional, schemes) = credentials(path);
+                if !schemes.is_empty() {
+                    let mut alternatives: Vec<SecurityRequirement> = schemes
+                        .iter()
+                        .map(|s| SecurityRequirement::new(*s, Vec::<String>::new()))
+                        .collect();
+                    if optional {
+                        alternatives.insert(0, SecurityRequirement::default());
+                    }
+                    operation.security = Some(alternatives);
+                }
             }
         }
         let components = doc.components.get_or_insert_with(Default::default);
@@ -148,6 +161,15 @@ impl Modify for Conventions {
             ))),
         );
         components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("An API key as the Basic password (any user name)."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -156,6 +178,33 @@ impl Modify for Conventions {
                     .build(),
             ),
         );
+    }
+}
+
+/// How a client proves who it is on `path`: whether it may also send nothing, and the schemes
+/// it may use. The account's own settings take the session only (an API key or access token
+/// gets 403 `session_required`); who-am-I, the gates and billing also take a key (with its scope)
+/// or an access token; signing in, the emailed links, the public documents and Stripe's
+/// webhooks take none (a link's confirmation reads a session when there is one).
+pub fn credentials(path: &str) -> (bool, &'static [&'static str]) {
+    const ANY: &[&str] = &["session", "bearer", "basic"];
+    const SESSION: &[&str] = &["session"];
+    match path {
+        "/api/me" | "/api/demo/{area}" => (false, ANY),
+        p if p.starts_with("/api/billing/") => (false, ANY),
+        "/auth/forward" => (true, ANY),
+        "/api/auth/logout" => (false, &["session", "bearer"]),
+        "/api/auth/verify-email" | "/api/auth/email/confirm" => (true, SESSION),
+        "/api/keys"
+        | "/api/keys/{id}"
+        | "/api/auth/token"
+        | "/api/auth/reauth"
+        | "/api/auth/reauth/passkey/options"
+        | "/api/auth/password/change"
+        | "/api/auth/email/change"
+        | "/api/auth/verify-email/request" => (false, SESSION),
+        p if p.starts_with("/api/account/") => (false, SESSION),
+        _ => (false, &[]),
     }
 }
 

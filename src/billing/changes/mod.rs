@@ -173,6 +173,9 @@ pub struct Preview {
     pub effective_at: i64,
     /// Charged now (minor units): the prorated difference, after any credit.
     pub amount_due: i64,
+    /// Left on the account as credit now (minor units): unused time worth more than the change
+    /// costs. Stripe applies it to the next invoices; it is not refunded.
+    pub credit: i64,
     /// ISO currency, lower case.
     pub currency: String,
     /// The lines of the charge made now (empty when nothing is charged now).
@@ -216,6 +219,7 @@ async fn preview_now(
         effective: Effective::Now,
         effective_at: now,
         amount_due: 0,
+        credit: 0,
         currency: target.currency.clone(),
         lines: Vec::new(),
         recurring_amount: target.amount * live.quantity as i64,
@@ -247,6 +251,7 @@ async fn preview_now(
         .subscription_details(details);
     let invoice = retrying(|| request.send(&state.stripe.client)).await?;
     preview.amount_due = invoice.amount_due;
+    preview.credit = (-invoice.total).max(0);
     preview.currency = invoice.currency.to_string();
     preview.proration_date = invoice
         .parent

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::changes::{assert_lines, invoices, post, preview_change, share_left, subscription};
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, page_text};
 
 /// `TOLLGATE_DOWNGRADES_AT=now`: a downgrade takes effect at once, charges nothing, and leaves
 /// the unused time as account credit that pays the next renewals.
@@ -34,6 +34,14 @@ async fn with_downgrades_at_now_a_downgrade_is_immediate_and_credits_the_unused_
     assert_lines(&preview, -share(4900), share(1900));
     let credit = share(4900) - share(1900);
     assert!(credit > 1000, "most of a month's difference: {credit}");
+    assert_eq!(preview["credit"], credit, "the preview names the credit");
+    // The page says so, with the amount, before anything is confirmed.
+    let page = page_text(&c, &app.url("/billing/change?plan=pro&interval=month")).await;
+    let dollars = format!("${}.{:02}", credit / 100, credit % 100);
+    assert!(
+        page.contains(&dollars) && page.contains("stays on your account as credit"),
+        "{page}"
+    );
 
     let body = json!({"plan": "pro", "interval": "month", "proration_date": at});
     let (status, done) = post(&app, &c, "/api/billing/change", body).await;

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, client};
 
+mod documented;
 mod headers;
 mod lifecycle;
 mod pages;
