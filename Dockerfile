@@ -18,8 +18,11 @@ COPY --from=build /src/target/release/tollgate /usr/local/bin/tollgate
 # The catalog (plans, prices by Stripe lookup key, forward-auth rules): edit deploy/plans.toml.
 COPY deploy/plans.toml /etc/tollgate/plans.toml
 ENV TOLLGATE_PLANS=/etc/tollgate/plans.toml
-USER tollgate
+# Starts as root only to hand a freshly mounted volume at /data to the `tollgate` user, then runs
+# tollgate as that user (setpriv, from util-linux, in the base image).
+COPY deploy/entrypoint.sh /usr/local/bin/tollgate-entrypoint
 WORKDIR /data
+ENTRYPOINT ["/usr/local/bin/tollgate-entrypoint"]
 ENV TOLLGATE_BIND=0.0.0.0:8080
 EXPOSE 8080
 CMD ["tollgate", "serve"]

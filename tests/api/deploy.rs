@@ -34,10 +34,53 @@ async fn fly_toml_port_and_health_check_match_the_app() {
     let dockerfile =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
     assert!(dockerfile.contains("EXPOSE 8080"));
+    // tollgate runs as the unprivileged user: the entrypoint drops root (after handing a mounted
+    // volume to that user) before it execs anything.
+    let entrypoint =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/entrypoint.sh"))
+            .unwrap();
+    assert!(dockerfile.contains("COPY deploy/entrypoint.sh /usr/local/bin/tollgate-entrypoint"));
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/tollgate-entrypoint"]"#));
+    assert!(dockerfile.contains("useradd --system --uid 10001"));
+    assert!(entrypoint.contains("user=${TOLLGATE_RUN_AS:-tollgate}"));
+    assert!(entrypoint.contains("data=${TOLLGATE_DATA_DIR:-/data}"));
+}
+
+/// The image's entrypoint, run here as root the way the container starts: it hands the data
+/// directory (root's, as a fresh volume is) to the service user and runs the command as that
+/// user, with no way back to root.
+#[tokio::test]
+async fn the_entrypoint_hands_the_volume_over_and_drops_root() {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("NOTICE: not root; skipped the entrypoint test (CI runs as root)");
+        return;
+    }
+    let data = std::env::temp_dir().join(format!("tollgate-volume-{}", std::process::id()));
+    std::fs::create_dir_all(&data).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/entrypoint.sh");
+    let out = tokio::process::Command::new("sh")
+        .args([
+            script,
+            "sh",
+            "-c",
+            "id -u; touch \"$TOLLGATE_DATA_DIR/db\" && echo wrote",
+        ])
+        .env("TOLLGATE_RUN_AS", "nobody")
+        .env("TOLLGATE_DATA_DIR", &data)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = std::fs::remove_dir_all(&data);
     assert!(
-        dockerfile.contains("USER "),
-        "the runtime image runs as non-root"
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_ne!(lines[0], "0", "the command runs as the service user");
+    assert_eq!(lines[1], "wrote", "and can write to the handed-over volume");
 }
 
 /// The production recipe as documented (fly.toml's `[env]`, the secrets its comment sets, the
@@ -138,4 +181,31 @@ async fn check_config_accepts_exactly_the_documented_production_settings() {
         assert_eq!(out.status.code(), Some(2), "without {missing}");
         assert!(String::from_utf8_lossy(&out.stderr).contains(missing.as_str()));
     }
+}
+
+/// The README's Fly Postgres step parses as fly.toml TOML and runs a command the binary has.
+#[tokio::test]
+async fn the_readmes_release_command_is_a_real_command() {
+    let readme = include_str!("../../README.md");
+    let open = readme
+        .find("```toml\n")
+        .expect("the README's fly.toml block")
+        + "```toml\n".len();
+    let block = &readme[open..open + readme[open..].find("```\n").unwrap()];
+    let parsed: toml::Table = toml::from_str(block).expect("TOML");
+    let command = parsed["deploy"]["release_command"].as_str().unwrap();
+    let mut words = command.split_whitespace();
+    assert_eq!(words.next(), Some("tollgate"));
+    let db = crate::helpers::TestDb::new().await;
+    let out = crate::cli::tollgate()
+        .args(words)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
