@@ -27,12 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Locale {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        Ok(Locale(negotiate(header)))
+        Ok(Locale(of_headers(&parts.headers)))
     }
 }
 
@@ -46,12 +41,8 @@ pub(super) async fn reader_language(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let header = request
-        .headers()
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    READER.scope(negotiate(header), next.run(request)).await
+    let lang = of_headers(request.headers());
+    READER.scope(lang, next.run(request)).await
 }
 
 /// The templates' `moment` filter: an RFC 3339 moment in the language of the request being
@@ -59,6 +50,17 @@ pub(super) async fn reader_language(
 pub(super) fn moment(value: String) -> String {
     let lang = READER.try_with(|lang| *lang).unwrap_or(Lang::EnUs);
     Locale(lang).moment_of(&value)
+}
+
+/// The date language of a request: every `Accept-Language` line, read as one list (a line that
+/// is not text is left out).
+fn of_headers(headers: &axum::http::HeaderMap) -> Lang {
+    let lines: Vec<&str> = headers
+        .get_all(axum::http::header::ACCEPT_LANGUAGE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    negotiate(&lines.join(","))
 }
 
 /// The best language of an `Accept-Language` value (highest `q`, first on ties); unknown,
@@ -70,9 +72,10 @@ pub(super) fn negotiate(header: &str) -> Lang {
         let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = parts
             .find_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
+                let p = p.trim();
+                // Parameter names are case-insensitive (`Q=0.5`).
+                let value = p.get(2..).filter(|_| p[..2].eq_ignore_ascii_case("q="))?;
+                value.parse::<f32>().ok()
             })
             .unwrap_or(1.0);
         if !(q > 0.0 && q <= 1.0) {
@@ -269,6 +272,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_accept_language_line_counts() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.append("accept-language", "en;q=0.2".parse().unwrap());
+        headers.append("accept-language", "nl".parse().unwrap());
+        assert_eq!(of_headers(&headers), Lang::Nl);
+        headers.append(
+            "accept-language",
+            axum::http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        assert_eq!(
+            of_headers(&headers),
+            Lang::Nl,
+            "a line that is not text is left out"
+        );
+        assert_eq!(of_headers(&axum::http::HeaderMap::new()), Lang::EnUs);
+    }
+
+    #[test]
     fn the_readers_language_writes_the_moment() {
         let at = "2026-12-14T15:05:00Z";
         let cases = [
@@ -315,6 +336,7 @@ mod tests {
             ("fr-CH, fr;q=0.9, en;q=0.8", "14 décembre 2026"),
             ("ja, es;q=0.5", "14 de diciembre de 2026"),
             ("en;q=0.4, it;q=0.6", "14 dicembre 2026"),
+            ("de;Q=0, fr;q=0.5", "14 décembre 2026"),
             ("nl", "14 december 2026"),
             ("pt-BR", "14 de dezembro de 2026"),
             ("xx, zz;q=0.3", "December 14, 2026"),
