@@ -6,7 +6,7 @@
 
 mod flask;
 mod schemathesis;
-mod snippets;
+pub(crate) mod snippets;
 
 use std::path::PathBuf;
 

@@ -122,7 +122,7 @@ fn the_readmes_rust_example_is_the_compiled_doc_example() {
 }
 
 /// The README's `sh` block whose first line is `first`.
-fn sh_block(first: &str) -> &'static str {
+pub(crate) fn sh_block(first: &str) -> &'static str {
     let marker = format!("```sh\n{first}");
     let open = README
         .find(&marker)
@@ -134,7 +134,11 @@ fn sh_block(first: &str) -> &'static str {
 /// Runs a README curl block against `app` as it stands, except that tollgate's address is the
 /// test's and every `curl` prints only its status; returns the statuses and the ones the block's
 /// comments state (`# 201 …`), in order.
-async fn run_curl_block(app: &TestApp, code: &str, env: &[(&str, &str)]) -> (Vec<u16>, Vec<u16>) {
+pub(crate) async fn run_curl_block(
+    app: &TestApp,
+    code: &str,
+    env: &[(&str, &str)],
+) -> (Vec<u16>, Vec<u16>) {
     let stated: Vec<u16> = code
         .lines()
         .filter_map(|l| l.split_once("# ").map(|(_, comment)| comment))
@@ -193,4 +197,76 @@ async fn the_readmes_curl_commands_answer_what_they_say() {
     let (got, stated) = run_curl_block(&app, tokens, &[("ACCESS_TOKEN", &token)]).await;
     assert_eq!(stated, [200, 200]);
     assert_eq!(got, stated, "{tokens}");
+}
+
+/// The README's Traefik configuration (no Traefik here to run it: Debian has no package) read as
+/// YAML by PyYAML: its forwardAuth asks tollgate's route and copies exactly the identity headers a
+/// real tollgate grants with, and only the app's router goes through the middleware.
+#[tokio::test]
+async fn the_readmes_traefik_configuration_copies_what_tollgate_answers() {
+    let Some(python) = super::python() else {
+        return;
+    };
+    let open = README
+        .find("```yaml\n")
+        .expect("the README's Traefik block")
+        + "```yaml\n".len();
+    let yaml = &README[open..open + README[open..].find("```\n").unwrap()];
+    let mut child = tokio::process::Command::new(&python)
+        .args([
+            "-c",
+            "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let http = &config["http"];
+    let auth = &http["middlewares"]["tollgate"]["forwardAuth"];
+    assert_eq!(auth["address"], "http://127.0.0.1:3000/auth/forward");
+    assert_eq!(
+        http["routers"]["app"]["middlewares"],
+        serde_json::json!(["tollgate"])
+    );
+    assert!(
+        http["routers"]["tollgate"]["middlewares"].is_null(),
+        "tollgate's own pages are not gated"
+    );
+
+    // What a real tollgate answers a granted request with.
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    let granted = c
+        .get(app.url("/auth/forward"))
+        .header("x-forwarded-uri", "/pro/report")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 200);
+    let mut answered: Vec<String> = granted
+        .headers()
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k.starts_with("x-tollgate-"))
+        .collect();
+    answered.sort();
+    let mut copied: Vec<String> = auth["authResponseHeaders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    copied.sort();
+    assert_eq!(copied, answered);
 }

@@ -269,3 +269,22 @@ async fn signing_out_everywhere_else_ends_device_trust() {
     assert_eq!(status_of(&app, &laptop, "/api/me").await, 401);
     first_step(&app, &laptop, "ann@example.com", json!({})).await;
 }
+
+/// The README's two-step sign-in with curl, run as it stands there: the password step answers
+/// the pending token, and the code step (with a pending token and the app's current code) signs in.
+#[tokio::test]
+async fn the_readmes_two_step_sign_in_runs() {
+    let app = spawn_app().await;
+    let Some((_, mut otp, _)) = user_with_2fa(&app, "ann@example.com").await else {
+        return;
+    };
+    let pending = first_step(&app, &fresh(), "ann@example.com", json!({})).await;
+    let code = otp.next_code().await;
+    let block = crate::interop::snippets::sh_block(
+        "curl -s -H 'Content-Type: application/json' \\\n  -d '{\"email\":\"ann@example.com\"",
+    );
+    let env = [("PENDING_TOKEN", pending.as_str()), ("CODE", code.as_str())];
+    let (got, stated) = crate::interop::snippets::run_curl_block(&app, block, &env).await;
+    assert_eq!(stated, [200, 200], "{block}");
+    assert_eq!(got, stated, "{block}");
+}
