@@ -197,6 +197,7 @@ impl App {
             self.state.db.clone(),
             self.state.clock.clone(),
             self.state.signing.retired_window(),
+            self.state.config.audit_retention_days,
         ));
         let mailer = tokio::spawn(crate::email::worker(
             self.state.billing.auth.mail.clone(),
@@ -323,6 +324,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
             state.clone(),
             security_headers,
         ))
+        .layer(middleware::from_fn(request_scope))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
@@ -343,6 +345,17 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .layer(middleware::from_fn_with_state(state.clone(), edge))
         .with_state(state)
+}
+
+/// Handles the request with its id (set by the layer outside) known to the audit trail.
+async fn request_scope(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    crate::telemetry::with_request_id(id, next.run(request)).await
 }
 
 /// The first thing every request meets: `TRACE` and `CONNECT` are refused on every path (405),

@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Access-token signing keys.
     Jwt {
         #[command(subcommand)]
@@ -72,6 +77,16 @@ enum StripeCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Remove the events older than TOLLGATE_AUDIT_RETENTION_DAYS (or --older-than-days).
+    Prune {
+        /// Keep this many days instead of the setting.
+        #[arg(long)]
+        older_than_days: Option<i64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum JwtCommand {
     /// Retire the current signing key and make a new one. The retired key is still published
     /// and still verifies until the last token it signed has expired.
@@ -97,6 +112,17 @@ enum UserCommand {
 }
 
 /// `tollgate jwt rotate`.
+async fn prune_audit(config: Config, days: Option<i64>) -> anyhow::Result<()> {
+    let days = days.unwrap_or(config.audit_retention_days);
+    anyhow::ensure!(days >= 1, "--older-than-days must be at least 1");
+    let db = Db::connect(config.database_url.expose()).await?;
+    db.migrate().await?;
+    let before = crate::clock::Clock::new().now() - days * 86_400;
+    let removed = crate::audit::prune(&db, before).await?;
+    println!("removed {removed} audit events older than {days} days");
+    Ok(())
+}
+
 async fn rotate_jwt_key(config: Config) -> anyhow::Result<()> {
     if config.jwt_signing_key.is_some() {
         anyhow::bail!(
@@ -169,6 +195,9 @@ pub fn main() -> ExitCode {
             Command::User {
                 command: UserCommand::ResetSecondFactor { email },
             } => reset_second_factor(config, catalog, &email).await,
+            Command::Audit {
+                command: AuditCommand::Prune { older_than_days },
+            } => prune_audit(config, older_than_days).await,
             Command::Jwt {
                 command: JwtCommand::Rotate,
             } => rotate_jwt_key(config).await,

@@ -123,6 +123,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook follow-ups",
         include_str!("../migrations/0019_webhook_follow_ups.sql"),
     ),
+    (
+        20,
+        "audit trail",
+        include_str!("../migrations/0020_audit.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -9,6 +9,7 @@ pub mod account;
 pub mod app;
 #[cfg(test)]
 mod architecture;
+pub mod audit;
 pub mod auth;
 pub mod base;
 pub mod billing;

@@ -29,6 +29,40 @@ tokio::task_local! {
     static CLIENT_IP: IpAddr;
 }
 
+tokio::task_local! {
+    /// The id of the request being handled (set by [`with_request_id`]).
+    static REQUEST_ID: String;
+}
+
+/// Runs a request's handling with its id known to [`request_context`].
+pub async fn with_request_id<F: Future>(id: String, handling: F) -> F::Output {
+    REQUEST_ID.scope(id, handling).await
+}
+
+tokio::task_local! {
+    /// The Stripe event being applied (set by [`with_stripe_event`]).
+    static STRIPE_EVENT: String;
+}
+
+/// Applies a Stripe event with its id known to [`stripe_event`] (the audit trail names it).
+pub async fn with_stripe_event<F: Future>(id: String, applying: F) -> F::Output {
+    STRIPE_EVENT.scope(id, applying).await
+}
+
+/// The id of the Stripe event being applied, if one is.
+pub fn stripe_event() -> Option<String> {
+    STRIPE_EVENT.try_with(Clone::clone).ok()
+}
+
+/// The id and client address of the request being handled, when there is one (for the audit
+/// trail).
+pub fn request_context() -> (Option<String>, Option<String>) {
+    (
+        REQUEST_ID.try_with(Clone::clone).ok(),
+        CLIENT_IP.try_with(|ip| ip.to_string()).ok(),
+    )
+}
+
 /// Runs a request's handling with its client address known to [`security_event`].
 pub async fn with_client_ip<F: Future>(ip: IpAddr, handling: F) -> F::Output {
     CLIENT_IP.scope(ip, handling).await

@@ -157,12 +157,20 @@ pub async fn sign_out(state: &Billing, headers: &HeaderMap, session: &Session) -
     {
         let now = state.clock.now();
         let mut tx = state.db.begin().await?;
-        match &current.via {
+        let via = match &current.via {
             Via::Token(token) => {
-                refresh::end_on_family(&mut tx, &token.family.id, Ending::Logout, now).await?
+                refresh::end_on_family(&mut tx, &token.family.id, Ending::Logout, now).await?;
+                "token"
             }
-            _ => refresh::end_all_on(&mut tx, &current.user.id, Ending::Logout, now).await?,
-        }
+            _ => {
+                refresh::end_all_on(&mut tx, &current.user.id, Ending::Logout, now).await?;
+                "session"
+            }
+        };
+        let payload = serde_json::json!({"via": via});
+        let entry =
+            crate::auth::own_event(crate::audit::Kind::SignedOut, &current.user.id, payload);
+        crate::audit::record(&mut tx, now, entry).await?;
         state.commit_for(tx, &current.user.id).await?;
         tracing::info!(user = %current.user.id, "signed out");
     }

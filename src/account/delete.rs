@@ -12,6 +12,7 @@ use axum::{
     routing::post,
 };
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::auth::{Auth, confirm_owner, users};
 use crate::gate::{CurrentUser, SessionUser};
@@ -50,6 +51,8 @@ pub async fn delete_account(
     customers::detach_user_on(&mut tx, &user.id).await?;
     outbox::drop_pending_to(&mut tx, &user.email).await?;
     users::delete_on(&mut tx, &user.id).await?;
+    let entry = crate::auth::own_event(crate::audit::Kind::AccountDeleted, &user.id, json!({}));
+    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
     state.commit_for(tx, &user.id).await?;
     // The row (and with it every session) is gone; drop this session's state too.
     current.session.flush().await?;

@@ -2,6 +2,7 @@
 //! cross capabilities (deleting an account closes its billing; an email change tells Stripe).
 //! Above the gate, so handlers take the gate's [`crate::gate::CurrentUser`].
 
+pub mod activity;
 pub mod auth;
 pub mod billing;
 pub mod delete;
@@ -33,6 +34,7 @@ where
         .merge(health::router())
         .merge(openapi::router())
         .merge(auth::router())
+        .merge(activity::router())
         .merge(email::router())
         .merge(delete::router())
         .merge(billing::router())

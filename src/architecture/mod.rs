@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the Stripe simulator", &["sim"]),
     ("settings", &["config"]),
     ("storage and logs", &["db", "telemetry"]),
+    ("the audit trail", &["audit"]),
     ("errors and the cache", &["error", "cache"]),
     ("request parsing", &["extract"]),
     ("the base", &["base"]),

@@ -34,6 +34,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("billing_change_leases", "billing::changes::lease"),
     ("subscriptions", "billing::subscriptions"),
     ("stripe_events", "billing::event_log"),
+    ("audit_events", "audit"),
+    ("audit_sequence", "audit"),
 ];
 
 /// Reads of another module's table inside one statement: (module, table, why).

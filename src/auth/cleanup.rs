@@ -1,5 +1,6 @@
 //! The periodic clean-up of what expires: sessions, rate-limit counters, refresh tokens, signing
-//! keys, email tokens, pending sign-ins, passkey ceremonies and social sign-in flows.
+//! keys, email tokens, pending sign-ins, passkey ceremonies, social sign-in flows, and audit
+//! events past their retention.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use crate::{clock::Clock, db::Db};
 /// Deletes expired sessions, stale rate-limit counters, dead refresh tokens and token families,
 /// signing keys no token can need any more, stale email tokens and expired pending sign-ins,
 /// every ten minutes.
-pub async fn run_forever(db: Db, clock: Clock, retired_window: i64) {
+pub async fn run_forever(db: Db, clock: Clock, retired_window: i64, audit_days: i64) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
@@ -40,6 +41,10 @@ pub async fn run_forever(db: Db, clock: Clock, retired_window: i64) {
         let flows = super::social::flows::delete_expired(&db, clock.now());
         if let Err(e) = flows.await {
             tracing::warn!(error = %e, "sign-in flow cleanup failed");
+        }
+        let audit = crate::audit::prune(&db, clock.now() - audit_days * 86_400);
+        if let Err(e) = audit.await {
+            tracing::warn!(error = %e, "audit trail pruning failed");
         }
         let links = super::social::links::delete_expired(&db, clock.now());
         if let Err(e) = links.await {

@@ -377,6 +377,9 @@ pub async fn reset_password(
     mark_verified(&mut tx, &mut user).await?;
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
     session_store::revoke_all_on(&mut tx, &user.id, None).await?;
+    let payload = serde_json::json!({"via": "reset"});
+    let entry = super::own_event(crate::audit::Kind::PasswordChanged, &user.id, payload);
+    crate::audit::record(&mut tx, now, entry).await?;
     // A reset is how an owner takes the account back: keys and passkeys made by whoever held it
     // end too (the owner adds their passkeys again; mail alone never removes the second factor).
     api_keys::revoke_all_on(&mut tx, &user.id, now).await?;

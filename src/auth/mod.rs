@@ -212,6 +212,10 @@ pub async fn sign_in(
     session.insert(SEEN_AT_KEY, now).await?;
     session.insert(PROVED_AT_KEY, state.clock.now()).await?;
     devices::record(session, from).await?;
+    // The session is written by its own store: the sign-in is recorded beside it.
+    let payload = serde_json::json!({"via": "session", "remember": remember});
+    let entry = own_event(crate::audit::Kind::SignedIn, &user.id, payload);
+    crate::audit::record_alone(&state.db, state.clock.now(), entry).await?;
     session.set_expiry(Some(if remember {
         // A persistent cookie that lives as long as the idle timeout, renewed with activity.
         Expiry::OnInactivity(time::Duration::seconds(
@@ -256,6 +260,20 @@ async fn prepare_registration(
     Ok((email, hash))
 }
 
+/// An audit entry about `user` made by that user (`payload`: the details).
+pub(crate) fn own_event(
+    kind: crate::audit::Kind,
+    user: &str,
+    payload: serde_json::Value,
+) -> crate::audit::Entry<'_> {
+    crate::audit::Entry {
+        kind,
+        actor: user,
+        subject: Some(user),
+        payload,
+    }
+}
+
 /// Creates an account and signs it in.
 pub async fn register_user(
     state: &Auth,
@@ -268,6 +286,9 @@ pub async fn register_user(
     let mut tx = state.db.begin().await?;
     let user = users::insert_user_on(&mut tx, &email, &hash).await?;
     email_flows::send_verification(state, &mut tx, &user).await?;
+    let payload = serde_json::json!({"method": "password"});
+    let entry = own_event(crate::audit::Kind::SignedUp, &user.id, payload);
+    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
     crate::email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, email = %email.masked(), "registered");
     Ok(user)
@@ -318,6 +339,7 @@ pub async fn authenticate(
     let verified = state.hasher.verify(password, stored).await?;
     // In privacy mode an unverified account cannot sign in by password: its password may be a
     // stranger's pre-registration.
+    let known = user.as_ref().map(|u| u.id.clone());
     let user = user.filter(|u| !state.config.registration_privacy || u.email_verified);
     match (verified, user) {
         (Verified::Yes, Some(user)) => Ok(user),
@@ -330,6 +352,14 @@ pub async fn authenticate(
             // One reason for all: the log says nothing about which addresses have accounts.
             let masked = Email::parse(email).map_or_else(|_| "***".into(), |e| e.masked());
             crate::telemetry::security_event("login_failed", Some(&masked), "invalid_credentials");
+            // Recorded for an unknown address too (without a subject), so both cost the same.
+            let entry = crate::audit::Entry {
+                kind: crate::audit::Kind::SignInFailed,
+                actor: "anonymous",
+                subject: known.as_deref(),
+                payload: serde_json::json!({"address": masked, "reason": "invalid_credentials"}),
+            };
+            crate::audit::record_alone(&state.db, state.clock.now(), entry).await?;
             Err(AppError::InvalidCredentials)
         }
     }
@@ -429,6 +459,13 @@ pub async fn change_user_password(
     if change.revoke_api_keys {
         api_keys::revoke_all_on(&mut tx, &current.user.id, state.clock.now()).await?;
     }
+    let payload = serde_json::json!({"via": "change", "api_keys_revoked": change.revoke_api_keys});
+    let entry = own_event(
+        crate::audit::Kind::PasswordChanged,
+        &current.user.id,
+        payload,
+    );
+    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
     state.commit_for(tx, &current.user.id).await?;
     // A privilege change: every session of the user ended above; this one goes on under a new id
     // and the new epoch.

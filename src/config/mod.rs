@@ -165,6 +165,8 @@ pub struct Config {
     /// `TOLLGATE_DOWNGRADES_AT`: true (`period_end`) when in-app downgrades wait for the period
     /// end.
     pub downgrades_at_period_end: bool,
+    /// `TOLLGATE_AUDIT_RETENTION_DAYS`: how long audit events are kept.
+    pub audit_retention_days: i64,
     /// `TOLLGATE_STRIPE_RETRY_SECS`: the first delay before queued Stripe work (a customer's
     /// email change) is tried again; it doubles with each failure, up to an hour.
     pub stripe_retry_secs: u64,
@@ -240,6 +242,7 @@ impl Config {
             require_verified_for_checkout: false,
             past_due_grace_secs: 0,
             downgrades_at_period_end: true,
+            audit_retention_days: 365,
             stripe_retry_secs: 0,
             access_token_secs: 0,
             jwt_audience: None,

@@ -11,6 +11,7 @@
 //! confirming it is you, enrolment), each with its route table.
 
 mod account;
+mod activity;
 mod auth_pages;
 mod billing;
 pub mod csrf;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(mailbox::routes())
         .merge(second_factor::routes())
         .merge(devices::routes())
+        .merge(activity::routes())
         .merge(passkeys::routes())
         .merge(social::routes())
         .layer(middleware::from_fn_with_state(
@@ -106,6 +108,10 @@ pub fn templates() -> Environment<'static> {
         ),
         ("reauth.html", include_str!("../../templates/reauth.html")),
         ("devices.html", include_str!("../../templates/devices.html")),
+        (
+            "activity.html",
+            include_str!("../../templates/activity.html"),
+        ),
         (
             "passkeys.html",
             include_str!("../../templates/passkeys.html"),

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod addresses;
+mod audit;
 mod billing;
 mod catalog_check;
 mod cli;

@@ -44,6 +44,7 @@ use utoipa::{
         super::auth::logout,
         super::auth::change_password,
         super::auth::me,
+        super::activity::history,
         super::email::request_verification_route,
         super::email::verify_email_route,
         super::email::forgot_password_route,

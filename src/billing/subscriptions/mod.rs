@@ -186,12 +186,17 @@ pub async fn apply(
     };
     let item = snap.plan_item(catalog);
     let plan = item.and_then(|i| i.plan(catalog)).map(|p| p.id.clone());
+    let before: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, plan_id FROM subscriptions WHERE id = $1")
+            .bind(&snap.id)
+            .fetch_optional(&mut **tx)
+            .await?;
     let done = sqlx::query(sql)
         .bind(&snap.id)
         .bind(user_id)
         .bind(&snap.customer)
         .bind(snap.status.as_str())
-        .bind(plan)
+        .bind(&plan)
         .bind(item.map(|i| &i.price_id))
         .bind(item.map_or(1, |i| i.quantity))
         .bind(snap.current_period_end)
@@ -211,6 +216,10 @@ pub async fn apply(
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() > 0 {
+        let after = (snap.status.as_str().to_owned(), plan);
+        if before.as_ref() != Some(&after) {
+            record_change(tx, user_id, &snap.id, before, after, (source, seen)).await?;
+        }
         return Ok(Applied::Applied);
     }
     // Not newer than the row (the rare path): an equal stamp on a live row is a tie, and so is
@@ -342,6 +351,32 @@ pub async fn cancel_for_deleted_customer(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Appends the change of a subscription's status or plan to the audit trail, naming the Stripe
+/// event that brought it (or that it was read from Stripe).
+async fn record_change(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &str,
+    id: &str,
+    before: Option<(String, Option<String>)>,
+    (status, plan): (String, Option<String>),
+    (source, seen): (Source, i64),
+) -> sqlx::Result<()> {
+    let from = before.map(|(status, plan)| serde_json::json!({"status": status, "plan": plan}));
+    let entry = crate::audit::Entry {
+        kind: crate::audit::Kind::SubscriptionChanged,
+        actor: "stripe",
+        subject: Some(user_id),
+        payload: serde_json::json!({
+            "subscription": id,
+            "from": from,
+            "to": {"status": status, "plan": plan},
+            "stripe_event": crate::telemetry::stripe_event(),
+            "read_from_stripe": source != Source::Event,
+        }),
+    };
+    crate::audit::record(tx, seen, entry).await
 }
 
 /// True when the stored state of subscription `id` is newer than Stripe time `at` and shows the

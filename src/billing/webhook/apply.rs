@@ -145,6 +145,18 @@ async fn payment_failed(
     if event.kind == Kind::PaymentFailed {
         notify(state, tx, user, event, &sub).await?;
     }
+    let entry = crate::audit::Entry {
+        kind: crate::audit::Kind::PaymentFailed,
+        actor: "stripe",
+        subject: Some(user),
+        payload: serde_json::json!({
+            "subscription": sub,
+            "invoice": event.object.get("id"),
+            "action_required": event.kind == Kind::PaymentActionRequired,
+            "stripe_event": event.id,
+        }),
+    };
+    crate::audit::record(tx, event.created, entry).await?;
     Ok(Outcome::Applied)
 }
 

@@ -48,15 +48,15 @@ pub(super) async fn record(
         tracing::warn!(event = %event.id, "webhook event from the other Stripe mode not applied");
         Outcome::WrongMode
     } else {
-        apply(
+        let applying = apply(
             state,
             tx,
             event,
             customer.as_deref(),
             user.as_deref(),
             &mut follow,
-        )
-        .await?
+        );
+        crate::telemetry::with_stripe_event(event.id.clone(), applying).await?
     };
     if outcome != Outcome::Applied {
         event_log::set_outcome(tx, &event.id, outcome.as_str()).await?;

@@ -140,6 +140,7 @@ const NOT_DEFAULT: &[(&str, &str)] = &[
     ("TOLLGATE_JWT_SIGNING_KEY", SIGNING_KEY),
     ("TOLLGATE_LOCATION_HEADER", "CF-IPCountry"),
     ("TOLLGATE_DOWNGRADES_AT", "now"),
+    ("TOLLGATE_AUDIT_RETENTION_DAYS", "30"),
     (
         "TOLLGATE_GOOGLE_CLIENT_ID",
         "123-abc.apps.googleusercontent.com",

@@ -1,0 +1,195 @@
+//! The audit trail: one table of security and billing events (`audit_events`), each appended in
+//! the transaction of the change it records, numbered in commit order (`seq`). Users read their
+//! own (`GET /api/account/activity`, the account's activity page); `TOLLGATE_AUDIT_RETENTION_DAYS`
+//! bounds how long they are kept and `tollgate audit prune` removes the older ones.
+//!
+//! An entry holds a type, who acted (`actor`: a user id, `system`, or `stripe`), whom it is about
+//! (`subject`), when, the request id and client address of the request that caused it, and a
+//! small JSON payload. Never a secret, a password, a token or card data; an address only masked.
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::{clock::rfc3339, db::Db, ids::new_id};
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An account was made.
+    SignedUp,
+    /// A sign-in finished (any method).
+    SignedIn,
+    /// A password sign-in was refused (`subject` only when the address has an account).
+    SignInFailed,
+    /// A session or a token sign-in ended at its owner's request.
+    SignedOut,
+    /// The password was changed or reset.
+    PasswordChanged,
+    /// The account was deleted.
+    AccountDeleted,
+    /// Stripe's state of a subscription changed what is stored: plan or status.
+    SubscriptionChanged,
+    /// A payment failed.
+    PaymentFailed,
+}
+
+impl Kind {
+    /// Every kind, for the documentation's table.
+    pub const ALL: [Kind; 8] = [
+        Kind::SignedUp,
+        Kind::SignedIn,
+        Kind::SignInFailed,
+        Kind::SignedOut,
+        Kind::PasswordChanged,
+        Kind::AccountDeleted,
+        Kind::SubscriptionChanged,
+        Kind::PaymentFailed,
+    ];
+
+    /// The stored and published name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SignedUp => "account.signed_up",
+            Kind::SignedIn => "auth.signed_in",
+            Kind::SignInFailed => "auth.sign_in_failed",
+            Kind::SignedOut => "auth.signed_out",
+            Kind::PasswordChanged => "account.password_changed",
+            Kind::AccountDeleted => "account.deleted",
+            Kind::SubscriptionChanged => "billing.subscription_changed",
+            Kind::PaymentFailed => "billing.payment_failed",
+        }
+    }
+
+    /// Security events are shown to their subject as their account's history.
+    pub fn is_security(self) -> bool {
+        !matches!(self, Kind::SubscriptionChanged | Kind::PaymentFailed)
+    }
+}
+
+/// One event to append.
+pub struct Entry<'a> {
+    /// What happened.
+    pub kind: Kind,
+    /// Who acted: a user id, `system` or `stripe`.
+    pub actor: &'a str,
+    /// Whom it is about.
+    pub subject: Option<&'a str>,
+    /// A small JSON object of details (no secrets).
+    pub payload: Value,
+}
+
+/// Appends `entry` on `conn` (inside the transaction of the change it records), at `now`.
+pub async fn record(conn: &mut AnyConnection, now: i64, entry: Entry<'_>) -> sqlx::Result<()> {
+    // The counter row is held until the transaction ends, so numbers commit in order.
+    let (seq,): (i64,) = sqlx::query_as(
+        "UPDATE audit_sequence SET value = value + 1 WHERE name = 'audit_events' RETURNING value",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let (request_id, client_ip) = crate::telemetry::request_context();
+    sqlx::query(
+        "INSERT INTO audit_events (id, seq, type, actor, subject, at, request_id, client_ip, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(new_id("aud"))
+    .bind(seq)
+    .bind(entry.kind.as_str())
+    .bind(entry.actor)
+    .bind(entry.subject)
+    .bind(now)
+    .bind(request_id)
+    .bind(client_ip)
+    .bind(entry.payload.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends `entry` in a transaction of its own: for what changes no row of tollgate's (a refused
+/// sign-in) or is written by a store of its own (a session).
+pub async fn record_alone(db: &Db, now: i64, entry: Entry<'_>) -> sqlx::Result<()> {
+    let mut tx = db.begin().await?;
+    record(&mut tx, now, entry).await?;
+    tx.commit().await
+}
+
+/// An event as its subject reads it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ActivityEvent)]
+pub struct EventJson {
+    /// `aud_…`.
+    pub id: String,
+    /// Its type (`auth.signed_in`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The client address of the request that caused it, when there was one.
+    pub client_ip: Option<String>,
+    /// Details.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+/// The security history of `user`, newest first, at most `limit` events.
+pub async fn security_history(db: &Db, user: &str, limit: i64) -> sqlx::Result<Vec<EventJson>> {
+    let kinds: Vec<String> = Kind::ALL
+        .iter()
+        .filter(|k| k.is_security())
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    // The list is made of the kinds' own names, never of input.
+    let sql = format!(
+        "SELECT id, type, at, client_ip, payload FROM audit_events \
+         WHERE subject = $1 AND type IN ({}) ORDER BY seq DESC LIMIT $2",
+        kinds.join(", ")
+    );
+    let rows: Vec<(String, String, i64, Option<String>, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user)
+            .bind(limit)
+            .fetch_all(&db.pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, kind, at, client_ip, payload)| EventJson {
+            id,
+            kind,
+            at: rfc3339(at),
+            client_ip,
+            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        })
+        .collect())
+}
+
+/// Removes the events older than `before` (Unix seconds); how many.
+pub async fn prune(db: &Db, before: i64) -> sqlx::Result<u64> {
+    let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+        .bind(before)
+        .execute(&db.pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    /// The README's table lists every type, once, in this order.
+    #[test]
+    fn the_readme_lists_every_event_type() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("| type | actor | when | payload |")
+            .expect("the table");
+        let listed: Vec<&str> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('`').nth(1))
+            .collect();
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(listed, kinds);
+    }
+}

@@ -1,0 +1,78 @@
+//! The account's activity page: its security history (sign-ins, refused sign-ins, sign-outs,
+//! password changes), newest first, in the reader's language.
+
+use axum::{Extension, Router, extract::State, http::StatusCode, response::Response, routing::get};
+use minijinja::context;
+use tower_sessions::Session;
+
+use super::{
+    csrf::CsrfToken,
+    page::{PageError, member},
+    render,
+};
+use crate::{account::activity::HISTORY_LENGTH, audit, state::AppState};
+
+/// The page.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/account/activity", get(show_activity))
+}
+
+/// What an event type means, for people.
+fn label(kind: &str) -> &'static str {
+    match kind {
+        "account.signed_up" => "Account created",
+        "auth.signed_in" => "Signed in",
+        "auth.sign_in_failed" => "Sign-in refused: wrong password",
+        "auth.signed_out" => "Signed out",
+        "account.password_changed" => "Password changed",
+        "account.deleted" => "Account deleted",
+        _ => "Account activity",
+    }
+}
+
+async fn show_activity(
+    State(state): State<AppState>,
+    Extension(token): Extension<CsrfToken>,
+    session: Session,
+) -> Result<Response, PageError> {
+    let user = member(&state, session, "/account/activity").await?;
+    let events = audit::security_history(&state.db, &user.user.id, HISTORY_LENGTH)
+        .await
+        .map_err(crate::error::AppError::from)?;
+    let events: Vec<_> = events
+        .iter()
+        .map(|e| {
+            context! {
+                what => label(&e.kind),
+                at => e.at,
+                client_ip => e.client_ip,
+                detail => match e.payload["via"].as_str() {
+                    Some("reset") => Some("with a reset link"),
+                    Some("token") => Some("an app"),
+                    _ => None,
+                },
+            }
+        })
+        .collect();
+    Ok(render(
+        &state,
+        StatusCode::OK,
+        "activity.html",
+        Some(&user),
+        Some(&token),
+        context! { events },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+    use crate::audit::Kind;
+
+    #[test]
+    fn every_security_event_has_a_label() {
+        for kind in Kind::ALL.iter().filter(|k| k.is_security()) {
+            assert_ne!(label(kind.as_str()), "Account activity", "{kind:?}");
+        }
+    }
+}
