@@ -28,6 +28,26 @@ pub enum Kind {
     PasswordChanged,
     /// The account was deleted.
     AccountDeleted,
+    /// A new address was confirmed.
+    EmailChanged,
+    /// Two-factor sign-in was turned on.
+    SecondFactorEnabled,
+    /// Two-factor sign-in was turned off (by the owner, or reset by an operator).
+    SecondFactorDisabled,
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesRenewed,
+    /// A passkey was added.
+    PasskeyAdded,
+    /// A passkey was removed.
+    PasskeyRemoved,
+    /// An API key was made.
+    ApiKeyCreated,
+    /// An API key was revoked.
+    ApiKeyRevoked,
+    /// A Checkout Session was opened for a plan.
+    CheckoutStarted,
+    /// Stripe reported a Checkout Session completed.
+    CheckoutCompleted,
     /// Stripe's state of a subscription changed what is stored: plan or status.
     SubscriptionChanged,
     /// A payment failed.
@@ -36,13 +56,23 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 18] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
         Kind::SignedOut,
         Kind::PasswordChanged,
+        Kind::EmailChanged,
+        Kind::SecondFactorEnabled,
+        Kind::SecondFactorDisabled,
+        Kind::RecoveryCodesRenewed,
+        Kind::PasskeyAdded,
+        Kind::PasskeyRemoved,
+        Kind::ApiKeyCreated,
+        Kind::ApiKeyRevoked,
         Kind::AccountDeleted,
+        Kind::CheckoutStarted,
+        Kind::CheckoutCompleted,
         Kind::SubscriptionChanged,
         Kind::PaymentFailed,
     ];
@@ -56,6 +86,16 @@ impl Kind {
             Kind::SignedOut => "auth.signed_out",
             Kind::PasswordChanged => "account.password_changed",
             Kind::AccountDeleted => "account.deleted",
+            Kind::EmailChanged => "account.email_changed",
+            Kind::SecondFactorEnabled => "account.second_factor_enabled",
+            Kind::SecondFactorDisabled => "account.second_factor_disabled",
+            Kind::RecoveryCodesRenewed => "account.recovery_codes_renewed",
+            Kind::PasskeyAdded => "account.passkey_added",
+            Kind::PasskeyRemoved => "account.passkey_removed",
+            Kind::ApiKeyCreated => "account.api_key_created",
+            Kind::ApiKeyRevoked => "account.api_key_revoked",
+            Kind::CheckoutStarted => "billing.checkout_started",
+            Kind::CheckoutCompleted => "billing.checkout_completed",
             Kind::SubscriptionChanged => "billing.subscription_changed",
             Kind::PaymentFailed => "billing.payment_failed",
         }
@@ -63,7 +103,7 @@ impl Kind {
 
     /// Security events are shown to their subject as their account's history.
     pub fn is_security(self) -> bool {
-        !matches!(self, Kind::SubscriptionChanged | Kind::PaymentFailed)
+        !self.as_str().starts_with("billing.")
     }
 }
 

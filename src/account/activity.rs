@@ -31,13 +31,13 @@ where
 /// The security history.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct History {
-    /// Newest first, at most 50: sign-ups, sign-ins (and refused ones), sign-outs, password
-    /// changes.
+    /// Newest first, at most 50: sign-ups, sign-ins (and refused ones), sign-outs, and changes
+    /// to how the account signs in (`account.*`, `auth.*`).
     pub events: Vec<EventJson>,
 }
 
-/// The signed-in account's security history: sign-ins (and refused ones), sign-outs, password
-/// changes, newest first.
+/// The signed-in account's security history: sign-ins (and refused ones), sign-outs, and
+/// changes to how it signs in, newest first.
 #[utoipa::path(get, path = "/api/account/activity", tag = "accounts",
     responses((status = 200, description = "The account's security history", body = History)))]
 async fn history(

@@ -265,6 +265,13 @@ pub async fn confirm_email_change(
     }
     tokens::invalidate_all(&mut tx, &user.id, now).await?;
     crate::billing::customers::queue_email_sync(&mut tx, &user.id, &new_display, now).await?;
+    // The addresses are the owner's own: the trail keeps them masked all the same.
+    let payload = serde_json::json!({
+        "from": crate::telemetry::mask_address(&user.email),
+        "to": crate::telemetry::mask_address(&new_display),
+    });
+    let entry = crate::auth::own_event(crate::audit::Kind::EmailChanged, &user.id, payload);
+    crate::audit::record(&mut tx, now, entry).await?;
     state.commit_for(tx, &user.id).await?;
     user.email = new_display;
     user.email_verified = true;

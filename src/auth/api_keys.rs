@@ -246,6 +246,9 @@ pub async fn create(
     if inserted.rows_affected() == 0 {
         return Err(AppError::TooManyKeys);
     }
+    let payload = serde_json::json!({"key": key.id, "name": key.name, "scopes": names});
+    let entry = super::own_event(crate::audit::Kind::ApiKeyCreated, user_id, payload);
+    crate::audit::record(&mut tx, now, entry).await?;
     tx.commit().await?;
     Ok((key, secret))
 }
@@ -265,16 +268,23 @@ pub async fn list(db: &Db, user_id: &str) -> Result<Vec<ApiKey>> {
 
 /// Revokes the user's key `id`; false when the user has no such live key.
 pub async fn revoke(base: &Base, user_id: &str, id: &str, now: i64) -> Result<bool> {
+    let mut tx = base.db.begin().await?;
     let done = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
     )
     .bind(now)
     .bind(id)
     .bind(user_id)
-    .execute(&base.db.pool)
+    .execute(&mut *tx)
     .await?;
-    base.cache.forget_user(user_id);
-    Ok(done.rows_affected() == 1)
+    let revoked = done.rows_affected() == 1;
+    if revoked {
+        let payload = serde_json::json!({"key": id});
+        let entry = super::own_event(crate::audit::Kind::ApiKeyRevoked, user_id, payload);
+        crate::audit::record(&mut tx, now, entry).await?;
+    }
+    base.commit_for(tx, user_id).await?;
+    Ok(revoked)
 }
 
 /// Revokes every key of the user (inside the caller's transaction; the caller forgets the user in

@@ -1,5 +1,5 @@
 //! The account's activity page: its security history (sign-ins, refused sign-ins, sign-outs,
-//! password changes), newest first, in the reader's language.
+//! changes to how it signs in), newest first, in the reader's language.
 
 use axum::{Extension, Router, extract::State, http::StatusCode, response::Response, routing::get};
 use minijinja::context;
@@ -26,6 +26,14 @@ fn label(kind: &str) -> &'static str {
         "auth.signed_out" => "Signed out",
         "account.password_changed" => "Password changed",
         "account.deleted" => "Account deleted",
+        "account.email_changed" => "Email address changed",
+        "account.second_factor_enabled" => "Two-factor sign-in turned on",
+        "account.second_factor_disabled" => "Two-factor sign-in turned off",
+        "account.recovery_codes_renewed" => "New recovery codes made",
+        "account.passkey_added" => "Passkey added",
+        "account.passkey_removed" => "Passkey removed",
+        "account.api_key_created" => "API key made",
+        "account.api_key_revoked" => "API key revoked",
         _ => "Account activity",
     }
 }

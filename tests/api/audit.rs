@@ -265,3 +265,54 @@ async fn events_are_numbered_in_commit_order_across_instances_and_pruned_by_age(
     assert!(String::from_utf8_lossy(&out.stdout).contains("removed 12 audit events"));
     assert_eq!(app.count("audit_events").await, 12);
 }
+
+#[tokio::test]
+async fn key_changes_and_checkout_are_recorded_where_they_happen() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let id = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    let made: Value = app
+        .post_json_with(&c, "/api/keys", &json!({"name": "ci", "scopes": ["read"]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key = made["id"].as_str().unwrap();
+    assert_eq!(crate::keys::revoke(&app, &c, key).await, 204);
+    // Revoking it again revokes nothing and records nothing.
+    assert_eq!(crate::keys::revoke(&app, &c, key).await, 404);
+    let url = app.checkout(&c, "pro", "month").await;
+    app.pay(&url).await;
+    app.wait_for_plan(&c, Some("pro")).await;
+    app.wait_for_webhooks().await;
+
+    let history: Value = app
+        .get_with(&c, "/api/account/activity")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        types_of(&history)[..2],
+        ["account.api_key_revoked", "account.api_key_created"]
+    );
+    assert!(
+        !history.to_string().contains(made["key"].as_str().unwrap()),
+        "never the secret"
+    );
+    let kinds: Vec<String> = stored(&app, Some(&id))
+        .await
+        .into_iter()
+        .map(|(kind, ..)| kind)
+        .filter(|k| k.starts_with("billing."))
+        .collect();
+    assert_eq!(kinds[0], "billing.checkout_started");
+    assert!(
+        kinds.contains(&"billing.checkout_completed".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"billing.subscription_changed".to_owned()),
+        "{kinds:?}"
+    );
+}

@@ -192,6 +192,9 @@ pub async fn remove(state: &Auth, current: SignedIn<'_>, id: &str) -> Result<()>
         return Err(AppError::SocialLastMethod);
     }
     notify(state, &mut tx, user, Kind::PasskeyRemoved, &name).await?;
+    let payload = serde_json::json!({"passkey": id, "name": name});
+    let entry = crate::auth::own_event(crate::audit::Kind::PasskeyRemoved, &user.id, payload);
+    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, passkey = %id, "passkey removed");
     Ok(())

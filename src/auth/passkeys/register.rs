@@ -168,6 +168,9 @@ pub async fn register(
         return Err(AppError::PasskeyExists);
     }
     notify(state, &mut tx, user, Kind::PasskeyAdded, &row.name).await?;
+    let payload = serde_json::json!({"passkey": row.id, "name": row.name});
+    let entry = crate::auth::own_event(crate::audit::Kind::PasskeyAdded, &user.id, payload);
+    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, passkey = %row.id, "passkey registered");
     Ok(Summary::from(&row))

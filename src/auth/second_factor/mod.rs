@@ -29,6 +29,8 @@ use crate::{
     error::{AppError, Result},
 };
 
+use crate::audit::Kind as Audit;
+
 /// The account's two-factor state, as its owner sees it.
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = TwoFactorStatus)]
@@ -382,6 +384,8 @@ pub async fn confirm(state: &Auth, current: SignedIn<'_>, code: &str) -> Result<
     // adding one now takes: it ends.
     passkeys::end_registrations_on(&mut tx, &user.id).await?;
     notify(state, &mut tx, user, Kind::SecondFactorEnabled, 0).await?;
+    let entry = super::own_event(Audit::SecondFactorEnabled, &user.id, serde_json::json!({}));
+    crate::audit::record(&mut tx, now, entry).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "two-factor sign-in turned on");
     Ok(codes)
@@ -407,6 +411,8 @@ pub async fn renew_codes(
     current.hold_on(&mut tx).await?;
     let codes = recovery::replace_on(&mut tx, &user.id, state.clock.now()).await?;
     notify(state, &mut tx, user, Kind::RecoveryCodesRenewed, 0).await?;
+    let entry = super::own_event(Audit::RecoveryCodesRenewed, &user.id, serde_json::json!({}));
+    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "recovery codes renewed");
     Ok(codes)
@@ -425,7 +431,7 @@ pub async fn turn_off(state: &Auth, current: SignedIn<'_>, proof: Proof<'_>) -> 
     }
     let mut tx = state.db.begin().await?;
     current.hold_on(&mut tx).await?;
-    remove_on(state, &mut tx, user).await?;
+    remove_on(state, &mut tx, user, &user.id).await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "two-factor sign-in turned off");
     Ok(())
@@ -439,7 +445,7 @@ pub async fn reset_by_operator(state: &Auth, user: &User) -> Result<bool> {
         return Ok(false);
     }
     let mut tx = state.db.begin().await?;
-    remove_on(state, &mut tx, user).await?;
+    remove_on(state, &mut tx, user, "operator").await?;
     email::commit_and_wake(state, tx).await?;
     tracing::info!(user = %user.id, "two-factor sign-in reset by an operator");
     Ok(true)
@@ -447,9 +453,21 @@ pub async fn reset_by_operator(state: &Auth, user: &User) -> Result<bool> {
 
 /// The factor, its recovery codes and pending sign-ins go (and with the factor every trusted
 /// device); the notice is queued.
-async fn remove_on(state: &Auth, conn: &mut sqlx::AnyConnection, user: &User) -> Result<()> {
+async fn remove_on(
+    state: &Auth,
+    conn: &mut sqlx::AnyConnection,
+    user: &User,
+    actor: &str,
+) -> Result<()> {
     clear_on(conn, &user.id).await?;
-    notify(state, conn, user, Kind::SecondFactorDisabled, 0).await
+    notify(state, conn, user, Kind::SecondFactorDisabled, 0).await?;
+    let entry = crate::audit::Entry {
+        kind: Audit::SecondFactorDisabled,
+        actor,
+        subject: Some(&user.id),
+        payload: serde_json::json!({}),
+    };
+    Ok(crate::audit::record(conn, state.clock.now(), entry).await?)
 }
 
 /// Removes the user's factor (confirmed or not), recovery codes and pending sign-ins, inside the

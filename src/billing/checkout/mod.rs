@@ -129,6 +129,13 @@ async fn checkout(
         session.expires_at,
     )
     .await?;
+    let entry = crate::audit::Entry {
+        kind: crate::audit::Kind::CheckoutStarted,
+        actor: &user.id,
+        subject: Some(&user.id),
+        payload: serde_json::json!({"plan": plan.id, "interval": interval, "session": session.id.as_str()}),
+    };
+    crate::audit::record_alone(&state.db, state.clock.now(), entry).await?;
     tracing::info!(user = %user.id, plan = %plan.id, %interval, "checkout session created");
     Ok(RedirectUrl { url })
 }

@@ -106,10 +106,19 @@ async fn checkout_completed(
     if let Some(session) = object.get("id").and_then(Value::as_str) {
         checkout::mark_session(tx, session, AttemptState::Complete).await?;
     }
-    *follow = object
-        .get("subscription")
-        .and_then(id_of)
-        .map(|s| FollowUp::Refetch(s, None));
+    let subscription = object.get("subscription").and_then(id_of);
+    let entry = crate::audit::Entry {
+        kind: crate::audit::Kind::CheckoutCompleted,
+        actor: "stripe",
+        subject: Some(user),
+        payload: serde_json::json!({
+            "session": object.get("id"),
+            "subscription": subscription,
+            "stripe_event": event.id,
+        }),
+    };
+    crate::audit::record(tx, event.created, entry).await?;
+    *follow = subscription.map(|s| FollowUp::Refetch(s, None));
     Ok(Outcome::Applied)
 }
 
