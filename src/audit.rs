@@ -44,6 +44,10 @@ pub enum Kind {
     ApiKeyCreated,
     /// An API key was revoked.
     ApiKeyRevoked,
+    /// A role was granted.
+    RoleGranted,
+    /// A role was taken back.
+    RoleRevoked,
     /// A Checkout Session was opened for a plan.
     CheckoutStarted,
     /// Stripe reported a Checkout Session completed.
@@ -56,7 +60,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 20] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
@@ -70,6 +74,8 @@ impl Kind {
         Kind::PasskeyRemoved,
         Kind::ApiKeyCreated,
         Kind::ApiKeyRevoked,
+        Kind::RoleGranted,
+        Kind::RoleRevoked,
         Kind::AccountDeleted,
         Kind::CheckoutStarted,
         Kind::CheckoutCompleted,
@@ -94,6 +100,8 @@ impl Kind {
             Kind::PasskeyRemoved => "account.passkey_removed",
             Kind::ApiKeyCreated => "account.api_key_created",
             Kind::ApiKeyRevoked => "account.api_key_revoked",
+            Kind::RoleGranted => "account.role_granted",
+            Kind::RoleRevoked => "account.role_revoked",
             Kind::CheckoutStarted => "billing.checkout_started",
             Kind::CheckoutCompleted => "billing.checkout_completed",
             Kind::SubscriptionChanged => "billing.subscription_changed",

@@ -95,6 +95,24 @@ enum JwtCommand {
 
 #[derive(Subcommand, Debug)]
 enum UserCommand {
+    /// Grant a role (`admin`, or a name of the product's own) to a user.
+    Grant {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+    },
+    /// Take a role back from a user.
+    Revoke {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+    },
     /// Create a user; the password is read from standard input.
     Create {
         /// The new user's email address.
@@ -112,6 +130,34 @@ enum UserCommand {
 }
 
 /// `tollgate jwt rotate`.
+async fn change_role(
+    config: Config,
+    catalog: Catalog,
+    email: &str,
+    role: &str,
+    grant: bool,
+) -> anyhow::Result<()> {
+    let state = crate::app::AppState::build_with(config, catalog, 0).await?;
+    let normalised = crate::auth::users::Email::normalise_lenient(email);
+    let user = crate::auth::users::find_by_email(&state.db, &normalised)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
+    let changed = if grant {
+        crate::auth::roles::grant(&state, &user.id, role, "operator").await
+    } else {
+        crate::auth::roles::revoke(&state, &user.id, role, "operator").await
+    }
+    .map_err(|e| anyhow::anyhow!("{}", e.sentence()))?;
+    let what = match (grant, changed) {
+        (true, true) => "granted",
+        (true, false) => "already had",
+        (false, true) => "revoked",
+        (false, false) => "did not have",
+    };
+    println!("{email}: {what} role {role}");
+    Ok(())
+}
+
 async fn prune_audit(config: Config, days: Option<i64>) -> anyhow::Result<()> {
     let days = days.unwrap_or(config.audit_retention_days);
     anyhow::ensure!(days >= 1, "--older-than-days must be at least 1");
@@ -195,6 +241,12 @@ pub fn main() -> ExitCode {
             Command::User {
                 command: UserCommand::ResetSecondFactor { email },
             } => reset_second_factor(config, catalog, &email).await,
+            Command::User {
+                command: UserCommand::Grant { email, role },
+            } => change_role(config, catalog, &email, &role, true).await,
+            Command::User {
+                command: UserCommand::Revoke { email, role },
+            } => change_role(config, catalog, &email, &role, false).await,
             Command::Audit {
                 command: AuditCommand::Prune { older_than_days },
             } => prune_audit(config, older_than_days).await,

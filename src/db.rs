@@ -128,6 +128,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit trail",
         include_str!("../migrations/0020_audit.sql"),
     ),
+    (21, "roles", include_str!("../migrations/0021_roles.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -36,6 +36,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("stripe_events", "billing::event_log"),
     ("audit_events", "audit"),
     ("audit_sequence", "audit"),
+    ("user_roles", "auth::roles"),
 ];
 
 /// Reads of another module's table inside one statement: (module, table, why).

@@ -19,6 +19,7 @@ pub mod passkeys;
 pub mod password;
 pub mod rate_limit;
 pub mod refresh;
+pub mod roles;
 pub mod second_factor;
 pub mod session_store;
 pub mod signing;

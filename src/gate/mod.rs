@@ -67,12 +67,16 @@ async fn cached_member(state: &Billing, user_id: &str) -> Result<Option<Arc<Memb
 
 /// The access `member`'s subscriptions give now.
 fn access_of(state: &Billing, member: &Member) -> Access {
-    Access::compute(
+    let access = Access::compute(
         &state.catalog,
         &member.subscriptions,
         state.clock.now(),
         state.config.past_due_grace_secs as i64,
-    )
+    );
+    Access {
+        roles: member.roles.clone(),
+        ..access
+    }
 }
 
 /// A user and their subscription rows, as the access decision needs them (and as the cache keeps
@@ -83,6 +87,8 @@ pub struct Member {
     pub user: User,
     /// The user's subscriptions.
     pub subscriptions: Vec<Row>,
+    /// The user's roles.
+    pub roles: Vec<String>,
 }
 
 async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, AppError> {
@@ -105,9 +111,11 @@ async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, 
             Row { plan_id, ..s.row }
         })
         .collect();
+    let roles = crate::auth::roles::of(&state.db, user_id).await?;
     Ok(Some(Member {
         user,
         subscriptions,
+        roles,
     }))
 }
 
@@ -202,6 +210,8 @@ pub struct Access {
     /// Not in the JSON: an access token never outlives it.
     #[serde(skip)]
     pub ends_at: Option<i64>,
+    /// The user's roles (`admin`, and the product's own), sorted.
+    pub roles: Vec<String>,
 }
 
 impl Access {
@@ -221,6 +231,7 @@ impl Access {
                 reason: format!("{why}: {} plan", plan.name),
                 cancels: false,
                 ends_at: None,
+                roles: vec![],
             },
             None => Self {
                 plan: None,
@@ -231,6 +242,7 @@ impl Access {
                 reason: format!("{why}: no access"),
                 cancels: false,
                 ends_at: None,
+                roles: vec![],
             },
         }
     }
@@ -253,6 +265,7 @@ impl Access {
             reason,
             cancels: false,
             ends_at: None,
+            roles: vec![],
         };
         match &sub.status {
             Status::Active | Status::Trialing => {

@@ -34,6 +34,8 @@ fn label(kind: &str) -> &'static str {
         "account.passkey_removed" => "Passkey removed",
         "account.api_key_created" => "API key made",
         "account.api_key_revoked" => "API key revoked",
+        "account.role_granted" => "Role granted",
+        "account.role_revoked" => "Role taken back",
         _ => "Account activity",
     }
 }

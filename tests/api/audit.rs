@@ -316,3 +316,66 @@ async fn key_changes_and_checkout_are_recorded_where_they_happen() {
         "{kinds:?}"
     );
 }
+
+/// Roles: granted and taken back from the command line, listed in the user's access at once,
+/// each change an audit event with the operator as actor; a bad name or an unknown user is
+/// refused and changes nothing.
+#[tokio::test]
+async fn roles_are_granted_from_the_command_line_and_shown_in_the_access() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let id = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.me(&c).await["access"]["roles"], json!([]));
+    let role = |verb: &'static str, email: &'static str, role: &'static str| {
+        crate::cli::tollgate()
+            .args(["user", verb, "--email", email, "--role", role])
+            .env("DATABASE_URL", &app.db.url)
+            .output()
+    };
+    for name in ["support", "admin"] {
+        let out = role("grant", "ann@example.com", name).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let again = role("grant", "ANN@example.com", "admin").await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already had"));
+    app.state.cache.forget_user(&id);
+    assert_eq!(
+        app.me(&c).await["access"]["roles"],
+        json!(["admin", "support"])
+    );
+
+    for (email, name) in [
+        ("ann@example.com", "Admin!"),
+        ("nobody@example.com", "admin"),
+    ] {
+        let out = role("grant", email, name).await.unwrap();
+        assert!(!out.status.success(), "{email} {name}");
+    }
+    let out = role("revoke", "ann@example.com", "support").await.unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked"));
+    app.state.cache.forget_user(&id);
+    assert_eq!(app.me(&c).await["access"]["roles"], json!(["admin"]));
+
+    let changes: Vec<(String, String, Value)> = stored(&app, Some(&id))
+        .await
+        .into_iter()
+        .filter(|(kind, ..)| kind.contains("role"))
+        .map(|(kind, actor, payload, _)| (kind, actor, payload["role"].clone()))
+        .collect();
+    let expected = [
+        ("account.role_granted", "support"),
+        ("account.role_granted", "admin"),
+        ("account.role_revoked", "support"),
+    ];
+    assert_eq!(changes.len(), expected.len(), "{changes:?}");
+    for ((kind, actor, role), (want_kind, want_role)) in changes.iter().zip(expected) {
+        assert_eq!(
+            (kind.as_str(), actor.as_str(), role),
+            (want_kind, "operator", &json!(want_role))
+        );
+    }
+}
