@@ -12,7 +12,10 @@
 //! use axum::{Extension, Router, routing::get};
 //! use tollgate::{
 //!     app::AppState,
-//!     gate::{CurrentUser, FeatureName, PlanName, RequireFeature, RequirePlan, require_plan},
+//!     gate::{
+//!         CurrentUser, FeatureName, PlanName, RequireFeature, RequirePlan, require_plan,
+//!         require_role,
+//!     },
 //! };
 //!
 //! struct Team;
@@ -46,6 +49,7 @@
 //!         .route("/members", get(members))
 //!         .route("/export", get(export))
 //!         .route("/report", get(billing_report).route_layer(require_plan(state, "pro")))
+//!         .route("/admin/users", get(whoami).route_layer(require_role(state, "admin")))
 //! }
 //! ```
 
@@ -77,6 +81,8 @@ pub enum Need {
     Plan(String),
     /// This feature.
     Feature(String),
+    /// This role.
+    Role(String),
 }
 
 /// Why access was refused.
@@ -100,6 +106,11 @@ pub enum Denied {
         /// The user's plan, if any.
         current: Option<String>,
     },
+    /// The user lacks the role (no plan gives it: no upgrade is offered).
+    Role {
+        /// The role the route needs.
+        required: String,
+    },
     /// Something else failed (database down): answered as that error.
     Error(AppError),
 }
@@ -112,6 +123,15 @@ pub fn check(state: &Billing, member: Option<&CurrentUser>, need: &Need) -> Resu
     let access = &member.access;
     match need {
         Need::Login => Ok(()),
+        Need::Role(role) => {
+            if access.roles.iter().any(|r| r == role) {
+                Ok(())
+            } else {
+                Err(Denied::Role {
+                    required: role.clone(),
+                })
+            }
+        }
         Need::Plan(plan) => {
             // An unknown plan id in code is a bug; fail closed.
             let required_tier = state.catalog.plan(plan).map_or(i64::MAX, |p| p.tier);
@@ -171,11 +191,20 @@ impl Denied {
         // Only the 403s carry the pricing URL.
         let upgrade = match &self {
             Denied::Plan { .. } | Denied::Feature { .. } => upgrade_url(state, &self),
-            Denied::Unauthenticated | Denied::Error(_) => String::new(),
+            Denied::Unauthenticated | Denied::Role { .. } | Denied::Error(_) => String::new(),
         };
         match self {
             Denied::Unauthenticated => AppError::Unauthenticated.into_response(),
             Denied::Error(e) => e.into_response(),
+            Denied::Role { required } => (
+                StatusCode::FORBIDDEN,
+                Json(json!({
+                    "error": "role_required",
+                    "message": format!("this needs the {required} role"),
+                    "required_role": required,
+                })),
+            )
+                .into_response(),
             Denied::Plan { required, current } => (
                 StatusCode::FORBIDDEN,
                 Json(json!({
@@ -229,41 +258,51 @@ pub struct RequirePlan<P>(pub CurrentUser, pub PhantomData<P>);
 /// Extractor for JSON routes: the signed-in member, whose plan has feature `F`.
 pub struct RequireFeature<F>(pub CurrentUser, pub PhantomData<F>);
 
+/// A role at the type level, for [`RequireRole`].
+pub trait RoleName {
+    /// The role's name.
+    const ROLE: &'static str;
+}
+
+/// Extractor for JSON routes: the signed-in member, who holds role `R` (else 403
+/// `role_required`).
+pub struct RequireRole<R>(pub CurrentUser, pub PhantomData<R>);
+
 async fn extract(parts: &mut Parts, state: &Billing, need: &Need) -> Result<CurrentUser, Response> {
     let member = member(state, parts).await.map_err(|d| d.json(state))?;
     check(state, member.as_ref(), need).map_err(|d| d.json(state))?;
     Ok(member.expect("checked above"))
 }
 
-impl<S, P> FromRequestParts<S> for RequirePlan<P>
-where
-    Billing: FromRef<S>,
-    S: Send + Sync,
-    P: PlanName + Send,
-{
-    type Rejection = Response;
+/// `FromRequestParts` for an extractor `$name<T>` whose `T: $bound` names what it needs.
+macro_rules! gate_extractor {
+    ($name:ident, $bound:ident, $need:expr) => {
+        impl<S, T> FromRequestParts<S> for $name<T>
+        where
+            Billing: FromRef<S>,
+            S: Send + Sync,
+            T: $bound + Send,
+        {
+            type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = Billing::from_ref(state);
-        let member = extract(parts, &state, &Need::Plan(P::PLAN.into())).await?;
-        Ok(Self(member, PhantomData))
-    }
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let state = Billing::from_ref(state);
+                let need: fn() -> Need = $need;
+                let member = extract(parts, &state, &need()).await?;
+                Ok(Self(member, PhantomData))
+            }
+        }
+    };
 }
 
-impl<S, F> FromRequestParts<S> for RequireFeature<F>
-where
-    Billing: FromRef<S>,
-    S: Send + Sync,
-    F: FeatureName + Send,
-{
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let state = Billing::from_ref(state);
-        let member = extract(parts, &state, &Need::Feature(F::FEATURE.into())).await?;
-        Ok(Self(member, PhantomData))
-    }
-}
+gate_extractor!(RequirePlan, PlanName, || Need::Plan(T::PLAN.into()));
+gate_extractor!(RequireFeature, FeatureName, || Need::Feature(
+    T::FEATURE.into()
+));
+gate_extractor!(RequireRole, RoleName, || Need::Role(T::ROLE.into()));
 
 struct Gate {
     state: Billing,
@@ -369,6 +408,11 @@ pub fn require_login(state: &Billing) -> GateLayer {
 /// Route layer for JSON routes: at least `plan`'s tier.
 pub fn require_plan(state: &Billing, plan: &str) -> GateLayer {
     layer(state, Need::Plan(plan.into()), json_answer)
+}
+
+/// Route layer for JSON routes: `role`.
+pub fn require_role(state: &Billing, role: &str) -> GateLayer {
+    layer(state, Need::Role(role.into()), json_answer)
 }
 
 /// Route layer for JSON routes: `feature`.

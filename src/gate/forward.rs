@@ -242,6 +242,7 @@ pub async fn forward_auth(
         Some(Requirement::Login) | None => Some(Need::Login),
         Some(Requirement::Plan(p)) => Some(Need::Plan(p.clone())),
         Some(Requirement::Feature(f)) => Some(Need::Feature(f.clone())),
+        Some(Requirement::Role(r)) => Some(Need::Role(r.clone())),
     };
     // An API key in the request the proxy passes on counts as a session does.
     let member = match super::member::user_of(&state, &headers, session, Scope::Read).await {
@@ -256,6 +257,8 @@ pub async fn forward_auth(
     match enforce::check(&state, member.as_ref(), &need) {
         Ok(()) => granted(member.as_ref()),
         Err(Denied::Unauthenticated) => login_required(&state, &headers, raw),
+        // A role comes with no plan: no upgrade is offered, the refusal stands.
+        Err(denied @ Denied::Role { .. }) => denied.json(&state),
         Err(denied) => {
             let upgrade = enforce::upgrade_url(&state, &denied);
             let mut response = denied.json(&state);

@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use enforce::{
-    FeatureName, PlanName, RequireFeature, RequirePlan, require_feature, require_login,
-    require_plan,
+    FeatureName, PlanName, RequireFeature, RequirePlan, RequireRole, RoleName, require_feature,
+    require_login, require_plan, require_role,
 };
 pub use member::{BillingUser, CurrentUser, SessionUser, current_user, request_user};
 

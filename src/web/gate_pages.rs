@@ -17,6 +17,11 @@ pub fn denied_page(state: &Billing, denied: Denied, parts: &Parts) -> Response {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     match denied {
         Denied::Error(e) => super::error_page(state, e.status_and_code().0, &e.sentence()),
+        Denied::Role { .. } => super::error_page(
+            state,
+            axum::http::StatusCode::FORBIDDEN,
+            "Your account does not have access to this page.",
+        ),
         Denied::Unauthenticated => {
             let next = super::safe_next(Some(path));
             Redirect::to(&format!("/login?next={}", enforce::urlencode(next))).into_response()
@@ -39,6 +44,11 @@ pub fn require_login_page(state: &Billing) -> GateLayer {
 /// Route layer for HTML routes: at least `plan`'s tier (else 303 to log in or to pricing).
 pub fn require_plan_page(state: &Billing, plan: &str) -> GateLayer {
     enforce::layer(state, Need::Plan(plan.into()), denied_page)
+}
+
+/// Route layer for HTML routes: `role` (else 303 to log in, or the 403 page).
+pub fn require_role_page(state: &Billing, role: &str) -> GateLayer {
+    enforce::layer(state, Need::Role(role.into()), denied_page)
 }
 
 /// Route layer for HTML routes: `feature` (else 303 to log in or to pricing).

@@ -62,6 +62,7 @@ struct RuleSpec {
     feature: Option<String>,
     public: Option<bool>,
     login: Option<bool>,
+    role: Option<String>,
 }
 
 /// The demo catalog of docs/api.md, in the catalog file format.
@@ -322,24 +323,30 @@ fn parse_rule(
     if !r.path.starts_with('/') {
         return Err(CatalogError(format!("{at}: path must start with `/`")));
     }
-    let requires = match (r.plan, r.feature, r.public, r.login) {
-        (Some(plan), None, None, None) => {
+    let requires = match (r.plan, r.feature, r.public, r.login, r.role) {
+        (None, None, None, None, Some(role)) => {
+            if !crate::auth::roles::valid(&role) {
+                return Err(CatalogError(format!("{at}: `{role}` is not a role name")));
+            }
+            Requirement::Role(role)
+        }
+        (Some(plan), None, None, None, None) => {
             if !plans.contains(&plan) {
                 return Err(CatalogError(format!("{at}: unknown plan `{plan}`")));
             }
             Requirement::Plan(plan)
         }
-        (None, Some(feature), None, None) => {
+        (None, Some(feature), None, None, None) => {
             if !features.contains(feature.as_str()) {
                 return Err(CatalogError(format!("{at}: unknown feature `{feature}`")));
             }
             Requirement::Feature(feature)
         }
-        (None, None, Some(true), None) => Requirement::Public,
-        (None, None, None, Some(true)) => Requirement::Login,
+        (None, None, Some(true), None, None) => Requirement::Public,
+        (None, None, None, Some(true), None) => Requirement::Login,
         _ => {
             return Err(CatalogError(format!(
-                "{at}: needs exactly one of plan, feature, public = true, login = true"
+                "{at}: needs exactly one of plan, feature, role, public = true, login = true"
             )));
         }
     };

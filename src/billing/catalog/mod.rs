@@ -121,6 +121,8 @@ pub enum Requirement {
     Plan(String),
     /// This feature.
     Feature(String),
+    /// This role (`admin`, or the product's own).
+    Role(String),
 }
 
 /// A forward-auth rule: a path prefix and what it requires. First match wins.

@@ -7,7 +7,12 @@ use serde_json::json;
 use crate::helpers::{TestApp, client, error_of, spawn_app, user_in};
 
 /// Asks `/auth/forward` about `uri` with `c`'s cookies.
-async fn forward(app: &TestApp, c: &Client, header: &str, uri: &str) -> reqwest::Response {
+pub(super) async fn forward(
+    app: &TestApp,
+    c: &Client,
+    header: &str,
+    uri: &str,
+) -> reqwest::Response {
     c.get(app.url("/auth/forward"))
         .header(header, uri)
         .send()

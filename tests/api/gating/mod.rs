@@ -3,4 +3,5 @@
 
 mod forward;
 mod login;
+mod roles;
 mod routes;
