@@ -21,7 +21,7 @@
 //! Public rules are never widened this way: they match their exact prefix only.
 //!
 //! Granted: 200 with `X-Tollgate-User-Id`, `X-Tollgate-Email` (percent-encoded UTF-8),
-//! `X-Tollgate-Plan`, `X-Tollgate-Tier`. Denied: 401 with `X-Tollgate-Login-Url`, or 403 with
+//! `X-Tollgate-Plan`, `X-Tollgate-Tier`, `X-Tollgate-Roles` (comma-separated). Denied: 401 with `X-Tollgate-Login-Url`, or 403 with
 //! `X-Tollgate-Upgrade-Url` (none when the URI itself was refused).
 
 use axum::{
@@ -184,7 +184,7 @@ fn header(name: &'static str, value: &str) -> (HeaderName, HeaderValue) {
 /// The identity headers, always all four: empty for an anonymous visitor of a public path, so a
 /// proxy that copies them (Caddy's `copy_headers`) replaces whatever a client sent with nothing
 /// (Caddy 2.6 passes its own placeholder text on when a header is absent).
-fn identity(member: Option<&CurrentUser>) -> [(HeaderName, HeaderValue); 4] {
+fn identity(member: Option<&CurrentUser>) -> [(HeaderName, HeaderValue); 5] {
     let plan = member.and_then(|m| m.access.plan.as_deref()).unwrap_or("");
     let tier = member
         .and_then(|m| m.access.tier)
@@ -198,6 +198,10 @@ fn identity(member: Option<&CurrentUser>) -> [(HeaderName, HeaderValue); 4] {
         ),
         header("x-tollgate-plan", plan),
         header("x-tollgate-tier", &tier),
+        header(
+            "x-tollgate-roles",
+            &member.map_or(String::new(), |m| m.access.roles.join(",")),
+        ),
     ]
 }
 

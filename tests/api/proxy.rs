@@ -58,6 +58,7 @@ async fn spawn_upstream() -> u16 {
             "email": h("x-tollgate-email"),
             "plan": h("x-tollgate-plan"),
             "tier": h("x-tollgate-tier"),
+            "roles": h("x-tollgate-roles"),
         }))
     }));
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -157,7 +158,7 @@ async fn start_caddy(binary: &str, app: &TestApp, upstream: u16) -> Proxy {
 }
 
 /// Every header a client could forge to steer the decision or pose as someone.
-const FORGED: [(&str, &str); 7] = [
+const FORGED: [(&str, &str); 8] = [
     ("x-forwarded-uri", "/public/x"),
     ("x-original-uri", "/public/x"),
     ("x-original-url", "/public/x"),
@@ -165,6 +166,7 @@ const FORGED: [(&str, &str); 7] = [
     ("x-forwarded-proto", "javascript"),
     ("x-tollgate-user-id", "usr_forged"),
     ("x-tollgate-plan", "team"),
+    ("x-tollgate-roles", "admin"),
 ];
 
 async fn get_forged(c: &Client, url: &str) -> reqwest::Response {
@@ -366,10 +368,15 @@ async fn a_pro_user_reaches_the_upstream_which_sees_its_real_identity(
 ) {
     let pro = app.subscriber("pro@example.com", "pro").await;
     let me = app.me(&pro).await;
+    let id = me["id"].as_str().unwrap();
+    tollgate::auth::roles::grant(&app.state, id, "support", "operator")
+        .await
+        .unwrap();
     let r = pro
         .get(proxy.site("/pro/report"))
         .header("x-tollgate-user-id", "usr_forged")
         .header("x-tollgate-plan", "team")
+        .header("x-tollgate-roles", "admin")
         .send()
         .await
         .unwrap();
@@ -380,6 +387,10 @@ async fn a_pro_user_reaches_the_upstream_which_sees_its_real_identity(
     assert_eq!(seen["email"], "pro%40example.com", "{name}");
     assert_eq!(seen["plan"], "pro", "{name}");
     assert_eq!(seen["tier"], "1", "{name}");
+    assert_eq!(
+        seen["roles"], "support",
+        "{name}: the roles tollgate granted, never forged ones"
+    );
 }
 
 /// CGI-style spellings of the identity headers, and a `Connection` header asking the proxy to
@@ -395,11 +406,15 @@ async fn other_spellings_of_the_identity_headers_never_pose_as_someone(
         (free, "/dashboard", free_id.as_str()),
         (&client(), "/public/x", ""),
     ] {
-        for connection in [None, Some("X-Tollgate-User-Id, X-Tollgate-Plan")] {
+        for connection in [
+            None,
+            Some("X-Tollgate-User-Id, X-Tollgate-Plan, X-Tollgate-Roles"),
+        ] {
             let mut request = c
                 .get(proxy.site(path))
                 .header("x_tollgate_user_id", "usr_forged")
-                .header("x_tollgate_plan", "team");
+                .header("x_tollgate_plan", "team")
+                .header("x_tollgate_roles", "admin");
             if let Some(connection) = connection {
                 request = request.header("connection", connection);
             }
@@ -416,6 +431,11 @@ async fn other_spellings_of_the_identity_headers_never_pose_as_someone(
                 !plan.contains("team"),
                 "{name}: {path} with {connection:?}: the app saw plan {plan:?}"
             );
+            let roles = seen["roles"].as_str().unwrap_or("");
+            assert!(
+                !roles.contains("admin"),
+                "{name}: {path} with {connection:?}: the app saw roles {roles:?}"
+            );
         }
     }
 }
@@ -428,13 +448,14 @@ async fn a_public_path_drops_an_anonymous_clients_forged_identity(proxy: &Proxy,
         .header("x-tollgate-email", "boss%40example.com")
         .header("x-tollgate-plan", "team")
         .header("x-tollgate-tier", "2")
+        .header("x-tollgate-roles", "admin")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{name}");
     let seen: Value = r.json().await.unwrap();
     assert_eq!(seen["path"], "/public/pricing.html", "{name}");
-    for field in ["user", "plan", "tier", "email"] {
+    for field in ["user", "plan", "tier", "email", "roles"] {
         assert!(
             seen[field].is_null() || seen[field] == "",
             "{name}: {field} in {seen}"

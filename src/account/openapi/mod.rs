@@ -255,7 +255,7 @@ mod gate_paths {
     /// Asks whether the request a reverse proxy is about to pass on may go through. The proxy
     /// names the URI in `X-Forwarded-Uri` (the setting `TOLLGATE_FORWARD_URI_HEADER`) and passes
     /// the client's cookies or `Authorization`. Granted: 200 with `X-Tollgate-User-Id`,
-    /// `X-Tollgate-Email`, `X-Tollgate-Plan`, `X-Tollgate-Tier`. Denied: 401 with
+    /// `X-Tollgate-Email`, `X-Tollgate-Plan`, `X-Tollgate-Tier`, `X-Tollgate-Roles`. Denied: 401 with
     /// `X-Tollgate-Login-Url`, or 403 with `X-Tollgate-Upgrade-Url`. A URI that cannot be read
     /// with certainty is a 403.
     #[utoipa::path(get, path = "/auth/forward", tag = "gate",
@@ -266,6 +266,7 @@ mod gate_paths {
                 ("X-Tollgate-Email" = String, description = "The address, percent-encoded UTF-8"),
                 ("X-Tollgate-Plan" = String, description = "The plan id"),
                 ("X-Tollgate-Tier" = String, description = "The plan's tier"),
+                ("X-Tollgate-Roles" = String, description = "The user's roles, comma-separated"),
             ))))]
     pub fn forward_auth() {}
 
