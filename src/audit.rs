@@ -52,6 +52,8 @@ pub enum Kind {
     CheckoutStarted,
     /// Stripe reported a Checkout Session completed.
     CheckoutCompleted,
+    /// An administrator signed a user out everywhere.
+    AdminSignedOut,
     /// Stripe's state of a subscription changed what is stored: plan or status.
     SubscriptionChanged,
     /// A payment failed.
@@ -60,7 +62,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
@@ -81,6 +83,7 @@ impl Kind {
         Kind::CheckoutCompleted,
         Kind::SubscriptionChanged,
         Kind::PaymentFailed,
+        Kind::AdminSignedOut,
     ];
 
     /// The stored and published name.
@@ -104,6 +107,7 @@ impl Kind {
             Kind::RoleRevoked => "account.role_revoked",
             Kind::CheckoutStarted => "billing.checkout_started",
             Kind::CheckoutCompleted => "billing.checkout_completed",
+            Kind::AdminSignedOut => "admin.signed_out_user",
             Kind::SubscriptionChanged => "billing.subscription_changed",
             Kind::PaymentFailed => "billing.payment_failed",
         }
@@ -199,16 +203,33 @@ pub async fn security_history(db: &Db, user: &str, limit: i64) -> sqlx::Result<V
             .bind(limit)
             .fetch_all(&db.pool)
             .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, kind, at, client_ip, payload)| EventJson {
-            id,
-            kind,
-            at: rfc3339(at),
-            client_ip,
-            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-        })
-        .collect())
+    Ok(rows.into_iter().map(event_json).collect())
+}
+
+/// Every event about `user` (security and billing), newest first, at most `limit`: what an
+/// administrator reads.
+pub async fn about(db: &Db, user: &str, limit: i64) -> sqlx::Result<Vec<EventJson>> {
+    let rows: Vec<(String, String, i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, type, at, client_ip, payload FROM audit_events \
+         WHERE subject = $1 ORDER BY seq DESC LIMIT $2",
+    )
+    .bind(user)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.into_iter().map(event_json).collect())
+}
+
+fn event_json(
+    (id, kind, at, client_ip, payload): (String, String, i64, Option<String>, String),
+) -> EventJson {
+    EventJson {
+        id,
+        kind,
+        at: rfc3339(at),
+        client_ip,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+    }
 }
 
 /// Removes the events older than `before` (Unix seconds); how many.

@@ -3,6 +3,7 @@
 //! Above the gate, so handlers take the gate's [`crate::gate::CurrentUser`].
 
 pub mod activity;
+pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod delete;
@@ -35,6 +36,7 @@ where
         .merge(openapi::router())
         .merge(auth::router())
         .merge(activity::router())
+        .merge(admin::router())
         .merge(email::router())
         .merge(delete::router())
         .merge(billing::router())

@@ -220,6 +220,32 @@ async fn insert_on(
     }
 }
 
+/// Users whose address contains `query` (case-insensitive, as typed; `%` and `_` match
+/// themselves; every user when it is empty), at most `limit`, by address.
+pub async fn search(db: &Db, query: &str, limit: i64) -> Result<Vec<User>, AppError> {
+    let mut pattern = String::from("%");
+    for c in query.trim().to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    let sql = format!(
+        "{USER_COLUMNS} WHERE LOWER(email) LIKE $1 ESCAPE '\\' ORDER BY email_norm, id LIMIT $2"
+    );
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?)
+}
+
+/// The user with id `id`.
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, AppError> {
+    find_by_id_on(&mut *db.pool.acquire().await?, id).await
+}
+
 /// The user with this normalised address.
 pub async fn find_by_email(db: &Db, email_norm: &str) -> Result<Option<User>, AppError> {
     find_by_email_on(&mut *db.pool.acquire().await?, email_norm).await

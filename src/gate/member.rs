@@ -131,6 +131,35 @@ pub struct SessionUser(pub CurrentUser);
 
 user_extractor!(SessionUser, Accepts::SessionOnly, SessionUser);
 
+/// An administrator signed in by session (the `admin` role). Anyone else, signed in or not, with
+/// a key or a token, gets 404 `not_found`: the admin area does not show that it exists.
+pub struct AdminUser(pub CurrentUser);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    Billing: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        let user = extract(&Billing::from_ref(state), parts, Accepts::SessionOnly).await;
+        match user {
+            Ok(u)
+                if u.access
+                    .roles
+                    .iter()
+                    .any(|r| r == crate::auth::roles::ADMIN) =>
+            {
+                Ok(Self(u))
+            }
+            // A failure to answer is not a refusal: the database being down stays a 503.
+            Err(e @ (AppError::ServiceUnavailable | AppError::Internal(_))) => Err(e),
+            _ => Err(AppError::NotFound),
+        }
+    }
+}
+
 async fn request_session(state: &Billing, parts: &mut Parts) -> Result<Session> {
     Session::from_request_parts(parts, state)
         .await

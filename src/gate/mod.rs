@@ -25,7 +25,7 @@ pub use enforce::{
     FeatureName, PlanName, RequireFeature, RequirePlan, RequireRole, RoleName, require_feature,
     require_login, require_plan, require_role,
 };
-pub use member::{BillingUser, CurrentUser, SessionUser, current_user, request_user};
+pub use member::{AdminUser, BillingUser, CurrentUser, SessionUser, current_user, request_user};
 
 use crate::{
     auth::Auth,

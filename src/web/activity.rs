@@ -36,6 +36,7 @@ fn label(kind: &str) -> &'static str {
         "account.api_key_revoked" => "API key revoked",
         "account.role_granted" => "Role granted",
         "account.role_revoked" => "Role taken back",
+        "admin.signed_out_user" => "Signed out everywhere by an administrator",
         _ => "Account activity",
     }
 }

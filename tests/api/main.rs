@@ -3,6 +3,7 @@
 
 mod accounts;
 mod addresses;
+mod admin;
 mod audit;
 mod billing;
 mod catalog_check;

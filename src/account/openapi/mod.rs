@@ -45,6 +45,9 @@ use utoipa::{
         super::auth::change_password,
         super::auth::me,
         super::activity::history,
+        super::admin::search,
+        super::admin::show,
+        super::admin::sign_out,
         super::email::request_verification_route,
         super::email::verify_email_route,
         super::email::forgot_password_route,
@@ -107,6 +110,7 @@ use utoipa::{
         (name = "gate", description = "Access decisions for reverse proxies, the demonstration areas"),
         (name = "webhooks", description = "Stripe's events"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "admin", description = "The admin area: signed-in administrators only (404 for anyone else)"),
     ),
 )]
 pub struct ApiDoc;
@@ -204,7 +208,7 @@ pub fn credentials(path: &str) -> (bool, &'static [&'static str]) {
         | "/api/auth/password/change"
         | "/api/auth/email/change"
         | "/api/auth/verify-email/request" => (false, SESSION),
-        p if p.starts_with("/api/account/") => (false, SESSION),
+        p if p.starts_with("/api/account/") || p.starts_with("/api/admin/") => (false, SESSION),
         _ => (false, &[]),
     }
 }

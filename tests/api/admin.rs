@@ -1,0 +1,95 @@
+//! The admin area over JSON: a signed-in administrator finds users, reads one (access, roles,
+//! events) and signs them out everywhere, an audit event with the administrator as actor; to
+//! anyone else (signed out, signed in without the role, with a key) the area is 404.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, client, spawn_app};
+
+async fn get(app: &TestApp, c: &reqwest::Client, path: &str) -> (u16, Value) {
+    let r = app.get_with(c, path).await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_the_area() {
+    let app = spawn_app().await;
+    let admin = app.user("boss@example.com").await;
+    let admin_id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
+    let ann = app.user("ann@example.com").await;
+    let ann_id = app.me(&ann).await["id"].as_str().unwrap().to_owned();
+    app.user("bob_100@example.com").await;
+
+    // Not an administrator yet: the whole area is 404, whoever asks.
+    let key = crate::keys::key_of(&app, &admin, &["read"]).await;
+    let areas = [
+        "/api/admin/users".to_owned(),
+        format!("/api/admin/users/{ann_id}"),
+    ];
+    for path in &areas {
+        for c in [&admin, &ann, &client()] {
+            assert_eq!(get(&app, c, path).await.0, 404, "{path}");
+        }
+    }
+    let sign_out = format!("/api/admin/users/{ann_id}/sign-out");
+    assert_eq!(
+        app.post_json_with(&ann, &sign_out, &json!({}))
+            .await
+            .status(),
+        404
+    );
+
+    tollgate::auth::roles::grant(&app.state, &admin_id, "admin", "operator")
+        .await
+        .unwrap();
+    // A key of an administrator is still no way in: the area takes a session.
+    let with_key = client()
+        .get(app.url("/api/admin/users"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_key.status(), 404);
+
+    let (status, found) = get(&app, &admin, "/api/admin/users?q=ANN@").await;
+    assert_eq!(status, 200);
+    assert_eq!(found["users"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["users"][0]["id"], ann_id.as_str());
+    // `%` and `_` are themselves, never wildcards.
+    let (_, literal) = get(&app, &admin, "/api/admin/users?q=%25").await;
+    assert_eq!(literal["users"].as_array().unwrap().len(), 0, "{literal}");
+    let (_, wildcard) = get(&app, &admin, "/api/admin/users?q=_").await;
+    assert_eq!(wildcard["users"].as_array().unwrap().len(), 1, "{wildcard}");
+    let (_, newest) = get(&app, &admin, "/api/admin/users").await;
+    assert_eq!(newest["users"].as_array().unwrap().len(), 3);
+
+    let (status, view) = get(&app, &admin, &format!("/api/admin/users/{ann_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["user"]["email"], "ann@example.com");
+    assert_eq!(view["user"]["access"]["plan"], "free");
+    assert_eq!(view["events"][0]["type"], "auth.signed_in");
+    assert_eq!(
+        get(&app, &admin, "/api/admin/users/usr_nobody").await.0,
+        404
+    );
+
+    // Signed out everywhere: Ann's session ends, and the trail names the administrator.
+    assert_eq!(app.me(&ann).await["id"], ann_id.as_str());
+    let r = app.post_json_with(&admin, &sign_out, &json!({})).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(app.get_with(&ann, "/api/me").await.status(), 401);
+    let (actor, kind): (String, String) = sqlx::query_as(
+        "SELECT actor, type FROM audit_events WHERE subject = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(&ann_id)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (actor.as_str(), kind.as_str()),
+        (admin_id.as_str(), "admin.signed_out_user")
+    );
+    // The administrator's own session goes on.
+    assert_eq!(get(&app, &admin, "/api/admin/users").await.0, 200);
+}
