@@ -54,6 +54,10 @@ pub enum Kind {
     CheckoutCompleted,
     /// An administrator signed a user out everywhere.
     AdminSignedOut,
+    /// An administrator had the user's subscriptions read again from Stripe.
+    AdminResynced,
+    /// An administrator sent the user a new verification link.
+    AdminResentVerification,
     /// Stripe's state of a subscription changed what is stored: plan or status.
     SubscriptionChanged,
     /// A payment failed.
@@ -62,7 +66,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 23] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
@@ -84,6 +88,8 @@ impl Kind {
         Kind::SubscriptionChanged,
         Kind::PaymentFailed,
         Kind::AdminSignedOut,
+        Kind::AdminResynced,
+        Kind::AdminResentVerification,
     ];
 
     /// The stored and published name.
@@ -108,6 +114,8 @@ impl Kind {
             Kind::CheckoutStarted => "billing.checkout_started",
             Kind::CheckoutCompleted => "billing.checkout_completed",
             Kind::AdminSignedOut => "admin.signed_out_user",
+            Kind::AdminResynced => "admin.resynced_user",
+            Kind::AdminResentVerification => "admin.resent_verification",
             Kind::SubscriptionChanged => "billing.subscription_changed",
             Kind::PaymentFailed => "billing.payment_failed",
         }

@@ -34,6 +34,11 @@ where
         .route("/api/admin/users", get(search))
         .route("/api/admin/users/{id}", get(show))
         .route("/api/admin/users/{id}/sign-out", post(sign_out))
+        .route("/api/admin/users/{id}/resync", post(resync))
+        .route(
+            "/api/admin/users/{id}/verify-email",
+            post(resend_verification),
+        )
 }
 
 /// A search.
@@ -101,9 +106,7 @@ async fn show(
     AdminUser(_admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>> {
-    let user = users::find_by_id(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let user = target(&state, &id).await?;
     let access = crate::gate::access_for(&state, &user.id).await?;
     let events = audit::about(&state.db, &user.id, 100).await?;
     Ok(Json(UserView {
@@ -121,21 +124,115 @@ async fn sign_out(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = users::find_by_id(&state.db, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let user = target(&state, &id).await?;
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     session_store::revoke_all_on(&mut tx, &user.id, None).await?;
     refresh::end_all_on(&mut tx, &user.id, Ending::Logout, now).await?;
-    let entry = audit::Entry {
-        kind: audit::Kind::AdminSignedOut,
-        actor: &admin.user.id,
-        subject: Some(&user.id),
-        payload: serde_json::json!({"sessions": true}),
-    };
+    let entry = by_admin(
+        audit::Kind::AdminSignedOut,
+        &admin,
+        &user,
+        serde_json::json!({"sessions": true}),
+    );
     audit::record(&mut tx, now, entry).await?;
     state.commit_for(tx, &user.id).await?;
     tracing::info!(user = %user.id, admin = %admin.user.id, "signed out everywhere by an administrator");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a re-sync did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Resynced {
+    /// How many of the user's subscriptions Stripe has and were applied.
+    pub subscriptions: usize,
+    /// The user JSON after it.
+    pub user: UserJson,
+}
+
+/// Reads every subscription of the user's Stripe customer again and applies Stripe's state.
+#[utoipa::path(post, path = "/api/admin/users/{id}/resync", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)")),
+    responses((status = 200, description = "Applied what Stripe has", body = Resynced)))]
+async fn resync(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<Json<Resynced>> {
+    let user = target(&state, &id).await?;
+    let mut count = 0;
+    if let Some(customer) = crate::billing::customers::customer_of(&state, &user.id).await? {
+        for snap in crate::billing::sync::list_subscriptions(&state, &customer).await? {
+            crate::billing::checkout::sync_subscription(&state, &snap.id, None).await?;
+            count += 1;
+        }
+    }
+    let entry = by_admin(
+        audit::Kind::AdminResynced,
+        &admin,
+        &user,
+        serde_json::json!({"subscriptions": count}),
+    );
+    audit::record_alone(&state.db, state.clock.now(), entry).await?;
+    state.cache.forget_user(&user.id);
+    let access = crate::gate::access_for(&state, &user.id).await?;
+    Ok(Json(Resynced {
+        subscriptions: count,
+        user: UserJson::new(&user, access),
+    }))
+}
+
+/// Whether a link was sent.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Sent {
+    /// False when the address is proven already (nothing is sent).
+    pub sent: bool,
+}
+
+/// Sends the user a new verification link (none when the address is proven already).
+#[utoipa::path(post, path = "/api/admin/users/{id}/verify-email", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)")),
+    responses((status = 200, description = "Sent, or not needed", body = Sent)))]
+async fn resend_verification(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<Json<Sent>> {
+    let user = target(&state, &id).await?;
+    if user.email_verified {
+        return Ok(Json(Sent { sent: false }));
+    }
+    let mut tx = state.db.begin().await?;
+    crate::auth::email_flows::send_verification(&state, &mut tx, &user).await?;
+    let entry = by_admin(
+        audit::Kind::AdminResentVerification,
+        &admin,
+        &user,
+        serde_json::json!({}),
+    );
+    audit::record(&mut tx, state.clock.now(), entry).await?;
+    crate::email::commit_and_wake(&state, tx).await?;
+    Ok(Json(Sent { sent: true }))
+}
+
+/// The user an administrator acts on: 404 for an unknown id.
+async fn target(state: &Billing, id: &str) -> Result<crate::auth::users::User> {
+    users::find_by_id(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+/// An audit entry of `admin` acting on `user`.
+fn by_admin<'a>(
+    kind: audit::Kind,
+    admin: &'a crate::gate::CurrentUser,
+    user: &'a crate::auth::users::User,
+    payload: serde_json::Value,
+) -> audit::Entry<'a> {
+    audit::Entry {
+        kind,
+        actor: &admin.user.id,
+        subject: Some(&user.id),
+        payload,
+    }
 }

@@ -37,6 +37,8 @@ fn label(kind: &str) -> &'static str {
         "account.role_granted" => "Role granted",
         "account.role_revoked" => "Role taken back",
         "admin.signed_out_user" => "Signed out everywhere by an administrator",
+        "admin.resynced_user" => "Subscription checked with Stripe by an administrator",
+        "admin.resent_verification" => "Verification link sent by an administrator",
         _ => "Account activity",
     }
 }

@@ -93,3 +93,70 @@ async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_
     // The administrator's own session goes on.
     assert_eq!(get(&app, &admin, "/api/admin/users").await.0, 200);
 }
+
+/// An administrator has a user's subscriptions read again from Stripe (what webhooks that never
+/// arrived would have brought) and sends a new verification link; each is an event naming them.
+#[tokio::test]
+async fn an_administrator_resyncs_a_user_and_resends_their_verification() {
+    let app = spawn_app().await;
+    let admin = app.user("boss@example.com").await;
+    let admin_id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
+    tollgate::auth::roles::grant(&app.state, &admin_id, "admin", "operator")
+        .await
+        .unwrap();
+    // Ann pays while Stripe's webhooks are held: tollgate does not know yet.
+    let ann = app.user("ann@example.com").await;
+    let ann_id = app.me(&ann).await["id"].as_str().unwrap().to_owned();
+    app.hold_webhooks(true).await;
+    let url = app.checkout(&ann, "pro", "month").await;
+    app.pay(&url).await;
+    assert_eq!(app.me(&ann).await["access"]["plan"], "free");
+
+    let resync = format!("/api/admin/users/{ann_id}/resync");
+    assert_eq!(
+        app.post_json_with(&ann, &resync, &json!({})).await.status(),
+        404
+    );
+    let r = app.post_json_with(&admin, &resync, &json!({})).await;
+    assert_eq!(r.status(), 200);
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(done["subscriptions"], 1);
+    assert_eq!(done["user"]["access"]["plan"], "pro");
+    assert_eq!(app.me(&ann).await["access"]["plan"], "pro");
+
+    let outbox = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM outbox WHERE recipient = 'ann@example.com' AND kind = 'verify'",
+        )
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        n
+    };
+    let before = outbox().await;
+    let verify = format!("/api/admin/users/{ann_id}/verify-email");
+    let sent: Value = app
+        .post_json_with(&admin, &verify, &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["sent"], true);
+    assert_eq!(outbox().await, before + 1);
+
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT type, actor FROM audit_events WHERE subject = $1 AND type LIKE 'admin.%' ORDER BY seq",
+    )
+    .bind(&ann_id)
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        [
+            ("admin.resynced_user".to_owned(), admin_id.clone()),
+            ("admin.resent_verification".to_owned(), admin_id.clone()),
+        ]
+    );
+    app.hold_webhooks(false).await;
+}

@@ -48,6 +48,8 @@ use utoipa::{
         super::admin::search,
         super::admin::show,
         super::admin::sign_out,
+        super::admin::resync,
+        super::admin::resend_verification,
         super::email::request_verification_route,
         super::email::verify_email_route,
         super::email::forgot_password_route,
