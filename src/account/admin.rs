@@ -32,7 +32,7 @@ where
 {
     Router::new()
         .route("/api/admin/users", get(search))
-        .route("/api/admin/users/{id}", get(show))
+        .route("/api/admin/users/{id}", get(show).delete(delete_user))
         .route("/api/admin/users/{id}/sign-out", post(sign_out))
         .route("/api/admin/users/{id}/resync", post(resync))
         .route(
@@ -213,6 +213,25 @@ async fn resend_verification(
     audit::record(&mut tx, state.clock.now(), entry).await?;
     crate::email::commit_and_wake(&state, tx).await?;
     Ok(Json(Sent { sent: true }))
+}
+
+/// Deletes the user's account: their subscriptions are canceled in Stripe, their personal data
+/// removed (an `account.deleted` event names the administrator). An administrator deletes their
+/// own account from the account page, not here.
+#[utoipa::path(delete, path = "/api/admin/users/{id}", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)")),
+    responses((status = 204, description = "Deleted")))]
+async fn delete_user(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let user = target(&state, &id).await?;
+    if user.id == admin.user.id {
+        return Err(AppError::InvalidField("id".into()));
+    }
+    super::delete::delete_by_admin(&state, &user, &admin.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The user an administrator acts on: 404 for an unknown id.

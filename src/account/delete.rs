@@ -48,15 +48,43 @@ pub async fn delete_account(
     closing::close_for_deletion(state, &user.id).await?;
     let mut tx = state.db.begin().await?;
     current.signed_in().hold_on(&mut tx).await?;
-    customers::detach_user_on(&mut tx, &user.id).await?;
-    outbox::drop_pending_to(&mut tx, &user.email).await?;
-    users::delete_on(&mut tx, &user.id).await?;
-    let entry = crate::auth::own_event(crate::audit::Kind::AccountDeleted, &user.id, json!({}));
-    crate::audit::record(&mut tx, state.clock.now(), entry).await?;
+    remove_on(state, &mut tx, user, &user.id).await?;
     state.commit_for(tx, &user.id).await?;
     // The row (and with it every session) is gone; drop this session's state too.
     current.session.flush().await?;
     tracing::info!(user = %user.id, "account deleted");
+    Ok(())
+}
+
+/// Deletes `user`'s account on an administrator's word (`actor`): as [`delete_account`] without
+/// the owner's password; their subscriptions are canceled in Stripe first.
+pub async fn delete_by_admin(state: &Billing, user: &users::User, actor: &str) -> Result<()> {
+    closing::close_for_deletion(state, &user.id).await?;
+    let mut tx = state.db.begin().await?;
+    remove_on(state, &mut tx, user, actor).await?;
+    state.commit_for(tx, &user.id).await?;
+    tracing::info!(user = %user.id, admin = %actor, "account deleted by an administrator");
+    Ok(())
+}
+
+/// The user's personal data goes (the row, and through it sessions, tokens and attempts; queued
+/// email to the address); the Stripe customer's mapping stays, detached; the event names `actor`.
+async fn remove_on(
+    state: &Billing,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user: &users::User,
+    actor: &str,
+) -> Result<()> {
+    customers::detach_user_on(tx, &user.id).await?;
+    outbox::drop_pending_to(tx, &user.email).await?;
+    users::delete_on(tx, &user.id).await?;
+    let entry = crate::audit::Entry {
+        kind: crate::audit::Kind::AccountDeleted,
+        actor,
+        subject: Some(&user.id),
+        payload: json!({}),
+    };
+    crate::audit::record(tx, state.clock.now(), entry).await?;
     Ok(())
 }
 

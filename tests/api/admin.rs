@@ -160,3 +160,54 @@ async fn an_administrator_resyncs_a_user_and_resends_their_verification() {
     );
     app.hold_webhooks(false).await;
 }
+
+/// An administrator deletes a paying user's account: the subscription is canceled in Stripe, the
+/// user is gone, and the trail keeps who did it. Their own account is not deleted here.
+#[tokio::test]
+async fn an_administrator_deletes_a_users_account() {
+    let app = spawn_app().await;
+    let admin = app.user("boss@example.com").await;
+    let admin_id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
+    tollgate::auth::roles::grant(&app.state, &admin_id, "admin", "operator")
+        .await
+        .unwrap();
+    let ann = app.subscriber("ann@example.com", "pro").await;
+    let ann_id = app.me(&ann).await["id"].as_str().unwrap().to_owned();
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+
+    let delete = |c: &reqwest::Client, id: &str| {
+        c.delete(app.url(&format!("/api/admin/users/{id}")))
+            .header("content-type", "application/json")
+            .send()
+    };
+    assert_eq!(
+        delete(&ann, &admin_id).await.unwrap().status(),
+        404,
+        "not an administrator"
+    );
+    assert_eq!(
+        delete(&admin, &admin_id).await.unwrap().status(),
+        400,
+        "not one's own"
+    );
+    assert_eq!(delete(&admin, &ann_id).await.unwrap().status(), 204);
+    assert_eq!(app.get_with(&ann, "/api/me").await.status(), 401);
+    assert_eq!(
+        app.login_status("ann@example.com", crate::helpers::PASSWORD)
+            .await,
+        401
+    );
+    let subs = app
+        .stripe_get(&format!("/v1/subscriptions?customer={customer}&status=all"))
+        .await;
+    assert_eq!(subs["data"][0]["status"], "canceled");
+    let (actor,): (String,) = sqlx::query_as(
+        "SELECT actor FROM audit_events WHERE subject = $1 AND type = 'account.deleted'",
+    )
+    .bind(&ann_id)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(actor, admin_id);
+    assert_eq!(delete(&admin, &ann_id).await.unwrap().status(), 404, "gone");
+}

@@ -50,6 +50,7 @@ use utoipa::{
         super::admin::sign_out,
         super::admin::resync,
         super::admin::resend_verification,
+        super::admin::delete_user,
         super::email::request_verification_route,
         super::email::verify_email_route,
         super::email::forgot_password_route,
