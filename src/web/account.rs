@@ -84,7 +84,6 @@ fn account_page(
     notice: Option<&str>,
     error: Option<String>,
 ) -> Response {
-    let access = &user.access;
     render(
         state,
         status,
@@ -94,11 +93,22 @@ fn account_page(
         context! {
             email_verified => user.user.email_verified,
             has_password => user.user.password_hash.is_some(),
-            access,
+            plan_name => plan_name(state, user),
             notice,
             error,
             min_length => state.config.password_min_length,
         },
+    )
+}
+
+/// The name of the user's plan (`None` without one), as people read it.
+fn plan_name(state: &AppState, user: &CurrentUser) -> Option<String> {
+    let id = user.access.plan.as_deref()?;
+    Some(
+        state
+            .catalog
+            .plan(id)
+            .map_or(id.to_owned(), |p| p.name.clone()),
     )
 }
 
@@ -181,6 +191,6 @@ async fn show_demo(
         "demo.html",
         Some(&member),
         Some(&token),
-        context! { area, plan => member.access.plan.clone() },
+        context! { area, plan => plan_name(&state, &member) },
     )
 }

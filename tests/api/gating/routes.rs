@@ -305,3 +305,22 @@ async fn without_a_free_plan_a_user_with_no_subscription_has_no_access() {
     );
     let _ = std::fs::remove_file(path);
 }
+
+/// Pages name plans as people read them: the account page and the plan's own page say "Pro",
+/// never the catalog id.
+#[tokio::test]
+async fn pages_name_the_plan_not_its_id() {
+    let app = spawn_app().await;
+    let c = app.subscriber("ann@example.com", "pro").await;
+    for page in ["/account", "/demo/pro"] {
+        let html = crate::helpers::page_text(&c, &app.url(page)).await;
+        assert!(
+            html.contains("<dd>Pro</dd>") || html.contains("<strong>Pro</strong>"),
+            "{page}: {html}"
+        );
+        assert!(
+            !html.contains("<dd>pro</dd>") && !html.contains("<strong>pro</strong>"),
+            "{page}"
+        );
+    }
+}
