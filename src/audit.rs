@@ -192,39 +192,31 @@ pub struct EventJson {
     pub payload: Value,
 }
 
-/// The security history of `user`, newest first, at most `limit` events.
+/// The security history of `user`, newest first, at most `limit` events: every type but the
+/// `billing.*` ones (see [`Kind::is_security`]).
 pub async fn security_history(db: &Db, user: &str, limit: i64) -> sqlx::Result<Vec<EventJson>> {
-    let kinds: Vec<String> = Kind::ALL
-        .iter()
-        .filter(|k| k.is_security())
-        .map(|k| format!("'{}'", k.as_str()))
-        .collect();
-    // The list is made of the kinds' own names, never of input.
-    let sql = format!(
-        "SELECT id, type, at, client_ip, payload FROM audit_events \
-         WHERE subject = $1 AND type IN ({}) ORDER BY seq DESC LIMIT $2",
-        kinds.join(", ")
-    );
-    let rows: Vec<(String, String, i64, Option<String>, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(user)
-            .bind(limit)
-            .fetch_all(&db.pool)
-            .await?;
-    Ok(rows.into_iter().map(event_json).collect())
+    read(db, user, limit, true).await
 }
 
 /// Every event about `user` (security and billing), newest first, at most `limit`: what an
 /// administrator reads.
 pub async fn about(db: &Db, user: &str, limit: i64) -> sqlx::Result<Vec<EventJson>> {
-    let rows: Vec<(String, String, i64, Option<String>, String)> = sqlx::query_as(
+    read(db, user, limit, false).await
+}
+
+async fn read(db: &Db, user: &str, limit: i64, security: bool) -> sqlx::Result<Vec<EventJson>> {
+    let sql = if security {
         "SELECT id, type, at, client_ip, payload FROM audit_events \
-         WHERE subject = $1 ORDER BY seq DESC LIMIT $2",
-    )
-    .bind(user)
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?;
+         WHERE subject = $1 AND type NOT LIKE 'billing.%' ORDER BY seq DESC LIMIT $2"
+    } else {
+        "SELECT id, type, at, client_ip, payload FROM audit_events \
+         WHERE subject = $1 ORDER BY seq DESC LIMIT $2"
+    };
+    let rows: Vec<(String, String, i64, Option<String>, String)> = sqlx::query_as(sql)
+        .bind(user)
+        .bind(limit)
+        .fetch_all(&db.pool)
+        .await?;
     Ok(rows.into_iter().map(event_json).collect())
 }
 

@@ -12,6 +12,17 @@ async fn get(app: &TestApp, c: &reqwest::Client, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// A signed-in user who holds the `admin` role (granted as `tollgate user grant` does), and
+/// their id.
+async fn administrator(app: &TestApp) -> (reqwest::Client, String) {
+    let admin = app.user("boss@example.com").await;
+    let id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
+    tollgate::auth::roles::grant(&app.state, &id, "admin", "operator")
+        .await
+        .unwrap();
+    (admin, id)
+}
+
 #[tokio::test]
 async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_the_area() {
     let app = spawn_app().await;
@@ -99,11 +110,7 @@ async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_
 #[tokio::test]
 async fn an_administrator_resyncs_a_user_and_resends_their_verification() {
     let app = spawn_app().await;
-    let admin = app.user("boss@example.com").await;
-    let admin_id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
-    tollgate::auth::roles::grant(&app.state, &admin_id, "admin", "operator")
-        .await
-        .unwrap();
+    let (admin, admin_id) = administrator(&app).await;
     // Ann pays while Stripe's webhooks are held: tollgate does not know yet.
     let ann = app.user("ann@example.com").await;
     let ann_id = app.me(&ann).await["id"].as_str().unwrap().to_owned();
@@ -166,11 +173,7 @@ async fn an_administrator_resyncs_a_user_and_resends_their_verification() {
 #[tokio::test]
 async fn an_administrator_deletes_a_users_account() {
     let app = spawn_app().await;
-    let admin = app.user("boss@example.com").await;
-    let admin_id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
-    tollgate::auth::roles::grant(&app.state, &admin_id, "admin", "operator")
-        .await
-        .unwrap();
+    let (admin, admin_id) = administrator(&app).await;
     let ann = app.subscriber("ann@example.com", "pro").await;
     let ann_id = app.me(&ann).await["id"].as_str().unwrap().to_owned();
     let customer = app.customer_of("ann@example.com").await.unwrap();

@@ -24,6 +24,13 @@ async fn stored(
         .collect()
 }
 
+/// The account activity `c` reads.
+async fn activity(app: &TestApp, c: &reqwest::Client) -> Value {
+    let r = app.get_with(c, "/api/account/activity").await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
 /// The types of a history's events, in its order.
 fn types_of(history: &Value) -> Vec<&str> {
     history["events"]
@@ -69,9 +76,7 @@ async fn an_account_sees_its_own_security_history_and_nothing_else() {
         200
     );
 
-    let r = app.get_with(&ann, "/api/account/activity").await;
-    assert_eq!(r.status(), 200);
-    let history: Value = r.json().await.unwrap();
+    let history = activity(&app, &ann).await;
     assert_eq!(
         types_of(&history),
         [
@@ -113,12 +118,7 @@ async fn an_account_sees_its_own_security_history_and_nothing_else() {
     assert_eq!(unknown[0].2["address"], "n***@example.com");
 
     // Bob sees his own only.
-    let theirs: Value = app
-        .get_with(&bob, "/api/account/activity")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let theirs = activity(&app, &bob).await;
     assert_eq!(types_of(&theirs), ["auth.signed_in", "account.signed_up"]);
 
     // The page says the same in words; signed out it asks for a sign-in.
@@ -196,12 +196,7 @@ async fn billing_events_name_the_stripe_event_and_stay_out_of_the_security_histo
     assert_eq!(billing[0].2["to"]["status"], "active");
     assert_eq!(billing[2].2["from"]["status"], "active");
     assert_eq!(billing[2].2["to"]["status"], "past_due");
-    let history: Value = app
-        .get_with(&c, "/api/account/activity")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history = activity(&app, &c).await;
     assert!(!history.to_string().contains("billing."), "{history}");
 }
 
@@ -286,12 +281,7 @@ async fn key_changes_and_checkout_are_recorded_where_they_happen() {
     app.wait_for_plan(&c, Some("pro")).await;
     app.wait_for_webhooks().await;
 
-    let history: Value = app
-        .get_with(&c, "/api/account/activity")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let history = activity(&app, &c).await;
     assert_eq!(
         types_of(&history)[..2],
         ["account.api_key_revoked", "account.api_key_created"]
