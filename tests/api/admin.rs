@@ -70,6 +70,14 @@ async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_
     // `%` and `_` are themselves, never wildcards.
     let (_, literal) = get(&app, &admin, "/api/admin/users?q=%25").await;
     assert_eq!(literal["users"].as_array().unwrap().len(), 0, "{literal}");
+    // A backslash (the escape character) and a long query are plain input, never an error.
+    for hostile in ["%5C", "%5C%25", &"a".repeat(4000)] {
+        let (status, none) = get(&app, &admin, &format!("/api/admin/users?q={hostile}")).await;
+        assert_eq!(
+            (status, none["users"].as_array().map(Vec::len)),
+            (200, Some(0))
+        );
+    }
     let (_, wildcard) = get(&app, &admin, "/api/admin/users?q=_").await;
     assert_eq!(wildcard["users"].as_array().unwrap().len(), 1, "{wildcard}");
     let (_, newest) = get(&app, &admin, "/api/admin/users").await;
