@@ -58,6 +58,12 @@ pub enum Kind {
     AdminResynced,
     /// An administrator sent the user a new verification link.
     AdminResentVerification,
+    /// An administrator signed out one of the user's devices.
+    AdminSignedOutDevice,
+    /// The account was suspended (by an administrator, or the operator).
+    Suspended,
+    /// The account's suspension was lifted.
+    Unsuspended,
     /// Stripe's state of a subscription changed what is stored: plan or status.
     SubscriptionChanged,
     /// A payment failed.
@@ -66,7 +72,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 23] = [
+    pub const ALL: [Kind; 26] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
@@ -82,6 +88,8 @@ impl Kind {
         Kind::ApiKeyRevoked,
         Kind::RoleGranted,
         Kind::RoleRevoked,
+        Kind::Suspended,
+        Kind::Unsuspended,
         Kind::AccountDeleted,
         Kind::CheckoutStarted,
         Kind::CheckoutCompleted,
@@ -90,6 +98,7 @@ impl Kind {
         Kind::AdminSignedOut,
         Kind::AdminResynced,
         Kind::AdminResentVerification,
+        Kind::AdminSignedOutDevice,
     ];
 
     /// The stored and published name.
@@ -116,6 +125,9 @@ impl Kind {
             Kind::AdminSignedOut => "admin.signed_out_user",
             Kind::AdminResynced => "admin.resynced_user",
             Kind::AdminResentVerification => "admin.resent_verification",
+            Kind::AdminSignedOutDevice => "admin.signed_out_device",
+            Kind::Suspended => "account.suspended",
+            Kind::Unsuspended => "account.unsuspended",
             Kind::SubscriptionChanged => "billing.subscription_changed",
             Kind::PaymentFailed => "billing.payment_failed",
         }

@@ -113,6 +113,22 @@ enum UserCommand {
         #[arg(long)]
         role: String,
     },
+    /// Suspend a user: their sign-ins end, their API keys are refused and no sign-in passes
+    /// until `unsuspend` (billing is untouched).
+    Suspend {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+        /// Why (shown to administrators).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a user's suspension.
+    Unsuspend {
+        /// The user's email address.
+        #[arg(long)]
+        email: String,
+    },
     /// Create a user; the password is read from standard input.
     Create {
         /// The new user's email address.
@@ -129,7 +145,45 @@ enum UserCommand {
     },
 }
 
-/// `tollgate jwt rotate`.
+/// The state and the user with the address `email`, for the operator's commands.
+async fn operator_target(
+    config: Config,
+    catalog: Catalog,
+    email: &str,
+) -> anyhow::Result<(crate::app::AppState, crate::auth::users::User)> {
+    let state = crate::app::AppState::build_with(config, catalog, 0).await?;
+    let normalised = crate::auth::users::Email::normalise_lenient(email);
+    let user = crate::auth::users::find_by_email(&state.db, &normalised)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
+    Ok((state, user))
+}
+
+/// `tollgate user suspend` and `unsuspend`.
+async fn change_suspension(
+    config: Config,
+    catalog: Catalog,
+    email: &str,
+    suspend: Option<Option<String>>,
+) -> anyhow::Result<()> {
+    let (state, user) = operator_target(config, catalog, email).await?;
+    use crate::auth::suspension;
+    let changed = match &suspend {
+        Some(reason) => suspension::suspend(&state, &user.id, "operator", reason.as_deref()).await,
+        None => suspension::unsuspend(&state, &user.id, "operator").await,
+    }
+    .map_err(|e| anyhow::anyhow!("{}", e.sentence()))?;
+    let what = match (suspend.is_some(), changed) {
+        (true, true) => "suspended",
+        (true, false) => "was suspended already",
+        (false, true) => "no longer suspended",
+        (false, false) => "was not suspended",
+    };
+    println!("{email}: {what}");
+    Ok(())
+}
+
+/// `tollgate user grant` and `revoke`.
 async fn change_role(
     config: Config,
     catalog: Catalog,
@@ -137,11 +191,7 @@ async fn change_role(
     role: &str,
     grant: bool,
 ) -> anyhow::Result<()> {
-    let state = crate::app::AppState::build_with(config, catalog, 0).await?;
-    let normalised = crate::auth::users::Email::normalise_lenient(email);
-    let user = crate::auth::users::find_by_email(&state.db, &normalised)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no user has the address {email}"))?;
+    let (state, user) = operator_target(config, catalog, email).await?;
     let changed = if grant {
         crate::auth::roles::grant(&state, &user.id, role, "operator").await
     } else {
@@ -247,6 +297,12 @@ pub fn main() -> ExitCode {
             Command::User {
                 command: UserCommand::Revoke { email, role },
             } => change_role(config, catalog, &email, &role, false).await,
+            Command::User {
+                command: UserCommand::Suspend { email, reason },
+            } => change_suspension(config, catalog, &email, Some(reason)).await,
+            Command::User {
+                command: UserCommand::Unsuspend { email },
+            } => change_suspension(config, catalog, &email, None).await,
             Command::Audit {
                 command: AuditCommand::Prune { older_than_days },
             } => prune_audit(config, older_than_days).await,

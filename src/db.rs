@@ -129,6 +129,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0020_audit.sql"),
     ),
     (21, "roles", include_str!("../migrations/0021_roles.sql")),
+    (
+        22,
+        "suspension",
+        include_str!("../migrations/0022_suspension.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

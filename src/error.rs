@@ -119,6 +119,9 @@ pub enum AppError {
     /// An account change, or key management, asked for with an API key or an access token.
     #[error("this needs a signed-in session; an API key or access token cannot change the account")]
     SessionRequired,
+    /// A sign-in whose proof passed, to an account an administrator suspended.
+    #[error("this account is suspended; contact the service's support")]
+    AccountSuspended,
     /// A refresh token that is unknown, expired, used, or of a sign-in that ended.
     #[error("this refresh token is not valid; sign in again")]
     RefreshTokenInvalid,
@@ -229,6 +232,7 @@ impl AppError {
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ScopeRequired(_) => (StatusCode::FORBIDDEN, "scope_required"),
             SessionRequired => (StatusCode::FORBIDDEN, "session_required"),
+            AccountSuspended => (StatusCode::FORBIDDEN, "account_suspended"),
             TooManyKeys => (StatusCode::CONFLICT, "too_many_keys"),
             RefreshTokenInvalid => (StatusCode::UNAUTHORIZED, "refresh_token_invalid"),
             SecondFactorInvalid => (StatusCode::BAD_REQUEST, "second_factor_invalid"),
@@ -370,6 +374,7 @@ mod tests {
             Internal(anyhow::anyhow!("x")),
             ScopeRequired("read"),
             SessionRequired,
+            AccountSuspended,
             TooManyKeys,
             RefreshTokenInvalid,
             SecondFactorInvalid,
@@ -427,6 +432,7 @@ mod tests {
             | Internal(_)
             | ScopeRequired(_)
             | SessionRequired
+            | AccountSuspended
             | TooManyKeys
             | RefreshTokenInvalid
             | SecondFactorInvalid

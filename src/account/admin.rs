@@ -7,7 +7,7 @@ use axum::{
     Json, Router,
     extract::{FromRef, Path, Query, State},
     http::StatusCode,
-    routing::{get, post},
+    routing::{delete, get, post, put},
 };
 use serde::{Deserialize, Serialize};
 
@@ -15,11 +15,14 @@ use crate::{
     audit::{self, EventJson},
     auth::{
         Auth,
+        devices::{self, DeviceJson},
         refresh::{self, Ending},
-        session_store, users,
+        roles, session_store, suspension, users,
     },
     billing::Billing,
+    clock::rfc3339,
     error::{AppError, Result},
+    extract::ApiJson,
     gate::{AdminUser, UserJson},
 };
 
@@ -38,6 +41,16 @@ where
         .route(
             "/api/admin/users/{id}/verify-email",
             post(resend_verification),
+        )
+        .route("/api/admin/users/{id}/suspend", post(suspend))
+        .route("/api/admin/users/{id}/unsuspend", post(unsuspend))
+        .route(
+            "/api/admin/users/{id}/devices/{device}",
+            delete(sign_out_device),
+        )
+        .route(
+            "/api/admin/users/{id}/roles/{role}",
+            put(grant_role).delete(revoke_role),
         )
 }
 
@@ -93,6 +106,10 @@ async fn search(
 pub struct UserView {
     /// The user JSON, with their access and roles.
     pub user: UserJson,
+    /// When the account was suspended (RFC 3339); `null` when it is not.
+    pub suspended_at: Option<String>,
+    /// Their live sign-ins: sessions, then token sign-ins (`current` is always false).
+    pub devices: Vec<DeviceJson>,
     /// Their events, security and billing, newest first (at most 100).
     pub events: Vec<EventJson>,
 }
@@ -109,8 +126,11 @@ async fn show(
     let user = target(&state, &id).await?;
     let access = crate::gate::access_for(&state, &user.id).await?;
     let events = audit::about(&state.db, &user.id, 100).await?;
+    let devices = devices::list_of(&state, &user, None).await?;
     Ok(Json(UserView {
         user: UserJson::new(&user, access),
+        suspended_at: user.suspended_at.map(rfc3339),
+        devices,
         events,
     }))
 }
@@ -226,12 +246,122 @@ async fn delete_user(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
+    let user = others(&state, &admin, &id).await?;
+    super::delete::delete_by_admin(&state, &user, &admin.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why an account is suspended.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct Suspension {
+    /// Shown to administrators only (at most 500 characters, no control characters).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Suspends the account: its sessions and token sign-ins end now, its API keys are refused and
+/// no sign-in passes until it is unsuspended. Billing is untouched. Not one's own account.
+#[utoipa::path(post, path = "/api/admin/users/{id}/suspend", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)")),
+    request_body = Suspension,
+    responses((status = 204, description = "Suspended (or already)")))]
+async fn suspend(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Suspension>,
+) -> Result<StatusCode> {
+    let user = others(&state, &admin, &id).await?;
+    let reason = body.reason.as_deref();
+    if suspension::suspend(&state, &user.id, &admin.user.id, reason).await? {
+        tracing::info!(user = %user.id, admin = %admin.user.id, "suspended by an administrator");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lifts the account's suspension: its owner can sign in again, and their API keys work again.
+#[utoipa::path(post, path = "/api/admin/users/{id}/unsuspend", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)")),
+    responses((status = 204, description = "Not suspended (any more)")))]
+async fn unsuspend(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
     let user = target(&state, &id).await?;
+    if suspension::unsuspend(&state, &user.id, &admin.user.id).await? {
+        tracing::info!(user = %user.id, admin = %admin.user.id, "suspension lifted by an administrator");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs out one of the user's devices: a session (by the id the user's view lists) or a token
+/// sign-in (`fam_…`).
+#[utoipa::path(delete, path = "/api/admin/users/{id}/devices/{device}", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)"),
+        ("device" = String, Path, description = "A device id from the user's view")),
+    responses((status = 204, description = "Signed out")))]
+async fn sign_out_device(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path((id, device)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let user = target(&state, &id).await?;
+    if !devices::sign_out_one_by(&state, &user.id, &device, Some(&admin.user.id)).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Grants the user a role (`admin`, or one of the product's own names).
+#[utoipa::path(put, path = "/api/admin/users/{id}/roles/{role}", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)"),
+        ("role" = String, Path, description = "1–32 of `a-z 0-9 - _`, starting with a letter")),
+    responses((status = 204, description = "Held (granted now or before)")))]
+async fn grant_role(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path((id, role)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let user = target(&state, &id).await?;
+    roles::grant(&state, &user.id, &role, &admin.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes a role back. An administrator does not take `admin` from themselves here (the command
+/// line can), so the area is never left without the one who is using it by a slip.
+#[utoipa::path(delete, path = "/api/admin/users/{id}/roles/{role}", tag = "admin",
+    params(("id" = String, Path, description = "The user (`usr_…`)"),
+        ("role" = String, Path, description = "The role")),
+    responses((status = 204, description = "Not held (any more)")))]
+async fn revoke_role(
+    State(state): State<Billing>,
+    AdminUser(admin): AdminUser,
+    Path((id, role)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    if !roles::valid(&role) {
+        return Err(AppError::InvalidField("role".into()));
+    }
+    let user = if role == roles::ADMIN {
+        others(&state, &admin, &id).await?
+    } else {
+        target(&state, &id).await?
+    };
+    roles::revoke(&state, &user.id, &role, &admin.user.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// [`target`], refusing the administrator's own account (`invalid_field` `id`).
+async fn others(
+    state: &Billing,
+    admin: &crate::gate::CurrentUser,
+    id: &str,
+) -> Result<crate::auth::users::User> {
+    let user = target(state, id).await?;
     if user.id == admin.user.id {
         return Err(AppError::InvalidField("id".into()));
     }
-    super::delete::delete_by_admin(&state, &user, &admin.user.id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(user)
 }
 
 /// The user an administrator acts on: 404 for an unknown id.

@@ -167,8 +167,16 @@ fn coarse(unix: i64) -> String {
 /// Every live sign-in of the user (sessions, then token sign-ins), newest first; `current` marks
 /// the asking session.
 pub async fn list(state: &Auth, current: SignedIn<'_>) -> Result<Vec<DeviceJson>> {
-    let user = current.user;
     let current_hash = current.session.id().map(|id| session_store::hash_id(&id));
+    list_of(state, current.user, current_hash.as_deref()).await
+}
+
+/// Every live sign-in of `user` as [`list`] gives it, for an administrator (no current device).
+pub async fn list_of(
+    state: &Auth,
+    user: &User,
+    current_hash: Option<&str>,
+) -> Result<Vec<DeviceJson>> {
     let now = crate::db::now();
     let mut devices: Vec<(i64, DeviceJson)> = Vec::new();
     for stored in session_store::list_for_user(&state.db, &user.id, now).await? {
@@ -184,7 +192,7 @@ pub async fn list(state: &Auth, current: SignedIn<'_>) -> Result<Vec<DeviceJson>
         devices.push((
             signed_in,
             DeviceJson {
-                current: current_hash.as_deref() == Some(stored.id_hash.as_str()),
+                current: current_hash == Some(stored.id_hash.as_str()),
                 id: stored.id_hash,
                 kind: "session",
                 signed_in_at: clock::rfc3339(signed_in),
@@ -212,6 +220,17 @@ pub async fn list(state: &Auth, current: SignedIn<'_>) -> Result<Vec<DeviceJson>
 /// Signs out one of the user's devices (a session by its hashed id, or a token sign-in); whether
 /// there was such a live one.
 pub async fn sign_out_one(state: &Auth, user_id: &str, id: &str) -> Result<bool> {
+    sign_out_one_by(state, user_id, id, None).await
+}
+
+/// [`sign_out_one`], by an administrator when `admin` names one (an audit event in the same
+/// transaction, when there was such a device).
+pub async fn sign_out_one_by(
+    state: &Auth,
+    user_id: &str,
+    id: &str,
+    admin: Option<&str>,
+) -> Result<bool> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
     let done = if id.starts_with("fam_") {
@@ -219,9 +238,18 @@ pub async fn sign_out_one(state: &Auth, user_id: &str, id: &str) -> Result<bool>
     } else {
         session_store::delete_for_user_on(&mut tx, user_id, id).await?
     };
+    if let Some(admin) = admin.filter(|_| done) {
+        let entry = crate::audit::Entry {
+            kind: crate::audit::Kind::AdminSignedOutDevice,
+            actor: admin,
+            subject: Some(user_id),
+            payload: serde_json::json!({"device": id}),
+        };
+        crate::audit::record(&mut tx, now, entry).await?;
+    }
     state.commit_for(tx, user_id).await?;
     if done {
-        tracing::info!(user = %user_id, "device signed out by its owner");
+        tracing::info!(user = %user_id, by_admin = admin.is_some(), "device signed out");
     }
     Ok(done)
 }

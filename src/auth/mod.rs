@@ -6,6 +6,7 @@
 //! refreshed at most once a minute so that reads do not become writes). The id is rotated at every
 //! sign-in and privilege change; logout deletes the record server-side.
 
+pub mod address;
 pub mod api_keys;
 pub mod cleanup;
 pub mod credentials;
@@ -24,6 +25,7 @@ pub mod second_factor;
 pub mod session_store;
 pub mod signing;
 pub mod social;
+pub mod suspension;
 pub mod totp;
 pub mod users;
 
@@ -203,6 +205,7 @@ pub async fn sign_in(
     remember: bool,
     from: &devices::SignInFrom,
 ) -> Result<()> {
+    users::refuse_if_suspended(&state.db, &user.id).await?;
     // A new id at every sign-in defeats session fixation.
     session.cycle_id().await?;
     session.clear().await;

@@ -40,13 +40,15 @@ use crate::{
 };
 
 /// The user and their access: from the cache, or in one database round trip (a `LEFT JOIN` of
-/// the user's subscriptions), so gating costs nothing beyond loading the signed-in user.
+/// the user's subscriptions), so gating costs nothing beyond loading the signed-in user. A
+/// suspended user is `None`, as a deleted one: every session, key and token of theirs is refused.
 pub async fn load_member(
     state: &Billing,
     user_id: &str,
 ) -> Result<Option<(User, Access)>, AppError> {
     Ok(cached_member(state, user_id)
         .await?
+        .filter(|member| member.user.suspended_at.is_none())
         .map(|member| (member.user.clone(), access_of(state, &member))))
 }
 

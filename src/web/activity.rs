@@ -39,6 +39,9 @@ fn label(kind: &str) -> &'static str {
         "admin.signed_out_user" => "Signed out everywhere by an administrator",
         "admin.resynced_user" => "Subscription checked with Stripe by an administrator",
         "admin.resent_verification" => "Verification link sent by an administrator",
+        "admin.signed_out_device" => "A device signed out by an administrator",
+        "account.suspended" => "Account suspended",
+        "account.unsuspended" => "Account suspension lifted",
         _ => "Account activity",
     }
 }

@@ -243,7 +243,7 @@ async fn submit_login(
     }
     .await
     .map_err(|err| match err {
-        AppError::InvalidCredentials | AppError::RateLimited(_) => {
+        AppError::InvalidCredentials | AppError::RateLimited(_) | AppError::AccountSuspended => {
             let (status, _) = err.status_and_code();
             let response = render(
                 &state,

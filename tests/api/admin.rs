@@ -14,7 +14,7 @@ async fn get(app: &TestApp, c: &reqwest::Client, path: &str) -> (u16, Value) {
 
 /// A signed-in user who holds the `admin` role (granted as `tollgate user grant` does), and
 /// their id.
-async fn administrator(app: &TestApp) -> (reqwest::Client, String) {
+pub(crate) async fn administrator(app: &TestApp) -> (reqwest::Client, String) {
     let admin = app.user("boss@example.com").await;
     let id = app.me(&admin).await["id"].as_str().unwrap().to_owned();
     tollgate::auth::roles::grant(&app.state, &id, "admin", "operator")

@@ -27,5 +27,6 @@ mod revocation;
 mod second_factor;
 mod sessions;
 mod social;
+mod suspension;
 mod timing;
 mod tokens;

@@ -134,6 +134,7 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for MemberRow {
 pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<(User, Vec<Priced>)>> {
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
+                u.suspended_at, \
                 s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
                 s.current_period_end AS sub_current_period_end, \
                 s.cancel_at_period_end AS sub_cancel_at_period_end, \
