@@ -180,6 +180,9 @@ impl App {
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let port = listener.local_addr()?.port();
         let state = AppState::build_with(config, catalog, port).await?;
+        // The endpoint the environment sets exists before the first request: it receives every
+        // event from then on.
+        crate::outbound::sync_setting(&state.db, &state.config, state.clock.now()).await?;
         Ok(Self { state, listener })
     }
 
@@ -206,6 +209,13 @@ impl App {
         let email_sync = tokio::spawn(crate::billing::customers::email_sync_worker(
             self.state.billing.clone(),
         ));
+        let state = &self.state;
+        let outbound = crate::outbound::deliver::Outbound::new(
+            state.db.clone(),
+            state.clock.clone(),
+            state.config.webhooks.max_attempts,
+        )?;
+        let webhooks = tokio::spawn(crate::outbound::deliver::worker(outbound));
         let max_connections = self.state.config.max_connections;
         let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
         let router = build_router(self.state);
@@ -221,6 +231,7 @@ impl App {
         cleanup.abort();
         mailer.abort();
         email_sync.abort();
+        webhooks.abort();
         result
     }
 }

@@ -60,6 +60,14 @@ pub enum Kind {
     AdminResentVerification,
     /// An administrator signed out one of the user's devices.
     AdminSignedOutDevice,
+    /// An administrator added an outbound webhook endpoint.
+    AdminWebhookCreated,
+    /// An administrator removed one.
+    AdminWebhookDeleted,
+    /// An administrator gave one a new signing secret.
+    AdminWebhookRotated,
+    /// An administrator started a stopped one again.
+    AdminWebhookRetried,
     /// The account was suspended (by an administrator, or the operator).
     Suspended,
     /// The account's suspension was lifted.
@@ -72,7 +80,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 26] = [
+    pub const ALL: [Kind; 30] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
@@ -99,6 +107,10 @@ impl Kind {
         Kind::AdminResynced,
         Kind::AdminResentVerification,
         Kind::AdminSignedOutDevice,
+        Kind::AdminWebhookCreated,
+        Kind::AdminWebhookDeleted,
+        Kind::AdminWebhookRotated,
+        Kind::AdminWebhookRetried,
     ];
 
     /// The stored and published name.
@@ -126,6 +138,10 @@ impl Kind {
             Kind::AdminResynced => "admin.resynced_user",
             Kind::AdminResentVerification => "admin.resent_verification",
             Kind::AdminSignedOutDevice => "admin.signed_out_device",
+            Kind::AdminWebhookCreated => "admin.webhook_created",
+            Kind::AdminWebhookDeleted => "admin.webhook_deleted",
+            Kind::AdminWebhookRotated => "admin.webhook_secret_rotated",
+            Kind::AdminWebhookRetried => "admin.webhook_retried",
             Kind::Suspended => "account.suspended",
             Kind::Unsuspended => "account.unsuspended",
             Kind::SubscriptionChanged => "billing.subscription_changed",
@@ -242,6 +258,74 @@ fn event_json(
         client_ip,
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
     }
+}
+
+/// An event as outbound webhooks publish it (`data` of a delivery): no client address.
+#[derive(Clone, Debug, Serialize)]
+pub struct Published {
+    /// `aud_…`: the deliveries' `webhook-id`, the same at every try.
+    pub id: String,
+    /// Its place in the trail: later events have higher numbers (with gaps).
+    pub seq: i64,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Who acted: a user id, `anonymous`, `operator`, `system` or `stripe`.
+    pub actor: String,
+    /// The user it is about.
+    pub subject: Option<String>,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The id of the request that caused it (the `X-Request-Id` answered and logged).
+    pub request_id: Option<String>,
+    /// Details.
+    pub payload: Value,
+}
+
+/// The events after `seq`, in order, at most `limit`.
+pub async fn after(db: &Db, seq: i64, limit: i64) -> sqlx::Result<Vec<Published>> {
+    type Row = (
+        String,
+        i64,
+        String,
+        String,
+        Option<String>,
+        i64,
+        Option<String>,
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, seq, type, actor, subject, at, request_id, payload FROM audit_events \
+         WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(seq)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, seq, kind, actor, subject, at, request_id, payload)| Published {
+                id,
+                seq,
+                kind,
+                actor,
+                subject,
+                at: rfc3339(at),
+                request_id,
+                payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+            },
+        )
+        .collect())
+}
+
+/// The number of the latest event (0 before the first): where a new endpoint starts.
+pub async fn last_seq(conn: &mut AnyConnection) -> sqlx::Result<i64> {
+    let (seq,): (i64,) =
+        sqlx::query_as("SELECT value FROM audit_sequence WHERE name = 'audit_events'")
+            .fetch_one(conn)
+            .await?;
+    Ok(seq)
 }
 
 /// Removes the events older than `before` (Unix seconds); how many.

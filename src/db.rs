@@ -134,6 +134,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "suspension",
         include_str!("../migrations/0022_suspension.sql"),
     ),
+    (
+        23,
+        "outbound_webhooks",
+        include_str!("../migrations/0023_outbound_webhooks.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -23,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod gate;
 pub mod ids;
+pub mod outbound;
 pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;

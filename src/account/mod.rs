@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod admin;
+pub mod admin_webhooks;
 pub mod auth;
 pub mod billing;
 pub mod delete;
@@ -37,6 +38,7 @@ where
         .merge(auth::router())
         .merge(activity::router())
         .merge(admin::router())
+        .merge(admin_webhooks::router())
         .merge(email::router())
         .merge(delete::router())
         .merge(billing::router())

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("errors and the cache", &["error", "cache"]),
     ("request parsing", &["extract"]),
     ("the base", &["base"]),
+    ("outbound webhooks", &["outbound"]),
     ("email", &["email"]),
     ("auth", &["auth"]),
     ("billing", &["billing"]),

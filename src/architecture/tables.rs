@@ -36,6 +36,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("stripe_events", "billing::event_log"),
     ("audit_events", "audit"),
     ("audit_sequence", "audit"),
+    ("webhook_endpoints", "outbound"),
+    ("webhook_attempts", "outbound"),
     ("user_roles", "auth::roles"),
 ];
 

@@ -1,6 +1,6 @@
 //! The periodic clean-up of what expires: sessions, rate-limit counters, refresh tokens, signing
 //! keys, email tokens, pending sign-ins, passkey ceremonies, social sign-in flows, and audit
-//! events past their retention.
+//! events (and outbound webhook attempts) past their retention.
 
 use std::time::Duration;
 
@@ -45,6 +45,10 @@ pub async fn run_forever(db: Db, clock: Clock, retired_window: i64, audit_days: 
         let audit = crate::audit::prune(&db, clock.now() - audit_days * 86_400);
         if let Err(e) = audit.await {
             tracing::warn!(error = %e, "audit trail pruning failed");
+        }
+        let attempts = crate::outbound::prune_attempts(&db, clock.now() - audit_days * 86_400);
+        if let Err(e) = attempts.await {
+            tracing::warn!(error = %e, "webhook attempt pruning failed");
         }
         let links = super::social::links::delete_expired(&db, clock.now());
         if let Err(e) = links.await {

@@ -10,6 +10,9 @@ mod settings;
 
 pub use settings::social::{Social, pair as client_pair};
 pub use settings::tokens::{ACCESS_TOKEN_SECS, issuer, parse_signing_key, signing_key_public};
+pub use settings::webhooks::{
+    Webhooks, secret_key as webhook_secret_key, valid_pattern as valid_event_pattern,
+};
 
 use std::{fmt, net::SocketAddr};
 
@@ -178,6 +181,8 @@ pub struct Config {
     pub jwt_signing_key: Option<Secret>,
     /// Social sign-in: the providers' clients.
     pub social: settings::social::Social,
+    /// Outbound webhooks: the endpoint the environment sets, and the retries.
+    pub webhooks: settings::webhooks::Webhooks,
 }
 
 impl Config {
@@ -248,6 +253,7 @@ impl Config {
             jwt_audience: None,
             jwt_signing_key: None,
             social: Default::default(),
+            webhooks: Default::default(),
         }
     }
 

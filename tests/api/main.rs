@@ -19,6 +19,7 @@ mod hygiene;
 mod interop;
 mod keys;
 mod lockout;
+mod outbound;
 mod pages;
 mod passkeys;
 mod prehijack;

@@ -190,6 +190,7 @@ mod devices;
 pub mod social;
 mod table;
 pub mod tokens;
+pub mod webhooks;
 
 /// Every setting, in `check-config` and README order.
 pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
@@ -200,6 +201,7 @@ pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
             .chain(devices::DEVICES)
             .chain(billing::BILLING)
             .chain(social::SOCIAL)
+            .chain(webhooks::WEBHOOKS)
             .collect()
     });
 

@@ -57,6 +57,10 @@ fn secret_settings_never_show_their_value() {
         ("TOLLGATE_GOOGLE_CLIENT_SECRET", "gsec-s3cr3t"),
         ("TOLLGATE_GITHUB_CLIENT_SECRET", "ghsec-s3cr3t"),
         ("TOLLGATE_OIDC_CLIENT_SECRET", "osec-s3cr3t"),
+        (
+            "TOLLGATE_WEBHOOK_SECRET",
+            "whsec_s3cr3tAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
     ];
     // The secrets' companions (a client secret comes with its client id).
     let companions = [
@@ -64,6 +68,7 @@ fn secret_settings_never_show_their_value() {
         ("TOLLGATE_GITHUB_CLIENT_ID", "gh-id"),
         ("TOLLGATE_OIDC_CLIENT_ID", "o-id"),
         ("TOLLGATE_OIDC_ISSUER", "https://id.example.com/"),
+        ("TOLLGATE_WEBHOOK_URL", "https://api.example.com/hooks"),
     ];
     let secret: Vec<&str> = SETTINGS
         .iter()
@@ -157,6 +162,16 @@ const NOT_DEFAULT: &[(&str, &str)] = &[
     ("TOLLGATE_OIDC_CLIENT_ID", "tollgate"),
     ("TOLLGATE_OIDC_CLIENT_SECRET", "oidc-secret"),
     ("TOLLGATE_OIDC_NAME", "Acme SSO"),
+    (
+        "TOLLGATE_WEBHOOK_URL",
+        "https://api.example.com/hooks/tollgate",
+    ),
+    (
+        "TOLLGATE_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ),
+    ("TOLLGATE_WEBHOOK_EVENTS", "billing.*,account.deleted"),
+    ("TOLLGATE_WEBHOOK_MAX_ATTEMPTS", "3"),
 ];
 
 /// Each setting's `read` fills what its `show` prints: setting it changes its line.
@@ -259,4 +274,65 @@ fn access_tokens_live_5_to_15_minutes_and_the_signing_key_must_be_an_ed25519_key
             e.message
         );
     }
+}
+
+#[test]
+fn the_webhook_endpoint_needs_its_secret_and_secrets_and_event_types_are_checked() {
+    let with = |pairs: &'static [(&'static str, &'static str)]| {
+        Config::from_lookup(move |n| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == n)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    };
+    const URL: (&str, &str) = ("TOLLGATE_WEBHOOK_URL", "https://api.example.com/hooks");
+    const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    assert!(with(&[URL, ("TOLLGATE_WEBHOOK_SECRET", KEY)]).is_ok());
+    let two = with(&[
+        URL,
+        (
+            "TOLLGATE_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(two.webhooks.secrets.len(), 2);
+    let refused: &[&'static [(&str, &str)]] = &[
+        &[URL],
+        &[("TOLLGATE_WEBHOOK_SECRET", KEY)],
+        &[URL, ("TOLLGATE_WEBHOOK_SECRET", "whsec_short")],
+        &[
+            URL,
+            (
+                "TOLLGATE_WEBHOOK_SECRET",
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ],
+        &[
+            URL,
+            (
+                "TOLLGATE_WEBHOOK_SECRET",
+                "whsec_not base64 at all!!!!!!!!!!!!",
+            ),
+        ],
+        &[
+            ("TOLLGATE_WEBHOOK_URL", "ftp://example.com/"),
+            ("TOLLGATE_WEBHOOK_SECRET", KEY),
+        ],
+        &[("TOLLGATE_WEBHOOK_EVENTS", "billing")],
+        &[("TOLLGATE_WEBHOOK_EVENTS", "Billing.*")],
+        &[("TOLLGATE_WEBHOOK_EVENTS", "*.deleted")],
+        &[("TOLLGATE_WEBHOOK_MAX_ATTEMPTS", "0")],
+    ];
+    for pairs in refused {
+        let e = with(pairs).unwrap_err();
+        assert!(
+            e.setting.starts_with("TOLLGATE_WEBHOOK_"),
+            "{pairs:?}: {e:?}"
+        );
+        assert!(!e.message.contains("MfKQ9r8"), "the secret is not echoed");
+    }
+    let events = with(&[("TOLLGATE_WEBHOOK_EVENTS", " billing.* , account.deleted")]).unwrap();
+    assert_eq!(events.webhooks.events, ["billing.*", "account.deleted"]);
 }
