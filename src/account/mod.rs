@@ -4,7 +4,6 @@
 
 pub mod activity;
 pub mod admin;
-pub mod admin_webhooks;
 pub mod auth;
 pub mod billing;
 pub mod delete;
@@ -38,7 +37,6 @@ where
         .merge(auth::router())
         .merge(activity::router())
         .merge(admin::router())
-        .merge(admin_webhooks::router())
         .merge(email::router())
         .merge(delete::router())
         .merge(billing::router())

@@ -97,6 +97,7 @@ fn account_page(
             notice,
             error,
             min_length => state.config.password_min_length,
+            administrator => user.access.roles.iter().any(|r| r == crate::auth::roles::ADMIN),
         },
     )
 }

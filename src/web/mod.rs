@@ -12,6 +12,7 @@
 
 mod account;
 mod activity;
+mod admin;
 mod auth_pages;
 mod billing;
 pub mod csrf;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(second_factor::routes())
         .merge(devices::routes())
         .merge(activity::routes())
+        .merge(admin::routes())
         .merge(passkeys::routes())
         .merge(social::routes())
         .layer(middleware::from_fn_with_state(
@@ -111,6 +113,18 @@ pub fn templates() -> Environment<'static> {
         (
             "activity.html",
             include_str!("../../templates/activity.html"),
+        ),
+        (
+            "admin_users.html",
+            include_str!("../../templates/admin_users.html"),
+        ),
+        (
+            "admin_user.html",
+            include_str!("../../templates/admin_user.html"),
+        ),
+        (
+            "admin_webhooks.html",
+            include_str!("../../templates/admin_webhooks.html"),
         ),
         (
             "passkeys.html",

@@ -4,6 +4,7 @@
 mod accounts;
 mod addresses;
 mod admin;
+mod admin_pages;
 mod audit;
 mod billing;
 mod catalog_check;

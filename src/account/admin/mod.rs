@@ -1,7 +1,12 @@
-//! The admin area over JSON (`/api/admin/…`): find users, read one user's access, roles and
-//! events, and sign a user out everywhere. Only a signed-in administrator (the `admin` role, by
-//! session) gets an answer; everyone else gets 404, so the area does not show that it exists.
-//! Every change an administrator makes is an audit event with them as the actor.
+//! The admin area over JSON (`/api/admin/…`): find users; read one user's access, roles,
+//! devices and events; sign them out, suspend them, grant roles, delete them; manage the
+//! outbound webhook endpoints (`webhooks.rs`). Only a signed-in administrator (the `admin` role,
+//! by session) gets an answer; everyone else gets 404, so the area does not show that it exists.
+//! Every change an administrator makes is an audit event with them as the actor (`actions.rs`,
+//! which the `/admin` pages share).
+
+pub mod actions;
+pub mod webhooks;
 
 use axum::{
     Json, Router,
@@ -12,19 +17,14 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    audit::{self, EventJson},
-    auth::{
-        Auth,
-        devices::{self, DeviceJson},
-        refresh::{self, Ending},
-        roles, session_store, suspension, users,
-    },
+    auth::{Auth, users},
     billing::Billing,
-    clock::rfc3339,
     error::{AppError, Result},
     extract::ApiJson,
     gate::{AdminUser, UserJson},
 };
+
+pub use actions::UserView;
 
 /// The routes.
 pub fn router<S>() -> Router<S>
@@ -52,6 +52,7 @@ where
             "/api/admin/users/{id}/roles/{role}",
             put(grant_role).delete(revoke_role),
         )
+        .merge(webhooks::router())
 }
 
 /// A search.
@@ -101,20 +102,7 @@ async fn search(
     Ok(Json(FoundUsers { users }))
 }
 
-/// One user as an administrator sees them.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct UserView {
-    /// The user JSON, with their access and roles.
-    pub user: UserJson,
-    /// When the account was suspended (RFC 3339); `null` when it is not.
-    pub suspended_at: Option<String>,
-    /// Their live sign-ins: sessions, then token sign-ins (`current` is always false).
-    pub devices: Vec<DeviceJson>,
-    /// Their events, security and billing, newest first (at most 100).
-    pub events: Vec<EventJson>,
-}
-
-/// One user: their access, roles and events.
+/// One user: their access, roles, devices and events.
 #[utoipa::path(get, path = "/api/admin/users/{id}", tag = "admin",
     params(("id" = String, Path, description = "The user (`usr_…`)")),
     responses((status = 200, description = "The user", body = UserView)))]
@@ -123,16 +111,8 @@ async fn show(
     AdminUser(_admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>> {
-    let user = target(&state, &id).await?;
-    let access = crate::gate::access_for(&state, &user.id).await?;
-    let events = audit::about(&state.db, &user.id, 100).await?;
-    let devices = devices::list_of(&state, &user, None).await?;
-    Ok(Json(UserView {
-        user: UserJson::new(&user, access),
-        suspended_at: user.suspended_at.map(rfc3339),
-        devices,
-        events,
-    }))
+    let user = actions::target(&state, &id).await?;
+    Ok(Json(actions::view(&state, &user).await?))
 }
 
 /// Signs the user out everywhere: every session and every token sign-in ends at once.
@@ -144,20 +124,8 @@ async fn sign_out(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = target(&state, &id).await?;
-    let now = state.clock.now();
-    let mut tx = state.db.begin().await?;
-    session_store::revoke_all_on(&mut tx, &user.id, None).await?;
-    refresh::end_all_on(&mut tx, &user.id, Ending::Logout, now).await?;
-    let entry = by_admin(
-        audit::Kind::AdminSignedOut,
-        &admin,
-        &user,
-        serde_json::json!({"sessions": true}),
-    );
-    audit::record(&mut tx, now, entry).await?;
-    state.commit_for(tx, &user.id).await?;
-    tracing::info!(user = %user.id, admin = %admin.user.id, "signed out everywhere by an administrator");
+    let user = actions::target(&state, &id).await?;
+    actions::sign_out_everywhere(&state, &admin.user.id, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -179,25 +147,11 @@ async fn resync(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<Json<Resynced>> {
-    let user = target(&state, &id).await?;
-    let mut count = 0;
-    if let Some(customer) = crate::billing::customers::customer_of(&state, &user.id).await? {
-        for snap in crate::billing::sync::list_subscriptions(&state, &customer).await? {
-            crate::billing::checkout::sync_subscription(&state, &snap.id, None).await?;
-            count += 1;
-        }
-    }
-    let entry = by_admin(
-        audit::Kind::AdminResynced,
-        &admin,
-        &user,
-        serde_json::json!({"subscriptions": count}),
-    );
-    audit::record_alone(&state.db, state.clock.now(), entry).await?;
-    state.cache.forget_user(&user.id);
+    let user = actions::target(&state, &id).await?;
+    let subscriptions = actions::resync(&state, &admin.user.id, &user).await?;
     let access = crate::gate::access_for(&state, &user.id).await?;
     Ok(Json(Resynced {
-        subscriptions: count,
+        subscriptions,
         user: UserJson::new(&user, access),
     }))
 }
@@ -218,21 +172,9 @@ async fn resend_verification(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<Json<Sent>> {
-    let user = target(&state, &id).await?;
-    if user.email_verified {
-        return Ok(Json(Sent { sent: false }));
-    }
-    let mut tx = state.db.begin().await?;
-    crate::auth::email_flows::send_verification(&state, &mut tx, &user).await?;
-    let entry = by_admin(
-        audit::Kind::AdminResentVerification,
-        &admin,
-        &user,
-        serde_json::json!({}),
-    );
-    audit::record(&mut tx, state.clock.now(), entry).await?;
-    crate::email::commit_and_wake(&state, tx).await?;
-    Ok(Json(Sent { sent: true }))
+    let user = actions::target(&state, &id).await?;
+    let sent = actions::resend_verification(&state, &admin.user.id, &user).await?;
+    Ok(Json(Sent { sent }))
 }
 
 /// Deletes the user's account: their subscriptions are canceled in Stripe, their personal data
@@ -246,8 +188,8 @@ async fn delete_user(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = others(&state, &admin, &id).await?;
-    super::delete::delete_by_admin(&state, &user, &admin.user.id).await?;
+    let user = actions::target(&state, &id).await?;
+    actions::delete_account(&state, &admin.user.id, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,11 +213,8 @@ async fn suspend(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Suspension>,
 ) -> Result<StatusCode> {
-    let user = others(&state, &admin, &id).await?;
-    let reason = body.reason.as_deref();
-    if suspension::suspend(&state, &user.id, &admin.user.id, reason).await? {
-        tracing::info!(user = %user.id, admin = %admin.user.id, "suspended by an administrator");
-    }
+    let user = actions::target(&state, &id).await?;
+    actions::suspend(&state, &admin.user.id, &user, body.reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -288,10 +227,8 @@ async fn unsuspend(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let user = target(&state, &id).await?;
-    if suspension::unsuspend(&state, &user.id, &admin.user.id).await? {
-        tracing::info!(user = %user.id, admin = %admin.user.id, "suspension lifted by an administrator");
-    }
+    let user = actions::target(&state, &id).await?;
+    actions::unsuspend(&state, &admin.user.id, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -306,8 +243,8 @@ async fn sign_out_device(
     AdminUser(admin): AdminUser,
     Path((id, device)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let user = target(&state, &id).await?;
-    if !devices::sign_out_one_by(&state, &user.id, &device, Some(&admin.user.id)).await? {
+    let user = actions::target(&state, &id).await?;
+    if !actions::sign_out_device(&state, &admin.user.id, &user, &device).await? {
         return Err(AppError::NotFound);
     }
     Ok(StatusCode::NO_CONTENT)
@@ -323,13 +260,13 @@ async fn grant_role(
     AdminUser(admin): AdminUser,
     Path((id, role)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let user = target(&state, &id).await?;
-    roles::grant(&state, &user.id, &role, &admin.user.id).await?;
+    let user = actions::target(&state, &id).await?;
+    actions::grant_role(&state, &admin.user.id, &user, &role).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Takes a role back. An administrator does not take `admin` from themselves here (the command
-/// line can), so the area is never left without the one who is using it by a slip.
+/// line can).
 #[utoipa::path(delete, path = "/api/admin/users/{id}/roles/{role}", tag = "admin",
     params(("id" = String, Path, description = "The user (`usr_…`)"),
         ("role" = String, Path, description = "The role")),
@@ -339,49 +276,7 @@ async fn revoke_role(
     AdminUser(admin): AdminUser,
     Path((id, role)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    if !roles::valid(&role) {
-        return Err(AppError::InvalidField("role".into()));
-    }
-    let user = if role == roles::ADMIN {
-        others(&state, &admin, &id).await?
-    } else {
-        target(&state, &id).await?
-    };
-    roles::revoke(&state, &user.id, &role, &admin.user.id).await?;
+    let user = actions::target(&state, &id).await?;
+    actions::revoke_role(&state, &admin.user.id, &user, &role).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// [`target`], refusing the administrator's own account (`invalid_field` `id`).
-async fn others(
-    state: &Billing,
-    admin: &crate::gate::CurrentUser,
-    id: &str,
-) -> Result<crate::auth::users::User> {
-    let user = target(state, id).await?;
-    if user.id == admin.user.id {
-        return Err(AppError::InvalidField("id".into()));
-    }
-    Ok(user)
-}
-
-/// The user an administrator acts on: 404 for an unknown id.
-async fn target(state: &Billing, id: &str) -> Result<crate::auth::users::User> {
-    users::find_by_id(&state.db, id)
-        .await?
-        .ok_or(AppError::NotFound)
-}
-
-/// An audit entry of `admin` acting on `user`.
-fn by_admin<'a>(
-    kind: audit::Kind,
-    admin: &'a crate::gate::CurrentUser,
-    user: &'a crate::auth::users::User,
-    payload: serde_json::Value,
-) -> audit::Entry<'a> {
-    audit::Entry {
-        kind,
-        actor: &admin.user.id,
-        subject: Some(&user.id),
-        payload,
-    }
 }

@@ -17,7 +17,7 @@ use crate::{
     clock::rfc3339,
     error::Result,
     extract::ApiJson,
-    gate::{AdminUser, CurrentUser},
+    gate::AdminUser,
     outbound::{self, Attempt, Endpoint},
 };
 
@@ -103,13 +103,18 @@ async fn list(
     State(state): State<Billing>,
     AdminUser(_admin): AdminUser,
 ) -> Result<Json<Endpoints>> {
-    let mut endpoints = vec![];
-    for endpoint in outbound::list(&state.db).await? {
-        endpoints.push(json_of(&state, endpoint).await?);
-    }
+    let endpoints = endpoints(&state).await?;
     Ok(Json(Endpoints { endpoints }))
 }
 
+/// Every endpoint as the admin area shows it, oldest first.
+pub async fn endpoints(state: &Billing) -> Result<Vec<EndpointJson>> {
+    let mut endpoints = vec![];
+    for endpoint in outbound::list(&state.db).await? {
+        endpoints.push(json_of(state, endpoint).await?);
+    }
+    Ok(endpoints)
+}
 /// A new endpoint.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct NewEndpoint {
@@ -137,17 +142,22 @@ async fn create(
     AdminUser(admin): AdminUser,
     ApiJson(body): ApiJson<NewEndpoint>,
 ) -> Result<(StatusCode, Json<Created>)> {
+    let created = add(&state, &admin.user.id, &body.url, &body.events).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Adds an endpoint for `admin`: it and its secret (to show once).
+pub async fn add(state: &Billing, admin: &str, url: &str, events: &[String]) -> Result<Created> {
     let now = state.clock.now();
     let mut tx = state.db.begin().await?;
-    let (endpoint, secret) =
-        outbound::create(&mut tx, &state.config, &body.url, &body.events, now).await?;
+    let (endpoint, secret) = outbound::create(&mut tx, &state.config, url, events, now).await?;
     let payload = serde_json::json!({
         "endpoint": endpoint.id, "url": endpoint.url, "events": endpoint.event_types,
     });
-    record(&state, &mut tx, &admin, Kind::AdminWebhookCreated, payload).await?;
+    record(state, &mut tx, admin, Kind::AdminWebhookCreated, payload).await?;
     tx.commit().await?;
-    let endpoint = json_of(&state, endpoint).await?;
-    Ok((StatusCode::CREATED, Json(Created { endpoint, secret })))
+    let endpoint = json_of(state, endpoint).await?;
+    Ok(Created { endpoint, secret })
 }
 
 /// Removes an endpoint added here (the one the environment sets goes with its setting).
@@ -159,12 +169,18 @@ async fn remove(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let mut tx = state.db.begin().await?;
-    let endpoint = outbound::delete(&mut tx, &id).await?;
-    let payload = serde_json::json!({"endpoint": endpoint.id, "url": endpoint.url});
-    record(&state, &mut tx, &admin, Kind::AdminWebhookDeleted, payload).await?;
-    tx.commit().await?;
+    delete_endpoint(&state, &admin.user.id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes an endpoint added in the admin area, for `admin`.
+pub async fn delete_endpoint(state: &Billing, admin: &str, id: &str) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    let endpoint = outbound::delete(&mut tx, id).await?;
+    let payload = serde_json::json!({"endpoint": endpoint.id, "url": endpoint.url});
+    record(state, &mut tx, admin, Kind::AdminWebhookDeleted, payload).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A new secret.
@@ -185,15 +201,20 @@ async fn rotate(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<Json<Rotated>> {
+    Ok(Json(new_secret(&state, &admin.user.id, &id).await?))
+}
+
+/// Gives an endpoint a new secret, for `admin`.
+pub async fn new_secret(state: &Billing, admin: &str, id: &str) -> Result<Rotated> {
     let mut tx = state.db.begin().await?;
-    let (secret, until) = outbound::rotate(&mut tx, &id, state.clock.now()).await?;
+    let (secret, until) = outbound::rotate(&mut tx, id, state.clock.now()).await?;
     let payload = serde_json::json!({"endpoint": id});
-    record(&state, &mut tx, &admin, Kind::AdminWebhookRotated, payload).await?;
+    record(state, &mut tx, admin, Kind::AdminWebhookRotated, payload).await?;
     tx.commit().await?;
-    Ok(Json(Rotated {
+    Ok(Rotated {
         secret,
         previous_valid_until: rfc3339(until),
-    }))
+    })
 }
 
 /// Starts a stopped endpoint again: its dead delivery is tried at once, then the rest in order.
@@ -205,26 +226,33 @@ async fn retry(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
+    start_again(&state, &admin.user.id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts a stopped endpoint again, for `admin`; false when it was not stopped.
+pub async fn start_again(state: &Billing, admin: &str, id: &str) -> Result<bool> {
     let mut tx = state.db.begin().await?;
-    if outbound::retry(&mut tx, &id).await? {
+    let started = outbound::retry(&mut tx, id).await?;
+    if started {
         let payload = serde_json::json!({"endpoint": id});
-        record(&state, &mut tx, &admin, Kind::AdminWebhookRetried, payload).await?;
+        record(state, &mut tx, admin, Kind::AdminWebhookRetried, payload).await?;
     }
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(started)
 }
 
 /// Records the administrator's change in its transaction.
 async fn record(
     state: &Billing,
     conn: &mut sqlx::AnyConnection,
-    admin: &CurrentUser,
+    admin: &str,
     kind: Kind,
     payload: serde_json::Value,
 ) -> Result<()> {
     let entry = audit::Entry {
         kind,
-        actor: &admin.user.id,
+        actor: admin,
         subject: None,
         payload,
     };
