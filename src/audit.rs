@@ -22,6 +22,9 @@ pub enum Kind {
     SignedIn,
     /// A password sign-in was refused (`subject` only when the address has an account).
     SignInFailed,
+    /// A rate limit refused its first request of a window (the rest of the window is not
+    /// recorded, so a flood writes one event per window and key).
+    RateLimited,
     /// A session or a token sign-in ended at its owner's request.
     SignedOut,
     /// The password was changed or reset.
@@ -76,14 +79,23 @@ pub enum Kind {
     SubscriptionChanged,
     /// A payment failed.
     PaymentFailed,
+    /// The user's access rose to a higher plan (seen by the access watch).
+    AccessGranted,
+    /// The user's access fell to a lower plan, or to none.
+    AccessRevoked,
+    /// A past-due subscription's grace period began: the plan is kept until it ends.
+    GraceStarted,
+    /// The grace period ended: paid, or over (the plan went with it).
+    GraceEnded,
 }
 
 impl Kind {
     /// Every kind, for the documentation's table.
-    pub const ALL: [Kind; 30] = [
+    pub const ALL: [Kind; 35] = [
         Kind::SignedUp,
         Kind::SignedIn,
         Kind::SignInFailed,
+        Kind::RateLimited,
         Kind::SignedOut,
         Kind::PasswordChanged,
         Kind::EmailChanged,
@@ -103,6 +115,10 @@ impl Kind {
         Kind::CheckoutCompleted,
         Kind::SubscriptionChanged,
         Kind::PaymentFailed,
+        Kind::GraceStarted,
+        Kind::GraceEnded,
+        Kind::AccessGranted,
+        Kind::AccessRevoked,
         Kind::AdminSignedOut,
         Kind::AdminResynced,
         Kind::AdminResentVerification,
@@ -119,6 +135,7 @@ impl Kind {
             Kind::SignedUp => "account.signed_up",
             Kind::SignedIn => "auth.signed_in",
             Kind::SignInFailed => "auth.sign_in_failed",
+            Kind::RateLimited => "auth.rate_limited",
             Kind::SignedOut => "auth.signed_out",
             Kind::PasswordChanged => "account.password_changed",
             Kind::AccountDeleted => "account.deleted",
@@ -146,6 +163,21 @@ impl Kind {
             Kind::Unsuspended => "account.unsuspended",
             Kind::SubscriptionChanged => "billing.subscription_changed",
             Kind::PaymentFailed => "billing.payment_failed",
+            Kind::AccessGranted => "billing.access_granted",
+            Kind::AccessRevoked => "billing.access_revoked",
+            Kind::GraceStarted => "billing.grace_started",
+            Kind::GraceEnded => "billing.grace_ended",
+        }
+    }
+
+    /// Whether `pattern` (`*`, `family.*` or a type) names event types that exist.
+    pub fn known_pattern(pattern: &str) -> bool {
+        match pattern.strip_suffix(".*") {
+            _ if pattern == "*" => true,
+            Some(family) => Kind::ALL
+                .iter()
+                .any(|k| k.as_str().split('.').next() == Some(family)),
+            None => Kind::ALL.iter().any(|k| k.as_str() == pattern),
         }
     }
 
@@ -232,31 +264,44 @@ pub async fn about(db: &Db, user: &str, limit: i64) -> sqlx::Result<Vec<EventJso
     read(db, user, limit, false).await
 }
 
-async fn read(db: &Db, user: &str, limit: i64, security: bool) -> sqlx::Result<Vec<EventJson>> {
-    let sql = if security {
-        "SELECT id, type, at, client_ip, payload FROM audit_events \
+async fn read(db: &Db, user: &str, limit: i64, owner: bool) -> sqlx::Result<Vec<EventJson>> {
+    let sql = if owner {
+        "SELECT id, type, actor, at, client_ip, payload FROM audit_events \
          WHERE subject = $1 AND type NOT LIKE 'billing.%' ORDER BY seq DESC LIMIT $2"
     } else {
-        "SELECT id, type, at, client_ip, payload FROM audit_events \
+        "SELECT id, type, actor, at, client_ip, payload FROM audit_events \
          WHERE subject = $1 ORDER BY seq DESC LIMIT $2"
     };
-    let rows: Vec<(String, String, i64, Option<String>, String)> = sqlx::query_as(sql)
+    let rows: Vec<Row> = sqlx::query_as(sql)
         .bind(user)
         .bind(limit)
         .fetch_all(&db.pool)
         .await?;
-    Ok(rows.into_iter().map(event_json).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| event_json(row, owner.then_some(user)))
+        .collect())
 }
 
-fn event_json(
-    (id, kind, at, client_ip, payload): (String, String, i64, Option<String>, String),
-) -> EventJson {
+type Row = (String, String, String, i64, Option<String>, String);
+
+/// An event as its reader sees it: the owner (`owner`) never sees an administrator's address or
+/// the reason given for a suspension, which are for administrators.
+fn event_json((id, kind, actor, at, client_ip, payload): Row, owner: Option<&str>) -> EventJson {
+    let mut payload = serde_json::from_str(&payload).unwrap_or(Value::Null);
+    let someone_else = owner.is_some_and(|owner| actor != owner && actor != "anonymous");
+    if let Some(map) = payload
+        .as_object_mut()
+        .filter(|_| owner.is_some() && kind == Kind::Suspended.as_str())
+    {
+        map.remove("reason");
+    }
     EventJson {
         id,
         kind,
         at: rfc3339(at),
-        client_ip,
-        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        client_ip: client_ip.filter(|_| !someone_else),
+        payload,
     }
 }
 

@@ -139,6 +139,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbound_webhooks",
         include_str!("../migrations/0023_outbound_webhooks.sql"),
     ),
+    (
+        24,
+        "access_watch",
+        include_str!("../migrations/0024_access_watch.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -85,8 +85,8 @@ impl<'de> serde::de::Visitor<'de> for UniqueNamesVisitor {
     fn visit_f64<E>(self, _: f64) -> Result<UniqueNames, E> {
         Ok(UniqueNames)
     }
-    fn visit_str<E>(self, _: &str) -> Result<UniqueNames, E> {
-        Ok(UniqueNames)
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<UniqueNames, E> {
+        no_nul(text)
     }
     fn visit_unit<E>(self) -> Result<UniqueNames, E> {
         Ok(UniqueNames)
@@ -100,6 +100,7 @@ impl<'de> serde::de::Visitor<'de> for UniqueNamesVisitor {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueNames, A::Error> {
         let mut seen = std::collections::HashSet::new();
         while let Some(name) = map.next_key::<String>()? {
+            no_nul(&name)?;
             if !seen.insert(name) {
                 return Err(serde::de::Error::custom("a name is repeated"));
             }
@@ -107,6 +108,15 @@ impl<'de> serde::de::Visitor<'de> for UniqueNamesVisitor {
         }
         Ok(UniqueNames)
     }
+}
+
+/// A NUL character in a string (a name or a value) is `invalid_json`: no text tollgate stores
+/// can hold one (PostgreSQL refuses it), and nobody types one.
+fn no_nul<E: serde::de::Error>(text: &str) -> Result<UniqueNames, E> {
+    if text.contains('\0') {
+        return Err(E::custom("a string holds a NUL character"));
+    }
+    Ok(UniqueNames)
 }
 
 fn missing_field(message: &str) -> Option<String> {
@@ -154,6 +164,17 @@ mod tests {
             "{\"email\":\"a\",\"password\":\"b\",\"x\":[{\"y\":1,\"y\":2}]}",
         ] {
             assert_eq!(code(repeated), Err("invalid_json".into()), "{repeated}");
+        }
+    }
+
+    #[test]
+    fn a_nul_character_in_any_string_is_invalid_json() {
+        for raw in [
+            r#"{"email": "a\u0000@x.io", "password": "p"}"#,
+            r#"{"email": "a@x.io", "password": "p", "x\u0000": 1}"#,
+            r#"{"email": "a@x.io", "password": "p", "deep": [{"k": "\u0000"}]}"#,
+        ] {
+            assert_eq!(code(raw), Err("invalid_json".into()), "{raw}");
         }
     }
 }

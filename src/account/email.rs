@@ -241,6 +241,10 @@ pub async fn confirm_email_change(
     let mut user = users::find_by_id_on(&mut tx, &consumed.user_id)
         .await?
         .ok_or(AppError::TokenInvalid)?;
+    // A suspended account's address does not move (the token stays unused).
+    if user.suspended_at.is_some() {
+        return Err(AppError::AccountSuspended);
+    }
     let account_session = verifier.signed_in.is_some_and(|current| {
         current.user.id == user.id && current.session_epoch >= user.session_epoch
     });

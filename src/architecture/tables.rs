@@ -38,6 +38,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("audit_sequence", "audit"),
     ("webhook_endpoints", "outbound"),
     ("webhook_attempts", "outbound"),
+    ("access_states", "gate::watch"),
+    ("access_sweeps", "gate::watch"),
     ("user_roles", "auth::roles"),
 ];
 

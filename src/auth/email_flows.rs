@@ -147,12 +147,17 @@ pub(super) async fn bound_user(
     bound_to(user, consumed)
 }
 
-/// `user`, the token's, if the token was sent to the user's current address.
+/// `user`, the token's, if the token was sent to the user's current address; a suspended
+/// account's token changes nothing (`AccountSuspended`, and the caller's transaction, which used
+/// the token, is dropped: the token stays unused).
 pub(super) fn bound_to(user: User, consumed: &tokens::Consumed) -> Result<User> {
     let current = Email::parse(&user.email).map_err(|_| AppError::TokenInvalid)?;
     if current.normalised != consumed.email_norm {
         // Sent to an address the user no longer has.
         return Err(AppError::TokenInvalid);
+    }
+    if user.suspended_at.is_some() {
+        return Err(AppError::AccountSuspended);
     }
     Ok(user)
 }

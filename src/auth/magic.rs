@@ -57,10 +57,6 @@ pub async fn consume_magic(
         }
         (None, None) => return Err(AppError::TokenInvalid),
     };
-    // A suspended account's link changes nothing (it stays unused, the password stays).
-    if user.suspended_at.is_some() {
-        return Err(AppError::AccountSuspended);
-    }
     // A sign-in link proves the mailbox, not the password: an unproven one goes.
     prove_mailbox(&mut tx, &mut user, false, now).await?;
     state.commit_for(tx, &user.id).await?;

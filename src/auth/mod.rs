@@ -205,7 +205,7 @@ pub async fn sign_in(
     remember: bool,
     from: &devices::SignInFrom,
 ) -> Result<()> {
-    users::refuse_if_suspended(&state.db, &user.id).await?;
+    users::refuse_if_suspended(&state.db, &user.id, state.clock.now()).await?;
     // A new id at every sign-in defeats session fixation.
     session.cycle_id().await?;
     session.clear().await;
@@ -346,8 +346,12 @@ pub async fn authenticate(
     let known = user.as_ref().map(|u| u.id.clone());
     let user = user.filter(|u| !state.config.registration_privacy || u.email_verified);
     match (verified, user) {
-        (Verified::Yes, Some(user)) => Ok(user),
+        (Verified::Yes, Some(user)) => {
+            users::refuse_if_suspended(&state.db, &user.id, state.clock.now()).await?;
+            Ok(user)
+        }
         (Verified::YesRehashed(hash), Some(user)) => {
+            users::refuse_if_suspended(&state.db, &user.id, state.clock.now()).await?;
             users::set_password_hash(state, &user.id, &hash).await?;
             tracing::info!(user = %user.id, "password rehashed with current parameters");
             Ok(user)

@@ -147,9 +147,20 @@ pub async fn hit_always(state: &Auth, limit: Limit, subject: &str) -> Result<(),
             .contains('@')
             .then(|| crate::telemetry::mask_address(subject));
         crate::telemetry::security_event("rate_limited", address.as_deref(), limit.scope);
-        return Err(AppError::RateLimited(
-            (window_start + limit.window_secs - now).max(1) as u64,
-        ));
+        let retry_after = (window_start + limit.window_secs - now).max(1);
+        // The first refusal of the window only: a flood adds no writes beyond the counter's.
+        if hits == limit.max + 1 {
+            let entry = crate::audit::Entry {
+                kind: crate::audit::Kind::RateLimited,
+                actor: "anonymous",
+                subject: None,
+                payload: serde_json::json!({
+                    "limit": limit.scope, "retry_after": retry_after, "address": address,
+                }),
+            };
+            crate::audit::record_alone(&state.db, now, entry).await?;
+        }
+        return Err(AppError::RateLimited(retry_after as u64));
     }
     Ok(())
 }

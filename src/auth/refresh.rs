@@ -107,7 +107,7 @@ fn well_formed(token: &str) -> bool {
 /// lives `TOLLGATE_SESSION_ABSOLUTE_SECS`, or `at_most` seconds when that is less (a session
 /// exchanged for tokens hands on only the time it has left).
 pub async fn start(base: &Base, user: &User, now: i64, at_most: Option<i64>) -> Result<Issued> {
-    users::refuse_if_suspended(&base.db, &user.id).await?;
+    users::refuse_if_suspended(&base.db, &user.id, now).await?;
     let family_id = new_id("fam");
     let absolute = base.config.session_absolute_secs as i64;
     let expires_at = now + at_most.map_or(absolute, |secs| secs.min(absolute));

@@ -21,7 +21,8 @@ pub async fn suspend(
     reason: Option<&str>,
 ) -> Result<bool, AppError> {
     let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > 500 || r.chars().any(char::is_control)) {
+    let hidden = |c: char| c.is_control() || users::is_invisible(c);
+    if reason.is_some_and(|r| r.chars().count() > 500 || r.chars().any(hidden)) {
         return Err(AppError::InvalidField("reason".into()));
     }
     let now = base.clock.now();

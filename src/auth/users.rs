@@ -48,17 +48,26 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for User {
 }
 
 /// `AccountSuspended` when `user_id` is suspended now: read from the database, not a cached
-/// user, by every sign-in just before it hands out a session or tokens.
-pub async fn refuse_if_suspended(db: &Db, user_id: &str) -> Result<(), AppError> {
+/// user, by every sign-in once its proof passed and just before it hands out a session, tokens
+/// or a second step. The refusal is an `auth.sign_in_failed` event (the proof passed, so the
+/// user is the actor), for the administrators who look.
+pub async fn refuse_if_suspended(db: &Db, user_id: &str, now: i64) -> Result<(), AppError> {
     let row: Option<(Option<i64>,)> =
         sqlx::query_as("SELECT suspended_at FROM users WHERE id = $1")
             .bind(user_id)
             .fetch_optional(&db.pool)
             .await?;
-    match row {
-        Some((Some(_),)) => Err(AppError::AccountSuspended),
-        _ => Ok(()),
+    if !matches!(row, Some((Some(_),))) {
+        return Ok(());
     }
+    let entry = crate::audit::Entry {
+        kind: crate::audit::Kind::SignInFailed,
+        actor: user_id,
+        subject: Some(user_id),
+        payload: serde_json::json!({"reason": "account_suspended"}),
+    };
+    crate::audit::record_alone(db, now, entry).await?;
+    Err(AppError::AccountSuspended)
 }
 
 /// Suspends the user since `at` (`None`: lifts the suspension); false when it was so already.
@@ -134,6 +143,9 @@ async fn insert_on(
 /// Users whose address contains `query` (case-insensitive, as typed; `%` and `_` match
 /// themselves; every user when it is empty), at most `limit`, by address.
 pub async fn search(db: &Db, query: &str, limit: i64) -> Result<Vec<User>, AppError> {
+    if query.contains('\0') {
+        return Ok(vec![]);
+    }
     let mut pattern = String::from("%");
     for c in query.trim().to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -206,6 +218,10 @@ pub async fn find_by_email_on(
     conn: &mut AnyConnection,
     email_norm: &str,
 ) -> Result<Option<User>, AppError> {
+    // No account has a NUL in its address (PostgreSQL would refuse the query): none is this one.
+    if email_norm.contains('\0') {
+        return Ok(None);
+    }
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE email_norm = $1"));
     let user: Option<User> = sqlx::query_as(sql)
         .bind(email_norm)
@@ -216,6 +232,9 @@ pub async fn find_by_email_on(
 
 /// The user with this id, on a connection.
 pub async fn find_by_id_on(conn: &mut AnyConnection, id: &str) -> Result<Option<User>, AppError> {
+    if id.contains('\0') {
+        return Ok(None);
+    }
     let sql = sqlx::AssertSqlSafe(format!("{USER_COLUMNS} WHERE id = $1"));
     let user: Option<User> = sqlx::query_as(sql).bind(id).fetch_optional(conn).await?;
     Ok(user)

@@ -13,6 +13,7 @@ pub mod enforce;
 pub mod forward;
 pub mod member;
 pub mod tokens;
+pub mod watch;
 
 use crate::clock::{date, rfc3339};
 use std::sync::Arc;
@@ -65,6 +66,13 @@ async fn cached_member(state: &Billing, user_id: &str) -> Result<Option<Arc<Memb
     let member = Arc::new(member);
     cache.put_member(ticket, user_id, member.clone());
     Ok(Some(member))
+}
+
+/// The access of `user_id` now, read from the database (not the cache); `None` for no user.
+pub async fn fresh_access(state: &Billing, user_id: &str) -> Result<Option<Access>, AppError> {
+    Ok(query_member(state, user_id)
+        .await?
+        .map(|member| access_of(state, &member)))
 }
 
 /// The access `member`'s subscriptions give now.

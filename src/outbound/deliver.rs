@@ -58,20 +58,19 @@ pub fn backoff(attempts: i64) -> i64 {
     (5 * 4i64.pow(exponent)).min(MAX_WAIT_SECS)
 }
 
-/// Delivers forever: a turn, then a short rest when there was nothing to do.
+/// Delivers forever: every half second, each endpoint that is due and not leased gets a task of
+/// its own, so a slow or unreachable backend delays only its own endpoint.
 pub async fn worker(outbound: Outbound) {
     loop {
-        match turn(&outbound).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "outbound webhooks cannot reach the database"),
+        if let Err(e) = turn(&outbound).await {
+            tracing::warn!(error = %e, "outbound webhooks cannot reach the database");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-/// One pass over the endpoints that are due; whether anything was delivered or tried.
-pub async fn turn(o: &Outbound) -> sqlx::Result<bool> {
+/// Claims each endpoint that is due and starts its deliveries; how many it started.
+pub async fn turn(o: &Outbound) -> sqlx::Result<usize> {
     let now = o.clock.now();
     let due: Vec<(String,)> = sqlx::query_as(
         "SELECT id FROM webhook_endpoints \
@@ -80,7 +79,7 @@ pub async fn turn(o: &Outbound) -> sqlx::Result<bool> {
     .bind(now)
     .fetch_all(&o.db.pool)
     .await?;
-    let mut worked = false;
+    let mut started = 0;
     for (id,) in due {
         let claimed = sqlx::query(
             "UPDATE webhook_endpoints SET lease_owner = $1, lease_until = $2 \
@@ -94,21 +93,31 @@ pub async fn turn(o: &Outbound) -> sqlx::Result<bool> {
         .await?
         .rows_affected()
             == 1;
-        if !claimed {
-            continue;
+        if claimed {
+            started += 1;
+            let o = o.clone();
+            tokio::spawn(async move {
+                if let Err(e) = run_leased(&o, &id).await {
+                    tracing::warn!(error = %e, endpoint = %id, "an outbound delivery failed to record");
+                }
+            });
         }
-        let result = deliver_endpoint(o, &id).await;
-        sqlx::query(
-            "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = 0 \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(&id)
-        .bind(&o.owner)
-        .execute(&o.db.pool)
-        .await?;
-        worked |= result?;
     }
-    Ok(worked)
+    Ok(started)
+}
+
+/// Delivers a leased endpoint's events, then gives the lease back.
+async fn run_leased(o: &Outbound, id: &str) -> sqlx::Result<()> {
+    let result = deliver_endpoint(o, id).await;
+    sqlx::query(
+        "UPDATE webhook_endpoints SET lease_owner = NULL, lease_until = 0 \
+         WHERE id = $1 AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(&o.owner)
+    .execute(&o.db.pool)
+    .await?;
+    result.map(|_| ())
 }
 
 /// Delivers the endpoint's next events in order, while the backend answers 2xx and this

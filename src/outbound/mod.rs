@@ -149,16 +149,23 @@ fn new_secret() -> String {
 }
 
 /// Makes the stored endpoint of `TOLLGATE_WEBHOOK_URL` what the settings say (start-up): added
-/// (from the next event on), changed in place (its place in the trail kept), or removed.
-pub async fn sync_setting(db: &Db, config: &Config, now: i64) -> sqlx::Result<()> {
+/// (from the next event on) or changed in place (its place in the trail kept). An instance
+/// without the setting leaves it alone: one started without it (a deploy half done, a one-off
+/// command) must not stop the others' deliveries. It goes when an administrator removes it.
+pub async fn sync_setting(db: &Db, config: &Config, now: i64) -> anyhow::Result<()> {
     let settings = &config.webhooks;
     let Some(url) = settings.url.as_ref() else {
-        sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
-            .bind(SETTING_ID)
-            .execute(&db.pool)
-            .await?;
         return Ok(());
     };
+    if let Some(unknown) = settings
+        .events
+        .iter()
+        .find(|p| !audit::Kind::known_pattern(p))
+    {
+        anyhow::bail!(
+            "TOLLGATE_WEBHOOK_EVENTS: `{unknown}` names no event type (README: Audit trail)"
+        );
+    }
     let secret = settings.secrets.first().map(|s| s.expose().to_owned());
     let previous = settings.secrets.get(1).map(|s| s.expose().to_owned());
     let types = serde_json::to_string(&settings.events).expect("strings");
@@ -217,6 +224,17 @@ async fn insert(
     Ok(())
 }
 
+/// `url` as the audit trail records it: without its query, which may hold a token.
+pub fn shown_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
 /// Checks an endpoint's URL: absolute http(s), no user name or password, no fragment; https
 /// only in production.
 pub fn check_url(config: &Config, raw: &str) -> Result<url::Url, AppError> {
@@ -248,7 +266,8 @@ pub async fn create(
     now: i64,
 ) -> Result<(Endpoint, String), AppError> {
     let url = check_url(config, url)?;
-    if event_types.len() > 50 || event_types.iter().any(|p| !valid_event_pattern(p)) {
+    let known = |p: &String| valid_event_pattern(p) && audit::Kind::known_pattern(p);
+    if event_types.len() > 50 || !event_types.iter().all(known) {
         return Err(AppError::InvalidField("events".into()));
     }
     let types = if event_types.is_empty() {
@@ -305,9 +324,10 @@ async fn changeable(conn: &mut AnyConnection, id: &str) -> Result<Endpoint, AppE
     Ok(endpoint)
 }
 
-/// Removes an endpoint added in the admin area (its undelivered events are not sent).
+/// Removes an endpoint (its undelivered events are not sent). The one `TOLLGATE_WEBHOOK_URL`
+/// sets comes back, from the next event on, when an instance with the setting starts.
 pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<Endpoint, AppError> {
-    let endpoint = changeable(&mut *conn, id).await?;
+    let endpoint = find_on(&mut *conn, id).await?.ok_or(AppError::NotFound)?;
     sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1")
         .bind(id)
         .execute(conn)

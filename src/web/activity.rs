@@ -23,6 +23,7 @@ fn label(kind: &str) -> &'static str {
         "account.signed_up" => "Account created",
         "auth.signed_in" => "Signed in",
         "auth.sign_in_failed" => "Sign-in refused: wrong password",
+        "auth.rate_limited" => "Too many attempts: refused for a while",
         "auth.signed_out" => "Signed out",
         "account.password_changed" => "Password changed",
         "account.deleted" => "Account deleted",

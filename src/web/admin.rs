@@ -34,6 +34,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/admin/users/{id}", get(show_user).post(act_on_user))
         .route("/admin/webhooks", get(show_webhooks).post(add_webhook))
         .route("/admin/webhooks/{id}", post(act_on_webhook))
+        // Not 405 and its `Allow` for a method the page does not take: the area stays unseen.
+        .method_not_allowed_fallback(|| async { PageError::from(AppError::NotFound) })
 }
 
 /// The signed-in administrator, or the 404 page for anyone else.

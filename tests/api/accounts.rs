@@ -386,6 +386,26 @@ async fn login_is_rate_limited_with_retry_after() {
     assert!((1..=300).contains(&retry_after), "{retry_after}");
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
+    // The trail records the first refusal of the window, not each one of a flood.
+    for _ in 0..5 {
+        assert_eq!(attempt().await.status(), 429);
+    }
+    let events: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT actor, payload, subject FROM audit_events WHERE type = 'auth.rate_limited'",
+    )
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let payload: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(events[0].0, "anonymous");
+    assert_eq!(payload["limit"], "login-account");
+    assert_eq!(payload["address"], "v***@example.com");
+    assert!(
+        payload["retry_after"]
+            .as_i64()
+            .is_some_and(|s| (1..=300).contains(&s))
+    );
     // Another account from the same address is still served until the per-address limit.
     let other = app
         .post_json_with(

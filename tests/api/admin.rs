@@ -78,6 +78,35 @@ async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_
             (200, Some(0))
         );
     }
+    // A method a route does not take is 404 too, whoever asks: no 405 and `Allow` to show the
+    // area is there.
+    let patch = |c: &reqwest::Client| {
+        c.patch(app.url("/api/admin/users"))
+            .header("content-type", "application/json")
+            .send()
+    };
+    for c in [&admin, &client()] {
+        assert_eq!(patch(c).await.unwrap().status(), 404);
+    }
+    let suspend = format!("/api/admin/users/{ann_id}/suspend");
+    assert_eq!(get(&app, &client(), &suspend).await.0, 404);
+    assert_eq!(get(&app, &admin, &suspend).await.0, 404);
+    // What cannot be read is a JSON error that names where.
+    let (status, unreadable) = get(&app, &admin, "/api/admin/users/%ff").await;
+    assert_eq!((status, unreadable["field"].as_str()), (400, Some("path")));
+    assert_eq!(unreadable["error"], "invalid_field");
+    let (status, repeated) = get(&app, &admin, "/api/admin/users?q=a&q=b").await;
+    assert_eq!((status, repeated["field"].as_str()), (400, Some("query")));
+    // A NUL character (which no stored text holds, and PostgreSQL refuses) is refused first.
+    let (status, nul) = get(&app, &admin, "/api/admin/users/usr_%00").await;
+    assert_eq!((status, nul["field"].as_str()), (400, Some("path")));
+    let (status, nul) = get(&app, &admin, "/api/admin/users?q=%00").await;
+    assert_eq!((status, nul["field"].as_str()), (400, Some("query")));
+    let body = json!({"email": "ann\u{0}@example.com", "password": "x"});
+    let r = app
+        .post_json_with(&client(), "/api/auth/login", &body)
+        .await;
+    assert_eq!(crate::helpers::error_of(r).await, "invalid_json");
     let (_, wildcard) = get(&app, &admin, "/api/admin/users?q=_").await;
     assert_eq!(wildcard["users"].as_array().unwrap().len(), 1, "{wildcard}");
     let (_, newest) = get(&app, &admin, "/api/admin/users").await;

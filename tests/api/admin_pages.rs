@@ -45,6 +45,8 @@ async fn an_administrator_finds_reads_and_acts_on_a_user_through_the_pages() {
     )
     .await;
     assert_eq!(r.status(), 404);
+    let r = ann.patch(app.url("/admin/users")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "no 405 either");
     assert!(
         !page_text(&ann, &app.url("/account"))
             .await

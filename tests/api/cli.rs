@@ -153,6 +153,13 @@ async fn serve_with_json_logs(db: &TestDb, env: &[(&str, &str)]) -> (Served, Str
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // The log is read from the start: at debug level, start-up alone can fill a pipe.
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut logs = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut logs).await;
+        logs
+    });
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     tokio::time::timeout(
@@ -164,12 +171,6 @@ async fn serve_with_json_logs(db: &TestDb, env: &[(&str, &str)]) -> (Served, Str
     .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{line}");
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = tokio::spawn(async move {
-        let mut logs = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut logs).await;
-        logs
-    });
     (Served { child, logs }, url)
 }
 

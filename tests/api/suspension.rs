@@ -83,13 +83,28 @@ async fn a_suspended_user_is_refused_everywhere_until_the_suspension_is_lifted()
         2
     );
 
+    // Links mailed before the suspension: an address change and a password reset.
+    let change = crate::email::change_link(&app, &ann, &sink, "ann.new@example.com").await;
+    ask_for_mail(&app, "/api/auth/password/forgot", "ann@example.com").await;
+    let mut reset = None;
+    for _ in 0..100 {
+        let mails = sink.to("ann@example.com");
+        if let Some(mail) = mails.iter().find(|m| m.text().contains("reset-password")) {
+            reset = Some(mail.token("reset-password"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reset = reset.expect("a reset link");
+
     let suspend = format!("/api/admin/users/{ann_id}/suspend");
     // Not by Ann herself (she is no administrator), not with a bad reason, not one's own account.
     let r = app.post_json_with(&ann, &suspend, &json!({})).await;
     assert_eq!(r.status(), 404);
     for bad in [
         json!({"reason": "x".repeat(501)}),
-        json!({"reason": "a\u{0}b"}),
+        json!({"reason": "a\u{7}b"}),
+        json!({"reason": "fraud\u{202e}gnp.exe"}),
     ] {
         let r = app.post_json_with(&admin, &suspend, &bad).await;
         assert_eq!(error_of(r).await, "invalid_field");
@@ -182,6 +197,31 @@ async fn a_suspended_user_is_refused_everywhere_until_the_suspension_is_lifted()
     assert_eq!(error_of(r).await, "account_suspended");
     assert_eq!(app.get_with(&browser, "/api/me").await.status(), 401);
 
+    // The links change nothing while it lasts: the address stays, the password stays.
+    let confirm = json!({"token": change, "password": PASSWORD});
+    let r = app
+        .post_json_with(&client(), "/api/auth/email/confirm", &confirm)
+        .await;
+    assert_eq!(error_of(r).await, "account_suspended");
+    let new_password = json!({"token": reset, "password": "a brand new passphrase"});
+    let r = app
+        .post_json_with(&client(), "/api/auth/password/reset", &new_password)
+        .await;
+    assert_eq!(error_of(r).await, "account_suspended");
+    // Each refused sign-in whose proof passed is in the trail, for administrators.
+    let refusals: Vec<(String, String)> = sqlx::query_as(
+        "SELECT actor, payload FROM audit_events WHERE type = 'auth.sign_in_failed' AND subject = $1",
+    )
+    .bind(&ann_id)
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap();
+    let suspended_refusals = refusals
+        .iter()
+        .filter(|(actor, payload)| actor == &ann_id && payload.contains("account_suspended"))
+        .count();
+    assert!(suspended_refusals >= 3, "{refusals:?}");
+
     // Lifted: she signs in again and her key works again; the sign-ins that ended stay ended.
     let unsuspend = format!("/api/admin/users/{ann_id}/unsuspend");
     let r = app.post_json_with(&admin, &unsuspend, &json!({})).await;
@@ -203,7 +243,10 @@ async fn a_suspended_user_is_refused_everywhere_until_the_suspension_is_lifted()
     // The refused link changed nothing: unused, it signs her in now (and left her password).
     let r = consume(&app, &browser, &token).await;
     assert_eq!(r.status(), 200);
-    // Her history tells her both.
+    // The refused reset and address change changed nothing either: the old password signed
+    // her in above, and her address is the one she had.
+    assert_eq!(app.me(&browser).await["email"], "ann@example.com");
+    // Her history tells her both, without the administrator's address or reason.
     let history: Value = app
         .get_with(&browser, "/api/account/activity")
         .await
@@ -220,6 +263,25 @@ async fn a_suspended_user_is_refused_everywhere_until_the_suspension_is_lifted()
         kinds.contains(&"account.suspended") && kinds.contains(&"account.unsuspended"),
         "{kinds:?}"
     );
+    let suspended = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "account.suspended")
+        .unwrap()
+        .clone();
+    assert!(suspended["client_ip"].is_null(), "{suspended}");
+    assert!(suspended["payload"].get("reason").is_none(), "{suspended}");
+    let seen = view(&app, &admin, &ann_id).await;
+    let for_admins = seen["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "account.suspended")
+        .unwrap()
+        .clone();
+    assert_eq!(for_admins["payload"]["reason"], "chargeback fraud");
+    assert!(for_admins["client_ip"].is_string());
 }
 
 #[tokio::test]
@@ -244,14 +306,10 @@ async fn a_suspension_ends_a_two_step_sign_in_half_way_and_refuses_the_next_at_i
     let code = json!({"code": otp.next_code().await});
     let (_, answer) = second_step(&app, &browser, &pending, code).await;
     assert_eq!(answer["error"], "pending_sign_in_invalid");
-    // Begun after the suspension: the password and the code pass, the sign-in does not.
-    let pending = first_step(&app, &browser, "ann@example.com", json!({})).await;
-    let code = json!({"code": otp.next_code().await});
-    let (status, answer) = second_step(&app, &browser, &pending, code).await;
-    assert_eq!(
-        (status, answer["error"].as_str()),
-        (403, Some("account_suspended"))
-    );
+    // Begun after the suspension: no second step is offered (and no code is spent on one).
+    let body = json!({"email": "ann@example.com", "password": PASSWORD});
+    let r = app.post_json_with(&browser, "/api/auth/login", &body).await;
+    assert_eq!(error_of(r).await, "account_suspended");
     assert_eq!(app.get_with(&browser, "/api/me").await.status(), 401);
 }
 

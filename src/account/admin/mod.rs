@@ -53,6 +53,9 @@ where
             put(grant_role).delete(revoke_role),
         )
         .merge(webhooks::router())
+        // A method the route does not take is 404 too (not 405 and its `Allow`): the area does
+        // not show that it exists.
+        .method_not_allowed_fallback(|| async { AppError::NotFound })
 }
 
 /// A search.

@@ -152,7 +152,8 @@ pub async fn add(state: &Billing, admin: &str, url: &str, events: &[String]) -> 
     let mut tx = state.db.begin().await?;
     let (endpoint, secret) = outbound::create(&mut tx, &state.config, url, events, now).await?;
     let payload = serde_json::json!({
-        "endpoint": endpoint.id, "url": endpoint.url, "events": endpoint.event_types,
+        "endpoint": endpoint.id, "url": outbound::shown_url(&endpoint.url),
+        "events": endpoint.event_types,
     });
     record(state, &mut tx, admin, Kind::AdminWebhookCreated, payload).await?;
     tx.commit().await?;
@@ -177,7 +178,8 @@ async fn remove(
 pub async fn delete_endpoint(state: &Billing, admin: &str, id: &str) -> Result<()> {
     let mut tx = state.db.begin().await?;
     let endpoint = outbound::delete(&mut tx, id).await?;
-    let payload = serde_json::json!({"endpoint": endpoint.id, "url": endpoint.url});
+    let payload =
+        serde_json::json!({"endpoint": endpoint.id, "url": outbound::shown_url(&endpoint.url)});
     record(state, &mut tx, admin, Kind::AdminWebhookDeleted, payload).await?;
     tx.commit().await?;
     Ok(())

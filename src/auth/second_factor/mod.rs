@@ -134,6 +134,8 @@ pub async fn after_first_factor(
         return Ok(None);
     };
     let now = state.clock.now();
+    // A suspended account gets no second step (nor spends a code on one).
+    users::refuse_if_suspended(&state.db, &user.id, now).await?;
     if trust.trusts(
         &state.device_key,
         &user.id,

@@ -153,3 +153,30 @@ pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<(User, Ve
     let subscriptions = rows.into_iter().filter_map(|r| r.subscription).collect();
     Ok(Some((user, subscriptions)))
 }
+
+/// The users to look at again: whose subscriptions changed since `changed_since` (the wall
+/// clock), or whose access may have ended by time alone in (`from`, `to`] (Stripe's clock): a
+/// grace period of `grace_secs`, a scheduled cancellation, a trial.
+pub async fn users_to_recheck(
+    db: &db::Db,
+    changed_since: i64,
+    from: i64,
+    to: i64,
+    grace_secs: i64,
+) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT user_id FROM subscriptions WHERE user_id IS NOT NULL AND ( \
+           updated_at >= $1 \
+           OR (past_due_since IS NOT NULL AND past_due_since + $4 > $2 AND past_due_since + $4 <= $3) \
+           OR (cancel_at > $2 AND cancel_at <= $3) \
+           OR (cancel_at_period_end = 1 AND current_period_end > $2 AND current_period_end <= $3) \
+           OR (trial_end > $2 AND trial_end <= $3))",
+    )
+    .bind(changed_since)
+    .bind(from)
+    .bind(to)
+    .bind(grace_secs)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}

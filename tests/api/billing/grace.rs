@@ -12,6 +12,8 @@ async fn renewals_failed_payments_grace_and_recovery() {
         .await;
     let c = app.subscriber("ann@example.com", "team").await;
     let until = app.me(&c).await["access"]["until"].clone();
+    let ann = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(watched(&app, &ann).await, ["access_granted free→team"]);
 
     // A paid renewal moves the period on.
     app.advance(31 * 86_400).await;
@@ -37,10 +39,16 @@ async fn renewals_failed_payments_grace_and_recovery() {
             .unwrap()
             .contains("grace until")
     );
+    assert_eq!(watched(&app, &ann).await[1..], ["grace_started team"]);
 
-    // Past the grace period (3 days) the plan is gone, with nothing else happening.
+    // Past the grace period (3 days) the plan is gone, with nothing else happening: the watch
+    // records that time alone ended it.
     app.advance(4 * 86_400).await;
     assert_eq!(app.me(&c).await["access"]["plan"], "free");
+    assert_eq!(
+        watched(&app, &ann).await[2..],
+        ["grace_ended expired", "access_revoked team→free"]
+    );
 
     // The card is fixed; the next attempt succeeds and the plan is back.
     app.sim_control(&card, &json!({"failing": false})).await;
@@ -49,6 +57,44 @@ async fn renewals_failed_payments_grace_and_recovery() {
         .wait_for(&c, |m| m["access"]["status"] == "active", "recovery")
         .await;
     assert_eq!(me["access"]["plan"], "team");
+    assert_eq!(watched(&app, &ann).await[4..], ["access_granted free→team"]);
+}
+
+/// The access watch's events about `user` so far (after a look of the watch, and a second look
+/// that must add nothing), each as `kind detail`.
+async fn watched(app: &TestApp, user: &str) -> Vec<String> {
+    let read = || async {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT type, actor, payload FROM audit_events WHERE subject = $1 \
+             AND (type LIKE 'billing.access%' OR type LIKE 'billing.grace%') ORDER BY seq",
+        )
+        .bind(user)
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(kind, actor, payload)| {
+                assert_eq!(actor, "system");
+                let p: serde_json::Value = serde_json::from_str(&payload).unwrap();
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("none").to_owned();
+                let detail = match kind.as_str() {
+                    "billing.grace_started" => text(&p["plan"]),
+                    "billing.grace_ended" => text(&p["how"]),
+                    _ => format!("{}→{}", text(&p["from"]), text(&p["to"])),
+                };
+                format!("{} {detail}", kind.trim_start_matches("billing."))
+            })
+            .collect::<Vec<_>>()
+    };
+    tollgate::gate::watch::sweep(&app.state.billing)
+        .await
+        .unwrap();
+    let seen = read().await;
+    tollgate::gate::watch::sweep(&app.state.billing)
+        .await
+        .unwrap();
+    assert_eq!(read().await, seen, "a second look adds nothing");
+    seen
 }
 
 #[tokio::test]

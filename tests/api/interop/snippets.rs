@@ -96,7 +96,7 @@ async fn the_readmes_snippets_for_other_backends_run_against_a_real_tollgate() {
 /// `cargo test --doc` compiles: the same lines, less the hidden ones (`# `).
 #[test]
 fn the_readmes_rust_example_is_the_compiled_doc_example() {
-    let source = include_str!("../../../src/app.rs");
+    let source = include_str!("../../../src/app/mod.rs");
     let start = source
         .find("/// ```no_run\n/// use axum::{Router, response::Html")
         .expect("build_router_with has the example");

@@ -272,7 +272,7 @@ async fn scopes_bound_what_a_key_does_and_bad_keys_are_refused_at_creation() {
             "scopes",
         ),
         (json!({"name": " ", "scopes": ["read"]}), "name"),
-        (json!({"name": "a\u{0}b", "scopes": ["read"]}), "name"),
+        (json!({"name": "a\u{7}b", "scopes": ["read"]}), "name"),
         (json!({"name": "x".repeat(101), "scopes": ["read"]}), "name"),
         (
             json!({"name": "x", "scopes": ["read"], "expires_in_days": 0}),

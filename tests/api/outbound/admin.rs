@@ -162,6 +162,14 @@ async fn the_webhook_area_is_for_administrators_and_refuses_bad_endpoints() {
             json!({"url": "https://example.com/", "events": "billing.*"}),
             "events",
         ),
+        (
+            json!({"url": "https://example.com/", "events": ["nope.*"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com/", "events": ["auth.nonexistent"]}),
+            "events",
+        ),
     ] {
         let r = app
             .post_json_with(&admin, "/api/admin/webhooks", &bad)
@@ -175,18 +183,23 @@ async fn the_webhook_area_is_for_administrators_and_refuses_bad_endpoints() {
         );
     }
     assert_eq!(count().await, 1, "nothing was added");
+    // A token in the URL's query stays out of the trail (which other endpoints receive).
+    let body = json!({"url": "https://hooks.example.com/in?token=SLACKSECRET123"});
+    let r = app
+        .post_json_with(&admin, "/api/admin/webhooks", &body)
+        .await;
+    assert_eq!(r.status(), 201);
+    let (payload,): (String,) =
+        sqlx::query_as("SELECT payload FROM audit_events WHERE type = 'admin.webhook_created'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert!(payload.contains("https://hooks.example.com/in") && !payload.contains("SLACKSECRET"));
     // The setting's endpoint changes with the environment, not here.
     let setting = "/api/admin/webhooks/whe_setting";
     let r = app
         .post_json_with(&admin, &format!("{setting}/rotate"), &json!({}))
         .await;
-    assert_eq!(error_of(r).await, "invalid_field");
-    let r = admin
-        .delete(app.url(setting))
-        .header("content-type", "application/json")
-        .send()
-        .await
-        .unwrap();
     assert_eq!(error_of(r).await, "invalid_field");
     assert_eq!(
         endpoint(&app, "whe_setting").await.url,
@@ -224,11 +237,33 @@ async fn the_setting_endpoint_follows_the_environment_across_restarts() {
         changed.created_at, first.created_at,
         "the same endpoint, its place kept"
     );
+    // An instance without the setting (a deploy half done) leaves it alone.
     let without = TestApp::builder().on_db(app.db.clone()).spawn().await;
+    let kept = endpoint(&without, "whe_setting").await;
+    assert_eq!(kept.url, "http://127.0.0.1:9/two");
+    // An administrator removes it; the next start with the setting adds it again.
+    let (admin, _) = crate::admin::administrator(&without).await;
+    let gone = admin
+        .delete(without.url("/api/admin/webhooks/whe_setting"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
     assert!(
         tollgate::outbound::find(&without.state.db, "whe_setting")
             .await
             .unwrap()
             .is_none()
+    );
+    let again = TestApp::builder()
+        .on_db(app.db.clone())
+        .with("TOLLGATE_WEBHOOK_URL", "http://127.0.0.1:9/three")
+        .with("TOLLGATE_WEBHOOK_SECRET", SECRET)
+        .spawn()
+        .await;
+    assert_eq!(
+        endpoint(&again, "whe_setting").await.url,
+        "http://127.0.0.1:9/three"
     );
 }

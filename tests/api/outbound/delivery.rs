@@ -199,3 +199,42 @@ async fn two_instances_deliver_each_event_once_and_in_order() {
     ids.dedup();
     assert_eq!(ids.len(), 16);
 }
+
+#[tokio::test]
+async fn a_backend_that_never_answers_delays_only_its_own_endpoint() {
+    let Some(place) = Place::new() else {
+        return;
+    };
+    let app = app_sending_to(&place, "10").await;
+    let _receiver = place.start(SECRET).await;
+    // A backend that takes connections and never answers (each try waits out the 10 s timeout).
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_url = format!("http://{}/hooks", hang.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((socket, _)) = hang.accept().await {
+            held.push(socket);
+        }
+    });
+    let (admin, _) = administrator(&app).await;
+    for _ in 0..3 {
+        let body = json!({"url": hang_url});
+        let r = app
+            .post_json_with(&admin, "/api/admin/webhooks", &body)
+            .await;
+        assert_eq!(r.status(), 201);
+    }
+    let before = place.wait_for(6).await.len();
+    assert_eq!(
+        before, 6,
+        "the administrator's three events and three endpoints"
+    );
+    // Three endpoints hang, one after the other they would hold this one back 30 s; each on its
+    // own, the events arrive at once (the wait gives up after 15 s).
+    app.user("ann@example.com").await;
+    let handled = place.wait_for(before + 2).await;
+    assert_eq!(
+        types(&handled[before..]),
+        ["account.signed_up", "auth.signed_in"]
+    );
+}

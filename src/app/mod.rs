@@ -1,12 +1,14 @@
 //! The application: shared state, the router with its layers, binding and graceful shutdown.
 
+mod edge;
+
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -21,7 +23,7 @@ use tower_sessions::{SessionManagerLayer, cookie::SameSite};
 use url::Url;
 
 use crate::{
-    auth::{Auth, AuthParts, password::PasswordHasherPool, rate_limit, session_store},
+    auth::{Auth, AuthParts, password::PasswordHasherPool, session_store},
     base::Base,
     billing::{self, Billing, BillingParts, catalog::Catalog, stripe::StripeApi},
     clock::Clock,
@@ -216,6 +218,7 @@ impl App {
             state.config.webhooks.max_attempts,
         )?;
         let webhooks = tokio::spawn(crate::outbound::deliver::worker(outbound));
+        let watch = tokio::spawn(crate::gate::watch::run_forever(state.billing.clone()));
         let max_connections = self.state.config.max_connections;
         let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
         let router = build_router(self.state);
@@ -232,6 +235,7 @@ impl App {
         mailer.abort();
         email_sync.abort();
         webhooks.abort();
+        watch.abort();
         result
     }
 }
@@ -335,7 +339,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
             state.clone(),
             security_headers,
         ))
-        .layer(middleware::from_fn(request_scope))
+        .layer(middleware::from_fn(edge::request_scope))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
@@ -354,82 +358,8 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-        .layer(middleware::from_fn_with_state(state.clone(), edge))
+        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
         .with_state(state)
-}
-
-/// Handles the request with its id (set by the layer outside) known to the audit trail.
-async fn request_scope(request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    crate::telemetry::with_request_id(id, next.run(request)).await
-}
-
-/// The first thing every request meets: `TRACE` and `CONNECT` are refused on every path (405),
-/// and a client's `X-Request-Id` is dropped unless it comes from a trusted proxy
-/// (`TOLLGATE_TRUSTED_PROXIES`) and looks like an id, so logs only ever carry ids tollgate made
-/// or a proxy it trusts made.
-async fn edge(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::TRACE | Method::CONNECT) {
-        let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
-        response.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
-        return plain_errors_as_json(response);
-    }
-    let trusted = rate_limit::ClientIp::peer_is_trusted(&state, request.extensions());
-    let acceptable = |v: &HeaderValue| {
-        (1..=64).contains(&v.len())
-            && v.as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    };
-    let headers = request.headers_mut();
-    let mut ids = headers.get_all(REQUEST_ID).iter();
-    let keep = trusted && matches!((ids.next(), ids.next()), (Some(v), None) if acceptable(v));
-    if !keep {
-        headers.remove(REQUEST_ID);
-    }
-    // Worked out once: security events logged while handling the request name its client, and
-    // the `ClientIp` extractor reads it from here.
-    let ip = rate_limit::ClientIp::of(&state, request.extensions(), request.headers());
-    request.extensions_mut().insert(ip);
-    plain_errors_as_json(crate::telemetry::with_client_ip(ip.0, next.run(request)).await)
-}
-
-/// The refusals axum makes on its own (a method a route does not take, a body over the limit)
-/// come without a body or as plain text: they get tollgate's JSON error, headers kept. Answers
-/// tollgate made itself (JSON, or a page's HTML) are left as they are.
-fn plain_errors_as_json(response: Response) -> Response {
-    let (error, message) = match response.status() {
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "This method is not allowed here.")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request body is too large."),
-        _ => return response,
-    };
-    let ours = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| {
-            v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
-        });
-    if ours {
-        return response;
-    }
-    let (mut parts, _) = response.into_parts();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let body = serde_json::json!({"error": error, "message": message}).to_string();
-    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {

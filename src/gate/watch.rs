@@ -1,0 +1,226 @@
+//! The access watch: every few seconds, each instance looks again at the users whose
+//! subscriptions changed, or whose access may have ended by time alone (a grace period, a
+//! scheduled cancellation, a trial), and compares the access they have now with the access last
+//! seen (`access_states`). A difference is recorded once, as audit events in the transaction that
+//! records the new state: `billing.access_granted` (a higher plan) or `billing.access_revoked` (a
+//! lower one, or none), `billing.grace_started` and `billing.grace_ended`. Of two instances that
+//! see one change, one records it (a compare-and-set on the row's version).
+
+use std::time::Duration;
+
+use sqlx::AnyConnection;
+
+use super::Access;
+use crate::{
+    audit::{self, Kind},
+    billing::{Billing, subscriptions},
+    db,
+    error::AppError,
+};
+
+/// How often each instance looks.
+const EVERY: Duration = Duration::from_secs(5);
+/// How far back each look reaches beyond the last one: instances' clocks differ a little.
+const MARGIN_SECS: i64 = 60;
+
+/// What the watch compares: the plan and whether it is held in a grace period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Seen {
+    plan: Option<String>,
+    in_grace: bool,
+}
+
+impl Seen {
+    fn of(access: &Access) -> Self {
+        Self {
+            plan: access.plan.clone(),
+            in_grace: access.status == "past_due" && access.ends_at.is_some(),
+        }
+    }
+}
+
+/// Looks every few seconds, forever.
+pub async fn run_forever(state: Billing) {
+    loop {
+        if let Err(e) = sweep(&state).await {
+            tracing::warn!(error = %e, "the access watch could not look");
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// One look; how many users' access changed.
+pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
+    let (now, wall) = (state.clock.now(), db::now());
+    let (from, changed_since) = last_sweep(state, now, wall).await?;
+    let grace = state.config.past_due_grace_secs as i64;
+    let users = subscriptions::users_to_recheck(
+        &state.db,
+        changed_since - MARGIN_SECS,
+        from - MARGIN_SECS,
+        now,
+        grace,
+    )
+    .await?;
+    let mut changed = 0;
+    for user in users {
+        changed += usize::from(check(state, &user).await?);
+    }
+    sqlx::query("UPDATE access_sweeps SET clock_at = $1, wall_at = $2 WHERE name = 'access'")
+        .bind(now)
+        .bind(wall)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(changed)
+}
+
+/// Where the last look got to (Stripe's clock, the wall clock): now, at the first look.
+async fn last_sweep(state: &Billing, now: i64, wall: i64) -> sqlx::Result<(i64, i64)> {
+    sqlx::query(
+        "INSERT INTO access_sweeps (name, clock_at, wall_at) VALUES ('access', $1, $2) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(now)
+    .bind(wall)
+    .execute(&state.db.pool)
+    .await?;
+    sqlx::query_as("SELECT clock_at, wall_at FROM access_sweeps WHERE name = 'access'")
+        .fetch_one(&state.db.pool)
+        .await
+}
+
+/// Compares `user`'s access now with the access last seen, and records a change; whether there
+/// was one (that this instance recorded).
+pub async fn check(state: &Billing, user: &str) -> Result<bool, AppError> {
+    let Some(access) = super::fresh_access(state, user).await? else {
+        return Ok(false);
+    };
+    let now_seen = Seen::of(&access);
+    let stored: Option<(Option<String>, i64, i64)> =
+        sqlx::query_as("SELECT plan, in_grace, version FROM access_states WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    // No row: what every account starts with, the free plan (or none) and no grace.
+    let free = state.catalog.free_plan().map(|p| p.id.clone());
+    let (before, version) = match stored {
+        Some((plan, in_grace, version)) => (
+            Seen {
+                plan,
+                in_grace: in_grace != 0,
+            },
+            Some(version),
+        ),
+        None => (
+            Seen {
+                plan: free,
+                in_grace: false,
+            },
+            None,
+        ),
+    };
+    if before == now_seen {
+        return Ok(false);
+    }
+    let at = state.clock.now();
+    let mut tx = state.db.begin().await?;
+    if !store(&mut tx, user, &now_seen, version, at).await? {
+        return Ok(false);
+    }
+    for (kind, payload) in events(state, &before, &now_seen, &access) {
+        let entry = audit::Entry {
+            kind,
+            actor: "system",
+            subject: Some(user),
+            payload,
+        };
+        audit::record(&mut tx, at, entry).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Writes the new state if the row is still at `version` (or still absent); false when another
+/// instance got there first.
+async fn store(
+    conn: &mut AnyConnection,
+    user: &str,
+    seen: &Seen,
+    version: Option<i64>,
+    at: i64,
+) -> sqlx::Result<bool> {
+    let done = match version {
+        None => {
+            sqlx::query(
+                "INSERT INTO access_states (user_id, plan, in_grace, version, seen_at) \
+                 VALUES ($1, $2, $3, 1, $4) ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(user)
+            .bind(&seen.plan)
+            .bind(i64::from(seen.in_grace))
+            .bind(at)
+            .execute(&mut *conn)
+            .await?
+        }
+        Some(version) => {
+            sqlx::query(
+                "UPDATE access_states SET plan = $1, in_grace = $2, version = version + 1, \
+                 seen_at = $3 WHERE user_id = $4 AND version = $5",
+            )
+            .bind(&seen.plan)
+            .bind(i64::from(seen.in_grace))
+            .bind(at)
+            .bind(user)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+/// The events from `before` to `after`: the grace period's, then the plan's.
+fn events(
+    state: &Billing,
+    before: &Seen,
+    after: &Seen,
+    access: &Access,
+) -> Vec<(Kind, serde_json::Value)> {
+    let mut out = vec![];
+    match (before.in_grace, after.in_grace) {
+        (false, true) => out.push((
+            Kind::GraceStarted,
+            serde_json::json!({"plan": after.plan, "until": access.until}),
+        )),
+        (true, false) => {
+            // Paid (the plan stays), or over (the plan went with it).
+            let how = if after.plan == before.plan {
+                "paid"
+            } else {
+                "expired"
+            };
+            out.push((
+                Kind::GraceEnded,
+                serde_json::json!({"plan": before.plan, "how": how}),
+            ));
+        }
+        _ => {}
+    }
+    if before.plan != after.plan {
+        let tier = |plan: &Option<String>| {
+            plan.as_deref()
+                .and_then(|p| state.catalog.plan(p))
+                .map_or(i64::MIN, |p| p.tier)
+        };
+        let kind = if tier(&after.plan) > tier(&before.plan) {
+            Kind::AccessGranted
+        } else {
+            Kind::AccessRevoked
+        };
+        out.push((
+            kind,
+            serde_json::json!({"from": before.plan, "to": after.plan, "status": access.status}),
+        ));
+    }
+    out
+}
