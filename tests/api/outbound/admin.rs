@@ -82,6 +82,7 @@ async fn an_added_endpoint_receives_its_types_and_both_secrets_sign_while_one_is
     let handled = place.wait_for(4).await;
     assert_eq!(types(&handled), ["auth.signed_in"; 4]);
     super::assert_in_order(&handled);
+    acknowledged(&app, &id, &place).await;
     let view: Value = app
         .get_with(&admin, "/api/admin/webhooks")
         .await
