@@ -12,9 +12,13 @@ CREATE TABLE access_states (
 );
 
 -- Where the last look got to: Stripe's clock (for times that pass) and the wall clock (for rows
--- that changed).
+-- that changed). One instance at a time looks (the lease, on the wall clock), so instances
+-- whose catalogs or clocks differ for a while (a deploy) do not record each other's view back
+-- and forth.
 CREATE TABLE access_sweeps (
-    name      TEXT PRIMARY KEY,
-    clock_at  BIGINT NOT NULL,
-    wall_at   BIGINT NOT NULL
+    name         TEXT PRIMARY KEY,
+    clock_at     BIGINT NOT NULL,
+    wall_at      BIGINT NOT NULL,
+    owner        TEXT,
+    lease_until  BIGINT NOT NULL
 );

@@ -127,3 +127,15 @@ fn plain_errors_as_json(response: Response) -> Response {
     let body = serde_json::json!({"error": error, "message": message}).to_string();
     Response::from_parts(parts, axum::body::Body::from(body))
 }
+
+/// The admin area's 404 for a method a route does not take comes with the `Allow` axum adds,
+/// which would map the area for anyone: it goes (this runs around the whole router).
+pub(super) async fn hide_admin_allow(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let admin = path.starts_with("/api/admin/") || path == "/admin" || path.starts_with("/admin/");
+    let mut response = next.run(request).await;
+    if admin && response.status() == StatusCode::NOT_FOUND {
+        response.headers_mut().remove(header::ALLOW);
+    }
+    response
+}

@@ -322,7 +322,7 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
         Some(domain) => session_layer.with_domain(domain.clone()),
         None => session_layer,
     };
-    Router::new()
+    let router = Router::new()
         .merge(crate::account::router())
         .merge(billing::router())
         .merge(crate::gate::router(state.billing.clone()))
@@ -358,8 +358,11 @@ pub fn build_router_with(state: AppState, app_routes: Router<AppState>) -> Route
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-        .layer(middleware::from_fn_with_state(state.clone(), edge::edge))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), edge::edge));
+    // Around the whole router (a layer on it wraps each route, inside the `Allow` axum adds).
+    Router::new()
+        .fallback_service(router.with_state(state))
+        .layer(middleware::from_fn(edge::hide_admin_allow))
 }
 
 async fn not_found(State(state): State<AppState>, request: Request) -> Response {

@@ -3,8 +3,10 @@
 //! scheduled cancellation, a trial), and compares the access they have now with the access last
 //! seen (`access_states`). A difference is recorded once, as audit events in the transaction that
 //! records the new state: `billing.access_granted` (a higher plan) or `billing.access_revoked` (a
-//! lower one, or none), `billing.grace_started` and `billing.grace_ended`. Of two instances that
-//! see one change, one records it (a compare-and-set on the row's version).
+//! lower one, or none), `billing.grace_started` and `billing.grace_ended`. One instance looks at
+//! a time (a lease), so instances whose catalogs or clocks differ during a deploy do not flip
+//! each other's view back and forth; and a compare-and-set on the row's version records a change
+//! once even when two look at once (a lease that lapsed).
 
 use std::time::Duration;
 
@@ -49,10 +51,30 @@ pub async fn run_forever(state: Billing) {
     }
 }
 
-/// One look; how many users' access changed.
+/// This process, as the holder of the watch's lease.
+static OWNER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| crate::ids::new_id("ins"));
+/// How long the lease lasts without a look renewing it.
+const LEASE_SECS: i64 = 30;
+
+/// One look, if this instance holds the lease (taking it when it is free or lapsed); how many
+/// users' access changed.
 pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
     let (now, wall) = (state.clock.now(), db::now());
     let (from, changed_since) = last_sweep(state, now, wall).await?;
+    let held = sqlx::query(
+        "UPDATE access_sweeps SET owner = $1, lease_until = $2 \
+         WHERE name = 'access' AND (owner = $1 OR lease_until < $3)",
+    )
+    .bind(OWNER.as_str())
+    .bind(wall + LEASE_SECS)
+    .bind(wall)
+    .execute(&state.db.pool)
+    .await?
+    .rows_affected()
+        == 1;
+    if !held {
+        return Ok(0);
+    }
     let grace = state.config.past_due_grace_secs as i64;
     let users = subscriptions::users_to_recheck(
         &state.db,
@@ -66,19 +88,22 @@ pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
     for user in users {
         changed += usize::from(check(state, &user).await?);
     }
-    sqlx::query("UPDATE access_sweeps SET clock_at = $1, wall_at = $2 WHERE name = 'access'")
-        .bind(now)
-        .bind(wall)
-        .execute(&state.db.pool)
-        .await?;
+    sqlx::query(
+        "UPDATE access_sweeps SET clock_at = $1, wall_at = $2 WHERE name = 'access' AND owner = $3",
+    )
+    .bind(now)
+    .bind(wall)
+    .bind(OWNER.as_str())
+    .execute(&state.db.pool)
+    .await?;
     Ok(changed)
 }
 
 /// Where the last look got to (Stripe's clock, the wall clock): now, at the first look.
 async fn last_sweep(state: &Billing, now: i64, wall: i64) -> sqlx::Result<(i64, i64)> {
     sqlx::query(
-        "INSERT INTO access_sweeps (name, clock_at, wall_at) VALUES ('access', $1, $2) \
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO access_sweeps (name, clock_at, wall_at, lease_until) \
+         VALUES ('access', $1, $2, 0) ON CONFLICT (name) DO NOTHING",
     )
     .bind(now)
     .bind(wall)

@@ -307,6 +307,9 @@ pub async fn find(db: &Db, id: &str) -> sqlx::Result<Option<Endpoint>> {
 
 /// [`find`] on a connection (inside a transaction).
 async fn find_on(conn: &mut AnyConnection, id: &str) -> sqlx::Result<Option<Endpoint>> {
+    if id.contains('\0') {
+        return Ok(None);
+    }
     let sql = format!("{COLUMNS} WHERE id = $1");
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(id)

@@ -22,7 +22,7 @@ fn label(kind: &str) -> &'static str {
     match kind {
         "account.signed_up" => "Account created",
         "auth.signed_in" => "Signed in",
-        "auth.sign_in_failed" => "Sign-in refused: wrong password",
+        "auth.sign_in_failed" => "Sign-in refused",
         "auth.rate_limited" => "Too many attempts: refused for a while",
         "auth.signed_out" => "Signed out",
         "account.password_changed" => "Password changed",
@@ -67,9 +67,11 @@ async fn show_activity(
                 what => label(&e.kind),
                 at => e.at,
                 client_ip => e.client_ip,
-                detail => match e.payload["via"].as_str() {
-                    Some("reset") => Some("with a reset link"),
-                    Some("token") => Some("an app"),
+                detail => match (e.payload["via"].as_str(), e.payload["reason"].as_str()) {
+                    (Some("reset"), _) => Some("with a reset link"),
+                    (Some("token"), _) => Some("an app"),
+                    (_, Some("invalid_credentials")) => Some("wrong password"),
+                    (_, Some("account_suspended")) => Some("the account is suspended"),
                     _ => None,
                 },
             }

@@ -4,8 +4,9 @@
 
 use axum::{
     Extension, Router,
-    extract::{Path, Query, State},
+    extract::{FromRequestParts, Path, Query, State},
     http::StatusCode,
+    http::request::Parts,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -38,17 +39,27 @@ pub(super) fn routes() -> Router<AppState> {
         .method_not_allowed_fallback(|| async { PageError::from(AppError::NotFound) })
 }
 
-/// The signed-in administrator, or the 404 page for anyone else.
-async fn administrator(state: &AppState, session: Session) -> Result<CurrentUser, PageError> {
-    match page_user(state, session).await? {
-        Some(u) if u.access.roles.iter().any(|r| r == roles::ADMIN) => Ok(u),
-        _ => Err(AppError::NotFound.into()),
+/// The signed-in administrator of an admin page; the 404 page for anyone else. Taken before
+/// anything else of the request is read, so a path, query or form that cannot be read tells a
+/// stranger nothing either.
+struct Administrator(CurrentUser);
+
+impl FromRequestParts<AppState> for Administrator {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
+        match page_user(state, session).await? {
+            Some(u) if u.access.roles.iter().any(|r| r == roles::ADMIN) => Ok(Self(u)),
+            _ => Err(AppError::NotFound.into()),
+        }
     }
 }
 
 /// `/admin`: to the users (for an administrator only; the area shows no one else it exists).
-async fn show_area(State(state): State<AppState>, session: Session) -> Result<Response, PageError> {
-    administrator(&state, session).await?;
+async fn show_area(Administrator(_admin): Administrator) -> Result<Response, PageError> {
     Ok(Redirect::to("/admin/users").into_response())
 }
 
@@ -60,11 +71,10 @@ struct SearchQuery {
 
 async fn show_users(
     State(state): State<AppState>,
+    Administrator(admin): Administrator,
     Extension(token): Extension<CsrfToken>,
     Query(query): Query<SearchQuery>,
-    session: Session,
 ) -> Result<Response, PageError> {
-    let admin = administrator(&state, session).await?;
     let found = users::search(&state.db, &query.q, 50).await?;
     let found: Vec<_> = found
         .iter()
@@ -109,12 +119,11 @@ const NOTICES: &[(&str, &str)] = &[
 
 async fn show_user(
     State(state): State<AppState>,
+    Administrator(admin): Administrator,
     Extension(token): Extension<CsrfToken>,
     Path(id): Path<String>,
     Query(q): Query<NoticeQuery>,
-    session: Session,
 ) -> Result<Response, PageError> {
-    let admin = administrator(&state, session).await?;
     let user = actions::target(&state, &id).await?;
     Ok(user_page(
         &state,
@@ -174,12 +183,11 @@ struct UserForm {
 /// One form for every action on a user: `action` says which.
 async fn act_on_user(
     State(state): State<AppState>,
+    Administrator(admin): Administrator,
     Extension(token): Extension<CsrfToken>,
     Path(id): Path<String>,
-    session: Session,
     CsrfForm(form): CsrfForm<UserForm>,
 ) -> Result<Response, PageError> {
-    let admin = administrator(&state, session).await?;
     let user = actions::target(&state, &id).await?;
     let by = admin.user.id.as_str();
     let text = |v: &Option<String>| v.as_deref().unwrap_or("").trim().to_owned();
@@ -264,11 +272,10 @@ async fn act_on_user(
 
 async fn show_webhooks(
     State(state): State<AppState>,
+    Administrator(admin): Administrator,
     Extension(token): Extension<CsrfToken>,
     Query(q): Query<NoticeQuery>,
-    session: Session,
 ) -> Result<Response, PageError> {
-    let admin = administrator(&state, session).await?;
     let notice = q.text(&[
         (
             "retried",
@@ -309,11 +316,10 @@ struct NewEndpoint {
 
 async fn add_webhook(
     State(state): State<AppState>,
+    Administrator(admin): Administrator,
     Extension(token): Extension<CsrfToken>,
-    session: Session,
     CsrfForm(form): CsrfForm<NewEndpoint>,
 ) -> Result<Response, PageError> {
-    let admin = administrator(&state, session).await?;
     let events: Vec<String> = form
         .events
         .split(',')
@@ -363,12 +369,11 @@ struct EndpointForm {
 
 async fn act_on_webhook(
     State(state): State<AppState>,
+    Administrator(admin): Administrator,
     Extension(token): Extension<CsrfToken>,
     Path(id): Path<String>,
-    session: Session,
     CsrfForm(form): CsrfForm<EndpointForm>,
 ) -> Result<Response, PageError> {
-    let admin = administrator(&state, session).await?;
     let by = admin.user.id.as_str();
     let notice = match form.action.as_str() {
         "rotate" => {

@@ -86,7 +86,8 @@ fn incomplete(state: &AppState) -> Response {
 }
 
 /// True when every name and value of a urlencoded body decodes to UTF-8 (the form decoders
-/// would quietly turn `%FF` into U+FFFD).
+/// would quietly turn `%FF` into U+FFFD) without a NUL character (no stored text holds one, and
+/// PostgreSQL refuses it).
 fn utf8_form(body: &[u8]) -> bool {
     body.split(|b| *b == b'&').all(|pair| {
         let pair: Vec<u8> = pair
@@ -95,7 +96,7 @@ fn utf8_form(body: &[u8]) -> bool {
             .collect();
         percent_encoding::percent_decode(&pair)
             .decode_utf8()
-            .is_ok()
+            .is_ok_and(|text| !text.contains('\0'))
     })
 }
 

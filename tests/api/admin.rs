@@ -86,7 +86,12 @@ async fn an_administrator_finds_reads_and_signs_out_a_user_and_no_one_else_sees_
             .send()
     };
     for c in [&admin, &client()] {
-        assert_eq!(patch(c).await.unwrap().status(), 404);
+        let r = patch(c).await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert!(
+            r.headers().get("allow").is_none(),
+            "no Allow to map the routes by"
+        );
     }
     let suspend = format!("/api/admin/users/{ann_id}/suspend");
     assert_eq!(get(&app, &client(), &suspend).await.0, 404);

@@ -47,6 +47,29 @@ async fn an_administrator_finds_reads_and_acts_on_a_user_through_the_pages() {
     assert_eq!(r.status(), 404);
     let r = ann.patch(app.url("/admin/users")).send().await.unwrap();
     assert_eq!(r.status(), 404, "no 405 either");
+    assert!(r.headers().get("allow").is_none());
+    // What cannot be read is not read for a stranger either: the same 404.
+    for path in ["/admin/users/%ff", "/admin/users?q=a&q=b"] {
+        let r = ann.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let r = ann
+        .post(app.url("/admin/webhooks"))
+        .form(&[("url", "https://example.com/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "no form check before the area's");
+    // A NUL character in a form is an unreadable form (PostgreSQL would refuse it).
+    let r = submit(
+        &app,
+        &ann,
+        "/account/devices",
+        "/account/devices/sign-out",
+        &[("id", "a\u{0}b")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
     assert!(
         !page_text(&ann, &app.url("/account"))
             .await

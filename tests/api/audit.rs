@@ -123,7 +123,11 @@ async fn an_account_sees_its_own_security_history_and_nothing_else() {
 
     // The page says the same in words; signed out it asks for a sign-in.
     let page = crate::helpers::page_text(&ann, &app.url("/account/activity")).await;
-    assert!(page.contains("Sign-in refused: wrong password") && page.contains("Password changed"));
+    assert!(
+        page.contains("Sign-in refused")
+            && page.contains("wrong password")
+            && page.contains("Password changed")
+    );
     assert_eq!(
         app.get_with(&client(), "/account/activity").await.status(),
         303

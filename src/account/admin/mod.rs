@@ -55,6 +55,7 @@ where
         .merge(webhooks::router())
         // A method the route does not take is 404 too (not 405 and its `Allow`): the area does
         // not show that it exists.
+        // (axum still adds `Allow` to that answer; the edge takes it off: `app/edge.rs`.)
         .method_not_allowed_fallback(|| async { AppError::NotFound })
 }
 

@@ -223,11 +223,34 @@ fn set_or_unset(secret: &Option<Secret>) -> String {
     }
 }
 
-/// Hides the password of a database URL.
+/// Hides the password of a URL, and the values of query parameters named like secrets
+/// (`?password=`, `?token=`, `?sslkey=`…).
 fn mask_url(raw: &str) -> String {
     match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("****"));
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("****"));
+            }
+            let secretive = |k: &str| {
+                let k = k.to_ascii_lowercase();
+                ["pass", "secret", "token", "key", "sig", "auth"]
+                    .iter()
+                    .any(|w| k.contains(w))
+            };
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secretive(&k) {
+                        "****".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             url.to_string()
         }
         _ => raw.to_owned(),

@@ -336,3 +336,17 @@ fn the_webhook_endpoint_needs_its_secret_and_secrets_and_event_types_are_checked
     let events = with(&[("TOLLGATE_WEBHOOK_EVENTS", " billing.* , account.deleted")]).unwrap();
     assert_eq!(events.webhooks.events, ["billing.*", "account.deleted"]);
 }
+
+#[test]
+fn urls_are_shown_without_passwords_or_secret_query_values() {
+    let shown = super::mask_url("postgres://u:hunter2@db/x?password=qq&sslmode=require&sslkey=k1");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("qq") && !shown.contains("k1"),
+        "{shown}"
+    );
+    assert!(shown.contains("sslmode=require"), "{shown}");
+    assert_eq!(
+        super::mask_url("sqlite://tollgate.db?mode=rwc"),
+        "sqlite://tollgate.db?mode=rwc"
+    );
+}

@@ -59,7 +59,7 @@ pub(in crate::config) static WEBHOOKS: &[Setting] = &[
             c.webhooks.url = url;
             Ok(())
         },
-        |c| c.webhooks.url.as_ref().map_or(String::new(), |u| u.to_string()),
+        |c| c.webhooks.url.as_ref().map_or(String::new(), |u| super::mask_url(u.as_str())),
     ),
     Setting::new(
         "TOLLGATE_WEBHOOK_SECRET",
