@@ -321,9 +321,11 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tollgate: {e:#}");
-            // A catalog that disagrees with Stripe is a setting error, like a bad variable.
+            // A catalog that disagrees with Stripe is a setting error, like a bad variable (and
+            // like one that only start-up can judge: `TOLLGATE_WEBHOOK_EVENTS`).
             if e.downcast_ref::<crate::billing::stripe::CatalogMismatch>()
                 .is_some()
+                || e.downcast_ref::<crate::config::ConfigError>().is_some()
             {
                 ExitCode::from(2)
             } else {

@@ -162,9 +162,9 @@ pub async fn sync_setting(db: &Db, config: &Config, now: i64) -> anyhow::Result<
         .iter()
         .find(|p| !audit::Kind::known_pattern(p))
     {
-        anyhow::bail!(
-            "TOLLGATE_WEBHOOK_EVENTS: `{unknown}` names no event type (README: Audit trail)"
-        );
+        // A setting error (exit 2), found here because only the audit trail knows its types.
+        let message = format!("`{unknown}` names no event type (README: Audit trail)");
+        return Err(crate::config::ConfigError::new("TOLLGATE_WEBHOOK_EVENTS", message).into());
     }
     let secret = settings.secrets.first().map(|s| s.expose().to_owned());
     let previous = settings.secrets.get(1).map(|s| s.expose().to_owned());
@@ -395,7 +395,7 @@ pub async fn attempts(db: &Db, id: &str, limit: i64) -> sqlx::Result<Vec<Attempt
     type Row = (String, i64, i64, Option<i64>, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT event_id, seq, at, status, error FROM webhook_attempts WHERE endpoint_id = $1 \
-         ORDER BY at DESC, id DESC LIMIT $2",
+         ORDER BY at DESC, seq DESC, id DESC LIMIT $2",
     )
     .bind(id)
     .bind(limit)

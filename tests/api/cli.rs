@@ -56,6 +56,29 @@ async fn a_bad_setting_stops_start_up_with_exit_2_naming_it() {
 }
 
 #[tokio::test]
+async fn an_unknown_webhook_event_type_stops_start_up_with_exit_2() {
+    let db = TestDb::new().await;
+    let run = tollgate()
+        .env("DATABASE_URL", &db.url)
+        .env("TOLLGATE_BIND", "127.0.0.1:0")
+        .env("TOLLGATE_WEBHOOK_URL", "http://127.0.0.1:9/hooks")
+        .env("TOLLGATE_WEBHOOK_SECRET", crate::outbound::SECRET)
+        .env("TOLLGATE_WEBHOOK_EVENTS", "billing.*, nope.*")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("start-up stops")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOLLGATE_WEBHOOK_EVENTS") && stderr.contains("nope.*"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn check_config_prints_settings_with_secrets_masked() {
     let out = tollgate()
         .arg("check-config")
