@@ -101,6 +101,14 @@ pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
 
 /// Where the last look got to (Stripe's clock, the wall clock): now, at the first look.
 async fn last_sweep(state: &Billing, now: i64, wall: i64) -> sqlx::Result<(i64, i64)> {
+    let found: Option<(i64, i64)> =
+        sqlx::query_as("SELECT clock_at, wall_at FROM access_sweeps WHERE name = 'access'")
+            .fetch_optional(&state.db.pool)
+            .await?;
+    if let Some(last) = found {
+        return Ok(last);
+    }
+    // The first look on this database: the row is written once, not at every look.
     sqlx::query(
         "INSERT INTO access_sweeps (name, clock_at, wall_at, lease_until) \
          VALUES ('access', $1, $2, 0) ON CONFLICT (name) DO NOTHING",
@@ -109,9 +117,7 @@ async fn last_sweep(state: &Billing, now: i64, wall: i64) -> sqlx::Result<(i64, 
     .bind(wall)
     .execute(&state.db.pool)
     .await?;
-    sqlx::query_as("SELECT clock_at, wall_at FROM access_sweeps WHERE name = 'access'")
-        .fetch_one(&state.db.pool)
-        .await
+    Ok((now, wall))
 }
 
 /// Compares `user`'s access now with the access last seen, and records a change; whether there
