@@ -2,7 +2,7 @@
 
 mod edge;
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -103,10 +103,12 @@ impl AppState {
         let mail_transport =
             crate::email::Transport::from_config(config.smtp_url.as_ref().map(|s| s.expose()))?;
         let hasher = PasswordHasherPool::new(config.argon2);
+        let cache = Arc::new(crate::cache::Cache::new(config.cache_entries));
+        crate::cache::push::start(&cache, &db, config.database_url.expose());
         let base = Base {
             config,
             db,
-            cache: Default::default(),
+            cache,
             clock,
             base_url,
             allowed_origins,

@@ -12,7 +12,6 @@
 //! writes nothing back.
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 use tower_sessions::{
     SessionStore,
     session::{Id, Record},
@@ -48,7 +47,7 @@ impl DbSessionStore {
 
 /// The stored form of a session id.
 pub fn hash_id(id: &Id) -> String {
-    hex::encode(Sha256::digest(id.to_string().as_bytes()))
+    hex::encode(crate::cache::session_key(id))
 }
 
 fn backend(err: impl std::fmt::Display) -> session_store::Error {

@@ -141,6 +141,8 @@ pub struct Config {
     /// `TOLLGATE_MAX_CONNECTIONS`: open client connections at most (default: the open-file
     /// limit less 128 for the database and logs, at most 10,000).
     pub max_connections: usize,
+    /// `TOLLGATE_CACHE_ENTRIES`: entries of each kind the in-process cache holds at most.
+    pub cache_entries: usize,
     /// `TOLLGATE_HEADER_TIMEOUT_SECS`: how long a client may take to send a request head.
     pub header_timeout_secs: u64,
     /// `TOLLGATE_RATE_LIMIT`.
@@ -230,6 +232,7 @@ impl Config {
             forward_uri_header: String::new(),
             forward_path_ignore_case: true,
             max_connections: 0,
+            cache_entries: 50_000,
             header_timeout_secs: 0,
             rate_limit: true,
             password_min_length: 0,

@@ -187,6 +187,7 @@ impl Raw {
 
 mod billing;
 mod devices;
+mod scale;
 pub mod social;
 mod table;
 pub mod tokens;
@@ -202,6 +203,7 @@ pub(super) static SETTINGS: std::sync::LazyLock<Vec<&'static Setting>> =
             .chain(billing::BILLING)
             .chain(social::SOCIAL)
             .chain(webhooks::WEBHOOKS)
+            .chain(scale::SCALE)
             .collect()
     });
 

@@ -172,6 +172,7 @@ const NOT_DEFAULT: &[(&str, &str)] = &[
     ),
     ("TOLLGATE_WEBHOOK_EVENTS", "billing.*,account.deleted"),
     ("TOLLGATE_WEBHOOK_MAX_ATTEMPTS", "3"),
+    ("TOLLGATE_CACHE_ENTRIES", "1000"),
 ];
 
 /// Each setting's `read` fills what its `show` prints: setting it changes its line.
@@ -335,6 +336,19 @@ fn the_webhook_endpoint_needs_its_secret_and_secrets_and_event_types_are_checked
     }
     let events = with(&[("TOLLGATE_WEBHOOK_EVENTS", " billing.* , account.deleted")]).unwrap();
     assert_eq!(events.webhooks.events, ["billing.*", "account.deleted"]);
+}
+
+#[test]
+fn the_cache_size_is_bounded_both_ways() {
+    let with = |value: &'static str| {
+        Config::from_lookup(move |n| (n == "TOLLGATE_CACHE_ENTRIES").then(|| value.to_owned()))
+    };
+    for bad in ["99", "many", "-1", "10000001"] {
+        let e = with(bad).unwrap_err();
+        assert_eq!(e.setting, "TOLLGATE_CACHE_ENTRIES", "{bad}");
+    }
+    let small = with("100").unwrap();
+    assert_eq!(small.cache_entries, 100);
 }
 
 #[test]

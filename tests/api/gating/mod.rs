@@ -2,6 +2,7 @@
 //! changes across instances, forward-auth decisions, and where a login returns to.
 
 mod forward;
+mod instances;
 mod login;
 mod roles;
 mod routes;
