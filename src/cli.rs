@@ -317,7 +317,7 @@ pub fn main() -> ExitCode {
             }
         };
         // Running instances hear of this command's changes before it ends.
-        crate::cache::push::flush(std::time::Duration::from_secs(3)).await;
+        crate::cache::wire::flush(std::time::Duration::from_secs(3)).await;
         result
     });
     match result {

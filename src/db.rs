@@ -144,6 +144,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "access_watch",
         include_str!("../migrations/0024_access_watch.sql"),
     ),
+    (
+        25,
+        "cache_forgets",
+        include_str!("../migrations/0025_cache_forgets.sql"),
+    ),
+    (
+        26,
+        "recheck_indexes",
+        include_str!("../migrations/0026_recheck_indexes.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -40,6 +40,7 @@ const OWNERS: &[(&str, &str)] = &[
     ("webhook_attempts", "outbound"),
     ("access_states", "gate::watch"),
     ("access_sweeps", "gate::watch"),
+    ("cache_forgets", "cache::poll"),
     ("user_roles", "auth::roles"),
 ];
 

@@ -13,17 +13,20 @@
 //!   happened at) for the user or session. An entry loaded before a stamp of its own key or of its
 //!   user is stale and never served, so a user's sessions and credentials are forgotten without
 //!   looking for them. A load that began before a forget is not stored either.
-//! - **Other instances and processes**: on PostgreSQL every forget is also published with
-//!   `NOTIFY` ([`push`]), and each instance applies what the others publish. While that channel is
-//!   up (a heartbeat checks it every second), entries live up to [`PUSHED_TTL`]. When it is down,
-//!   or on SQLite (where no channel exists), an entry lives at most [`TTL`] after its load began,
-//!   so a change committed anywhere is seen everywhere within [`TTL`] < 1 s. Whenever the channel
-//!   comes back, everything loaded before is dropped ([`Cache::forget_everything`]).
+//! - **Other instances and processes**: every forget is also published ([`push`]): on
+//!   PostgreSQL with `NOTIFY`, on SQLite as a row of `cache_forgets` that the other processes on
+//!   the file read every 100 ms ([`poll`]). Each applies what the others publish. While that
+//!   channel works (on PostgreSQL a heartbeat proves it every second; on SQLite each read does),
+//!   entries live up to [`PUSHED_TTL`]. When it does not, an entry lives at most [`TTL`] after its
+//!   load began, so a change committed anywhere is seen everywhere within [`TTL`] < 1 s. Whenever
+//!   the channel comes back, everything loaded before is dropped ([`Cache::forget_everything`]).
 //!
 //! Access itself is not cached: it depends on the clock (cancel-at and grace ends), so it is
 //! computed from the cached rows on every request.
 
+pub mod poll;
 pub mod push;
+pub mod wire;
 
 use std::{
     any::Any,
@@ -141,7 +144,7 @@ pub struct Cache {
     members: Shelf<Box<str>, Entry>,
     keys: Shelf<Box<str>, Entry>,
     /// Where this process's forgets go to be published, on PostgreSQL.
-    outbox: OnceLock<push::Outbox>,
+    outbox: OnceLock<wire::Outbox>,
 }
 
 impl std::fmt::Debug for Cache {

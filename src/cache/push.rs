@@ -1,5 +1,5 @@
-//! Forgets pushed between instances on PostgreSQL, over `LISTEN`/`NOTIFY` on the channel
-//! [`CHANNEL`].
+//! Forgets pushed between instances: on PostgreSQL over `LISTEN`/`NOTIFY` on the channel
+//! [`CHANNEL`] (here), on SQLite through the `cache_forgets` table ([`super::poll`]).
 //!
 //! - **Publishing.** Every forget of this process (after the commit that made it) goes to a task
 //!   that sends it, batched with the ones queued behind it, as one `pg_notify`. The payload is
@@ -28,7 +28,10 @@ use rand::RngCore as _;
 use sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
-use super::{Cache, Forget, SessionKey};
+use super::{
+    Cache, Forget,
+    wire::{Outbox, parse, publish_all},
+};
 use crate::db::{Db, Engine};
 
 /// The channel every instance of one database listens on.
@@ -40,39 +43,18 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A ping later than this puts the cache back on the short lifetime.
 const SILENCE: Duration = Duration::from_millis(2_500);
 
-/// Payloads stay under PostgreSQL's 8,000-byte limit.
-const MAX_PAYLOAD: usize = 7_000;
-
-/// Forgets queued in this process and not yet published (for [`flush`]).
-static PENDING: AtomicU64 = AtomicU64::new(0);
-
-/// Where a cache's forgets wait to be published.
-pub struct Outbox {
-    tx: mpsc::UnboundedSender<Forget>,
-}
-
-impl Outbox {
-    pub(super) fn send(&self, forget: Forget) {
-        PENDING.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(forget).is_err() {
-            PENDING.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// Starts publishing `cache`'s forgets and applying other instances' on PostgreSQL (nothing on
-/// SQLite, where entries keep the short lifetime). `url` is the database's, for the listening
-/// connection. Call once per cache, inside a Tokio runtime.
+/// Starts publishing `cache`'s forgets and applying other instances': `url` is the database's,
+/// for PostgreSQL's listening connection. Call once per cache, inside a Tokio runtime.
 pub fn start(cache: &Arc<Cache>, db: &Db, url: &str) {
-    if db.engine != Engine::Postgres {
-        return;
-    }
     let mut id = [0u8; 8];
     rand::rng().fill_bytes(&mut id);
     let instance = hex::encode(id);
     let (tx, rx) = mpsc::unbounded_channel();
     if cache.outbox.set(Outbox { tx }).is_err() {
         return;
+    }
+    if db.engine == Engine::Sqlite {
+        return super::poll::start(cache, db, instance, rx);
     }
     let heard = Arc::new(AtomicU64::new(0));
     let origin = Instant::now();
@@ -93,40 +75,6 @@ pub fn start(cache: &Arc<Cache>, db: &Db, url: &str) {
     ));
 }
 
-/// Waits until this process's queued forgets are published, at most `limit` (a command-line run
-/// ends only after the instances have heard of its changes).
-pub async fn flush(limit: Duration) {
-    let until = Instant::now() + limit;
-    while PENDING.load(Ordering::Acquire) > 0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-fn word(forget: &Forget) -> String {
-    match forget {
-        Forget::User(user) => format!("u:{user}"),
-        Forget::Session(key) => format!("s:{}", hex::encode(key)),
-        Forget::Everything => "*".into(),
-    }
-}
-
-/// The forgets a payload's keys name; a key it cannot read is everything.
-pub fn parse(keys: &str) -> Vec<Forget> {
-    keys.split(' ')
-        .filter(|k| !k.is_empty())
-        .map(|key| {
-            if let Some(user) = key.strip_prefix("u:").filter(|u| !u.is_empty()) {
-                return Forget::User(user.to_owned());
-            }
-            let session = key
-                .strip_prefix("s:")
-                .and_then(|h| hex::decode(h).ok())
-                .and_then(|b| SessionKey::try_from(b).ok());
-            session.map_or(Forget::Everything, Forget::Session)
-        })
-        .collect()
-}
-
 async fn notify(db: &Db, payload: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -136,29 +84,12 @@ async fn notify(db: &Db, payload: &str) -> sqlx::Result<()> {
         .map(|_| ())
 }
 
-async fn publish(mut rx: mpsc::UnboundedReceiver<Forget>, db: Db, instance: String) {
-    while let Some(first) = rx.recv().await {
-        let mut payload = format!("{instance} {}", word(&first));
-        let mut count = 1;
-        while payload.len() < MAX_PAYLOAD {
-            let Ok(next) = rx.try_recv() else { break };
-            payload.push(' ');
-            payload.push_str(&word(&next));
-            count += 1;
-        }
-        for attempt in 0..5u32 {
-            match notify(&db, &payload).await {
-                Ok(()) => break,
-                Err(e) if attempt == 4 => tracing::error!(
-                    error = %e,
-                    forgets = count,
-                    "could not publish cache forgets; other instances see the changes when their entries expire"
-                ),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
-            }
-        }
-        PENDING.fetch_sub(count, Ordering::AcqRel);
-    }
+async fn publish(rx: mpsc::UnboundedReceiver<Forget>, db: Db, instance: String) {
+    publish_all(rx, |keys| {
+        let (db, payload) = (db.clone(), format!("{instance} {keys}"));
+        async move { notify(&db, &payload).await }
+    })
+    .await;
 }
 
 fn since(origin: Instant) -> u64 {
@@ -251,36 +182,6 @@ async fn heartbeat(
         drop(cache);
         if let Err(e) = notify(&db, &ping).await {
             tracing::debug!(error = %e, "cache channel: ping not sent");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payload_keys_read_back() {
-        let key = [7u8; 32];
-        let words = [
-            word(&Forget::User("usr_1".into())),
-            word(&Forget::Session(key)),
-            word(&Forget::Everything),
-        ];
-        assert_eq!(
-            parse(&words.join(" ")),
-            vec![
-                Forget::User("usr_1".into()),
-                Forget::Session(key),
-                Forget::Everything
-            ]
-        );
-    }
-
-    #[test]
-    fn an_unreadable_key_forgets_everything() {
-        for bad in ["s:zz", "s:0011", "x:1", "u:", "ping?"] {
-            assert_eq!(parse(bad), vec![Forget::Everything], "{bad}");
         }
     }
 }

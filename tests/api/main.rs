@@ -26,6 +26,7 @@ mod passkeys;
 mod prehijack;
 mod proxy;
 mod revocation;
+mod scaleout;
 mod second_factor;
 mod sessions;
 mod social;

@@ -292,20 +292,27 @@ pub async fn plan_mismatches(db: &db::Db, catalog: &Catalog) -> sqlx::Result<Vec
 pub async fn remap_plans(base: &Base, catalog: &Catalog) -> sqlx::Result<u64> {
     let db = &base.db;
     let mut changed = 0;
-    for m in plan_mismatches(db, catalog).await? {
-        let done = sqlx::query(
-            "UPDATE subscriptions SET plan_id = $1, updated_at = $2 WHERE id = $3 AND price_id = $4",
-        )
-        .bind(&m.wanted)
-        .bind(db::now())
-        .bind(&m.id)
-        .bind(&m.price_id)
-        .execute(&db.pool)
-        .await?;
-        if let Some(user) = &m.user_id {
+    // A thousand rows per transaction: a catalog change that remaps many subscriptions at
+    // start-up costs one commit per thousand, not one per row.
+    for chunk in plan_mismatches(db, catalog).await?.chunks(1_000) {
+        let mut tx = db.begin().await?;
+        for m in chunk {
+            let done = sqlx::query(
+                "UPDATE subscriptions SET plan_id = $1, updated_at = $2 \
+                 WHERE id = $3 AND price_id = $4",
+            )
+            .bind(&m.wanted)
+            .bind(db::now())
+            .bind(&m.id)
+            .bind(&m.price_id)
+            .execute(&mut *tx)
+            .await?;
+            changed += done.rows_affected();
+        }
+        tx.commit().await?;
+        for user in chunk.iter().filter_map(|m| m.user_id.as_deref()) {
             base.cache.forget_user(user);
         }
-        changed += done.rows_affected();
     }
     if changed > 0 {
         tracing::info!(

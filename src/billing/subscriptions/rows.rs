@@ -164,18 +164,25 @@ pub async fn users_to_recheck(
     to: i64,
     grace_secs: i64,
 ) -> sqlx::Result<Vec<String>> {
+    // One indexed range per reason (migration 0026), so a look costs what it finds, not a scan of
+    // every subscription.
     let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT DISTINCT user_id FROM subscriptions WHERE user_id IS NOT NULL AND ( \
-           updated_at >= $1 \
-           OR (past_due_since IS NOT NULL AND past_due_since + $4 > $2 AND past_due_since + $4 <= $3) \
-           OR (cancel_at > $2 AND cancel_at <= $3) \
-           OR (cancel_at_period_end = 1 AND current_period_end > $2 AND current_period_end <= $3) \
-           OR (trial_end > $2 AND trial_end <= $3))",
+        "SELECT user_id FROM subscriptions WHERE updated_at >= $1 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE past_due_since > $4 AND past_due_since <= $5 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE cancel_at > $2 AND cancel_at <= $3 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE current_period_end > $2 AND current_period_end <= $3 \
+           AND cancel_at_period_end = 1 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE trial_end > $2 AND trial_end <= $3 AND user_id IS NOT NULL",
     )
     .bind(changed_since)
     .bind(from)
     .bind(to)
-    .bind(grace_secs)
+    .bind(from - grace_secs)
+    .bind(to - grace_secs)
     .fetch_all(&db.pool)
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())

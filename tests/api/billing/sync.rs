@@ -31,8 +31,9 @@ async fn stripe_sync_finds_introduced_drift_and_repairs_it() {
         .unwrap();
     let customer = app.customer_of("ann@example.com").await.unwrap();
     app.insert_ghost_subscription(&user, &customer).await;
-    // Edits from outside the app, like another instance's: its cached copy may live that long.
-    tokio::time::sleep(tollgate::cache::TTL).await;
+    // Edits by hand, which the app hears of only when told (the README's forget-everything
+    // statement).
+    app.state.cache.forget_everything();
     assert_eq!(
         app.me(&c).await["access"]["plan"],
         "team",

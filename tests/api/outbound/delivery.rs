@@ -5,7 +5,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    Place, SECRET, acknowledged, assert_in_order, endpoint, sign_in, types, wait_for_endpoint,
+    Place, SECRET, acknowledged, assert_in_order, endpoint, settled, sign_in, types,
+    wait_for_endpoint,
 };
 use crate::{
     admin::administrator,
@@ -125,6 +126,7 @@ async fn events_arrive_in_order_through_a_receiver_that_was_down_and_a_dead_deli
     // An answer lost (an instance stopped after the receiver answered, before it wrote that
     // down): the events come again with the same ids, and the receiver acts on them once.
     acknowledged(&app, SETTING, &place).await;
+    settled(&app, SETTING).await;
     let before = place.handled().len();
     let stored = endpoint(&app, SETTING).await;
     let attempts_before = attempt_count(&app).await;
