@@ -50,7 +50,7 @@ pub const PUSHED_TTL: Duration = Duration::from_secs(30);
 
 /// Entries per shelf (sessions, members, credentials) when no size is given (the default of
 /// `TOLLGATE_CACHE_ENTRIES`).
-pub const DEFAULT_ENTRIES: usize = 50_000;
+pub const DEFAULT_ENTRIES: usize = 10_000;
 
 /// Forget stamps kept at most; past this, everything is forgotten at once instead.
 const MAX_STAMPS: usize = 200_000;

@@ -27,6 +27,10 @@ const EVERY: Duration = Duration::from_millis(100);
 /// Rows are kept this long (seconds): far longer than any reader takes between two reads.
 const KEEP_SECS: i64 = 120;
 
+/// How long a batch waits for more forgets before it is written: a write per 20 ms at most,
+/// whatever the rate of changes (a row per forget would double the writes of a busy instance).
+const LINGER: Duration = Duration::from_millis(20);
+
 /// Rows read at most at once.
 const PAGE: i64 = 1_000;
 
@@ -57,7 +61,7 @@ async fn insert(db: &Db, instance: &str, keys: &str) -> sqlx::Result<()> {
 }
 
 async fn publish(rx: mpsc::UnboundedReceiver<Forget>, db: Db, instance: String) {
-    publish_all(rx, |keys| {
+    publish_all(rx, LINGER, |keys| {
         let (db, instance) = (db.clone(), instance.clone());
         async move { insert(&db, &instance, &keys).await }
     })

@@ -85,7 +85,7 @@ async fn notify(db: &Db, payload: &str) -> sqlx::Result<()> {
 }
 
 async fn publish(rx: mpsc::UnboundedReceiver<Forget>, db: Db, instance: String) {
-    publish_all(rx, |keys| {
+    publish_all(rx, Duration::ZERO, |keys| {
         let (db, payload) = (db.clone(), format!("{instance} {keys}"));
         async move { notify(&db, &payload).await }
     })

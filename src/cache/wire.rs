@@ -67,8 +67,14 @@ pub fn parse(keys: &str) -> Vec<Forget> {
 }
 
 /// The next batch of forgets (waiting for the first): their keys, space-separated, and how many.
-async fn batch(rx: &mut mpsc::UnboundedReceiver<Forget>) -> Option<(String, u64)> {
+async fn batch(
+    rx: &mut mpsc::UnboundedReceiver<Forget>,
+    linger: Duration,
+) -> Option<(String, u64)> {
     let first = rx.recv().await?;
+    if !linger.is_zero() {
+        tokio::time::sleep(linger).await;
+    }
     let mut keys = word(&first);
     let mut count = 1;
     while keys.len() < MAX_PAYLOAD {
@@ -82,13 +88,17 @@ async fn batch(rx: &mut mpsc::UnboundedReceiver<Forget>) -> Option<(String, u64)
 
 /// Sends each batch of forgets with `send` (5 tries, waits of 0.1 to 0.8 s), until the outbox
 /// closes; a batch that cannot be sent is logged and dropped (the other processes then see those
-/// changes when their entries expire).
-pub(super) async fn publish_all<F, Fut>(mut rx: mpsc::UnboundedReceiver<Forget>, mut send: F)
-where
+/// changes when their entries expire). After the first forget of a batch it waits `linger` for
+/// more to join it (on SQLite each batch is a write behind the one writer).
+pub(super) async fn publish_all<F, Fut>(
+    mut rx: mpsc::UnboundedReceiver<Forget>,
+    linger: Duration,
+    mut send: F,
+) where
     F: FnMut(String) -> Fut,
     Fut: std::future::Future<Output = sqlx::Result<()>>,
 {
-    while let Some((keys, count)) = batch(&mut rx).await {
+    while let Some((keys, count)) = batch(&mut rx, linger).await {
         for attempt in 0..5u32 {
             match send(keys.clone()).await {
                 Ok(()) => break,

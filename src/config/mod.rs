@@ -232,7 +232,7 @@ impl Config {
             forward_uri_header: String::new(),
             forward_path_ignore_case: true,
             max_connections: 0,
-            cache_entries: 50_000,
+            cache_entries: 10_000,
             header_timeout_secs: 0,
             rate_limit: true,
             password_min_length: 0,
