@@ -44,9 +44,12 @@ use tower_sessions::session::{Id, Record};
 /// How long an entry may be served after its load began, when forgets are not pushed.
 pub const TTL: Duration = Duration::from_millis(500);
 
-/// How long an entry may be served while other instances' forgets arrive pushed: a bound for a
-/// notification that was never sent (an instance that died between its commit and its `NOTIFY`).
-pub const PUSHED_TTL: Duration = Duration::from_secs(30);
+/// How long an entry may be served while other instances' forgets arrive pushed. The push makes
+/// a change seen in milliseconds; this bounds what it cannot cover: a forget that another
+/// instance could not publish (its writer busy, its pool exhausted, the instance dead between its
+/// commit and its `NOTIFY`). Nothing here can tell that a publisher failed, so the bound is the
+/// one promised (within one second), until forgets are published inside their transactions.
+pub const PUSHED_TTL: Duration = Duration::from_secs(1);
 
 /// Entries per shelf (sessions, members, credentials) when no size is given (the default of
 /// `TOLLGATE_CACHE_ENTRIES`).

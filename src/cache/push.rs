@@ -125,10 +125,11 @@ async fn listen(
             let Some(cache) = cache.upgrade() else { return };
             match received {
                 Ok(Some(notification)) => {
+                    // A payload without an instance is keys alone (an operator's `*`).
                     let (from, keys) = notification
                         .payload()
                         .split_once(' ')
-                        .unwrap_or((notification.payload(), ""));
+                        .unwrap_or(("", notification.payload()));
                     if from != instance {
                         for forget in parse(keys) {
                             cache.forget_here(&forget);

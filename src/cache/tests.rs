@@ -113,7 +113,7 @@ fn pushed_entries_live_longer_until_the_channel_goes() {
     cache.set_pushed(true);
     let older = Ticket {
         generation: 0,
-        at: Instant::now() - TTL * 2,
+        at: Instant::now() - TTL - Duration::from_millis(200),
     };
     cache.put_member(older, "u1", member("a@example.com"));
     assert!(cache.member::<Member>("u1").is_some());
