@@ -320,27 +320,29 @@ impl Cache {
 
     /// Applies `forget` to this process only (what another instance published, or a local write).
     pub fn forget_here(&self, forget: &Forget) {
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let now = Instant::now();
-        match forget {
-            Forget::Everything => return self.forget_everything(),
-            // The stamp first: a store racing with this forget then sees it.
-            Forget::User(user) => {
-                let mut stamps = self.stamps.write().unwrap_or_else(|e| e.into_inner());
-                stamps.users.insert(user.as_str().into(), (generation, now));
-                stamps.prune();
-                drop(stamps);
-                self.members.remove(user.as_str());
-            }
-            Forget::Session(key) => {
-                let mut stamps = self.stamps.write().unwrap_or_else(|e| e.into_inner());
-                stamps.sessions.insert(*key, (generation, now));
-                stamps.prune();
-                drop(stamps);
-                self.sessions.remove(key);
-            }
+        if *forget == Forget::Everything {
+            return self.forget_everything();
         }
-        if self.stamps().len() > MAX_STAMPS {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let stamp = (generation, Instant::now());
+        // The stamp first (one lock, which also tells whether there are too many): a store
+        // racing with this forget then sees it.
+        let full = {
+            let mut stamps = self.stamps.write().unwrap_or_else(|e| e.into_inner());
+            match forget {
+                Forget::User(user) => stamps.users.insert(user.as_str().into(), stamp),
+                Forget::Session(key) => stamps.sessions.insert(*key, stamp),
+                Forget::Everything => None,
+            };
+            stamps.prune();
+            stamps.len() > MAX_STAMPS
+        };
+        match forget {
+            Forget::User(user) => drop(self.members.remove(user.as_str())),
+            Forget::Session(key) => drop(self.sessions.remove(key)),
+            Forget::Everything => {}
+        }
+        if full {
             self.forget_everything();
         }
     }
