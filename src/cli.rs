@@ -269,7 +269,7 @@ pub fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
-        let result = match cli.command.unwrap_or(Command::Serve) {
+        match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config, catalog).await,
             Command::Migrate => {
                 let db = Db::connect(config.database_url.expose()).await?;
@@ -315,10 +315,7 @@ pub fn main() -> ExitCode {
             Command::StripeSim { bind, webhook_url } => {
                 stripe_sim(config, catalog, bind, webhook_url).await
             }
-        };
-        // Running instances hear of this command's changes before it ends.
-        crate::cache::wire::flush(std::time::Duration::from_secs(3)).await;
-        result
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -154,9 +154,33 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "recheck_indexes",
         include_str!("../migrations/0026_recheck_indexes.sql"),
     ),
+    (
+        27,
+        "cache_triggers",
+        include_str!("../migrations/0027_cache_triggers.sql"),
+    ),
 ];
 
-fn migrator() -> Migrator {
+/// The part of a migration that `engine` runs: all of it, or, for one written in two dialects
+/// (sections headed `-- @sqlite` and `-- @postgres`), what comes before the first heading and the
+/// engine's own section.
+fn dialect(sql: &str, engine: Engine) -> String {
+    let Some((common, sections)) = sql.split_once("-- @") else {
+        return sql.to_owned();
+    };
+    let wanted = match engine {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    };
+    let own = format!("-- @{sections}")
+        .split("-- @")
+        .filter_map(|section| section.strip_prefix(wanted))
+        .map(str::to_owned)
+        .collect::<String>();
+    format!("{common}{own}")
+}
+
+fn migrator(engine: Engine) -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
@@ -165,7 +189,7 @@ fn migrator() -> Migrator {
                     *version,
                     (*name).into(),
                     MigrationType::Simple,
-                    sql.into_sql_str(),
+                    sqlx::AssertSqlSafe(dialect(sql, engine)).into_sql_str(),
                     false,
                 )
             })
@@ -231,7 +255,7 @@ impl Db {
 
     /// Applies every embedded migration that has not run yet.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        migrator()
+        migrator(self.engine)
             .run(&self.pool)
             .await
             .context("cannot apply migrations")
@@ -352,6 +376,14 @@ mod tests {
                 "{file} out of order"
             );
         }
+    }
+
+    #[test]
+    fn a_migration_in_two_dialects_runs_its_engine_part() {
+        let sql = "-- both\n-- @sqlite\nA;\n-- @postgres\nB;\n";
+        assert_eq!(dialect(sql, Engine::Sqlite), "-- both\n\nA;\n");
+        assert_eq!(dialect(sql, Engine::Postgres), "-- both\n\nB;\n");
+        assert_eq!(dialect("C;", Engine::Postgres), "C;");
     }
 
     #[test]

@@ -300,7 +300,7 @@ pub async fn revoke_all_on(conn: &mut AnyConnection, user_id: &str, now: i64) ->
 
 /// The live key whose secret is `secret`, if any; records its use (at most once a minute). A key
 /// is cached like a member: a revocation on this instance is seen at once (it forgets the user),
-/// on another instance within a second.
+/// on another instance when the database publishes the change (milliseconds; under a second).
 pub async fn resolve(base: &Base, secret: &str, now: i64) -> Result<Option<Arc<ApiKey>>> {
     if !well_formed(secret) {
         return Ok(None);

@@ -13,13 +13,16 @@
 //!   happened at) for the user or session. An entry loaded before a stamp of its own key or of its
 //!   user is stale and never served, so a user's sessions and credentials are forgotten without
 //!   looking for them. A load that began before a forget is not stored either.
-//! - **Other instances and processes**: every forget is also published ([`push`]): on
-//!   PostgreSQL with `NOTIFY`, on SQLite as a row of `cache_forgets` that the other processes on
-//!   the file read every 100 ms ([`poll`]). Each applies what the others publish. While that
-//!   channel works (on PostgreSQL a heartbeat proves it every second; on SQLite each read does),
-//!   entries live up to [`PUSHED_TTL`]. When it does not, an entry lives at most [`TTL`] after its
-//!   load began, so a change committed anywhere is seen everywhere within [`TTL`] < 1 s. Whenever
-//!   the channel comes back, everything loaded before is dropped ([`Cache::forget_everything`]).
+//! - **Other instances and processes**: the database publishes every change to something cached
+//!   in the transaction that makes it (triggers, migration 0027): on PostgreSQL a `NOTIFY`, on
+//!   SQLite a row of `cache_forgets` that every process on the file reads every 100 ms ([`poll`]).
+//!   Every instance applies them ([`push`]). So a forget exists exactly when its change committed,
+//!   whoever made it (an instance, a command, an operator's `UPDATE`), and cannot be lost between
+//!   a commit and its publishing. While that channel works (on PostgreSQL a heartbeat proves it
+//!   every second; on SQLite each read does), entries live up to [`PUSHED_TTL`]. When it does not,
+//!   an entry lives at most [`TTL`] after its load began, so a change committed anywhere is seen
+//!   everywhere within [`TTL`] < 1 s. Whenever the channel comes back, everything loaded before is
+//!   dropped ([`Cache::forget_everything`]).
 //!
 //! Access itself is not cached: it depends on the clock (cancel-at and grace ends), so it is
 //! computed from the cached rows on every request.
@@ -32,7 +35,7 @@ use std::{
     any::Any,
     collections::HashMap,
     sync::{
-        Arc, OnceLock, RwLock,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -44,12 +47,16 @@ use tower_sessions::session::{Id, Record};
 /// How long an entry may be served after its load began, when forgets are not pushed.
 pub const TTL: Duration = Duration::from_millis(500);
 
-/// How long an entry may be served while other instances' forgets arrive pushed. The push makes
-/// a change seen in milliseconds; this bounds what it cannot cover: a forget that another
-/// instance could not publish (its writer busy, its pool exhausted, the instance dead between its
-/// commit and its `NOTIFY`). Nothing here can tell that a publisher failed, so the bound is the
-/// one promised (within one second), until forgets are published inside their transactions.
-pub const PUSHED_TTL: Duration = Duration::from_secs(1);
+/// How long an entry may be served while forgets arrive pushed. The database publishes every
+/// change in its own transaction, so a change is seen in milliseconds and this lifetime is only a
+/// backstop; a channel that stops is noticed within [`SILENCE`], and entries then fall back to
+/// [`TTL`].
+pub const PUSHED_TTL: Duration = Duration::from_secs(30);
+
+/// How long forgets count as pushed after the channel last proved that every forget committed
+/// until then was applied (a ping sent then came back; a read that began then succeeded). With
+/// [`TTL`], the longest a change can go unseen when the channel stops silently: under a second.
+pub const SILENCE: Duration = Duration::from_millis(600);
 
 /// Entries per shelf (sessions, members, credentials) when no size is given (the default of
 /// `TOLLGATE_CACHE_ENTRIES`).
@@ -141,20 +148,20 @@ pub struct Cache {
     /// Entries loaded before this (nanoseconds after `origin`) are stale.
     valid_from: AtomicU64,
     origin: Instant,
-    /// True while other instances' forgets arrive pushed.
-    pushed: AtomicBool,
+    /// Forgets count as pushed until this (nanoseconds after `origin`; see [`SILENCE`]).
+    pushed_until: AtomicU64,
     sessions: Shelf<SessionKey, Record>,
     members: Shelf<Box<str>, Entry>,
     keys: Shelf<Box<str>, Entry>,
-    /// Where this process's forgets go to be published, on PostgreSQL.
-    outbox: OnceLock<wire::Outbox>,
+    /// True once [`push::start`] ran for this cache.
+    started: AtomicBool,
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("generation", &self.generation.load(Ordering::Relaxed))
-            .field("pushed", &self.pushed.load(Ordering::Relaxed))
+            .field("pushed", &self.pushed())
             .finish_non_exhaustive()
     }
 }
@@ -174,11 +181,11 @@ impl Cache {
             stamps: RwLock::new(Stamps::default()),
             valid_from: AtomicU64::new(0),
             origin: Instant::now(),
-            pushed: AtomicBool::new(false),
+            pushed_until: AtomicU64::new(0),
             sessions: Shelf::new(entries),
             members: Shelf::new(entries),
             keys: Shelf::new(entries),
-            outbox: OnceLock::new(),
+            started: AtomicBool::new(false),
         }
     }
 
@@ -196,11 +203,7 @@ impl Cache {
 
     /// How long entries live now.
     fn ttl(&self) -> Duration {
-        if self.pushed.load(Ordering::Acquire) {
-            PUSHED_TTL
-        } else {
-            TTL
-        }
+        if self.pushed() { PUSHED_TTL } else { TTL }
     }
 
     fn stamps(&self) -> std::sync::RwLockReadGuard<'_, Stamps> {
@@ -297,25 +300,17 @@ impl Cache {
         }
     }
 
-    /// Forgets one session (after it was saved or deleted), here and, on PostgreSQL, everywhere.
+    /// Forgets one session here at once (after it was saved or deleted); the other instances hear
+    /// of it from the database.
     pub fn forget_session(&self, id: &Id) {
-        let forget = Forget::Session(session_key(id));
-        self.forget_here(&forget);
-        self.publish(forget);
+        self.forget_here(&Forget::Session(session_key(id)));
     }
 
-    /// Forgets a user, their subscriptions, their credentials and every session of theirs (after a
-    /// commit that changed any of them), here and, on PostgreSQL, everywhere.
+    /// Forgets a user, their subscriptions, their credentials and every session of theirs here at
+    /// once (after a commit that changed any of them); the other instances hear of it from the
+    /// database.
     pub fn forget_user(&self, user_id: &str) {
-        let forget = Forget::User(user_id.to_owned());
-        self.forget_here(&forget);
-        self.publish(forget);
-    }
-
-    fn publish(&self, forget: Forget) {
-        if let Some(outbox) = self.outbox.get() {
-            outbox.send(forget);
-        }
+        self.forget_here(&Forget::User(user_id.to_owned()));
     }
 
     /// Applies `forget` to this process only (what another instance published, or a local write).
@@ -359,15 +354,28 @@ impl Cache {
         *stamps = Stamps::default();
     }
 
-    /// Marks whether other instances' forgets now arrive pushed (entries then live up to
-    /// [`PUSHED_TTL`]); set by [`push`]'s listener.
-    pub fn set_pushed(&self, pushed: bool) {
-        self.pushed.store(pushed, Ordering::Release);
+    /// Now, on the cache's own clock (what [`Cache::confirmed`] takes).
+    pub fn now(&self) -> u64 {
+        self.nanos(Instant::now())
     }
 
-    /// True while other instances' forgets arrive pushed.
+    /// Records that every forget committed before `at` (a time from [`Cache::now`]; a later
+    /// one counts as now) has been applied: entries may live up to [`PUSHED_TTL`] until
+    /// [`SILENCE`] after it. Called by the channel ([`push`], [`poll`]).
+    pub fn confirmed(&self, at: u64) {
+        let at = at.min(self.now());
+        let until = at.saturating_add(u64::try_from(SILENCE.as_nanos()).unwrap_or(u64::MAX));
+        self.pushed_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// The channel is down: entries live [`TTL`] until it confirms again.
+    pub fn unconfirmed(&self) {
+        self.pushed_until.store(0, Ordering::Release);
+    }
+
+    /// True while forgets arrive pushed (confirmed within [`SILENCE`]).
     pub fn pushed(&self) -> bool {
-        self.pushed.load(Ordering::Acquire)
+        self.now() < self.pushed_until.load(Ordering::Acquire)
     }
 
     /// Entries held now: sessions, members, credentials.

@@ -110,15 +110,33 @@ fn entries_expire_after_the_ttl() {
 #[test]
 fn pushed_entries_live_longer_until_the_channel_goes() {
     let cache = Cache::default();
-    cache.set_pushed(true);
+    cache.confirmed(cache.now());
     let older = Ticket {
         generation: 0,
         at: Instant::now() - TTL - Duration::from_millis(200),
     };
     cache.put_member(older, "u1", member("a@example.com"));
     assert!(cache.member::<Member>("u1").is_some());
-    cache.set_pushed(false);
+    cache.unconfirmed();
     assert!(cache.member::<Member>("u1").is_none());
+}
+
+#[test]
+fn a_channel_that_stops_confirming_is_not_pushed_after_the_silence() {
+    let cache = Cache::default();
+    let silence = u64::try_from(SILENCE.as_nanos()).unwrap();
+    // Confirmed long enough ago: already lapsed.
+    std::thread::sleep(SILENCE + Duration::from_millis(10));
+    cache.confirmed(cache.now() - silence - 5_000_000);
+    assert!(!cache.pushed());
+    cache.confirmed(cache.now());
+    assert!(cache.pushed());
+    // A confirmation from the future (a forged ping) counts as now, no longer.
+    cache.unconfirmed();
+    cache.confirmed(u64::MAX);
+    assert!(cache.pushed());
+    std::thread::sleep(SILENCE + Duration::from_millis(10));
+    assert!(!cache.pushed());
 }
 
 #[test]
