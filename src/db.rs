@@ -218,7 +218,11 @@ impl Db {
             })
             .min_connections(0)
             // Fail fast when the database is gone, so /readyz and requests answer 503 promptly.
-            .acquire_timeout(Duration::from_secs(3));
+            .acquire_timeout(Duration::from_secs(3))
+            // A SQLite connection is a file in this process: pinging it before every use (a
+            // round trip to its worker thread) found nothing and cost a tenth of a cache miss
+            // (BENCHMARKS.md). A PostgreSQL connection may have been cut: it is tested.
+            .test_before_acquire(engine == Engine::Postgres);
         let options = if engine == Engine::Sqlite {
             options.after_connect(|conn, _meta| {
                 Box::pin(async move {

@@ -93,6 +93,13 @@ struct Slot<V> {
 
 type Shelf<K, V> = quick_cache::sync::Cache<K, Arc<Slot<V>>>;
 
+/// A session as the cache keeps it: its data as the JSON text it is stored as (a few hundred
+/// bytes, where the parsed map takes several times that), read back on each use.
+struct StoredSession {
+    data: Box<str>,
+    expires_at: i64,
+}
+
 /// The generation at which each user and session was last forgotten (recent ones only: a stamp
 /// older than [`PUSHED_TTL`] can only concern entries that expired anyway).
 #[derive(Default)]
@@ -150,7 +157,7 @@ pub struct Cache {
     origin: Instant,
     /// Forgets count as pushed until this (nanoseconds after `origin`; see [`SILENCE`]).
     pushed_until: AtomicU64,
-    sessions: Shelf<SessionKey, Record>,
+    sessions: Shelf<SessionKey, StoredSession>,
     members: Shelf<Box<str>, Entry>,
     keys: Shelf<Box<str>, Entry>,
     /// True once [`push::start`] ran for this cache.
@@ -246,16 +253,28 @@ impl Cache {
         if !self.fresh(&slot, Some(&key)) {
             return None;
         }
-        Some(slot.value.clone())
+        Some(Record {
+            id: *id,
+            data: serde_json::from_str(&slot.value.data).ok()?,
+            expiry_date: time::OffsetDateTime::from_unix_timestamp(slot.value.expires_at).ok()?,
+        })
     }
 
     /// Stores a session record loaded under `ticket`, with the user it signs in.
     pub fn put_session(&self, ticket: Ticket, record: &Record, user_id: Option<String>) {
         let key = session_key(&record.id);
-        if self.current(ticket.at, ticket.generation, user_id.as_deref(), Some(&key)) {
-            let slot = Self::slot(ticket, user_id.as_deref(), record.clone());
-            self.sessions.insert(key, slot);
+        if !self.current(ticket.at, ticket.generation, user_id.as_deref(), Some(&key)) {
+            return;
         }
+        let Ok(data) = serde_json::to_string(&record.data) else {
+            return;
+        };
+        let stored = StoredSession {
+            data: data.into_boxed_str(),
+            expires_at: record.expiry_date.unix_timestamp(),
+        };
+        self.sessions
+            .insert(key, Self::slot(ticket, user_id.as_deref(), stored));
     }
 
     /// The member cached for `user_id`, if there is one of type `M`.
