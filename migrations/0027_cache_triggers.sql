@@ -3,85 +3,81 @@
 -- token families) publishes a forget in the same transaction, so it reaches every
 -- instance exactly when, and only if, it commits, whoever made it (tollgate, a command, an
 -- operator's UPDATE). A forget is `u:<user id>`, `s:<stored session hash>` or `*` (everything).
+-- Not seen: changes made with triggers off (`session_replication_role = replica`, as
+-- `pg_restore --disable-triggers` and logical replication do); after those, send the
+-- forget-everything statement the README gives.
 --
 -- Two dialects in one migration: tollgate runs the part headed by its engine's name.
 --
 -- @sqlite
--- A row of `cache_forgets`, which every process reads every 100 ms.
+-- A row of `cache_forgets`, which every process reads every 100 ms. The table is made again with
+-- `seq` an AUTOINCREMENT rowid: numbers that only grow, never reused even after rows are deleted
+-- (a reader remembers the last number it read), and always integers.
+DROP TABLE cache_forgets;
+CREATE TABLE cache_forgets (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance  TEXT NOT NULL,
+    keys      TEXT NOT NULL,
+    at        BIGINT NOT NULL
+);
 CREATE TRIGGER cache_forget_session_update AFTER UPDATE ON sessions BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 's:' || OLD.id_hash, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 's:' || OLD.id_hash, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_session_delete AFTER DELETE ON sessions BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 's:' || OLD.id_hash, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 's:' || OLD.id_hash, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_user_update AFTER UPDATE ON users BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.id || ' u:' || NEW.id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.id || ' u:' || NEW.id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_user_delete AFTER DELETE ON users BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_subscription_insert AFTER INSERT ON subscriptions
 WHEN NEW.user_id IS NOT NULL BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_subscription_update AFTER UPDATE ON subscriptions
 WHEN OLD.user_id IS NOT NULL OR NEW.user_id IS NOT NULL BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db',
-        TRIM(COALESCE('u:' || OLD.user_id, '') || ' ' || COALESCE('u:' || NEW.user_id, '')),
-        CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', TRIM(COALESCE('u:' || OLD.user_id, '') || ' ' || COALESCE('u:' || NEW.user_id, '')), CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_subscription_delete AFTER DELETE ON subscriptions
 WHEN OLD.user_id IS NOT NULL BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_role_insert AFTER INSERT ON user_roles BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_role_update AFTER UPDATE ON user_roles BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id || ' u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id || ' u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_role_delete AFTER DELETE ON user_roles BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_api_key_update AFTER UPDATE ON api_keys BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id || ' u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id || ' u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_api_key_delete AFTER DELETE ON api_keys BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_family_update AFTER UPDATE ON token_families BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id || ' u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id || ' u:' || NEW.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE TRIGGER cache_forget_family_delete AFTER DELETE ON token_families BEGIN
-    INSERT INTO cache_forgets (seq, instance, keys, at)
-    SELECT COALESCE(MAX(seq), 0) + 1, 'db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER)
-    FROM cache_forgets;
+    INSERT INTO cache_forgets (instance, keys, at)
+    VALUES ('db', 'u:' || OLD.user_id, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 -- @postgres
 -- A NOTIFY on `tollgate_cache`, which PostgreSQL delivers to every listening instance when (and
@@ -123,3 +119,22 @@ CREATE TRIGGER cache_forget AFTER UPDATE OR DELETE ON api_keys
     FOR EACH ROW EXECUTE FUNCTION tollgate_cache_forget('u', 'user_id');
 CREATE TRIGGER cache_forget AFTER UPDATE OR DELETE ON token_families
     FOR EACH ROW EXECUTE FUNCTION tollgate_cache_forget('u', 'user_id');
+-- TRUNCATE fires no row trigger: it forgets everything.
+CREATE FUNCTION tollgate_cache_forget_all() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('tollgate_cache', 'db *');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER cache_forget_all AFTER TRUNCATE ON sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION tollgate_cache_forget_all();
+CREATE TRIGGER cache_forget_all AFTER TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION tollgate_cache_forget_all();
+CREATE TRIGGER cache_forget_all AFTER TRUNCATE ON subscriptions
+    FOR EACH STATEMENT EXECUTE FUNCTION tollgate_cache_forget_all();
+CREATE TRIGGER cache_forget_all AFTER TRUNCATE ON user_roles
+    FOR EACH STATEMENT EXECUTE FUNCTION tollgate_cache_forget_all();
+CREATE TRIGGER cache_forget_all AFTER TRUNCATE ON api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION tollgate_cache_forget_all();
+CREATE TRIGGER cache_forget_all AFTER TRUNCATE ON token_families
+    FOR EACH STATEMENT EXECUTE FUNCTION tollgate_cache_forget_all();

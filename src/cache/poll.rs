@@ -9,9 +9,8 @@
 //! two minutes, so a read after a pause still finds every row it missed; after a pause of over a
 //! minute (or at the first read) everything is forgotten instead.
 //!
-//! An operator who changes rows that no trigger watches can have every process forget everything
-//! with `INSERT INTO cache_forgets (seq, instance, keys, at) SELECT COALESCE(MAX(seq), 0) + 1,
-//! 'sql', '*', 0 FROM cache_forgets`.
+//! An operator who changes rows with the triggers bypassed can have every process forget
+//! everything with `INSERT INTO cache_forgets (instance, keys, at) VALUES ('sql', '*', 0)`.
 
 use std::{
     sync::{Arc, Weak},
@@ -43,6 +42,7 @@ async fn newest(db: &Db) -> sqlx::Result<i64> {
 
 /// Applies the rows after `last`; the last row read.
 async fn apply(cache: &Cache, db: &Db, mut last: i64) -> sqlx::Result<i64> {
+    let mut first = true;
     loop {
         let rows: Vec<(i64, String)> = sqlx::query_as(
             "SELECT seq, keys FROM cache_forgets WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -51,6 +51,16 @@ async fn apply(cache: &Cache, db: &Db, mut last: i64) -> sqlx::Result<i64> {
         .bind(PAGE)
         .fetch_all(&db.pool)
         .await?;
+        if first && rows.is_empty() {
+            // Numbers only grow (AUTOINCREMENT); a newest row below the last one read means the
+            // table was emptied or the file replaced: rows may have been missed.
+            let newest = newest(db).await?;
+            if newest < last {
+                cache.forget_everything();
+                return Ok(newest);
+            }
+        }
+        first = false;
         let full = rows.len() as i64 == PAGE;
         for (seq, keys) in rows {
             for forget in parse(&keys) {

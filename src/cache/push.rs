@@ -18,8 +18,9 @@
 //!   back to [`super::TTL`] by themselves; when the listening connection drops (notifications
 //!   lost), everything loaded before is forgotten at the first ping after it is back.
 //!
-//! An operator who changes rows that no trigger watches can have every instance forget
-//! everything with `SELECT pg_notify('tollgate_cache', 'sql *')`.
+//! An operator who changes rows with the triggers bypassed (`session_replication_role =
+//! replica`) can have every instance forget everything with
+//! `SELECT pg_notify('tollgate_cache', 'sql *')`.
 
 use std::{
     sync::{Arc, Weak, atomic::Ordering},
@@ -32,7 +33,7 @@ use sqlx::{
     postgres::{PgConnection, PgListener},
 };
 
-use super::{Cache, wire::parse};
+use super::{Cache, Forget, wire::parse};
 use crate::db::{Db, Engine};
 
 /// The channel every instance of one database listens on.
@@ -69,6 +70,27 @@ fn ping(instance: &str, sent: u64) -> String {
     format!("{instance} ping {sent}")
 }
 
+/// What a notification on the channel says to `instance`.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    /// Forgets to apply (the database's, an operator's; a key that cannot be read is everything).
+    Forgets(Vec<Forget>),
+    /// This instance's own ping, sent then (on the cache's clock).
+    OwnPing(u64),
+    /// Nothing for this instance: another instance's ping, or a ping of its own it cannot read.
+    Nothing,
+}
+
+fn read(payload: &str, instance: &str) -> Heard {
+    // A payload without an instance is keys alone (an operator's `*`).
+    let (from, keys) = payload.split_once(' ').unwrap_or(("", payload));
+    match keys.strip_prefix("ping ") {
+        None => Heard::Forgets(parse(keys)),
+        Some(sent) if from == instance => sent.parse().map_or(Heard::Nothing, Heard::OwnPing),
+        Some(_) => Heard::Nothing,
+    }
+}
+
 /// Applies every notification to `cache`; a ping of this instance's own confirms the channel up
 /// to when it was sent (PostgreSQL delivers notifications in the order their transactions
 /// committed, so every forget committed before the ping was sent has been applied).
@@ -97,17 +119,15 @@ async fn listen(cache: Weak<Cache>, url: String, instance: String) {
             let Some(cache) = cache.upgrade() else { return };
             match received {
                 Ok(Some(notification)) => {
-                    // A payload without an instance is keys alone (an operator's `*`).
-                    let payload = notification.payload();
-                    let (from, keys) = payload.split_once(' ').unwrap_or(("", payload));
-                    if from != instance {
-                        for forget in parse(keys) {
-                            cache.forget_here(&forget);
+                    let sent = match read(notification.payload(), &instance) {
+                        Heard::Forgets(forgets) => {
+                            for forget in forgets {
+                                cache.forget_here(&forget);
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let Some(sent) = keys.strip_prefix("ping ").and_then(|t| t.parse().ok()) else {
-                        continue;
+                        Heard::Nothing => continue,
+                        Heard::OwnPing(sent) => sent,
                     };
                     if lost {
                         cache.forget_everything();
@@ -164,5 +184,26 @@ async fn heartbeat(cache: Weak<Cache>, url: String, instance: String) {
             tracing::debug!(error = %e, "cache channel: ping not sent");
             conn = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_confirm_only_their_own_instance_and_forget_nothing() {
+        assert_eq!(read("a1 ping 42", "a1"), Heard::OwnPing(42));
+        assert_eq!(read("b2 ping 42", "a1"), Heard::Nothing, "another's ping");
+        assert_eq!(read("a1 ping soon", "a1"), Heard::Nothing);
+        assert_eq!(
+            read("db u:usr_1", "a1"),
+            Heard::Forgets(vec![Forget::User("usr_1".into())])
+        );
+        assert_eq!(read("*", "a1"), Heard::Forgets(vec![Forget::Everything]));
+        assert_eq!(
+            read("db garbage", "a1"),
+            Heard::Forgets(vec![Forget::Everything])
+        );
     }
 }
