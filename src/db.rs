@@ -10,7 +10,7 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use sqlx::{
-    AnyPool, Executor as _, SqlSafeStr as _,
+    AnyPool, Connection as _, Executor as _, SqlSafeStr as _,
     any::AnyPoolOptions,
     migrate::{Migration, MigrationType, Migrator},
     sqlite::SqliteConnectOptions,
@@ -37,6 +37,9 @@ pub struct Db {
     /// The engine behind it.
     pub engine: Engine,
 }
+
+/// A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
+const PING_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// The embedded migrations, in order. One change each; never edited once released.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -219,10 +222,24 @@ impl Db {
             .min_connections(0)
             // Fail fast when the database is gone, so /readyz and requests answer 503 promptly.
             .acquire_timeout(Duration::from_secs(3))
-            // A SQLite connection is a file in this process: pinging it before every use (a
-            // round trip to its worker thread) found nothing and cost a tenth of a cache miss
-            // (BENCHMARKS.md). A PostgreSQL connection may have been cut: it is tested.
-            .test_before_acquire(engine == Engine::Postgres);
+            // Not pinged before every use: on SQLite a ping is a round trip to the connection's
+            // worker thread that finds nothing (a tenth of a cache miss), on PostgreSQL a round
+            // trip to the server (a quarter of a miss's CPU; BENCHMARKS.md). A PostgreSQL
+            // connection idle for longer than PING_AFTER_IDLE is pinged first (it may have been
+            // cut meanwhile), as connection pools commonly do; one in steady use is not.
+            .test_before_acquire(false);
+        let options = if engine == Engine::Postgres {
+            options.before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+        } else {
+            options
+        };
         let options = if engine == Engine::Sqlite {
             options.after_connect(|conn, _meta| {
                 Box::pin(async move {

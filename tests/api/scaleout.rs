@@ -35,12 +35,8 @@ use crate::{
 const FALLBACK: Duration = Duration::from_secs(1);
 
 fn binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = crate::cli::tollgate();
+    cmd.kill_on_drop(true);
     cmd
 }
 
