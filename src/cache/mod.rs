@@ -18,11 +18,12 @@
 //!   SQLite a row of `cache_forgets` that every process on the file reads every 100 ms ([`poll`]).
 //!   Every instance applies them ([`push`]). So a forget exists exactly when its change committed,
 //!   whoever made it (an instance, a command, an operator's `UPDATE`), and cannot be lost between
-//!   a commit and its publishing. While that channel works (on PostgreSQL a heartbeat proves it
-//!   every second; on SQLite each read does), entries live up to [`PUSHED_TTL`]. When it does not,
-//!   an entry lives at most [`TTL`] after its load began, so a change committed anywhere is seen
-//!   everywhere within [`TTL`] < 1 s. Whenever the channel comes back, everything loaded before is
-//!   dropped ([`Cache::forget_everything`]).
+//!   a commit and its publishing. While that channel has proved itself within [`SILENCE`] (on
+//!   PostgreSQL a ping every 200 ms; on SQLite each read), entries live up to [`PUSHED_TTL`].
+//!   When it has not, an entry lives at most [`TTL`] after its load began, so a change committed
+//!   anywhere is seen everywhere within a second even when the channel stops silently. When the
+//!   channel may have lost forgets (a dropped connection, a long pause), everything loaded before
+//!   is dropped ([`Cache::forget_everything`]).
 //!
 //! Access itself is not cached: it depends on the clock (cancel-at and grace ends), so it is
 //! computed from the cached rows on every request.
