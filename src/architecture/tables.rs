@@ -68,6 +68,11 @@ const JOINED: &[(&str, &str, &str)] = &[
         "users",
         "a member is read with their subscriptions in one statement, so the gate sees one state",
     ),
+    (
+        "billing::subscriptions",
+        "user_roles",
+        "a member's roles are read by the member statement, so a cache miss is one round trip",
+    ),
 ];
 
 /// A table named by SQL in some code, and whether the statement writes it.

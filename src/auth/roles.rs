@@ -7,7 +7,6 @@ use sqlx::AnyConnection;
 use crate::{
     audit::{self, Entry, Kind},
     base::Base,
-    db::Db,
     error::AppError,
 };
 
@@ -20,16 +19,6 @@ pub fn valid(role: &str) -> bool {
     (1..=32).contains(&role.len())
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-}
-
-/// The user's roles, sorted.
-pub async fn of(db: &Db, user_id: &str) -> sqlx::Result<Vec<String>> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
-            .bind(user_id)
-            .fetch_all(&db.pool)
-            .await?;
-    Ok(rows.into_iter().map(|(r,)| r).collect())
 }
 
 /// Grants `role` to `user_id` as `actor` (a user id, or `operator` from the command line); false

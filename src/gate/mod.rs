@@ -102,10 +102,11 @@ pub struct Member {
 }
 
 async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, AppError> {
-    let Some((user, rows)) = subscriptions::member(&state.db, user_id).await? else {
+    let Some(found) = subscriptions::member(&state.db, user_id).await? else {
         return Ok(None);
     };
-    let subscriptions = rows
+    let subscriptions = found
+        .subscriptions
         .into_iter()
         .map(|s| {
             // The plan follows the price (or its product) by this instance's catalog, not the
@@ -121,11 +122,10 @@ async fn query_member(state: &Billing, user_id: &str) -> Result<Option<Member>, 
             Row { plan_id, ..s.row }
         })
         .collect();
-    let roles = crate::auth::roles::of(&state.db, user_id).await?;
     Ok(Some(Member {
-        user,
+        user: found.user,
         subscriptions,
-        roles,
+        roles: found.roles,
     }))
 }
 

@@ -207,7 +207,7 @@ async fn current_price(
     let member = crate::billing::subscriptions::member(&state.db, user_id)
         .await
         .map_err(AppError::from)?;
-    let Some((_, subs)) = member else {
+    let Some(subs) = member.map(|m| m.subscriptions) else {
         return Ok((None, false));
     };
     let never_subscribed = subs.is_empty();

@@ -15,7 +15,9 @@ mod snapshot;
 
 use sqlx::{Any, Transaction};
 
-pub use rows::{Priced, Row, for_user, member, of_customer, priced_on, users_to_recheck};
+pub use rows::{
+    MemberRows, Priced, Row, for_user, member, of_customer, priced_on, users_to_recheck,
+};
 pub use snapshot::{Item, Snapshot, id_of};
 
 use super::{event_log, status::Status};

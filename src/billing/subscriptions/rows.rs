@@ -109,10 +109,11 @@ pub async fn of_customer(db: &db::Db, customer: &str) -> sqlx::Result<Vec<Priced
     .await
 }
 
-/// One row of the member query: the user's columns, and one subscription's (all `NULL` when the
-/// user has none).
+/// One row of the member query: the user's columns, their roles (a JSON array), and one
+/// subscription's (all `NULL` when the user has none).
 struct MemberRow {
     user: User,
+    roles: Option<String>,
     subscription: Option<Priced>,
 }
 
@@ -124,34 +125,73 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for MemberRow {
         };
         Ok(Self {
             user: User::from_row(row)?,
+            roles: row.try_get("roles")?,
             subscription,
         })
     }
 }
 
-/// A user and their subscriptions (oldest first), read in one statement; `None` when the user
-/// does not exist.
-pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<(User, Vec<Priced>)>> {
-    let rows: Vec<MemberRow> = sqlx::query_as(
-        "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
-                u.suspended_at, \
-                s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
-                s.current_period_end AS sub_current_period_end, \
-                s.cancel_at_period_end AS sub_cancel_at_period_end, \
-                s.cancel_at AS sub_cancel_at, s.trial_end AS sub_trial_end, \
-                s.past_due_since AS sub_past_due_since, s.price_id AS sub_price_id, \
-                s.product_id AS sub_product_id \
-         FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
-         ORDER BY s.created_at",
-    )
-    .bind(user_id)
-    .fetch_all(&db.pool)
-    .await?;
-    let Some(user) = rows.first().map(|r| r.user.clone()) else {
+/// A user with their subscriptions (oldest first) and their roles (sorted), as one statement
+/// reads them.
+pub struct MemberRows {
+    /// The user's row.
+    pub user: User,
+    /// Their subscriptions, oldest first.
+    pub subscriptions: Vec<Priced>,
+    /// Their roles, sorted.
+    pub roles: Vec<String>,
+}
+
+/// The member statement with `$agg` as the engine's aggregate of the role names into a JSON
+/// array (one cache miss is one statement: no second round trip for the roles).
+macro_rules! member_sql {
+    ($agg:literal) => {
+        concat!(
+            "SELECT u.id, u.email, u.password_hash, u.email_verified, u.session_epoch, \
+                    u.suspended_at, \
+                    (SELECT ",
+            $agg,
+            " FROM user_roles r WHERE r.user_id = u.id) AS roles, \
+                    s.id AS sub_id, s.status AS sub_status, s.plan_id AS sub_plan_id, \
+                    s.current_period_end AS sub_current_period_end, \
+                    s.cancel_at_period_end AS sub_cancel_at_period_end, \
+                    s.cancel_at AS sub_cancel_at, s.trial_end AS sub_trial_end, \
+                    s.past_due_since AS sub_past_due_since, s.price_id AS sub_price_id, \
+                    s.product_id AS sub_product_id \
+             FROM users u LEFT JOIN subscriptions s ON s.user_id = u.id WHERE u.id = $1 \
+             ORDER BY s.created_at"
+        )
+    };
+}
+
+/// A user with their subscriptions and roles, read in one statement; `None` when the user does
+/// not exist. The roles come as one JSON array, so every name reads back exactly as stored
+/// (whatever an operator wrote by hand); a list that does not read fails the statement.
+pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<MemberRows>> {
+    let sql = match db.engine {
+        db::Engine::Sqlite => member_sql!("json_group_array(r.role)"),
+        db::Engine::Postgres => member_sql!("json_agg(r.role)::text"),
+    };
+    let rows: Vec<MemberRow> = sqlx::query_as(sql)
+        .bind(user_id)
+        .fetch_all(&db.pool)
+        .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
+    let user = first.user.clone();
+    // PostgreSQL's aggregate of no rows is NULL, SQLite's `[]`.
+    let mut roles: Vec<String> = match first.roles.as_deref() {
+        None => Vec::new(),
+        Some(list) => serde_json::from_str(list).map_err(|e| sqlx::Error::Decode(e.into()))?,
+    };
+    roles.sort_unstable();
     let subscriptions = rows.into_iter().filter_map(|r| r.subscription).collect();
-    Ok(Some((user, subscriptions)))
+    Ok(Some(MemberRows {
+        user,
+        subscriptions,
+        roles,
+    }))
 }
 
 /// The users to look at again: whose subscriptions changed since `changed_since` (the wall

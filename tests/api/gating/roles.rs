@@ -1,6 +1,6 @@
 //! Role rules: a catalog rule `role = "admin"` admits at forward-auth only a user who holds the
 //! role, with 403 `role_required` and no upgrade offered to anyone else; a bad role name in a
-//! rule stops the catalog from loading.
+//! rule stops the catalog from loading; role names written by hand read back exactly as stored.
 
 use tollgate::billing::catalog::Catalog;
 
@@ -70,6 +70,34 @@ async fn a_role_rule_admits_only_holders_of_the_role() {
     tollgate::auth::roles::revoke(&app.state, &id, "admin", "operator")
         .await
         .unwrap();
+    assert_eq!(
+        forward(&app, &ann, "x-forwarded-uri", "/admin/users")
+            .await
+            .status(),
+        403
+    );
+
+    // Names written by hand, past the grant's checks, read back exactly as stored: one with a
+    // comma is one role (not `support` and `admin`).
+    for role in ["support,admin", "beta"] {
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) \
+             VALUES ($1, $2, 0, 'sql')",
+        )
+        .bind(&id)
+        .bind(role)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    }
+    let written = std::time::Instant::now();
+    while app.me(&ann).await["access"]["roles"] != serde_json::json!(["beta", "support,admin"]) {
+        assert!(
+            written.elapsed() < std::time::Duration::from_secs(2),
+            "roles by hand unseen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     assert_eq!(
         forward(&app, &ann, "x-forwarded-uri", "/admin/users")
             .await
