@@ -150,13 +150,14 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        if let Some(record) = self.cache.session(id) {
+        let key = crate::cache::session_key(id);
+        if let Some(record) = self.cache.session(id, &key) {
             return Ok((record.expiry_date.unix_timestamp() > db::now()).then_some(record));
         }
         let ticket = self.cache.ticket();
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT data, expires_at FROM sessions WHERE id_hash = $1")
-                .bind(hash_id(id))
+                .bind(hex::encode(key))
                 .fetch_optional(&self.db.pool)
                 .await
                 .map_err(backend)?;
@@ -171,7 +172,10 @@ impl SessionStore for DbSessionStore {
             data: serde_json::from_str(&data).map_err(backend)?,
             expiry_date: time::OffsetDateTime::from_unix_timestamp(expires_at).map_err(backend)?,
         };
-        self.cache.put_session(ticket, &record, user_of(&record));
+        // The text as read, not the record written out again.
+        let user = user_of(&record);
+        self.cache
+            .put_session(ticket, key, data, expires_at, user.as_deref());
         Ok(Some(record))
     }
 

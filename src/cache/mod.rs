@@ -247,11 +247,11 @@ impl Cache {
         })
     }
 
-    /// A cached session record (which may have expired by its own date: the caller checks).
-    pub fn session(&self, id: &Id) -> Option<Record> {
-        let key = session_key(id);
-        let slot = self.sessions.get(&key)?;
-        if !self.fresh(&slot, Some(&key)) {
+    /// The cached record of session `id`, known by `key` (its [`session_key`]); it may have
+    /// expired by its own date: the caller checks.
+    pub fn session(&self, id: &Id, key: &SessionKey) -> Option<Record> {
+        let slot = self.sessions.get(key)?;
+        if !self.fresh(&slot, Some(key)) {
             return None;
         }
         Some(Record {
@@ -261,21 +261,24 @@ impl Cache {
         })
     }
 
-    /// Stores a session record loaded under `ticket`, with the user it signs in.
-    pub fn put_session(&self, ticket: Ticket, record: &Record, user_id: Option<String>) {
-        let key = session_key(&record.id);
-        if !self.current(ticket.at, ticket.generation, user_id.as_deref(), Some(&key)) {
+    /// Stores a session loaded under `ticket`: its [`session_key`], its data as the JSON text
+    /// it was read as, its expiry (Unix seconds) and the user it signs in.
+    pub fn put_session(
+        &self,
+        ticket: Ticket,
+        key: SessionKey,
+        data: String,
+        expires_at: i64,
+        user: Option<&str>,
+    ) {
+        if !self.current(ticket.at, ticket.generation, user, Some(&key)) {
             return;
         }
-        let Ok(data) = serde_json::to_string(&record.data) else {
-            return;
-        };
         let stored = StoredSession {
             data: data.into_boxed_str(),
-            expires_at: record.expiry_date.unix_timestamp(),
+            expires_at,
         };
-        self.sessions
-            .insert(key, Self::slot(ticket, user_id.as_deref(), stored));
+        self.sessions.insert(key, Self::slot(ticket, user, stored));
     }
 
     /// The member cached for `user_id`, if there is one of type `M`.
@@ -391,6 +394,14 @@ impl Cache {
     /// The channel is down: entries live [`TTL`] until it confirms again.
     pub fn unconfirmed(&self) {
         self.pushed_until.store(0, Ordering::Release);
+    }
+
+    /// The latest time (on the cache's clock, [`Cache::now`]) before which every committed forget
+    /// is known to have been applied; 0 before the first confirmation or after the channel went
+    /// down.
+    pub fn confirmed_through(&self) -> u64 {
+        let until = self.pushed_until.load(Ordering::Acquire);
+        until.saturating_sub(u64::try_from(SILENCE.as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// True while forgets arrive pushed (confirmed within [`SILENCE`]).

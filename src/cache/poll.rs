@@ -9,8 +9,9 @@
 //! two minutes, so a read after a pause still finds every row it missed; after a pause of over a
 //! minute (or at the first read) everything is forgotten instead.
 //!
-//! An operator who changes rows with the triggers bypassed can have every process forget
-//! everything with `INSERT INTO cache_forgets (instance, keys, at) VALUES ('sql', '*', 0)`.
+//! SQLite cannot switch triggers off, so only a change made around them goes unpublished: a
+//! file restored from a copy, or a bulk load with the triggers dropped and made again. After one,
+//! an operator has every process forget everything with `INSERT INTO cache_forgets (instance, keys, at) VALUES ('sql', '*', 0)`.
 
 use std::{
     sync::{Arc, Weak},

@@ -77,7 +77,8 @@ enum Heard {
     Forgets(Vec<Forget>),
     /// This instance's own ping, sent then (on the cache's clock).
     OwnPing(u64),
-    /// Nothing for this instance: another instance's ping, or a ping of its own it cannot read.
+    /// Nothing to do: another instance's ping, or a ping of this instance's whose time does not
+    /// read (it confirms nothing; the next one will).
     Nothing,
 }
 
@@ -165,16 +166,16 @@ async fn heartbeat(cache: Weak<Cache>, url: String, instance: String) {
         let Some(sent) = cache.upgrade().map(|c| c.now()) else {
             return;
         };
-        if conn.is_none() {
-            match PgConnection::connect(&url).await {
-                Ok(c) => conn = Some(c),
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match PgConnection::connect(&url).await {
+                Ok(c) => conn.insert(c),
                 Err(e) => {
                     tracing::debug!(error = %e, "cache channel: cannot connect to ping");
                     continue;
                 }
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
+            },
+        };
         let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(ping(&instance, sent))

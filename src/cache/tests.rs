@@ -11,12 +11,15 @@ fn member(email: &str) -> Arc<Member> {
     })
 }
 
-fn record(id: i128) -> Record {
-    Record {
-        id: Id(id),
-        data: Default::default(),
-        expiry_date: time::OffsetDateTime::now_utc(),
-    }
+/// Stores an empty session numbered `id` of `user`, loaded under `ticket`.
+fn put(cache: &Cache, ticket: Ticket, id: i128, user: Option<&str>) {
+    let key = session_key(&Id(id));
+    cache.put_session(ticket, key, "{}".into(), 4_000_000_000, user);
+}
+
+/// The session numbered `id`, if the cache serves it.
+fn get(cache: &Cache, id: i128) -> Option<Record> {
+    cache.session(&Id(id), &session_key(&Id(id)))
 }
 
 #[test]
@@ -52,31 +55,31 @@ fn a_forget_of_someone_else_does_not_stop_a_store() {
     cache.forget_user("u2");
     cache.forget_session(&Id(9));
     cache.put_member(before, "u1", member("one@example.com"));
-    cache.put_session(before, &record(1), Some("u1".into()));
+    put(&cache, before, 1, Some("u1"));
     assert!(cache.member::<Member>("u1").is_some());
-    assert!(cache.session(&Id(1)).is_some());
+    assert!(get(&cache, 1).is_some());
 }
 
 #[test]
 fn forgetting_a_user_drops_their_sessions_only() {
     let cache = Cache::default();
     let t = cache.ticket();
-    cache.put_session(t, &record(1), Some("u1".into()));
-    cache.put_session(t, &record(2), Some("u2".into()));
+    put(&cache, t, 1, Some("u1"));
+    put(&cache, t, 2, Some("u2"));
     cache.forget_user("u1");
-    assert!(cache.session(&Id(1)).is_none());
-    assert!(cache.session(&Id(2)).is_some());
+    assert!(get(&cache, 1).is_none());
+    assert!(get(&cache, 2).is_some());
 }
 
 #[test]
 fn forgetting_a_session_drops_it_and_a_racing_load_of_it() {
     let cache = Cache::default();
-    cache.put_session(cache.ticket(), &record(1), None);
+    put(&cache, cache.ticket(), 1, None);
     let before = cache.ticket();
     cache.forget_session(&Id(1));
-    assert!(cache.session(&Id(1)).is_none());
-    cache.put_session(before, &record(1), None);
-    assert!(cache.session(&Id(1)).is_none(), "stale load stored");
+    assert!(get(&cache, 1).is_none());
+    put(&cache, before, 1, None);
+    assert!(get(&cache, 1).is_none(), "stale load stored");
 }
 
 #[test]
@@ -84,10 +87,10 @@ fn an_entry_stored_just_before_a_forget_of_its_user_is_not_served() {
     // The store passed its check, then the forget came: the stamp, not a scan, stops it.
     let cache = Cache::default();
     let t = cache.ticket();
-    cache.put_session(t, &record(1), Some("u1".into()));
+    put(&cache, t, 1, Some("u1"));
     cache.put_credential(t, "h1", "u1", member("one"));
     cache.forget_user("u1");
-    assert!(cache.session(&Id(1)).is_none());
+    assert!(get(&cache, 1).is_none());
     assert!(cache.credential::<Member>("h1").is_none());
     assert_eq!(
         cache.len().0,
@@ -167,7 +170,7 @@ fn too_many_stamps_forget_everything_instead() {
 fn the_shelves_are_bounded() {
     let cache = Cache::new(100);
     for i in 0..1_000 {
-        cache.put_session(cache.ticket(), &record(i), None);
+        put(&cache, cache.ticket(), i, None);
     }
     assert!(cache.len().0 <= 110, "{:?}", cache.len());
 }

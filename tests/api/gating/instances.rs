@@ -1,8 +1,8 @@
 //! Several instances on one database: what one instance (or an operator's statement) changes, the
 //! others forget at once (the database's triggers publish it: PostgreSQL `NOTIFY`; SQLite the
 //! `cache_forgets` table, read every 100 ms), not when their cache entries expire (30 s); when
-//! PostgreSQL's channel drops, entries fall back to the short lifetime and the push resumes by
-//! itself.
+//! PostgreSQL's channel drops, or stops without failing, entries fall back to the short lifetime
+//! and the push resumes by itself.
 
 use std::time::{Duration, Instant};
 
@@ -24,16 +24,36 @@ async fn three_instances() -> [TestApp; 3] {
     apps
 }
 
-/// Waits (5 s at most) until `app`'s cache is, or is not, on pushed forgets.
-async fn pushed(app: &TestApp, want: bool) {
-    let until = Instant::now() + Duration::from_secs(5);
-    while app.state.cache.pushed() != want {
-        assert!(
-            Instant::now() < until,
-            "the cache never became pushed={want}"
-        );
+/// Three instances on PostgreSQL; `None`, with a notice naming `test`, on SQLite.
+async fn three_on_postgres(test: &str) -> Option<[TestApp; 3]> {
+    let apps = three_instances().await;
+    if apps[0].db.engine() == Engine::Postgres {
+        return Some(apps);
+    }
+    eprintln!("NOTICE: {test} needs PostgreSQL (TEST_DATABASE_URL); skipped on SQLite");
+    None
+}
+
+/// Polls `done` every 2 ms until it holds; fails, saying `what`, once `deadline` has passed.
+async fn until<F: Future<Output = bool>>(
+    deadline: Instant,
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    while !done().await {
+        assert!(Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// Waits (5 s at most) until `app`'s cache is, or is not, on pushed forgets.
+async fn pushed(app: &TestApp, want: bool) {
+    let what = format!("the cache never became pushed={want}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    until(deadline, &what, || async move {
+        app.state.cache.pushed() == want
+    })
+    .await;
 }
 
 async fn pro(app: &TestApp, c: &Client) -> u16 {
@@ -132,11 +152,9 @@ async fn a_sign_out_everywhere_on_one_instance_ends_the_session_on_the_others() 
 
 #[tokio::test]
 async fn a_dropped_channel_falls_back_to_short_entries_then_pushes_again() {
-    let [a, b, _c] = three_instances().await;
-    if a.db.engine() != Engine::Postgres {
-        eprintln!("NOTICE: the dropped-channel test needs PostgreSQL (TEST_DATABASE_URL); skipped");
+    let Some([a, b, _c]) = three_on_postgres("the dropped-channel test").await else {
         return;
-    }
+    };
     let now = a.state.clock.now();
     let user = user_in(&a, "dropped", Some(("active", now - 5, json!({})))).await;
     assert_eq!(pro(&b, &user).await, 200);
@@ -160,6 +178,93 @@ async fn a_dropped_channel_falls_back_to_short_entries_then_pushes_again() {
     assert!(seen[0] < Duration::from_millis(400), "{seen:?}");
 }
 
+/// Backends stopped with SIGSTOP, continued when dropped (a test that fails must not leave them).
+struct Stopped(Vec<i32>);
+
+impl Stopped {
+    /// Stops `pids`; `None` when this process may not signal them (PostgreSQL on another host or
+    /// as another user than root).
+    fn stop(pids: Vec<i32>) -> Option<Self> {
+        let mut stopped = Self(Vec::new());
+        for pid in pids {
+            let sent = std::process::Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !sent.is_ok_and(|s| s.success()) {
+                return None;
+            }
+            stopped.0.push(pid);
+        }
+        Some(stopped)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_channel_that_stops_silently_falls_back_to_short_entries() {
+    let Some([a, b, _c]) = three_on_postgres("the stalled-channel test").await else {
+        return;
+    };
+    let user = a.user("stalled@example.com").await;
+    assert_eq!(email(&b, &user).await, "stalled@example.com");
+    // Every instance's ping connection hangs: nothing fails and nothing arrives (a network that
+    // drops packets, a stuck backend). The listeners stay connected.
+    let pids: Vec<(i32,)> = sqlx::query_as(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND query = 'SELECT pg_notify($1, $2)'",
+    )
+    .fetch_all(&a.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(pids.len(), 3, "one ping connection per instance");
+    let Some(stopped) = Stopped::stop(pids.into_iter().map(|(p,)| p).collect()) else {
+        eprintln!(
+            "NOTICE: cannot signal PostgreSQL's backends from here; stalled-channel test skipped"
+        );
+        return;
+    };
+    let stalled = Instant::now();
+    let unpushed = || async { !b.state.cache.pushed() };
+    until(
+        stalled + Duration::from_secs(1),
+        "a silent channel still counts as pushed",
+        unpushed,
+    )
+    .await;
+
+    // A change nobody publishes (the triggers off for one transaction) is still seen within a
+    // second: the entries fell back to the short lifetime.
+    let mut tx = a.state.db.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE users SET email = 'unsaid@example.com' WHERE email = 'stalled@example.com'",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let seen = || async { email(&b, &user).await == "unsaid@example.com" };
+    until(deadline, "an unpublished change unseen for a second", seen).await;
+
+    // The pings resume, and with them the long lifetime.
+    drop(stopped);
+    pushed(&b, true).await;
+}
+
 #[tokio::test]
 async fn a_change_made_by_hand_reaches_every_instance_at_once() {
     let [a, b, c] = three_instances().await;
@@ -172,15 +277,10 @@ async fn a_change_made_by_hand_reaches_every_instance_at_once() {
         .execute(&a.state.db.pool)
         .await
         .unwrap();
-    let changed = Instant::now();
+    let deadline = Instant::now() + Duration::from_millis(400);
     for app in [&a, &b, &c] {
-        while email(app, &user).await != "moved@example.com" {
-            assert!(
-                changed.elapsed() < Duration::from_millis(400),
-                "a change by hand still unseen"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let moved = || async { email(app, &user).await == "moved@example.com" };
+        until(deadline, "a change by hand still unseen", moved).await;
     }
 }
 
@@ -201,23 +301,32 @@ async fn an_operator_statement_makes_every_instance_forget_everything() {
         .execute(&a.state.db.pool)
         .await
         .unwrap();
-    let told = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(1);
     for app in [&a, &b, &c] {
-        while app.state.cache.len() != (0, 0, 0) {
-            assert!(told.elapsed() < Duration::from_secs(1), "never forgotten");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let empty = || async { app.state.cache.is_empty() };
+        until(deadline, "never forgotten", empty).await;
     }
 }
 
 #[tokio::test]
 async fn entries_outlive_the_other_instances_pings() {
-    let [a, b, _c] = three_instances().await;
+    // Instances ping each other on PostgreSQL only.
+    let Some([a, b, _c]) = three_on_postgres("the pings test").await else {
+        return;
+    };
     let user = a.user("kept@example.com").await;
     // The first request on B records the session's use there (a write, whose forget comes back
-    // through the channel too); the second, once that has settled, caches what it loads.
+    // through the channel too); the second, once a ping sent after it has come back (so that
+    // forget has been applied), caches what it loads.
     assert_eq!(email(&b, &user).await, "kept@example.com");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let written = b.state.cache.now();
+    let settled = || async { b.state.cache.confirmed_through() > written };
+    until(
+        Instant::now() + Duration::from_secs(2),
+        "no ping came back",
+        settled,
+    )
+    .await;
     assert_eq!(email(&b, &user).await, "kept@example.com");
     let held = b.state.cache.len();
     assert_ne!(held, (0, 0, 0));
@@ -256,12 +365,12 @@ async fn an_emptied_forget_table_does_not_hide_later_changes() {
         .execute(&a.state.db.pool)
         .await
         .unwrap();
-    let changed = Instant::now();
-    while email(&b, &user).await != "after@example.com" {
-        assert!(
-            changed.elapsed() < Duration::from_millis(400),
-            "a change after the table was emptied still unseen"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let seen = || async { email(&b, &user).await == "after@example.com" };
+    until(
+        deadline,
+        "a change after the table was emptied still unseen",
+        seen,
+    )
+    .await;
 }
