@@ -90,6 +90,11 @@ pub enum AppError {
     /// 409: another change of the user's subscription did not finish in time.
     #[error("another change to your subscription is in progress; try again in a moment")]
     ChangeInProgress,
+    /// 409: a webhook event stored less than a minute ago whose Stripe work (a follow-up) is not
+    /// done yet: the delivery that took it may still be doing it. Not acknowledged, so Stripe
+    /// delivers it again later, and then the work is done or taken over.
+    #[error("this event's follow-up is still in progress; deliver it again later")]
+    EventInProgress,
     /// 409: the subscription was arranged outside tollgate (a schedule or a dated cancellation
     /// made in Stripe's dashboard, several items), which tollgate leaves alone.
     #[error("your subscription was arranged by our billing team; contact support to change it")]
@@ -220,6 +225,7 @@ impl AppError {
             CardDeclined => (StatusCode::PAYMENT_REQUIRED, "card_declined"),
             PreviewExpired => (StatusCode::BAD_REQUEST, "preview_expired"),
             ChangeInProgress => (StatusCode::CONFLICT, "change_in_progress"),
+            EventInProgress => (StatusCode::CONFLICT, "event_in_progress"),
             SubscriptionManaged => (StatusCode::CONFLICT, "subscription_managed"),
             EmailTaken => (StatusCode::CONFLICT, "email_taken"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -366,6 +372,7 @@ mod tests {
             CardDeclined,
             PreviewExpired,
             ChangeInProgress,
+            EventInProgress,
             SubscriptionManaged,
             PayloadTooLarge,
             RateLimited(1),
@@ -424,6 +431,7 @@ mod tests {
             | CardDeclined
             | PreviewExpired
             | ChangeInProgress
+            | EventInProgress
             | SubscriptionManaged
             | PayloadTooLarge
             | RateLimited(_)

@@ -92,20 +92,18 @@ pub async fn set_follow_up(conn: &mut AnyConnection, id: &str, work: &str) -> sq
     Ok(())
 }
 
-/// The work event `id` left undone, when it was received before `before` (tollgate's clock): a
-/// process that took it stopped before finishing. Younger work may still be under way.
+/// The work event `id` has left undone, with when the event was received (tollgate's clock): old
+/// work was left by a process that stopped before finishing; young work may still be under way.
 pub async fn unfinished_follow_up(
     conn: &mut AnyConnection,
     id: &str,
-    before: i64,
-) -> sqlx::Result<Option<String>> {
-    let row: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT follow_up FROM stripe_events WHERE id = $1 AND received_at < $2")
+) -> sqlx::Result<Option<(String, i64)>> {
+    let row: Option<(Option<String>, i64)> =
+        sqlx::query_as("SELECT follow_up, received_at FROM stripe_events WHERE id = $1")
             .bind(id)
-            .bind(before)
             .fetch_optional(conn)
             .await?;
-    Ok(row.and_then(|(work,)| work))
+    Ok(row.and_then(|(work, received_at)| Some((work?, received_at))))
 }
 
 /// Marks the work of event `id` done.

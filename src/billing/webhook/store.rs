@@ -31,14 +31,21 @@ pub(super) async fn record(
     let inserted = event_log::insert(tx, &stored).await?;
     let Some(user) = inserted else {
         // Seen before. If the process that took it stopped before its Stripe work was done (and
-        // so never acknowledged it), this redelivery finishes the work.
+        // so never acknowledged it), this redelivery finishes the work. Work taken less than a
+        // minute ago may still be under way elsewhere: this delivery is not acknowledged (a 2xx
+        // would be Stripe's last), so Stripe delivers it again later, when the work is done or
+        // can be taken over.
         let settled = state.clock.now() - FOLLOW_UP_TAKEOVER_SECS;
-        let left = event_log::unfinished_follow_up(tx, &event.id, settled).await?;
+        let follow_up = match event_log::unfinished_follow_up(tx, &event.id).await? {
+            None => None,
+            Some((_, taken_at)) if taken_at >= settled => return Err(AppError::EventInProgress),
+            Some((work, _)) => FollowUp::decode(&work),
+        };
         return Ok(Recorded {
             event: event.id.clone(),
             outcome: Outcome::Duplicate,
             user: None,
-            follow_up: left.as_deref().and_then(FollowUp::decode),
+            follow_up,
         });
     };
     let mut follow: Option<FollowUp> = None;

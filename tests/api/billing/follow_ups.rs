@@ -1,7 +1,8 @@
 //! An event's Stripe work outlives the process that took it. The work an event needs after its
 //! commit (re-fetching a subscription, say) is stored with the event and cleared when done; a
 //! process that stops in between never acknowledges the event, and Stripe's redelivery then
-//! finishes the work instead of counting as a duplicate.
+//! finishes the work instead of counting as a duplicate; a redelivery while the work is young
+//! (it may be under way) is not acknowledged either, so Stripe comes back.
 
 use serde_json::json;
 
@@ -55,11 +56,14 @@ async fn a_redelivered_event_finishes_the_stripe_work_a_stopped_instance_left() 
         work
     };
 
-    // Work taken moments ago may still be under way in another instance: a duplicate is only a
-    // duplicate.
+    // Work taken moments ago may still be under way in another instance, or its instance may
+    // have died: the redelivery is not acknowledged (after a 2xx Stripe never delivers again, and
+    // the work would stay undone), and does nothing.
     left_by_a_stopped_instance("evt_taken_just_now", now).await;
-    let answer = app.deliver(&completed("evt_taken_just_now")).await;
-    assert_eq!(answer["outcome"], "duplicate");
+    let r = app.try_deliver(&completed("evt_taken_just_now")).await;
+    assert_eq!(r.status(), 409);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(answer["error"], "event_in_progress");
     assert_eq!(app.me(&c).await["access"]["plan"], "free");
     assert!(follow_up_of("evt_taken_just_now").await.is_some());
 
