@@ -409,7 +409,12 @@ async fn deliver(state: &Mail, transport: &Transport, m: &outbox::Claimed) -> an
         .parse()
         .context("TOLLGATE_MAIL_FROM is not an address")?;
     let to: Mailbox = m.recipient.parse().context("recipient is not an address")?;
+    // The message's id is its outbox row's, so a message sent again (its sender stopped after the
+    // relay took it and before it was marked sent) carries the same Message-ID, by which
+    // receivers drop the second copy.
+    let message_id = format!("<{}@{}>", m.id, from.email.domain());
     let message = Message::builder()
+        .message_id(Some(message_id))
         .from(from)
         .to(to)
         .subject(m.subject.clone())

@@ -74,6 +74,55 @@ async fn two_instances_send_each_message_once() {
     assert_eq!(sink.mails.lock().unwrap().len(), 10, "no message twice");
 }
 
+/// The `Message-ID` header of `mail`.
+fn message_id(mail: &crate::helpers::Mail) -> String {
+    mail.data
+        .lines()
+        .find_map(|l| l.strip_prefix("Message-ID: "))
+        .expect("a Message-ID")
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_message_sent_again_after_its_sender_stopped_keeps_its_message_id() {
+    let (app, sink) = app_with_mail(&[]).await;
+    app.user("ann@example.com").await;
+    sink.wait_for("ann@example.com", 1).await;
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT id FROM outbox WHERE status = 'sent'")
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+    let sent = sink.to("ann@example.com").len();
+    assert_eq!(sent, ids.len());
+    // What a sender that stopped after the relay took its messages, before marking them sent,
+    // leaves: the rows pending, their lease run out. A worker sends them again, as the same
+    // messages: each Message-ID (the outbox row's id) arrives twice.
+    sqlx::query("UPDATE outbox SET status = 'pending', locked_until = NULL, next_attempt_at = 0")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    sink.wait_for("ann@example.com", 2 * sent).await;
+    let mut received: Vec<String> = sink.to("ann@example.com").iter().map(message_id).collect();
+    received.sort();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .flat_map(|(id,)| [id.clone(), id.clone()])
+        .collect();
+    expected.sort();
+    let received_ids: Vec<String> = received
+        .iter()
+        .map(|m| {
+            m.trim_start_matches('<')
+                .split('@')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(received_ids, expected, "{received:?}");
+}
+
 #[tokio::test]
 async fn billing_notices_are_sent_once_per_stripe_event() {
     let (app, sink) = app_with_mail(&[]).await;
