@@ -135,15 +135,20 @@ pub async fn set_state(db: &Db, id: &str, state: AttemptState) -> sqlx::Result<(
     Ok(())
 }
 
-/// Retires the user's attempts still `creating` (their process died): `failed`.
-pub async fn fail_creating(db: &Db, user_id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE checkout_attempts SET status = $1 WHERE user_id = $2 AND status = $3")
-        .bind(AttemptState::Failed.as_str())
-        .bind(user_id)
-        .bind(AttemptState::Creating.as_str())
-        .execute(&db.pool)
-        .await?;
-    Ok(())
+/// Retires the user's attempts still `creating` that were claimed before `before` (wall-clock
+/// seconds; their request is over, so their process died): `failed`. Whether there was one.
+pub async fn fail_creating(db: &Db, user_id: &str, before: i64) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE checkout_attempts SET status = $1 \
+         WHERE user_id = $2 AND status = $3 AND created_at < $4",
+    )
+    .bind(AttemptState::Failed.as_str())
+    .bind(user_id)
+    .bind(AttemptState::Creating.as_str())
+    .bind(before)
+    .execute(&db.pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// An attempt as stored.

@@ -297,10 +297,19 @@ async fn settle_live_attempts(
         }
         attempts::set_state(&state.db, &attempt, AttemptState::Expired).await?;
     }
-    // An attempt stuck in 'creating' for 5 s died with its process: retire it.
-    attempts::fail_creating(&state.db, &user.id).await?;
-    Ok(None)
+    // Still 'creating' after 5 s. Claimed before any request could still be running: it died
+    // with its process, and is retired. Younger, it may be waiting on a slow Stripe, and a second
+    // session made now could be paid as well: this request is refused instead.
+    let died_before = crate::db::now() - STUCK_CREATING_SECS;
+    if attempts::fail_creating(&state.db, &user.id, died_before).await? {
+        return Ok(None);
+    }
+    Err(AppError::ChangeInProgress)
 }
+
+/// How long after its claim an attempt still `creating` is known dead: longer than any request
+/// runs (30 s, `app`'s timeout).
+const STUCK_CREATING_SECS: i64 = 60;
 
 /// Fetches a subscription from Stripe and applies it as the current state; `tie` is the stamp of
 /// the ordering tie it settles, if that is why.

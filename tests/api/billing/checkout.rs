@@ -427,6 +427,52 @@ async fn a_double_click_on_the_first_checkout_gives_one_session_while_stripe_is_
 }
 
 #[tokio::test]
+async fn a_checkout_still_waiting_on_a_slow_stripe_is_not_taken_over_and_a_dead_one_is() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    let user = app.me(&c).await["id"].as_str().unwrap().to_owned();
+    // Another instance claimed a checkout for Ann a moment ago and is still waiting on Stripe for
+    // its session (a very slow Stripe): its claim, as it stands meanwhile.
+    sqlx::query(
+        "INSERT INTO checkout_attempts (id, user_id, plan_id, price_interval, status, created_at) \
+         VALUES ('chk_elsewhere', $1, 'pro', 'month', 'creating', $2)",
+    )
+    .bind(&user)
+    .bind(tollgate::db::now())
+    .execute(&app.state.db.pool)
+    .await
+    .unwrap();
+    // After waiting 5 s for it, this checkout is refused rather than make a second session that
+    // could be paid beside the other's.
+    let r = app.try_checkout(&c, "pro", "month").await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "change_in_progress"
+    );
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM checkout_attempts WHERE id = 'chk_elsewhere'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "creating", "left to its instance");
+
+    // Claimed longer ago than any request runs: its instance died. It is retired, and this
+    // checkout goes ahead.
+    sqlx::query("UPDATE checkout_attempts SET created_at = created_at - 3600")
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    app.checkout(&c, "pro", "month").await;
+    let (status,): (String,) =
+        sqlx::query_as("SELECT status FROM checkout_attempts WHERE id = 'chk_elsewhere'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+}
+
+#[tokio::test]
 async fn a_configured_test_clock_is_attached_to_new_customers_and_their_subscriptions() {
     let app = TestApp::builder()
         .with("TOLLGATE_STRIPE_TEST_CLOCK", "clock_release_check")
