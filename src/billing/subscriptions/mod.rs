@@ -7,8 +7,10 @@
 //! state replaces an older one; an older state is recorded and dropped. `event.created` has
 //! one-second resolution, so equal event stamps tie: then, and only then, the caller re-fetches
 //! the subscription from Stripe and applies that (the authority, which wins ties) instead of
-//! guessing. A terminal state (`canceled`, `incomplete_expired`) is never left for an older or
-//! equal event.
+//! guessing. A terminal state (`canceled`, `incomplete_expired`) is never left for an event, not
+//! even a newer one: Stripe never brings such a subscription back, so a live state after one is
+//! not applied (`stale`). Only a state fetched from Stripe itself may (repairing a row changed by
+//! hand: `tollgate stripe sync`).
 
 mod rows;
 mod snapshot;
@@ -132,12 +134,16 @@ pub enum Applied {
     Tie(i64),
 }
 
-/// The upsert of one state. The ordering rule is the `WHERE` of its `DO UPDATE`, so the database
+/// The upsert of one state. The ordering rule is the `WHERE` of its `DO UPDATE` (for events, with
+/// `$and`: a terminal state is never left), so the database
 /// applies it atomically against the latest committed row: on PostgreSQL concurrent appliers of
 /// one subscription queue on the row (an absent row included: the second insert waits for the
 /// first and is then ordered against it), and SQLite serialises writers anyway.
 macro_rules! upsert {
     ($order:literal) => {
+        upsert!($order, "")
+    };
+    ($order:literal, $and:literal) => {
         concat!(
             "INSERT INTO subscriptions (id, user_id, customer_id, status, plan_id, price_id, \
                quantity, current_period_end, cancel_at_period_end, cancel_at, trial_end, \
@@ -160,9 +166,25 @@ macro_rules! upsert {
                stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at \
              WHERE excluded.stripe_updated ",
             $order,
-            " subscriptions.stripe_updated"
+            " subscriptions.stripe_updated",
+            $and
         )
     };
+}
+
+/// The upsert for a state from `source`. An event never takes a subscription out of a terminal
+/// state (Stripe never brings one back); a state fetched from Stripe, the authority, may
+/// (repairing a row changed by hand).
+fn apply_sql(source: Source) -> &'static str {
+    if source == Source::Event {
+        upsert!(
+            ">",
+            " AND (subscriptions.status NOT IN ('canceled', 'incomplete_expired') \
+               OR excluded.status IN ('canceled', 'incomplete_expired'))"
+        )
+    } else {
+        upsert!(">=")
+    }
 }
 
 /// Applies `snap`, stamped `stamp`, for `user_id`, in one statement when it applies. A fetched
@@ -181,11 +203,7 @@ pub async fn apply(
         source,
         seen,
     } = stamp;
-    let sql = if source == Source::Event {
-        upsert!(">")
-    } else {
-        upsert!(">=")
-    };
+    let sql = apply_sql(source);
     let item = snap.plan_item(catalog);
     let plan = item.and_then(|i| i.plan(catalog)).map(|p| p.id.clone());
     let before: Option<(String, Option<String>)> =
@@ -427,4 +445,20 @@ pub async fn mark_payment_failed(
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    #[test]
+    fn an_event_upsert_names_the_terminal_states() {
+        let sql = super::apply_sql(super::Source::Event);
+        assert!(sql.contains(&format!(
+            "subscriptions.status NOT IN {}",
+            Status::TERMINAL_SQL
+        )));
+        assert!(sql.contains(&format!("excluded.status IN {}", Status::TERMINAL_SQL)));
+        assert!(!super::apply_sql(super::Source::Fetched).contains("NOT IN"));
+    }
 }

@@ -4,7 +4,8 @@
 use serde_json::json;
 
 use crate::helpers::{
-    event, index_source, life_of, map_customer, portal_action, row_of, spawn_app,
+    event, index_source, life_of, map_customer, portal_action, pro_subscription_updated, row_of,
+    spawn_app, user_in,
 };
 
 #[tokio::test]
@@ -119,5 +120,23 @@ async fn chaos_delivery_still_converges() {
             .wait_for(&c, |m| m["access"]["status"] == "canceled", "canceled")
             .await;
         assert_eq!(me["access"]["plan"], "free", "skew {skew}");
+    }
+}
+
+#[tokio::test]
+async fn a_canceled_subscription_never_comes_back() {
+    let app = spawn_app().await;
+    let now = app.state.clock.now();
+    let c = user_in(&app, "gone", Some(("active", now - 10, json!({})))).await;
+    let canceled =
+        pro_subscription_updated(&app, "gone", "cus_gone", "canceled", now - 5, json!({}));
+    assert_eq!(app.deliver(&canceled).await["outcome"], "applied");
+    // A newer state that is live again: Stripe never sends one for a canceled subscription.
+    for (i, status) in ["active", "trialing", "past_due"].into_iter().enumerate() {
+        let mut back = pro_subscription_updated(&app, "gone", "cus_gone", status, now, json!({}));
+        back["id"] = json!(format!("evt_back_{i}"));
+        assert_eq!(app.deliver(&back).await["outcome"], "stale", "{status}");
+        assert_eq!(app.me(&c).await["access"]["status"], "canceled");
+        assert_eq!(app.me(&c).await["access"]["plan"], "free");
     }
 }
