@@ -162,6 +162,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cache_triggers",
         include_str!("../migrations/0027_cache_triggers.sql"),
     ),
+    (
+        28,
+        "cache_forgets_emptied",
+        include_str!("../migrations/0028_cache_forgets_emptied.sql"),
+    ),
 ];
 
 /// The part of a migration that `engine` runs: all of it, or, for one written in two dialects

@@ -54,7 +54,9 @@ async fn apply(cache: &Cache, db: &Db, mut last: i64) -> sqlx::Result<i64> {
         .await?;
         if first && rows.is_empty() {
             // Numbers only grow (AUTOINCREMENT); a newest row below the last one read means the
-            // table was emptied or the file replaced: rows may have been missed.
+            // file was replaced (or its numbering reset by hand): rows may have been missed. An
+            // emptied table leaves a forget-everything row numbered after the last (migration
+            // 0028), so new numbers never restart below a reader.
             let newest = newest(db).await?;
             if newest < last {
                 cache.forget_everything();
