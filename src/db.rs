@@ -167,6 +167,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cache_forgets_emptied",
         include_str!("../migrations/0028_cache_forgets_emptied.sql"),
     ),
+    (
+        29,
+        "subscription_changes",
+        include_str!("../migrations/0029_subscription_changes.sql"),
+    ),
 ];
 
 /// The part of a migration that `engine` runs: all of it, or, for one written in two dialects

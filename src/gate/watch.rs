@@ -8,14 +8,20 @@
 //! each other's view back and forth; and a compare-and-set on the row's version records a change
 //! once even when two look at once (a lease that lapsed).
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 use sqlx::AnyConnection;
 
 use super::Access;
 use crate::{
     audit::{self, Kind},
-    billing::{Billing, subscriptions},
+    billing::{
+        Billing,
+        subscriptions::{self, Changed},
+    },
     db,
     error::AppError,
 };
@@ -43,8 +49,9 @@ impl Seen {
 
 /// Looks every few seconds, forever.
 pub async fn run_forever(state: Billing) {
+    let mut watch = Watch::default();
     loop {
-        if let Err(e) = sweep(&state).await {
+        if let Err(e) = watch.sweep(&state).await {
             tracing::warn!(error = %e, "the access watch could not look");
         }
         tokio::time::sleep(EVERY).await;
@@ -56,9 +63,32 @@ static OWNER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| crate::i
 /// How long the lease lasts without a look renewing it.
 const LEASE_SECS: i64 = 30;
 
-/// One look, if this instance holds the lease (taking it when it is free or lapsed); how many
-/// users' access changed.
-pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
+/// One instance's watch: what it has already looked at.
+#[derive(Debug, Default)]
+pub struct Watch {
+    /// The changed subscriptions found by the last look, each as it was then (which change,
+    /// written when): a look reaches a minute back for instances' clocks, so it finds each change
+    /// about a dozen times, and looks at its user only the first time.
+    looked: HashMap<String, Changed>,
+}
+
+impl Watch {
+    /// One look, if this instance holds the lease (taking it when it is free or lapsed).
+    pub async fn sweep(&mut self, state: &Billing) -> Result<Look, AppError> {
+        sweep(state, &mut self.looked).await
+    }
+}
+
+/// What one look did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    /// How many users' access it compared with the access last seen.
+    pub users: usize,
+    /// How many of them had a change, which it recorded.
+    pub changed: usize,
+}
+
+async fn sweep(state: &Billing, looked: &mut HashMap<String, Changed>) -> Result<Look, AppError> {
     let (now, wall) = (state.clock.now(), db::now());
     let (from, changed_since) = last_sweep(state, now, wall).await?;
     let held = sqlx::query(
@@ -73,10 +103,10 @@ pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
     .rows_affected()
         == 1;
     if !held {
-        return Ok(0);
+        return Ok(Look::default());
     }
     let grace = state.config.past_due_grace_secs as i64;
-    let users = subscriptions::users_to_recheck(
+    let found = subscriptions::to_recheck(
         &state.db,
         changed_since - MARGIN_SECS,
         from - MARGIN_SECS,
@@ -84,10 +114,26 @@ pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
         grace,
     )
     .await?;
-    let mut changed = 0;
+    let mut users: BTreeSet<&str> = found.timed.iter().map(String::as_str).collect();
+    users.extend(
+        found
+            .changed
+            .iter()
+            .filter(|c| looked.get(&c.id) != Some(c))
+            .map(|c| c.user_id.as_str()),
+    );
+    let mut look = Look::default();
     for user in users {
-        changed += usize::from(check(state, &user).await?);
+        look.users += 1;
+        look.changed += usize::from(check(state, user).await?);
     }
+    // Every change found has been looked at, by this look or an earlier one; the rows older than
+    // the margin are not found again and are forgotten.
+    *looked = found
+        .changed
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
     sqlx::query(
         "UPDATE access_sweeps SET clock_at = $1, wall_at = $2 WHERE name = 'access' AND owner = $3",
     )
@@ -96,7 +142,7 @@ pub async fn sweep(state: &Billing) -> Result<usize, AppError> {
     .bind(OWNER.as_str())
     .execute(&state.db.pool)
     .await?;
-    Ok(changed)
+    Ok(look)
 }
 
 /// Where the last look got to (Stripe's clock, the wall clock): now, at the first look.

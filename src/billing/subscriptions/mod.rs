@@ -18,7 +18,7 @@ mod snapshot;
 use sqlx::{Any, Transaction};
 
 pub use rows::{
-    MemberRows, Priced, Row, for_user, member, of_customer, priced_on, users_to_recheck,
+    Changed, MemberRows, Priced, Recheck, Row, for_user, member, of_customer, priced_on, to_recheck,
 };
 pub use snapshot::{Item, Snapshot, id_of};
 
@@ -163,7 +163,8 @@ macro_rules! upsert {
                canceled_at = excluded.canceled_at, ended_at = excluded.ended_at, \
                past_due_since = CASE WHEN excluded.status = 'past_due' \
                  THEN COALESCE(subscriptions.past_due_since, excluded.past_due_since) END, \
-               stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at \
+               stripe_updated = excluded.stripe_updated, updated_at = excluded.updated_at, \
+               changes = subscriptions.changes + 1 \
              WHERE excluded.stripe_updated ",
             $order,
             " subscriptions.stripe_updated",
@@ -318,7 +319,7 @@ pub async fn remap_plans(base: &Base, catalog: &Catalog) -> sqlx::Result<u64> {
         let mut tx = db.begin().await?;
         for m in chunk {
             let done = sqlx::query(
-                "UPDATE subscriptions SET plan_id = $1, updated_at = $2 \
+                "UPDATE subscriptions SET plan_id = $1, updated_at = $2, changes = changes + 1 \
                  WHERE id = $3 AND price_id = $4",
             )
             .bind(&m.wanted)
@@ -349,7 +350,7 @@ pub async fn cancel_locally(base: &Base, id: &str, user_id: &str, at: i64) -> sq
     let db = &base.db;
     sqlx::query(
         "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
-         updated_at = $2 WHERE id = $3",
+         updated_at = $2, changes = changes + 1 WHERE id = $3",
     )
     .bind(at)
     .bind(db::now())
@@ -370,7 +371,7 @@ pub async fn cancel_for_deleted_customer(
     sqlx::query(
         "UPDATE subscriptions SET status = 'canceled', ended_at = COALESCE(ended_at, $1), \
          stripe_updated = CASE WHEN stripe_updated > $1 THEN stripe_updated ELSE $1 END, \
-         updated_at = $2 WHERE customer_id = $3",
+         updated_at = $2, changes = changes + 1 WHERE customer_id = $3",
     )
     .bind(at)
     .bind(db::now())
@@ -434,7 +435,8 @@ pub async fn mark_payment_failed(
     at: i64,
 ) -> sqlx::Result<u64> {
     let sql = format!(
-        "UPDATE subscriptions SET past_due_since = COALESCE(past_due_since, $1), updated_at = $2 \
+        "UPDATE subscriptions SET past_due_since = COALESCE(past_due_since, $1), updated_at = $2, \
+         changes = changes + 1 \
          WHERE id = $3 AND status NOT IN {} AND stripe_updated <= $1",
         Status::TERMINAL_SQL
     );

@@ -194,36 +194,75 @@ pub async fn member(db: &db::Db, user_id: &str) -> sqlx::Result<Option<MemberRow
     }))
 }
 
-/// The users to look at again: whose subscriptions changed since `changed_since` (the wall
-/// clock), or whose access may have ended by time alone in (`from`, `to`] (Stripe's clock): a
-/// grace period of `grace_secs`, a scheduled cancellation, a trial.
-pub async fn users_to_recheck(
+/// What the access watch looks at again: the subscriptions that changed since `changed_since`
+/// (the wall clock), and the users whose access may have ended by time alone in (`from`, `to`]
+/// (Stripe's clock): a grace period of `grace_secs`, a scheduled cancellation, a trial.
+#[derive(Debug, Default)]
+pub struct Recheck {
+    /// Each changed subscription with its user and which change it is at.
+    pub changed: Vec<Changed>,
+    /// The users whose access may have ended by time.
+    pub timed: Vec<String>,
+}
+
+/// A changed subscription, as the access watch finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The subscription.
+    pub id: String,
+    /// Its user.
+    pub user_id: String,
+    /// How many writes it has had (migration 0029).
+    pub changes: i64,
+    /// When it was last written (the wall clock of the instance that wrote it).
+    pub updated_at: i64,
+}
+
+/// The subscriptions and users to look at again (see [`Recheck`]).
+pub async fn to_recheck(
     db: &db::Db,
     changed_since: i64,
     from: i64,
     to: i64,
     grace_secs: i64,
-) -> sqlx::Result<Vec<String>> {
+) -> sqlx::Result<Recheck> {
     // One indexed range per reason (migration 0026), so a look costs what it finds, not a scan of
     // every subscription.
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT user_id FROM subscriptions WHERE updated_at >= $1 AND user_id IS NOT NULL \
-         UNION SELECT user_id FROM subscriptions \
-           WHERE past_due_since > $4 AND past_due_since <= $5 AND user_id IS NOT NULL \
-         UNION SELECT user_id FROM subscriptions \
-           WHERE cancel_at > $2 AND cancel_at <= $3 AND user_id IS NOT NULL \
-         UNION SELECT user_id FROM subscriptions \
-           WHERE current_period_end > $2 AND current_period_end <= $3 \
-           AND cancel_at_period_end = 1 AND user_id IS NOT NULL \
-         UNION SELECT user_id FROM subscriptions \
-           WHERE trial_end > $2 AND trial_end <= $3 AND user_id IS NOT NULL",
+    let changed: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT id, user_id, changes, updated_at FROM subscriptions \
+         WHERE updated_at >= $1 AND user_id IS NOT NULL",
     )
     .bind(changed_since)
+    .fetch_all(&db.pool)
+    .await?;
+    let timed: Vec<(String,)> = sqlx::query_as(
+        "SELECT user_id FROM subscriptions \
+           WHERE past_due_since > $3 AND past_due_since <= $4 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE cancel_at > $1 AND cancel_at <= $2 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE current_period_end > $1 AND current_period_end <= $2 \
+           AND cancel_at_period_end = 1 AND user_id IS NOT NULL \
+         UNION SELECT user_id FROM subscriptions \
+           WHERE trial_end > $1 AND trial_end <= $2 AND user_id IS NOT NULL",
+    )
     .bind(from)
     .bind(to)
     .bind(from - grace_secs)
     .bind(to - grace_secs)
     .fetch_all(&db.pool)
     .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    let changed = changed
+        .into_iter()
+        .map(|(id, user_id, changes, updated_at)| Changed {
+            id,
+            user_id,
+            changes,
+            updated_at,
+        })
+        .collect();
+    Ok(Recheck {
+        changed,
+        timed: timed.into_iter().map(|(id,)| id).collect(),
+    })
 }

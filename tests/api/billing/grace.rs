@@ -86,13 +86,10 @@ async fn watched(app: &TestApp, user: &str) -> Vec<String> {
             })
             .collect::<Vec<_>>()
     };
-    tollgate::gate::watch::sweep(&app.state.billing)
-        .await
-        .unwrap();
+    let mut watch = tollgate::gate::watch::Watch::default();
+    watch.sweep(&app.state.billing).await.unwrap();
     let seen = read().await;
-    tollgate::gate::watch::sweep(&app.state.billing)
-        .await
-        .unwrap();
+    watch.sweep(&app.state.billing).await.unwrap();
     assert_eq!(read().await, seen, "a second look adds nothing");
     seen
 }
@@ -266,4 +263,42 @@ async fn a_failure_delivered_after_a_newer_unpaid_or_ended_state_still_gets_its_
         .unwrap();
         assert_eq!(mails, 1, "{name}: the failure's email");
     }
+}
+
+#[tokio::test]
+async fn the_watch_looks_at_each_change_once() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.map_customer_of(&c, "cus_once").await;
+    let t0 = app.state.clock.now() - 1_000;
+    let mut watch = tollgate::gate::watch::Watch::default();
+    let mut looks = vec![];
+    // A change, looked at once though every look reaches a minute back; then two changes
+    // between looks, and one more: each write counts itself, so a change written in the same
+    // second as the one before it (as these mostly are) is still seen.
+    let writes: [&[(&str, i64, &str)]; 3] = [
+        &[("evt_1", 0, "active")],
+        &[("evt_2", 10, "past_due"), ("evt_3", 20, "active")],
+        &[("evt_4", 30, "active")],
+    ];
+    for batch in writes {
+        for (id, at, status) in batch {
+            let kind = "customer.subscription.updated";
+            let event = sub_event(id, kind, t0 + at, "sub_once", "cus_once", status);
+            assert_eq!(app.deliver(&event).await["outcome"], "applied");
+        }
+        for _ in 0..2 {
+            looks.push(watch.sweep(&app.state.billing).await.unwrap().users);
+        }
+    }
+    assert_eq!(looks, [1, 0, 1, 0, 1, 0]);
+    let (changes,): (i64,) =
+        sqlx::query_as("SELECT changes FROM subscriptions WHERE id = 'sub_once'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        changes, 3,
+        "the first write inserts the row; three more update it"
+    );
 }
