@@ -172,6 +172,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "subscription_changes",
         include_str!("../migrations/0029_subscription_changes.sql"),
     ),
+    (
+        30,
+        "follow_up_taken",
+        include_str!("../migrations/0030_follow_up_taken.sql"),
+    ),
 ];
 
 /// The part of a migration that `engine` runs: all of it, or, for one written in two dialects

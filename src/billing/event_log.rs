@@ -73,15 +73,6 @@ pub async fn set_outcome(conn: &mut AnyConnection, id: &str, outcome: &str) -> s
     Ok(())
 }
 
-/// Forgets a stored event, so that Stripe's redelivery is processed afresh.
-pub async fn forget(db: &db::Db, id: &str) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM stripe_events WHERE id = $1")
-        .bind(id)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
 /// Writes the Stripe work event `id` still needs after its commit (see migration 0019).
 pub async fn set_follow_up(conn: &mut AnyConnection, id: &str, work: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE stripe_events SET follow_up = $1 WHERE id = $2")
@@ -92,18 +83,58 @@ pub async fn set_follow_up(conn: &mut AnyConnection, id: &str, work: &str) -> sq
     Ok(())
 }
 
-/// The work event `id` has left undone, with when the event was received (tollgate's clock): old
-/// work was left by a process that stopped before finishing; young work may still be under way.
-pub async fn unfinished_follow_up(
+/// What a redelivery of a stored event finds of its Stripe work.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Work {
+    /// None left.
+    Done,
+    /// Taken since `settled`: it may still be under way elsewhere.
+    InProgress,
+    /// Left undone by a process that stopped, or released after a failed call: now taken by
+    /// this delivery.
+    Taken(String),
+}
+
+/// Takes over the work event `id` has left undone, unless it was taken after `settled`
+/// (tollgate's clock); `now` is when. Of two redeliveries racing for it, one takes it.
+pub async fn take_follow_up(
     conn: &mut AnyConnection,
     id: &str,
-) -> sqlx::Result<Option<(String, i64)>> {
-    let row: Option<(Option<String>, i64)> =
-        sqlx::query_as("SELECT follow_up, received_at FROM stripe_events WHERE id = $1")
+    now: i64,
+    settled: i64,
+) -> sqlx::Result<Work> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT follow_up FROM stripe_events WHERE id = $1")
             .bind(id)
-            .fetch_optional(conn)
+            .fetch_optional(&mut *conn)
             .await?;
-    Ok(row.and_then(|(work, received_at)| Some((work?, received_at))))
+    let Some((Some(work),)) = row else {
+        return Ok(Work::Done);
+    };
+    let taken = sqlx::query(
+        "UPDATE stripe_events SET follow_up_taken = $1 WHERE id = $2 AND follow_up IS NOT NULL \
+         AND COALESCE(follow_up_taken, received_at) < $3",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(settled)
+    .execute(conn)
+    .await?;
+    Ok(if taken.rows_affected() == 1 {
+        Work::Taken(work)
+    } else {
+        Work::InProgress
+    })
+}
+
+/// Releases the work of event `id` after its Stripe call failed: the next redelivery takes it
+/// at once.
+pub async fn release_follow_up(db: &db::Db, id: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE stripe_events SET follow_up_taken = 0 WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
 }
 
 /// Marks the work of event `id` done.

@@ -10,8 +10,8 @@
 //!    for customers mapped to no user are recorded as orphans;
 //! 5. after the commit (`committed`, `follow_up`): the cache forgets the user, the mail worker
 //!    wakes, and an event whose ordering tie needs a re-fetch from Stripe is answered only after
-//!    the re-fetch; if Stripe cannot be reached the event is forgotten and answered 503, so Stripe
-//!    redelivers it.
+//!    the re-fetch; if Stripe cannot be reached the work is released and the event answered 503,
+//!    so Stripe redelivers it and the redelivery does the work (the event is not applied again).
 
 mod apply;
 pub mod event;
@@ -128,8 +128,9 @@ impl FollowUp {
 }
 
 /// A tie (or a pointer to state we must fetch): Stripe is the authority; or a deleted account's
-/// subscription to cancel. If Stripe cannot be reached the event is forgotten again and the answer
-/// is 503, so Stripe redelivers it and the work is done then: it is never acknowledged undone.
+/// subscription to cancel. If Stripe cannot be reached the work is released and the answer is
+/// 503, so Stripe redelivers the event and the work is done then: it is never acknowledged
+/// undone, and the event, already applied, is not applied again.
 async fn follow_up(state: &Billing, event: &str, work: FollowUp) -> Result<(), AppError> {
     let done = match &work {
         FollowUp::Refetch(subscription, tie) => {
@@ -146,9 +147,7 @@ async fn follow_up(state: &Billing, event: &str, work: FollowUp) -> Result<(), A
         return Ok(());
     };
     tracing::warn!(error = %e, event, "follow-up Stripe call failed after a webhook; asking Stripe to redeliver");
-    // Only the event row was written for these (a tie lost to the row; an orphan is not
-    // applied): dropping it lets the redelivery be processed afresh, not count as a duplicate.
-    crate::billing::event_log::forget(&state.db, event).await?;
+    crate::billing::event_log::release_follow_up(&state.db, event).await?;
     Err(AppError::PaymentProviderUnavailable)
 }
 

@@ -30,16 +30,17 @@ pub(super) async fn record(
     };
     let inserted = event_log::insert(tx, &stored).await?;
     let Some(user) = inserted else {
-        // Seen before. If the process that took it stopped before its Stripe work was done (and
-        // so never acknowledged it), this redelivery finishes the work. Work taken less than a
-        // minute ago may still be under way elsewhere: this delivery is not acknowledged (a 2xx
-        // would be Stripe's last), so Stripe delivers it again later, when the work is done or
-        // can be taken over.
-        let settled = state.clock.now() - FOLLOW_UP_TAKEOVER_SECS;
-        let follow_up = match event_log::unfinished_follow_up(tx, &event.id).await? {
-            None => None,
-            Some((_, taken_at)) if taken_at >= settled => return Err(AppError::EventInProgress),
-            Some((work, _)) => FollowUp::decode(&work),
+        // Seen before. If the process that took it stopped before its Stripe work was done, or
+        // its Stripe call failed (either way it was never acknowledged), this redelivery
+        // finishes the work. Work taken less than a minute ago may still be under way elsewhere:
+        // this delivery is not acknowledged (a 2xx would be Stripe's last), so Stripe delivers
+        // it again later, when the work is done or can be taken over.
+        let now = state.clock.now();
+        let settled = now - FOLLOW_UP_TAKEOVER_SECS;
+        let follow_up = match event_log::take_follow_up(tx, &event.id, now, settled).await? {
+            event_log::Work::Done => None,
+            event_log::Work::InProgress => return Err(AppError::EventInProgress),
+            event_log::Work::Taken(work) => FollowUp::decode(&work),
         };
         return Ok(Recorded {
             event: event.id.clone(),

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{event, spawn_app};
+use crate::helpers::{error_of, event, spawn_app};
 
 #[tokio::test]
 async fn a_redelivered_event_finishes_the_stripe_work_a_stopped_instance_left() {
@@ -86,4 +86,55 @@ async fn a_redelivered_event_finishes_the_stripe_work_a_stopped_instance_left() 
     let answer = app.deliver(&completed("evt_fresh")).await;
     assert_eq!(answer["outcome"], "applied");
     assert_eq!(follow_up_of("evt_fresh").await, None);
+}
+
+#[tokio::test]
+async fn a_completed_checkout_whose_refetch_fails_is_applied_once_and_refetched_on_redelivery() {
+    let app = spawn_app().await;
+    let c = app.user("ann@example.com").await;
+    app.hold_webhooks(true).await;
+    let url = app.checkout(&c, "pro", "month").await;
+    app.pay(&url).await;
+    let customer = app.customer_of("ann@example.com").await.unwrap();
+    let subs = app
+        .stripe_get(&format!("/v1/subscriptions?customer={customer}"))
+        .await;
+    let sub = subs["data"][0]["id"].clone();
+    let session = json!({"id": "cs_outage", "object": "checkout.session", "customer": customer,
+                         "subscription": sub, "mode": "subscription", "status": "complete"});
+    let completed = event(
+        "evt_outage",
+        "checkout.session.completed",
+        app.state.clock.now(),
+        session,
+    );
+    let audited = || async {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM audit_events WHERE type = 'billing.checkout_completed'",
+        )
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        n
+    };
+
+    app.sim_control("/_sim/outage", &json!({"on": true})).await;
+    let refused = app.try_deliver(&completed).await;
+    assert_eq!(refused.status(), 503, "Stripe must redeliver");
+    assert_eq!(error_of(refused).await, "payment_provider_unavailable");
+    assert_eq!(audited().await, 1, "applied once");
+    app.sim_control("/_sim/outage", &json!({"on": false})).await;
+
+    // The released work is taken at once (not `event_in_progress`), and the event is not
+    // applied again: one audit event, so one outbound webhook.
+    let answer = app.deliver(&completed).await;
+    assert_eq!(answer["outcome"], "duplicate");
+    assert_eq!(
+        app.me(&c).await["access"]["plan"],
+        "pro",
+        "the re-fetch ran"
+    );
+    assert_eq!(audited().await, 1, "still once");
+    let answer = app.deliver(&completed).await;
+    assert_eq!(answer["outcome"], "duplicate");
 }
